@@ -1,0 +1,1 @@
+"""Energy cost model and hardware target descriptions (pure numpy/pandas; never imports tvm)."""

@@ -1,0 +1,55 @@
+"""The workload table: the only thing that crosses from ``explorer`` (which reads TVM IR) to the cost model.
+
+One row per kernel call of a compiled variant. It records what the IR says, target-neutrally, so the
+same workload can be scored on any target without touching TVM again.
+
+Columns (all counts are for one call of the kernel):
+
+``kernel``               name of the TIR PrimFunc
+``call_index``           position of the call in the Relax ``main`` function
+``op_<kind>_<dtype>``    operations of ``kind`` (see :data:`cost_models.targets.OP_KINDS`) in ``dtype``
+                         (``float32``, ``float16``, ``bfloat16``, ``int8``, ``int32``, ...). Index
+                         arithmetic is not counted; a multiply feeding an accumulation is one ``mac``.
+                         For ``cast`` the dtype is the destination dtype.
+``macs``                 multiply-accumulates of any dtype
+``flops``                floating-point operations: 2 per floating ``mac`` plus one per other floating
+                         add/mul/div/cmp/special operation (casts and selects are not FLOPs)
+``read_bytes``           bytes of the kernel's global input buffers (each buffer counted once)
+``write_bytes``          bytes of the kernel's global output buffers (each buffer counted once)
+``weight_bytes``         the part of ``read_bytes`` that are constants (weights)
+``access_bytes``         loop-trip-weighted bytes of every load and store of a global buffer
+``shared_access_bytes``  loop-trip-weighted bytes of loads and stores of on-chip ``shared`` buffers
+``local_access_bytes``   loop-trip-weighted bytes of loads and stores of ``local`` (register) buffers
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+OP_COLUMN = re.compile(r"^op_(?P<kind>[a-z]+)_(?P<dtype>[a-z0-9]+)$")
+
+REQUIRED_COLUMNS = (
+    "kernel", "call_index", "macs", "flops", "read_bytes", "write_bytes", "weight_bytes",
+    "access_bytes", "shared_access_bytes", "local_access_bytes",
+)
+
+FLOAT_DTYPES = frozenset({"float64", "float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"})
+
+
+def op_columns(df: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """``(column, kind, dtype)`` for every operation-count column of a workload table."""
+    out = []
+    for col in df.columns:
+        m = OP_COLUMN.match(str(col))
+        if m:
+            out.append((col, m["kind"], m["dtype"]))
+    return out
+
+
+def check_workload(df: pd.DataFrame) -> None:
+    """Raise ``ValueError`` if ``df`` lacks a column the cost model needs."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"workload table lacks columns {missing}")

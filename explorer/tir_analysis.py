@@ -1,0 +1,340 @@
+"""Workload extraction from lowered TIR (TVM-specific).
+
+Reads each kernel (PrimFunc) as it stands after ``tirx.FlattenBuffer`` in TVM's own lowering
+pipeline: blocks are gone, init blocks have become ``if k == 0`` guards, buffers are flat and
+compacted, GPU thread bindings are ``thread_extent`` attributes. Every statement is weighted by
+the trip count of the loops (and threads) around it.
+
+Counting rules:
+- arithmetic is counted only in the *values* stored, never in buffer indices or guard conditions;
+- ``C[i] = C[i] + a * b`` is one multiply-accumulate (``mac``) in the dtype of ``a`` and ``b``
+  before any widening cast (int8 x int8 accumulated in int32 is an int8 mac);
+- an ``if`` whose condition is ``v == 0`` for loop variables runs ``1/extent`` as often as its
+  loop body; any other condition is assumed true (an upper bound);
+- loads and stores are charged at their buffer's storage scope: kernel parameters and
+  kernel-allocated ``global`` buffers are global memory, ``shared``/``local`` are on-chip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+import tvm
+
+from cost_models.workload import FLOAT_DTYPES
+
+_BINARY_KIND = {
+    "Add": "add", "Sub": "add", "Mul": "mul", "Div": "div", "FloorDiv": "div", "FloorMod": "div",
+    "Mod": "div", "Max": "cmp", "Min": "cmp", "LT": "cmp", "LE": "cmp", "GT": "cmp", "GE": "cmp",
+    "EQ": "cmp", "NE": "cmp",
+}
+_SPECIAL_CALLS = {
+    "exp", "exp2", "exp10", "log", "log2", "log10", "log1p", "tanh", "sigmoid", "sqrt", "rsqrt", "erf",
+    "pow", "sin", "cos", "tan", "atan", "asin", "acos", "sinh", "cosh", "atanh", "asinh", "acosh",
+}
+_CHEAP_CALLS = {"fabs", "floor", "ceil", "round", "trunc", "nearbyint", "copysign", "isnan", "isinf",
+                "isfinite"}
+_SELECT_CALLS = {"if_then_else"}
+
+
+def _dtype_of(expr) -> tuple[str, int]:
+    """(scalar dtype string, lanes) of a TIR expression."""
+    dt = expr.ty.dtype if hasattr(expr, "ty") and hasattr(expr.ty, "dtype") else expr.dtype
+    dt = tvm.DataType(str(dt))
+    lanes = max(int(dt.lanes), 1)
+    base = str(dt).split("x")[0] if lanes > 1 else str(dt)
+    return base, lanes
+
+
+def _bytes_of(dtype: str) -> float:
+    return tvm.DataType(dtype).bits / 8
+
+
+def _int(expr) -> int | None:
+    if isinstance(expr, int):
+        return expr
+    return int(expr.value) if hasattr(expr, "value") and type(expr).__name__ == "IntImm" else None
+
+
+@dataclasses.dataclass
+class BufferUse:
+    """How one buffer of a kernel is used."""
+
+    name: str
+    scope: str           # "param", "global" (kernel scratch), "shared", "local", ...
+    param_index: int     # position in the PrimFunc signature, -1 if allocated inside the kernel
+    size_bytes: float    # allocated (compacted) size
+    load_count: float = 0.0   # loop-weighted element accesses (times lanes)
+    store_count: float = 0.0
+    load_bytes: float = 0.0
+    store_bytes: float = 0.0
+
+
+@dataclasses.dataclass
+class KernelWorkload:
+    """What one PrimFunc does per call."""
+
+    name: str
+    ops: Counter  # (kind, dtype) -> count
+    buffers: list[BufferUse]
+
+    @property
+    def macs(self) -> float:
+        return float(sum(n for (kind, _), n in self.ops.items() if kind == "mac"))
+
+    @property
+    def flops(self) -> float:
+        total = 0.0
+        for (kind, dtype), n in self.ops.items():
+            if dtype in FLOAT_DTYPES and kind in ("mac", "add", "mul", "div", "cmp", "special"):
+                total += 2 * n if kind == "mac" else n
+        return total
+
+
+class _Walker:
+    def __init__(self, func: tvm.tirx.PrimFunc):
+        self.ops: Counter = Counter()
+        self.uses: dict = {}  # buffer var -> BufferUse
+        self.loop_extent: dict = {}  # loop var -> extent
+        by_name = {}
+        for i, p in enumerate(func.params):
+            ty = p.ty
+            if hasattr(ty, "shape") and hasattr(ty, "dtype"):
+                size = 1
+                for d in ty.shape:
+                    size *= _int(d) or 1
+                use = BufferUse(p.name, "param", i, size * _bytes_of(str(ty.dtype)))
+                by_name[p.name] = use
+                self.uses[p] = use
+        self.param_by_name = by_name
+
+    # --- statements ---------------------------------------------------------------------------
+    def stmt(self, s, w: float) -> None:
+        kind = type(s).__name__
+        if kind == "SeqStmt":
+            for x in s.seq:
+                self.stmt(x, w)
+        elif kind == "For":
+            ext = _int(s.extent)
+            ext = ext if ext is not None else 1
+            self.loop_extent[s.loop_var] = ext
+            self.stmt(s.body, w * ext)
+        elif kind == "AttrStmt":
+            if s.attr_key in ("thread_extent", "virtual_thread"):
+                w *= _int(s.value) or 1
+            self.stmt(s.body, w)
+        elif kind == "IfThenElse":
+            frac = self._init_fraction(s.condition)
+            self.stmt(s.then_case, w * frac)
+            if s.else_case is not None:
+                self.stmt(s.else_case, w * (1 - frac) if frac < 1 else 0.0)
+        elif kind == "BufferStore":
+            self._store(s, w)
+        elif kind in ("DeclBuffer", "AllocBuffer"):
+            self._declare(s)
+            if hasattr(s, "body") and s.body is not None:
+                self.stmt(s.body, w)
+        elif kind in ("LetStmt", "Bind"):
+            self.index(s.value, w)
+            if hasattr(s, "body") and s.body is not None:
+                self.stmt(s.body, w)
+        elif kind == "Evaluate":
+            self.value(s.value, w)
+        elif kind == "While":
+            self.stmt(s.body, w)
+        elif hasattr(s, "body") and s.body is not None:  # AssertStmt and other wrappers
+            self.stmt(s.body, w)
+
+    def _declare(self, s) -> None:
+        buf = s.buffer
+        size = 1
+        for d in buf.shape:
+            size *= _int(d) or 1
+        nbytes = size * _bytes_of(str(buf.dtype))
+        if type(s).__name__ == "DeclBuffer" and buf.name in self.param_by_name:
+            self.uses[buf] = self.param_by_name[buf.name]  # a flat view of the parameter
+        else:
+            scope = buf.scope() or "global"
+            self.uses[buf] = BufferUse(buf.name, scope, -1, nbytes)
+
+    def _init_fraction(self, cond) -> float:
+        """Share of iterations in which ``cond`` holds, for ``v == 0 and w == 0`` guards on loops."""
+        terms, stack = [], [cond]
+        while stack:
+            c = stack.pop()
+            if type(c).__name__ == "And":
+                stack += [c.a, c.b]
+            else:
+                terms.append(c)
+        frac = 1.0
+        for t in terms:
+            if type(t).__name__ == "EQ" and _int(t.b) == 0 and t.a in self.loop_extent:
+                frac /= max(self.loop_extent[t.a], 1)
+            else:
+                return 1.0 if frac == 1.0 else frac
+        return frac
+
+    def _access(self, buf, dtype_expr, w: float, store: bool) -> None:
+        use = self.uses.get(buf)
+        if use is None:  # a buffer seen without declaration: treat as kernel scratch
+            use = self.uses[buf] = BufferUse(buf.name, buf.scope() or "global", -1, 0.0)
+        dtype, lanes = _dtype_of(dtype_expr)
+        n = w * lanes
+        if store:
+            use.store_count += n
+            use.store_bytes += n * _bytes_of(dtype)
+        else:
+            use.load_count += n
+            use.load_bytes += n * _bytes_of(dtype)
+
+    def _store(self, s, w: float) -> None:
+        for idx in s.indices:
+            self.index(idx, w)
+        self._access(s.buffer, s.value, w, store=True)
+        value = s.value
+        # C[i] = C[i] + x * y  ->  one mac
+        if type(value).__name__ == "Add":
+            for acc, prod in ((value.a, value.b), (value.b, value.a)):
+                if (type(acc).__name__ == "TensorLoad" and acc.source.same_as(s.buffer)
+                        and type(prod).__name__ == "Mul"):
+                    self._load(acc, w)
+                    dtype, lanes = _dtype_of(self._uncast(prod.a))
+                    self.ops[("mac", dtype)] += w * lanes
+                    self.value(prod.a, w)
+                    self.value(prod.b, w)
+                    return
+        self.value(value, w)
+
+    @staticmethod
+    def _uncast(e):
+        while type(e).__name__ == "Cast":
+            e = e.value
+        return e
+
+    def _load(self, e, w: float) -> None:
+        self._access(e.source, e, w, store=False)
+        for idx in e.indices:
+            self.index(idx, w)
+
+    # --- expressions --------------------------------------------------------------------------
+    def value(self, e, w: float) -> None:
+        """Walk an expression whose arithmetic is real work."""
+        kind = type(e).__name__
+        if kind == "TensorLoad":
+            self._load(e, w)
+        elif kind in _BINARY_KIND:
+            dtype, lanes = _dtype_of(e)
+            if kind in ("LT", "LE", "GT", "GE", "EQ", "NE"):
+                dtype, lanes = _dtype_of(e.a)
+            self.ops[(_BINARY_KIND[kind], dtype)] += w * lanes
+            self.value(e.a, w)
+            self.value(e.b, w)
+        elif kind == "Cast":
+            dtype, lanes = _dtype_of(e)
+            self.ops[("cast", dtype)] += w * lanes
+            self.value(e.value, w)
+        elif kind == "Select":
+            dtype, lanes = _dtype_of(e)
+            self.ops[("select", dtype)] += w * lanes
+            self.index(e.condition, w)
+            self.value(e.true_value, w)
+            self.value(e.false_value, w)
+        elif kind == "Call":
+            name = str(e.op.name).split(".")[-1] if hasattr(e.op, "name") else ""
+            dtype, lanes = _dtype_of(e)
+            if name in _SELECT_CALLS:
+                self.ops[("select", dtype)] += w * lanes
+                self.index(e.args[0], w)
+                for a in e.args[1:]:
+                    self.value(a, w)
+                return
+            if name in _SPECIAL_CALLS:
+                self.ops[("special", dtype)] += w * lanes
+            elif name in _CHEAP_CALLS:
+                self.ops[("cmp", dtype)] += w * lanes
+            for a in e.args:
+                if hasattr(a, "ty") or hasattr(a, "dtype"):
+                    self.value(a, w)
+        elif kind in ("Broadcast",):
+            self.value(e.value, w)
+        elif kind in ("Let",):
+            self.index(e.value, w)
+            self.value(e.body, w)
+        elif kind in ("Ramp", "Shuffle"):
+            self.index(e, w)
+        # Var, IntImm, FloatImm, StringImm: no work
+
+    def index(self, e, w: float) -> None:
+        """Walk an index or condition expression: only the loads inside count."""
+        kind = type(e).__name__
+        if kind == "TensorLoad":
+            self._load(e, w)
+            return
+        for attr in ("a", "b", "value", "condition", "true_value", "false_value", "base", "stride", "body"):
+            child = getattr(e, attr, None) if kind not in ("IntImm", "FloatImm", "Var", "StringImm") else None
+            if child is not None and not isinstance(child, (int, float, str)):
+                self.index(child, w)
+        if kind == "Call":
+            for a in e.args:
+                self.index(a, w)
+
+
+def analyse_primfunc(func: tvm.tirx.PrimFunc, name: str) -> KernelWorkload:
+    """Operation counts and buffer accesses of one lowered kernel, per call."""
+    walker = _Walker(func)
+    walker.stmt(func.body, 1.0)
+    unique = {id(u): u for u in walker.uses.values()}
+    buffers = sorted(unique.values(), key=lambda u: (u.param_index < 0, u.param_index, u.name))
+    return KernelWorkload(name=name, ops=walker.ops, buffers=buffers)
+
+
+def analyse_module(mod: tvm.IRModule) -> dict[str, KernelWorkload]:
+    """Analyse every PrimFunc of a lowered module, keyed by its global name."""
+    out = {}
+    for gv, func in mod.functions.items():
+        if isinstance(func, tvm.tirx.PrimFunc):
+            out[gv.name_hint] = analyse_primfunc(func, gv.name_hint)
+    return out
+
+
+def workload_table(calls, kernels: dict[str, KernelWorkload]):
+    """One workload row per kernel call (see :mod:`cost_models.workload` for the columns)."""
+    import pandas as pd
+
+    rows = []
+    for call in calls:
+        k = kernels.get(call.kernel)
+        if k is None:
+            raise RuntimeError(f"kernel {call.kernel} is called in main but absent from the lowered TIR")
+        row = {"call_index": call.index, "kernel": call.kernel, "fused_ops": len(call.members),
+               "eliminated_bytes": sum(t.nbytes for t in call.eliminated)}
+        read = write = weight = 0.0
+        access = shared = local = scratch = 0.0
+        for use in k.buffers:
+            if use.param_index >= 0:
+                arg = call.args[use.param_index] if use.param_index < len(call.args) else None
+                if use.param_index >= call.n_inputs:
+                    write += use.size_bytes
+                elif use.load_count > 0:
+                    read += use.size_bytes
+                    if arg is not None and arg.origin == "const":
+                        weight += use.size_bytes
+                access += use.load_bytes + use.store_bytes
+            elif use.scope.startswith("shared"):
+                shared += use.load_bytes + use.store_bytes
+            elif use.scope.startswith("local") or use.scope.startswith("warp") or use.scope == "wmma.accumulator":
+                local += use.load_bytes + use.store_bytes
+            else:
+                scratch += use.size_bytes
+                access += use.load_bytes + use.store_bytes
+        row.update(macs=k.macs, flops=k.flops, read_bytes=read, write_bytes=write, weight_bytes=weight,
+                   scratch_bytes=scratch, access_bytes=access, shared_access_bytes=shared,
+                   local_access_bytes=local)
+        for (kind, dtype), n in sorted(k.ops.items()):
+            row[f"op_{kind}_{dtype}"] = n
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    op_cols = [c for c in df.columns if c.startswith("op_")]
+    df[op_cols] = df[op_cols].fillna(0.0)
+    return df

@@ -1,0 +1,8 @@
+"""Deterministic, code-built ONNX model zoo (no downloads).
+
+Models: ``mlp``, ``resnet18``, ``resnet50``, ``mobilenetv2``, ``bert-mini``, ``yolo-block``.
+"""
+
+from .zoo import ZOO_VERSION, ModelInfo, count_macs, get_model, list_models, onnx_path
+
+__all__ = ["ModelInfo", "list_models", "get_model", "onnx_path", "count_macs", "ZOO_VERSION"]

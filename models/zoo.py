@@ -1,0 +1,238 @@
+"""The model zoo: a registry of deterministic, code-built ONNX models.
+
+No downloads: every model is written node by node with ``onnx.helper`` and
+seeded numpy weights (see ``models/architectures.py``), so the same name always
+yields byte-identical ONNX. Architectures follow the published ones so the MAC
+counts from :func:`count_macs` can be checked against the literature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import math
+import os
+import pathlib
+import tempfile
+from typing import Callable
+
+import onnx
+from onnx import shape_inference
+
+from . import architectures as _arch
+
+# Bump when the serialised form changes for a reason the source hash cannot see.
+ZOO_VERSION = "1"
+
+__all__ = ["ModelInfo", "list_models", "get_model", "onnx_path", "count_macs", "ZOO_VERSION"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    description: str  # one line
+    inputs: tuple[tuple[str, tuple[int, ...]], ...]  # input names and static shapes
+    published_macs: float | None  # multiply-adds from the literature, None if no published figure
+    macs_source: str  # citation for published_macs (paper, table) or how it was derived
+    build: Callable[[], onnx.ModelProto] = dataclasses.field(compare=False, hash=False, repr=False)
+
+
+_MLP_MACS = 8 * (784 * 512 + 512 * 256 + 256 * 10)  # 4_280_320
+# Per layer: Q, K, V and output projections 4*S*H*H, QK^T and AV 2*S*S*H, FFN 2*S*H*I.
+_BERT_MINI_MACS = 4 * (4 * 128 * 256 * 256 + 2 * 128 * 128 * 256 + 2 * 128 * 256 * 1024)  # 436_207_616
+
+_MODELS: tuple[ModelInfo, ...] = (
+    ModelInfo(
+        name="mlp",
+        description="MLP 784-512-256-10 with Gemm+ReLU, batch 8",
+        inputs=(("input", (8, 784)),),
+        published_macs=float(_MLP_MACS),
+        macs_source="hand count: 8 * (784*512 + 512*256 + 256*10) = 4,280,320 multiply-adds (exact)",
+        build=_arch.build_mlp,
+    ),
+    ModelInfo(
+        name="resnet18",
+        description="ResNet-18 (torchvision), 1x3x224x224, Conv+BatchNormalization+ReLU, residual Add",
+        inputs=(("input", (1, 3, 224, 224)),),
+        published_macs=1.82e9,
+        macs_source=(
+            "He et al., 'Deep Residual Learning for Image Recognition', CVPR 2016, Table 1: "
+            "1.8e9 FLOPs (= multiply-adds); 1.82 G is the commonly quoted precise figure"
+        ),
+        build=_arch.build_resnet18,
+    ),
+    ModelInfo(
+        name="resnet50",
+        description="ResNet-50 v1.5 (torchvision, stride in the 3x3 conv), 1x3x224x224, bottleneck blocks",
+        inputs=(("input", (1, 3, 224, 224)),),
+        published_macs=4.09e9,
+        macs_source=(
+            "torchvision ResNet50_Weights.IMAGENET1K_V1 model card: 4.09 GFLOPS (multiply-adds) for v1.5; "
+            "He et al., CVPR 2016, Table 1 gives 3.8e9 for the original v1 (stride in the first 1x1 conv)"
+        ),
+        build=_arch.build_resnet50,
+    ),
+    ModelInfo(
+        name="mobilenetv2",
+        description="MobileNetV2 width 1.0 (torchvision), 1x3x224x224, ReLU6 as Clip, depthwise group convs",
+        inputs=(("input", (1, 3, 224, 224)),),
+        published_macs=300e6,
+        macs_source=(
+            "Sandler et al., 'MobileNetV2: Inverted Residuals and Linear Bottlenecks', CVPR 2018, "
+            "Table 4: 300M multiply-adds, 3.4M parameters"
+        ),
+        build=_arch.build_mobilenetv2,
+    ),
+    ModelInfo(
+        name="bert-mini",
+        description="BERT encoder, 4 layers, hidden 256, 4 heads, FFN 1024, seq 128, batch 1, on float embeddings",
+        inputs=(("embeddings", (1, 128, 256)),),
+        published_macs=float(_BERT_MINI_MACS),
+        macs_source=(
+            "no published figure; analytic count for the BERT-mini shape (Turc et al. 2019, L=4 H=256): "
+            "4 layers * (4*S*H*H + 2*S*S*H + 2*S*H*I) with S=128 H=256 I=1024 = 436,207,616 (MatMuls only)"
+        ),
+        build=_arch.build_bert_mini,
+    ),
+    ModelInfo(
+        name="yolo-block",
+        description="YOLOv5n backbone + upsample/concat neck block + 1x1 head, 1x3x320x320, Conv+BN+SiLU, C3, SPPF",
+        inputs=(("images", (1, 3, 320, 320)),),
+        published_macs=None,
+        macs_source=(
+            "no published figure: layers 0-13 of Ultralytics yolov5n.yaml (v6.0, depth 0.33, width 0.25) "
+            "at 320x320 plus a 1x1 detect conv; use count_macs"
+        ),
+        build=_arch.build_yolo_block,
+    ),
+)
+
+_BY_NAME = {m.name: m for m in _MODELS}
+
+
+def list_models() -> list[ModelInfo]:
+    """All models in the zoo, in a fixed order."""
+    return list(_MODELS)
+
+
+def get_model(name: str) -> ModelInfo:
+    """Look a model up by name; an unknown name raises KeyError listing the known ones."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(_BY_NAME)}") from None
+
+
+@functools.cache
+def _builder_hash() -> str:
+    """Hash of the zoo's source (every .py in this package) and version: changes with any builder."""
+    h = hashlib.sha256(ZOO_VERSION.encode())
+    pkg = pathlib.Path(__file__).resolve().parent
+    for f in sorted(pkg.glob("*.py")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _default_cache_dir() -> pathlib.Path:
+    env = os.environ.get("EXPLORER_CACHE")
+    if env:
+        return pathlib.Path(env).expanduser() / "models"
+    return pathlib.Path.home() / ".cache" / "tvm-energy-explorer" / "models"
+
+
+def onnx_path(name: str, cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
+    """Write the model to ONNX on first use and return the cached path.
+
+    Default cache dir: $EXPLORER_CACHE/models if the env var is set, else
+    ~/.cache/tvm-energy-explorer/models. The file name includes a hash of the
+    builder source so a changed architecture never reuses an old file. Writes
+    are atomic (temp file in the same directory + os.replace).
+    """
+    info = get_model(name)
+    d = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
+    path = d / f"{info.name}-{_builder_hash()}.onnx"
+    if path.is_file():
+        return path
+    d.mkdir(parents=True, exist_ok=True)
+    data = info.build().SerializeToString()
+    fd, tmp = tempfile.mkstemp(prefix=f".{info.name}-", suffix=".onnx.tmp", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...] | None]:
+    """Tensor name -> static shape (None where unknown or symbolic)."""
+    shapes: dict[str, tuple[int, ...] | None] = {}
+    g = model.graph
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        t = vi.type.tensor_type
+        if not t.HasField("shape"):
+            shapes.setdefault(vi.name, None)
+            continue
+        dims = []
+        for d in t.shape.dim:
+            if d.HasField("dim_value") and d.dim_value > 0:
+                dims.append(d.dim_value)
+            else:
+                dims = None
+                break
+        shapes[vi.name] = tuple(dims) if dims is not None else None
+    for init in g.initializer:
+        shapes[init.name] = tuple(init.dims)
+    return shapes
+
+
+def count_macs(model: onnx.ModelProto) -> int:
+    """Multiply-adds of Conv (incl. grouped/depthwise), ConvTranspose, Gemm and MatMul nodes.
+
+    Shapes come from ``onnx.shape_inference`` (independent of TVM). Only the
+    top-level graph is counted; every counted node needs static shapes, else
+    ValueError. Conv: |Y| * (Cin/group) * prod(kernel). ConvTranspose:
+    |X| * (Cout/group) * prod(kernel). Gemm: |Y| * K. MatMul (with
+    broadcasting): |Y| * K, K the contracted dimension. Bias adds are not counted.
+    """
+    inferred = shape_inference.infer_shapes(model, strict_mode=False)
+    shapes = _static_shapes(inferred)
+
+    def shape(name: str, node: onnx.NodeProto) -> tuple[int, ...]:
+        s = shapes.get(name)
+        if s is None:
+            raise ValueError(f"count_macs: no static shape for {name!r} (input/output of {node.op_type} {node.name!r})")
+        return s
+
+    total = 0
+    for node in inferred.graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        op = node.op_type
+        if op == "Conv":
+            w = shape(node.input[1], node)
+            y = shape(node.output[0], node)
+            total += math.prod(y) * math.prod(w[1:])  # w = [Cout, Cin/group, *kernel]
+        elif op == "ConvTranspose":
+            x = shape(node.input[0], node)
+            w = shape(node.input[1], node)
+            total += math.prod(x) * math.prod(w[1:])  # w = [Cin, Cout/group, *kernel]
+        elif op == "Gemm":
+            a = shape(node.input[0], node)
+            y = shape(node.output[0], node)
+            trans_a = next((at.i for at in node.attribute if at.name == "transA"), 0)
+            total += math.prod(y) * (a[0] if trans_a else a[1])
+        elif op == "MatMul":
+            a = shape(node.input[0], node)
+            y = shape(node.output[0], node)
+            total += math.prod(y) * a[-1]
+    return int(total)
