@@ -1,0 +1,148 @@
+"""The ``explorer`` command. Verbs parse their arguments, call the Python API and print or write."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import pandas as pd
+
+
+def _cmd_models(args) -> int:
+    import models as zoo
+
+    rows = [{"name": m.name, "inputs": " ".join(f"{n}:{','.join(map(str, s))}" for n, s in m.inputs),
+             "published GMAC": "" if m.published_macs is None else f"{m.published_macs / 1e9:.3g}",
+             "description": m.description} for m in zoo.list_models()]
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def _cmd_strategies(args) -> int:
+    from .strategies import list_strategies
+
+    print(pd.DataFrame([{"name": s.name, **s.axes()} for s in list_strategies()]).to_string(index=False))
+    return 0
+
+
+def _cmd_targets(args) -> int:
+    from cost_models.targets import list_targets, load_target
+
+    rows = []
+    for name in list_targets():
+        t = load_target(name)
+        rows.append({"name": t.name, "compiled as": t.tvm, "dtypes": ",".join(t.dtypes),
+                     "memory": " > ".join(m.name for m in t.memory), "description": t.description})
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from .loading import parse_input_shapes
+    from .report import variants_table
+    from .sweep import run_sweep
+
+    result = run_sweep([args.model], targets=args.targets.split(","), strategies=args.strategies, out=args.out,
+                       input_shapes=parse_input_shapes(args.input_shape), check=not args.no_check,
+                       build=not args.no_build, progress=not args.quiet)
+    v = result.variants
+    if v["energy_j"].notna().any():
+        print(variants_table(v).to_string(index=False))
+    for _, r in v.iterrows():
+        if r["status"] != "ok" and not str(r["status"]).startswith("ok:"):
+            print(f"{r['model']} / {r['strategy']} / {r['target']}: {r['status']}", file=sys.stderr)
+    if args.out:
+        print(f"\nwrote {os.path.join(args.out, 'variants.csv')}, kernels.csv and report.md")
+    bad = v["status"].astype(str).str.startswith(("failed", "MISMATCH"))
+    return 1 if bad.all() else 0
+
+
+def _cmd_fusion(args) -> int:
+    from .fusion import fusion_report
+    from .loading import parse_input_shapes
+    from .report import _fmt_bytes, _fmt_j
+
+    table, tot = fusion_report(args.model, target=args.target, strategy=args.strategy, out=args.out,
+                               input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet)
+    if len(table):
+        shown = table.sort_values("dram_bytes_saved", ascending=False)
+        if args.top:
+            shown = shown.head(args.top)
+        print(pd.DataFrame({
+            "fused kernel": shown["kernel"], "ops": shown["ops"], "tensors kept on chip": shown["eliminated_tensors"],
+            "their size": shown["eliminated_bytes"].map(_fmt_bytes),
+            "DRAM unfused": shown["dram_bytes_unfused"].map(_fmt_bytes),
+            "DRAM fused": shown["dram_bytes_fused"].map(_fmt_bytes),
+            "DRAM saved": shown["dram_bytes_saved"].map(_fmt_bytes),
+            "energy saved": shown["energy_saved_j"].map(_fmt_j),
+        }).to_string(index=False))
+    else:
+        print("no kernel was fused")
+    saved_b = tot["dram_bytes_unfused"] - tot["dram_bytes_fused"]
+    saved_j = tot["energy_unfused_j"] - tot["energy_fused_j"]
+    print(f"\n{tot['model']} on {tot['target']}: {tot['unfused']} -> {tot['fused']}: kernels {tot['kernels_unfused']} -> "
+          f"{tot['kernels_fused']}, DRAM {_fmt_bytes(tot['dram_bytes_unfused'])} -> {_fmt_bytes(tot['dram_bytes_fused'])} "
+          f"(saved {_fmt_bytes(saved_b)}, {saved_b / tot['dram_bytes_unfused'] * 100:.1f}%), energy "
+          f"{_fmt_j(tot['energy_unfused_j'])} -> {_fmt_j(tot['energy_fused_j'])} (saved {_fmt_j(saved_j)}, "
+          f"{saved_j / tot['energy_unfused_j'] * 100:.1f}%)")
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``explorer`` command."""
+    p = argparse.ArgumentParser(prog="explorer", description="Energy explorer for deep-learning compilation on Apache TVM.")
+    sub = p.add_subparsers(dest="verb", required=True)
+    sub.add_parser("models", help="list the built-in model zoo").set_defaults(func=_cmd_models)
+    sub.add_parser("strategies", help="list the registered compilation strategies").set_defaults(func=_cmd_strategies)
+    sub.add_parser("targets", help="list the shipped hardware targets").set_defaults(func=_cmd_targets)
+
+    def model_args(sp):
+        sp.add_argument("model", help="a zoo model name (see `explorer models`) or the path of an .onnx file")
+        sp.add_argument("--input-shape", action="append", metavar="NAME:D1,D2,...",
+                        help="static shape of an input (repeatable); a symbolic batch dimension defaults to 1")
+        sp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("sweep", help="compile a model many ways and score each variant's energy")
+    model_args(s)
+    s.add_argument("--targets", default="cpu", help="comma-separated target names or .toml files (default: cpu)")
+    s.add_argument("--strategies", default="all", help="comma-separated strategy names, or 'all' (default)")
+    s.add_argument("--out", help="directory for variants.csv, kernels.csv, report.md and the results store")
+    s.add_argument("--no-check", action="store_true", help="do not run CPU builds against onnxruntime")
+    s.add_argument("--no-build", action="store_true", help="analyse only; generate no code")
+    s.set_defaults(func=_cmd_sweep)
+
+    f = sub.add_parser("fusion", help="memory traffic and energy that fusion saves, per fused kernel")
+    model_args(f)
+    f.add_argument("--target", default="cpu", help="target name or .toml file (default: cpu)")
+    f.add_argument("--strategy", default="fused", help="the fused strategy to compare with its unfused twin")
+    f.add_argument("--top", type=int, default=0, help="show only the N kernels that save most")
+    f.add_argument("--csv", help="also write the per-kernel table to this CSV file")
+    f.add_argument("--out", help="results store directory to reuse between runs")
+    f.set_defaults(func=_cmd_fusion)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run a verb; user errors print one line and exit non-zero, never a traceback."""
+    from cost_models.targets import TargetError
+
+    from .errors import ExplorerError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ExplorerError, TargetError, KeyError, ValueError, RuntimeError, FileNotFoundError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"explorer: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("explorer: interrupted; finished variants are kept in the results store", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Fusion report: per fused kernel, the intermediate tensors that no longer go through memory.
+
+Compares a fused strategy with its unfused counterpart on one target. For each fused kernel call,
+the operator kernels it absorbed are matched to their calls in the unfused variant (in order), and
+the saving is the unfused calls' DRAM traffic minus the fused call's, priced at the target's DRAM
+energy; the energy column is the whole modelled energy difference (compute, memory and static).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+from .strategies import Strategy, get_strategy, list_strategies
+from .sweep import run_sweep
+
+
+def unfused_counterpart(strategy: Strategy) -> Strategy:
+    """The registered strategy equal to ``strategy`` except for ``fusion='none'``."""
+    want = dataclasses.replace(strategy, name="", fusion="none")
+    for s in list_strategies():
+        if dataclasses.replace(s, name="") == want:
+            return s
+    raise KeyError(f"no registered unfused counterpart of {strategy.name!r}")
+
+
+def fusion_table(kernels: pd.DataFrame, fused: str, unfused: str) -> pd.DataFrame:
+    """One row per fused kernel call (a call that absorbed more than one operator)."""
+    f = kernels[kernels["strategy"] == fused].sort_values("call_index")
+    u = kernels[kernels["strategy"] == unfused].sort_values("call_index")
+    queue = {}
+    for _, r in u.iterrows():
+        queue.setdefault(r["kernel"], []).append(r)
+    rows = []
+    for _, r in f.iterrows():
+        ops = str(r["ops"]).split(" + ")
+        matched = [queue[op].pop(0) for op in ops if queue.get(op)]
+        if len(ops) < 2:
+            continue
+        before_bytes = sum(m["dram_bytes"] for m in matched)
+        before_j = sum(m["energy_j"] for m in matched)
+        rows.append({
+            "kernel": r["kernel"],
+            "ops": len(ops),
+            "eliminated_tensors": len(str(r["eliminated"]).split()) if isinstance(r["eliminated"], str) and r["eliminated"] else 0,
+            "eliminated_bytes": r["eliminated_bytes"],
+            "dram_bytes_unfused": before_bytes,
+            "dram_bytes_fused": r["dram_bytes"],
+            "dram_bytes_saved": before_bytes - r["dram_bytes"],
+            "energy_unfused_j": before_j,
+            "energy_fused_j": r["energy_j"],
+            "energy_saved_j": before_j - r["energy_j"],
+            "matched": len(matched) == len(ops),
+        })
+    return pd.DataFrame(rows)
+
+
+def fusion_report(model: str, target: str = "cpu", strategy: str = "fused", out: str | None = None,
+                  input_shapes: dict | None = None, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Per-fused-kernel savings of ``strategy`` against its unfused counterpart, and the totals."""
+    fused = get_strategy(strategy)
+    if fused.fusion == "none":
+        raise KeyError(f"strategy {strategy!r} does not fuse; pick one of "
+                       f"{', '.join(s.name for s in list_strategies() if s.fusion != 'none')}")
+    unfused = unfused_counterpart(fused)
+    result = run_sweep([model], targets=[target], strategies=[unfused.name, fused.name], out=out,
+                       input_shapes=input_shapes, check=False, build=False, progress=progress)
+    v = result.variants.set_index("strategy")
+    for name in (unfused.name, fused.name):
+        if str(v.loc[name, "status"]).startswith("failed"):
+            raise RuntimeError(f"{name}: {v.loc[name, 'status']}")
+    table = fusion_table(result.kernels, fused.name, unfused.name)
+    totals = {
+        "model": model, "target": target, "fused": fused.name, "unfused": unfused.name,
+        "kernels_unfused": int(v.loc[unfused.name, "kernels"]), "kernels_fused": int(v.loc[fused.name, "kernels"]),
+        "dram_bytes_unfused": float(v.loc[unfused.name, "dram_bytes"]),
+        "dram_bytes_fused": float(v.loc[fused.name, "dram_bytes"]),
+        "energy_unfused_j": float(v.loc[unfused.name, "energy_j"]),
+        "energy_fused_j": float(v.loc[fused.name, "energy_j"]),
+    }
+    return table, totals

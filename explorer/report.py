@@ -1,0 +1,80 @@
+"""Human-readable reports (markdown) from sweep tables."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:.0f} B"
+
+
+def _fmt_j(j: float) -> str:
+    for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9)):
+        if abs(j) >= scale:
+            return f"{j / scale:.3g} {unit}"
+    return f"{j * 1e12:.3g} pJ"
+
+
+def _table(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def variants_table(variants: pd.DataFrame) -> pd.DataFrame:
+    """The variant table with readable units, for terminals and reports."""
+    ok = variants[variants["energy_j"].notna()]
+    out = pd.DataFrame({
+        "model": ok["model"], "strategy": ok["strategy"], "target": ok["target"],
+        "kernels": ok["kernels"].astype(int), "GFLOP": (ok["flops"] / 1e9).round(3),
+        "DRAM": ok["dram_bytes"].map(_fmt_bytes), "energy": ok["energy_j"].map(_fmt_j),
+        "compute": (ok["energy_compute_j"] / ok["energy_j"] * 100).round(1).astype(str) + "%",
+        "memory": (ok["energy_memory_j"] / ok["energy_j"] * 100).round(1).astype(str) + "%",
+        "static": (ok["energy_static_j"] / ok["energy_j"] * 100).round(1).astype(str) + "%",
+        "model latency": (ok["latency_s"] * 1e3).map(lambda v: f"{v:.3g} ms"),
+        "bound": ok["bound"],
+        "max abs err": ok["max_abs_error"].map(lambda v: "" if pd.isna(v) else f"{v:.2g}"),
+    })
+    return out
+
+
+def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame) -> str:
+    """A short report: the variants side by side, the best per target, failures and mismatches."""
+    parts = ["# Energy exploration report", ""]
+    models = ", ".join(dict.fromkeys(variants["model"].astype(str)))
+    parts += [f"Models: {models}. Energy is modelled from the lowered TIR of each variant (compute by "
+              "operation kind and dtype, DRAM and on-chip traffic, static power over a roofline latency); "
+              "CPU variants were also run and compared with onnxruntime.", ""]
+    ok = variants[variants["energy_j"].notna()]
+    if len(ok):
+        parts += ["## Variants", "", _table(variants_table(variants)), ""]
+        parts += ["## Lowest energy per model and target", ""]
+        best = ok.loc[ok.groupby(["model", "target"])["energy_j"].idxmin()]
+        for _, r in best.iterrows():
+            worst = ok[(ok.model == r.model) & (ok.target == r.target)]["energy_j"].max()
+            parts.append(f"- **{r.model} on {r.target}**: `{r.strategy}` at {_fmt_j(r.energy_j)} "
+                         f"({worst / r.energy_j:.2f}x less than the worst strategy), "
+                         f"{_fmt_bytes(r.dram_bytes)} of DRAM traffic, {int(r.kernels)} kernels.")
+        parts.append("")
+    flagged = variants[variants["within_tolerance"].eq(False)]
+    failed = variants[variants["status"].astype(str).str.startswith("failed")]
+    if len(flagged) or len(failed):
+        parts += ["## Problems", ""]
+        for _, r in pd.concat([flagged, failed]).iterrows():
+            parts.append(f"- {r.model} / {r.strategy} / {r.target}: {r.status}")
+        parts.append("")
+    if len(kernels):
+        parts += ["## Most energy-hungry kernels", ""]
+        top = kernels.sort_values("energy_j", ascending=False).head(10)
+        parts.append(_table(pd.DataFrame({
+            "model": top["model"], "strategy": top["strategy"], "target": top["target"], "kernel": top["kernel"],
+            "energy": top["energy_j"].map(_fmt_j), "DRAM": top["dram_bytes"].map(_fmt_bytes),
+            "MMAC": (top["macs"] / 1e6).round(2), "bound": top["bound"]})))
+        parts.append("")
+    return "\n".join(parts)

@@ -1,0 +1,336 @@
+"""Sweeps: every (model, strategy, target) variant compiled, analysed, checked and scored.
+
+One lowering serves several targets: the CPU and analysis-only targets share the generic TIR (the
+workload is target-neutral), the GPU has its own (DLight-scheduled). Each lowering runs in a
+persistent worker process so that a crash inside TVM fails one variant, not the sweep. Every
+finished variant is written to the results store at once, and a rerun with the same ``--out``
+reuses what is there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cost_models import energy
+from cost_models.targets import TargetSpec, load_target
+
+from . import __version__
+from .errors import ExplorerError
+from .loading import PreparedModel, prepare, reference_outputs
+from .strategies import Strategy, parse_strategies
+
+#: Relative tolerance of the numerical check against onnxruntime (fp32).
+RTOL = 1e-3
+
+VARIANT_COLUMNS = [
+    "model", "strategy", "target", "fusion", "layout", "precision", "tuning", "status", "built", "ran",
+    "kernels", "macs", "flops", "dram_bytes", "onchip_bytes", "weight_bytes", "energy_j",
+    "energy_compute_j", "energy_memory_j", "energy_dram_j", "energy_onchip_j", "energy_static_j",
+    "latency_s", "bound", "planned_memory_bytes", "max_abs_error", "tolerance", "within_tolerance",
+    "compile_s", "check_run_s", "model_hash", "tvm_version",
+]
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """What a sweep produced: one row per variant and one row per kernel call."""
+
+    variants: pd.DataFrame
+    kernels: pd.DataFrame
+
+
+def flavour_of(target: TargetSpec) -> str:
+    """Which lowering a target's workload comes from."""
+    return "cuda" if target.tvm == "cuda" else "generic"
+
+
+def _target_hash(target: TargetSpec) -> str:
+    return hashlib.sha256(repr(dataclasses.replace(target, path="")).encode()).hexdigest()[:12]
+
+
+def variant_key(model: PreparedModel, strategy: Strategy, target: TargetSpec, tvm_version: str) -> str:
+    """Cache key of a variant: model content, strategy choices, target figures, TVM and explorer versions."""
+    raw = "|".join([model.sha256, strategy.key, target.name, _target_hash(target), tvm_version, __version__])
+    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+# --------------------------------------------------------------------------------------------------
+# Worker side
+# --------------------------------------------------------------------------------------------------
+
+def _init_worker() -> None:
+    import tvm  # noqa: F401  (import once per worker: it takes seconds)
+
+
+def lower_task(path: str, sha256: str, strategy: Strategy, flavour: str, build_cpu: bool,
+               cuda_arch: str, build_cuda: bool, inputs: list[np.ndarray] | None) -> dict:
+    """Compile, analyse and (on the CPU) run one variant. Runs in the worker; returns plain data."""
+    from . import tir_analysis, tvm_compile
+
+    out: dict = {"error": None}
+    try:
+        start = time.perf_counter()
+        if flavour == "cuda":
+            target = tvm_compile.cuda_target(cuda_arch)
+            build = build_cuda
+        else:
+            target = tvm_compile.host_target()
+            build = build_cpu
+        lowered = tvm_compile.compile_variant(path, sha256, strategy, flavour, target, build=build)
+        out["compile_s"] = time.perf_counter() - start
+        kernels = tir_analysis.analyse_module(lowered.tir)
+        out["workload"] = tir_analysis.workload_table(lowered.calls, kernels)
+        out["calls"] = [dataclasses.asdict(c) for c in lowered.calls]
+        out["planned_bytes"] = lowered.planned_bytes
+        out["built"] = lowered.executable is not None
+        if flavour == "cuda" and lowered.executable is not None:
+            out["nvcc_error"] = tvm_compile.nvcc_compile(lowered.cuda_source, cuda_arch)
+        if flavour == "generic" and lowered.executable is not None and inputs is not None:
+            start = time.perf_counter()
+            out["outputs"] = tvm_compile.run_cpu(lowered.executable, inputs)
+            out["check_run_s"] = time.perf_counter() - start
+    except ExplorerError as err:
+        out["error"] = str(err)
+    except Exception as err:  # one failing variant never stops a sweep
+        last = traceback.format_exception_only(type(err), err)[-1].strip().splitlines()[-1]
+        out["error"] = f"{type(err).__name__}: {last[:300]}"
+    return out
+
+
+class _Runner:
+    """Runs lower_task in a persistent spawned worker, restarting it after a crash."""
+
+    def __init__(self, isolate: bool):
+        self.isolate = isolate
+        self.pool: ProcessPoolExecutor | None = None
+
+    def __call__(self, *args) -> dict:
+        if not self.isolate:
+            return lower_task(*args)
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_init_worker)
+        try:
+            return self.pool.submit(lower_task, *args).result()
+        except BrokenProcessPool:
+            self.pool = None
+            return {"error": "the TVM worker process crashed (a segfault inside TVM); see the worker's stderr"}
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+
+
+# --------------------------------------------------------------------------------------------------
+# Results store
+# --------------------------------------------------------------------------------------------------
+
+class ResultStore:
+    """Finished variants on disk: ``DIR/results/<key>.json`` (row) and ``<key>.kernels.csv``."""
+
+    def __init__(self, out: Path | None):
+        self.dir = Path(out) / "results" if out else None
+        if self.dir:
+            self.dir.mkdir(parents=True, exist_ok=True)
+
+    def get(self, key: str) -> tuple[dict, pd.DataFrame] | None:
+        if not self.dir or not (self.dir / f"{key}.json").exists():
+            return None
+        row = json.loads((self.dir / f"{key}.json").read_text())
+        kpath = self.dir / f"{key}.kernels.csv"
+        kernels = pd.read_csv(kpath) if kpath.exists() and kpath.stat().st_size > 1 else pd.DataFrame()
+        return row, kernels
+
+    def put(self, key: str, row: dict, kernels: pd.DataFrame) -> None:
+        if not self.dir:
+            return
+        kernels.to_csv(self.dir / f"{key}.kernels.csv.tmp", index=False)
+        (self.dir / f"{key}.kernels.csv.tmp").replace(self.dir / f"{key}.kernels.csv")
+        (self.dir / f"{key}.json.tmp").write_text(json.dumps(row, default=_jsonable))
+        (self.dir / f"{key}.json.tmp").replace(self.dir / f"{key}.json")
+
+
+def _jsonable(x):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    if isinstance(x, (np.bool_,)):
+        return bool(x)
+    return str(x)
+
+
+# --------------------------------------------------------------------------------------------------
+# Parent side
+# --------------------------------------------------------------------------------------------------
+
+def _base_row(model: PreparedModel, strategy: Strategy, target: TargetSpec, tvm_version: str) -> dict:
+    row = {c: None for c in VARIANT_COLUMNS}
+    row.update(model=model.name, strategy=strategy.name, target=target.name, **strategy.axes(),
+               model_hash=model.key, tvm_version=tvm_version, built=False, ran=False)
+    return row
+
+
+def _kernel_frame(result: dict, scored: pd.DataFrame, row: dict) -> pd.DataFrame:
+    kernels = scored.copy()
+    members = {c["index"]: c for c in result["calls"]}
+    kernels["ops"] = [" + ".join(members[i]["members"]) for i in kernels["call_index"]]
+    kernels["eliminated"] = [" ".join(t["name"] for t in members[i]["eliminated"]) for i in kernels["call_index"]]
+    for col in ("model", "strategy", "target"):
+        kernels.insert(0, col, row[col])
+    return kernels
+
+
+def _finish_row(row: dict, result: dict, target: TargetSpec, reference: list[np.ndarray] | None) -> tuple[dict, pd.DataFrame]:
+    scored = energy.score(result["workload"], target)
+    tot = energy.totals(scored)
+    row.update({k: tot[k] for k in ("kernels", "macs", "flops", "dram_bytes", "onchip_bytes", "weight_bytes",
+                                     "energy_j", "energy_compute_j", "energy_memory_j", "energy_dram_j",
+                                     "energy_onchip_j", "energy_static_j", "latency_s", "bound")})
+    row["planned_memory_bytes"] = result["planned_bytes"]
+    row["compile_s"] = round(result["compile_s"], 3)
+    status = "ok"
+    if target.tvm == "none":
+        status = "ok: analysed from lowered TIR (not built)"
+    elif target.tvm == "cuda":
+        if not result.get("built"):
+            status = "ok: analysed from CUDA TIR (not built)"
+        elif result.get("nvcc_error"):
+            row["built"] = False
+            status = f"ok: analysed; CUDA source not compiled ({result['nvcc_error']})"
+        else:
+            row["built"] = True
+            status = "ok: built with nvcc (not run: no GPU here)"
+    else:
+        row["built"] = bool(result.get("built"))
+        if "outputs" in result and reference is not None:
+            outs = result["outputs"]
+            row["ran"] = True
+            row["check_run_s"] = round(result["check_run_s"], 4)
+            errs, tols = [], []
+            for got, want in zip(outs, reference):
+                if got.shape != want.shape:
+                    errs.append(float("inf"))
+                    tols.append(0.0)
+                    continue
+                errs.append(float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if got.size else 0.0)
+                tols.append(RTOL * max(1.0, float(np.max(np.abs(want))) if want.size else 1.0))
+            row["max_abs_error"] = max(errs)
+            row["tolerance"] = min(tols)
+            row["within_tolerance"] = all(e <= t for e, t in zip(errs, tols))
+            if not row["within_tolerance"]:
+                status = f"MISMATCH: max abs error {row['max_abs_error']:.3g} > tolerance {row['tolerance']:.3g}"
+    row["status"] = status
+    return row, _kernel_frame(result, scored, row)
+
+
+def run_sweep(models: list[str], targets: list[str] | None = None, strategies: str | list[str] | None = "all",
+              out: str | Path | None = None, input_shapes: dict | None = None, check: bool = True,
+              build: bool = True, progress: bool = True, isolate: bool = True, seed: int = 0) -> SweepResult:
+    """Compile every model under every strategy for every target; return variant and kernel tables.
+
+    ``targets`` are names of shipped targets or paths of target files (default ``["cpu"]``).
+    ``check`` runs each CPU build once on a seeded input and compares it with onnxruntime.
+    ``build=False`` analyses without generating code (faster; nothing is run).
+    """
+    from tqdm.auto import tqdm
+
+    specs = [load_target(t) for t in (targets or ["cpu"])]
+    strats = parse_strategies(strategies)
+    store = ResultStore(Path(out) if out else None)
+    runner = _Runner(isolate)
+    tvm_version = _tvm_version()
+    rows, kernel_frames = [], []
+    total = len(models) * len(strats) * len(specs)
+    bar = tqdm(total=total, disable=not progress, unit="variant", dynamic_ncols=True)
+    try:
+        for model_name in models:
+            try:
+                model = prepare(model_name, input_shapes)
+            except ExplorerError as err:
+                if len(models) == 1:
+                    raise
+                for s in strats:
+                    for t in specs:
+                        rows.append({**{c: None for c in VARIANT_COLUMNS}, "model": model_name, "strategy": s.name,
+                                     "target": t.name, **s.axes(), "status": f"failed: {err}"})
+                        bar.update(1)
+                continue
+            inputs = reference = None
+            runs_cpu = build and check and any(t.tvm == "llvm" and t.runs_here for t in specs)
+            if runs_cpu:
+                feed = model.sample_inputs(seed)
+                inputs = [feed[i.name] for i in model.inputs]
+                reference = reference_outputs(model, feed)
+            for strategy in strats:
+                by_flavour: dict[str, list[TargetSpec]] = {}
+                for t in specs:
+                    by_flavour.setdefault(flavour_of(t), []).append(t)
+                for flavour, group in by_flavour.items():
+                    keys = [variant_key(model, strategy, t, tvm_version) for t in group]
+                    cached = [store.get(k) for k in keys]
+                    if all(c is not None for c in cached):
+                        for row, kern in cached:
+                            rows.append(row)
+                            kernel_frames.append(kern)
+                            bar.update(1)
+                        continue
+                    bar.set_description(f"{model.name} {strategy.name} {'/'.join(t.name for t in group)}")
+                    build_cpu = build and any(t.tvm == "llvm" for t in group)
+                    build_cuda = build and any(t.tvm == "cuda" for t in group)
+                    arch = next((t.arch for t in group if t.tvm == "cuda"), "")
+                    result = runner(str(model.path), model.sha256, strategy, flavour, build_cpu, arch,
+                                    build_cuda, inputs if build_cpu else None)
+                    for t, key in zip(group, keys):
+                        row = _base_row(model, strategy, t, tvm_version)
+                        if result.get("error"):
+                            row["status"] = f"failed: {result['error']}"
+                            kern = pd.DataFrame()
+                        else:
+                            row, kern = _finish_row(row, result, t, reference)
+                        rows.append(row)
+                        kernel_frames.append(kern)
+                        if not result.get("error"):
+                            store.put(key, row, kern)  # failures are retried on the next run
+                        bar.update(1)
+    finally:
+        bar.close()
+        runner.close()
+    variants = pd.DataFrame(rows, columns=VARIANT_COLUMNS)
+    kernels = pd.concat([k for k in kernel_frames if len(k)], ignore_index=True) if any(len(k) for k in kernel_frames) else pd.DataFrame()
+    if out:
+        write_results(Path(out), variants, kernels)
+    return SweepResult(variants, kernels)
+
+
+def sweep(models: str | list[str], **kwargs) -> pd.DataFrame:
+    """Run a sweep (see :func:`run_sweep`) and return one row per variant as a DataFrame."""
+    return run_sweep([models] if isinstance(models, str) else list(models), **kwargs).variants
+
+
+def write_results(out: Path, variants: pd.DataFrame, kernels: pd.DataFrame) -> None:
+    """Write ``variants.csv``, ``kernels.csv`` and ``report.md`` into ``out``."""
+    from .report import markdown_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    variants.to_csv(out / "variants.csv", index=False)
+    kernels.to_csv(out / "kernels.csv", index=False)
+    (out / "report.md").write_text(markdown_report(variants, kernels))
+
+
+def _tvm_version() -> str:
+    from importlib.metadata import version
+
+    return version("apache-tvm")
