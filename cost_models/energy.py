@@ -48,7 +48,7 @@ def score(workload: pd.DataFrame, target: TargetSpec) -> pd.DataFrame:
     compute_pj = np.zeros(n)
     compute_s = np.zeros(n)
     for col, kind, dtype in op_columns(df):
-        counts = df[col].to_numpy(dtype=float)
+        counts = df[col].fillna(0.0).to_numpy(dtype=float)
         compute_pj += counts * _op_energy_pj(target, kind, dtype)
         if kind != "cast":
             ops = counts * (2.0 if kind == "mac" else 1.0)

@@ -253,19 +253,23 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     runner = _Runner(isolate)
     tvm_version = _tvm_version()
     rows, kernel_frames = [], []
+    prepared: dict[str, PreparedModel | ExplorerError] = {}
+    for model_name in models:  # validate every model before any work starts
+        try:
+            prepared[model_name] = prepare(model_name, input_shapes)
+        except ExplorerError as err:
+            if len(models) == 1:
+                raise
+            prepared[model_name] = err
     total = len(models) * len(strats) * len(specs)
     bar = tqdm(total=total, disable=not progress, unit="variant", dynamic_ncols=True)
     try:
-        for model_name in models:
-            try:
-                model = prepare(model_name, input_shapes)
-            except ExplorerError as err:
-                if len(models) == 1:
-                    raise
+        for model_name, model in prepared.items():
+            if isinstance(model, ExplorerError):
                 for s in strats:
                     for t in specs:
                         rows.append({**{c: None for c in VARIANT_COLUMNS}, "model": model_name, "strategy": s.name,
-                                     "target": t.name, **s.axes(), "status": f"failed: {err}"})
+                                     "target": t.name, **s.axes(), "status": f"failed: {model}"})
                         bar.update(1)
                 continue
             inputs = reference = None

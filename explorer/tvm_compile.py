@@ -346,7 +346,8 @@ def nvcc_compile(source: str, arch: str) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             with tvm.target.Target(cuda_target(arch)):
-                nvcc.compile_cuda(source, "cubin", arch=arch, path_target=os.path.join(tmp, "k.cubin"))
+                nvcc.compile_cuda(source, "cubin", arch=arch, path_target=os.path.join(tmp, "k.cubin"),
+                                  compiler="nvcc")
         except Exception as err:
             lines = [ln for ln in str(err).splitlines() if "error" in ln.lower()] or str(err).splitlines() or ["?"]
             return lines[0][:200]

@@ -1,0 +1,97 @@
+"""Shared fixtures: tiny hand-checkable ONNX models, and an isolated cache directory."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+# Every test session gets its own cache, so tests never depend on (or pollute) the user's.
+os.environ.setdefault("EXPLORER_CACHE", tempfile.mkdtemp(prefix="explorer-test-cache-"))
+
+TOY_TARGET = os.path.join(os.path.dirname(__file__), "data", "toy.toml")
+
+
+def make_model(nodes, inputs, outputs, initializers=(), opset=17) -> onnx.ModelProto:
+    """An ONNX model from parts, with an IR version onnxruntime accepts."""
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def _w(rng, shape, name):
+    return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def matmul_onnx(model_dir):
+    """y[1,32] = x[1,64] @ W[64,32]: 2048 MACs, reads 256 + 8192 B, writes 128 B."""
+    rng = np.random.default_rng(0)
+    m = make_model([helper.make_node("MatMul", ["x", "W"], ["y"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32])], [_w(rng, (64, 32), "W")])
+    path = model_dir / "matmul.onnx"
+    onnx.save(m, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def conv_add_relu_onnx(model_dir):
+    """relu(conv3x3(x[1,4,6,6], W[8,4,3,3], pad 1) + B[1,8,6,6]): 10368 MACs."""
+    rng = np.random.default_rng(0)
+    m = make_model(
+        [helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Add", ["c", "B"], ["a"]),
+         helper.make_node("Relu", ["a"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])],
+        [_w(rng, (8, 4, 3, 3), "W"), _w(rng, (1, 8, 6, 6), "B")])
+    path = model_dir / "conv_add_relu.onnx"
+    onnx.save(m, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def symbolic_batch_onnx(model_dir):
+    """A Gemm whose batch dimension is symbolic and whose Reshape target comes from a Shape sub-graph."""
+    rng = np.random.default_rng(1)
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["batch"], axis=0),
+        helper.make_node("Unsqueeze", ["batch", "axes"], ["batch1"]),
+        helper.make_node("Concat", ["batch1", "minus1"], ["target"], axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "W", "b"], ["y"]),
+    ]
+    inits = [numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array([0], np.int64), "axes"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus1"),
+             _w(rng, (12, 5), "W"), _w(rng, (5,), "b")]
+    m = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 4])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 5])], inits)
+    path = model_dir / "symbolic_batch.onnx"
+    onnx.save(m, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def unsupported_onnx(model_dir):
+    """Two Det nodes, which onnxruntime runs and TVM's importer has no converter for."""
+    m = make_model([helper.make_node("Det", ["x"], ["d"]), helper.make_node("Det", ["z"], ["e"]),
+                    helper.make_node("Add", ["d", "e"], ["y"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3]),
+                    helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3, 3])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    path = model_dir / "unsupported.onnx"
+    onnx.save(m, path)
+    return path

@@ -1,0 +1,108 @@
+"""The explorer command end to end, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import explorer
+from tests.conftest import TOY_TARGET
+
+REQUIRED = ["model", "strategy", "target", "fusion", "layout", "precision", "tuning", "status", "kernels", "flops",
+            "dram_bytes", "energy_j", "energy_compute_j", "energy_memory_j", "energy_static_j", "latency_s",
+            "max_abs_error", "macs"]
+
+
+def cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "explorer.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": os.getcwd()})
+
+
+@pytest.fixture(scope="module")
+def swept(conv_add_relu_onnx, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    proc = cli("sweep", str(conv_add_relu_onnx), "--targets", f"cpu,{TOY_TARGET}", "--out", str(out), "--quiet")
+    return proc, out
+
+
+def test_models_lists_the_zoo():
+    proc = cli("models")
+    assert proc.returncode == 0
+    for name in ("mlp", "resnet18", "resnet50", "mobilenetv2", "bert-mini", "yolo-block"):
+        assert name in proc.stdout
+
+
+def test_sweep_writes_variants_kernels_and_report(swept):
+    proc, out = swept
+    assert proc.returncode == 0, proc.stderr
+    variants = pd.read_csv(out / "variants.csv")
+    assert set(REQUIRED) <= set(variants.columns)
+    assert len(variants) == 4 * 2  # all strategies x two targets
+    kernels = pd.read_csv(out / "kernels.csv")
+    assert {"kernel", "energy_j", "dram_bytes", "macs", "ops"} <= set(kernels.columns)
+    assert "# Energy exploration report" in (out / "report.md").read_text()
+
+
+def test_cpu_variants_are_built_run_and_match_onnxruntime(swept):
+    variants = pd.read_csv(swept[1] / "variants.csv")
+    cpu = variants[variants.target == "cpu"]
+    assert cpu.ran.all() and cpu.within_tolerance.all()
+    assert (cpu.max_abs_error < 1e-4).all()
+    assert (cpu.status == "ok").all()
+
+
+def test_fused_variants_move_fewer_bytes_and_use_less_energy(swept):
+    v = pd.read_csv(swept[1] / "variants.csv").set_index(["target", "strategy"])
+    for target in ("cpu", "toy"):
+        assert v.loc[(target, "fused"), "dram_bytes"] < v.loc[(target, "baseline"), "dram_bytes"]
+        assert v.loc[(target, "fused"), "energy_j"] < v.loc[(target, "baseline"), "energy_j"]
+        assert v.loc[(target, "fused-nhwc"), "dram_bytes"] < v.loc[(target, "nhwc"), "dram_bytes"]
+
+
+def test_rerun_reuses_finished_variants(swept, conv_add_relu_onnx):
+    proc, out = swept
+    before = pd.read_csv(out / "variants.csv")
+    again = cli("sweep", str(conv_add_relu_onnx), "--targets", f"cpu,{TOY_TARGET}", "--out", str(out), "--quiet")
+    assert again.returncode == 0
+    after = pd.read_csv(out / "variants.csv")
+    pd.testing.assert_frame_equal(before, after)  # compile_s included: nothing was recompiled
+
+
+def test_fusion_report_per_kernel_and_totals(conv_add_relu_onnx):
+    proc = cli("fusion", str(conv_add_relu_onnx), "--target", TOY_TARGET, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "fused_conv2d_add_relu" in proc.stdout
+    assert "kernels 3 -> 1" in proc.stdout
+    assert "DRAM 8.64 kB -> 4.03 kB (saved 4.61 kB" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sweep", "no-such-model"], "zoo models: mlp"),
+    (["sweep", "mlp", "--targets", "tpu"], "known targets: cpu"),
+    (["sweep", "mlp", "--strategies", "turbo"], "known strategies: baseline"),
+    (["sweep", "mlp", "--input-shape", "bad"], "expected NAME:D1,D2"),
+    (["fusion", "mlp", "--strategy", "baseline"], "does not fuse"),
+])
+def test_bad_input_gets_one_line_and_nonzero_exit(args, message):
+    proc = cli(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_unsupported_operator_reports_one_line(unsupported_onnx):
+    proc = cli("sweep", str(unsupported_onnx), "--quiet")
+    assert proc.returncode == 1
+    assert "does not support: Det (2 nodes)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_python_api_returns_the_same_dataframe(matmul_onnx):
+    df = explorer.sweep(str(matmul_onnx), targets=["cpu"], strategies=["baseline"], progress=False, isolate=False)
+    assert list(df.columns[:3]) == ["model", "strategy", "target"]
+    assert df.iloc[0].flops == 4096 and df.iloc[0].within_tolerance

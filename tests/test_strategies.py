@@ -1,0 +1,33 @@
+"""Strategies are registered data."""
+
+from __future__ import annotations
+
+import pytest
+
+from explorer.strategies import Strategy, get_strategy, list_strategies, parse_strategies
+
+
+def test_registered_names():
+    assert [s.name for s in list_strategies()][:4] == ["baseline", "fused", "nhwc", "fused-nhwc"]
+
+
+def test_unknown_strategy_lists_known_names():
+    with pytest.raises(KeyError, match="known strategies: baseline, fused, nhwc, fused-nhwc"):
+        get_strategy("turbo")
+
+
+def test_all_and_lists():
+    assert parse_strategies("all") == list_strategies()
+    assert [s.name for s in parse_strategies("fused, baseline,fused")] == ["fused", "baseline"]
+
+
+def test_strategies_are_hashable_and_keyed_by_choices():
+    a = Strategy("a", fusion="tvm")
+    b = Strategy("b", fusion="tvm")
+    assert len({a, get_strategy("fused")}) == 2
+    assert a.key == b.key == get_strategy("fused").key
+
+
+def test_invalid_axis_value_is_rejected():
+    with pytest.raises(ValueError, match="fusion='maybe'"):
+        Strategy("x", fusion="maybe")
