@@ -7,9 +7,9 @@ For each kernel call (one workload row):
   an ``add`` there, the cheapest ALU operation every unit has);
 - **DRAM traffic**: the kernel's input and output tensors, each moved once (``read_bytes`` +
   ``write_bytes``), plus twice its scratch buffers when they do not fit the largest on-chip level;
-- **on-chip traffic**: every load and store the loop nest performs (``access_bytes`` and
-  ``local_access_bytes``) at the innermost level, and GPU shared-memory accesses at the level named
-  ``shared`` where the target has one;
+- **on-chip traffic**: every load and store the loop nest performs, charged at the level the target
+  says serves that kind of access (``serves`` in the target file: global arguments and scratch,
+  GPU shared memory, registers/local buffers);
 - **latency**: a roofline, the largest of compute time at the dtype's peak rate, DRAM time and
   on-chip time; ``bound`` names which. **Static** energy is static power times that latency.
 
@@ -55,33 +55,31 @@ def score(workload: pd.DataFrame, target: TargetSpec) -> pd.DataFrame:
             compute_s += ops / target.unit_for(dtype).peak_ops_per_s.value
 
     dram, onchip_levels = target.memory[0], target.memory[1:]
-    innermost = onchip_levels[-1]
-    shared = next((lvl for lvl in onchip_levels if lvl.name == "shared"), innermost)
-    largest_onchip = onchip_levels[0].capacity_bytes
+    largest_onchip = max(lvl.capacity_bytes for lvl in onchip_levels)
 
     scratch = df["scratch_bytes"].to_numpy(float) if "scratch_bytes" in df else np.zeros(n)
     spills = scratch > largest_onchip
     dram_bytes = df["read_bytes"].to_numpy(float) + df["write_bytes"].to_numpy(float) + 2 * scratch * spills
-    inner_bytes = df["access_bytes"].to_numpy(float) + df["local_access_bytes"].to_numpy(float)
-    shared_bytes = df["shared_access_bytes"].to_numpy(float)
-
     dram_pj = dram_bytes * dram.energy_pj_per_byte.value
-    if shared is innermost:
-        onchip_pj = (inner_bytes + shared_bytes) * innermost.energy_pj_per_byte.value
-        onchip_s = (inner_bytes + shared_bytes) / innermost.bandwidth_bytes_per_s.value
-    else:
-        onchip_pj = (inner_bytes * innermost.energy_pj_per_byte.value
-                     + shared_bytes * shared.energy_pj_per_byte.value)
-        onchip_s = np.maximum(inner_bytes / innermost.bandwidth_bytes_per_s.value,
-                              shared_bytes / shared.bandwidth_bytes_per_s.value)
     dram_s = dram_bytes / dram.bandwidth_bytes_per_s.value
+
+    # each kind of on-chip access is charged at the level the target says serves it
+    level_bytes: dict[str, np.ndarray] = {}
+    for access, column in (("global", "access_bytes"), ("shared", "shared_access_bytes"),
+                           ("local", "local_access_bytes")):
+        level = target.level_for(access)
+        level_bytes[level.name] = level_bytes.get(level.name, np.zeros(n)) + df[column].to_numpy(float)
+    levels = {lvl.name: lvl for lvl in onchip_levels}
+    onchip_pj = sum(b * levels[name].energy_pj_per_byte.value for name, b in level_bytes.items())
+    onchip_s = np.max([b / levels[name].bandwidth_bytes_per_s.value for name, b in level_bytes.items()], axis=0)
+    onchip_total = sum(level_bytes.values())
 
     times = np.stack([compute_s, dram_s, onchip_s])
     latency = times.max(axis=0)
     bound = np.array(["compute", dram.name, "on-chip"])[times.argmax(axis=0)]
 
     df["dram_bytes"] = dram_bytes
-    df["onchip_bytes"] = inner_bytes + shared_bytes
+    df["onchip_bytes"] = onchip_total
     df["energy_compute_j"] = compute_pj * PJ
     df["energy_dram_j"] = dram_pj * PJ
     df["energy_onchip_j"] = onchip_pj * PJ

@@ -1,7 +1,7 @@
 """Target descriptions: hardware figures as cited data.
 
 A target is one TOML file in ``cost_models/targets/`` (or any path a user gives). Every number that
-enters the energy model is a *figure*: a table with ``value``, a plausible ``low``/``high`` range and
+enters the energy model is a *figure*: a table with ``value``, a plausible ``low``/``high`` range (both required) and
 the ``source`` it comes from (paper, table, process node), plus an optional ``note`` saying how it was
 scaled. A file that lacks a field gets a :class:`TargetError` naming the file and the field.
 
@@ -23,6 +23,8 @@ Schema (see ``cpu.toml`` for a complete, commented example)::
     capacity_bytes = 1.0e11
     bandwidth_bytes_per_s = {figure}
     energy_pj_per_byte = {figure}
+    serves = ["global"]      # optional: which accesses this level serves ("global", "shared", "local");
+                             # an access kind no level lists is charged at the innermost level
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ TARGETS_DIR = Path(__file__).resolve().parent / "targets"
 
 #: Operation kinds a workload counts (see cost_models.workload).
 OP_KINDS = ("mac", "add", "mul", "div", "cmp", "special", "select", "cast")
+
+#: Kinds of on-chip access a workload distinguishes: loads/stores of kernel arguments and scratch
+#: ("global"), of GPU shared memory ("shared") and of register/local buffers ("local").
+ACCESS_KINDS = ("global", "shared", "local")
 
 
 class TargetError(ValueError):
@@ -77,6 +83,7 @@ class MemoryLevel:
     capacity_bytes: float
     bandwidth_bytes_per_s: Figure
     energy_pj_per_byte: Figure
+    serves: tuple[str, ...] = ()  # access kinds charged here: "global", "shared", "local"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +109,14 @@ class TargetSpec:
     def builds(self) -> bool:
         """Whether the explorer produces a binary for this target (as opposed to analysis only)."""
         return self.tvm != "none"
+
+    def level_for(self, access: str) -> MemoryLevel:
+        """The on-chip level that serves loads and stores of kind ``access`` (see ACCESS_KINDS):
+        the innermost level listing it in ``serves``, else the innermost level."""
+        for level in reversed(self.memory[1:]):
+            if access in level.serves:
+                return level
+        return self.memory[-1]
 
     def unit_for(self, dtype: str) -> ComputeUnit:
         """The compute unit that executes ``dtype``; unsupported dtypes run on the widest unit."""
@@ -131,7 +146,7 @@ def _req(table: Mapping[str, Any], key: str, where: str, kind: type | tuple[type
     value = table[key]
     if kind is float:
         kind = (int, float)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind != bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise TargetError(f"{where}.{key} must be {getattr(kind, '__name__', 'a number')}, got {value!r}")
     return value
 
@@ -140,8 +155,8 @@ def _figure(table: Mapping[str, Any], key: str, where: str) -> Figure:
     raw = _req(table, key, where, dict)
     at = f"{where}.{key}"
     value = float(_req(raw, "value", at, float))
-    low = float(raw.get("low", value))
-    high = float(raw.get("high", value))
+    low = float(_req(raw, "low", at, float))
+    high = float(_req(raw, "high", at, float))
     source = _req(raw, "source", at, str).strip()
     if not source:
         raise TargetError(f"{at}.source is empty: every figure must name where it comes from")
@@ -160,6 +175,8 @@ def parse_target(data: Mapping[str, Any], where: str) -> TargetSpec:
     units = []
     for i, raw in enumerate(_req(data, "compute", where, list)):
         at = f"{where}.compute[{i}]"
+        if not isinstance(raw, dict):
+            raise TargetError(f"{at} must be a table")
         energy = _req(raw, "energy_pj", at, dict)
         unknown = sorted(set(energy) - set(OP_KINDS))
         if unknown:
@@ -176,23 +193,33 @@ def parse_target(data: Mapping[str, Any], where: str) -> TargetSpec:
     levels = []
     for i, raw in enumerate(_req(data, "memory", where, list)):
         at = f"{where}.memory[{i}]"
+        if not isinstance(raw, dict):
+            raise TargetError(f"{at} must be a table")
+        serves = tuple(raw.get("serves", ()))
+        bad = sorted(set(serves) - set(ACCESS_KINDS))
+        if bad:
+            raise TargetError(f"{at}.serves has unknown access kinds {bad}; known: {list(ACCESS_KINDS)}")
+        if float(_req(raw, "capacity_bytes", at, float)) <= 0:
+            raise TargetError(f"{at}.capacity_bytes must be positive")
         levels.append(MemoryLevel(
             name=_req(raw, "name", at, str),
             capacity_bytes=float(_req(raw, "capacity_bytes", at, float)),
             bandwidth_bytes_per_s=_figure(raw, "bandwidth_bytes_per_s", at),
             energy_pj_per_byte=_figure(raw, "energy_pj_per_byte", at),
+            serves=serves,
         ))
     if len(levels) < 2:
         raise TargetError(f"{where}.memory must list DRAM and at least one on-chip level")
-    caps = [lvl.capacity_bytes for lvl in levels]
-    if caps != sorted(caps, reverse=True):
-        raise TargetError(f"{where}.memory must be ordered outermost (largest) first, got capacities {caps}")
+    if max(lvl.capacity_bytes for lvl in levels) != levels[0].capacity_bytes:
+        raise TargetError(f"{where}.memory[0] must be DRAM, the largest level (outermost first)")
+    if tvm == "cuda" and not compile_.get("arch"):
+        raise TargetError(f"{where}.compile.arch is missing: a cuda target needs one (e.g. 'sm_90')")
     return TargetSpec(
         name=name,
         description=str(data.get("description", "")),
         tvm=tvm,
         arch=str(compile_.get("arch", "")),
-        runs_here=bool(compile_.get("runs_here", False)),
+        runs_here=_req(compile_, "runs_here", f"{where}.compile", bool),
         static_power_w=_figure(data, "static_power_w", where),
         compute=tuple(units),
         memory=tuple(levels),

@@ -115,8 +115,8 @@ def test_memory_energy_grows_outwards(name):
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_peak_counts_mac_as_two_ops(name):
-    """A unit's peak rate and its mac energy give a power no larger than ~board level."""
+def test_peak_rate_times_mac_energy_is_a_plausible_power(name):
+    """Peak rate (2 ops per mac) x mac energy stays below 1 kW: catches unit slips (ops vs macs, pJ vs nJ)."""
     spec = load_target(name)
     for unit in spec.compute:
         watts = unit.peak_ops_per_s.value / 2 * unit.energy_of("mac").value * 1e-12
@@ -218,3 +218,28 @@ def test_unknown_target_lists_known_ones():
 def test_missing_target_file(tmp_path):
     with pytest.raises(TargetError, match=r"does not exist"):
         load_target(tmp_path / "absent.toml")
+
+
+def test_figure_without_range_is_rejected(tmp_path):
+    from tests.conftest import TOY_TARGET
+
+    text = open(TOY_TARGET).read().replace("low = 100.0, high = 100.0, ", "", 1)
+    (tmp_path / "t.toml").write_text(text)
+    with pytest.raises(TargetError, match=r"memory\[0\].energy_pj_per_byte.low is missing"):
+        load_target(tmp_path / "t.toml")
+
+
+def test_unknown_access_kind_in_serves_is_rejected(tmp_path):
+    from tests.conftest import TOY_TARGET
+
+    text = open(TOY_TARGET).read().replace('name = "sram"', 'name = "sram"\nserves = ["texture"]')
+    (tmp_path / "t.toml").write_text(text)
+    with pytest.raises(TargetError, match=r"memory\[1\].serves has unknown access kinds \['texture'\]"):
+        load_target(tmp_path / "t.toml")
+
+
+def test_global_accesses_are_charged_where_the_target_says():
+    gpu = load_target("gpu")
+    assert gpu.level_for("global").name == "shared"
+    assert gpu.level_for("local").name == "registers"
+    assert load_target("npu").level_for("global").name == "scratchpad"
