@@ -72,6 +72,9 @@ def cache_dir() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "tvm-energy-explorer"
 
 
+#: Bump whenever preparation changes what it produces, so cached prepared models are not reused.
+PREPARE_VERSION = "2"
+
 _SHAPE_ARG = re.compile(r"^(?P<name>[^:]+):(?P<dims>\d+(,\d+)*)$")
 
 
@@ -146,7 +149,10 @@ def _simplify(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> onn
                 d.Clear()
                 d.dim_value = value
     try:
-        simplified, ok = onnxsim.simplify(model, overwrite_input_shapes={k: list(v) for k, v in shapes.items()})
+        # Constant folding only: onnxsim's optimizer rewrites graphs (e.g. into a fused Attention op that
+        # TVM cannot import, or folds BatchNorm into Conv); graph rewrites are the strategies' job.
+        simplified, ok = onnxsim.simplify(model, overwrite_input_shapes={k: list(v) for k, v in shapes.items()},
+                                          perform_optimization=False)
     except Exception as err:  # onnxsim raises plain RuntimeErrors from C++
         raise ExplorerError(f"could not make the model static: onnx-simplifier failed: {str(err).splitlines()[0]}") from None
     if not ok:
@@ -166,7 +172,7 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None) 
     except Exception as err:
         raise ExplorerError(f"{src} is not a valid ONNX model: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
     shapes = _static_shapes(proto, input_shapes or {})
-    key = hashlib.sha256(raw + repr(sorted(shapes.items())).encode()).hexdigest()[:20]
+    key = hashlib.sha256(raw + repr((sorted(shapes.items()), PREPARE_VERSION)).encode()).hexdigest()[:20]
     out = cache_dir() / "prepared" / f"{name}-{key}.onnx"
     if not out.exists():
         simplified = _simplify(proto, shapes)

@@ -106,3 +106,12 @@ def test_python_api_returns_the_same_dataframe(matmul_onnx):
     df = explorer.sweep(str(matmul_onnx), targets=["cpu"], strategies=["baseline"], progress=False, isolate=False)
     assert list(df.columns[:3]) == ["model", "strategy", "target"]
     assert df.iloc[0].flops == 4096 and df.iloc[0].within_tolerance
+
+
+def test_a_failing_variant_does_not_stop_the_sweep(matmul_onnx, unsupported_onnx):
+    result = explorer.run_sweep([str(unsupported_onnx), str(matmul_onnx)], targets=[TOY_TARGET],
+                                strategies=["baseline", "fused"], progress=False, isolate=False)
+    v = result.variants.set_index("model")
+    assert v.loc["unsupported", "status"].str.contains("does not support: Det").all()
+    assert (v.loc["matmul", "status"] == "ok: analysed from lowered TIR (not built)").all()
+    assert v.loc["matmul", "energy_j"].gt(0).all()

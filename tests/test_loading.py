@@ -61,3 +61,10 @@ def test_missing_file_is_an_error(tmp_path):
 def test_sample_inputs_are_seeded(matmul_onnx):
     model = prepare(str(matmul_onnx))
     np.testing.assert_array_equal(model.sample_inputs(3)["x"], model.sample_inputs(3)["x"])
+
+
+@pytest.mark.parametrize("name", ["mlp", "resnet18", "resnet50", "mobilenetv2", "bert-mini", "yolo-block"])
+def test_every_zoo_model_prepares_and_imports_into_tvm(name):
+    model = prepare(name)
+    mod = import_onnx(model.load())
+    assert "main" in [gv.name_hint for gv in mod.get_global_vars()]
