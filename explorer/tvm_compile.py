@@ -3,8 +3,8 @@
 The flow for one (model, strategy, TIR flavour):
 
 1. import the static ONNX model into Relax;
-2. strategy passes on the graph, in a fixed order: layout (ConvertLayout), decomposition of
-   inference-mode ops, LegalizeOps, fusion (FuseOps + FuseTIR), then the schedule of the flavour:
+2. strategy passes on the graph, in a fixed order: folding inference-mode BatchNorm into the
+   preceding conv, layout (ConvertLayout), decomposition of the remaining inference-mode ops, LegalizeOps, fusion (FuseOps + FuseTIR), then the schedule of the flavour:
    DLight's default GPU rules for ``cuda``; for ``generic`` (CPU and analysis-only targets) a rule
    that inlines element-wise blocks the way TVM schedules do, so fused intermediates are not
    materialised;
@@ -201,7 +201,8 @@ def graph_passes(strategy: Strategy, flavour: str, target: dict) -> tuple[tvm.tr
         groups.update(_group_members(mod))
         return mod
 
-    passes = []
+    # inference-mode BatchNorm after a conv folds into its weights, as every deployment build does
+    passes = [relax.transform.FoldBatchnormToConv2D(), relax.transform.FoldConstant()]
     if strategy.layout == "nhwc":
         passes += [relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}),
                    relax.transform.FoldConstant()]
