@@ -39,11 +39,6 @@ from .strategies import Strategy
 CAPTURE_AFTER = "tirx.FlattenBuffer"
 
 
-def tvm_version() -> str:
-    """The TVM version string (part of every cache key)."""
-    return tvm.__version__
-
-
 def unsupported_ops(model: onnx.ModelProto) -> Counter:
     """Operators of ``model`` that TVM's ONNX importer has no converter for, with node counts."""
     from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
