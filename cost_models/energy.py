@@ -1,102 +1,179 @@
-"""Energy of a workload on a target: compute + memory traffic + static power (pure numpy/pandas).
+"""Energy of a workload on a target: compute + traffic per memory level + static power.
 
-For each kernel call (one workload row):
+Pure numpy/pandas. For each kernel call (one workload row):
 
 - **compute**: every counted operation times the target's energy for that operation kind in that
   dtype (``TargetSpec.unit_for`` picks the compute unit; a kind the unit does not list is charged as
   an ``add`` there, the cheapest ALU operation every unit has);
-- **DRAM traffic**: the kernel's input and output tensors, each moved once (``read_bytes`` +
-  ``write_bytes``), plus twice its scratch buffers when they do not fit the largest on-chip level;
-- **on-chip traffic**: every load and store the loop nest performs, charged at the level the target
-  says serves that kind of access (``serves`` in the target file: global arguments and scratch,
-  GPU shared memory, registers/local buffers);
-- **latency**: a roofline, the largest of compute time at the dtype's peak rate, DRAM time and
-  on-chip time; ``bound`` names which. **Static** energy is static power times that latency.
+- **traffic per level**: the levels from DRAM inward to the innermost level that serves ``global``
+  accesses form the cache chain. The bytes moved between chain level ``i`` and level ``i + 1`` are
+  the kernel's traffic curve (``traffic_curve``: reuse-aware, see :mod:`explorer.reuse`) evaluated
+  at level ``i + 1``'s capacity, and are charged at level ``i``'s energy per byte. The innermost
+  chain level serves every global load and store the loop nest performs (``access_bytes``).
+  Explicit on-chip buffers (GPU ``shared`` memory, ``local`` registers) are charged at the level the
+  target says serves them;
+- **latency**: a roofline, the largest of the compute time at each dtype's peak rate and each
+  level's bytes over its bandwidth; ``bound`` names the resource (``compute`` or a level name).
+  **Static** energy is static power times that latency;
+- **compulsory bound**: the least energy any build of the kernel could use on the target: its
+  weights and the model inputs and outputs it touches moved from DRAM once, its MACs at the
+  target's cheapest MAC, and static power over the roofline time of just that.
 
-The model uses DRAM and one on-chip level: reuse inside on-chip levels is not modelled here.
+The same computation runs on nominal figures (:func:`score`) and on sampled figures
+(:mod:`cost_models.uncertainty`): :func:`quantities` extracts what the figures multiply, once.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
 
 from .targets import TargetSpec
-from .workload import check_workload, op_columns
+from .workload import check_workload, curve_at, op_columns
 
 PJ = 1e-12
 
 ENERGY_COLUMNS = ("energy_j", "energy_compute_j", "energy_memory_j", "energy_dram_j", "energy_onchip_j",
-                  "energy_static_j", "latency_s")
+                  "energy_static_j", "latency_s", "compulsory_energy_j")
 
 
-def _op_energy_pj(target: TargetSpec, kind: str, dtype: str) -> float:
+def _op_figure(target: TargetSpec, kind: str, dtype: str) -> str:
+    """Dotted path (see TargetSpec.figures) of the energy figure charged for one operation."""
     unit = target.unit_for(dtype)
     for name in (kind, "add", "mac"):
         try:
-            return unit.energy_of(name).value
+            unit.energy_of(name)
+            return f"compute.{unit.dtype}.energy_pj.{name}"
         except KeyError:
             continue
     raise AssertionError("every compute unit has a mac energy")  # enforced by the target loader
 
 
-def score(workload: pd.DataFrame, target: TargetSpec) -> pd.DataFrame:
-    """Per-kernel energy (J), its breakdown, roofline latency (s) and bound, appended to ``workload``."""
+def global_chain(target: TargetSpec) -> list[int]:
+    """Indices of the levels global data passes through: DRAM inward to the level serving it."""
+    inner = target.memory.index(target.level_for("global"))
+    return list(range(inner + 1))
+
+
+@dataclasses.dataclass
+class Quantities:
+    """What a workload asks of a target, before any energy figure is applied (one entry per kernel)."""
+
+    op_counts: dict[str, np.ndarray]       # energy-figure path -> operations charged at it
+    unit_ops: dict[str, np.ndarray]        # compute-unit dtype -> ops (a MAC is 2) run on that unit
+    level_bytes: dict[str, np.ndarray]     # memory level name -> bytes moved at that level
+    compulsory_bytes: np.ndarray           # weights + model inputs/outputs, each from DRAM once
+    macs: np.ndarray
+
+
+def quantities(workload: pd.DataFrame, target: TargetSpec) -> Quantities:
+    """Operation counts per energy figure and bytes per memory level for each kernel of ``workload``."""
     check_workload(workload)
-    df = workload.copy()
-    n = len(df)
-    compute_pj = np.zeros(n)
-    compute_s = np.zeros(n)
-    for col, kind, dtype in op_columns(df):
-        counts = df[col].fillna(0.0).to_numpy(dtype=float)
-        compute_pj += counts * _op_energy_pj(target, kind, dtype)
+    n = len(workload)
+    op_counts: dict[str, np.ndarray] = {}
+    unit_ops: dict[str, np.ndarray] = {}
+    for col, kind, dtype in op_columns(workload):
+        counts = workload[col].fillna(0.0).to_numpy(dtype=float)
+        path = _op_figure(target, kind, dtype)
+        op_counts[path] = op_counts.get(path, np.zeros(n)) + counts
         if kind != "cast":
-            ops = counts * (2.0 if kind == "mac" else 1.0)
-            compute_s += ops / target.unit_for(dtype).peak_ops_per_s.value
+            unit = target.unit_for(dtype).dtype
+            unit_ops[unit] = unit_ops.get(unit, np.zeros(n)) + counts * (2.0 if kind == "mac" else 1.0)
 
-    dram, onchip_levels = target.memory[0], target.memory[1:]
-    largest_onchip = max(lvl.capacity_bytes for lvl in onchip_levels)
+    levels = target.memory
+    level_bytes = {lvl.name: np.zeros(n) for lvl in levels}
+    chain = global_chain(target)
+    curves = workload["traffic_curve"].astype(str).tolist()
+    for i in chain[:-1]:
+        capacity = levels[i + 1].capacity_bytes
+        level_bytes[levels[i].name] += np.array([curve_at(c, capacity) for c in curves])
+    level_bytes[levels[chain[-1]].name] += workload["access_bytes"].to_numpy(float)
+    for access, column in (("shared", "shared_access_bytes"), ("local", "local_access_bytes")):
+        level_bytes[target.level_for(access).name] += workload[column].to_numpy(float)
+    compulsory = workload["weight_bytes"].to_numpy(float) + workload["io_bytes"].to_numpy(float)
+    return Quantities(op_counts, unit_ops, level_bytes, compulsory, workload["macs"].to_numpy(float))
 
-    scratch = df["scratch_bytes"].to_numpy(float) if "scratch_bytes" in df else np.zeros(n)
-    spills = scratch > largest_onchip
-    dram_bytes = df["read_bytes"].to_numpy(float) + df["write_bytes"].to_numpy(float) + 2 * scratch * spills
-    dram_pj = dram_bytes * dram.energy_pj_per_byte.value
-    dram_s = dram_bytes / dram.bandwidth_bytes_per_s.value
 
-    # each kind of on-chip access is charged at the level the target says serves it
-    level_bytes: dict[str, np.ndarray] = {}
-    for access, column in (("global", "access_bytes"), ("shared", "shared_access_bytes"),
-                           ("local", "local_access_bytes")):
-        level = target.level_for(access)
-        level_bytes[level.name] = level_bytes.get(level.name, np.zeros(n)) + df[column].to_numpy(float)
-    levels = {lvl.name: lvl for lvl in onchip_levels}
-    onchip_pj = sum(b * levels[name].energy_pj_per_byte.value for name, b in level_bytes.items())
-    onchip_s = np.max([b / levels[name].bandwidth_bytes_per_s.value for name, b in level_bytes.items()], axis=0)
-    onchip_total = sum(level_bytes.values())
+def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.ndarray]:
+    """Energy (J) and latency (s) per kernel from quantities and figure values.
 
-    times = np.stack([compute_s, dram_s, onchip_s])
-    latency = times.max(axis=0)
-    bound = np.array(["compute", dram.name, "on-chip"])[times.argmax(axis=0)]
+    ``figures`` maps every path of ``target.figures()`` to a value: a float, or an array of shape
+    ``(samples, 1)`` to evaluate many coefficient samples at once (results then have a leading
+    samples axis)."""
+    compute_pj = sum((counts * figures[path] for path, counts in q.op_counts.items()), 0.0)
+    compute_s = sum((ops / figures[f"compute.{dtype}.peak_ops_per_s"] for dtype, ops in q.unit_ops.items()), 0.0)
+    level_pj, level_s = {}, {}
+    for lvl in target.memory:
+        b = q.level_bytes[lvl.name]
+        level_pj[lvl.name] = b * figures[f"memory.{lvl.name}.energy_pj_per_byte"]
+        level_s[lvl.name] = b / figures[f"memory.{lvl.name}.bandwidth_bytes_per_s"]
+    names = [lvl.name for lvl in target.memory]
+    times = np.stack(np.broadcast_arrays(compute_s, *[level_s[n] for n in names]), axis=-1)
+    latency = times.max(axis=-1)
 
-    df["dram_bytes"] = dram_bytes
-    df["onchip_bytes"] = onchip_total
-    df["energy_compute_j"] = compute_pj * PJ
-    df["energy_dram_j"] = dram_pj * PJ
-    df["energy_onchip_j"] = onchip_pj * PJ
-    df["energy_memory_j"] = (dram_pj + onchip_pj) * PJ
-    df["latency_s"] = latency
-    df["energy_static_j"] = target.static_power_w.value * latency
-    df["energy_j"] = df["energy_compute_j"] + df["energy_memory_j"] + df["energy_static_j"]
-    df["bound"] = bound
+    def full(x):  # every result has the shape of ``latency``: (kernels,) or (samples, kernels)
+        return np.broadcast_to(x, latency.shape)
+
+    dram = names[0]
+    onchip_pj = sum((level_pj[n] for n in names[1:]), 0.0)
+    static_w = figures["static_power_w"]
+
+    cheapest_mac = np.minimum.reduce([np.asarray(figures[f"compute.{u.dtype}.energy_pj.mac"]) for u in target.compute])
+    fastest = np.maximum.reduce([np.asarray(figures[f"compute.{u.dtype}.peak_ops_per_s"]) for u in target.compute])
+    bound_s = np.maximum(2 * q.macs / fastest, q.compulsory_bytes / figures[f"memory.{dram}.bandwidth_bytes_per_s"])
+    compulsory_j = (q.compulsory_bytes * figures[f"memory.{dram}.energy_pj_per_byte"] + q.macs * cheapest_mac) * PJ \
+        + static_w * bound_s
+    out = {
+        "energy_compute_j": full(compute_pj * PJ),
+        "energy_dram_j": full(level_pj[dram] * PJ),
+        "energy_onchip_j": full(onchip_pj * PJ),
+        "energy_static_j": full(static_w * latency),
+        "latency_s": latency,
+        "compulsory_energy_j": full(compulsory_j),
+        "bound_index": times.argmax(axis=-1),
+    }
+    for n in names[1:]:
+        out[f"energy_{n}_j"] = full(level_pj[n] * PJ)
+    out["energy_memory_j"] = out["energy_dram_j"] + out["energy_onchip_j"]
+    out["energy_j"] = out["energy_compute_j"] + out["energy_memory_j"] + out["energy_static_j"]
+    return out
+
+
+def nominal_figures(target: TargetSpec) -> dict[str, float]:
+    """Every figure of ``target`` at its cited value."""
+    return {path: fig.value for path, fig in target.figures().items()}
+
+
+def score(workload: pd.DataFrame, target: TargetSpec) -> pd.DataFrame:
+    """Per-kernel energy (J), its breakdown by compute, each memory level and static power,
+    traffic per level (bytes), roofline latency (s), the bounding resource and the compulsory
+    bound, appended to ``workload``."""
+    q = quantities(workload, target)
+    e = evaluate(q, target, nominal_figures(target))
+    names = [lvl.name for lvl in target.memory]
+    df = workload.copy()
+    df["dram_bytes"] = q.level_bytes[names[0]]
+    for n in names[1:]:
+        df[f"{n}_bytes"] = q.level_bytes[n]
+    df["onchip_bytes"] = sum((q.level_bytes[n] for n in names[1:]), np.zeros(len(df)))
+    df["compulsory_bytes"] = q.compulsory_bytes
+    for col in ("energy_compute_j", "energy_dram_j", *[f"energy_{n}_j" for n in names[1:]], "energy_onchip_j",
+                "energy_memory_j", "energy_static_j", "energy_j", "latency_s", "compulsory_energy_j"):
+        df[col] = e[col]
+    df["bound"] = np.array(["compute", *names])[e["bound_index"]]
     return df
 
 
-def totals(scored: pd.DataFrame) -> dict[str, float]:
+def totals(scored: pd.DataFrame) -> dict:
     """Whole-variant sums of a scored workload (kernels run one after another)."""
     out = {c: float(scored[c].sum()) for c in ENERGY_COLUMNS}
-    for c in ("flops", "macs", "dram_bytes", "onchip_bytes", "read_bytes", "write_bytes", "weight_bytes"):
+    for c in ("flops", "macs", "dram_bytes", "onchip_bytes", "read_bytes", "write_bytes", "weight_bytes",
+              "compulsory_bytes"):
         out[c] = float(scored[c].sum())
     out["kernels"] = int(len(scored))
+    out["compulsory_ratio"] = out["energy_j"] / out["compulsory_energy_j"] if out["compulsory_energy_j"] else float("nan")
     by_bound = scored.groupby("bound")["latency_s"].sum()
     out["bound"] = str(by_bound.idxmax()) if len(by_bound) else ""
     return out

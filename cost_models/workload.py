@@ -17,22 +17,31 @@ Columns (all counts are for one call of the kernel):
 ``read_bytes``           bytes of the kernel's global input buffers (each buffer counted once)
 ``write_bytes``          bytes of the kernel's global output buffers (each buffer counted once)
 ``weight_bytes``         the part of ``read_bytes`` that are constants (weights)
+``io_bytes``             bytes of model inputs the kernel reads and model outputs it writes
+``scratch_bytes``        bytes of global buffers the kernel allocates for itself
 ``access_bytes``         loop-trip-weighted bytes of every load and store of a global buffer
 ``shared_access_bytes``  loop-trip-weighted bytes of loads and stores of on-chip ``shared`` buffers
 ``local_access_bytes``   loop-trip-weighted bytes of loads and stores of ``local`` (register) buffers
+``traffic_curve``        bytes of global data moved into a cache of a given capacity, as a step function
+                         ``"c0:b0 c1:b1 ..."`` (``c0`` = 0, capacities ascending, bytes non-increasing):
+                         a cache of capacity ``C`` receives ``b_i`` for the largest ``c_i <= C``. It
+                         counts 64-byte lines, reuse inside the kernel's loop nest, and tensors an
+                         earlier kernel left in the cache (see :mod:`explorer.reuse`).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 
+import numpy as np
 import pandas as pd
 
 OP_COLUMN = re.compile(r"^op_(?P<kind>[a-z]+)_(?P<dtype>[a-z0-9]+)$")
 
 REQUIRED_COLUMNS = (
-    "kernel", "call_index", "macs", "flops", "read_bytes", "write_bytes", "weight_bytes",
-    "access_bytes", "shared_access_bytes", "local_access_bytes",
+    "kernel", "call_index", "macs", "flops", "read_bytes", "write_bytes", "weight_bytes", "io_bytes",
+    "access_bytes", "shared_access_bytes", "local_access_bytes", "traffic_curve",
 )
 
 FLOAT_DTYPES = frozenset({"float64", "float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"})
@@ -53,3 +62,22 @@ def check_workload(df: pd.DataFrame) -> None:
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"workload table lacks columns {missing}")
+
+
+@functools.lru_cache(maxsize=65536)
+def parse_curve(curve: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(capacities, bytes)`` of a ``traffic_curve`` string; raises ``ValueError`` if malformed."""
+    try:
+        points = [tuple(float(x) for x in p.split(":")) for p in curve.split()]
+        caps, moved = np.array([p[0] for p in points]), np.array([p[1] for p in points])
+    except (ValueError, IndexError):
+        raise ValueError(f"malformed traffic_curve {curve[:60]!r}: expected 'capacity:bytes ...'") from None
+    if not len(caps) or caps[0] != 0 or np.any(np.diff(caps) <= 0):
+        raise ValueError(f"malformed traffic_curve {curve[:60]!r}: capacities must start at 0 and ascend")
+    return caps, moved
+
+
+def curve_at(curve: str, capacity: float) -> float:
+    """Bytes a cache of ``capacity`` bytes receives, from a ``traffic_curve`` string."""
+    caps, moved = parse_curve(curve)
+    return float(moved[np.searchsorted(caps, capacity, side="right") - 1])

@@ -37,20 +37,48 @@ def variants_table(variants: pd.DataFrame) -> pd.DataFrame:
         "compute": (ok["energy_compute_j"] / ok["energy_j"] * 100).round(1).astype(str) + "%",
         "memory": (ok["energy_memory_j"] / ok["energy_j"] * 100).round(1).astype(str) + "%",
         "static": (ok["energy_static_j"] / ok["energy_j"] * 100).round(1).astype(str) + "%",
+        "energy 5-95%": [f"{_fmt_j(a)}-{_fmt_j(b)}" if pd.notna(a) else "" for a, b in
+                         zip(ok.get("energy_p05_j", pd.Series(index=ok.index, dtype=float)),
+                             ok.get("energy_p95_j", pd.Series(index=ok.index, dtype=float)))],
+        "x bound": ok["compulsory_ratio"].map(lambda v: "" if pd.isna(v) else f"{v:.1f}"),
         "model latency": (ok["latency_s"] * 1e3).map(lambda v: f"{v:.3g} ms"),
-        "bound": ok["bound"],
+        "bound by": ok["bound"],
         "max abs err": ok["max_abs_error"].map(lambda v: "" if pd.isna(v) else f"{v:.2g}"),
     })
     return out
 
 
-def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame) -> str:
-    """A short report: the variants side by side, the best per target, failures and mismatches."""
+def rankings_section(rankings: pd.DataFrame) -> list[str]:
+    """Markdown lines: per model and target, whether each nominal ranking survives the figures' ranges."""
+    if rankings is None or not len(rankings):
+        return []
+    parts = ["## Do the rankings hold?", "",
+             "Every figure of a target was sampled across its cited low-high range (log-triangular around "
+             "the cited value, all variants under the same samples). *Share* is the fraction of samples in which "
+             "the nominally cheaper variant stays cheaper: 100% means no plausible set of figures reverses it.", ""]
+    for (model, target), g in rankings.groupby(["model", "target"], sort=False):
+        shaky = g[g.share_lower_wins < 0.95]
+        parts.append(f"**{model} on {target}**: {len(g) - len(shaky)} of {len(g)} pairwise rankings hold in at "
+                     f"least 95% of samples.")
+        parts.append("")
+        parts.append(_table(pd.DataFrame({
+            "cheaper": g["lower"], "dearer": g["higher"],
+            "nominal energy ratio": g["nominal_ratio"].map(lambda v: f"{v:.3f}"),
+            "share": (g["share_lower_wins"] * 100).map(lambda v: f"{v:.1f}%")})))
+        parts.append("")
+    return parts
+
+
+def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.DataFrame | None = None) -> str:
+    """A short report: the variants side by side, the best per target, how robust the rankings
+    are, failures and mismatches, and the costliest kernels."""
     parts = ["# Energy exploration report", ""]
     models = ", ".join(dict.fromkeys(variants["model"].astype(str)))
     parts += [f"Models: {models}. Energy is modelled from the lowered TIR of each variant (compute by "
-              "operation kind and dtype, DRAM and on-chip traffic, static power over a roofline latency); "
-              "CPU variants were also run and compared with onnxruntime.", ""]
+              "operation kind and dtype, reuse-aware traffic at every memory level, static power over a roofline "
+              "latency); CPU variants were also run and compared with onnxruntime. *x bound* is the energy over "
+              "the compulsory bound (weights, inputs and outputs moved from DRAM once, every MAC at the target's "
+              "cheapest dtype); *bound by* is the resource that sets most of the modelled latency.", ""]
     ok = variants[variants["energy_j"].notna()]
     if len(ok):
         parts += ["## Variants", "", _table(variants_table(variants)), ""]
@@ -62,6 +90,7 @@ def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame) -> str:
                          f"({worst / r.energy_j:.2f}x less than the worst strategy), "
                          f"{_fmt_bytes(r.dram_bytes)} of DRAM traffic, {int(r.kernels)} kernels.")
         parts.append("")
+    parts += rankings_section(rankings)
     flagged = variants[variants["within_tolerance"].eq(False)]
     failed = variants[variants["status"].astype(str).str.startswith("failed")]
     if len(flagged) or len(failed):

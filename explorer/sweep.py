@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cost_models import energy
+from cost_models import energy, uncertainty
 from cost_models.targets import TargetSpec, load_target
 
 from . import __version__
@@ -37,6 +37,7 @@ VARIANT_COLUMNS = [
     "model", "strategy", "target", "fusion", "layout", "precision", "tuning", "status", "built", "ran",
     "kernels", "macs", "flops", "dram_bytes", "onchip_bytes", "weight_bytes", "energy_j",
     "energy_compute_j", "energy_memory_j", "energy_dram_j", "energy_onchip_j", "energy_static_j",
+    "energy_p05_j", "energy_p95_j", "compulsory_energy_j", "compulsory_ratio",
     "latency_s", "bound", "planned_memory_bytes", "max_abs_error", "tolerance", "within_tolerance",
     "compile_s", "check_run_s", "model_hash", "tvm_version",
 ]
@@ -48,6 +49,7 @@ class SweepResult:
 
     variants: pd.DataFrame
     kernels: pd.DataFrame
+    rankings: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
 
 def flavour_of(target: TargetSpec) -> str:
@@ -198,7 +200,8 @@ def _finish_row(row: dict, result: dict, target: TargetSpec, reference: list[np.
     tot = energy.totals(scored)
     row.update({k: tot[k] for k in ("kernels", "macs", "flops", "dram_bytes", "onchip_bytes", "weight_bytes",
                                      "energy_j", "energy_compute_j", "energy_memory_j", "energy_dram_j",
-                                     "energy_onchip_j", "energy_static_j", "latency_s", "bound")})
+                                     "energy_onchip_j", "energy_static_j", "latency_s", "bound",
+                                     "compulsory_energy_j", "compulsory_ratio")})
     row["planned_memory_bytes"] = result["planned_bytes"]
     row["compile_s"] = round(result["compile_s"], 3)
     status = "ok"
@@ -314,9 +317,29 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
         runner.close()
     variants = pd.DataFrame(rows, columns=VARIANT_COLUMNS)
     kernels = pd.concat([k for k in kernel_frames if len(k)], ignore_index=True) if any(len(k) for k in kernel_frames) else pd.DataFrame()
+    rankings = _rank(variants, kernels, {t.name: t for t in specs}, seed)
     if out:
-        write_results(Path(out), variants, kernels)
-    return SweepResult(variants, kernels)
+        write_results(Path(out), variants, kernels, rankings)
+    return SweepResult(variants, kernels, rankings)
+
+
+def _rank(variants: pd.DataFrame, kernels: pd.DataFrame, specs: dict[str, TargetSpec], seed: int) -> pd.DataFrame:
+    """Sample every target's figure ranges: each variant's energy percentiles go into ``variants``
+    (in place); the returned table says, per pair of variants of a model on a target, in what share
+    of samples the nominally cheaper one stays cheaper."""
+    frames = []
+    if not len(kernels):
+        return pd.DataFrame(columns=["model", "target", "lower", "higher", "nominal_ratio", "share_lower_wins"])
+    for (model, target), group in kernels.groupby(["model", "target"], sort=False):
+        workloads = {s: g for s, g in group.groupby("strategy", sort=False)}
+        spread, pairs = uncertainty.compare(workloads, specs[target], seed=seed)
+        for _, r in spread.iterrows():
+            at = (variants.model == model) & (variants.target == target) & (variants.strategy == r.variant)
+            variants.loc[at, ["energy_p05_j", "energy_p95_j"]] = [r.energy_p05_j, r.energy_p95_j]
+        pairs.insert(0, "target", target)
+        pairs.insert(0, "model", model)
+        frames.append(pairs)
+    return pd.concat(frames, ignore_index=True)
 
 
 def sweep(models: str | list[str], **kwargs) -> pd.DataFrame:
@@ -324,14 +347,15 @@ def sweep(models: str | list[str], **kwargs) -> pd.DataFrame:
     return run_sweep([models] if isinstance(models, str) else list(models), **kwargs).variants
 
 
-def write_results(out: Path, variants: pd.DataFrame, kernels: pd.DataFrame) -> None:
-    """Write ``variants.csv``, ``kernels.csv`` and ``report.md`` into ``out``."""
+def write_results(out: Path, variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.DataFrame) -> None:
+    """Write ``variants.csv``, ``kernels.csv``, ``rankings.csv`` and ``report.md`` into ``out``."""
     from .report import markdown_report
 
     out.mkdir(parents=True, exist_ok=True)
     variants.to_csv(out / "variants.csv", index=False)
     kernels.to_csv(out / "kernels.csv", index=False)
-    (out / "report.md").write_text(markdown_report(variants, kernels))
+    rankings.to_csv(out / "rankings.csv", index=False)
+    (out / "report.md").write_text(markdown_report(variants, kernels, rankings))
 
 
 def _tvm_version() -> str:

@@ -21,8 +21,12 @@ import dataclasses
 from collections import Counter
 
 import tvm
+import tvm_ffi
+from tvm import sym
 
 from cost_models.workload import FLOAT_DTYPES
+
+from . import reuse
 
 _BINARY_KIND = {
     "Add": "add", "Sub": "add", "Mul": "mul", "Div": "div", "FloorDiv": "div", "FloorMod": "div",
@@ -78,6 +82,7 @@ class KernelWorkload:
     name: str
     ops: Counter  # (kind, dtype) -> count
     buffers: list[BufferUse]
+    reuse: reuse.ReuseProfile | None = None  # traffic into a cache vs its capacity, keyed by buffer name
 
     @property
     def macs(self) -> float:
@@ -97,6 +102,11 @@ class _Walker:
         self.ops: Counter = Counter()
         self.uses: dict = {}  # buffer var -> BufferUse
         self.loop_extent: dict = {}  # loop var -> extent
+        # the loop tree and access sites of the reuse model (see explorer.reuse)
+        self.loops: list[reuse.Loop] = []
+        self.path: list[tuple[int, object]] = []  # (loop id, loop var) of the enclosing loops
+        self.sites: dict = {}
+        self.analyzer = sym.Analyzer()  # knows loop ranges and let-bound values, to simplify indices
         by_name = {}
         for i, p in enumerate(func.params):
             ty = p.ty
@@ -119,11 +129,18 @@ class _Walker:
             ext = _int(s.extent)
             ext = ext if ext is not None else 1
             self.loop_extent[s.loop_var] = ext
+            self._enter(s.loop_var, ext)
             self.stmt(s.body, w * ext)
+            self.path.pop()
         elif kind == "AttrStmt":
             if s.attr_key in ("thread_extent", "virtual_thread"):
-                w *= _int(s.value) or 1
-            self.stmt(s.body, w)
+                ext = _int(s.value) or 1
+                w *= ext
+                self._enter(s.node.var, ext)
+                self.stmt(s.body, w)
+                self.path.pop()
+            else:
+                self.stmt(s.body, w)
         elif kind == "IfThenElse":
             frac = self._init_fraction(s.condition)
             self.stmt(s.then_case, w * frac)
@@ -136,6 +153,7 @@ class _Walker:
             if hasattr(s, "body") and s.body is not None:
                 self.stmt(s.body, w)
         elif kind in ("LetStmt", "Bind"):
+            self.analyzer.bind(s.var, s.value)
             self.index(s.value, w)
             if hasattr(s, "body") and s.body is not None:
                 self.stmt(s.body, w)
@@ -145,6 +163,32 @@ class _Walker:
             self.stmt(s.body, w)
         elif hasattr(s, "body") and s.body is not None:  # AssertStmt and other wrappers
             self.stmt(s.body, w)
+
+    def _enter(self, var, extent: int) -> None:
+        lid = len(self.loops)
+        self.analyzer.bind(var, tvm.ir.Range(0, extent))
+        self.loops.append(reuse.Loop(lid, self.path[-1][0] if self.path else -1, extent))
+        self.path.append((lid, var))
+
+    def _site(self, use: BufferUse, indices, elem_bytes: int) -> None:
+        """Record an access site for the reuse model: its loops and index strides."""
+        path = tuple(lid for lid, _ in self.path)
+        key = (id(use), path, tuple(tvm_ffi.structural_hash(i) for i in indices))
+        if key in self.sites:
+            return
+        loop_vars = [v for _, v in self.path]
+        terms, offset, affine = (), None, False
+        if len(indices) == 1:
+            index = self.analyzer.simplify(indices[0])
+            coeffs = sym.detect_linear_equation(index, loop_vars) if loop_vars else [index]
+            if len(coeffs) == len(loop_vars) + 1 and all(_int(c) is not None for c in coeffs[:-1]):
+                affine = True
+                terms = tuple((lid, _int(c)) for (lid, _), c in zip(self.path, coeffs) if _int(c))
+                offset = _int(coeffs[-1])
+        if not affine:  # which loops the index uses, for the non-affine estimate
+            used = [v for idx in indices for v in tvm.tirx.analysis.undefined_vars(self.analyzer.simplify(idx))]
+            terms = tuple((lid, 1) for lid, v in self.path if any(v.same_as(u) for u in used))
+        self.sites[key] = reuse.Site(use.name, elem_bytes, use.size_bytes, path, terms, offset, affine)
 
     def _declare(self, s) -> None:
         buf = s.buffer
@@ -175,12 +219,14 @@ class _Walker:
                 return 1.0 if frac == 1.0 else frac
         return frac
 
-    def _access(self, buf, dtype_expr, w: float, store: bool) -> None:
+    def _access(self, buf, dtype_expr, w: float, store: bool, indices=None) -> None:
         use = self.uses.get(buf)
         if use is None:  # a buffer seen without declaration: treat as kernel scratch
             use = self.uses[buf] = BufferUse(buf.name, buf.scope() or "global", -1, 0.0)
         dtype, lanes = _dtype_of(dtype_expr)
         n = w * lanes
+        if indices is not None and (use.param_index >= 0 or use.scope == "global"):
+            self._site(use, indices, int(_bytes_of(dtype)) or 1)
         if store:
             use.store_count += n
             use.store_bytes += n * _bytes_of(dtype)
@@ -191,7 +237,7 @@ class _Walker:
     def _store(self, s, w: float) -> None:
         for idx in s.indices:
             self.index(idx, w)
-        self._access(s.buffer, s.value, w, store=True)
+        self._access(s.buffer, s.value, w, store=True, indices=s.indices)
         value = s.value
         # C[i] = C[i] + x * y  ->  one mac
         if type(value).__name__ == "Add":
@@ -213,7 +259,7 @@ class _Walker:
         return e
 
     def _load(self, e, w: float) -> None:
-        self._access(e.source, e, w, store=False)
+        self._access(e.source, e, w, store=False, indices=e.indices)
         for idx in e.indices:
             self.index(idx, w)
 
@@ -286,7 +332,8 @@ def analyse_primfunc(func: tvm.tirx.PrimFunc, name: str) -> KernelWorkload:
     walker.stmt(func.body, 1.0)
     unique = {id(u): u for u in walker.uses.values()}
     buffers = sorted(unique.values(), key=lambda u: (u.param_index < 0, u.param_index, u.name))
-    return KernelWorkload(name=name, ops=walker.ops, buffers=buffers)
+    profile = reuse.reuse_profile(walker.loops, list(walker.sites.values()))
+    return KernelWorkload(name=name, ops=walker.ops, buffers=buffers, reuse=profile)
 
 
 def analyse_module(mod: tvm.IRModule) -> dict[str, KernelWorkload]:
@@ -298,28 +345,80 @@ def analyse_module(mod: tvm.IRModule) -> dict[str, KernelWorkload]:
     return out
 
 
+def _warm_capacities(calls) -> list[dict[int, float]]:
+    """For each call, per argument position: the smallest cache capacity at which that tensor is
+    still cached when the call starts (its own bytes plus every other tensor touched since it was
+    last touched, at tensor granularity). Tensors not touched before in the inference are absent."""
+    last: dict[int, int] = {}
+    size: dict[int, int] = {}
+    touched: list[list[int]] = []
+    out = []
+    for k, call in enumerate(calls):
+        warm = {}
+        for pos, t in enumerate(call.args):
+            size[t.storage] = max(size.get(t.storage, 0), t.nbytes)
+            j = last.get(t.storage)
+            if j is not None:
+                between = {s for c in touched[j + 1:k] for s in c} - {t.storage}
+                warm[pos] = float(size[t.storage] + sum(size[s] for s in between))
+        out.append(warm)
+        storages = [t.storage for t in call.args]
+        touched.append(storages)
+        for s in storages:
+            last[s] = k
+    return out
+
+
+def traffic_curve(kernel: KernelWorkload, warm: dict[int, float]) -> str:
+    """One call's traffic-versus-capacity curve as ``"capacity:bytes capacity:bytes ..."``.
+
+    It is the kernel's reuse profile, less a buffer's first touch at the capacities where it is
+    already cached: an argument an earlier call left there (``warm``: argument position -> smallest
+    such capacity), or scratch the kernel allocates, whenever that scratch fits (allocators hand
+    out recently freed, cache-hot memory, so it is never fetched from the level below)."""
+    profile = kernel.reuse
+    position = {u.name: u.param_index for u in kernel.buffers if u.param_index >= 0}
+    warm_at = {buf: warm.get(position[buf], float("inf")) if buf in position else first
+               for buf, first in profile.first_touch.items()}
+    points: list[tuple[int, int]] = []
+    for c in sorted(set(profile.capacities) | set(warm.values()) | set(warm_at.values()) - {float("inf")}):
+        total = 0.0
+        for buf, moved in profile.at(c).items():
+            if warm_at.get(buf, float("inf")) <= c:
+                moved = max(moved - profile.first_touch.get(buf, 0.0), 0.0)
+            total += moved
+        if not points or round(total) != points[-1][1]:
+            points.append((int(c), round(total)))
+    return " ".join(f"{c}:{t}" for c, t in points)
+
+
 def workload_table(calls, kernels: dict[str, KernelWorkload]):
     """One workload row per kernel call (see :mod:`cost_models.workload` for the columns)."""
     import pandas as pd
 
     rows = []
-    for call in calls:
+    warm_at = _warm_capacities(calls)
+    for call, warm in zip(calls, warm_at):
         k = kernels.get(call.kernel)
         if k is None:
             raise RuntimeError(f"kernel {call.kernel} is called in main but absent from the lowered TIR")
         row = {"call_index": call.index, "kernel": call.kernel, "fused_ops": len(call.members),
                "eliminated_bytes": sum(t.nbytes for t in call.eliminated)}
-        read = write = weight = 0.0
+        read = write = weight = io = 0.0
         access = shared = local = scratch = 0.0
         for use in k.buffers:
             if use.param_index >= 0:
                 arg = call.args[use.param_index] if use.param_index < len(call.args) else None
                 if use.param_index >= call.n_inputs:
                     write += use.size_bytes
+                    if arg is not None and arg.model_output:
+                        io += use.size_bytes
                 elif use.load_count > 0:
                     read += use.size_bytes
                     if arg is not None and arg.origin == "const":
                         weight += use.size_bytes
+                    elif arg is not None and arg.origin == "input":
+                        io += use.size_bytes
                 access += use.load_bytes + use.store_bytes
             elif use.scope.startswith("shared"):
                 shared += use.load_bytes + use.store_bytes
@@ -329,8 +428,9 @@ def workload_table(calls, kernels: dict[str, KernelWorkload]):
                 scratch += use.size_bytes
                 access += use.load_bytes + use.store_bytes
         row.update(macs=k.macs, flops=k.flops, read_bytes=read, write_bytes=write, weight_bytes=weight,
-                   scratch_bytes=scratch, access_bytes=access, shared_access_bytes=shared,
+                   io_bytes=io, scratch_bytes=scratch, access_bytes=access, shared_access_bytes=shared,
                    local_access_bytes=local)
+        row["traffic_curve"] = traffic_curve(k, warm)
         for (kind, dtype), n in sorted(k.ops.items()):
             row[f"op_{kind}_{dtype}"] = n
         rows.append(row)

@@ -113,6 +113,8 @@ class Tensor:
     shape: tuple[int, ...]
     dtype: str
     origin: str  # "input", "const", "kernel" (written by a kernel call), "view"
+    storage: int = -1  # identity of the memory it occupies: a view shares its source's storage
+    model_output: bool = False  # returned by ``main``
 
     @property
     def nbytes(self) -> int:
@@ -217,12 +219,21 @@ def graph_passes(strategy: Strategy, flavour: str, target: dict) -> tuple[tvm.tr
 
 
 def call_sites(mod: tvm.IRModule, groups: dict) -> tuple[list[CallSite], int]:
-    """Kernel launches of ``main`` with their argument tensors, and the bytes of all constants."""
+    """Kernel launches of ``main`` with their argument tensors, and the bytes of all constants.
+
+    Every tensor gets a ``storage`` id; views (reshapes) share their source's, so the sequence of
+    calls says which launches touch the same memory (used for reuse between kernels)."""
     main = mod["main"]
     env: dict = {}
+    storages = iter(range(1 << 30))
+
+    def fresh(tensors: list[Tensor]) -> list[Tensor]:
+        for t in tensors:
+            t.storage = next(storages)
+        return tensors
+
     for p in main.params:
-        for t in _sinfo_tensors(p.ty, _name(p), "input"):
-            env[p] = t
+        env[p] = fresh(_sinfo_tensors(p.ty, _name(p), "input"))
     call_tir = tvm.ir.Op.get("relax.call_tir")
     consts: dict = {}
     calls = []
@@ -230,21 +241,21 @@ def call_sites(mod: tvm.IRModule, groups: dict) -> tuple[list[CallSite], int]:
     def tensor_of(expr) -> list[Tensor]:
         if isinstance(expr, tvm.ir.expr.Constant):
             if expr not in consts:
-                consts[expr] = _sinfo_tensors(expr.ty, f"const{len(consts)}", "const")[0]
+                consts[expr] = fresh(_sinfo_tensors(expr.ty, f"const{len(consts)}", "const"))[0]
             return [consts[expr]]
         if isinstance(expr, relax.Tuple):
             return [t for f in expr.fields for t in tensor_of(f)]
         if expr in env:
             found = env[expr]
             return found if isinstance(found, list) else [found]
-        return _sinfo_tensors(expr.ty, getattr(expr, "name_hint", "?"), "view")
+        return fresh(_sinfo_tensors(expr.ty, getattr(expr, "name_hint", "?"), "view"))
 
     for binding in _bindings(main):
         value, var = binding.value, binding.var
         if isinstance(value, relax.Call) and value.op.same_as(call_tir):
             kernel = _name(value.args[0])
             ins = tensor_of(value.args[1])
-            outs = _sinfo_tensors(var.ty, _name(var), "kernel")
+            outs = fresh(_sinfo_tensors(var.ty, _name(var), "kernel"))
             env[var] = outs if len(outs) > 1 else outs[0]
             members, eliminated = groups.get(kernel, ([kernel], []))
             calls.append(CallSite(len(calls), kernel, ins + outs, len(ins), members, eliminated))
@@ -256,9 +267,13 @@ def call_sites(mod: tvm.IRModule, groups: dict) -> tuple[list[CallSite], int]:
             src = env[value.args[0]]
             src = src[0] if isinstance(src, list) else src
             env[var] = Tensor(_name(var), _sinfo_tensors(var.ty, _name(var), "view")[0].shape,
-                              src.dtype, src.origin)
+                              src.dtype, src.origin, src.storage)
         elif isinstance(value, relax.Var) and value in env:
             env[var] = env[value]
+    returned = {t.storage for t in tensor_of(main.body.body)} if isinstance(main.body, relax.SeqExpr) else set()
+    for call in calls:
+        for t in call.args[call.n_inputs:]:
+            t.model_output = t.storage in returned
     return calls, sum(t.nbytes for t in consts.values())
 
 

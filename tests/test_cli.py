@@ -77,7 +77,8 @@ def test_fusion_report_per_kernel_and_totals(conv_add_relu_onnx):
     assert proc.returncode == 0, proc.stderr
     assert "fused_conv2d_add_relu" in proc.stdout
     assert "kernels 3 -> 1" in proc.stdout
-    assert "DRAM 8.64 kB -> 4.03 kB (saved 4.61 kB" in proc.stdout
+    # cold start: x, W, B and every written tensor once; c and a are still in the 1 MB SRAM when read
+    assert "DRAM 6.34 kB -> 4.03 kB (saved 2.30 kB" in proc.stdout
 
 
 @pytest.mark.parametrize("args, message", [

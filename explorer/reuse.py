@@ -1,0 +1,195 @@
+"""Reuse in a kernel's loop nest: bytes moved into a cache of any capacity (pure Python).
+
+A kernel is a tree of loops whose leaves are memory accesses with affine indices. For a cache of
+capacity ``C`` bytes (fully associative, LRU, ``LINE_BYTES`` lines) the traffic into it is estimated
+with the classic working-set argument:
+
+- the *footprint* of a loop is the number of distinct cache-line bytes its accesses touch while
+  the loop runs through all its iterations (outer loops held fixed);
+- if one iteration of a loop fits (the footprint of its body is at most ``C``), every line the
+  loop touches is fetched once: data reused across iterations (an operand invariant in the loop,
+  or the overlap of a sliding window) is still there when it is used again;
+- otherwise each iteration is a fresh pass: traffic is the trip count times the traffic of the body.
+
+The result for a kernel is a step function ``capacity -> bytes`` (:class:`ReuseProfile`), computed
+once from the loop extents and index strides; a cost model evaluates it at each level's capacity, so
+the same analysis scores any target. Bytes are kept per buffer so that a caller can discount a
+buffer that an earlier kernel left in the cache.
+
+Index expressions are given as strides per loop (``Site.terms``); an index that is not affine in
+the loops (``Site.affine`` false) is taken to touch every combination of the loops it uses,
+contiguously.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+from typing import Hashable
+
+#: Cache-line size the profile is computed at (x86 and NVIDIA L2 sectors-of-four are 64 B / 128 B).
+LINE_BYTES = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Loop:
+    """One loop (or GPU thread/block binding) of a kernel; ``parent`` is -1 for outermost loops."""
+
+    id: int
+    parent: int
+    extent: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    """One load or store site: which buffer, under which loops, with what strides."""
+
+    buffer: Hashable
+    elem_bytes: int
+    buffer_bytes: float
+    path: tuple[int, ...]                 # enclosing loop ids, outermost first
+    terms: tuple[tuple[int, int], ...]    # (loop id, stride in elements) for loops in the index
+    offset: int | None = 0                # constant part of the index in elements (None: unknown)
+    affine: bool = True
+
+
+def footprint_bytes(strides: list[tuple[int, int]], elem_bytes: int, start_align: int,
+                    start_offset: int = 0, line: int = LINE_BYTES) -> float:
+    """Distinct cache-line bytes touched by ``base + sum(stride_i * v_i)``, ``0 <= v_i < extent_i``.
+
+    ``strides`` are ``(stride in bytes, extent)`` of the iterating loops; ``start_align`` is the
+    largest power of two known to divide every start address of the innermost contiguous run (then
+    runs start ``start_offset`` bytes into a line when that alignment is a whole line)."""
+    terms: dict[int, int] = {}
+    for stride, extent in strides:
+        stride = abs(stride)
+        if extent > 1 and stride > 0:
+            terms[stride] = terms.get(stride, 1) + extent - 1  # v1 + v2 with one stride: a longer range
+    ordered = sorted(terms.items())
+    run = elem_bytes  # the dense contiguous block built from the smallest strides
+    i = 0
+    while i < len(ordered) and ordered[i][0] <= run:
+        stride, extent = ordered[i]
+        run += stride * (extent - 1)
+        i += 1
+    outer = ordered[i:]
+    blocks = math.prod(extent for _, extent in outer)
+    span = run + sum(stride * (extent - 1) for stride, extent in outer)
+    align = math.gcd(line, start_align, *(stride for stride, _ in outer))
+    if align == line:
+        off = start_offset % line
+        lines_per_block = math.ceil((off + run) / line)
+        lines_in_span = math.ceil((off + span) / line)
+    else:  # runs start at unknown offsets that are multiples of ``align``: the expected line count
+        lines_per_block = max(1.0, (run + line - align) / line)
+        lines_in_span = max(1.0, (span + line - align) / line)
+    return float(min(blocks * lines_per_block, lines_in_span) * line)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReuseProfile:
+    """Traffic into a cache as a step function of its capacity, per buffer.
+
+    ``traffic[buffer][i]`` is the bytes moved for ``buffer`` when the capacity is at least
+    ``capacities[i]`` (and below ``capacities[i + 1]``); ``capacities[0]`` is 0. ``first_touch`` is
+    each buffer's footprint over the whole kernel (the part a warm cache would save)."""
+
+    capacities: tuple[float, ...]
+    traffic: dict
+    first_touch: dict
+
+    def at(self, capacity: float) -> dict:
+        """Bytes per buffer for a cache of ``capacity`` bytes."""
+        i = max(j for j, c in enumerate(self.capacities) if c <= capacity)
+        return {b: t[i] for b, t in self.traffic.items()}
+
+
+class _Tree:
+    def __init__(self, loops: list[Loop], sites: list[Site], line: int):
+        self.loops = {lp.id: lp for lp in loops}
+        self.children: dict[int, list[int]] = defaultdict(list)
+        for lp in loops:
+            self.children[lp.parent].append(lp.id)
+        self.depth = {}
+        for lp in loops:
+            d, p = 0, lp.parent
+            while p != -1:
+                d, p = d + 1, self.loops[p].parent
+            self.depth[lp.id] = d
+        self.sites = sites
+        self.line = line
+        self.direct: dict[int, list[Site]] = defaultdict(list)  # sites whose innermost loop is the key
+        self.under: dict[int, list[Site]] = defaultdict(list)   # sites anywhere inside the key
+        for s in sites:
+            self.direct[s.path[-1] if s.path else -1].append(s)
+            self.under[-1].append(s)
+            for lid in s.path:
+                self.under[lid].append(s)
+
+    def footprint(self, node: int, include_node: bool) -> dict:
+        """Per-buffer line bytes touched by the sites under ``node`` with its inner loops (and
+        the node's own loop when ``include_node``) iterating and every outer loop fixed."""
+        depth = -1 if node == -1 else self.depth[node]
+        first_iter = depth if include_node else depth + 1
+        per_buffer: dict = defaultdict(dict)
+        for s in self.under[node]:
+            iterating = {lid for lid in s.path if self.depth[lid] >= first_iter}
+            if not s.affine:
+                ext = math.prod(self.loops[lid].extent for lid in iterating)
+                fp = ext * s.elem_bytes + self.line
+                key = ("nonaffine", tuple(sorted(iterating)))
+            else:
+                strides = [(stride * s.elem_bytes, self.loops[lid].extent) for lid, stride in s.terms
+                           if lid in iterating]
+                fixed = [abs(stride) * s.elem_bytes for lid, stride in s.terms if lid not in iterating]
+                offset_bytes = s.elem_bytes if s.offset is None else s.offset * s.elem_bytes
+                align = math.gcd(self.line, offset_bytes, *fixed)
+                fp = footprint_bytes(strides, s.elem_bytes, align, offset_bytes, self.line)
+                # sites with the same strides over iterating loops and the same fixed part coincide
+                key = (tuple(sorted((st, e) for st, e in strides)),
+                       tuple(sorted((lid, st) for lid, st in s.terms if lid not in iterating)), s.offset)
+            per_buffer[s.buffer][key] = fp
+        out = {}
+        for buf, fps in per_buffer.items():
+            size = next(s.buffer_bytes for s in self.under[node] if s.buffer == buf)
+            cap = math.ceil(size / self.line) * self.line  # TVM allocates buffers line-aligned
+            out[buf] = min(sum(fps.values()), cap)
+        return out
+
+    def traffic(self, node: int, capacity: float, memo: dict) -> dict:
+        """Per-buffer bytes moved into a cache of ``capacity`` by one execution of ``node``."""
+        body = memo["body"][node]
+        if sum(body.values()) <= capacity:
+            return memo["full"][node]
+        out: dict = defaultdict(float)
+        for child in self.children[node]:
+            for b, t in self.traffic(child, capacity, memo).items():
+                out[b] += t
+        direct: dict = defaultdict(float)
+        for s in self.direct[node]:
+            direct[s.buffer] = max(direct[s.buffer], float(self.line))
+        for b, t in direct.items():
+            out[b] += t
+        trips = 1 if node == -1 else self.loops[node].extent
+        return {b: t * trips for b, t in out.items()}
+
+
+def reuse_profile(loops: list[Loop], sites: list[Site], line: int = LINE_BYTES) -> ReuseProfile:
+    """The traffic-versus-capacity step function of one kernel (see the module docstring)."""
+    tree = _Tree(loops, sites, line)
+    nodes = [-1] + [lp.id for lp in loops]
+    memo = {"full": {n: tree.footprint(n, True) for n in nodes},
+            "body": {n: tree.footprint(n, False) for n in nodes}}
+    memo["body"][-1] = memo["full"][-1]  # the kernel as a whole has no iterations of its own
+    caps = sorted({0.0} | {float(sum(memo["body"][n].values())) for n in nodes})
+    buffers = sorted({s.buffer for s in sites}, key=str)
+    traffic = {b: [] for b in buffers}
+    for c in caps:
+        t = tree.traffic(-1, c, memo)
+        for b in buffers:
+            traffic[b].append(float(t.get(b, 0.0)))
+    # drop capacities at which nothing changes
+    keep = [0] + [i for i in range(1, len(caps)) if any(traffic[b][i] != traffic[b][i - 1] for b in buffers)]
+    return ReuseProfile(tuple(caps[i] for i in keep), {b: tuple(traffic[b][i] for i in keep) for b in buffers},
+                        dict(memo["full"][-1]))
