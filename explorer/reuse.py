@@ -74,17 +74,21 @@ def footprint_bytes(strides: list[tuple[int, int]], elem_bytes: int, start_align
         run += stride * (extent - 1)
         i += 1
     outer = ordered[i:]
-    blocks = math.prod(extent for _, extent in outer)
-    span = run + sum(stride * (extent - 1) for stride, extent in outer)
     align = math.gcd(line, start_align, *(stride for stride, _ in outer))
-    if align == line:
-        off = start_offset % line
-        lines_per_block = math.ceil((off + run) / line)
-        lines_in_span = math.ceil((off + span) / line)
-    else:  # runs start at unknown offsets that are multiples of ``align``: the expected line count
-        lines_per_block = max(1.0, (run + line - align) / line)
-        lines_in_span = max(1.0, (span + line - align) / line)
-    return float(min(blocks * lines_per_block, lines_in_span) * line)
+
+    def lines_of(span: float) -> float:
+        """Lines a contiguous ``span`` of bytes touches, given where spans may start."""
+        if align == line:
+            return math.ceil((start_offset % line + span) / line)
+        return max(1.0, (span + line - align) / line)  # expected count over the possible offsets
+
+    # Copies of the block at growing strides: lines are shared only where copies come within a line.
+    lines, span = lines_of(run), run
+    for stride, extent in outer:
+        new_span = span + stride * (extent - 1)
+        lines = extent * lines if stride >= span + line else min(extent * lines, lines_of(new_span))
+        span = new_span
+    return float(lines * line)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +141,7 @@ class _Tree:
             iterating = {lid for lid in s.path if self.depth[lid] >= first_iter}
             if not s.affine:
                 ext = math.prod(self.loops[lid].extent for lid in iterating)
-                fp = ext * s.elem_bytes + self.line
+                fp = max(1.0, (ext * s.elem_bytes + self.line - s.elem_bytes) / self.line) * self.line
                 key = ("nonaffine", tuple(sorted(iterating)))
             else:
                 strides = [(stride * s.elem_bytes, self.loops[lid].extent) for lid, stride in s.terms
@@ -158,10 +162,9 @@ class _Tree:
         return out
 
     def traffic(self, node: int, capacity: float, memo: dict) -> dict:
-        """Per-buffer bytes moved into a cache of ``capacity`` by one execution of ``node``."""
-        body = memo["body"][node]
-        if sum(body.values()) <= capacity:
-            return memo["full"][node]
+        """Per-buffer bytes moved into a cache of ``capacity`` by one execution of ``node``: each
+        iteration's traffic, or, when one iteration fits, at most the loop's footprint (taking the
+        smaller keeps traffic monotone where the two footprint estimates disagree)."""
         out: dict = defaultdict(float)
         for child in self.children[node]:
             for b, t in self.traffic(child, capacity, memo).items():
@@ -172,7 +175,11 @@ class _Tree:
         for b, t in direct.items():
             out[b] += t
         trips = 1 if node == -1 else self.loops[node].extent
-        return {b: t * trips for b, t in out.items()}
+        out = {b: t * trips for b, t in out.items()}
+        if sum(memo["body"][node].values()) <= capacity:
+            full = memo["full"][node]
+            out = {b: min(t, full.get(b, t)) for b, t in out.items()}
+        return out
 
 
 def reuse_profile(loops: list[Loop], sites: list[Site], line: int = LINE_BYTES) -> ReuseProfile:

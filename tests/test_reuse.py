@@ -1,0 +1,123 @@
+"""Reuse-aware traffic: exact bytes for hand-analysed loop nests, and monotonicity in capacity."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import tvm
+from tvm.script import tirx as T
+
+from explorer import reuse, tir_analysis
+
+
+@T.prim_func
+def tiled_matmul(A: T.Buffer((4096,), "float32"), B: T.Buffer((4096,), "float32"),
+                 C: T.Buffer((4096,), "float32")):
+    # C[64, 64] += A[64, 64] @ B[64, 64] in 16x16x16 tiles; rows are 256 B, a tile row is one 64 B line
+    for i0, j0, k0, i1, j1, k1 in T.grid(4, 4, 4, 16, 16, 16):
+        C[(i0 * 16 + i1) * 64 + j0 * 16 + j1] = C[(i0 * 16 + i1) * 64 + j0 * 16 + j1] + \
+            A[(i0 * 16 + i1) * 64 + k0 * 16 + k1] * B[(k0 * 16 + k1) * 64 + j0 * 16 + j1]
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return tir_analysis.analyse_primfunc(tiled_matmul, "tiled_matmul").reuse
+
+
+def total(profile, capacity):
+    return sum(profile.at(capacity).values())
+
+
+# Footprints by hand (64 B lines): one (i1, j1, k1) tile is 16 lines each of A, B and C = 3072 B;
+# the k0 loop touches 16x64 of A, 64x16 of B, one C tile = 144 lines = 9216 B; the j0 loop
+# 64 + 256 + 64 lines = 24576 B; the whole kernel 3 x 16 KiB = 49152 B.
+
+def test_everything_fits_moves_each_matrix_once(profile):
+    assert total(profile, 49152) == 49152
+    assert profile.at(49152) == {"A": 16384, "B": 16384, "C": 16384}
+
+
+def test_one_outer_iteration_that_fits_keeps_what_the_next_one_reuses(profile):
+    # one i0 iteration (24 KiB) fits, so B, touched again by every i0, is still cached: each matrix once
+    assert profile.at(24576) == {"A": 16384, "B": 16384, "C": 16384}
+
+
+def test_a_row_of_tiles_that_fits_rereads_only_b(profile):
+    # 9 KiB holds one k0 loop but not an i0 iteration: B is read again for every i0, A and C once
+    assert profile.at(9216) == {"A": 16384, "B": 4 * 16384, "C": 16384}
+
+
+def test_tiled_matmul_whose_tile_fits(profile):
+    # 4 KiB holds one 3 KiB tile: each k0 loop (9 KiB) streams its A and B panels once, 16 times
+    assert profile.at(4096) == {"A": 16 * 4096, "B": 16 * 4096, "C": 16 * 1024}
+    assert total(profile, 4096) == 147456
+
+
+def test_tiled_matmul_whose_tile_does_not_fit(profile):
+    # 2 KiB holds a row of the tile's work (1152 B) but not the tile: every tile is fetched anew
+    assert total(profile, 2048) == 64 * 3072
+    assert profile.at(2048) == {"A": 65536, "B": 65536, "C": 65536}
+
+
+def test_below_a_lines_worth_of_reuse_every_access_moves_a_line(profile):
+    assert total(profile, 0) == 64 ** 3 * 3 * 64  # A, B and C (load and store share a line) per MAC
+
+
+def test_footprint_of_a_contiguous_run():
+    assert reuse.footprint_bytes([(4, 16)], 4, 64) == 64        # 16 floats from a line boundary
+    assert reuse.footprint_bytes([(4, 17)], 4, 64) == 128
+    assert reuse.footprint_bytes([(4, 16)], 4, 4) == pytest.approx(64 * (64 + 60) / 64)  # unknown alignment
+
+
+def test_footprint_of_a_strided_column_is_a_line_per_element():
+    assert reuse.footprint_bytes([(256, 16)], 4, 64) == 16 * 64
+
+
+def test_footprint_of_a_sliding_window_counts_the_overlap_once():
+    # x[h + r] for h < 56, r < 3: 58 distinct floats, not 168
+    assert reuse.footprint_bytes([(4, 56), (4, 3)], 4, 64) == 4 * 64  # 232 B from a boundary: 4 lines
+
+
+def _random_nest(rng: random.Random):
+    loops, sites = [], []
+    for lid in range(rng.randint(1, 6)):
+        loops.append(reuse.Loop(lid, rng.choice([-1] + [lp.id for lp in loops]), rng.choice([1, 2, 3, 8, 16, 64])))
+    for b in range(rng.randint(1, 4)):
+        leaf = rng.choice(loops)
+        path, node = [], leaf
+        while True:
+            path.insert(0, node.id)
+            if node.parent == -1:
+                break
+            node = loops[node.parent]
+        terms = tuple((lid, rng.choice([0, 1, 4, 16, 64, 1000])) for lid in path if rng.random() < 0.7)
+        sites.append(reuse.Site(f"b{b}", rng.choice([1, 2, 4]), 1e6, tuple(path), terms, rng.randint(0, 40),
+                                affine=rng.random() < 0.9))
+    return loops, sites
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_more_capacity_never_means_more_traffic(seed):
+    rng = random.Random(seed)
+    profile = reuse.reuse_profile(*_random_nest(rng))
+    totals = [sum(t[i] for t in profile.traffic.values()) for i in range(len(profile.capacities))]
+    assert all(a >= b for a, b in zip(totals, totals[1:]))
+    caps = sorted(rng.uniform(0, 1e7) for _ in range(20))
+    per_cap = [total(profile, c) for c in caps]
+    assert all(a >= b for a, b in zip(per_cap, per_cap[1:]))
+
+
+def test_a_tensor_left_in_cache_by_the_previous_kernel_is_not_fetched_again(conv_add_relu_onnx):
+    from explorer import tvm_compile
+    from explorer.loading import prepare
+    from explorer.strategies import get_strategy
+    from cost_models.workload import curve_at
+
+    model = prepare(str(conv_add_relu_onnx))
+    lowered = tvm_compile.compile_variant(str(model.path), model.sha256, get_strategy("baseline"), "generic",
+                                          tvm_compile.host_target(), build=False)
+    wl = tir_analysis.workload_table(lowered.calls, tir_analysis.analyse_module(lowered.tir)).set_index("kernel")
+    add = wl.loc["add"]  # reads the conv's 1152 B output c and the 1152 B constant B, writes 1152 B
+    assert curve_at(add.traffic_curve, 1 << 20) == 2 * 1152      # c is still cached: B and the output
+    assert curve_at(add.traffic_curve, 1000) >= 3 * 1152         # c does not fit: fetched again
