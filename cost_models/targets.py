@@ -25,6 +25,10 @@ Schema (see ``cpu.toml`` for a complete, commented example)::
     energy_pj_per_byte = {figure}
     serves = ["global"]      # optional: which accesses this level serves ("global", "shared", "local");
                              # an access kind no level lists is charged at the innermost level
+
+Levels from DRAM inward to the one that serves ``global`` accesses act as caches of each other: the
+energy model sends each of them the bytes a cache of the next level's capacity lets through (see
+:mod:`cost_models.energy`). Levels inside it hold only explicit buffers (GPU shared memory, registers).
 """
 
 from __future__ import annotations

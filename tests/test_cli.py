@@ -47,6 +47,22 @@ def test_sweep_writes_variants_kernels_and_report(swept):
     assert "# Energy exploration report" in (out / "report.md").read_text()
 
 
+def test_sweep_reports_traffic_per_level_bound_and_ranking_robustness(swept):
+    _, out = swept
+    kernels = pd.read_csv(out / "kernels.csv")
+    cpu = kernels[kernels.target == "cpu"]
+    assert {"l3_bytes", "l2_bytes", "l1_bytes", "traffic_curve", "compulsory_energy_j", "bound"} <= set(cpu.columns)
+    assert (cpu.dram_bytes <= cpu.l3_bytes).all()  # each level passes at least what the one outside it does
+    assert set(cpu.bound) <= {"compute", "dram", "l3", "l2", "l1"}
+    variants = pd.read_csv(out / "variants.csv")
+    assert (variants.compulsory_ratio > 1).all()
+    assert (variants.energy_p05_j <= variants.energy_j).all() and (variants.energy_j <= variants.energy_p95_j).all()
+    rankings = pd.read_csv(out / "rankings.csv")
+    assert len(rankings) == 2 * 6  # every pair of the 4 strategies, per target
+    assert rankings.share_lower_wins.between(0, 1).all()
+    assert "## Do the rankings hold?" in (out / "report.md").read_text()
+
+
 def test_cpu_variants_are_built_run_and_match_onnxruntime(swept):
     variants = pd.read_csv(swept[1] / "variants.csv")
     cpu = variants[variants.target == "cpu"]
