@@ -8,7 +8,8 @@ Pure numpy/pandas. For each kernel call (one workload row):
 - **traffic per level**: the levels from DRAM inward to the innermost level that serves ``global``
   accesses form the cache chain. The bytes moved between chain level ``i`` and level ``i + 1`` are
   the kernel's traffic curve (``traffic_curve``: reuse-aware, see :mod:`explorer.reuse`) evaluated
-  at level ``i + 1``'s capacity, and are charged at level ``i``'s energy per byte. The innermost
+  at level ``i + 1``'s capacity (``unit_traffic_curve`` when that level is private to each compute
+  unit), and are charged at level ``i``'s energy per byte. The innermost
   chain level serves every global load and store the loop nest performs (``access_bytes``).
   Explicit on-chip buffers (GPU ``shared`` memory, ``local`` registers) are charged at the level the
   target says serves them;
@@ -85,10 +86,11 @@ def quantities(workload: pd.DataFrame, target: TargetSpec) -> Quantities:
     levels = target.memory
     level_bytes = {lvl.name: np.zeros(n) for lvl in levels}
     chain = global_chain(target)
-    curves = workload["traffic_curve"].astype(str).tolist()
+    curves = {False: workload["traffic_curve"].astype(str).tolist(),
+              True: workload["unit_traffic_curve"].astype(str).tolist()}
     for i in chain[:-1]:
-        capacity = levels[i + 1].capacity_bytes
-        level_bytes[levels[i].name] += np.array([curve_at(c, capacity) for c in curves])
+        inner = levels[i + 1]
+        level_bytes[levels[i].name] += np.array([curve_at(c, inner.capacity_bytes) for c in curves[inner.per_unit]])
     level_bytes[levels[chain[-1]].name] += workload["access_bytes"].to_numpy(float)
     for access, column in (("shared", "shared_access_bytes"), ("local", "local_access_bytes")):
         level_bytes[target.level_for(access).name] += workload[column].to_numpy(float)

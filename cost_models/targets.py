@@ -25,6 +25,8 @@ Schema (see ``cpu.toml`` for a complete, commented example)::
     energy_pj_per_byte = {figure}
     serves = ["global"]      # optional: which accesses this level serves ("global", "shared", "local");
                              # an access kind no level lists is charged at the innermost level
+    per_unit = false         # optional: true for a memory private to each compute unit (a GPU SM's
+                             # L1); capacity_bytes is then one unit's
 
 Levels from DRAM inward to the one that serves ``global`` accesses act as caches of each other: the
 energy model sends each of them the bytes a cache of the next level's capacity lets through (see
@@ -88,6 +90,7 @@ class MemoryLevel:
     bandwidth_bytes_per_s: Figure
     energy_pj_per_byte: Figure
     serves: tuple[str, ...] = ()  # access kinds charged here: "global", "shared", "local"
+    per_unit: bool = False  # one such memory per compute unit (an SM's L1); capacity is one unit's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,6 +214,7 @@ def parse_target(data: Mapping[str, Any], where: str) -> TargetSpec:
             bandwidth_bytes_per_s=_figure(raw, "bandwidth_bytes_per_s", at),
             energy_pj_per_byte=_figure(raw, "energy_pj_per_byte", at),
             serves=serves,
+            per_unit=_req(raw, "per_unit", at, bool) if "per_unit" in raw else False,
         ))
     if len(levels) < 2:
         raise TargetError(f"{where}.memory must list DRAM and at least one on-chip level")

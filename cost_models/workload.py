@@ -27,6 +27,8 @@ Columns (all counts are for one call of the kernel):
                          a cache of capacity ``C`` receives ``b_i`` for the largest ``c_i <= C``. It
                          counts 64-byte lines, reuse inside the kernel's loop nest, and tensors an
                          earlier kernel left in the cache (see :mod:`explorer.reuse`).
+``unit_traffic_curve``   the same for a cache private to each compute unit (a GPU SM's L1), summed
+                         over units: loops spread over units (thread blocks) carry no reuse in it.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ OP_COLUMN = re.compile(r"^op_(?P<kind>[a-z]+)_(?P<dtype>[a-z0-9]+)$")
 
 REQUIRED_COLUMNS = (
     "kernel", "call_index", "macs", "flops", "read_bytes", "write_bytes", "weight_bytes", "io_bytes",
-    "access_bytes", "shared_access_bytes", "local_access_bytes", "traffic_curve",
+    "access_bytes", "shared_access_bytes", "local_access_bytes", "traffic_curve", "unit_traffic_curve",
 )
 
 FLOAT_DTYPES = frozenset({"float64", "float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"})

@@ -34,11 +34,15 @@ LINE_BYTES = 64
 
 @dataclasses.dataclass(frozen=True)
 class Loop:
-    """One loop (or GPU thread/block binding) of a kernel; ``parent`` is -1 for outermost loops."""
+    """One loop (or GPU thread/block binding) of a kernel; ``parent`` is -1 for outermost loops.
+
+    ``spread`` marks a loop whose iterations go to different compute units (GPU thread blocks go
+    to different SMs): a cache private to one unit cannot carry data across its iterations."""
 
     id: int
     parent: int
     extent: int
+    spread: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,17 +100,20 @@ class ReuseProfile:
     """Traffic into a cache as a step function of its capacity, per buffer.
 
     ``traffic[buffer][i]`` is the bytes moved for ``buffer`` when the capacity is at least
-    ``capacities[i]`` (and below ``capacities[i + 1]``); ``capacities[0]`` is 0. ``first_touch`` is
-    each buffer's footprint over the whole kernel (the part a warm cache would save)."""
+    ``capacities[i]`` (and below ``capacities[i + 1]``); ``capacities[0]`` is 0. ``unit_traffic``
+    is the same for a cache private to one compute unit (an SM's L1), summed over units: loops
+    marked ``spread`` carry no reuse there. ``first_touch`` is each buffer's footprint over the
+    whole kernel (the part a warm cache would save)."""
 
     capacities: tuple[float, ...]
     traffic: dict
+    unit_traffic: dict
     first_touch: dict
 
-    def at(self, capacity: float) -> dict:
-        """Bytes per buffer for a cache of ``capacity`` bytes."""
+    def at(self, capacity: float, per_unit: bool = False) -> dict:
+        """Bytes per buffer for a cache of ``capacity`` bytes (per compute unit if ``per_unit``)."""
         i = max(j for j, c in enumerate(self.capacities) if c <= capacity)
-        return {b: t[i] for b, t in self.traffic.items()}
+        return {b: t[i] for b, t in (self.unit_traffic if per_unit else self.traffic).items()}
 
 
 class _Tree:
@@ -161,13 +168,13 @@ class _Tree:
             out[buf] = min(sum(fps.values()), cap)
         return out
 
-    def traffic(self, node: int, capacity: float, memo: dict) -> dict:
+    def traffic(self, node: int, capacity: float, memo: dict, per_unit: bool = False) -> dict:
         """Per-buffer bytes moved into a cache of ``capacity`` by one execution of ``node``: each
         iteration's traffic, or, when one iteration fits, at most the loop's footprint (taking the
         smaller keeps traffic monotone where the two footprint estimates disagree)."""
         out: dict = defaultdict(float)
         for child in self.children[node]:
-            for b, t in self.traffic(child, capacity, memo).items():
+            for b, t in self.traffic(child, capacity, memo, per_unit).items():
                 out[b] += t
         direct: dict = defaultdict(float)
         for s in self.direct[node]:
@@ -176,7 +183,8 @@ class _Tree:
             out[b] += t
         trips = 1 if node == -1 else self.loops[node].extent
         out = {b: t * trips for b, t in out.items()}
-        if sum(memo["body"][node].values()) <= capacity:
+        spread = node != -1 and self.loops[node].spread
+        if sum(memo["body"][node].values()) <= capacity and not (per_unit and spread):
             full = memo["full"][node]
             out = {b: min(t, full.get(b, t)) for b, t in out.items()}
         return out
@@ -191,12 +199,15 @@ def reuse_profile(loops: list[Loop], sites: list[Site], line: int = LINE_BYTES) 
     memo["body"][-1] = memo["full"][-1]  # the kernel as a whole has no iterations of its own
     caps = sorted({0.0} | {float(sum(memo["body"][n].values())) for n in nodes})
     buffers = sorted({s.buffer for s in sites}, key=str)
-    traffic = {b: [] for b in buffers}
-    for c in caps:
-        t = tree.traffic(-1, c, memo)
-        for b in buffers:
-            traffic[b].append(float(t.get(b, 0.0)))
+    curves = {}
+    for per_unit in (False, True):
+        traffic = {b: [] for b in buffers}
+        for c in caps:
+            t = tree.traffic(-1, c, memo, per_unit)
+            for b in buffers:
+                traffic[b].append(float(t.get(b, 0.0)))
+        curves[per_unit] = traffic
     # drop capacities at which nothing changes
-    keep = [0] + [i for i in range(1, len(caps)) if any(traffic[b][i] != traffic[b][i - 1] for b in buffers)]
-    return ReuseProfile(tuple(caps[i] for i in keep), {b: tuple(traffic[b][i] for i in keep) for b in buffers},
-                        dict(memo["full"][-1]))
+    keep = [0] + [i for i in range(1, len(caps)) if any(t[b][i] != t[b][i - 1] for t in curves.values() for b in buffers)]
+    pick = {k: {b: tuple(t[b][i] for i in keep) for b in buffers} for k, t in curves.items()}
+    return ReuseProfile(tuple(caps[i] for i in keep), pick[False], pick[True], dict(memo["full"][-1]))

@@ -136,7 +136,7 @@ class _Walker:
             if s.attr_key in ("thread_extent", "virtual_thread"):
                 ext = _int(s.value) or 1
                 w *= ext
-                self._enter(s.node.var, ext)
+                self._enter(s.node.var, ext, spread=str(s.node.thread_tag).startswith("blockIdx"))
                 self.stmt(s.body, w)
                 self.path.pop()
             else:
@@ -164,10 +164,10 @@ class _Walker:
         elif hasattr(s, "body") and s.body is not None:  # AssertStmt and other wrappers
             self.stmt(s.body, w)
 
-    def _enter(self, var, extent: int) -> None:
+    def _enter(self, var, extent: int, spread: bool = False) -> None:
         lid = len(self.loops)
         self.analyzer.bind(var, tvm.ir.Range(0, extent))
-        self.loops.append(reuse.Loop(lid, self.path[-1][0] if self.path else -1, extent))
+        self.loops.append(reuse.Loop(lid, self.path[-1][0] if self.path else -1, extent, spread))
         self.path.append((lid, var))
 
     def _site(self, use: BufferUse, indices, elem_bytes: int) -> None:
@@ -369,13 +369,14 @@ def _warm_capacities(calls) -> list[dict[int, float]]:
     return out
 
 
-def traffic_curve(kernel: KernelWorkload, warm: dict[int, float]) -> str:
+def traffic_curve(kernel: KernelWorkload, warm: dict[int, float], per_unit: bool = False) -> str:
     """One call's traffic-versus-capacity curve as ``"capacity:bytes capacity:bytes ..."``.
 
-    It is the kernel's reuse profile, less a buffer's first touch at the capacities where it is
-    already cached: an argument an earlier call left there (``warm``: argument position -> smallest
-    such capacity), or scratch the kernel allocates, whenever that scratch fits (allocators hand
-    out recently freed, cache-hot memory, so it is never fetched from the level below)."""
+    It is the kernel's reuse profile (for a cache private to each compute unit if ``per_unit``),
+    less a buffer's first touch at the capacities where it is already cached: an argument an
+    earlier call left there (``warm``: argument position -> smallest such capacity), or scratch the
+    kernel allocates, whenever that scratch fits (allocators hand out recently freed, cache-hot
+    memory, so it is never fetched from the level below)."""
     profile = kernel.reuse
     position = {u.name: u.param_index for u in kernel.buffers if u.param_index >= 0}
     warm_at = {buf: warm.get(position[buf], float("inf")) if buf in position else first
@@ -383,7 +384,7 @@ def traffic_curve(kernel: KernelWorkload, warm: dict[int, float]) -> str:
     points: list[tuple[int, int]] = []
     for c in sorted(set(profile.capacities) | set(warm.values()) | set(warm_at.values()) - {float("inf")}):
         total = 0.0
-        for buf, moved in profile.at(c).items():
+        for buf, moved in profile.at(c, per_unit).items():
             if warm_at.get(buf, float("inf")) <= c:
                 moved = max(moved - profile.first_touch.get(buf, 0.0), 0.0)
             total += moved
@@ -431,6 +432,7 @@ def workload_table(calls, kernels: dict[str, KernelWorkload]):
                    io_bytes=io, scratch_bytes=scratch, access_bytes=access, shared_access_bytes=shared,
                    local_access_bytes=local)
         row["traffic_curve"] = traffic_curve(k, warm)
+        row["unit_traffic_curve"] = traffic_curve(k, warm, per_unit=True)
         for (kind, dtype), n in sorted(k.ops.items()):
             row[f"op_{kind}_{dtype}"] = n
         rows.append(row)

@@ -16,7 +16,7 @@ from tests.conftest import TOY_TARGET
 def row(**kw):
     base = dict(kernel="k", call_index=0, macs=0.0, flops=0.0, read_bytes=0.0, write_bytes=0.0, weight_bytes=0.0,
                 io_bytes=0.0, scratch_bytes=0.0, access_bytes=0.0, shared_access_bytes=0.0, local_access_bytes=0.0,
-                traffic_curve="0:0")
+                traffic_curve="0:0", unit_traffic_curve="0:0")
     base.update(kw)
     return base
 

@@ -121,3 +121,12 @@ def test_a_tensor_left_in_cache_by_the_previous_kernel_is_not_fetched_again(conv
     add = wl.loc["add"]  # reads the conv's 1152 B output c and the 1152 B constant B, writes 1152 B
     assert curve_at(add.traffic_curve, 1 << 20) == 2 * 1152      # c is still cached: B and the output
     assert curve_at(add.traffic_curve, 1000) >= 3 * 1152         # c does not fit: fetched again
+
+
+def test_thread_blocks_share_a_common_cache_but_not_a_per_unit_one():
+    # 4 thread blocks each read the same 1 KiB table W and their own 1 KiB slice of X
+    loops = [reuse.Loop(0, -1, 4, spread=True), reuse.Loop(1, 0, 256)]
+    sites = [reuse.Site("W", 4, 1024, (0, 1), ((1, 1),)), reuse.Site("X", 4, 4096, (0, 1), ((0, 256), (1, 1)))]
+    profile = reuse.reuse_profile(loops, sites)
+    assert profile.at(4096) == {"W": 1024, "X": 4096}                 # a shared L2: W once
+    assert profile.at(4096, per_unit=True) == {"W": 4 * 1024, "X": 4096}  # an L1 per SM: W once per block
