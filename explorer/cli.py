@@ -65,8 +65,9 @@ def _cmd_fusion(args) -> int:
 
     table, tot = fusion_report(args.model, target=args.target, strategy=args.strategy, out=args.out,
                                input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet)
+    levels = [c[:-len("_bytes")] for c in tot["levels"]]
     if len(table):
-        shown = table.sort_values("dram_bytes_saved", ascending=False)
+        shown = table.sort_values("energy_saved_j", ascending=False)
         if args.top:
             shown = shown.head(args.top)
         print(pd.DataFrame({
@@ -74,7 +75,7 @@ def _cmd_fusion(args) -> int:
             "their size": shown["eliminated_bytes"].map(_fmt_bytes),
             "DRAM unfused": shown["dram_bytes_unfused"].map(_fmt_bytes),
             "DRAM fused": shown["dram_bytes_fused"].map(_fmt_bytes),
-            "DRAM saved": shown["dram_bytes_saved"].map(_fmt_bytes),
+            **{f"{lvl} saved": shown[f"{lvl}_bytes_saved"].map(_fmt_bytes) for lvl in levels},
             "energy saved": shown["energy_saved_j"].map(_fmt_j),
         }).to_string(index=False))
     else:
@@ -86,10 +87,54 @@ def _cmd_fusion(args) -> int:
           f"(saved {_fmt_bytes(saved_b)}, {saved_b / tot['dram_bytes_unfused'] * 100:.1f}%), energy "
           f"{_fmt_j(tot['energy_unfused_j'])} -> {_fmt_j(tot['energy_fused_j'])} (saved {_fmt_j(saved_j)}, "
           f"{saved_j / tot['energy_unfused_j'] * 100:.1f}%)")
+    print("traffic per level, unfused -> fused: " + ", ".join(
+        f"{lvl} {_fmt_bytes(tot['level_bytes_unfused'][col])} -> {_fmt_bytes(tot['level_bytes_fused'][col])}"
+        for lvl, col in zip(levels, tot["levels"])))
     if args.csv:
         table.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
     return 0
+
+
+def _fmt_si(value: float, unit: str) -> str:
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def _cmd_run(args) -> int:
+    import json
+
+    from .deploy import run_variant
+    from .loading import parse_input_shapes
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    r = run_variant(args.model, strategy=args.strategy, target=args.target, repeat=args.repeat, mcpu=args.mcpu,
+                    input_shapes=parse_input_shapes(args.input_shape), cached_only=args.cached_only,
+                    progress=progress)
+    if args.json:
+        print(json.dumps({k: r[k] for k in RUN_JSON_KEYS}))
+        return 0
+    print(f"{r['model']} / {r['strategy']} on {r['target']} (mcpu {r['mcpu']}), "
+          f"{'cached build' if r['build_cached'] else 'built now'}: {r['repeat']} run{'s' if r['repeat'] > 1 else ''}")
+    print(f"latency: median {r['latency_median_ms']:.3f} ms, min {r['latency_min_ms']:.3f} ms, "
+          f"max {r['latency_max_ms']:.3f} ms")
+    if r["predicted_energy_j"] is None:
+        print("predicted: not cached for the current cost model (run without --cached-only)")
+    else:
+        print(f"predicted: energy {_fmt_si(r['predicted_energy_j'], 'J')}, DRAM {_fmt_si(r['predicted_dram_bytes'], 'B')}, "
+              f"latency {_fmt_si(r['predicted_latency_s'], 's')}")
+    return 0
+
+
+#: Keys of ``explorer run --json``.
+RUN_JSON_KEYS = ("model", "strategy", "target", "mcpu", "repeat", "latency_ms", "latency_median_ms", "latency_min_ms",
+                 "latency_max_ms", "predicted_dram_bytes", "predicted_energy_j", "predicted_latency_s",
+                 "build_cached", "library")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--csv", help="also write the per-kernel table to this CSV file")
     f.add_argument("--out", help="results store directory to reuse between runs")
     f.set_defaults(func=_cmd_fusion)
+
+    r = sub.add_parser("run", help="build one variant for this CPU (cached) and time inferences")
+    model_args(r)
+    r.add_argument("--strategy", default="fused", help="strategy name (default: fused)")
+    r.add_argument("--target", default="cpu", help="an llvm target that runs here, for the predicted figures (default: cpu)")
+    r.add_argument("--repeat", type=int, default=10, help="number of timed inferences (default: 10)")
+    r.add_argument("--mcpu", help="LLVM CPU to build for (default: this host's CPU)")
+    r.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    r.add_argument("--cached-only", action="store_true",
+                   help="never compile: fail when the build is not in the cache (predicted figures are "
+                        "omitted when only they are missing)")
+    r.set_defaults(func=_cmd_run)
     return p
 
 
