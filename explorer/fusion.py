@@ -2,8 +2,9 @@
 
 Compares a fused strategy with its unfused counterpart on one target. For each fused kernel call,
 the operator kernels it absorbed are matched to their calls in the unfused variant (in order), and
-the saving is the unfused calls' DRAM traffic minus the fused call's, priced at the target's DRAM
-energy; the energy column is the whole modelled energy difference (compute, memory and static).
+the saving at each memory level is the unfused calls' traffic there minus the fused call's; the
+energy column is the whole modelled energy difference (compute, memory and static). Where the
+intermediates fit in a cache, fusion saves little DRAM traffic but much traffic in the caches.
 """
 
 from __future__ import annotations
@@ -25,8 +26,17 @@ def unfused_counterpart(strategy: Strategy) -> Strategy:
     raise KeyError(f"no registered unfused counterpart of {strategy.name!r}")
 
 
-def fusion_table(kernels: pd.DataFrame, fused: str, unfused: str) -> pd.DataFrame:
-    """One row per fused kernel call (a call that absorbed more than one operator)."""
+def level_columns(kernels: pd.DataFrame, target: str) -> list[str]:
+    """The per-level traffic columns (``dram_bytes``, then each on-chip level) of ``target``."""
+    from cost_models.targets import load_target
+
+    spec = load_target(target)
+    return ["dram_bytes"] + [f"{lvl.name}_bytes" for lvl in spec.memory[1:] if f"{lvl.name}_bytes" in kernels]
+
+
+def fusion_table(kernels: pd.DataFrame, fused: str, unfused: str, levels: tuple[str, ...] = ("dram_bytes",)) -> pd.DataFrame:
+    """One row per fused kernel call (a call that absorbed more than one operator), with the
+    traffic saved at each memory level in ``levels`` (column names of ``kernels``)."""
     f = kernels[kernels["strategy"] == fused].sort_values("call_index")
     u = kernels[kernels["strategy"] == unfused].sort_values("call_index")
     queue = {}
@@ -40,6 +50,7 @@ def fusion_table(kernels: pd.DataFrame, fused: str, unfused: str) -> pd.DataFram
             continue
         before_bytes = sum(m["dram_bytes"] for m in matched)
         before_j = sum(m["energy_j"] for m in matched)
+        saved = {f"{col[:-len('_bytes')]}_bytes_saved": sum(m[col] for m in matched) - r[col] for col in levels}
         rows.append({
             "kernel": r["kernel"],
             "ops": len(ops),
@@ -47,7 +58,7 @@ def fusion_table(kernels: pd.DataFrame, fused: str, unfused: str) -> pd.DataFram
             "eliminated_bytes": r["eliminated_bytes"],
             "dram_bytes_unfused": before_bytes,
             "dram_bytes_fused": r["dram_bytes"],
-            "dram_bytes_saved": before_bytes - r["dram_bytes"],
+            **saved,
             "energy_unfused_j": before_j,
             "energy_fused_j": r["energy_j"],
             "energy_saved_j": before_j - r["energy_j"],
@@ -70,8 +81,13 @@ def fusion_report(model: str, target: str = "cpu", strategy: str = "fused", out:
     for name in (unfused.name, fused.name):
         if str(v.loc[name, "status"]).startswith("failed"):
             raise RuntimeError(f"{name}: {v.loc[name, 'status']}")
-    table = fusion_table(result.kernels, fused.name, unfused.name)
+    levels = level_columns(result.kernels, target)
+    table = fusion_table(result.kernels, fused.name, unfused.name, tuple(levels))
+    by_strategy = result.kernels.groupby("strategy")[levels].sum()
     totals = {
+        "levels": levels,
+        "level_bytes_unfused": by_strategy.loc[unfused.name].to_dict(),
+        "level_bytes_fused": by_strategy.loc[fused.name].to_dict(),
         "model": model, "target": target, "fused": fused.name, "unfused": unfused.name,
         "kernels_unfused": int(v.loc[unfused.name, "kernels"]), "kernels_fused": int(v.loc[fused.name, "kernels"]),
         "dram_bytes_unfused": float(v.loc[unfused.name, "dram_bytes"]),

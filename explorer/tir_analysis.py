@@ -347,8 +347,10 @@ def analyse_module(mod: tvm.IRModule) -> dict[str, KernelWorkload]:
 
 def _warm_capacities(calls) -> list[dict[int, float]]:
     """For each call, per argument position: the smallest cache capacity at which that tensor is
-    still cached when the call starts (its own bytes plus every other tensor touched since it was
-    last touched, at tensor granularity). Tensors not touched before in the inference are absent."""
+    already cached when the call starts: its own bytes plus every other tensor touched since it was
+    last touched, at tensor granularity. A kernel's output touched for the first time is written
+    into memory the allocator recycles (TVM's pooled allocator hands back recently freed blocks),
+    which is cached whenever the tensor fits. Weights and model inputs are cold at first touch."""
     last: dict[int, int] = {}
     size: dict[int, int] = {}
     touched: list[list[int]] = []
@@ -361,6 +363,8 @@ def _warm_capacities(calls) -> list[dict[int, float]]:
             if j is not None:
                 between = {s for c in touched[j + 1:k] for s in c} - {t.storage}
                 warm[pos] = float(size[t.storage] + sum(size[s] for s in between))
+            elif pos >= call.n_inputs:
+                warm[pos] = float(size[t.storage])
         out.append(warm)
         storages = [t.storage for t in call.args]
         touched.append(storages)

@@ -74,9 +74,11 @@ def test_cpu_variants_are_built_run_and_match_onnxruntime(swept):
 def test_fused_variants_move_fewer_bytes_and_use_less_energy(swept):
     v = pd.read_csv(swept[1] / "variants.csv").set_index(["target", "strategy"])
     for target in ("cpu", "toy"):
-        assert v.loc[(target, "fused"), "dram_bytes"] < v.loc[(target, "baseline"), "dram_bytes"]
+        # the intermediates fit on chip, so fusion saves on-chip traffic and leaves DRAM traffic as is
+        assert v.loc[(target, "fused"), "dram_bytes"] == v.loc[(target, "baseline"), "dram_bytes"]
+        assert v.loc[(target, "fused"), "onchip_bytes"] < v.loc[(target, "baseline"), "onchip_bytes"]
         assert v.loc[(target, "fused"), "energy_j"] < v.loc[(target, "baseline"), "energy_j"]
-        assert v.loc[(target, "fused-nhwc"), "dram_bytes"] < v.loc[(target, "nhwc"), "dram_bytes"]
+        assert v.loc[(target, "fused-nhwc"), "onchip_bytes"] < v.loc[(target, "nhwc"), "onchip_bytes"]
 
 
 def test_rerun_reuses_finished_variants(swept, conv_add_relu_onnx):
@@ -93,8 +95,11 @@ def test_fusion_report_per_kernel_and_totals(conv_add_relu_onnx):
     assert proc.returncode == 0, proc.stderr
     assert "fused_conv2d_add_relu" in proc.stdout
     assert "kernels 3 -> 1" in proc.stdout
-    # cold start: x, W, B and every written tensor once; c and a are still in the 1 MB SRAM when read
-    assert "DRAM 6.34 kB -> 4.03 kB (saved 2.30 kB" in proc.stdout
+    # x (576 B), W and B (1152 B each) come from DRAM once either way; c and a never leave the 1 MB SRAM
+    assert "DRAM 2.88 kB -> 2.88 kB (saved 0 B" in proc.stdout
+    # SRAM serves every access: conv 16 B per MAC + 1152 B of zero-init; add 12 B and relu 8 B per
+    # element; the fused epilogue reads the accumulator and B and writes y, 12 B per element
+    assert "sram 172.80 kB -> 170.50 kB" in proc.stdout
 
 
 @pytest.mark.parametrize("args, message", [
