@@ -45,7 +45,7 @@ def _cmd_sweep(args) -> int:
 
     result = run_sweep([args.model], targets=args.targets.split(","), strategies=args.strategies, out=args.out,
                        input_shapes=parse_input_shapes(args.input_shape), check=not args.no_check,
-                       build=not args.no_build, progress=not args.quiet)
+                       build=not args.no_build, progress=not args.quiet, max_accuracy_loss=args.max_accuracy_loss)
     v = result.variants
     if v["energy_j"].notna().any():
         print(variants_table(v).to_string(index=False))
@@ -54,6 +54,9 @@ def _cmd_sweep(args) -> int:
             print(f"{r['model']} / {r['strategy']} / {r['target']}: {r['status']}", file=sys.stderr)
     if args.out:
         print(f"\nwrote {os.path.join(args.out, 'variants.csv')}, kernels.csv and report.md")
+    for _, r in v[v["meets_accuracy"].eq(False)].iterrows():
+        print(f"{r['model']} / {r['strategy']} / {r['target']}: accuracy loss {r['accuracy_loss_pct']:.3g}% > "
+              f"{args.max_accuracy_loss:g}%", file=sys.stderr)
     bad = v["status"].astype(str).str.startswith(("failed", "MISMATCH"))
     return 1 if bad.all() else 0
 
@@ -158,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="directory for variants.csv, kernels.csv, report.md and the results store")
     s.add_argument("--no-check", action="store_true", help="do not run CPU builds against onnxruntime")
     s.add_argument("--no-build", action="store_true", help="analyse only; generate no code")
+    s.add_argument("--max-accuracy-loss", type=float, metavar="PCT",
+                   help="mark variants whose outputs differ from the fp32 reference by more than PCT percent "
+                        "(relative L2 error; 1%% is an SQNR of 40 dB)")
     s.set_defaults(func=_cmd_sweep)
 
     f = sub.add_parser("fusion", help="memory traffic and energy that fusion saves, per fused kernel")

@@ -19,6 +19,14 @@ def _fmt_j(j: float) -> str:
     return f"{j * 1e12:.3g} pJ"
 
 
+def _fmt_sqnr(db: float, meets) -> str:
+    if pd.isna(db):
+        return ""
+    text = "exact" if db == float("inf") else f"{db:.1f} dB"
+    broke = meets is not None and not pd.isna(meets) and not bool(meets)
+    return text + (" (over the accuracy limit)" if broke else "")
+
+
 def _table(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -44,6 +52,8 @@ def variants_table(variants: pd.DataFrame) -> pd.DataFrame:
         "model latency": (ok["latency_s"] * 1e3).map(lambda v: f"{v:.3g} ms"),
         "bound by": ok["bound"],
         "max abs err": ok["max_abs_error"].map(lambda v: "" if pd.isna(v) else f"{v:.2g}"),
+        "SQNR": [_fmt_sqnr(v, m) for v, m in zip(ok.get("sqnr_db", pd.Series(index=ok.index, dtype=float)),
+                                                  ok.get("meets_accuracy", pd.Series(index=ok.index, dtype=object)))],
     })
     return out
 

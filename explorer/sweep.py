@@ -26,6 +26,7 @@ from cost_models import energy, uncertainty
 from cost_models.targets import TargetSpec, load_target
 
 from . import __version__
+from .accuracy import accuracy_metrics
 from .errors import ExplorerError
 from .loading import PreparedModel, prepare, reference_outputs
 from .strategies import Strategy, parse_strategies
@@ -39,6 +40,7 @@ VARIANT_COLUMNS = [
     "energy_compute_j", "energy_memory_j", "energy_dram_j", "energy_onchip_j", "energy_static_j",
     "energy_p05_j", "energy_p95_j", "compulsory_energy_j", "compulsory_ratio",
     "latency_s", "bound", "planned_memory_bytes", "max_abs_error", "tolerance", "within_tolerance",
+    "sqnr_db", "accuracy_loss_pct", "argmax_agreement", "meets_accuracy",
     "compile_s", "check_run_s", "model_hash", "tvm_version",
 ]
 
@@ -219,34 +221,30 @@ def _finish_row(row: dict, result: dict, target: TargetSpec, reference: list[np.
     else:
         row["built"] = bool(result.get("built"))
         if "outputs" in result and reference is not None:
-            outs = result["outputs"]
             row["ran"] = True
             row["check_run_s"] = round(result["check_run_s"], 4)
-            errs, tols = [], []
-            for got, want in zip(outs, reference):
-                if got.shape != want.shape:
-                    errs.append(float("inf"))
-                    tols.append(0.0)
-                    continue
-                errs.append(float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if got.size else 0.0)
-                tols.append(RTOL * max(1.0, float(np.max(np.abs(want))) if want.size else 1.0))
-            row["max_abs_error"] = max(errs)
-            row["tolerance"] = min(tols)
-            row["within_tolerance"] = all(e <= t for e, t in zip(errs, tols))
-            if not row["within_tolerance"]:
-                status = f"MISMATCH: max abs error {row['max_abs_error']:.3g} > tolerance {row['tolerance']:.3g}"
+            row.update(accuracy_metrics(result["outputs"], reference))
+            if row["precision"] == "fp32":  # full precision must match the reference to rounding
+                tols = [RTOL * max(1.0, float(np.max(np.abs(want))) if want.size else 1.0) for want in reference]
+                row["tolerance"] = min(tols) if tols else 0.0
+                row["within_tolerance"] = row["max_abs_error"] <= row["tolerance"]
+                if not row["within_tolerance"]:
+                    status = f"MISMATCH: max abs error {row['max_abs_error']:.3g} > tolerance {row['tolerance']:.3g}"
     row["status"] = status
     return row, _kernel_frame(result, scored, row)
 
 
 def run_sweep(models: list[str], targets: list[str] | None = None, strategies: str | list[str] | None = "all",
               out: str | Path | None = None, input_shapes: dict | None = None, check: bool = True,
-              build: bool = True, progress: bool = True, isolate: bool = True, seed: int = 0) -> SweepResult:
+              build: bool = True, progress: bool = True, isolate: bool = True, seed: int = 0,
+              max_accuracy_loss: float | None = None) -> SweepResult:
     """Compile every model under every strategy for every target; return variant and kernel tables.
 
     ``targets`` are names of shipped targets or paths of target files (default ``["cpu"]``).
     ``check`` runs each CPU build once on a seeded input and compares it with onnxruntime.
     ``build=False`` analyses without generating code (faster; nothing is run).
+    ``max_accuracy_loss`` (percent relative output error, see :mod:`explorer.accuracy`) fills
+    ``meets_accuracy`` for every variant that ran.
     """
     from tqdm.auto import tqdm
 
@@ -316,6 +314,10 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
         bar.close()
         runner.close()
     variants = pd.DataFrame(rows, columns=VARIANT_COLUMNS)
+    if max_accuracy_loss is not None:
+        ran = variants["accuracy_loss_pct"].notna()
+        variants["meets_accuracy"] = variants["meets_accuracy"].astype(object)
+        variants.loc[ran, "meets_accuracy"] = variants.loc[ran, "accuracy_loss_pct"] <= max_accuracy_loss
     kernels = pd.concat([k for k in kernel_frames if len(k)], ignore_index=True) if any(len(k) for k in kernel_frames) else pd.DataFrame()
     rankings = _rank(variants, kernels, {t.name: t for t in specs}, seed)
     if out:

@@ -1,0 +1,44 @@
+"""How far a variant's outputs are from the fp32 reference (pure numpy).
+
+The zoo's weights are seeded random numbers and no labelled data is reachable, so accuracy is
+measured against the reference outputs themselves (onnxruntime, fp32) on the same inputs:
+
+- ``max_abs_error``: the largest absolute difference over every output element;
+- ``sqnr_db``: signal-to-quantization-noise ratio, ``10 log10(sum(ref^2) / sum((out - ref)^2))``
+  over all outputs (``inf`` when they are identical);
+- ``accuracy_loss_pct``: the relative error ``100 * ||out - ref|| / ||ref||`` (the quantity
+  ``--max-accuracy-loss`` limits; 1% is an SQNR of 40 dB);
+- ``argmax_agreement``: the share of output rows (the last axis, e.g. the classes of one image)
+  whose arg-max matches the reference's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def accuracy_metrics(outputs: list[np.ndarray], reference: list[np.ndarray]) -> dict[str, float]:
+    """Accuracy of ``outputs`` against ``reference`` (same order); a shape mismatch is total loss."""
+    if len(outputs) != len(reference) or any(o.shape != r.shape for o, r in zip(outputs, reference)):
+        return {"max_abs_error": math.inf, "sqnr_db": -math.inf, "accuracy_loss_pct": math.inf,
+                "argmax_agreement": 0.0}
+    signal = noise = 0.0
+    max_abs = 0.0
+    agree = rows = 0
+    for out, ref in zip(outputs, reference):
+        o, r = out.astype(np.float64), ref.astype(np.float64)
+        if not r.size:
+            continue
+        diff = o - r
+        max_abs = max(max_abs, float(np.max(np.abs(diff))))
+        signal += float(np.sum(r * r))
+        noise += float(np.sum(diff * diff))
+        if r.ndim and r.shape[-1] > 1:
+            agree += int(np.sum(np.argmax(o, axis=-1) == np.argmax(r, axis=-1)))
+            rows += int(r.size // r.shape[-1])
+    sqnr = math.inf if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)
+    loss = 0.0 if noise == 0 else (100 * math.sqrt(noise / signal) if signal > 0 else math.inf)
+    return {"max_abs_error": max_abs, "sqnr_db": sqnr, "accuracy_loss_pct": loss,
+            "argmax_agreement": agree / rows if rows else math.nan}
