@@ -45,7 +45,8 @@ def _cmd_sweep(args) -> int:
 
     result = run_sweep([args.model], targets=args.targets.split(","), strategies=args.strategies, out=args.out,
                        input_shapes=parse_input_shapes(args.input_shape), check=not args.no_check,
-                       build=not args.no_build, progress=not args.quiet, max_accuracy_loss=args.max_accuracy_loss)
+                       build=not args.no_build, progress=not args.quiet, max_accuracy_loss=args.max_accuracy_loss,
+                       calibration=args.calibration)
     v = result.variants
     if v["energy_j"].notna().any():
         print(variants_table(v).to_string(index=False))
@@ -161,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="directory for variants.csv, kernels.csv, report.md and the results store")
     s.add_argument("--no-check", action="store_true", help="do not run CPU builds against onnxruntime")
     s.add_argument("--no-build", action="store_true", help="analyse only; generate no code")
+    s.add_argument("--calibration", metavar="DIR",
+                   help="int8 calibration inputs: .npy files, one sample each (a folder per input for models "
+                        "with several); default: 4 seeded random samples")
     s.add_argument("--max-accuracy-loss", type=float, metavar="PCT",
                    help="mark variants whose outputs differ from the fp32 reference by more than PCT percent "
                         "(relative L2 error; 1%% is an SQNR of 40 dB)")

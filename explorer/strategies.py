@@ -11,7 +11,7 @@ import dataclasses
 
 FUSION = ("none", "tvm")
 LAYOUT = ("native", "nhwc")
-PRECISION = ("fp32",)
+PRECISION = ("fp32", "fp16", "bf16", "int8")
 TUNING = ("none",)
 
 
@@ -21,7 +21,11 @@ class Strategy:
 
     ``fusion``: ``none`` (one kernel per operator) or ``tvm`` (FuseOps + FuseTIR, with the fused
     intermediates inlined by the schedule). ``layout``: ``native`` (as imported, NCHW for ONNX) or
-    ``nhwc`` (ConvertLayout of conv2d to NHWC/OHWI). ``precision``: ``fp32``. ``tuning``: ``none``.
+    ``nhwc`` (ConvertLayout of conv2d to NHWC/OHWI). ``precision``: ``fp32``; ``fp16`` (TVM's
+    ToMixedPrecision: conv2d/matmul in float16 accumulating in float32); ``bf16`` (the same casts in
+    bfloat16, by this project's pass, since TVM's only knows float16); ``int8`` (this project's
+    post-training quantization: int8 weights per output channel, int8 activations per tensor from
+    calibration, int32 accumulation). ``tuning``: ``none``.
     """
 
     name: str
@@ -63,6 +67,10 @@ register(Strategy("baseline"))
 register(Strategy("fused", fusion="tvm"))
 register(Strategy("nhwc", layout="nhwc"))
 register(Strategy("fused-nhwc", fusion="tvm", layout="nhwc"))
+register(Strategy("fused-fp16", fusion="tvm", precision="fp16"))
+register(Strategy("fused-bf16", fusion="tvm", precision="bf16"))
+register(Strategy("int8", precision="int8"))
+register(Strategy("fused-int8", fusion="tvm", precision="int8"))
 
 
 def list_strategies() -> list[Strategy]:

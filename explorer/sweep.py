@@ -27,12 +27,16 @@ from cost_models.targets import TargetSpec, load_target
 
 from . import __version__
 from .accuracy import accuracy_metrics
+from .calibration import calibrate
 from .errors import ExplorerError
 from .loading import PreparedModel, prepare, reference_outputs
 from .strategies import Strategy, parse_strategies
 
 #: Relative tolerance of the numerical check against onnxruntime (fp32).
 RTOL = 1e-3
+
+#: The compute dtype each reduced precision needs from a target.
+PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
 
 VARIANT_COLUMNS = [
     "model", "strategy", "target", "fusion", "layout", "precision", "tuning", "status", "built", "ran",
@@ -63,9 +67,12 @@ def _target_hash(target: TargetSpec) -> str:
     return hashlib.sha256(repr(dataclasses.replace(target, path="")).encode()).hexdigest()[:12]
 
 
-def variant_key(model: PreparedModel, strategy: Strategy, target: TargetSpec, tvm_version: str) -> str:
-    """Cache key of a variant: model content, strategy choices, target figures, TVM and explorer versions."""
-    raw = "|".join([model.sha256, strategy.key, target.name, _target_hash(target), tvm_version, __version__])
+def variant_key(model: PreparedModel, strategy: Strategy, target: TargetSpec, tvm_version: str,
+                calibration: str = "") -> str:
+    """Cache key of a variant: model content, strategy choices (and the calibration of an int8
+    strategy), target figures, TVM and explorer versions."""
+    raw = "|".join([model.sha256, strategy.key, calibration, target.name, _target_hash(target), tvm_version,
+                    __version__])
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
@@ -78,7 +85,8 @@ def _init_worker() -> None:
 
 
 def lower_task(path: str, sha256: str, strategy: Strategy, flavour: str, build_cpu: bool,
-               cuda_arch: str, build_cuda: bool, inputs: list[np.ndarray] | None) -> dict:
+               cuda_arch: str, build_cuda: bool, inputs: list[np.ndarray] | None,
+               act_scales: tuple[float, ...] | None = None) -> dict:
     """Compile, analyse and (on the CPU) run one variant. Runs in the worker; returns plain data."""
     from . import tir_analysis, tvm_compile
 
@@ -91,7 +99,8 @@ def lower_task(path: str, sha256: str, strategy: Strategy, flavour: str, build_c
         else:
             target = tvm_compile.host_target()
             build = build_cpu
-        lowered = tvm_compile.compile_variant(path, sha256, strategy, flavour, target, build=build)
+        lowered = tvm_compile.compile_variant(path, sha256, strategy, flavour, target, build=build,
+                                              act_scales=act_scales)
         out["compile_s"] = time.perf_counter() - start
         kernels = tir_analysis.analyse_module(lowered.tir)
         out["workload"] = tir_analysis.workload_table(lowered.calls, kernels)
@@ -230,6 +239,9 @@ def _finish_row(row: dict, result: dict, target: TargetSpec, reference: list[np.
                 row["within_tolerance"] = row["max_abs_error"] <= row["tolerance"]
                 if not row["within_tolerance"]:
                     status = f"MISMATCH: max abs error {row['max_abs_error']:.3g} > tolerance {row['tolerance']:.3g}"
+    dtype = PRECISION_DTYPE.get(row["precision"])
+    if dtype and dtype not in target.dtypes and not status.startswith("MISMATCH"):
+        status += f"; {target.name} has no {dtype} unit (see its target file): charged as emulated"
     row["status"] = status
     return row, _kernel_frame(result, scored, row)
 
@@ -237,14 +249,15 @@ def _finish_row(row: dict, result: dict, target: TargetSpec, reference: list[np.
 def run_sweep(models: list[str], targets: list[str] | None = None, strategies: str | list[str] | None = "all",
               out: str | Path | None = None, input_shapes: dict | None = None, check: bool = True,
               build: bool = True, progress: bool = True, isolate: bool = True, seed: int = 0,
-              max_accuracy_loss: float | None = None) -> SweepResult:
+              max_accuracy_loss: float | None = None, calibration: str | Path | None = None) -> SweepResult:
     """Compile every model under every strategy for every target; return variant and kernel tables.
 
     ``targets`` are names of shipped targets or paths of target files (default ``["cpu"]``).
     ``check`` runs each CPU build once on a seeded input and compares it with onnxruntime.
     ``build=False`` analyses without generating code (faster; nothing is run).
     ``max_accuracy_loss`` (percent relative output error, see :mod:`explorer.accuracy`) fills
-    ``meets_accuracy`` for every variant that ran.
+    ``meets_accuracy`` for every variant that ran. ``calibration`` is a directory of ``.npy``
+    inputs for int8 strategies (default: seeded random inputs; see :mod:`explorer.calibration`).
     """
     from tqdm.auto import tqdm
 
@@ -255,6 +268,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     tvm_version = _tvm_version()
     rows, kernel_frames = [], []
     prepared: dict[str, PreparedModel | ExplorerError] = {}
+    calibrations: dict = {}
     for model_name in models:  # validate every model before any work starts
         try:
             prepared[model_name] = prepare(model_name, input_shapes)
@@ -273,6 +287,9 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
                                      "target": t.name, **s.axes(), "status": f"failed: {model}"})
                         bar.update(1)
                 continue
+            if any(s.precision == "int8" for s in strats):
+                bar.set_description(f"{model.name} calibrating int8")
+                calibrations[model_name] = calibrate(model, calibration)
             inputs = reference = None
             runs_cpu = build and check and any(t.tvm == "llvm" and t.runs_here for t in specs)
             if runs_cpu:
@@ -284,7 +301,8 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
                 for t in specs:
                     by_flavour.setdefault(flavour_of(t), []).append(t)
                 for flavour, group in by_flavour.items():
-                    keys = [variant_key(model, strategy, t, tvm_version) for t in group]
+                    cal = calibrations.get(model_name) if strategy.precision == "int8" else None
+                    keys = [variant_key(model, strategy, t, tvm_version, cal.key if cal else "") for t in group]
                     cached = [store.get(k) for k in keys]
                     if all(c is not None for c in cached):
                         for row, kern in cached:
@@ -297,7 +315,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
                     build_cuda = build and any(t.tvm == "cuda" for t in group)
                     arch = next((t.arch for t in group if t.tvm == "cuda"), "")
                     result = runner(str(model.path), model.sha256, strategy, flavour, build_cpu, arch,
-                                    build_cuda, inputs if build_cpu else None)
+                                    build_cuda, inputs if build_cpu else None, cal.scales if cal else None)
                     for t, key in zip(group, keys):
                         row = _base_row(model, strategy, t, tvm_version)
                         if result.get("error"):

@@ -8,7 +8,8 @@ the trip count of the loops (and threads) around it.
 Counting rules:
 - arithmetic is counted only in the *values* stored, never in buffer indices or guard conditions;
 - ``C[i] = C[i] + a * b`` is one multiply-accumulate (``mac``) in the dtype of ``a`` and ``b``
-  before any widening cast (int8 x int8 accumulated in int32 is an int8 mac);
+  before any widening cast (int8 x int8 accumulated in int32 is an int8 mac, and the widening
+  casts are part of it); every other cast is counted as a ``cast`` in its destination dtype;
 - an ``if`` whose condition is ``v == 0`` for loop variables runs ``1/extent`` as often as its
   loop body; any other condition is assumed true (an upper bound);
 - loads and stores are charged at their buffer's storage scope: kernel parameters and
@@ -247,8 +248,10 @@ class _Walker:
                     self._load(acc, w)
                     dtype, lanes = _dtype_of(self._uncast(prod.a))
                     self.ops[("mac", dtype)] += w * lanes
-                    self.value(prod.a, w)
-                    self.value(prod.b, w)
+                    # widening the operands to the accumulator's dtype is part of the MAC (int8 x int8
+                    # into int32, fp16 x fp16 into fp32), not a cast of its own
+                    self.value(self._uncast(prod.a), w)
+                    self.value(self._uncast(prod.b), w)
                     return
         self.value(value, w)
 

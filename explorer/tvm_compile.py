@@ -33,6 +33,7 @@ from tvm.s_tir.dlight.base import ScheduleRule
 from tvm.s_tir.dlight.base.common_schedules import try_inline
 
 from .errors import ExplorerError
+from .quantize import precision_pass
 from .strategies import Strategy
 
 #: The pass after which the analysed TIR is captured.
@@ -189,8 +190,10 @@ def _group_members(mod: tvm.IRModule) -> dict[str, tuple[list[str], list[Tensor]
     return out
 
 
-def graph_passes(strategy: Strategy, flavour: str, target: dict) -> tuple[tvm.transform.Pass, dict]:
-    """The strategy's Relax passes, and a dict that receives the fusion groups when the pass runs."""
+def graph_passes(strategy: Strategy, flavour: str, target: dict,
+                 act_scales: tuple[float, ...] | None = None) -> tuple[tvm.transform.Pass, dict]:
+    """The strategy's Relax passes, and a dict that receives the fusion groups when the pass runs.
+    ``act_scales`` are the calibrated activation scales an ``int8`` strategy needs."""
     groups: dict = {}
 
     @tvm.transform.module_pass(opt_level=0, name="explorer.RecordFusionGroups")
@@ -199,7 +202,15 @@ def graph_passes(strategy: Strategy, flavour: str, target: dict) -> tuple[tvm.tr
         return mod
 
     # inference-mode BatchNorm after a conv folds into its weights, as every deployment build does
-    passes = [relax.transform.FoldBatchnormToConv2D(), relax.transform.FoldConstant()]
+    # a pre-quantized (QDQ) model runs its quantized conv2d/matmul in int8, whatever the strategy;
+    # this must see the weights' dequantize before FoldConstant folds it away
+    passes = [precision_pass("qdq"), relax.transform.FoldBatchnormToConv2D(), relax.transform.FoldConstant()]
+    # precision before layout: ToMixedPrecision needs the Relax ops BatchNorm folding left behind
+    if strategy.precision == "fp16":
+        passes += [relax.transform.ConvertToDataflow(), relax.transform.ToMixedPrecision(out_dtype="float32"),
+                   relax.transform.FoldConstant()]
+    elif strategy.precision in ("bf16", "int8"):
+        passes += [precision_pass(strategy.precision, act_scales), relax.transform.FoldConstant()]
     if strategy.layout == "nhwc":
         passes += [relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}),
                    relax.transform.FoldConstant()]
@@ -319,12 +330,13 @@ def _imported(path: str, sha256: str) -> tvm.IRModule:
 
 
 def compile_variant(path: str, sha256: str, strategy: Strategy, flavour: str, target: dict,
-                    build: bool) -> Lowered:
+                    build: bool, act_scales: tuple[float, ...] | None = None) -> Lowered:
     """Compile one variant: strategy passes, VM lowering and TIR lowering, plus code generation
-    when ``build``. ``flavour`` is ``generic`` (llvm-scheduled TIR) or ``cuda`` (DLight GPU TIR)."""
+    when ``build``. ``flavour`` is ``generic`` (llvm-scheduled TIR) or ``cuda`` (DLight GPU TIR).
+    ``act_scales``: calibrated activation scales for an ``int8`` strategy."""
     mod = _imported(path, sha256)
     tvm_target = tvm.target.Target(target)
-    passes, groups = graph_passes(strategy, flavour, target)
+    passes, groups = graph_passes(strategy, flavour, target, act_scales)
     with tvm_target:
         mod = passes(mod)
     calls, constant_bytes = call_sites(mod, groups)
@@ -344,8 +356,15 @@ def compile_variant(path: str, sha256: str, strategy: Strategy, flavour: str, ta
         raise RuntimeError(f"the TIR pipeline never ran {CAPTURE_AFTER}; nothing to analyse")
     source = ""
     if executable is not None and flavour == "cuda":
-        source = "\n".join(m.inspect_source() for m in executable.mod.imports if m.kind == "cuda")
+        source = "\n".join(m.inspect_source() for m in _modules(executable.mod) if m.kind == "cuda")
     return Lowered(calls, capture.mod, planned_storage_bytes(lowered), constant_bytes, executable, source)
+
+
+def _modules(mod):
+    """A runtime module and everything it imports, depth first (the CUDA module sits inside the host's)."""
+    yield mod
+    for m in mod.imports:
+        yield from _modules(m)
 
 
 def nvcc_compile(source: str, arch: str) -> str:

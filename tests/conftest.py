@@ -95,3 +95,25 @@ def unsupported_onnx(model_dir):
     path = model_dir / "unsupported.onnx"
     onnx.save(m, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def qdq_conv_onnx(model_dir):
+    """A pre-quantized conv: x[1,4,6,6] -> Quantize/Dequantize (scale 0.05, zero point 3) ->
+    Conv with DequantizeLinear(int8 W[8,4,3,3], per-channel scales): 10368 int8 MACs."""
+    rng = np.random.default_rng(2)
+    wq = rng.integers(-127, 128, (8, 4, 3, 3)).astype(np.int8)
+    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "sx"),
+             numpy_helper.from_array(np.array(3, np.int8), "zx"),
+             numpy_helper.from_array(wq, "Wq"),
+             numpy_helper.from_array((rng.uniform(1, 2, 8) / 100).astype(np.float32), "sw"),
+             numpy_helper.from_array(np.zeros(8, np.int8), "zw")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["Wq", "sw", "zw"], ["W"], axis=0),
+             helper.make_node("Conv", ["xd", "W"], ["y"], pads=[1, 1, 1, 1])]
+    m = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])], inits)
+    path = model_dir / "qdq_conv.onnx"
+    onnx.save(m, path)
+    return path

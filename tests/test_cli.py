@@ -41,7 +41,7 @@ def test_sweep_writes_variants_kernels_and_report(swept):
     assert proc.returncode == 0, proc.stderr
     variants = pd.read_csv(out / "variants.csv")
     assert set(REQUIRED) <= set(variants.columns)
-    assert len(variants) == 4 * 2  # all strategies x two targets
+    assert len(variants) == 8 * 2  # all strategies x two targets
     kernels = pd.read_csv(out / "kernels.csv")
     assert {"kernel", "energy_j", "dram_bytes", "macs", "ops"} <= set(kernels.columns)
     assert "# Energy exploration report" in (out / "report.md").read_text()
@@ -58,17 +58,17 @@ def test_sweep_reports_traffic_per_level_bound_and_ranking_robustness(swept):
     assert (variants.compulsory_ratio > 1).all()
     assert (variants.energy_p05_j <= variants.energy_j).all() and (variants.energy_j <= variants.energy_p95_j).all()
     rankings = pd.read_csv(out / "rankings.csv")
-    assert len(rankings) == 2 * 6  # every pair of the 4 strategies, per target
+    assert len(rankings) == 2 * 28  # every pair of the 8 strategies, per target
     assert rankings.share_lower_wins.between(0, 1).all()
     assert "## Do the rankings hold?" in (out / "report.md").read_text()
 
 
 def test_cpu_variants_are_built_run_and_match_onnxruntime(swept):
     variants = pd.read_csv(swept[1] / "variants.csv")
-    cpu = variants[variants.target == "cpu"]
-    assert cpu.ran.all() and cpu.within_tolerance.all()
-    assert (cpu.max_abs_error < 1e-4).all()
-    assert (cpu.status == "ok").all()
+    cpu = variants[(variants.target == "cpu")]
+    assert cpu.ran.all()
+    fp32 = cpu[cpu.precision == "fp32"]
+    assert fp32.within_tolerance.all() and (fp32.max_abs_error < 1e-4).all() and (fp32.status == "ok").all()
 
 
 def test_fused_variants_move_fewer_bytes_and_use_less_energy(swept):

@@ -1,0 +1,118 @@
+"""Calibration for int8 post-training quantization: activation ranges from sample inputs.
+
+The activations that int8 quantization needs a scale for are the data inputs of every Conv, and of
+every MatMul or Gemm whose weight is a constant (an initializer), in graph order, except those the
+model already quantizes (weights from DequantizeLinear). They are read by
+running the prepared ONNX model in onnxruntime with those tensors added as outputs, over seeded
+random inputs (the default) or the user's ``.npy`` files; the scale of each is symmetric per tensor,
+``max |x| / 127``. TVM's ONNX importer keeps the graph order, so the quantization pass
+(:mod:`explorer.tvm_compile`) pairs the scales with the Relax ``conv2d``/``matmul`` calls by position.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .errors import ExplorerError
+from .loading import PreparedModel
+
+#: Seeded random calibration samples used when no directory is given.
+DEFAULT_SAMPLES = 4
+_SEED_OFFSET = 1000  # calibration inputs differ from the accuracy-check input (seed 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """Per-tensor activation scales in graph order, and what they were measured from."""
+
+    scales: tuple[float, ...]
+    source: str  # "seeded:<n>" or the sha256 of the calibration files
+
+    @property
+    def key(self) -> str:
+        """Identifies the calibration in cache keys."""
+        return hashlib.sha256(f"{self.source}|{self.scales}".encode()).hexdigest()[:16]
+
+
+def quantized_inputs(model: onnx.ModelProto) -> list[str]:
+    """Names of the activation tensors int8 quantization scales, in graph order."""
+    consts = {i.name for i in model.graph.initializer}
+    consts |= {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    names = []
+    for node in model.graph.node:
+        if len(node.input) < 2 or node.input[1] in dequantized:  # already quantized in the model
+            continue
+        if node.op_type == "Conv" or (node.op_type in ("MatMul", "Gemm") and node.input[1] in consts
+                                      and node.input[0] not in consts):
+            names.append(node.input[0])
+    return names
+
+
+def load_samples(prepared: PreparedModel, directory: str | Path) -> list[dict[str, np.ndarray]]:
+    """Calibration inputs from ``directory``: ``*.npy`` files, one sample each, for a one-input model;
+    ``<input name>/*.npy`` (paired by sorted file name) for a model with several inputs."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise ExplorerError(f"calibration directory {str(root)!r} does not exist")
+    names = [i.name for i in prepared.inputs]
+    if len(names) == 1:
+        files = {names[0]: sorted(root.glob("*.npy"))}
+    else:
+        files = {n: sorted((root / n).glob("*.npy")) for n in names}
+    counts = {n: len(f) for n, f in files.items()}
+    if not all(counts.values()) or len(set(counts.values())) != 1:
+        layout = "*.npy files" if len(names) == 1 else "a folder per input (" + ", ".join(names) + ") of .npy files"
+        raise ExplorerError(f"calibration directory {str(root)!r} needs {layout}; found {counts}")
+    samples = []
+    for i in range(next(iter(counts.values()))):
+        sample = {}
+        for spec in prepared.inputs:
+            arr = np.load(files[spec.name][i])
+            if tuple(arr.shape) != tuple(spec.shape):
+                raise ExplorerError(f"{files[spec.name][i]}: shape {tuple(arr.shape)}, the model's input "
+                                    f"{spec.name!r} is {tuple(spec.shape)}")
+            sample[spec.name] = arr.astype(spec.dtype)
+        samples.append(sample)
+    return samples
+
+
+def calibrate(prepared: PreparedModel, directory: str | Path | None = None,
+              samples: int = DEFAULT_SAMPLES) -> Calibration:
+    """Activation scales of ``prepared`` from onnxruntime runs on calibration inputs."""
+    import onnxruntime as ort
+
+    model = prepared.load()
+    wanted = quantized_inputs(model)
+    if directory is not None:
+        feeds = load_samples(prepared, directory)
+        digest = hashlib.sha256()
+        for feed in feeds:
+            for name in sorted(feed):
+                digest.update(feed[name].tobytes())
+        source = digest.hexdigest()[:16]
+    else:
+        feeds = [prepared.sample_inputs(_SEED_OFFSET + i) for i in range(samples)]
+        source = f"seeded:{samples}"
+    if not wanted:
+        return Calibration((), source)
+    existing = {o.name for o in model.graph.output}
+    for name in dict.fromkeys(wanted):
+        if name not in existing:
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    out_names = [o.name for o in sess.get_outputs()]
+    peak = dict.fromkeys(wanted, 0.0)
+    for feed in feeds:
+        values = dict(zip(out_names, sess.run(None, feed)))
+        for name in peak:
+            peak[name] = max(peak[name], float(np.max(np.abs(values[name]))))
+    return Calibration(tuple(max(peak[n], 1e-12) / 127.0 for n in wanted), source)
