@@ -3,7 +3,7 @@
 Pure numpy/pandas. For each kernel call (one workload row):
 
 - **compute**: every counted operation times the target's energy for that operation kind in that
-  dtype (``TargetSpec.unit_for`` picks the compute unit; a kind the unit does not list is charged as
+  dtype (``energy_cast_j`` is the part spent on casts and re-quantization casts) (``TargetSpec.unit_for`` picks the compute unit; a kind the unit does not list is charged as
   an ``add`` there, the cheapest ALU operation every unit has);
 - **traffic per level**: the levels from DRAM inward to the innermost level that serves ``global``
   accesses form the cache chain. The bytes moved between chain level ``i`` and level ``i + 1`` are
@@ -63,6 +63,7 @@ class Quantities:
     """What a workload asks of a target, before any energy figure is applied (one entry per kernel)."""
 
     op_counts: dict[str, np.ndarray]       # energy-figure path -> operations charged at it
+    cast_counts: dict[str, np.ndarray]     # the part of op_counts that are casts
     unit_ops: dict[str, np.ndarray]        # compute-unit dtype -> ops (a MAC is 2) run on that unit
     level_bytes: dict[str, np.ndarray]     # memory level name -> bytes moved at that level
     compulsory_bytes: np.ndarray           # weights + model inputs/outputs, each from DRAM once
@@ -74,11 +75,14 @@ def quantities(workload: pd.DataFrame, target: TargetSpec) -> Quantities:
     check_workload(workload)
     n = len(workload)
     op_counts: dict[str, np.ndarray] = {}
+    cast_counts: dict[str, np.ndarray] = {}
     unit_ops: dict[str, np.ndarray] = {}
     for col, kind, dtype in op_columns(workload):
         counts = workload[col].fillna(0.0).to_numpy(dtype=float)
         path = _op_figure(target, kind, dtype)
         op_counts[path] = op_counts.get(path, np.zeros(n)) + counts
+        if kind == "cast":
+            cast_counts[path] = cast_counts.get(path, np.zeros(n)) + counts
         if kind != "cast":
             unit = target.unit_for(dtype).dtype
             unit_ops[unit] = unit_ops.get(unit, np.zeros(n)) + counts * (2.0 if kind == "mac" else 1.0)
@@ -95,7 +99,7 @@ def quantities(workload: pd.DataFrame, target: TargetSpec) -> Quantities:
     for access, column in (("shared", "shared_access_bytes"), ("local", "local_access_bytes")):
         level_bytes[target.level_for(access).name] += workload[column].to_numpy(float)
     compulsory = workload["weight_bytes"].to_numpy(float) + workload["io_bytes"].to_numpy(float)
-    return Quantities(op_counts, unit_ops, level_bytes, compulsory, workload["macs"].to_numpy(float))
+    return Quantities(op_counts, cast_counts, unit_ops, level_bytes, compulsory, workload["macs"].to_numpy(float))
 
 
 def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.ndarray]:
@@ -105,6 +109,7 @@ def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.n
     ``(samples, 1)`` to evaluate many coefficient samples at once (results then have a leading
     samples axis)."""
     compute_pj = sum((counts * figures[path] for path, counts in q.op_counts.items()), 0.0)
+    cast_pj = sum((counts * figures[path] for path, counts in q.cast_counts.items()), 0.0)
     compute_s = sum((ops / figures[f"compute.{dtype}.peak_ops_per_s"] for dtype, ops in q.unit_ops.items()), 0.0)
     level_pj, level_s = {}, {}
     for lvl in target.memory:
@@ -129,6 +134,7 @@ def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.n
         + static_w * bound_s
     out = {
         "energy_compute_j": full(compute_pj * PJ),
+        "energy_cast_j": full(cast_pj * PJ),
         "energy_dram_j": full(level_pj[dram] * PJ),
         "energy_onchip_j": full(onchip_pj * PJ),
         "energy_static_j": full(static_w * latency),
@@ -161,7 +167,8 @@ def score(workload: pd.DataFrame, target: TargetSpec) -> pd.DataFrame:
         df[f"{n}_bytes"] = q.level_bytes[n]
     df["onchip_bytes"] = sum((q.level_bytes[n] for n in names[1:]), np.zeros(len(df)))
     df["compulsory_bytes"] = q.compulsory_bytes
-    for col in ("energy_compute_j", "energy_dram_j", *[f"energy_{n}_j" for n in names[1:]], "energy_onchip_j",
+    df["casts"] = sum(q.cast_counts.values(), np.zeros(len(df)))
+    for col in ("energy_compute_j", "energy_cast_j", "energy_dram_j", *[f"energy_{n}_j" for n in names[1:]], "energy_onchip_j",
                 "energy_memory_j", "energy_static_j", "energy_j", "latency_s", "compulsory_energy_j"):
         df[col] = e[col]
     df["bound"] = np.array(["compute", *names])[e["bound_index"]]
@@ -172,7 +179,7 @@ def totals(scored: pd.DataFrame) -> dict:
     """Whole-variant sums of a scored workload (kernels run one after another)."""
     out = {c: float(scored[c].sum()) for c in ENERGY_COLUMNS}
     for c in ("flops", "macs", "dram_bytes", "onchip_bytes", "read_bytes", "write_bytes", "weight_bytes",
-              "compulsory_bytes"):
+              "compulsory_bytes", "casts", "energy_cast_j"):
         out[c] = float(scored[c].sum())
     out["kernels"] = int(len(scored))
     out["compulsory_ratio"] = out["energy_j"] / out["compulsory_energy_j"] if out["compulsory_energy_j"] else float("nan")

@@ -40,7 +40,8 @@ def variants_table(variants: pd.DataFrame) -> pd.DataFrame:
     ok = variants[variants["energy_j"].notna()]
     out = pd.DataFrame({
         "model": ok["model"], "strategy": ok["strategy"], "target": ok["target"],
-        "kernels": ok["kernels"].astype(int), "GFLOP": (ok["flops"] / 1e9).round(3),
+        "kernels": ok["kernels"].astype(int), "GMAC": (ok["macs"] / 1e9).round(3),
+        "GFLOP": (ok["flops"] / 1e9).round(3),
         "DRAM": ok["dram_bytes"].map(_fmt_bytes), "energy": ok["energy_j"].map(_fmt_j),
         "compute": (ok["energy_compute_j"] / ok["energy_j"] * 100).round(1).astype(str) + "%",
         "memory": (ok["energy_memory_j"] / ok["energy_j"] * 100).round(1).astype(str) + "%",
@@ -79,6 +80,46 @@ def rankings_section(rankings: pd.DataFrame) -> list[str]:
     return parts
 
 
+def precision_section(variants: pd.DataFrame) -> list[str]:
+    """Markdown lines: per model and target, the best variant of each reduced precision against the
+    best fp32 one, with where the energy goes (compute, casts, DRAM, on-chip, static), accuracy and,
+    where it ran, the measured latency."""
+    ok = variants[variants["energy_j"].notna()]
+    if "precision" not in ok or not (ok["precision"] != "fp32").any() or not (ok["precision"] == "fp32").any():
+        return []
+    parts = ["## Precision: where the energy goes", "",
+             "Each reduced precision's lowest-energy variant against the lowest-energy fp32 one. Deltas are "
+             "reduced minus fp32 (negative saves); *casts* counts every cast and re-quantization cast the build "
+             "executes (widening inside a MAC is part of the MAC). Latency is measured on this machine's CPU "
+             "(one warm inference) where the variant ran, and reported as it is.", ""]
+    rows = []
+    for (model, target), g in ok.groupby(["model", "target"], sort=False):
+        fp32 = g[g.precision == "fp32"]
+        if not len(fp32):
+            continue
+        base = fp32.loc[fp32["energy_j"].idxmin()]
+        for precision, p in g[g.precision != "fp32"].groupby("precision", sort=False):
+            r = p.loc[p["energy_j"].idxmin()]
+            measured = ""
+            if pd.notna(r.get("measured_latency_s")) and pd.notna(base.get("measured_latency_s")):
+                measured = (f"{r.measured_latency_s * 1e3:.3g} ms vs {base.measured_latency_s * 1e3:.3g} ms "
+                            f"({r.measured_latency_s / base.measured_latency_s:.2f}x)")
+            rows.append({
+                "model": model, "target": target, "variant": f"{r.strategy} vs {base.strategy}",
+                "energy": f"{_fmt_j(r.energy_j)} vs {_fmt_j(base.energy_j)} ({r.energy_j / base.energy_j:.2f}x)",
+                "compute": _fmt_j(r.energy_compute_j - base.energy_compute_j),
+                "DRAM": _fmt_j(r.energy_dram_j - base.energy_dram_j),
+                "on-chip": _fmt_j(r.energy_onchip_j - base.energy_onchip_j),
+                "static": _fmt_j(r.energy_static_j - base.energy_static_j),
+                "casts": f"{r.casts:.3g} ({_fmt_j(r.energy_cast_j)})" if pd.notna(r.get("casts")) else "",
+                "SQNR": _fmt_sqnr(r.get("sqnr_db", float("nan")), r.get("meets_accuracy")),
+                "measured latency": measured,
+            })
+    if not rows:
+        return []
+    return parts + [_table(pd.DataFrame(rows)), ""]
+
+
 def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.DataFrame | None = None) -> str:
     """A short report: the variants side by side, the best per target, how robust the rankings
     are, failures and mismatches, and the costliest kernels."""
@@ -100,6 +141,7 @@ def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.
                          f"({worst / r.energy_j:.2f}x less than the worst strategy), "
                          f"{_fmt_bytes(r.dram_bytes)} of DRAM traffic, {int(r.kernels)} kernels.")
         parts.append("")
+    parts += precision_section(variants)
     parts += rankings_section(rankings)
     flagged = variants[variants["within_tolerance"].eq(False)]
     failed = variants[variants["status"].astype(str).str.startswith("failed")]

@@ -42,10 +42,10 @@ VARIANT_COLUMNS = [
     "model", "strategy", "target", "fusion", "layout", "precision", "tuning", "status", "built", "ran",
     "kernels", "macs", "flops", "dram_bytes", "onchip_bytes", "weight_bytes", "energy_j",
     "energy_compute_j", "energy_memory_j", "energy_dram_j", "energy_onchip_j", "energy_static_j",
-    "energy_p05_j", "energy_p95_j", "compulsory_energy_j", "compulsory_ratio",
+    "energy_p05_j", "energy_p95_j", "compulsory_energy_j", "compulsory_ratio", "casts", "energy_cast_j",
     "latency_s", "bound", "planned_memory_bytes", "max_abs_error", "tolerance", "within_tolerance",
     "sqnr_db", "accuracy_loss_pct", "argmax_agreement", "meets_accuracy",
-    "compile_s", "check_run_s", "model_hash", "tvm_version",
+    "compile_s", "check_run_s", "measured_latency_s", "model_hash", "tvm_version",
 ]
 
 
@@ -113,6 +113,9 @@ def lower_task(path: str, sha256: str, strategy: Strategy, flavour: str, build_c
             start = time.perf_counter()
             out["outputs"] = tvm_compile.run_cpu(lowered.executable, inputs)
             out["check_run_s"] = time.perf_counter() - start
+            start = time.perf_counter()  # the check run was the warm-up: time one more inference
+            tvm_compile.run_cpu(lowered.executable, inputs)
+            out["measured_latency_s"] = time.perf_counter() - start
     except ExplorerError as err:
         out["error"] = str(err)
     except Exception as err:  # one failing variant never stops a sweep
@@ -212,7 +215,7 @@ def _finish_row(row: dict, result: dict, target: TargetSpec, reference: list[np.
     row.update({k: tot[k] for k in ("kernels", "macs", "flops", "dram_bytes", "onchip_bytes", "weight_bytes",
                                      "energy_j", "energy_compute_j", "energy_memory_j", "energy_dram_j",
                                      "energy_onchip_j", "energy_static_j", "latency_s", "bound",
-                                     "compulsory_energy_j", "compulsory_ratio")})
+                                     "compulsory_energy_j", "compulsory_ratio", "casts", "energy_cast_j")})
     row["planned_memory_bytes"] = result["planned_bytes"]
     row["compile_s"] = round(result["compile_s"], 3)
     status = "ok"
@@ -232,6 +235,7 @@ def _finish_row(row: dict, result: dict, target: TargetSpec, reference: list[np.
         if "outputs" in result and reference is not None:
             row["ran"] = True
             row["check_run_s"] = round(result["check_run_s"], 4)
+            row["measured_latency_s"] = result.get("measured_latency_s")
             row.update(accuracy_metrics(result["outputs"], reference))
             if row["precision"] == "fp32":  # full precision must match the reference to rounding
                 tols = [RTOL * max(1.0, float(np.max(np.abs(want))) if want.size else 1.0) for want in reference]

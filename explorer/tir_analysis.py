@@ -13,7 +13,8 @@ Counting rules:
 - an ``if`` whose condition is ``v == 0`` for loop variables runs ``1/extent`` as often as its
   loop body; any other condition is assumed true (an upper bound);
 - loads and stores are charged at their buffer's storage scope: kernel parameters and
-  kernel-allocated ``global`` buffers are global memory, ``shared``/``local`` are on-chip.
+  kernel-allocated ``global`` buffers are global memory, ``shared``/``local`` are on-chip, and a
+  kernel-allocated buffer of at most ``STACK_BYTES`` (a compacted accumulator) is ``local``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,16 @@ class BufferUse:
     store_count: float = 0.0
     load_bytes: float = 0.0
     store_bytes: float = 0.0
+
+
+#: TVM allocates kernel buffers up to this size on the stack (``kMaxStackAlloca`` in its
+#: LowerTVMBuiltin pass), where LLVM promotes them to registers: a reduction's accumulator that
+#: the schedule compacted to a few elements is register traffic, not memory traffic.
+STACK_BYTES = 1024
+
+
+def _in_registers(use: "BufferUse") -> bool:
+    return use.param_index < 0 and use.scope == "global" and 0 < use.size_bytes <= STACK_BYTES
 
 
 @dataclasses.dataclass
@@ -226,7 +237,7 @@ class _Walker:
             use = self.uses[buf] = BufferUse(buf.name, buf.scope() or "global", -1, 0.0)
         dtype, lanes = _dtype_of(dtype_expr)
         n = w * lanes
-        if indices is not None and (use.param_index >= 0 or use.scope == "global"):
+        if indices is not None and (use.param_index >= 0 or (use.scope == "global" and not _in_registers(use))):
             self._site(use, indices, int(_bytes_of(dtype)) or 1)
         if store:
             use.store_count += n
@@ -430,7 +441,8 @@ def workload_table(calls, kernels: dict[str, KernelWorkload]):
                 access += use.load_bytes + use.store_bytes
             elif use.scope.startswith("shared"):
                 shared += use.load_bytes + use.store_bytes
-            elif use.scope.startswith("local") or use.scope.startswith("warp") or use.scope == "wmma.accumulator":
+            elif (use.scope.startswith("local") or use.scope.startswith("warp") or use.scope == "wmma.accumulator"
+                  or _in_registers(use)):
                 local += use.load_bytes + use.store_bytes
             else:
                 scratch += use.size_bytes
