@@ -1,0 +1,120 @@
+"""Precision strategies: the int8 quantization pass, calibration, QDQ import and accuracy columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import explorer
+from explorer import calibration, tir_analysis, tvm_compile
+from explorer.accuracy import accuracy_metrics
+from explorer.loading import prepare, reference_outputs
+from explorer.quantize import quantize_weight
+from explorer.strategies import get_strategy
+
+
+def compiled(path, strategy, build=False, scales=None):
+    model = prepare(str(path))
+    lowered = tvm_compile.compile_variant(str(model.path), model.sha256, get_strategy(strategy), "generic",
+                                          tvm_compile.host_target(), build=build, act_scales=scales)
+    return model, lowered, tir_analysis.workload_table(lowered.calls, tir_analysis.analyse_module(lowered.tir))
+
+
+def test_weights_quantize_per_output_channel_by_hand():
+    w = np.array([[[[0.5, -1.0]]], [[[0.02, 0.01]]]], dtype=np.float32)  # two output channels
+    q, scale = quantize_weight(w, axis=0)
+    assert scale.tolist() == pytest.approx([1.0 / 127, 0.02 / 127])
+    assert q.dtype == np.int8
+    assert q.reshape(2, 2).tolist() == [[64, -127], [127, 64]]  # 0.5 * 127 = 63.5 rounds to even
+
+
+def test_matmul_weights_quantize_along_the_output_axis():
+    w = np.array([[1.0, 0.05], [-0.25, 0.2]], dtype=np.float32)  # [K=2, N=2]
+    q, scale = quantize_weight(w, axis=-1)
+    assert scale.tolist() == pytest.approx([1.0 / 127, 0.2 / 127])
+    assert q.tolist() == [[127, 32], [-32, 127]]  # 0.05 / (0.2 / 127) = 31.75
+
+
+def test_calibration_scale_is_the_peak_input_over_127(conv_add_relu_onnx):
+    model = prepare(str(conv_add_relu_onnx))
+    cal = calibration.calibrate(model, samples=3)
+    peak = max(float(np.abs(model.sample_inputs(1000 + i)["x"]).max()) for i in range(3))
+    assert cal.scales == pytest.approx((peak / 127,))
+    assert cal.source == "seeded:3"
+
+
+def test_calibration_reads_npy_files(conv_add_relu_onnx, tmp_path):
+    model = prepare(str(conv_add_relu_onnx))
+    np.save(tmp_path / "a.npy", np.full((1, 4, 6, 6), 2.54, np.float32))
+    np.save(tmp_path / "b.npy", np.full((1, 4, 6, 6), -1.0, np.float32))
+    assert calibration.calibrate(model, tmp_path).scales == pytest.approx((0.02,))
+
+
+def test_calibration_directory_with_wrong_shapes_is_a_clear_error(conv_add_relu_onnx, tmp_path):
+    model = prepare(str(conv_add_relu_onnx))
+    np.save(tmp_path / "a.npy", np.zeros((1, 3), np.float32))
+    with pytest.raises(explorer.ExplorerError, match="shape"):
+        calibration.calibrate(model, tmp_path)
+
+
+def test_int8_conv_runs_int8_macs_in_int32(conv_add_relu_onnx):
+    _, lowered, wl = compiled(conv_add_relu_onnx, "fused-int8", scales=(0.02,))
+    assert wl["op_mac_int8"].sum() == 10368 and "op_mac_float32" not in wl
+    assert wl["weight_bytes"].sum() == 8 * 4 * 3 * 3 + 8 * 6 * 6 * 4 + 8 * 4  # int8 W, fp32 bias, fp32 scales
+    assert "op_cast_int8" in wl  # the activation is quantized: one cast per input element...
+    assert wl["op_cast_int8"].sum() == 4 * 6 * 6
+
+
+def test_int8_matmul_runs_int8_macs(matmul_onnx):
+    _, _, wl = compiled(matmul_onnx, "int8", scales=(0.03,))
+    assert wl["op_mac_int8"].sum() == 64 * 32
+    assert wl["op_mac_int8"].sum() == wl["macs"].sum()
+
+
+def test_int8_needs_one_scale_per_quantized_op(conv_add_relu_onnx):
+    with pytest.raises(Exception, match="calibration measured 2 activations"):
+        compiled(conv_add_relu_onnx, "fused-int8", scales=(0.02, 0.03))
+
+
+def test_fp16_and_bf16_run_their_macs_in_their_dtype(conv_add_relu_onnx):
+    for strategy, dtype in (("fused-fp16", "float16"), ("fused-bf16", "bfloat16")):
+        _, _, wl = compiled(conv_add_relu_onnx, strategy)
+        assert wl[f"op_mac_{dtype}"].sum() == 10368
+
+
+def test_an_imported_qdq_model_is_analysed_and_run_as_int8(qdq_conv_onnx):
+    model, lowered, wl = compiled(qdq_conv_onnx, "fused", build=True)
+    assert wl["op_mac_int8"].sum() == 10368 and "op_mac_float32" not in wl
+    feed = model.sample_inputs(0)
+    out = tvm_compile.run_cpu(lowered.executable, [feed["x"]])
+    # the same arithmetic as onnxruntime's QDQ model, zero point included: equal to float rounding
+    np.testing.assert_allclose(out[0], reference_outputs(model, feed)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_qdq_model_has_nothing_left_to_calibrate(qdq_conv_onnx):
+    assert calibration.calibrate(prepare(str(qdq_conv_onnx))).scales == ()
+
+
+def test_accuracy_metrics_by_hand():
+    ref = [np.array([[3.0, 4.0, 0.0]])]
+    m = accuracy_metrics([np.array([[3.0, 4.0, 0.5]])], ref)
+    assert m["max_abs_error"] == 0.5
+    assert m["accuracy_loss_pct"] == pytest.approx(100 * 0.5 / 5.0)
+    assert m["sqnr_db"] == pytest.approx(10 * np.log10(25 / 0.25))
+    assert m["argmax_agreement"] == 1.0
+    assert accuracy_metrics([np.array([[3.0, 5.0, 0.0]])], [np.array([[3.5, 1.0, 0.0]])])["argmax_agreement"] == 0.0
+
+
+def test_accuracy_columns_on_the_zoo_mlp():
+    result = explorer.run_sweep(["mlp"], targets=["cpu"], strategies=["fused", "fused-bf16", "fused-int8"],
+                                progress=False, isolate=False, max_accuracy_loss=1.0)
+    v = result.variants.set_index("strategy")
+    assert v.loc["fused", "sqnr_db"] > 100 and v.loc["fused", "meets_accuracy"]
+    for s in ("fused-bf16", "fused-int8"):
+        assert 20 < v.loc[s, "sqnr_db"] < 80
+        assert 0 < v.loc[s, "argmax_agreement"] <= 1
+        assert v.loc[s, "measured_latency_s"] > 0
+    # int8 is further from fp32 than bf16, and over a 1% relative error on this model
+    assert v.loc["fused-int8", "accuracy_loss_pct"] > v.loc["fused-bf16", "accuracy_loss_pct"]
+    assert v.loc["fused-int8", "meets_accuracy"] == (v.loc["fused-int8", "accuracy_loss_pct"] <= 1.0)
+    assert v.loc["fused-int8", "casts"] > 0 and v.loc["fused-int8", "energy_cast_j"] > 0
