@@ -42,11 +42,14 @@ _SPECIAL_CALLS = {
 _CHEAP_CALLS = {"fabs", "floor", "ceil", "round", "trunc", "nearbyint", "copysign", "isnan", "isinf",
                 "isfinite"}
 _SELECT_CALLS = {"if_then_else"}
+#: Threads that execute one tensor-core fragment operation together.
+WARP_SIZE = 32
+_WMMA_CALLS = {"tvm_mma_sync", "tvm_load_matrix_sync", "tvm_store_matrix_sync", "tvm_fill_fragment"}
 
 
 def _dtype_of(expr) -> tuple[str, int]:
     """(scalar dtype string, lanes) of a TIR expression."""
-    dt = expr.ty.dtype if hasattr(expr, "ty") and hasattr(expr.ty, "dtype") else expr.dtype
+    dt = expr.ty.dtype if hasattr(expr, "ty") and hasattr(expr.ty, "dtype") else getattr(expr, "dtype", "handle")
     dt = tvm.DataType(str(dt))
     lanes = max(int(dt.lanes), 1)
     base = str(dt).split("x")[0] if lanes > 1 else str(dt)
@@ -119,6 +122,8 @@ class _Walker:
         self.path: list[tuple[int, object]] = []  # (loop id, loop var) of the enclosing loops
         self.sites: dict = {}
         self.analyzer = sym.Analyzer()  # knows loop ranges and let-bound values, to simplify indices
+        self.by_data: dict = {}  # buffer data var -> (BufferUse, dtype), for tensor-core intrinsics
+        self.fragment = (16, 16, 16)  # (m, n, k) of the last wmma fragment operation seen
         by_name = {}
         for i, p in enumerate(func.params):
             ty = p.ty
@@ -213,6 +218,7 @@ class _Walker:
         else:
             scope = buf.scope() or "global"
             self.uses[buf] = BufferUse(buf.name, scope, -1, nbytes)
+        self.by_data[buf.data] = (self.uses[buf], str(buf.dtype))
 
     def _init_fraction(self, cond) -> float:
         """Share of iterations in which ``cond`` holds, for ``v == 0 and w == 0`` guards on loops."""
@@ -303,6 +309,9 @@ class _Walker:
         elif kind == "Call":
             name = str(e.op.name).split(".")[-1] if hasattr(e.op, "name") else ""
             dtype, lanes = _dtype_of(e)
+            if name in _WMMA_CALLS:
+                self._wmma(name, e.args, w)
+                return
             if name in _SELECT_CALLS:
                 self.ops[("select", dtype)] += w * lanes
                 self.index(e.args[0], w)
@@ -324,6 +333,54 @@ class _Walker:
         elif kind in ("Ramp", "Shuffle"):
             self.index(e, w)
         # Var, IntImm, FloatImm, StringImm: no work
+
+    def _count(self, use: BufferUse, elems: float, elem_bytes: float, w: float, store: bool) -> None:
+        if store:
+            use.store_count += w * elems
+            use.store_bytes += w * elems * elem_bytes
+        else:
+            use.load_count += w * elems
+            use.load_bytes += w * elems * elem_bytes
+
+    def _wmma(self, name: str, args, w: float) -> None:
+        """Tensor-core fragment intrinsics: an mma_sync is m*n*k MACs in its A fragment's dtype;
+        loading or storing a fragment moves its elements between memory and registers. They are
+        warp-collective: the thread extents around them count each of a warp's lanes."""
+        w = w / WARP_SIZE
+
+        def frag(arg):
+            return self.by_data.get(arg) if isinstance(arg, tvm.tirx.Var) else None
+
+        if name == "tvm_mma_sync":
+            m, n, k = self.fragment
+            a, c = frag(args[2]), frag(args[0])
+            dtype = a[1] if a else "float16"
+            self.ops[("mac", dtype)] += w * m * n * k
+            for f, elems in ((a, m * k), (frag(args[4]), k * n)):
+                if f:
+                    self._count(f[0], elems, _bytes_of(f[1]), w, store=False)
+            if c:
+                self._count(c[0], m * n, _bytes_of(c[1]), w, store=False)
+                self._count(c[0], m * n, _bytes_of(c[1]), w, store=True)
+            return
+        shape = [_int(x) for x in args[1:4]]
+        if all(x is not None for x in shape):
+            self.fragment = tuple(shape)
+        m, n, k = self.fragment
+        f = frag(args[0])
+        if f is None:
+            return
+        scope = f[0].scope
+        elems = m * k if scope.endswith("matrix_a") else k * n if scope.endswith("matrix_b") else m * n
+        if name == "tvm_fill_fragment":
+            self._count(f[0], elems, _bytes_of(f[1]), w, store=True)
+            return
+        self._count(f[0], elems, _bytes_of(f[1]), w, store=(name == "tvm_load_matrix_sync"))
+        ptr = args[5]  # tvm_access_ptr(type, data, offset, extent, rw) of the memory side
+        if type(ptr).__name__ == "Call" and len(ptr.args) >= 2:
+            mem = frag(ptr.args[1])
+            if mem:
+                self._count(mem[0], elems, _bytes_of(mem[1]), w, store=(name == "tvm_store_matrix_sync"))
 
     def index(self, e, w: float) -> None:
         """Walk an index or condition expression: only the loads inside count."""
@@ -361,28 +418,29 @@ def analyse_module(mod: tvm.IRModule) -> dict[str, KernelWorkload]:
 
 def _warm_capacities(calls) -> list[dict[int, float]]:
     """For each call, per argument position: the smallest cache capacity at which that tensor is
-    already cached when the call starts: its own bytes plus every other tensor touched since it was
-    last touched, at tensor granularity. A kernel's output touched for the first time is written
-    into memory the allocator recycles (TVM's pooled allocator hands back recently freed blocks),
-    which is cached whenever the tensor fits. Weights and model inputs are cold at first touch."""
-    last: dict[int, int] = {}
+    already cached when the call starts: its own storage's bytes plus every other storage touched
+    since that storage was last touched, at tensor granularity.
+
+    Activation memory is the static memory planner's storage (``assign_planned_storage``): the
+    same buffers every inference, so a storage first touched in this inference was last touched in
+    the previous one (steady state). Weights and model inputs are cold at their first touch."""
+    n = len(calls)
+    seq = [[(t.storage, t.origin not in ("const", "input")) for t in call.args] for call in calls]
     size: dict[int, int] = {}
-    touched: list[list[int]] = []
-    out = []
-    for k, call in enumerate(calls):
-        warm = {}
-        for pos, t in enumerate(call.args):
+    for call in calls:
+        for t in call.args:
             size[t.storage] = max(size.get(t.storage, 0), t.nbytes)
-            j = last.get(t.storage)
-            if j is not None:
-                between = {s for c in touched[j + 1:k] for s in c} - {t.storage}
-                warm[pos] = float(size[t.storage] + sum(size[s] for s in between))
-            elif pos >= call.n_inputs:
-                warm[pos] = float(size[t.storage])
+    last = {s: k - n for k, touched in enumerate(seq) for s, _ in touched}  # the previous inference
+    out = []
+    for k, touched in enumerate(seq):
+        warm = {}
+        for pos, (s, recycled) in enumerate(touched):
+            j = last[s]
+            if j >= 0 or recycled:
+                between = {x for i in range(j + 1, k) for x, _ in seq[i % n]} - {s}
+                warm[pos] = float(size[s] + sum(size[x] for x in between))
         out.append(warm)
-        storages = [t.storage for t in call.args]
-        touched.append(storages)
-        for s in storages:
+        for s, _ in touched:
             last[s] = k
     return out
 
@@ -441,7 +499,7 @@ def workload_table(calls, kernels: dict[str, KernelWorkload]):
                 access += use.load_bytes + use.store_bytes
             elif use.scope.startswith("shared"):
                 shared += use.load_bytes + use.store_bytes
-            elif (use.scope.startswith("local") or use.scope.startswith("warp") or use.scope == "wmma.accumulator"
+            elif (use.scope.startswith("local") or use.scope.startswith("warp") or use.scope.startswith("wmma")
                   or _in_registers(use)):
                 local += use.load_bytes + use.store_bytes
             else:

@@ -300,6 +300,40 @@ def vm_lower(mod: tvm.IRModule) -> tvm.IRModule:
     return tvm.transform.Sequential([getattr(relax.transform, name)() for name in _VM_LOWERING])(mod)
 
 
+def assign_planned_storage(calls: list[CallSite], lowered: tvm.IRModule) -> None:
+    """Give every kernel-written tensor the storage TVM's static memory planner put it in, so that
+    tensors sharing memory (one dead, one new) share a ``storage`` id. Kernel calls in the lowered
+    ``main`` come in the same order as ``calls``; views keep their source's storage."""
+    alloc_storage = tvm.ir.Op.get("relax.vm.alloc_storage")
+    alloc_tensor = tvm.ir.Op.get("relax.vm.alloc_tensor")
+    token: dict = {}
+    launches = []
+    for b in _bindings(lowered["main"]):
+        v = b.value
+        if not isinstance(v, relax.Call):
+            continue
+        if v.op.same_as(alloc_storage):
+            token[b.var] = len(token)
+        elif v.op.same_as(alloc_tensor) and v.args[0] in token:
+            token[b.var] = token[v.args[0]]
+        elif isinstance(v.op, tvm.ir.GlobalVar) and isinstance(lowered[v.op], tvm.tirx.PrimFunc):
+            launches.append([token.get(a) for a in v.args])
+        elif v.args and isinstance(v.args[0], relax.Var) and v.args[0] in token:
+            token[b.var] = token[v.args[0]]  # a view (reshape) of planned memory
+    if len(launches) != len(calls):
+        return  # not the expected one-to-one order: keep one storage per tensor
+    remap: dict[int, int] = {}
+    base = 1 << 40  # planner tokens, apart from the per-tensor ids of inputs and constants
+    for call, tokens in zip(calls, launches):
+        for t, tok in zip(call.args, tokens):
+            if tok is not None and t.origin in ("kernel", "view"):
+                remap.setdefault(t.storage, base + tok)
+    for call in calls:
+        for t in call.args + call.eliminated:
+            if t.storage in remap:
+                t.storage = remap[t.storage]
+
+
 def planned_storage_bytes(lowered: tvm.IRModule) -> int:
     """Bytes of storage the static memory planner allocates in ``main`` (peak activation memory)."""
     alloc = tvm.ir.Op.get("relax.vm.alloc_storage")
@@ -341,6 +375,7 @@ def compile_variant(path: str, sha256: str, strategy: Strategy, flavour: str, ta
         mod = passes(mod)
     calls, constant_bytes = call_sites(mod, groups)
     lowered = vm_lower(mod)
+    assign_planned_storage(calls, lowered)
     capture = _CaptureTIR()
     executable = None
     with tvm.transform.PassContext(opt_level=3, instruments=[capture]):
