@@ -99,8 +99,17 @@ def lower_task(path: str, sha256: str, strategy: Strategy, flavour: str, build_c
         else:
             target = tvm_compile.host_target()
             build = build_cpu
-        lowered = tvm_compile.compile_variant(path, sha256, strategy, flavour, target, build=build,
-                                              act_scales=act_scales)
+        try:
+            lowered = tvm_compile.compile_variant(path, sha256, strategy, flavour, target, build=build,
+                                                  act_scales=act_scales)
+        except Exception as err:
+            if not (build and flavour == "cuda"):
+                raise
+            # code generation can fail where the lowered TIR is still sound (e.g. an int8 tensor-core
+            # kernel): keep the analysis and say why nothing was built
+            out["build_error"] = _one_line(err)
+            lowered = tvm_compile.compile_variant(path, sha256, strategy, flavour, target, build=False,
+                                                  act_scales=act_scales)
         out["compile_s"] = time.perf_counter() - start
         kernels = tir_analysis.analyse_module(lowered.tir)
         out["workload"] = tir_analysis.workload_table(lowered.calls, kernels)
@@ -119,9 +128,13 @@ def lower_task(path: str, sha256: str, strategy: Strategy, flavour: str, build_c
     except ExplorerError as err:
         out["error"] = str(err)
     except Exception as err:  # one failing variant never stops a sweep
-        last = traceback.format_exception_only(type(err), err)[-1].strip().splitlines()[-1]
-        out["error"] = f"{type(err).__name__}: {last[:300]}"
+        out["error"] = _one_line(err)
     return out
+
+
+def _one_line(err: Exception) -> str:
+    last = traceback.format_exception_only(type(err), err)[-1].strip().splitlines()[-1]
+    return f"{type(err).__name__}: {last[:300]}"
 
 
 class _Runner:
@@ -222,7 +235,9 @@ def _finish_row(row: dict, result: dict, target: TargetSpec, reference: list[np.
     if target.tvm == "none":
         status = "ok: analysed from lowered TIR (not built)"
     elif target.tvm == "cuda":
-        if not result.get("built"):
+        if result.get("build_error"):
+            status = f"ok: analysed from CUDA TIR; TVM's CUDA code generation failed ({result['build_error'][:160]})"
+        elif not result.get("built"):
             status = "ok: analysed from CUDA TIR (not built)"
         elif result.get("nvcc_error"):
             row["built"] = False
