@@ -46,7 +46,7 @@ def _cmd_sweep(args) -> int:
     result = run_sweep([args.model], targets=args.targets.split(","), strategies=args.strategies, out=args.out,
                        input_shapes=parse_input_shapes(args.input_shape), check=not args.no_check,
                        build=not args.no_build, progress=not args.quiet, max_accuracy_loss=args.max_accuracy_loss,
-                       calibration=args.calibration)
+                       calibration=args.calibration, tuning_records=args.tuning_records)
     v = result.variants
     if v["energy_j"].notna().any():
         print(variants_table(v).to_string(index=False))
@@ -97,6 +97,17 @@ def _cmd_fusion(args) -> int:
     if args.csv:
         table.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
+    return 0
+
+
+def _cmd_tune(args) -> int:
+    from .loading import parse_input_shapes
+    from .tuning import tune_model
+
+    stats = tune_model(args.model, strategy=args.strategy, trials=args.trials, records=args.tuning_records,
+                       input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet)
+    print(f"{args.model}: {stats.tasks} kernels, {stats.tuned} tuned now ({stats.trials} trials), "
+          f"{stats.reused} already in the records")
     return 0
 
 
@@ -162,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="directory for variants.csv, kernels.csv, report.md and the results store")
     s.add_argument("--no-check", action="store_true", help="do not run CPU builds against onnxruntime")
     s.add_argument("--no-build", action="store_true", help="analyse only; generate no code")
+    s.add_argument("--tuning-records", metavar="DIR",
+                   help="MetaSchedule records for tuned strategies (read and extended; default: the cache)")
     s.add_argument("--calibration", metavar="DIR",
                    help="int8 calibration inputs: .npy files, one sample each (a folder per input for models "
                         "with several); default: 4 seeded random samples")
@@ -178,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--csv", help="also write the per-kernel table to this CSV file")
     f.add_argument("--out", help="results store directory to reuse between runs")
     f.set_defaults(func=_cmd_fusion)
+
+    t = sub.add_parser("tune", help="tune a model's kernels on this CPU with MetaSchedule and keep the records")
+    model_args(t)
+    t.add_argument("--strategy", default="fused-tuned", help="a tuned strategy (default: fused-tuned)")
+    t.add_argument("--trials", type=int, help="trial budget across the model (default: the strategy's)")
+    t.add_argument("--tuning-records", metavar="DIR", help="records directory (default: one per target in the cache)")
+    t.set_defaults(func=_cmd_tune)
 
     r = sub.add_parser("run", help="build one variant for this CPU (cached) and time inferences")
     model_args(r)

@@ -199,3 +199,22 @@ def reference_outputs(prepared: PreparedModel, inputs: dict[str, np.ndarray]) ->
     opts.log_severity_level = 3
     sess = ort.InferenceSession(str(prepared.path), opts, providers=["CPUExecutionProvider"])
     return sess.run(None, inputs)
+
+
+def onnxruntime_latency(prepared: PreparedModel, inputs: dict[str, np.ndarray], repeat: int = 3) -> float:
+    """Median seconds per inference of the model in onnxruntime on this CPU (after a warm-up):
+    the build a user would otherwise deploy."""
+    import time
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(prepared.path), opts, providers=["CPUExecutionProvider"])
+    sess.run(None, inputs)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        sess.run(None, inputs)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))

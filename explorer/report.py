@@ -19,6 +19,13 @@ def _fmt_j(j: float) -> str:
     return f"{j * 1e12:.3g} pJ"
 
 
+def _fmt_measured(measured: float, ort: float) -> str:
+    if pd.isna(measured):
+        return ""
+    text = f"{measured * 1e3:.3g} ms"
+    return text + (f" ({measured / ort:.1f}x ORT)" if pd.notna(ort) and ort else "")
+
+
 def _fmt_sqnr(db: float, meets) -> str:
     if pd.isna(db):
         return ""
@@ -51,6 +58,8 @@ def variants_table(variants: pd.DataFrame) -> pd.DataFrame:
                              ok.get("energy_p95_j", pd.Series(index=ok.index, dtype=float)))],
         "x bound": ok["compulsory_ratio"].map(lambda v: "" if pd.isna(v) else f"{v:.1f}"),
         "model latency": (ok["latency_s"] * 1e3).map(lambda v: f"{v:.3g} ms"),
+        "measured": [_fmt_measured(m, o) for m, o in zip(ok.get("measured_latency_s", pd.Series(index=ok.index, dtype=float)),
+                                                          ok.get("onnxruntime_latency_s", pd.Series(index=ok.index, dtype=float)))],
         "bound by": ok["bound"],
         "max abs err": ok["max_abs_error"].map(lambda v: "" if pd.isna(v) else f"{v:.2g}"),
         "SQNR": [_fmt_sqnr(v, m) for v, m in zip(ok.get("sqnr_db", pd.Series(index=ok.index, dtype=float)),
@@ -120,7 +129,27 @@ def precision_section(variants: pd.DataFrame) -> list[str]:
     return parts + [_table(pd.DataFrame(rows)), ""]
 
 
-def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.DataFrame | None = None) -> str:
+def schedules_section(schedules: pd.DataFrame | None) -> list[str]:
+    """Markdown lines: per tuned kernel, the latency-best and energy-best measured schedules."""
+    if schedules is None or not len(schedules):
+        return []
+    parts = ["## Tuned schedules: latency-best against energy-best", "",
+             "Every candidate MetaSchedule measured was lowered and scored by the cost model (dynamic energy from "
+             "its TIR, static energy over its measured latency). Kernels where the two choices differ come first.", ""]
+    shown = schedules.sort_values("differ", ascending=False)
+    parts.append(_table(pd.DataFrame({
+        "model": shown["model"], "strategy": shown["strategy"], "kernel": shown["kernel"],
+        "candidates": shown["candidates"],
+        "latency-best": [f"{a * 1e3:.3g} ms, {_fmt_j(b)}" for a, b in zip(shown.latency_best_s, shown.latency_best_energy_j)],
+        "energy-best": [f"{a * 1e3:.3g} ms, {_fmt_j(b)}" for a, b in zip(shown.energy_best_s, shown.energy_best_energy_j)],
+        "energy saved": [f"{(1 - e / l) * 100:.1f}%" for e, l in zip(shown.energy_best_energy_j, shown.latency_best_energy_j)],
+        "slower by": [f"{(e / l - 1) * 100:.1f}%" for e, l in zip(shown.energy_best_s, shown.latency_best_s)],
+    })))
+    return parts + [""]
+
+
+def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.DataFrame | None = None,
+                    schedules: pd.DataFrame | None = None) -> str:
     """A short report: the variants side by side, the best per target, how robust the rankings
     are, failures and mismatches, and the costliest kernels."""
     parts = ["# Energy exploration report", ""]
@@ -142,6 +171,7 @@ def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.
                          f"{_fmt_bytes(r.dram_bytes)} of DRAM traffic, {int(r.kernels)} kernels.")
         parts.append("")
     parts += precision_section(variants)
+    parts += schedules_section(schedules)
     parts += rankings_section(rankings)
     flagged = variants[variants["within_tolerance"].eq(False)]
     failed = variants[variants["status"].astype(str).str.startswith("failed")]

@@ -8,11 +8,15 @@ the known names.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 FUSION = ("none", "tvm")
 LAYOUT = ("native", "nhwc")
 PRECISION = ("fp32", "fp16", "bf16", "int8")
-TUNING = ("none",)
+#: ``none``, or ``metaschedule:N`` (N trials across the model, latency-best schedules) and
+#: ``metaschedule:N:energy`` / ``metaschedule:N:edp`` (the measured candidate with the least
+#: modelled energy, or energy x measured latency, per kernel).
+TUNING_PATTERN = re.compile(r"^(none|metaschedule:(?P<trials>[1-9]\d*)(:(?P<pick>latency|energy|edp))?)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +29,8 @@ class Strategy:
     ToMixedPrecision: conv2d/matmul in float16 accumulating in float32); ``bf16`` (the same casts in
     bfloat16, by this project's pass, since TVM's only knows float16); ``int8`` (this project's
     post-training quantization: int8 weights per output channel, int8 activations per tensor from
-    calibration, int32 accumulation). ``tuning``: ``none``.
+    calibration, int32 accumulation). ``tuning``: ``none`` or ``metaschedule:N[:energy|edp]``
+    (see ``TUNING_PATTERN``).
     """
 
     name: str
@@ -35,11 +40,30 @@ class Strategy:
     tuning: str = "none"
 
     def __post_init__(self) -> None:
-        for axis, allowed in (("fusion", FUSION), ("layout", LAYOUT), ("precision", PRECISION),
-                              ("tuning", TUNING)):
+        for axis, allowed in (("fusion", FUSION), ("layout", LAYOUT), ("precision", PRECISION)):
             value = getattr(self, axis)
             if value not in allowed:
                 raise ValueError(f"strategy {self.name!r}: {axis}={value!r} is not one of {list(allowed)}")
+        if not TUNING_PATTERN.match(self.tuning):
+            raise ValueError(f"strategy {self.name!r}: tuning={self.tuning!r} is not 'none', 'metaschedule:N' "
+                             "or 'metaschedule:N:energy|edp|latency'")
+
+    @property
+    def tuned(self) -> bool:
+        """Whether the strategy runs MetaSchedule (expensive: minutes to hours)."""
+        return self.tuning != "none"
+
+    @property
+    def trials(self) -> int:
+        """MetaSchedule trial budget across the model (0 when not tuned)."""
+        m = TUNING_PATTERN.match(self.tuning)
+        return int(m["trials"]) if m and m["trials"] else 0
+
+    @property
+    def pick(self) -> str:
+        """Which measured schedule each kernel keeps: ``latency``, ``energy`` or ``edp``."""
+        m = TUNING_PATTERN.match(self.tuning)
+        return (m["pick"] or "latency") if m and m["trials"] else ""
 
     def axes(self) -> dict[str, str]:
         """The four axis values, for tables."""
@@ -71,6 +95,9 @@ register(Strategy("fused-fp16", fusion="tvm", precision="fp16"))
 register(Strategy("fused-bf16", fusion="tvm", precision="bf16"))
 register(Strategy("int8", precision="int8"))
 register(Strategy("fused-int8", fusion="tvm", precision="int8"))
+# Tuned strategies: a budget that tunes ResNet-18 in well under 30 minutes on 2 cores (see README).
+register(Strategy("fused-tuned", fusion="tvm", tuning="metaschedule:128"))
+register(Strategy("fused-tuned-energy", fusion="tvm", tuning="metaschedule:128:energy"))
 
 
 def list_strategies() -> list[Strategy]:
@@ -87,11 +114,14 @@ def get_strategy(name: str) -> Strategy:
 
 
 def parse_strategies(spec: str | list[str] | None) -> list[Strategy]:
-    """Strategies from a comma-separated list of names, a list of names, or ``all``."""
+    """Strategies from a comma-separated list of names, a list of names, or ``all`` (every
+    registered strategy that does not tune: tuning costs minutes to hours, so name those)."""
+    untuned = [s for s in list_strategies() if not s.tuned]
     if spec is None or spec == "all" or spec == ["all"]:
-        return list_strategies()
+        return untuned
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     names = [n.strip() for n in names if n.strip()]
-    if "all" in names:
-        return list_strategies()
-    return [get_strategy(n) for n in dict.fromkeys(names)]
+    out = []
+    for n in names:
+        out += untuned if n == "all" else [get_strategy(n)]
+    return list(dict.fromkeys(out))

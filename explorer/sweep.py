@@ -29,11 +29,14 @@ from . import __version__
 from .accuracy import accuracy_metrics
 from .calibration import calibrate
 from .errors import ExplorerError
-from .loading import PreparedModel, prepare, reference_outputs
+from .loading import PreparedModel, onnxruntime_latency, prepare, reference_outputs
 from .strategies import Strategy, parse_strategies
 
 #: Relative tolerance of the numerical check against onnxruntime (fp32).
 RTOL = 1e-3
+
+#: Timed inferences per CPU variant (after a warm-up); also for onnxruntime.
+TIMED_RUNS = 3
 
 #: The compute dtype each reduced precision needs from a target.
 PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
@@ -45,7 +48,8 @@ VARIANT_COLUMNS = [
     "energy_p05_j", "energy_p95_j", "compulsory_energy_j", "compulsory_ratio", "casts", "energy_cast_j",
     "latency_s", "bound", "planned_memory_bytes", "max_abs_error", "tolerance", "within_tolerance",
     "sqnr_db", "accuracy_loss_pct", "argmax_agreement", "meets_accuracy",
-    "compile_s", "check_run_s", "measured_latency_s", "model_hash", "tvm_version",
+    "compile_s", "check_run_s", "measured_latency_s", "measured_latency_spread", "onnxruntime_latency_s",
+    "latency_vs_onnxruntime", "tuned_kernels", "reused_kernels", "tuning_trials", "model_hash", "tvm_version",
 ]
 
 
@@ -56,6 +60,7 @@ class SweepResult:
     variants: pd.DataFrame
     kernels: pd.DataFrame
     rankings: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    schedules: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)  # tuned kernels' choices
 
 
 def flavour_of(target: TargetSpec) -> str:
@@ -86,7 +91,8 @@ def _init_worker() -> None:
 
 def lower_task(path: str, sha256: str, strategy: Strategy, flavour: str, build_cpu: bool,
                cuda_arch: str, build_cuda: bool, inputs: list[np.ndarray] | None,
-               act_scales: tuple[float, ...] | None = None) -> dict:
+               act_scales: tuple[float, ...] | None = None, tuning_dir: str | None = None,
+               progress: bool = False) -> dict:
     """Compile, analyse and (on the CPU) run one variant. Runs in the worker; returns plain data."""
     from . import tir_analysis, tvm_compile
 
@@ -101,7 +107,7 @@ def lower_task(path: str, sha256: str, strategy: Strategy, flavour: str, build_c
             build = build_cpu
         try:
             lowered = tvm_compile.compile_variant(path, sha256, strategy, flavour, target, build=build,
-                                                  act_scales=act_scales)
+                                                  act_scales=act_scales, tuning_dir=tuning_dir, progress=progress)
         except Exception as err:
             if not (build and flavour == "cuda"):
                 raise
@@ -116,15 +122,14 @@ def lower_task(path: str, sha256: str, strategy: Strategy, flavour: str, build_c
         out["calls"] = [dataclasses.asdict(c) for c in lowered.calls]
         out["planned_bytes"] = lowered.planned_bytes
         out["built"] = lowered.executable is not None
+        out["tuning"] = lowered.tuning
         if flavour == "cuda" and lowered.executable is not None:
             out["nvcc_error"] = tvm_compile.nvcc_compile(lowered.cuda_source, cuda_arch)
         if flavour == "generic" and lowered.executable is not None and inputs is not None:
             start = time.perf_counter()
             out["outputs"] = tvm_compile.run_cpu(lowered.executable, inputs)
             out["check_run_s"] = time.perf_counter() - start
-            start = time.perf_counter()  # the check run was the warm-up: time one more inference
-            tvm_compile.run_cpu(lowered.executable, inputs)
-            out["measured_latency_s"] = time.perf_counter() - start
+            out["measured_latency_runs_s"] = tvm_compile.time_cpu(lowered.executable, inputs, repeat=TIMED_RUNS)
     except ExplorerError as err:
         out["error"] = str(err)
     except Exception as err:  # one failing variant never stops a sweep
@@ -230,6 +235,9 @@ def _finish_row(row: dict, result: dict, target: TargetSpec, reference: list[np.
                                      "energy_onchip_j", "energy_static_j", "latency_s", "bound",
                                      "compulsory_energy_j", "compulsory_ratio", "casts", "energy_cast_j")})
     row["planned_memory_bytes"] = result["planned_bytes"]
+    tuning = result.get("tuning") or {}
+    if tuning:
+        row.update(tuned_kernels=tuning["tuned"], reused_kernels=tuning["reused"], tuning_trials=tuning["trials"])
     row["compile_s"] = round(result["compile_s"], 3)
     status = "ok"
     if target.tvm == "none":
@@ -250,7 +258,12 @@ def _finish_row(row: dict, result: dict, target: TargetSpec, reference: list[np.
         if "outputs" in result and reference is not None:
             row["ran"] = True
             row["check_run_s"] = round(result["check_run_s"], 4)
-            row["measured_latency_s"] = result.get("measured_latency_s")
+            runs = result.get("measured_latency_runs_s") or []
+            if runs:
+                row["measured_latency_s"] = float(np.median(runs))
+                row["measured_latency_spread"] = float((max(runs) - min(runs)) / np.median(runs))
+                if row.get("onnxruntime_latency_s"):
+                    row["latency_vs_onnxruntime"] = row["measured_latency_s"] / row["onnxruntime_latency_s"]
             row.update(accuracy_metrics(result["outputs"], reference))
             if row["precision"] == "fp32":  # full precision must match the reference to rounding
                 tols = [RTOL * max(1.0, float(np.max(np.abs(want))) if want.size else 1.0) for want in reference]
@@ -258,6 +271,8 @@ def _finish_row(row: dict, result: dict, target: TargetSpec, reference: list[np.
                 row["within_tolerance"] = row["max_abs_error"] <= row["tolerance"]
                 if not row["within_tolerance"]:
                     status = f"MISMATCH: max abs error {row['max_abs_error']:.3g} > tolerance {row['tolerance']:.3g}"
+    if row["tuning"] != "none" and target.tvm != "llvm":
+        status += "; not tuned: MetaSchedule needs a GPU here to measure candidates (DLight schedules used)"
     dtype = PRECISION_DTYPE.get(row["precision"])
     if dtype and dtype not in target.dtypes and not status.startswith("MISMATCH"):
         status += f"; {target.name} has no {dtype} unit (see its target file): charged as emulated"
@@ -268,7 +283,8 @@ def _finish_row(row: dict, result: dict, target: TargetSpec, reference: list[np.
 def run_sweep(models: list[str], targets: list[str] | None = None, strategies: str | list[str] | None = "all",
               out: str | Path | None = None, input_shapes: dict | None = None, check: bool = True,
               build: bool = True, progress: bool = True, isolate: bool = True, seed: int = 0,
-              max_accuracy_loss: float | None = None, calibration: str | Path | None = None) -> SweepResult:
+              max_accuracy_loss: float | None = None, calibration: str | Path | None = None,
+              tuning_records: str | Path | None = None) -> SweepResult:
     """Compile every model under every strategy for every target; return variant and kernel tables.
 
     ``targets`` are names of shipped targets or paths of target files (default ``["cpu"]``).
@@ -277,6 +293,8 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     ``max_accuracy_loss`` (percent relative output error, see :mod:`explorer.accuracy`) fills
     ``meets_accuracy`` for every variant that ran. ``calibration`` is a directory of ``.npy``
     inputs for int8 strategies (default: seeded random inputs; see :mod:`explorer.calibration`).
+    ``tuning_records`` is the MetaSchedule records directory tuned strategies read and extend
+    (default: one per target in the cache; see :mod:`explorer.tuning`).
     """
     from tqdm.auto import tqdm
 
@@ -288,6 +306,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     rows, kernel_frames = [], []
     prepared: dict[str, PreparedModel | ExplorerError] = {}
     calibrations: dict = {}
+    schedule_frames: list[pd.DataFrame] = []
     for model_name in models:  # validate every model before any work starts
         try:
             prepared[model_name] = prepare(model_name, input_shapes)
@@ -309,12 +328,13 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
             if any(s.precision == "int8" for s in strats):
                 bar.set_description(f"{model.name} calibrating int8")
                 calibrations[model_name] = calibrate(model, calibration)
-            inputs = reference = None
+            inputs = reference = ort_latency = None
             runs_cpu = build and check and any(t.tvm == "llvm" and t.runs_here for t in specs)
             if runs_cpu:
                 feed = model.sample_inputs(seed)
                 inputs = [feed[i.name] for i in model.inputs]
                 reference = reference_outputs(model, feed)
+                ort_latency = onnxruntime_latency(model, feed, TIMED_RUNS)
             for strategy in strats:
                 by_flavour: dict[str, list[TargetSpec]] = {}
                 for t in specs:
@@ -334,9 +354,15 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
                     build_cuda = build and any(t.tvm == "cuda" for t in group)
                     arch = next((t.arch for t in group if t.tvm == "cuda"), "")
                     result = runner(str(model.path), model.sha256, strategy, flavour, build_cpu, arch,
-                                    build_cuda, inputs if build_cpu else None, cal.scales if cal else None)
+                                    build_cuda, inputs if build_cpu else None, cal.scales if cal else None,
+                                    str(tuning_records) if tuning_records else None, progress)
+                    choices = (result.get("tuning") or {}).get("choices")
+                    if choices is not None and len(choices):
+                        schedule_frames.append(choices.assign(model=model.name, strategy=strategy.name))
                     for t, key in zip(group, keys):
                         row = _base_row(model, strategy, t, tvm_version)
+                        if t.tvm == "llvm" and ort_latency:
+                            row["onnxruntime_latency_s"] = ort_latency
                         if result.get("error"):
                             row["status"] = f"failed: {result['error']}"
                             kern = pd.DataFrame()
@@ -357,9 +383,10 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
         variants.loc[ran, "meets_accuracy"] = variants.loc[ran, "accuracy_loss_pct"] <= max_accuracy_loss
     kernels = pd.concat([k for k in kernel_frames if len(k)], ignore_index=True) if any(len(k) for k in kernel_frames) else pd.DataFrame()
     rankings = _rank(variants, kernels, {t.name: t for t in specs}, seed)
+    schedules = pd.concat(schedule_frames, ignore_index=True) if schedule_frames else pd.DataFrame()
     if out:
-        write_results(Path(out), variants, kernels, rankings)
-    return SweepResult(variants, kernels, rankings)
+        write_results(Path(out), variants, kernels, rankings, schedules)
+    return SweepResult(variants, kernels, rankings, schedules)
 
 
 def _rank(variants: pd.DataFrame, kernels: pd.DataFrame, specs: dict[str, TargetSpec], seed: int) -> pd.DataFrame:
@@ -386,15 +413,19 @@ def sweep(models: str | list[str], **kwargs) -> pd.DataFrame:
     return run_sweep([models] if isinstance(models, str) else list(models), **kwargs).variants
 
 
-def write_results(out: Path, variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.DataFrame) -> None:
-    """Write ``variants.csv``, ``kernels.csv``, ``rankings.csv`` and ``report.md`` into ``out``."""
+def write_results(out: Path, variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.DataFrame,
+                  schedules: pd.DataFrame | None = None) -> None:
+    """Write ``variants.csv``, ``kernels.csv``, ``rankings.csv``, ``schedules.csv`` (tuned
+    strategies) and ``report.md`` into ``out``."""
     from .report import markdown_report
 
     out.mkdir(parents=True, exist_ok=True)
     variants.to_csv(out / "variants.csv", index=False)
     kernels.to_csv(out / "kernels.csv", index=False)
     rankings.to_csv(out / "rankings.csv", index=False)
-    (out / "report.md").write_text(markdown_report(variants, kernels, rankings))
+    if schedules is not None and len(schedules):
+        schedules.to_csv(out / "schedules.csv", index=False)
+    (out / "report.md").write_text(markdown_report(variants, kernels, rankings, schedules))
 
 
 def _tvm_version() -> str:

@@ -147,6 +147,7 @@ class Lowered:
     constant_bytes: int
     executable: object = None       # relax VMExecutable where built
     cuda_source: str = ""
+    tuning: dict = dataclasses.field(default_factory=dict)  # what tuning did (explorer.tuning)
 
 
 def _name(var) -> str:
@@ -221,9 +222,12 @@ def graph_passes(strategy: Strategy, flavour: str, target: dict,
         passes += [relax.transform.FuseOps(), record_groups, relax.transform.FuseTIR()]
     passes += [relax.transform.DeadCodeElimination()]
     if flavour == "cuda":
-        passes += [dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
+        # DLight's Matmul rule tensorizes int8 with wmma fragments that TVM 0.27 then fails to lower
+        # (fragment_info_ check); int8 kernels take the other rules
+        matmul = [] if strategy.precision == "int8" else [dl.gpu.Matmul()]
+        passes += [dl.ApplyDefaultSchedule(*matmul, dl.gpu.GEMV(), dl.gpu.Reduction(),
                                            dl.gpu.GeneralReduction(), dl.gpu.Fallback())]
-    else:
+    elif not strategy.tuned:  # tuned kernels get MetaSchedule's schedules (explorer.tuning)
         passes += [dl.ApplyDefaultSchedule(InlineElementwise())]
     passes += [relax.transform.RewriteDataflowReshape()]
     return tvm.transform.Sequential(passes, name="explorer.strategy"), groups
@@ -364,15 +368,25 @@ def _imported(path: str, sha256: str) -> tvm.IRModule:
 
 
 def compile_variant(path: str, sha256: str, strategy: Strategy, flavour: str, target: dict,
-                    build: bool, act_scales: tuple[float, ...] | None = None) -> Lowered:
+                    build: bool, act_scales: tuple[float, ...] | None = None,
+                    tuning_dir: str | None = None, progress: bool = False) -> Lowered:
     """Compile one variant: strategy passes, VM lowering and TIR lowering, plus code generation
     when ``build``. ``flavour`` is ``generic`` (llvm-scheduled TIR) or ``cuda`` (DLight GPU TIR).
-    ``act_scales``: calibrated activation scales for an ``int8`` strategy."""
+    ``act_scales``: calibrated activation scales for an ``int8`` strategy. A tuned strategy tunes
+    (or reuses the records in ``tuning_dir``) on a generic flavour; see :mod:`explorer.tuning`."""
     mod = _imported(path, sha256)
     tvm_target = tvm.target.Target(target)
     passes, groups = graph_passes(strategy, flavour, target, act_scales)
     with tvm_target:
         mod = passes(mod)
+    tuning_info: dict = {}
+    if strategy.tuned and flavour == "generic":
+        from . import tuning
+
+        work = tuning.records_dir(target, tuning_dir)
+        stats = tuning.tune(mod, target, strategy.trials, work, progress)
+        mod, choices = tuning.apply(mod, target, work, strategy.pick)
+        tuning_info = {**dataclasses.asdict(stats), "records": str(work), "choices": choices}
     calls, constant_bytes = call_sites(mod, groups)
     lowered = vm_lower(mod)
     assign_planned_storage(calls, lowered)
@@ -392,7 +406,7 @@ def compile_variant(path: str, sha256: str, strategy: Strategy, flavour: str, ta
     source = ""
     if executable is not None and flavour == "cuda":
         source = "\n".join(m.inspect_source() for m in _modules(executable.mod) if m.kind == "cuda")
-    return Lowered(calls, capture.mod, planned_storage_bytes(lowered), constant_bytes, executable, source)
+    return Lowered(calls, capture.mod, planned_storage_bytes(lowered), constant_bytes, executable, source, tuning_info)
 
 
 def _modules(mod):
@@ -417,6 +431,16 @@ def nvcc_compile(source: str, arch: str) -> str:
             lines = [ln for ln in str(err).splitlines() if "error" in ln.lower()] or str(err).splitlines() or ["?"]
             return lines[0][:200]
     return ""
+
+
+def time_cpu(executable, inputs: list[np.ndarray], repeat: int = 3) -> list[float]:
+    """Seconds per inference of a built CPU variant: TVM's time evaluator, ``repeat`` timed runs
+    after one untimed warm-up."""
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    args = [tvm.runtime.tensor(x) for x in inputs]
+    vm["main"](*args)
+    result = vm.time_evaluator("main", tvm.cpu(), number=1, repeat=repeat, min_repeat_ms=0)(*args)
+    return [float(x) for x in result.results]
 
 
 def run_cpu(executable, inputs: list[np.ndarray]) -> list[np.ndarray]:
