@@ -17,8 +17,17 @@ def test_unknown_strategy_lists_known_names():
 
 
 def test_all_and_lists():
-    assert parse_strategies("all") == list_strategies()
+    assert parse_strategies("all") == [s for s in list_strategies() if not s.tuned]
     assert [s.name for s in parse_strategies("fused, baseline,fused")] == ["fused", "baseline"]
+    assert [s.name for s in parse_strategies("all,fused-tuned")][-1] == "fused-tuned"
+
+
+def test_tuning_axis_parses_budget_and_pick():
+    s = Strategy("t", fusion="tvm", tuning="metaschedule:64:edp")
+    assert (s.tuned, s.trials, s.pick) == (True, 64, "edp")
+    assert Strategy("u", tuning="metaschedule:8").pick == "latency"
+    with pytest.raises(ValueError, match="metaschedule:N"):
+        Strategy("v", tuning="metaschedule:0")
 
 
 def test_strategies_are_hashable_and_keyed_by_choices():
