@@ -22,7 +22,8 @@ def _fmt_j(j: float) -> str:
 def _fmt_measured(measured: float, ort: float) -> str:
     if pd.isna(measured):
         return ""
-    text = f"{measured * 1e3:.3g} ms"
+    ms = measured * 1e3
+    text = f"{ms:.0f} ms" if ms >= 100 else f"{ms:.3g} ms"
     return text + (f" ({measured / ort:.1f}x ORT)" if pd.notna(ort) and ort else "")
 
 
