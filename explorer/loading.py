@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 
 from .errors import ExplorerError
+from .qlinear import expand_integer_ops
 
 _ONNX_TO_NUMPY = {
     onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
@@ -73,7 +74,7 @@ def cache_dir() -> Path:
 
 
 #: Bump whenever preparation changes what it produces, so cached prepared models are not reused.
-PREPARE_VERSION = "2"
+PREPARE_VERSION = "3"
 
 _SHAPE_ARG = re.compile(r"^(?P<name>[^:]+):(?P<dims>\d+(,\d+)*)$")
 
@@ -175,7 +176,7 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None) 
     key = hashlib.sha256(raw + repr((sorted(shapes.items()), PREPARE_VERSION)).encode()).hexdigest()[:20]
     out = cache_dir() / "prepared" / f"{name}-{key}.onnx"
     if not out.exists():
-        simplified = _simplify(proto, shapes)
+        simplified = _simplify(expand_integer_ops(proto), shapes)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f".tmp{os.getpid()}")
         onnx.save(simplified, str(tmp))

@@ -81,7 +81,7 @@ class _PrecisionRewriter(relax.PyExprMutator):
         if (self.precision == "qdq" and isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op)
                 and value.op.name == "relax.dequantize" and isinstance(value.args[2], Constant)):
             source = value.args[0]
-            if source.ty.dtype == "int8" and isinstance(value.args[1], Constant):
+            if source.ty.dtype in ("int8", "uint8") and isinstance(value.args[1], Constant):
                 self.dequantized[binding.var] = (self.visit_expr(source), value.args[1].value.numpy(),
                                                  value.args[2].value.numpy())
         super().visit_var_binding_(binding)
@@ -111,12 +111,13 @@ class _PrecisionRewriter(relax.PyExprMutator):
         if data not in self.dequantized or weight not in self.dequantized:
             return call
         (xq, x_scale, x_zp), (wq, w_scale, w_zp) = self.dequantized[data], self.dequantized[weight]
-        if np.size(x_scale) != 1 or np.any(w_zp) or not isinstance(wq, Constant):
+        if (np.size(x_scale) != 1 or np.any(w_zp) or not isinstance(wq, Constant) or wq.ty.dtype != "int8"
+                or np.size(w_scale) not in (1, int(wq.ty.shape.values[_channel_axis(call)[0]]))):
             return call
         acc = _with_operands(call, xq, wq, "int32")
         zp = int(np.reshape(x_zp, -1)[0])
         if zp:  # sum((x - zp) * w) = sum(x * w) - zp * sum(w): the second term is a constant
-            ones = np.full([int(d) for d in xq.ty.shape.values], zp, dtype="int8")
+            ones = np.full([int(d) for d in xq.ty.shape.values], zp, dtype=str(xq.ty.dtype))
             acc = relax.op.subtract(acc, _with_operands(call, _const(ones), wq, "int32"))
         _, out_axis = _channel_axis(call)
         return self._rescaled(call, acc, float(np.reshape(x_scale, -1)[0]), np.reshape(w_scale, -1), out_axis)

@@ -117,3 +117,38 @@ def qdq_conv_onnx(model_dir):
     path = model_dir / "qdq_conv.onnx"
     onnx.save(m, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def qlinear_conv_onnx(model_dir):
+    """QLinearConv: uint8 x[1,4,6,6] (zero point 128), int8 W[8,4,3,3] per channel, int32 bias,
+    uint8 output: 10368 integer MACs, which TVM's importer has no converter for."""
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(np.array(0.02, np.float32), "xs"),
+             numpy_helper.from_array(np.array(128, np.uint8), "xz"),
+             numpy_helper.from_array(rng.integers(-127, 128, (8, 4, 3, 3)).astype(np.int8), "W"),
+             numpy_helper.from_array((rng.uniform(1, 2, 8) / 100).astype(np.float32), "ws"),
+             numpy_helper.from_array(np.zeros(8, np.int8), "wz"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "ys"),
+             numpy_helper.from_array(np.array(100, np.uint8), "yz"),
+             numpy_helper.from_array(rng.integers(-500, 500, 8).astype(np.int32), "B")]
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "W", "ws", "wz", "ys", "yz", "B"], ["y"], pads=[1, 1, 1, 1])
+    m = make_model([node], [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 4, 6, 6])],
+                   [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 8, 6, 6])], inits)
+    path = model_dir / "qlinear_conv.onnx"
+    onnx.save(m, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def matmul_integer_onnx(model_dir):
+    """MatMulInteger: int8 a[2,16] (zero point 3) x int8 B[16,8] -> int32: 256 integer MACs."""
+    rng = np.random.default_rng(4)
+    inits = [numpy_helper.from_array(rng.integers(-127, 128, (16, 8)).astype(np.int8), "B"),
+             numpy_helper.from_array(np.array(3, np.int8), "az")]
+    node = helper.make_node("MatMulInteger", ["a", "B", "az"], ["y"])
+    m = make_model([node], [helper.make_tensor_value_info("a", TensorProto.INT8, [2, 16])],
+                   [helper.make_tensor_value_info("y", TensorProto.INT32, [2, 8])], inits)
+    path = model_dir / "matmul_integer.onnx"
+    onnx.save(m, path)
+    return path

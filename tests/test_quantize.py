@@ -118,3 +118,19 @@ def test_accuracy_columns_on_the_zoo_mlp():
     assert v.loc["fused-int8", "accuracy_loss_pct"] > v.loc["fused-bf16", "accuracy_loss_pct"]
     assert v.loc["fused-int8", "meets_accuracy"] == (v.loc["fused-int8", "accuracy_loss_pct"] <= 1.0)
     assert v.loc["fused-int8", "casts"] > 0 and v.loc["fused-int8", "energy_cast_j"] > 0
+
+
+@pytest.mark.parametrize("fixture, macs", [("qlinear_conv_onnx", 10368), ("matmul_integer_onnx", 2 * 16 * 8)])
+def test_integer_onnx_ops_import_and_run_as_int8(request, fixture, macs):
+    path = request.getfixturevalue(fixture)
+    model, lowered, wl = compiled(path, "fused", build=True)
+    int_macs = wl.filter(regex="^op_mac_u?int8$").sum().sum()
+    assert int_macs == macs and wl.macs.sum() == macs
+    feed = model.sample_inputs(0)
+    rng = np.random.default_rng(5)
+    feed = {k: rng.integers(-20, 20, v.shape).astype(v.dtype) if v.dtype == np.int8 else
+            rng.integers(0, 255, v.shape).astype(v.dtype) for k, v in feed.items()}
+    out = tvm_compile.run_cpu(lowered.executable, [feed[i.name] for i in model.inputs])
+    want = reference_outputs(model, feed)[0]
+    # integer results: exact, up to one step of the output quantizer's rounding
+    assert np.max(np.abs(out[0].astype(np.int64) - want.astype(np.int64))) <= 1
