@@ -38,14 +38,6 @@ def sample_figures(target: TargetSpec, samples: int = SAMPLES, seed: int = 0) ->
     return out
 
 
-def energy_samples(workload: pd.DataFrame, target: TargetSpec, figures: dict[str, np.ndarray]) -> np.ndarray:
-    """Total energy (J) of one variant's workload under each sample of ``figures``."""
-    if not len(workload):
-        return np.full(next(iter(figures.values())).shape[0], np.nan)
-    q = energy.quantities(workload, target)
-    return energy.evaluate(q, target, figures)["energy_j"].sum(axis=1)
-
-
 def compare(workloads: dict[str, pd.DataFrame], target: TargetSpec, samples: int = SAMPLES,
             seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score several variants of one model on ``target`` under shared coefficient samples.
@@ -54,9 +46,15 @@ def compare(workloads: dict[str, pd.DataFrame], target: TargetSpec, samples: int
     per ordered pair (a, b) with a ranked below b nominally, the share of samples in which a uses
     less energy than b (1.0: the ranking holds for every plausible set of figures)."""
     figures = sample_figures(target, samples, seed)
-    draws = {name: energy_samples(wl, target, figures) for name, wl in workloads.items()}
-    nominal = {name: energy.totals(energy.score(wl, target))["energy_j"] if len(wl) else np.nan
-               for name, wl in workloads.items()}
+    at_value = energy.nominal_figures(target)
+    draws, nominal = {}, {}
+    for name, wl in workloads.items():
+        if not len(wl):
+            draws[name], nominal[name] = np.full(samples, np.nan), np.nan
+            continue
+        q = energy.quantities(wl, target)  # once per variant, for the nominal and the sampled figures
+        draws[name] = energy.evaluate(q, target, figures)["energy_j"].sum(axis=1)
+        nominal[name] = float(energy.evaluate(q, target, at_value)["energy_j"].sum())
     spread = pd.DataFrame([{"variant": name, "energy_j": nominal[name],
                             "energy_p05_j": np.percentile(d, 5), "energy_p50_j": np.percentile(d, 50),
                             "energy_p95_j": np.percentile(d, 95)} for name, d in draws.items()])

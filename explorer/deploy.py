@@ -122,14 +122,12 @@ def _write_atomic(path: Path, text: str) -> None:
 def _cpu_fingerprint() -> str:
     """Identity of this machine's CPU, without TVM (to cache LLVM's name for it)."""
     fields = [platform.machine(), platform.processor()]
-    try:
-        block = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
-        for line in block.splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() in ("vendor_id", "cpu family", "model", "model name", "flags", "Features", "CPU part"):
-                fields.append(f"{name.strip()}={value.strip()}")
-    except OSError:
-        pass
+    cpuinfo = Path("/proc/cpuinfo")
+    block = cpuinfo.read_text().split("\n\n")[0] if cpuinfo.exists() else ""  # absent off Linux
+    for line in block.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("vendor_id", "cpu family", "model", "model name", "flags", "Features", "CPU part"):
+            fields.append(f"{name.strip()}={value.strip()}")
     return hashlib.sha256("|".join(fields).encode()).hexdigest()[:16]
 
 

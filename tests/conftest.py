@@ -152,3 +152,11 @@ def matmul_integer_onnx(model_dir):
     path = model_dir / "matmul_integer.onnx"
     onnx.save(m, path)
     return path
+
+
+@pytest.fixture
+def toy():
+    """The round-number toy target (tests/data/toy.toml)."""
+    from cost_models.targets import load_target
+
+    return load_target(TOY_TARGET)

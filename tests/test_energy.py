@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from cost_models import energy
-from cost_models.targets import load_target, parse_target
+from cost_models.targets import parse_target
 from cost_models.workload import curve_at
 from tests.conftest import TOY_TARGET
 
@@ -19,11 +19,6 @@ def row(**kw):
                 traffic_curve="0:0", unit_traffic_curve="0:0")
     base.update(kw)
     return base
-
-
-@pytest.fixture
-def toy():
-    return load_target(TOY_TARGET)
 
 
 @pytest.fixture

@@ -9,14 +9,9 @@ import pandas as pd
 import pytest
 
 from cost_models import uncertainty
-from cost_models.targets import load_target, parse_target
+from cost_models.targets import parse_target
 from tests.conftest import TOY_TARGET
 from tests.test_energy import row
-
-
-@pytest.fixture
-def toy():
-    return load_target(TOY_TARGET)
 
 
 @pytest.fixture
