@@ -107,7 +107,7 @@ def _cmd_tune(args) -> int:
     stats = tune_model(args.model, strategy=args.strategy, trials=args.trials, records=args.tuning_records,
                        input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet)
     print(f"{args.model}: {stats.tasks} kernels, {stats.tuned} tuned now ({stats.trials} trials), "
-          f"{stats.reused} already in the records")
+          f"{stats.reused} already tuned to this budget")
     return 0
 
 
@@ -195,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tune", help="tune a model's kernels on this CPU with MetaSchedule and keep the records")
     model_args(t)
     t.add_argument("--strategy", default="fused-tuned", help="a tuned strategy (default: fused-tuned)")
-    t.add_argument("--trials", type=int, help="trial budget across the model (default: the strategy's)")
+    t.add_argument("--trials", type=int, help="trial budget across the model (default: the strategy's); each kernel "
+                   "gets trials // kernels, counting the candidates already in the records")
     t.add_argument("--tuning-records", metavar="DIR", help="records directory (default: one per target in the cache)")
     t.set_defaults(func=_cmd_tune)
 

@@ -64,7 +64,8 @@ def _predict_sources() -> tuple[str, ...]:
 # Keys and cache files (no TVM here)
 # --------------------------------------------------------------------------------------------------
 
-def _fingerprint(files: tuple[str, ...]) -> str:
+def source_fingerprint(files: tuple[str, ...]) -> str:
+    """A short hash of the explorer source files ``files`` (paths from the repository root)."""
     h = hashlib.sha256()
     for rel in files:
         path = _ROOT / rel
@@ -83,7 +84,7 @@ def build_key(model: PreparedModel, strategy: Strategy, mcpu: str) -> str:
     """Cache key of a CPU build: model content, strategy choices, ``mcpu``, TVM and explorer versions,
     and a fingerprint of the explorer's compile code."""
     raw = "|".join(["build", BUILD_FORMAT, model.sha256, strategy.key, f"mcpu={mcpu}", _tvm_version(), __version__,
-                    _fingerprint(_BUILD_SOURCES)])
+                    source_fingerprint(_BUILD_SOURCES)])
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
@@ -92,7 +93,7 @@ def prediction_key(target: TargetSpec) -> str:
     import dataclasses
 
     figures = hashlib.sha256(repr(dataclasses.replace(target, path="")).encode()).hexdigest()[:12]
-    return f"{target.name}@{figures}@{_fingerprint(_predict_sources())}"
+    return f"{target.name}@{figures}@{source_fingerprint(_predict_sources())}"
 
 
 def builds_dir() -> Path:

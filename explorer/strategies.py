@@ -113,15 +113,18 @@ def get_strategy(name: str) -> Strategy:
         raise KeyError(f"unknown strategy {name!r}; known strategies: {', '.join(_REGISTRY)}") from None
 
 
-def parse_strategies(spec: str | list[str] | None) -> list[Strategy]:
-    """Strategies from a comma-separated list of names, a list of names, or ``all`` (every
-    registered strategy that does not tune: tuning costs minutes to hours, so name those)."""
+def parse_strategies(spec: str | list[str | Strategy] | None) -> list[Strategy]:
+    """Strategies from a comma-separated list of names, a list of names or :class:`Strategy`
+    values (unregistered ones too), or ``all`` (every registered strategy that does not tune:
+    tuning costs minutes to hours, so name those)."""
     untuned = [s for s in list_strategies() if not s.tuned]
     if spec is None or spec == "all" or spec == ["all"]:
         return untuned
     names = spec.split(",") if isinstance(spec, str) else list(spec)
-    names = [n.strip() for n in names if n.strip()]
     out = []
     for n in names:
-        out += untuned if n == "all" else [get_strategy(n)]
+        if isinstance(n, Strategy):
+            out.append(n)
+        elif n.strip():
+            out += untuned if n.strip() == "all" else [get_strategy(n.strip())]
     return list(dict.fromkeys(out))

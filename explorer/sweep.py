@@ -61,6 +61,7 @@ class SweepResult:
     kernels: pd.DataFrame
     rankings: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
     schedules: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)  # tuned kernels' choices
+    candidates: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)  # every scored tuning candidate
 
 
 def flavour_of(target: TargetSpec) -> str:
@@ -171,28 +172,38 @@ class _Runner:
 # Results store
 # --------------------------------------------------------------------------------------------------
 
+#: Tables a tuned variant carries besides its kernels (see :mod:`explorer.tuning`).
+TUNING_TABLES = ("schedules", "candidates")
+
+
 class ResultStore:
-    """Finished variants on disk: ``DIR/results/<key>.json`` (row) and ``<key>.kernels.csv``."""
+    """Finished variants on disk: ``DIR/results/<key>.json`` (row), ``<key>.kernels.csv`` and, for a
+    tuned variant, ``<key>.schedules.csv`` and ``<key>.candidates.csv``."""
 
     def __init__(self, out: Path | None):
         self.dir = Path(out) / "results" if out else None
         if self.dir:
             self.dir.mkdir(parents=True, exist_ok=True)
 
-    def get(self, key: str) -> tuple[dict, pd.DataFrame] | None:
+    def _table(self, key: str, name: str) -> pd.DataFrame:
+        path = self.dir / f"{key}.{name}.csv"
+        return pd.read_csv(path) if path.exists() and path.stat().st_size > 1 else pd.DataFrame()
+
+    def get(self, key: str) -> tuple[dict, pd.DataFrame, dict[str, pd.DataFrame]] | None:
+        """The row, kernels and tuning tables of a finished variant, or None."""
         if not self.dir or not (self.dir / f"{key}.json").exists():
             return None
         row = json.loads((self.dir / f"{key}.json").read_text())
-        kpath = self.dir / f"{key}.kernels.csv"
-        kernels = pd.read_csv(kpath) if kpath.exists() and kpath.stat().st_size > 1 else pd.DataFrame()
-        return row, kernels
+        return row, self._table(key, "kernels"), {name: self._table(key, name) for name in TUNING_TABLES}
 
-    def put(self, key: str, row: dict, kernels: pd.DataFrame) -> None:
+    def put(self, key: str, row: dict, kernels: pd.DataFrame, tables: dict[str, pd.DataFrame] | None = None) -> None:
         if not self.dir:
             return
-        kernels.to_csv(self.dir / f"{key}.kernels.csv.tmp", index=False)
-        (self.dir / f"{key}.kernels.csv.tmp").replace(self.dir / f"{key}.kernels.csv")
-        (self.dir / f"{key}.json.tmp").write_text(json.dumps(row, default=_jsonable))
+        for name, table in [("kernels", kernels), *(tables or {}).items()]:
+            if name == "kernels" or len(table):
+                table.to_csv(self.dir / f"{key}.{name}.csv.tmp", index=False)
+                (self.dir / f"{key}.{name}.csv.tmp").replace(self.dir / f"{key}.{name}.csv")
+        (self.dir / f"{key}.json.tmp").write_text(json.dumps(row, default=_jsonable))  # last: marks it finished
         (self.dir / f"{key}.json.tmp").replace(self.dir / f"{key}.json")
 
 
@@ -306,7 +317,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     rows, kernel_frames = [], []
     prepared: dict[str, PreparedModel | ExplorerError] = {}
     calibrations: dict = {}
-    schedule_frames: list[pd.DataFrame] = []
+    tuning_frames: dict[str, list[pd.DataFrame]] = {name: [] for name in TUNING_TABLES}
     for model_name in models:  # validate every model before any work starts
         try:
             prepared[model_name] = prepare(model_name, input_shapes)
@@ -344,10 +355,13 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
                     keys = [variant_key(model, strategy, t, tvm_version, cal.key if cal else "") for t in group]
                     cached = [store.get(k) for k in keys]
                     if all(c is not None for c in cached):
-                        for row, kern in cached:
+                        for row, kern, _ in cached:
                             rows.append(row)
                             kernel_frames.append(kern)
                             bar.update(1)
+                        for name, table in cached[0][2].items():  # tuning is per strategy, not per target
+                            if len(table):
+                                tuning_frames[name].append(table)
                         continue
                     bar.set_description(f"{model.name} {strategy.name} {'/'.join(t.name for t in group)}")
                     build_cpu = build and any(t.tvm == "llvm" for t in group)
@@ -356,9 +370,12 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
                     result = runner(str(model.path), model.sha256, strategy, flavour, build_cpu, arch,
                                     build_cuda, inputs if build_cpu else None, cal.scales if cal else None,
                                     str(tuning_records) if tuning_records else None, progress)
-                    choices = (result.get("tuning") or {}).get("choices")
-                    if choices is not None and len(choices):
-                        schedule_frames.append(choices.assign(model=model.name, strategy=strategy.name))
+                    tuning_info = result.get("tuning") or {}
+                    tables = {name: tuning_info[key].assign(model=model.name, strategy=strategy.name)
+                              for name, key in zip(TUNING_TABLES, ("choices", "candidates"))
+                              if tuning_info.get(key) is not None and len(tuning_info[key])}
+                    for name, table in tables.items():
+                        tuning_frames[name].append(table)
                     for t, key in zip(group, keys):
                         row = _base_row(model, strategy, t, tvm_version)
                         if t.tvm == "llvm" and ort_latency:
@@ -371,7 +388,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
                         rows.append(row)
                         kernel_frames.append(kern)
                         if not result.get("error"):
-                            store.put(key, row, kern)  # failures are retried on the next run
+                            store.put(key, row, kern, tables)  # failures are retried on the next run
                         bar.update(1)
     finally:
         bar.close()
@@ -383,10 +400,11 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
         variants.loc[ran, "meets_accuracy"] = variants.loc[ran, "accuracy_loss_pct"] <= max_accuracy_loss
     kernels = pd.concat([k for k in kernel_frames if len(k)], ignore_index=True) if any(len(k) for k in kernel_frames) else pd.DataFrame()
     rankings = _rank(variants, kernels, {t.name: t for t in specs}, seed)
-    schedules = pd.concat(schedule_frames, ignore_index=True) if schedule_frames else pd.DataFrame()
+    schedules, candidates = (pd.concat(f, ignore_index=True) if f else pd.DataFrame()
+                             for f in tuning_frames.values())
     if out:
-        write_results(Path(out), variants, kernels, rankings, schedules)
-    return SweepResult(variants, kernels, rankings, schedules)
+        write_results(Path(out), variants, kernels, rankings, schedules, candidates)
+    return SweepResult(variants, kernels, rankings, schedules, candidates)
 
 
 def _rank(variants: pd.DataFrame, kernels: pd.DataFrame, specs: dict[str, TargetSpec], seed: int) -> pd.DataFrame:
@@ -414,18 +432,25 @@ def sweep(models: str | list[str], **kwargs) -> pd.DataFrame:
 
 
 def write_results(out: Path, variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.DataFrame,
-                  schedules: pd.DataFrame | None = None) -> None:
-    """Write ``variants.csv``, ``kernels.csv``, ``rankings.csv``, ``schedules.csv`` (tuned
-    strategies) and ``report.md`` into ``out``."""
-    from .report import markdown_report
+                  schedules: pd.DataFrame | None = None, candidates: pd.DataFrame | None = None) -> None:
+    """Write ``variants.csv``, ``kernels.csv``, ``rankings.csv``, for tuned strategies
+    ``schedules.csv`` (per kernel, the latency-, energy- and EDP-best candidate) and
+    ``candidates.csv`` (every scored candidate) with its plot ``candidates.svg``, and ``report.md``
+    into ``out``."""
+    from .report import candidates_svg, markdown_report
 
     out.mkdir(parents=True, exist_ok=True)
     variants.to_csv(out / "variants.csv", index=False)
     kernels.to_csv(out / "kernels.csv", index=False)
     rankings.to_csv(out / "rankings.csv", index=False)
-    if schedules is not None and len(schedules):
-        schedules.to_csv(out / "schedules.csv", index=False)
-    (out / "report.md").write_text(markdown_report(variants, kernels, rankings, schedules))
+    for name, table in (("schedules", schedules), ("candidates", candidates)):
+        if table is not None and len(table):
+            table.to_csv(out / f"{name}.csv", index=False)
+    plot = None
+    if candidates is not None and len(candidates):
+        plot = "candidates.svg"
+        (out / plot).write_text(candidates_svg(candidates))
+    (out / "report.md").write_text(markdown_report(variants, kernels, rankings, schedules, plot))
 
 
 def _tvm_version() -> str:

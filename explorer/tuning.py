@@ -1,8 +1,8 @@
 """MetaSchedule tuning with reusable records and an energy-aware choice of schedule (TVM-specific).
 
 A tuned strategy (``tuning="metaschedule:N[:pick]"``) extracts one tuning task per distinct kernel of
-the fused graph, tunes on this CPU the tasks its records database does not know yet (``N`` trials
-across the model), and then applies one measured schedule per kernel:
+the fused graph, gives each kernel ``N // kernels`` measured candidates on this CPU (counting those
+its records database already holds), and then applies one measured schedule per kernel:
 
 - ``latency`` (default): MetaSchedule's own choice, the fastest measured candidate;
 - ``energy``: the measured candidate with the least energy on the cost model's ``cpu`` target, its
@@ -11,15 +11,19 @@ across the model), and then applies one measured schedule per kernel:
 - ``edp``: the least energy x measured latency.
 
 Records live in a MetaSchedule JSON database per target (``cache_dir()/tuning/<target>`` unless a
-directory is given): a kernel tuned once is never tuned again, by any later sweep or build, and an
-interrupted tuning run keeps every batch it measured. MetaSchedule cannot measure GPU candidates
-without a GPU, so only CPU variants are tuned here.
+directory is given): a candidate measured once is never measured again, by any later sweep or
+build; a larger budget only adds the missing trials; an interrupted tuning run keeps every batch it
+measured. Beside the database, ``budgets.json`` says which budget each kernel was tuned to and
+``candidates.jsonl`` caches every candidate's analysed workload, so scoring them again is cheap.
+MetaSchedule cannot measure GPU candidates without a GPU, so only CPU variants are tuned here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import logging
 import os
 from pathlib import Path
 
@@ -61,9 +65,37 @@ def _database(work_dir: Path) -> ms.database.JSONDatabase:
     return ms.database.JSONDatabase(work_dir=str(work_dir))
 
 
-def _has_records(db, task) -> bool:
-    mod = task.dispatched[0]
-    return bool(db.has_workload(mod) and db.get_top_k(db.commit_workload(mod), 1))
+def _measured(db) -> dict[str, int]:
+    """Candidates measured so far per kernel (structural hash), failed builds and runs included."""
+    counts: dict[str, int] = {}
+    for rec in db.get_all_tuning_records():
+        key = str(tvm_ffi.structural_hash(rec.workload.mod))
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+class _Ledger:
+    """``budgets.json`` in a records directory: per kernel (structural hash), the per-kernel trial
+    budget already tuned to. A kernel whose search space ran out before its budget still counts as
+    done, so it is not tuned again for nothing."""
+
+    def __init__(self, work_dir: Path):
+        self.path = work_dir / "budgets.json"
+        self.done = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    @staticmethod
+    def key(task) -> str:
+        return str(tvm_ffi.structural_hash(task.dispatched[0]))
+
+    def get(self, task) -> int:
+        return int(self.done.get(self.key(task), 0))
+
+    def mark(self, tasks, budget: int) -> None:
+        for t in tasks:
+            self.done[self.key(t)] = max(budget, self.get(t))
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.done, indent=0, sort_keys=True))
+        tmp.replace(self.path)
 
 
 @dataclasses.dataclass
@@ -72,23 +104,50 @@ class TuneStats:
 
     tasks: int
     tuned: int     # tasks tuned now
-    reused: int    # tasks whose records were already in the database
+    reused: int    # tasks whose records already met the budget
     trials: int    # candidates measured now
 
 
+def _quiet_metaschedule_console() -> None:
+    """Keep MetaSchedule's console output to warnings (the progress bar shows progress; its full log
+    still goes to ``work_dir/logs``). Its console level is its logger's level when tuning starts, and
+    its logging config re-lists that logger's handlers by name, so a handler attached by anyone else
+    (pytest's log capture, for one) would make it fail: those are detached."""
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    logger.setLevel(logging.WARNING)
+    for handler in list(logger.handlers):
+        if handler.get_name() not in (f"{logger.name}.console", f"{logger.name}.file"):
+            logger.removeHandler(handler)
+
+
+def per_kernel_budget(trials: int, kernels: int) -> int:
+    """Trials each kernel gets from a model-wide budget of ``trials``."""
+    return max(1, trials // max(kernels, 1))
+
+
 def tune(mod: tvm.IRModule, target: dict, trials: int, work_dir: Path, progress: bool = True) -> TuneStats:
-    """Tune every kernel of ``mod`` (unscheduled TIR) that ``work_dir``'s database lacks."""
+    """Tune every kernel of ``mod`` (unscheduled TIR) to ``trials // kernels`` measured candidates,
+    counting the candidates ``work_dir``'s database already holds: a kernel is never measured twice
+    for the same budget, and a larger budget only adds the missing trials."""
     from tqdm.auto import tqdm
 
     ttarget = _tune_target(target)
     tasks = ms.relax_integration.extract_tasks(mod, ttarget)
     db = _database(work_dir)
-    todo = [t for t in tasks if not _has_records(db, t)]
+    ledger = _Ledger(work_dir)
+    per_kernel = per_kernel_budget(trials, len(tasks))
+    measured = _measured(db)
+    short: dict[int, list] = {}  # missing trials -> the kernels missing that many
+    for t in tasks:
+        have = max(ledger.get(t), measured.get(_Ledger.key(t), 0))
+        if have < per_kernel:
+            short.setdefault(per_kernel - have, []).append(t)
+    todo = [t for group in short.values() for t in group]
     stats = TuneStats(len(tasks), len(todo), len(tasks) - len(todo), 0)
     if not todo:
         return stats
-    budget = max(trials * len(todo) // max(len(tasks), 1), len(todo))
-    bar = tqdm(total=budget, disable=not progress, unit="trial", desc=f"tuning {len(todo)} kernels")
+    bar = tqdm(total=sum(n * len(g) for n, g in short.items()), disable=not progress, unit="trial",
+               desc=f"tuning {len(todo)} kernels")
 
     @derived_object
     class _Progress(ms.measure_callback.PyMeasureCallback):
@@ -97,17 +156,22 @@ def tune(mod: tvm.IRModule, target: dict, trials: int, work_dir: Path, progress:
             bar.set_postfix_str(task_scheduler.tasks_[task_id].ctx.task_name[:40])
             bar.update(len(measure_candidates))
 
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        todo, work_dir=str(work_dir), seed=0, num_threads=os.cpu_count() or 1)
     try:
-        ms.tune.tune_tasks(
-            tasks=contexts, task_weights=weights, work_dir=str(work_dir), max_trials_global=budget,
-            num_trials_per_iter=max(4, min(TRIALS_PER_BATCH, budget // len(todo))),
-            builder=ms.builder.LocalBuilder(max_workers=os.cpu_count() or 1, timeout_sec=600),
-            runner=ms.runner.LocalRunner(timeout_sec=600, evaluator_config=ms.runner.EvaluatorConfig(
-                number=3, repeat=1, min_repeat_ms=0, enable_cpu_cache_flush=False)),
-            database=db, cost_model=_cost_model(), task_scheduler="round-robin",
-            measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [_Progress()])
+        for missing, group in sorted(short.items(), reverse=True):
+            _quiet_metaschedule_console()
+            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                group, work_dir=str(work_dir), seed=0, num_threads=os.cpu_count() or 1)
+            ms.tune.tune_tasks(
+                tasks=contexts, task_weights=weights, work_dir=str(work_dir),
+                max_trials_global=missing * len(group), max_trials_per_task=missing,
+                num_trials_per_iter=min(TRIALS_PER_BATCH, missing),
+                builder=ms.builder.LocalBuilder(max_workers=os.cpu_count() or 1, timeout_sec=600),
+                runner=ms.runner.LocalRunner(timeout_sec=600, evaluator_config=ms.runner.EvaluatorConfig(
+                    number=3, repeat=1, min_repeat_ms=0, enable_cpu_cache_flush=False)),
+                database=db, cost_model=_cost_model(), task_scheduler="round-robin",
+                measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [_Progress()])
+            ledger.mark(group, per_kernel)  # only once the group finished: an interrupted run resumes
+        bar.total = bar.n  # kernels whose search space ran out measured fewer than their budget
     finally:
         bar.close()
     return stats
@@ -126,8 +190,9 @@ def _kernel_name(workload) -> str:
     return str(func.attrs["global_symbol"]) if func.attrs and "global_symbol" in func.attrs else "kernel"
 
 
-def _candidate_workload(record, target: dict) -> pd.DataFrame:
-    """One-row workload table of a measured candidate: its trace replayed and lowered."""
+def _candidate_workload(record, target: dict) -> dict:
+    """Workload row of a measured candidate: its trace replayed, lowered to the point the explorer
+    analyses every build at, and analysed."""
     from . import tir_analysis
     from .tvm_compile import CAPTURE_AFTER, CallSite, Tensor, _CaptureTIR
 
@@ -145,90 +210,160 @@ def _candidate_workload(record, target: dict) -> pd.DataFrame:
     args = [Tensor(p.name, tuple(int(d) for d in p.ty.shape), str(p.ty.dtype), "input" if i < n - 1 else "kernel",
                    storage=i) for i, p in enumerate(func.params)]
     call = CallSite(0, name, args, len(args) - 1, [name], [])
-    return tir_analysis.workload_table([call], {name: kernel})
+    return tir_analysis.workload_table([call], {name: kernel}).iloc[0].to_dict()
 
 
-def choose(work_dir: Path, target: dict, mod: tvm.IRModule | None = None,
-           energy_target: str = "cpu") -> tuple[list, pd.DataFrame]:
-    """Every measured candidate in the database for the kernels of ``mod`` (all, if None), scored:
-    returns the records grouped per kernel and a table with, per kernel, the latency-, energy- and
-    EDP-best candidate."""
+class _CandidateCache:
+    """``candidates.jsonl`` in a records directory: the workload row of every candidate scored so
+    far, keyed by kernel, trace, target and the analysis code, so each candidate is lowered once."""
+
+    def __init__(self, work_dir: Path, target: dict):
+        from .deploy import source_fingerprint
+
+        self.path = work_dir / "candidates.jsonl"
+        self.salt = f"{sorted(target.items())}|{source_fingerprint(('explorer/tir_analysis.py', 'explorer/reuse.py'))}"
+        self.rows: dict[str, dict | None] = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by an interrupted run
+                self.rows[entry["key"]] = entry["row"]
+
+    def key(self, kernel_hash: str, record) -> str:
+        trace = json.dumps(record.trace.as_json(remove_postproc=False), default=str)
+        return hashlib.sha256(f"{kernel_hash}|{trace}|{self.salt}".encode()).hexdigest()[:24]
+
+    def get(self, key: str, compute) -> dict | None:
+        """The cached row, or ``compute()``'s (None where the candidate cannot be lowered again)."""
+        if key in self.rows:
+            return self.rows[key]
+        try:
+            row = compute()
+        except Exception:  # a candidate TVM cannot lower again is simply not a choice
+            row = None
+        self.rows[key] = row
+        with self.path.open("a") as f:
+            f.write(json.dumps({"key": key, "row": row}, default=_plain) + "\n")
+        return row
+
+
+def _plain(x):
+    return x.item() if hasattr(x, "item") else str(x)
+
+
+def break_even_static_w(latency_s: list[float], dynamic_j: list[float]) -> float:
+    """The static power (W) below which some slower candidate, saving more dynamic energy than the
+    static power costs over its extra time, beats the fastest candidate on energy; NaN when no slower
+    candidate has less dynamic energy (the fastest is the energy-best at any static power)."""
+    fast = min(range(len(latency_s)), key=latency_s.__getitem__)
+    return max(((dynamic_j[fast] - d) / (t - latency_s[fast]) for t, d in zip(latency_s, dynamic_j)
+                if t > latency_s[fast] and d < dynamic_j[fast]), default=float("nan"))
+
+
+#: Per kernel, which candidate each pick keeps.
+PICKS = ("latency", "energy", "edp")
+
+
+@dataclasses.dataclass
+class Choice:
+    """Every scored candidate of the tuned kernels and, per kernel, the one each pick keeps."""
+
+    records: dict            # kernel hash -> {pick: TuningRecord}
+    table: pd.DataFrame      # one row per kernel: the latency-, energy- and EDP-best candidates
+    candidates: pd.DataFrame  # one row per scored candidate
+
+
+def choose(work_dir: Path, target: dict, mod: tvm.IRModule | None = None, energy_target: str = "cpu",
+           progress: bool = False) -> Choice:
+    """Score every measured candidate in the database for the kernels of ``mod`` (all kernels, if
+    None) on the cost model's ``energy_target``: dynamic energy from the candidate's lowered TIR,
+    static energy over its measured latency. Returns, per kernel, the latency-, energy- and
+    EDP-best candidate and the table of all candidates. ``switch_static_w`` in the per-kernel table is
+    the static power below which a slower candidate with less dynamic energy would be the energy-best
+    (NaN when no slower candidate has less): above it, racing to idle wins."""
+    from tqdm.auto import tqdm
+
     from cost_models import energy
     from cost_models.targets import load_target
 
     spec = load_target(energy_target)
     db = _database(work_dir)
-    names = []
+    names: dict[str, str] = {}
     if mod is not None:
-        names = [(t.dispatched[0], t.task_name) for t in ms.relax_integration.extract_tasks(mod, _tune_target(target))]
-
-    def name_of(workload) -> str | None:
-        if mod is None:
-            return _kernel_name(workload)
-        return next((n for m, n in names if tvm_ffi.structural_equal(m, workload.mod)), None)
-    groups: list[tuple[object, list]] = []
+        for t in ms.relax_integration.extract_tasks(mod, _tune_target(target)):
+            names[_Ledger.key(t)] = t.task_name
+    groups: dict[str, list] = {}
     for rec in db.get_all_tuning_records():
         if not rec.run_secs or any(float(x) >= 1e9 for x in rec.run_secs):
             continue  # failed to build or run
-        for wl, recs in groups:
-            if wl.same_as(rec.workload) or tvm_ffi.structural_equal(wl.mod, rec.workload.mod):
-                recs.append(rec)
-                break
-        else:
-            groups.append((rec.workload, [rec]))
-    rows = []
-    scored_groups = []
-    for wl, recs in groups:
-        kernel = name_of(wl)
-        if kernel is None:
-            continue  # records of a kernel this module does not have
-        scored = []
-        for i, rec in enumerate(recs):
-            latency = sum(float(x) for x in rec.run_secs) / len(rec.run_secs)
-            try:
-                s = energy.score(_candidate_workload(rec, target), spec).iloc[0]
-            except Exception:  # a candidate TVM cannot lower again is simply not a choice
+        key = str(tvm_ffi.structural_hash(rec.workload.mod))
+        if mod is None:
+            names.setdefault(key, _kernel_name(rec.workload))
+        if key in names:
+            groups.setdefault(key, []).append(rec)
+    cache = _CandidateCache(work_dir, target)
+    total = sum(len(r) for r in groups.values())
+    rows, cand_rows, picked = [], [], {}
+    with tqdm(total=total, disable=not progress or not total, unit="candidate", desc="scoring candidates") as bar:
+        for key, recs in groups.items():
+            scored = []
+            for i, rec in enumerate(recs):
+                row = cache.get(cache.key(key, rec), lambda rec=rec: _candidate_workload(rec, target))
+                bar.update(1)
+                if row is None:
+                    continue
+                s = energy.score(pd.DataFrame([row]), spec).iloc[0]
+                latency = sum(float(x) for x in rec.run_secs) / len(rec.run_secs)
+                dynamic = float(s.energy_compute_j + s.energy_memory_j)
+                static = spec.static_power_w.value * latency
+                scored.append((rec, latency, dynamic + static, float(s.dram_bytes), dynamic))
+                cand_rows.append({"kernel": names[key], "candidate": i, "measured_latency_s": latency,
+                                  "dynamic_energy_j": dynamic, "static_energy_j": static,
+                                  "energy_j": dynamic + static, "dram_bytes": float(s.dram_bytes), "_rec": rec})
+            if not scored:
                 continue
-            dynamic = float(s.energy_compute_j + s.energy_memory_j)
-            e = dynamic + spec.static_power_w.value * latency
-            scored.append((rec, latency, e, float(s.dram_bytes)))
-        if not scored:
-            continue
-        best = {pick: min(scored, key=key) for pick, key in (
-            ("latency", lambda c: c[1]), ("energy", lambda c: c[2]), ("edp", lambda c: c[1] * c[2]))}
-        scored_groups.append((wl, best))
-        rows.append({"kernel": kernel, "candidates": len(scored),
-                     "latency_best_s": best["latency"][1], "latency_best_energy_j": best["latency"][2],
-                     "latency_best_dram_bytes": best["latency"][3],
-                     "energy_best_s": best["energy"][1], "energy_best_energy_j": best["energy"][2],
-                     "energy_best_dram_bytes": best["energy"][3],
-                     "edp_best_s": best["edp"][1], "edp_best_energy_j": best["edp"][2],
-                     "differ": best["energy"][0] is not best["latency"][0]})
-    return scored_groups, pd.DataFrame(rows)
+            best = {"latency": min(scored, key=lambda c: c[1]), "energy": min(scored, key=lambda c: c[2]),
+                    "edp": min(scored, key=lambda c: c[1] * c[2])}
+            picked[key] = {p: b[0] for p, b in best.items()}
+            switch = break_even_static_w([c[1] for c in scored], [c[4] for c in scored])
+            rows.append({"kernel": names[key], "candidates": len(scored),
+                         **{f"{p}_best_s": best[p][1] for p in PICKS},
+                         **{f"{p}_best_energy_j": best[p][2] for p in PICKS},
+                         **{f"{p}_best_dram_bytes": best[p][3] for p in PICKS},
+                         "differ": best["energy"][0] is not best["latency"][0],
+                         "switch_static_w": switch, "static_w": spec.static_power_w.value})
+    for c in cand_rows:
+        rec = c.pop("_rec")
+        for p in PICKS:
+            c[f"{p}_best"] = any(r[p] is rec for r in picked.values())
+    return Choice(picked, pd.DataFrame(rows), pd.DataFrame(cand_rows))
 
 
-def apply(mod: tvm.IRModule, target: dict, work_dir: Path, pick: str) -> tuple[tvm.IRModule, pd.DataFrame]:
+def apply(mod: tvm.IRModule, target: dict, work_dir: Path, pick: str, progress: bool = False
+          ) -> tuple[tvm.IRModule, Choice]:
     """Schedule ``mod`` with the ``pick`` candidate of each kernel from ``work_dir``'s records; the
-    kernels without records get the default schedule. Returns the module and the choice table."""
+    kernels without records get the default schedule. Returns the module and the scored choice
+    (see :func:`choose`), whatever the pick, so every tuned variant can show where they differ."""
     from .tvm_compile import InlineElementwise
 
     mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)  # DLight rewrites its input in place
+    choice = choose(work_dir, target, mod, progress=progress)
     if pick == "latency":
-        database = _database(work_dir)
-        choices = pd.DataFrame()
+        database = _database(work_dir)  # MetaSchedule's own choice, also for kernels we could not score
     else:
-        groups, choices = choose(work_dir, target, mod)
         database = ms.database.MemoryDatabase()
-        for wl, best in groups:
-            rec = best[pick][0]
-            committed = database.commit_workload(wl.mod)
+        for best in choice.records.values():
+            rec = best[pick]
+            committed = database.commit_workload(rec.workload.mod)
             database.commit_tuning_record(ms.database.TuningRecord(rec.trace, committed, rec.run_secs, rec.target,
                                                                    rec.args_info))
     with tvm.target.Target(target):
         with database:
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
         mod = dl.ApplyDefaultSchedule(InlineElementwise())(mod)
-    return mod, choices
+    return mod, choice
 
 
 def check_tunable(flavour: str) -> None:
@@ -237,18 +372,19 @@ def check_tunable(flavour: str) -> None:
         raise ExplorerError("MetaSchedule needs a GPU to measure CUDA candidates and this machine has none")
 
 
-def tune_model(model: str, strategy: str = "fused-tuned", trials: int | None = None,
+def tune_model(model: str, strategy="fused-tuned", trials: int | None = None,
                records: str | os.PathLike | None = None, input_shapes: dict | None = None,
                progress: bool = True) -> TuneStats:
     """Fill the tuning-records database for ``model`` under a tuned ``strategy`` on this CPU,
-    without building; later sweeps and builds reuse the records."""
+    without building; later sweeps and builds reuse the records. ``strategy`` is a name or a
+    :class:`~explorer.strategies.Strategy`; ``trials`` overrides its budget."""
     from .loading import prepare
-    from .strategies import get_strategy
+    from .strategies import Strategy, get_strategy
     from .tvm_compile import _imported, graph_passes, host_target
 
-    strat = get_strategy(strategy)
+    strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
     if not strat.tuned:
-        raise ExplorerError(f"strategy {strategy!r} does not tune; tuned strategies have tuning='metaschedule:N'")
+        raise ExplorerError(f"strategy {strat.name!r} does not tune; tuned strategies have tuning='metaschedule:N'")
     prepared = prepare(model, input_shapes)
     target = host_target()
     passes, _ = graph_passes(strat, "generic", target)

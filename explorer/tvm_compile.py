@@ -385,8 +385,9 @@ def compile_variant(path: str, sha256: str, strategy: Strategy, flavour: str, ta
 
         work = tuning.records_dir(target, tuning_dir)
         stats = tuning.tune(mod, target, strategy.trials, work, progress)
-        mod, choices = tuning.apply(mod, target, work, strategy.pick)
-        tuning_info = {**dataclasses.asdict(stats), "records": str(work), "choices": choices}
+        mod, choice = tuning.apply(mod, target, work, strategy.pick, progress)
+        tuning_info = {**dataclasses.asdict(stats), "records": str(work), "choices": choice.table,
+                       "candidates": choice.candidates}
     calls, constant_bytes = call_sites(mod, groups)
     lowered = vm_lower(mod)
     assign_planned_storage(calls, lowered)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 import pytest
-import tvm
 from tvm.script import tirx as T
 
 from explorer import reuse, tir_analysis
