@@ -130,14 +130,26 @@ def precision_section(variants: pd.DataFrame) -> list[str]:
     return parts + [_table(pd.DataFrame(rows)), ""]
 
 
-def schedules_section(schedules: pd.DataFrame | None) -> list[str]:
-    """Markdown lines: per tuned kernel, the latency-best and energy-best measured schedules."""
+def schedules_section(schedules: pd.DataFrame | None, plot: str | None = None) -> list[str]:
+    """Markdown lines: per tuned kernel, the latency-best and energy-best measured schedules, and a
+    link to ``plot`` (the candidates' scatter, see :func:`candidates_svg`) where one was written."""
     if schedules is None or not len(schedules):
         return []
+    differ = schedules[schedules["differ"].astype(bool)]
     parts = ["## Tuned schedules: latency-best against energy-best", "",
              "Every candidate MetaSchedule measured was lowered and scored by the cost model (dynamic energy from "
-             "its TIR, static energy over its measured latency). Kernels where the two choices differ come first.", ""]
-    shown = schedules.sort_values("differ", ascending=False)
+             "its TIR, static energy over its measured latency). Kernels where the two choices differ come first. "
+             f"They differ for {differ.kernel.nunique()} of {schedules.kernel.nunique()} kernels. A slower candidate "
+             "is the energy-best only where it saves more dynamic energy than the static power costs over its "
+             "extra time: *slower wins below* is the static power under which some slower candidate would beat "
+             "the fastest (*never*: no slower candidate has less dynamic energy)"
+             + (f"; the target charges {schedules['static_w'].iloc[0]:.3g} W." if "static_w" in schedules else "."), ""]
+    if plot:
+        parts += [f"![every measured candidate, relative to its kernel's fastest]({plot})", "",
+                  f"`{plot}`: each dot is one measured candidate, its latency and energy relative to the fastest "
+                  "candidate of its kernel. Dots below 1 use less energy than the fastest; ringed dots are "
+                  "energy-best candidates that are not the fastest.", ""]
+    shown = schedules.sort_values("differ", ascending=False, kind="stable")
     parts.append(_table(pd.DataFrame({
         "model": shown["model"], "strategy": shown["strategy"], "kernel": shown["kernel"],
         "candidates": shown["candidates"],
@@ -145,12 +157,62 @@ def schedules_section(schedules: pd.DataFrame | None) -> list[str]:
         "energy-best": [f"{a * 1e3:.3g} ms, {_fmt_j(b)}" for a, b in zip(shown.energy_best_s, shown.energy_best_energy_j)],
         "energy saved": [f"{(1 - e / l) * 100:.1f}%" for e, l in zip(shown.energy_best_energy_j, shown.latency_best_energy_j)],
         "slower by": [f"{(e / l - 1) * 100:.1f}%" for e, l in zip(shown.energy_best_s, shown.latency_best_s)],
+        "DRAM (latency-best / energy-best)": [f"{_fmt_bytes(a)} / {_fmt_bytes(b)}" for a, b in
+                                              zip(shown.latency_best_dram_bytes, shown.energy_best_dram_bytes)],
+        "slower wins below": [f"{w:.2g} W" if pd.notna(w) else "never" for w in
+                              shown.get("switch_static_w", pd.Series(float("nan"), index=shown.index))],
     })))
     return parts + [""]
 
 
+def candidates_svg(candidates: pd.DataFrame, width: int = 640, height: int = 400) -> str:
+    """An SVG scatter of every scored tuning candidate: x its measured latency and y its energy, both
+    relative to the fastest candidate of its kernel (log-log). Energy-best candidates that are not the
+    fastest are ringed. One colour per strategy."""
+    import math
+
+    c = candidates.copy()
+    group = c.groupby(["strategy", "kernel"], sort=False)
+    fastest = group["measured_latency_s"].transform("min")
+    at_fastest = c["energy_j"].where(c["latency_best"].astype(bool)).groupby([c.strategy, c.kernel]).transform("max")
+    c["x"] = c["measured_latency_s"] / fastest
+    c["y"] = c["energy_j"] / at_fastest
+    c = c[c.x.notna() & c.y.notna() & (c.x > 0)]
+    left, right, top, bottom = 60, 20, 20, 50
+    xmax = max(2.0, float(c.x.max()) if len(c) else 2.0)
+    ymin = min(0.9, float(c.y.min()) if len(c) else 0.9)
+    ymax = max(2.0, float(c.y.max()) if len(c) else 2.0)
+    lx = lambda v: left + math.log(v) / math.log(xmax) * (width - left - right)  # noqa: E731
+    ly = lambda v: height - bottom - math.log(v / ymin) / math.log(ymax / ymin) * (height - top - bottom)  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+           'font-size="11">', f'<rect width="{width}" height="{height}" fill="white"/>']
+    marks = (0.1, 0.2, 0.5, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+    for t in (t for t in marks if 1 <= t <= xmax):
+        out.append(f'<line x1="{lx(t):.1f}" y1="{top}" x2="{lx(t):.1f}" y2="{height - bottom}" stroke="#ddd"/>'
+                   f'<text x="{lx(t):.1f}" y="{height - bottom + 14}" text-anchor="middle">{t:g}x</text>')
+    for t in (t for t in marks if ymin <= t <= ymax):
+        out.append(f'<line x1="{left}" y1="{ly(t):.1f}" x2="{width - right}" y2="{ly(t):.1f}" '
+                   f'stroke="{"#888" if t == 1 else "#ddd"}"/>'
+                   f'<text x="{left - 6}" y="{ly(t) + 4:.1f}" text-anchor="end">{t:g}x</text>')
+    out.append(f'<text x="{(left + width - right) / 2}" y="{height - 12}" text-anchor="middle">measured latency '
+               'relative to the kernel\'s fastest candidate (log)</text>')
+    out.append(f'<text transform="translate(14 {(top + height - bottom) / 2}) rotate(-90)" text-anchor="middle">'
+               'energy relative to the fastest candidate (log)</text>')
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    for i, (strategy, g) in enumerate(c.groupby("strategy", sort=False)):
+        colour = colours[i % len(colours)]
+        for r in g.itertuples():
+            out.append(f'<circle cx="{lx(r.x):.1f}" cy="{ly(r.y):.1f}" r="3" fill="{colour}" fill-opacity="0.6"/>')
+            if bool(r.energy_best) and not bool(r.latency_best):
+                out.append(f'<circle cx="{lx(r.x):.1f}" cy="{ly(r.y):.1f}" r="7" fill="none" stroke="black"/>')
+        out.append(f'<circle cx="{left + 12}" cy="{top + 10 + 16 * i}" r="4" fill="{colour}"/>'
+                   f'<text x="{left + 22}" y="{top + 14 + 16 * i}">{strategy}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
 def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.DataFrame | None = None,
-                    schedules: pd.DataFrame | None = None) -> str:
+                    schedules: pd.DataFrame | None = None, plot: str | None = None) -> str:
     """A short report: the variants side by side, the best per target, how robust the rankings
     are, failures and mismatches, and the costliest kernels."""
     parts = ["# Energy exploration report", ""]
@@ -172,7 +234,7 @@ def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.
                          f"{_fmt_bytes(r.dram_bytes)} of DRAM traffic, {int(r.kernels)} kernels.")
         parts.append("")
     parts += precision_section(variants)
-    parts += schedules_section(schedules)
+    parts += schedules_section(schedules, plot)
     parts += rankings_section(rankings)
     flagged = variants[variants["within_tolerance"].eq(False)]
     failed = variants[variants["status"].astype(str).str.startswith("failed")]

@@ -1,0 +1,50 @@
+"""The report's tuned-schedule section and candidate plot, on hand-made tables."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pandas as pd
+
+from explorer.report import candidates_svg, schedules_section
+
+
+def _candidates() -> pd.DataFrame:
+    # kernel a: the fastest candidate (1 ms, 5 mJ) is not the cheapest (1.1 ms, 4 mJ); kernel b: it is
+    rows = [("a", 0, 1e-3, 5e-3), ("a", 1, 1.1e-3, 4e-3), ("a", 2, 4e-3, 16e-3), ("b", 0, 2e-3, 1e-3), ("b", 1, 3e-3, 2e-3)]
+    c = pd.DataFrame(rows, columns=["kernel", "candidate", "measured_latency_s", "energy_j"]).assign(strategy="t")
+    c["latency_best"] = c.candidate.eq(0)
+    c["energy_best"] = (c.kernel.eq("a") & c.candidate.eq(1)) | (c.kernel.eq("b") & c.candidate.eq(0))
+    return c
+
+
+def _schedules() -> pd.DataFrame:
+    return pd.DataFrame({
+        "model": "m", "strategy": "t", "kernel": ["b", "a"], "candidates": [2, 3], "differ": [False, True],
+        "latency_best_s": [2e-3, 1e-3], "latency_best_energy_j": [1e-3, 5e-3], "latency_best_dram_bytes": [1e6, 2e6],
+        "energy_best_s": [2e-3, 1.1e-3], "energy_best_energy_j": [1e-3, 4e-3], "energy_best_dram_bytes": [1e6, 1e6],
+        "switch_static_w": [float("nan"), 12.0], "static_w": 4.0})
+
+
+def test_the_schedule_section_counts_and_lists_differing_kernels_first():
+    text = "\n".join(schedules_section(_schedules(), "candidates.svg"))
+    assert "They differ for 1 of 2 kernels." in text and "](candidates.svg)" in text
+    assert "the target charges 4 W." in text
+    rows = [line for line in text.splitlines() if line.startswith("| m |")]
+    assert rows[0] == "| m | t | a | 3 | 1 ms, 5 mJ | 1.1 ms, 4 mJ | 20.0% | 10.0% | 2.00 MB / 1.00 MB | 12 W |"
+    assert rows[1].endswith("| never |")
+
+
+def test_the_candidate_plot_places_every_candidate_and_rings_energy_best_ones_that_are_not_fastest():
+    root = ET.fromstring(candidates_svg(_candidates()))
+    dots = [e for e in root if e.tag.endswith("circle") and e.get("r") == "3"]
+    rings = [e for e in root if e.tag.endswith("circle") and e.get("r") == "7"]
+    assert len(dots) == 5 and len(rings) == 1
+    # the ring sits on kernel a's candidate 1: 1.1x the fastest's latency, 0.8x its energy
+    ring = rings[0]
+    same = [d for d in dots if (d.get("cx"), d.get("cy")) == (ring.get("cx"), ring.get("cy"))]
+    assert len(same) == 1
+    fastest = [d for d in dots if float(d.get("cx")) == min(float(x.get("cx")) for x in dots)]
+    assert len({(d.get("cx"), d.get("cy")) for d in fastest}) == 1  # both kernels' fastest sit at (1x, 1x)
+    # right of the fastest (slower) and below it (less energy; SVG's y grows downwards)
+    assert float(ring.get("cx")) > float(fastest[0].get("cx")) and float(ring.get("cy")) > float(fastest[0].get("cy"))
