@@ -202,9 +202,11 @@ def reference_outputs(prepared: PreparedModel, inputs: dict[str, np.ndarray]) ->
     return sess.run(None, inputs)
 
 
-def onnxruntime_latency(prepared: PreparedModel, inputs: dict[str, np.ndarray], repeat: int = 3) -> float:
-    """Median seconds per inference of the model in onnxruntime on this CPU (after a warm-up):
-    the build a user would otherwise deploy."""
+def onnxruntime_latency(prepared: PreparedModel, inputs: dict[str, np.ndarray], repeat: int = 5,
+                        min_repeat_s: float = 0.2) -> float:
+    """Median seconds per inference of the model in onnxruntime on this CPU, the build a user would
+    otherwise deploy, timed like :func:`explorer.tvm_compile.time_cpu`: after a warm-up, ``repeat``
+    repeats, each the mean of as many inferences as last ``min_repeat_s``."""
     import time
 
     import onnxruntime as ort
@@ -212,10 +214,13 @@ def onnxruntime_latency(prepared: PreparedModel, inputs: dict[str, np.ndarray], 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     sess = ort.InferenceSession(str(prepared.path), opts, providers=["CPUExecutionProvider"])
+    start = time.perf_counter()
     sess.run(None, inputs)
+    number = max(1, int(np.ceil(min_repeat_s / max(time.perf_counter() - start, 1e-6))))
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        sess.run(None, inputs)
-        times.append(time.perf_counter() - start)
+        for _ in range(number):
+            sess.run(None, inputs)
+        times.append((time.perf_counter() - start) / number)
     return float(np.median(times))

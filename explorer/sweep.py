@@ -35,8 +35,8 @@ from .strategies import Strategy, parse_strategies
 #: Relative tolerance of the numerical check against onnxruntime (fp32).
 RTOL = 1e-3
 
-#: Timed inferences per CPU variant (after a warm-up); also for onnxruntime.
-TIMED_RUNS = 3
+#: Timed repeats per CPU variant (after a warm-up), each the mean over at least 0.2 s; also for onnxruntime.
+TIMED_RUNS = 5
 
 #: The compute dtype each reduced precision needs from a target.
 PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "int8": "int8"}

@@ -434,13 +434,14 @@ def nvcc_compile(source: str, arch: str) -> str:
     return ""
 
 
-def time_cpu(executable, inputs: list[np.ndarray], repeat: int = 3) -> list[float]:
-    """Seconds per inference of a built CPU variant: TVM's time evaluator, ``repeat`` timed runs
-    after one untimed warm-up."""
+def time_cpu(executable, inputs: list[np.ndarray], repeat: int = 5, min_repeat_s: float = 0.2) -> list[float]:
+    """Seconds per inference of a built CPU variant: TVM's time evaluator after one untimed warm-up,
+    ``repeat`` timed repeats, each the mean of as many inferences as last ``min_repeat_s``."""
     vm = relax.VirtualMachine(executable, tvm.cpu())
     args = [tvm.runtime.tensor(x) for x in inputs]
     vm["main"](*args)
-    result = vm.time_evaluator("main", tvm.cpu(), number=1, repeat=repeat, min_repeat_ms=0)(*args)
+    result = vm.time_evaluator("main", tvm.cpu(), number=1, repeat=repeat,
+                               min_repeat_ms=int(min_repeat_s * 1e3))(*args)
     return [float(x) for x in result.results]
 
 
