@@ -149,9 +149,13 @@ def schedules_section(schedules: pd.DataFrame | None, plot: str | None = None) -
                   f"`{plot}`: each dot is one measured candidate, its latency and energy relative to the fastest "
                   "candidate of its kernel. Dots below 1 use less energy than the fastest; ringed dots are "
                   "energy-best candidates that are not the fastest.", ""]
-    shown = schedules.sort_values("differ", ascending=False, kind="stable")
+    # strategies tuned from the same records share their candidates: one row per kernel, naming them all
+    same = ["model", "kernel", "candidates", "latency_best_s", "energy_best_s", "energy_best_energy_j"]
+    strategies = schedules.groupby(same, sort=False)["strategy"].agg(", ".join).rename("strategies")
+    shown = schedules.drop_duplicates(same).join(strategies, on=same)
+    shown = shown.sort_values("differ", ascending=False, kind="stable")
     parts.append(_table(pd.DataFrame({
-        "model": shown["model"], "strategy": shown["strategy"], "kernel": shown["kernel"],
+        "model": shown["model"], "strategy": shown["strategies"], "kernel": shown["kernel"],
         "candidates": shown["candidates"],
         "latency-best": [f"{a * 1e3:.3g} ms, {_fmt_j(b)}" for a, b in zip(shown.latency_best_s, shown.latency_best_energy_j)],
         "energy-best": [f"{a * 1e3:.3g} ms, {_fmt_j(b)}" for a, b in zip(shown.energy_best_s, shown.energy_best_energy_j)],
@@ -168,13 +172,14 @@ def schedules_section(schedules: pd.DataFrame | None, plot: str | None = None) -
 def candidates_svg(candidates: pd.DataFrame, width: int = 640, height: int = 400) -> str:
     """An SVG scatter of every scored tuning candidate: x its measured latency and y its energy, both
     relative to the fastest candidate of its kernel (log-log). Energy-best candidates that are not the
-    fastest are ringed. One colour per strategy."""
+    fastest are ringed. One colour per model (strategies tuned from the same records share candidates)."""
     import math
 
-    c = candidates.copy()
-    group = c.groupby(["strategy", "kernel"], sort=False)
+    series = "model" if "model" in candidates else "strategy"
+    c = candidates.drop_duplicates([series, "kernel", "candidate", "measured_latency_s"]).copy()
+    group = c.groupby([series, "kernel"], sort=False)
     fastest = group["measured_latency_s"].transform("min")
-    at_fastest = c["energy_j"].where(c["latency_best"].astype(bool)).groupby([c.strategy, c.kernel]).transform("max")
+    at_fastest = c["energy_j"].where(c["latency_best"].astype(bool)).groupby([c[series], c.kernel]).transform("max")
     c["x"] = c["measured_latency_s"] / fastest
     c["y"] = c["energy_j"] / at_fastest
     c = c[c.x.notna() & c.y.notna() & (c.x > 0)]
@@ -199,14 +204,14 @@ def candidates_svg(candidates: pd.DataFrame, width: int = 640, height: int = 400
     out.append(f'<text transform="translate(14 {(top + height - bottom) / 2}) rotate(-90)" text-anchor="middle">'
                'energy relative to the fastest candidate (log)</text>')
     colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-    for i, (strategy, g) in enumerate(c.groupby("strategy", sort=False)):
+    for i, (name, g) in enumerate(c.groupby(series, sort=False)):
         colour = colours[i % len(colours)]
         for r in g.itertuples():
             out.append(f'<circle cx="{lx(r.x):.1f}" cy="{ly(r.y):.1f}" r="3" fill="{colour}" fill-opacity="0.6"/>')
             if bool(r.energy_best) and not bool(r.latency_best):
                 out.append(f'<circle cx="{lx(r.x):.1f}" cy="{ly(r.y):.1f}" r="7" fill="none" stroke="black"/>')
         out.append(f'<circle cx="{left + 12}" cy="{top + 10 + 16 * i}" r="4" fill="{colour}"/>'
-                   f'<text x="{left + 22}" y="{top + 14 + 16 * i}">{strategy}</text>')
+                   f'<text x="{left + 22}" y="{top + 14 + 16 * i}">{name}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 

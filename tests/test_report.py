@@ -48,3 +48,9 @@ def test_the_candidate_plot_places_every_candidate_and_rings_energy_best_ones_th
     assert len({(d.get("cx"), d.get("cy")) for d in fastest}) == 1  # both kernels' fastest sit at (1x, 1x)
     # right of the fastest (slower) and below it (less energy; SVG's y grows downwards)
     assert float(ring.get("cx")) > float(fastest[0].get("cx")) and float(ring.get("cy")) > float(fastest[0].get("cy"))
+
+
+def test_strategies_tuned_from_the_same_records_share_one_row_per_kernel():
+    both = pd.concat([_schedules(), _schedules().assign(strategy="u")], ignore_index=True)
+    rows = [line for line in "\n".join(schedules_section(both)).splitlines() if line.startswith("| m |")]
+    assert len(rows) == 2 and rows[0].startswith("| m | t, u | a |")
