@@ -4,7 +4,7 @@ A tuned strategy (``tuning="metaschedule:N[:pick]"``) extracts one tuning task p
 the fused graph, gives each kernel ``N // kernels`` measured candidates on this CPU (counting those
 its records database already holds), and then applies one measured schedule per kernel:
 
-- ``latency`` (default): MetaSchedule's own choice, the fastest measured candidate;
+- ``latency`` (default): the fastest measured candidate (MetaSchedule's own choice);
 - ``energy``: the measured candidate with the least energy on the cost model's ``cpu`` target, its
   dynamic energy read from the candidate's lowered TIR and its static energy from its *measured*
   latency;
@@ -322,7 +322,9 @@ def choose(work_dir: Path, target: dict, mod: tvm.IRModule | None = None, energy
                 cand_rows.append({"kernel": names[key], "candidate": i, "measured_latency_s": latency,
                                   "dynamic_energy_j": dynamic, "static_energy_j": static,
                                   "energy_j": dynamic + static, "dram_bytes": float(s.dram_bytes), "_rec": rec})
-            if not scored:
+            if not scored:  # none could be lowered again: every pick falls back to the fastest
+                fastest = min(recs, key=lambda r: sum(float(x) for x in r.run_secs))
+                picked[key] = {p: fastest for p in PICKS}
                 continue
             best = {"latency": min(scored, key=lambda c: c[1]), "energy": min(scored, key=lambda c: c[2]),
                     "edp": min(scored, key=lambda c: c[1] * c[2])}
@@ -350,15 +352,13 @@ def apply(mod: tvm.IRModule, target: dict, work_dir: Path, pick: str, progress: 
 
     mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)  # DLight rewrites its input in place
     choice = choose(work_dir, target, mod, progress=progress)
-    if pick == "latency":
-        database = _database(work_dir)  # MetaSchedule's own choice, also for kernels we could not score
-    else:
-        database = ms.database.MemoryDatabase()
-        for best in choice.records.values():
-            rec = best[pick]
-            committed = database.commit_workload(rec.workload.mod)
-            database.commit_tuning_record(ms.database.TuningRecord(rec.trace, committed, rec.run_secs, rec.target,
-                                                                   rec.args_info))
+    # every pick, latency too, builds exactly the candidate the choice table names
+    database = ms.database.MemoryDatabase()
+    for best in choice.records.values():
+        rec = best[pick]
+        committed = database.commit_workload(rec.workload.mod)
+        database.commit_tuning_record(ms.database.TuningRecord(rec.trace, committed, rec.run_secs, rec.target,
+                                                               rec.args_info))
     with tvm.target.Target(target):
         with database:
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
