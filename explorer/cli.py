@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"explorer: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("explorer: interrupted; finished variants are kept in the results store", file=sys.stderr)
+        print("explorer: interrupted; finished variants and measured tuning candidates are kept", file=sys.stderr)
         return 130
 
 

@@ -25,6 +25,8 @@ import hashlib
 import json
 import logging
 import os
+import signal
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -120,6 +122,32 @@ def _quiet_metaschedule_console() -> None:
             logger.removeHandler(handler)
 
 
+class _StopOnInterrupt:
+    """While active, the first Ctrl-C asks tuning to stop after the batch being measured (MetaSchedule
+    ignores Python's KeyboardInterrupt inside its loop); a second one stops at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous or signal.SIG_DFL)
+        print("\nexplorer: stopping after the batch being measured (Ctrl-C again to stop now)", file=sys.stderr)
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: no handler, Ctrl-C behaves as before
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None and signal.getsignal(signal.SIGINT) == self._handle:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
 def per_kernel_budget(trials: int, kernels: int) -> int:
     """Trials each kernel gets from a model-wide budget of ``trials``."""
     return max(1, trials // max(kernels, 1))
@@ -149,27 +177,36 @@ def tune(mod: tvm.IRModule, target: dict, trials: int, work_dir: Path, progress:
     bar = tqdm(total=sum(n * len(g) for n, g in short.items()), disable=not progress, unit="trial",
                desc=f"tuning {len(todo)} kernels")
 
+    stop = _StopOnInterrupt()
+
     @derived_object
     class _Progress(ms.measure_callback.PyMeasureCallback):
         def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
             stats.trials += len(measure_candidates)
             bar.set_postfix_str(task_scheduler.tasks_[task_id].ctx.task_name[:40])
             bar.update(len(measure_candidates))
+            if stop.requested:  # this batch is in the database already (AddToDatabase runs first)
+                for i, task in enumerate(task_scheduler.tasks_):
+                    if not task.is_terminated:
+                        task_scheduler.terminate_task(i)
 
     try:
         for missing, group in sorted(short.items(), reverse=True):
             _quiet_metaschedule_console()
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                 group, work_dir=str(work_dir), seed=0, num_threads=os.cpu_count() or 1)
-            ms.tune.tune_tasks(
-                tasks=contexts, task_weights=weights, work_dir=str(work_dir),
-                max_trials_global=missing * len(group), max_trials_per_task=missing,
-                num_trials_per_iter=min(TRIALS_PER_BATCH, missing),
-                builder=ms.builder.LocalBuilder(max_workers=os.cpu_count() or 1, timeout_sec=600),
-                runner=ms.runner.LocalRunner(timeout_sec=600, evaluator_config=ms.runner.EvaluatorConfig(
-                    number=3, repeat=1, min_repeat_ms=0, enable_cpu_cache_flush=False)),
-                database=db, cost_model=_cost_model(), task_scheduler="round-robin",
-                measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [_Progress()])
+            with stop:
+                ms.tune.tune_tasks(
+                    tasks=contexts, task_weights=weights, work_dir=str(work_dir),
+                    max_trials_global=missing * len(group), max_trials_per_task=missing,
+                    num_trials_per_iter=min(TRIALS_PER_BATCH, missing),
+                    builder=ms.builder.LocalBuilder(max_workers=os.cpu_count() or 1, timeout_sec=600),
+                    runner=ms.runner.LocalRunner(timeout_sec=600, evaluator_config=ms.runner.EvaluatorConfig(
+                        number=3, repeat=1, min_repeat_ms=0, enable_cpu_cache_flush=False)),
+                    database=db, cost_model=_cost_model(), task_scheduler="round-robin",
+                    measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [_Progress()])
+            if stop.requested:
+                raise KeyboardInterrupt  # raised here: MetaSchedule swallows exceptions from its callbacks
             ledger.mark(group, per_kernel)  # only once the group finished: an interrupted run resumes
         bar.total = bar.n  # kernels whose search space ran out measured fewer than their budget
     finally:
