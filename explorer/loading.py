@@ -192,14 +192,17 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None) 
     return PreparedModel(name=name, path=out, sha256=hashlib.sha256(data).hexdigest(), inputs=inputs)
 
 
-def reference_outputs(prepared: PreparedModel, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """The model's outputs from onnxruntime (the numerical reference) on ``inputs``."""
+def _ort_session(prepared: PreparedModel):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(prepared.path), opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, inputs)
+    return ort.InferenceSession(str(prepared.path), opts, providers=["CPUExecutionProvider"])
+
+
+def reference_outputs(prepared: PreparedModel, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The model's outputs from onnxruntime (the numerical reference) on ``inputs``."""
+    return _ort_session(prepared).run(None, inputs)
 
 
 def onnxruntime_latency(prepared: PreparedModel, inputs: dict[str, np.ndarray], repeat: int = 5,
@@ -209,11 +212,7 @@ def onnxruntime_latency(prepared: PreparedModel, inputs: dict[str, np.ndarray], 
     repeats, each the mean of as many inferences as last ``min_repeat_s``."""
     import time
 
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(prepared.path), opts, providers=["CPUExecutionProvider"])
+    sess = _ort_session(prepared)
     start = time.perf_counter()
     sess.run(None, inputs)
     number = max(1, int(np.ceil(min_repeat_s / max(time.perf_counter() - start, 1e-6))))

@@ -371,9 +371,8 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
                                     build_cuda, inputs if build_cpu else None, cal.scales if cal else None,
                                     str(tuning_records) if tuning_records else None, progress)
                     tuning_info = result.get("tuning") or {}
-                    tables = {name: tuning_info[key].assign(model=model.name, strategy=strategy.name)
-                              for name, key in zip(TUNING_TABLES, ("choices", "candidates"))
-                              if tuning_info.get(key) is not None and len(tuning_info[key])}
+                    tables = {name: tuning_info[name].assign(model=model.name, strategy=strategy.name)
+                              for name in TUNING_TABLES if len(tuning_info.get(name, ()))}
                     for name, table in tables.items():
                         tuning_frames[name].append(table)
                     for t, key in zip(group, keys):

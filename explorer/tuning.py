@@ -67,13 +67,17 @@ def _database(work_dir: Path) -> ms.database.JSONDatabase:
     return ms.database.JSONDatabase(work_dir=str(work_dir))
 
 
-def _measured(db) -> dict[str, int]:
-    """Candidates measured so far per kernel (structural hash), failed builds and runs included."""
-    counts: dict[str, int] = {}
+def _records_by_kernel(db) -> dict[str, list]:
+    """Every record in ``db`` (failed builds and runs included) grouped by kernel (structural hash)."""
+    groups: dict[str, list] = {}
     for rec in db.get_all_tuning_records():
-        key = str(tvm_ffi.structural_hash(rec.workload.mod))
-        counts[key] = counts.get(key, 0) + 1
-    return counts
+        groups.setdefault(str(tvm_ffi.structural_hash(rec.workload.mod)), []).append(rec)
+    return groups
+
+
+def kernel_tasks(mod: tvm.IRModule, target: dict) -> list:
+    """MetaSchedule's tuning tasks for the kernels of ``mod`` (unscheduled TIR) on ``target``."""
+    return ms.relax_integration.extract_tasks(mod, _tune_target(target))
 
 
 class _Ledger:
@@ -153,18 +157,16 @@ def per_kernel_budget(trials: int, kernels: int) -> int:
     return max(1, trials // max(kernels, 1))
 
 
-def tune(mod: tvm.IRModule, target: dict, trials: int, work_dir: Path, progress: bool = True) -> TuneStats:
-    """Tune every kernel of ``mod`` (unscheduled TIR) to ``trials // kernels`` measured candidates,
+def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True) -> TuneStats:
+    """Tune every kernel of ``tasks`` (:func:`kernel_tasks`) to ``trials // kernels`` measured candidates,
     counting the candidates ``work_dir``'s database already holds: a kernel is never measured twice
     for the same budget, and a larger budget only adds the missing trials."""
     from tqdm.auto import tqdm
 
-    ttarget = _tune_target(target)
-    tasks = ms.relax_integration.extract_tasks(mod, ttarget)
     db = _database(work_dir)
     ledger = _Ledger(work_dir)
     per_kernel = per_kernel_budget(trials, len(tasks))
-    measured = _measured(db)
+    measured = {key: len(recs) for key, recs in _records_by_kernel(db).items()}
     short: dict[int, list] = {}  # missing trials -> the kernels missing that many
     for t in tasks:
         have = max(ledger.get(t), measured.get(_Ledger.key(t), 0))
@@ -312,10 +314,10 @@ class Choice:
     candidates: pd.DataFrame  # one row per scored candidate
 
 
-def choose(work_dir: Path, target: dict, mod: tvm.IRModule | None = None, energy_target: str = "cpu",
+def choose(work_dir: Path, target: dict, tasks: list | None = None, energy_target: str = "cpu",
            progress: bool = False) -> Choice:
-    """Score every measured candidate in the database for the kernels of ``mod`` (all kernels, if
-    None) on the cost model's ``energy_target``: dynamic energy from the candidate's lowered TIR,
+    """Score every measured candidate in the database for the kernels of ``tasks``
+    (:func:`kernel_tasks`; all kernels, if None) on the cost model's ``energy_target``: dynamic energy from the candidate's lowered TIR,
     static energy over its measured latency. Returns, per kernel, the latency-, energy- and
     EDP-best candidate and the table of all candidates. ``switch_static_w`` in the per-kernel table is
     the static power below which a slower candidate with less dynamic energy would be the energy-best
@@ -326,20 +328,14 @@ def choose(work_dir: Path, target: dict, mod: tvm.IRModule | None = None, energy
     from cost_models.targets import load_target
 
     spec = load_target(energy_target)
-    db = _database(work_dir)
-    names: dict[str, str] = {}
-    if mod is not None:
-        for t in ms.relax_integration.extract_tasks(mod, _tune_target(target)):
-            names[_Ledger.key(t)] = t.task_name
+    names = {_Ledger.key(t): t.task_name for t in tasks or []}
     groups: dict[str, list] = {}
-    for rec in db.get_all_tuning_records():
-        if not rec.run_secs or any(float(x) >= 1e9 for x in rec.run_secs):
-            continue  # failed to build or run
-        key = str(tvm_ffi.structural_hash(rec.workload.mod))
-        if mod is None:
-            names.setdefault(key, _kernel_name(rec.workload))
-        if key in names:
-            groups.setdefault(key, []).append(rec)
+    for key, recs in _records_by_kernel(_database(work_dir)).items():
+        valid = [r for r in recs if r.run_secs and all(float(x) < 1e9 for x in r.run_secs)]  # built and ran
+        if tasks is None and valid:
+            names[key] = _kernel_name(valid[0].workload)
+        if key in names and valid:
+            groups[key] = valid
     cache = _CandidateCache(work_dir, target)
     total = sum(len(r) for r in groups.values())
     rows, cand_rows, picked = [], [], {}
@@ -380,15 +376,16 @@ def choose(work_dir: Path, target: dict, mod: tvm.IRModule | None = None, energy
     return Choice(picked, pd.DataFrame(rows), pd.DataFrame(cand_rows))
 
 
-def apply(mod: tvm.IRModule, target: dict, work_dir: Path, pick: str, progress: bool = False
+def apply(mod: tvm.IRModule, tasks: list, target: dict, work_dir: Path, pick: str, progress: bool = False
           ) -> tuple[tvm.IRModule, Choice]:
-    """Schedule ``mod`` with the ``pick`` candidate of each kernel from ``work_dir``'s records; the
+    """Schedule ``mod`` (whose kernels are ``tasks``) with the ``pick`` candidate of each kernel from
+    ``work_dir``'s records; the
     kernels without records get the default schedule. Returns the module and the scored choice
     (see :func:`choose`), whatever the pick, so every tuned variant can show where they differ."""
     from .tvm_compile import InlineElementwise
 
     mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)  # DLight rewrites its input in place
-    choice = choose(work_dir, target, mod, progress=progress)
+    choice = choose(work_dir, target, tasks, progress=progress)
     # every pick, latency too, builds exactly the candidate the choice table names
     database = ms.database.MemoryDatabase()
     for best in choice.records.values():
@@ -401,12 +398,6 @@ def apply(mod: tvm.IRModule, target: dict, work_dir: Path, pick: str, progress: 
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
         mod = dl.ApplyDefaultSchedule(InlineElementwise())(mod)
     return mod, choice
-
-
-def check_tunable(flavour: str) -> None:
-    """Tuning measures candidates on this machine: only CPU (generic) variants can be tuned."""
-    if flavour != "generic":
-        raise ExplorerError("MetaSchedule needs a GPU to measure CUDA candidates and this machine has none")
 
 
 def tune_model(model: str, strategy="fused-tuned", trials: int | None = None,
@@ -427,4 +418,4 @@ def tune_model(model: str, strategy="fused-tuned", trials: int | None = None,
     passes, _ = graph_passes(strat, "generic", target)
     with tvm.target.Target(target):
         mod = passes(_imported(str(prepared.path), prepared.sha256))
-    return tune(mod, target, trials or strat.trials, records_dir(target, records), progress)
+    return tune(kernel_tasks(mod, target), trials or strat.trials, records_dir(target, records), progress)

@@ -384,9 +384,10 @@ def compile_variant(path: str, sha256: str, strategy: Strategy, flavour: str, ta
         from . import tuning
 
         work = tuning.records_dir(target, tuning_dir)
-        stats = tuning.tune(mod, target, strategy.trials, work, progress)
-        mod, choice = tuning.apply(mod, target, work, strategy.pick, progress)
-        tuning_info = {**dataclasses.asdict(stats), "records": str(work), "choices": choice.table,
+        tasks = tuning.kernel_tasks(mod, target)
+        stats = tuning.tune(tasks, strategy.trials, work, progress)
+        mod, choice = tuning.apply(mod, tasks, target, work, strategy.pick, progress)
+        tuning_info = {**dataclasses.asdict(stats), "records": str(work), "schedules": choice.table,
                        "candidates": choice.candidates}
     calls, constant_bytes = call_sites(mod, groups)
     lowered = vm_lower(mod)
