@@ -29,6 +29,11 @@ def _w(rng, shape, name):
     return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
 
 
+def _save(model: onnx.ModelProto, path):
+    onnx.save(model, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("models")
@@ -41,9 +46,7 @@ def matmul_onnx(model_dir):
     m = make_model([helper.make_node("MatMul", ["x", "W"], ["y"])],
                    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32])], [_w(rng, (64, 32), "W")])
-    path = model_dir / "matmul.onnx"
-    onnx.save(m, path)
-    return path
+    return _save(m, model_dir / "matmul.onnx")
 
 
 @pytest.fixture(scope="session")
@@ -56,9 +59,7 @@ def conv_add_relu_onnx(model_dir):
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])],
         [_w(rng, (8, 4, 3, 3), "W"), _w(rng, (1, 8, 6, 6), "B")])
-    path = model_dir / "conv_add_relu.onnx"
-    onnx.save(m, path)
-    return path
+    return _save(m, model_dir / "conv_add_relu.onnx")
 
 
 @pytest.fixture(scope="session")
@@ -79,9 +80,7 @@ def symbolic_batch_onnx(model_dir):
              _w(rng, (12, 5), "W"), _w(rng, (5,), "b")]
     m = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 4])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 5])], inits)
-    path = model_dir / "symbolic_batch.onnx"
-    onnx.save(m, path)
-    return path
+    return _save(m, model_dir / "symbolic_batch.onnx")
 
 
 @pytest.fixture(scope="session")
@@ -92,9 +91,7 @@ def unsupported_onnx(model_dir):
                    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3]),
                     helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3, 3])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
-    path = model_dir / "unsupported.onnx"
-    onnx.save(m, path)
-    return path
+    return _save(m, model_dir / "unsupported.onnx")
 
 
 @pytest.fixture(scope="session")
@@ -114,9 +111,7 @@ def qdq_conv_onnx(model_dir):
              helper.make_node("Conv", ["xd", "W"], ["y"], pads=[1, 1, 1, 1])]
     m = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])], inits)
-    path = model_dir / "qdq_conv.onnx"
-    onnx.save(m, path)
-    return path
+    return _save(m, model_dir / "qdq_conv.onnx")
 
 
 @pytest.fixture(scope="session")
@@ -135,9 +130,7 @@ def qlinear_conv_onnx(model_dir):
     node = helper.make_node("QLinearConv", ["x", "xs", "xz", "W", "ws", "wz", "ys", "yz", "B"], ["y"], pads=[1, 1, 1, 1])
     m = make_model([node], [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 4, 6, 6])],
                    [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 8, 6, 6])], inits)
-    path = model_dir / "qlinear_conv.onnx"
-    onnx.save(m, path)
-    return path
+    return _save(m, model_dir / "qlinear_conv.onnx")
 
 
 @pytest.fixture(scope="session")
@@ -149,9 +142,7 @@ def matmul_integer_onnx(model_dir):
     node = helper.make_node("MatMulInteger", ["a", "B", "az"], ["y"])
     m = make_model([node], [helper.make_tensor_value_info("a", TensorProto.INT8, [2, 16])],
                    [helper.make_tensor_value_info("y", TensorProto.INT32, [2, 8])], inits)
-    path = model_dir / "matmul_integer.onnx"
-    onnx.save(m, path)
-    return path
+    return _save(m, model_dir / "matmul_integer.onnx")
 
 
 @pytest.fixture
