@@ -175,14 +175,69 @@ def score(workload: pd.DataFrame, target: TargetSpec) -> pd.DataFrame:
     return df
 
 
-def totals(scored: pd.DataFrame) -> dict:
-    """Whole-variant sums of a scored workload (kernels run one after another)."""
-    out = {c: float(scored[c].sum()) for c in ENERGY_COLUMNS}
-    for c in ("flops", "macs", "dram_bytes", "onchip_bytes", "read_bytes", "write_bytes", "weight_bytes",
-              "compulsory_bytes", "casts", "energy_cast_j"):
-        out[c] = float(scored[c].sum())
-    out["kernels"] = int(len(scored))
-    out["compulsory_ratio"] = out["energy_j"] / out["compulsory_energy_j"] if out["compulsory_energy_j"] else float("nan")
-    by_bound = scored.groupby("bound")["latency_s"].sum()
-    out["bound"] = str(by_bound.idxmax()) if len(by_bound) else ""
-    return out
+@dataclasses.dataclass(frozen=True)
+class Totals:
+    """Whole-variant sums of a scored workload (kernels run one after another); totals add, so the
+    totals of several runs (phases, batches) are their sum. Energies in J, bytes in B, time in s."""
+
+    kernels: int = 0
+    macs: float = 0.0
+    flops: float = 0.0
+    dram_bytes: float = 0.0
+    onchip_bytes: float = 0.0
+    read_bytes: float = 0.0
+    write_bytes: float = 0.0
+    weight_bytes: float = 0.0
+    compulsory_bytes: float = 0.0
+    casts: float = 0.0
+    energy_j: float = 0.0
+    energy_compute_j: float = 0.0
+    energy_memory_j: float = 0.0
+    energy_dram_j: float = 0.0
+    energy_onchip_j: float = 0.0
+    energy_static_j: float = 0.0
+    energy_cast_j: float = 0.0
+    latency_s: float = 0.0
+    compulsory_energy_j: float = 0.0
+    latency_by_bound: tuple[tuple[str, float], ...] = ()  # modelled seconds per bounding resource
+
+    #: The columns a totals record fills in a table of variants, in order.
+    COLUMNS = ("kernels", "macs", "flops", "dram_bytes", "onchip_bytes", "weight_bytes", "energy_j",
+               "energy_compute_j", "energy_memory_j", "energy_dram_j", "energy_onchip_j", "energy_static_j",
+               "compulsory_energy_j", "compulsory_ratio", "casts", "energy_cast_j", "latency_s", "bound")
+
+    @classmethod
+    def of(cls, scored: pd.DataFrame) -> "Totals":
+        """The totals of a scored workload (:func:`score`)."""
+        sums = {f.name: float(scored[f.name].sum()) for f in dataclasses.fields(cls)
+                if f.name not in ("kernels", "latency_by_bound")}
+        by_bound = scored.groupby("bound")["latency_s"].sum()
+        return cls(kernels=int(len(scored)), latency_by_bound=tuple((str(b), float(s)) for b, s in by_bound.items()),
+                   **sums)
+
+    def __add__(self, other: "Totals") -> "Totals":
+        summed = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self)
+                  if f.name != "latency_by_bound"}
+        bounds = dict(self.latency_by_bound)
+        for b, s in other.latency_by_bound:
+            bounds[b] = bounds.get(b, 0.0) + s
+        return Totals(**summed, latency_by_bound=tuple(sorted(bounds.items())))
+
+    @property
+    def compulsory_ratio(self) -> float:
+        """Energy over the compulsory bound (NaN when the bound is zero)."""
+        return self.energy_j / self.compulsory_energy_j if self.compulsory_energy_j else float("nan")
+
+    @property
+    def bound(self) -> str:
+        """The resource that sets most of the modelled latency."""
+        return max(self.latency_by_bound, key=lambda b: b[1])[0] if self.latency_by_bound else ""
+
+    def row(self) -> dict:
+        """The :data:`COLUMNS` of this record, by name."""
+        return {c: getattr(self, c) for c in self.COLUMNS}
+
+
+def totals(scored: pd.DataFrame) -> Totals:
+    """Whole-variant sums of a scored workload (see :class:`Totals`)."""
+    return Totals.of(scored)

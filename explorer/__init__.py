@@ -7,13 +7,13 @@
 Everything the ``explorer`` command does is available here and returns pandas DataFrames.
 """
 
-__version__ = "0.2.0"
-
+from .version import __version__  # noqa: E402
 from .errors import ExplorerError  # noqa: E402
 from .strategies import Strategy, get_strategy, list_strategies, register  # noqa: E402
 from .sweep import run_sweep, sweep  # noqa: E402
 from .fusion import fusion_report  # noqa: E402
 from .deploy import run_variant  # noqa: E402
+from .records import Status, StatusKind  # noqa: E402
 
 __all__ = ["ExplorerError", "Strategy", "get_strategy", "list_strategies", "register", "run_sweep", "sweep",
-           "fusion_report", "run_variant", "__version__"]
+           "fusion_report", "run_variant", "Status", "StatusKind", "__version__"]

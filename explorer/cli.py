@@ -9,6 +9,12 @@ import sys
 import pandas as pd
 
 
+#: Status kinds that make a sweep's variant a problem: no numbers, or wrong ones.
+PROBLEM_KINDS = ("failed", "crashed", "timed-out", "mismatch")
+#: Status kinds a sweep reports on stderr, one line per cause.
+REPORTED_KINDS = (*PROBLEM_KINDS, "emulated")
+
+
 def _cmd_models(args) -> int:
     import models as zoo
 
@@ -40,6 +46,7 @@ def _cmd_targets(args) -> int:
 
 def _cmd_sweep(args) -> int:
     from .loading import parse_input_shapes
+    from .lowerings import lowerings_dir
     from .report import variants_table
     from .sweep import run_sweep
 
@@ -50,16 +57,19 @@ def _cmd_sweep(args) -> int:
     v = result.variants
     if v["energy_j"].notna().any():
         print(variants_table(v).to_string(index=False))
-    for _, r in v.iterrows():
-        if r["status"] != "ok" and not str(r["status"]).startswith("ok:"):
-            print(f"{r['model']} / {r['strategy']} / {r['target']}: {r['status']}", file=sys.stderr)
+    problems = v[v["status_kind"].isin(REPORTED_KINDS)]
+    for (model, status), group in problems.groupby(["model", "status"], sort=False):  # one line per cause
+        r = group.iloc[0]
+        where = f"{model} / {r['strategy']} / {r['target']}" if len(group) == 1 else f"{model} ({len(group)} variants)"
+        print(f"{where}: {status}", file=sys.stderr)
+    print(f"\ncompiled {result.compiled} lowering{'s' if result.compiled != 1 else ''}, "
+          f"{result.cached} from the cache ({lowerings_dir()})")
     if args.out:
-        print(f"\nwrote {os.path.join(args.out, 'variants.csv')}, kernels.csv and report.md")
+        print(f"wrote {os.path.join(args.out, 'variants.csv')}, kernels.csv and report.md")
     for _, r in v[v["meets_accuracy"].eq(False)].iterrows():
         print(f"{r['model']} / {r['strategy']} / {r['target']}: accuracy loss {r['accuracy_loss_pct']:.3g}% > "
               f"{args.max_accuracy_loss:g}%", file=sys.stderr)
-    bad = v["status"].astype(str).str.startswith(("failed", "MISMATCH"))
-    return 1 if bad.all() else 0
+    return 1 if v["status_kind"].isin(PROBLEM_KINDS).all() else 0
 
 
 def _cmd_fusion(args) -> int:
@@ -102,7 +112,7 @@ def _cmd_fusion(args) -> int:
 
 def _cmd_tune(args) -> int:
     from .loading import parse_input_shapes
-    from .tuning import tune_model
+    from .tvm.tuning import tune_model
 
     stats = tune_model(args.model, strategy=args.strategy, trials=args.trials, records=args.tuning_records,
                        input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet)

@@ -13,6 +13,7 @@ import dataclasses
 
 import pandas as pd
 
+from .records import FAILURE_KINDS
 from .strategies import Strategy, get_strategy, list_strategies
 from .sweep import run_sweep
 
@@ -79,7 +80,7 @@ def fusion_report(model: str, target: str = "cpu", strategy: str = "fused", out:
                        input_shapes=input_shapes, check=False, build=False, progress=progress)
     v = result.variants.set_index("strategy")
     for name in (unfused.name, fused.name):
-        if str(v.loc[name, "status"]).startswith("failed"):
+        if v.loc[name, "status_kind"] in {k.value for k in FAILURE_KINDS}:
             raise RuntimeError(f"{name}: {v.loc[name, 'status']}")
     levels = level_columns(result.kernels, target)
     table = fusion_table(result.kernels, fused.name, unfused.name, tuple(levels))

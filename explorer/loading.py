@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from .cache import cache_dir
 from .errors import ExplorerError
 from .qlinear import expand_integer_ops
 
@@ -65,12 +66,6 @@ class PreparedModel:
             else:
                 out[spec.name] = rng.integers(0, 2, spec.shape).astype(spec.dtype)
         return out
-
-
-def cache_dir() -> Path:
-    """Where prepared models and zoo models are cached ($EXPLORER_CACHE or ~/.cache/tvm-energy-explorer)."""
-    root = os.environ.get("EXPLORER_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "tvm-energy-explorer"
 
 
 #: Bump whenever preparation changes what it produces, so cached prepared models are not reused.
@@ -190,36 +185,3 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None) 
         for i in prepared.graph.input if i.name not in inits
     )
     return PreparedModel(name=name, path=out, sha256=hashlib.sha256(data).hexdigest(), inputs=inputs)
-
-
-def _ort_session(prepared: PreparedModel):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(prepared.path), opts, providers=["CPUExecutionProvider"])
-
-
-def reference_outputs(prepared: PreparedModel, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """The model's outputs from onnxruntime (the numerical reference) on ``inputs``."""
-    return _ort_session(prepared).run(None, inputs)
-
-
-def onnxruntime_latency(prepared: PreparedModel, inputs: dict[str, np.ndarray], repeat: int = 5,
-                        min_repeat_s: float = 0.2) -> float:
-    """Median seconds per inference of the model in onnxruntime on this CPU, the build a user would
-    otherwise deploy, timed like :func:`explorer.tvm_compile.time_cpu`: after a warm-up, ``repeat``
-    repeats, each the mean of as many inferences as last ``min_repeat_s``."""
-    import time
-
-    sess = _ort_session(prepared)
-    start = time.perf_counter()
-    sess.run(None, inputs)
-    number = max(1, int(np.ceil(min_repeat_s / max(time.perf_counter() - start, 1e-6))))
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            sess.run(None, inputs)
-        times.append((time.perf_counter() - start) / number)
-    return float(np.median(times))

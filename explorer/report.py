@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .records import FAILURE_KINDS
+
 
 def _fmt_bytes(n: float) -> str:
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
@@ -242,7 +244,7 @@ def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.
     parts += schedules_section(schedules, plot)
     parts += rankings_section(rankings)
     flagged = variants[variants["within_tolerance"].eq(False)]
-    failed = variants[variants["status"].astype(str).str.startswith("failed")]
+    failed = variants[variants["status_kind"].isin([k.value for k in FAILURE_KINDS])]
     if len(flagged) or len(failed):
         parts += ["## Problems", ""]
         for _, r in pd.concat([flagged, failed]).iterrows():

@@ -2,7 +2,8 @@
 
 A strategy is a frozen, hashable record of one choice on each of four axes. Strategies are registered
 by name, the way ``tvm.relax.pipeline`` registers pipelines: a name -> value map with an error listing
-the known names.
+the known names. Each axis value names a factory of passes in :mod:`explorer.tvm.pipeline`; ``AXES``
+lists those names here, where nothing imports TVM, to check a strategy when it is made.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import dataclasses
 import re
 
-FUSION = ("none", "tvm")
-LAYOUT = ("native", "nhwc")
-PRECISION = ("fp32", "fp16", "bf16", "int8")
+#: The values of each pass axis: the keys of the factory maps in :mod:`explorer.tvm.pipeline`.
+AXES: dict[str, tuple[str, ...]] = {
+    "fusion": ("none", "tvm"),
+    "layout": ("native", "nhwc"),
+    "precision": ("fp32", "fp16", "bf16", "int8"),
+}
 #: ``none``, or ``metaschedule:N`` (N trials across the model, latency-best schedules) and
 #: ``metaschedule:N:energy`` / ``metaschedule:N:edp`` (the measured candidate with the least
 #: modelled energy, or energy x measured latency, per kernel).
@@ -40,7 +44,7 @@ class Strategy:
     tuning: str = "none"
 
     def __post_init__(self) -> None:
-        for axis, allowed in (("fusion", FUSION), ("layout", LAYOUT), ("precision", PRECISION)):
+        for axis, allowed in AXES.items():
             value = getattr(self, axis)
             if value not in allowed:
                 raise ValueError(f"strategy {self.name!r}: {axis}={value!r} is not one of {list(allowed)}")

@@ -10,8 +10,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-# Every test session gets its own cache, so tests never depend on (or pollute) the user's.
-os.environ.setdefault("EXPLORER_CACHE", tempfile.mkdtemp(prefix="explorer-test-cache-"))
+# Every test session gets its own cache, so tests never depend on (or pollute) the user's, even
+# where the user's shell sets EXPLORER_CACHE.
+os.environ["EXPLORER_CACHE"] = tempfile.mkdtemp(prefix="explorer-test-cache-")
 
 TOY_TARGET = os.path.join(os.path.dirname(__file__), "data", "toy.toml")
 
@@ -151,3 +152,20 @@ def toy():
     from cost_models.targets import load_target
 
     return load_target(TOY_TARGET)
+
+
+def lower(path, strategy="baseline", lowering="generic", build=False, scales=None):
+    """Compile an ONNX file under a registered strategy in this process: ``(prepared model, the
+    explorer.tvm.compile.Compiled, its workload table)``."""
+    from explorer.loading import prepare
+    from explorer.strategies import get_strategy
+    from explorer.tvm import codegen
+    from explorer.tvm.compile import compile_variant
+    from explorer.tvm.tir import analyse_module
+    from explorer.workload_table import workload_table
+
+    model = prepare(str(path))
+    target = codegen.llvm_target(codegen.host_cpu()) if lowering == "generic" else codegen.cuda_target("sm_90")
+    compiled = compile_variant(str(model.path), model.sha256, get_strategy(strategy), lowering, target, build=build,
+                               act_scales=scales)
+    return model, compiled, workload_table(compiled.calls, analyse_module(compiled.tir))

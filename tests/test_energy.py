@@ -81,8 +81,8 @@ def test_compulsory_bound_moves_weights_and_io_once_and_macs_at_the_cheapest_dty
     # 4000 B x 100 pJ + 1e6 MACs x 1 pJ + 1 W static x max(2e6 ops / 1e9, 4000 B / 1e9 B/s)
     assert s.compulsory_energy_j == pytest.approx(4000 * 100e-12 + 1e6 * 1e-12 + 2e6 / 1e9)
     tot = energy.totals(energy.score(df, toy))
-    assert tot["compulsory_ratio"] == pytest.approx(s.energy_j / s.compulsory_energy_j)
-    assert tot["compulsory_ratio"] > 1
+    assert tot.compulsory_ratio == pytest.approx(s.energy_j / s.compulsory_energy_j)
+    assert tot.compulsory_ratio > 1
 
 
 def test_unlisted_op_kind_is_charged_as_an_add(toy):
@@ -93,10 +93,21 @@ def test_unlisted_op_kind_is_charged_as_an_add(toy):
 def test_totals_sum_kernels(toy):
     df = pd.DataFrame([row(op_mac_float32=1e6, macs=1e6, flops=2e6), row(call_index=1, traffic_curve="0:1000000")])
     tot = energy.totals(energy.score(df, toy))
-    assert tot["kernels"] == 2
-    assert tot["macs"] == 1e6
-    assert tot["dram_bytes"] == 1e6
-    assert tot["latency_s"] == pytest.approx(2e6 / 1e9 + 1e6 / 1e9)
+    assert tot.kernels == 2
+    assert tot.macs == 1e6
+    assert tot.dram_bytes == 1e6
+    assert tot.latency_s == pytest.approx(2e6 / 1e9 + 1e6 / 1e9)
+
+
+def test_totals_add_field_by_field_and_name_their_columns():
+    a = energy.Totals(kernels=2, macs=10.0, energy_j=3.0, compulsory_energy_j=1.0,
+                      latency_by_bound=(("compute", 2.0), ("dram", 1.0)))
+    b = energy.Totals(kernels=1, macs=5.0, energy_j=1.0, compulsory_energy_j=1.0, latency_by_bound=(("dram", 4.0),))
+    s = a + b
+    assert (s.kernels, s.macs, s.energy_j, s.compulsory_energy_j) == (3, 15.0, 4.0, 2.0)
+    assert s.latency_by_bound == (("compute", 2.0), ("dram", 5.0)) and s.bound == "dram"
+    assert (a.bound, s.compulsory_ratio, energy.Totals().bound) == ("compute", 2.0, "")
+    assert list(s.row()) == list(energy.Totals.COLUMNS) and s.row()["compulsory_ratio"] == 2.0
 
 
 def test_curve_is_a_step_function():

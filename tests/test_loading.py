@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from explorer.errors import ExplorerError
-from explorer.loading import parse_input_shapes, prepare, reference_outputs
-from explorer.tvm_compile import import_onnx, unsupported_ops
+from explorer.loading import parse_input_shapes, prepare
+from explorer.reference import reference_outputs
+from explorer.tvm.frontend import import_onnx, unsupported_ops
 
 
 def test_symbolic_batch_defaults_to_one_and_shape_subgraph_is_folded(symbolic_batch_onnx):

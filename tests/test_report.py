@@ -54,3 +54,32 @@ def test_strategies_tuned_from_the_same_records_share_one_row_per_kernel():
     both = pd.concat([_schedules(), _schedules().assign(strategy="u")], ignore_index=True)
     rows = [line for line in "\n".join(schedules_section(both)).splitlines() if line.startswith("| m |")]
     assert len(rows) == 2 and rows[0].startswith("| m | t, u | a |")
+
+
+def test_the_rankings_line_counts_the_pairs_that_hold_in_95_percent_of_samples():
+    from explorer.report import rankings_section
+
+    rankings = pd.DataFrame({"model": "m", "target": "cpu", "lower": ["a", "a", "b"], "higher": ["b", "c", "c"],
+                             "nominal_ratio": [1.1, 1.5, 1.36], "share_lower_wins": [1.0, 0.95, 0.94]})
+    text = "\n".join(rankings_section(rankings))
+    assert "**m on cpu**: 2 of 3 pairwise rankings hold in at least 95% of samples." in text
+    assert "| b | c | 1.360 | 94.0% |" in text
+
+
+def test_the_fusion_table_charges_each_fused_call_against_the_unfused_calls_it_absorbed():
+    from explorer.fusion import fusion_table
+
+    # unfused: conv (100 B DRAM, 10 J), add (40 B, 2 J), relu (30 B, 1 J), then another conv;
+    # fused: conv+add+relu in one call (60 B, 9 J), the second conv alone
+    k = pd.DataFrame([
+        ("base", 0, "conv", "conv", "", 0, 100.0, 500.0, 10.0), ("base", 1, "add", "add", "", 0, 40.0, 80.0, 2.0),
+        ("base", 2, "relu", "relu", "", 0, 30.0, 60.0, 1.0), ("base", 3, "conv", "conv", "", 0, 100.0, 500.0, 10.0),
+        ("fused", 0, "fused_conv_add_relu", "conv + add + relu", "c a", 2304, 60.0, 400.0, 9.0),
+        ("fused", 1, "conv", "conv", "", 0, 100.0, 500.0, 10.0)],
+        columns=["strategy", "call_index", "kernel", "ops", "eliminated", "eliminated_bytes", "dram_bytes",
+                 "l2_bytes", "energy_j"])
+    t = fusion_table(k, "fused", "base", ("dram_bytes", "l2_bytes"))
+    assert t.to_dict("records") == [{
+        "kernel": "fused_conv_add_relu", "ops": 3, "eliminated_tensors": 2, "eliminated_bytes": 2304,
+        "dram_bytes_unfused": 170.0, "dram_bytes_fused": 60.0, "dram_bytes_saved": 110.0, "l2_bytes_saved": 240.0,
+        "energy_unfused_j": 13.0, "energy_fused_j": 9.0, "energy_saved_j": 4.0, "matched": True}]

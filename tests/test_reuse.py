@@ -7,7 +7,8 @@ import random
 import pytest
 from tvm.script import tirx as T
 
-from explorer import reuse, tir_analysis
+from explorer import reuse
+from explorer.tvm import tir as tir_analysis
 
 
 @T.prim_func
@@ -108,15 +109,10 @@ def test_more_capacity_never_means_more_traffic(seed):
 
 
 def test_a_tensor_left_in_cache_by_the_previous_kernel_is_not_fetched_again(conv_add_relu_onnx):
-    from explorer import tvm_compile
-    from explorer.loading import prepare
-    from explorer.strategies import get_strategy
     from cost_models.workload import curve_at
+    from tests.conftest import lower
 
-    model = prepare(str(conv_add_relu_onnx))
-    lowered = tvm_compile.compile_variant(str(model.path), model.sha256, get_strategy("baseline"), "generic",
-                                          tvm_compile.host_target(), build=False)
-    wl = tir_analysis.workload_table(lowered.calls, tir_analysis.analyse_module(lowered.tir)).set_index("kernel")
+    wl = lower(conv_add_relu_onnx, "baseline")[2].set_index("kernel")
     add = wl.loc["add"]  # reads the conv's 1152 B output c and the 1152 B constant B, writes 1152 B
     # c is still cached and the output goes to recycled, cached memory: only the constant B moves
     assert curve_at(add.traffic_curve, 1 << 20) == 1152

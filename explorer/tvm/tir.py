@@ -1,4 +1,4 @@
-"""Workload extraction from lowered TIR (TVM-specific).
+"""The TIR walker: operation counts, buffer uses and access sites of lowered kernels.
 
 Reads each kernel (PrimFunc) as it stands after ``tirx.FlattenBuffer`` in TVM's own lowering
 pipeline: blocks are gone, init blocks have become ``if k == 0`` guards, buffers are flat and
@@ -19,16 +19,14 @@ Counting rules:
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 
 import tvm
 import tvm_ffi
 from tvm import sym
 
-from cost_models.workload import FLOAT_DTYPES
-
-from . import reuse
+from .. import reuse
+from ..workload_table import BufferUse, KernelWorkload, in_registers
 
 _BINARY_KIND = {
     "Add": "add", "Sub": "add", "Mul": "mul", "Div": "div", "FloorDiv": "div", "FloorMod": "div",
@@ -64,52 +62,6 @@ def _int(expr) -> int | None:
     if isinstance(expr, int):
         return expr
     return int(expr.value) if hasattr(expr, "value") and type(expr).__name__ == "IntImm" else None
-
-
-@dataclasses.dataclass
-class BufferUse:
-    """How one buffer of a kernel is used."""
-
-    name: str
-    scope: str           # "param", "global" (kernel scratch), "shared", "local", ...
-    param_index: int     # position in the PrimFunc signature, -1 if allocated inside the kernel
-    size_bytes: float    # allocated (compacted) size
-    load_count: float = 0.0   # loop-weighted element accesses (times lanes)
-    store_count: float = 0.0
-    load_bytes: float = 0.0
-    store_bytes: float = 0.0
-
-
-#: TVM allocates kernel buffers up to this size on the stack (``kMaxStackAlloca`` in its
-#: LowerTVMBuiltin pass), where LLVM promotes them to registers: a reduction's accumulator that
-#: the schedule compacted to a few elements is register traffic, not memory traffic.
-STACK_BYTES = 1024
-
-
-def _in_registers(use: "BufferUse") -> bool:
-    return use.param_index < 0 and use.scope == "global" and 0 < use.size_bytes <= STACK_BYTES
-
-
-@dataclasses.dataclass
-class KernelWorkload:
-    """What one PrimFunc does per call."""
-
-    name: str
-    ops: Counter  # (kind, dtype) -> count
-    buffers: list[BufferUse]
-    reuse: reuse.ReuseProfile | None = None  # traffic into a cache vs its capacity, keyed by buffer name
-
-    @property
-    def macs(self) -> float:
-        return float(sum(n for (kind, _), n in self.ops.items() if kind == "mac"))
-
-    @property
-    def flops(self) -> float:
-        total = 0.0
-        for (kind, dtype), n in self.ops.items():
-            if dtype in FLOAT_DTYPES and kind in ("mac", "add", "mul", "div", "cmp", "special"):
-                total += 2 * n if kind == "mac" else n
-        return total
 
 
 class _Walker:
@@ -243,7 +195,7 @@ class _Walker:
             use = self.uses[buf] = BufferUse(buf.name, buf.scope() or "global", -1, 0.0)
         dtype, lanes = _dtype_of(dtype_expr)
         n = w * lanes
-        if indices is not None and (use.param_index >= 0 or (use.scope == "global" and not _in_registers(use))):
+        if indices is not None and (use.param_index >= 0 or (use.scope == "global" and not in_registers(use))):
             self._site(use, indices, int(_bytes_of(dtype)) or 1)
         if store:
             use.store_count += n
@@ -414,106 +366,3 @@ def analyse_module(mod: tvm.IRModule) -> dict[str, KernelWorkload]:
         if isinstance(func, tvm.tirx.PrimFunc):
             out[gv.name_hint] = analyse_primfunc(func, gv.name_hint)
     return out
-
-
-def _warm_capacities(calls) -> list[dict[int, float]]:
-    """For each call, per argument position: the smallest cache capacity at which that tensor is
-    already cached when the call starts: its own storage's bytes plus every other storage touched
-    since that storage was last touched, at tensor granularity.
-
-    Activation memory is the static memory planner's storage (``assign_planned_storage``): the
-    same buffers every inference, so a storage first touched in this inference was last touched in
-    the previous one (steady state). Weights and model inputs are cold at their first touch."""
-    n = len(calls)
-    seq = [[(t.storage, t.origin not in ("const", "input")) for t in call.args] for call in calls]
-    size: dict[int, int] = {}
-    for call in calls:
-        for t in call.args:
-            size[t.storage] = max(size.get(t.storage, 0), t.nbytes)
-    last = {s: k - n for k, touched in enumerate(seq) for s, _ in touched}  # the previous inference
-    out = []
-    for k, touched in enumerate(seq):
-        warm = {}
-        for pos, (s, recycled) in enumerate(touched):
-            j = last[s]
-            if j >= 0 or recycled:
-                between = {x for i in range(j + 1, k) for x, _ in seq[i % n]} - {s}
-                warm[pos] = float(size[s] + sum(size[x] for x in between))
-        out.append(warm)
-        for s, _ in touched:
-            last[s] = k
-    return out
-
-
-def traffic_curve(kernel: KernelWorkload, warm: dict[int, float], per_unit: bool = False) -> str:
-    """One call's traffic-versus-capacity curve as ``"capacity:bytes capacity:bytes ..."``.
-
-    It is the kernel's reuse profile (for a cache private to each compute unit if ``per_unit``),
-    less a buffer's first touch at the capacities where it is already cached: an argument an
-    earlier call left there (``warm``: argument position -> smallest such capacity), or scratch the
-    kernel allocates, whenever that scratch fits (allocators hand out recently freed, cache-hot
-    memory, so it is never fetched from the level below)."""
-    profile = kernel.reuse
-    position = {u.name: u.param_index for u in kernel.buffers if u.param_index >= 0}
-    warm_at = {buf: warm.get(position[buf], float("inf")) if buf in position else first
-               for buf, first in profile.first_touch.items()}
-    points: list[tuple[int, int]] = []
-    for c in sorted(set(profile.capacities) | set(warm.values()) | set(warm_at.values()) - {float("inf")}):
-        total = 0.0
-        for buf, moved in profile.at(c, per_unit).items():
-            if warm_at.get(buf, float("inf")) <= c:
-                moved = max(moved - profile.first_touch.get(buf, 0.0), 0.0)
-            total += moved
-        if not points or round(total) != points[-1][1]:
-            points.append((int(c), round(total)))
-    return " ".join(f"{c}:{t}" for c, t in points)
-
-
-def workload_table(calls, kernels: dict[str, KernelWorkload]):
-    """One workload row per kernel call (see :mod:`cost_models.workload` for the columns)."""
-    import pandas as pd
-
-    rows = []
-    warm_at = _warm_capacities(calls)
-    for call, warm in zip(calls, warm_at):
-        k = kernels.get(call.kernel)
-        if k is None:
-            raise RuntimeError(f"kernel {call.kernel} is called in main but absent from the lowered TIR")
-        row = {"call_index": call.index, "kernel": call.kernel, "fused_ops": len(call.members),
-               "eliminated_bytes": sum(t.nbytes for t in call.eliminated)}
-        read = write = weight = io = 0.0
-        access = shared = local = scratch = 0.0
-        for use in k.buffers:
-            if use.param_index >= 0:
-                arg = call.args[use.param_index] if use.param_index < len(call.args) else None
-                if use.param_index >= call.n_inputs:
-                    write += use.size_bytes
-                    if arg is not None and arg.model_output:
-                        io += use.size_bytes
-                elif use.load_count > 0:
-                    read += use.size_bytes
-                    if arg is not None and arg.origin == "const":
-                        weight += use.size_bytes
-                    elif arg is not None and arg.origin == "input":
-                        io += use.size_bytes
-                access += use.load_bytes + use.store_bytes
-            elif use.scope.startswith("shared"):
-                shared += use.load_bytes + use.store_bytes
-            elif (use.scope.startswith("local") or use.scope.startswith("warp") or use.scope.startswith("wmma")
-                  or _in_registers(use)):
-                local += use.load_bytes + use.store_bytes
-            else:
-                scratch += use.size_bytes
-                access += use.load_bytes + use.store_bytes
-        row.update(macs=k.macs, flops=k.flops, read_bytes=read, write_bytes=write, weight_bytes=weight,
-                   io_bytes=io, scratch_bytes=scratch, access_bytes=access, shared_access_bytes=shared,
-                   local_access_bytes=local)
-        row["traffic_curve"] = traffic_curve(k, warm)
-        row["unit_traffic_curve"] = traffic_curve(k, warm, per_unit=True)
-        for (kind, dtype), n in sorted(k.ops.items()):
-            row[f"op_{kind}_{dtype}"] = n
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    op_cols = [c for c in df.columns if c.startswith("op_")]
-    df[op_cols] = df[op_cols].fillna(0.0)
-    return df

@@ -26,7 +26,7 @@ from tvm import relax
 from tvm.ir.expr import Constant
 from tvm.relax import expr_functor
 
-from .errors import ExplorerError
+from ..errors import ExplorerError
 
 _CONV = "relax.nn.conv2d"
 _MATMUL = "relax.matmul"

@@ -1,0 +1,157 @@
+"""From cached lowerings to result rows: scores, status, accuracy and the per-kernel table.
+
+Everything here is cheap and recomputed on every run: a variant's row is its lowering (from the
+worker or the cache) scored on one target, with the status a person reads, the accuracy against the
+onnxruntime reference and the measured latency beside onnxruntime's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cost_models import energy
+from cost_models.energy import Totals
+from cost_models.targets import TargetSpec
+
+from . import schedules
+from .accuracy import accuracy_metrics
+from .records import Failure, Lowering, Status, StatusKind
+from .strategies import Strategy
+
+#: Relative tolerance of the numerical check against onnxruntime (fp32).
+RTOL = 1e-3
+
+#: The compute dtype each reduced precision needs from a target.
+PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
+
+IDENTITY_COLUMNS = ("model", "strategy", "target", "fusion", "layout", "precision", "tuning", "status", "status_kind",
+                    "built", "ran")
+MEASURED_COLUMNS = (
+    "planned_memory_bytes", "max_abs_error", "tolerance", "within_tolerance", "sqnr_db", "accuracy_loss_pct",
+    "argmax_agreement", "meets_accuracy", "compile_s", "check_run_s", "measured_latency_s", "measured_latency_spread",
+    "onnxruntime_latency_s", "latency_vs_onnxruntime", "tuned_kernels", "reused_kernels", "tuning_trials",
+    "model_hash", "tvm_version")
+#: The columns of ``variants.csv``, in order.
+VARIANT_COLUMNS = [*IDENTITY_COLUMNS, *Totals.COLUMNS, "energy_p05_j", "energy_p95_j", *MEASURED_COLUMNS]
+
+
+def base_row(model: str, strategy: Strategy, target: str) -> dict:
+    """A variant row with its identity filled in and everything else empty."""
+    row = dict.fromkeys(VARIANT_COLUMNS)
+    row.update(model=model, strategy=strategy.name, target=target, **strategy.axes(), built=False, ran=False)
+    return row
+
+
+def failed_row(row: dict, status: Status) -> dict:
+    """``row`` for a variant that produced no numbers."""
+    return {**row, "status": status.text, "status_kind": status.kind.value}
+
+
+def _build_status(lowering: Lowering, target: TargetSpec, row: dict) -> Status:
+    if target.tvm == "none":
+        return Status(StatusKind.ANALYSED, "analysed from lowered TIR (not built)")
+    if target.tvm == "cuda":
+        if lowering.build_error:
+            return Status(StatusKind.CODEGEN_FAILED, "analysed from CUDA TIR; TVM's CUDA code generation failed "
+                                                     f"({lowering.build_error[:160]})")
+        if not lowering.built:
+            return Status(StatusKind.ANALYSED, "analysed from CUDA TIR (not built)")
+        if lowering.nvcc_error:
+            return Status(StatusKind.CODEGEN_FAILED, f"analysed; CUDA source not compiled ({lowering.nvcc_error})")
+        row["built"] = True
+        return Status(StatusKind.BUILT_NOT_RUN, "built with nvcc (not run: no GPU here)")
+    row["built"] = lowering.built
+    return Status(StatusKind.OK if lowering.run is not None else StatusKind.ANALYSED if not lowering.built
+                  else StatusKind.BUILT_NOT_RUN)
+
+
+def _checked(row: dict, lowering: Lowering, reference: list[np.ndarray], status: Status) -> Status:
+    """Fill the run's columns: accuracy against ``reference`` and the measured latency."""
+    run = lowering.run
+    row["ran"] = True
+    row["check_run_s"] = round(run.check_run_s, 4)
+    if run.latency_runs_s:
+        runs = run.latency_runs_s
+        row["measured_latency_s"] = float(np.median(runs))
+        row["measured_latency_spread"] = float((max(runs) - min(runs)) / np.median(runs))
+        if row.get("onnxruntime_latency_s"):
+            row["latency_vs_onnxruntime"] = row["measured_latency_s"] / row["onnxruntime_latency_s"]
+    row.update(accuracy_metrics(run.outputs, reference))
+    if row["precision"] != "fp32":
+        return status
+    # full precision must match the reference to rounding
+    tols = [RTOL * max(1.0, float(np.max(np.abs(want))) if want.size else 1.0) for want in reference]
+    row["tolerance"] = min(tols) if tols else 0.0
+    row["within_tolerance"] = row["max_abs_error"] <= row["tolerance"]
+    if not row["within_tolerance"]:
+        return Status(StatusKind.MISMATCH, f"max abs error {row['max_abs_error']:.3g} > tolerance {row['tolerance']:.3g}")
+    return status
+
+
+def kernel_frame(lowering: Lowering, scored: pd.DataFrame, row: dict) -> pd.DataFrame:
+    """The per-kernel table of one variant on one target: its scored workload, with the operators
+    each call covers and the intermediates fusion eliminated."""
+    kernels = scored.copy()
+    calls = {c.index: c for c in lowering.calls}
+    kernels["ops"] = [" + ".join(calls[i].members) for i in kernels["call_index"]]
+    kernels["eliminated"] = [" ".join(calls[i].eliminated) for i in kernels["call_index"]]
+    for col in ("model", "strategy", "target"):
+        kernels.insert(0, col, row[col])
+    return kernels
+
+
+def variant_row(row: dict, result: Lowering | Failure, target: TargetSpec,
+                reference: list[np.ndarray] | None) -> tuple[dict, pd.DataFrame]:
+    """Score ``result`` on ``target`` into ``row`` (from :func:`base_row`); return it and the kernels."""
+    if isinstance(result, Failure):
+        return failed_row(row, result.status), pd.DataFrame()
+    scored = energy.score(result.workload, target)
+    row.update(energy.totals(scored).row())
+    row["planned_memory_bytes"] = result.planned_bytes
+    if result.tuning is not None:
+        row.update(tuned_kernels=result.tuning.tuned, reused_kernels=result.tuning.reused,
+                   tuning_trials=result.tuning.trials)
+    row["compile_s"] = round(result.compile_s, 3)
+    status = _build_status(result, target, row)
+    if target.tvm == "llvm" and result.run is not None and reference is not None:
+        status = _checked(row, result, reference, status)
+    if row["tuning"] != "none" and target.tvm != "llvm":
+        status = status.noted("not tuned: MetaSchedule needs a GPU here to measure candidates (DLight schedules used)")
+    dtype = PRECISION_DTYPE.get(row["precision"])
+    if dtype and dtype not in target.dtypes and status.kind is not StatusKind.MISMATCH:
+        status = status.emulated(f"{target.name} has no {dtype} unit (see its target file): charged as emulated")
+    row["status"], row["status_kind"] = status.text, status.kind.value
+    return row, kernel_frame(result, scored, row)
+
+
+def tuning_tables(result: Lowering | Failure, scoring: TargetSpec, model: str, strategy: str
+                  ) -> dict[str, pd.DataFrame]:
+    """For a tuned variant, ``schedules`` (per kernel, the latency-, energy- and EDP-best candidate)
+    and ``candidates`` (every scored candidate), scored on ``scoring``; empty otherwise."""
+    if isinstance(result, Failure) or result.tuning is None or not len(result.tuning.candidates):
+        return {}
+    choice = schedules.choose(result.tuning.candidates, scoring)
+    return {name: table.assign(model=model, strategy=strategy)
+            for name, table in (("schedules", choice.table), ("candidates", choice.candidates)) if len(table)}
+
+
+def rank(variants: pd.DataFrame, kernels: pd.DataFrame, specs: dict[str, TargetSpec], seed: int) -> pd.DataFrame:
+    """Sample every target's figure ranges: each variant's energy percentiles go into ``variants``
+    (in place); the returned table says, per pair of variants of a model on a target, in what share
+    of samples the nominally cheaper one stays cheaper."""
+    from cost_models import uncertainty
+
+    frames = []
+    if not len(kernels):
+        return pd.DataFrame(columns=["model", "target", "lower", "higher", "nominal_ratio", "share_lower_wins"])
+    for (model, target), group in kernels.groupby(["model", "target"], sort=False):
+        workloads = {s: g for s, g in group.groupby("strategy", sort=False)}
+        spread, pairs = uncertainty.compare(workloads, specs[target], seed=seed)
+        for _, r in spread.iterrows():
+            at = (variants.model == model) & (variants.target == target) & (variants.strategy == r.variant)
+            variants.loc[at, ["energy_p05_j", "energy_p95_j"]] = [r.energy_p05_j, r.energy_p95_j]
+        pairs.insert(0, "target", target)
+        pairs.insert(0, "model", model)
+        frames.append(pairs)
+    return pd.concat(frames, ignore_index=True)

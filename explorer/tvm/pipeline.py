@@ -1,0 +1,204 @@
+"""Strategy passes: one name -> factory map per strategy axis, composed into one ``Sequential``.
+
+As in TVM's ``relax/pipeline.py``, each axis value names a factory of passes; a strategy is the
+choice on every axis, and :func:`strategy_passes` composes them in a fixed order:
+
+1. ``PREPARE``: a pre-quantized (QDQ) model's conv2d/matmul become int8 kernels whatever the
+   strategy (this must see the weights' dequantize before FoldConstant folds it away), and
+   inference-mode BatchNorm folds into the preceding conv, as every deployment build does;
+2. ``PRECISION`` (before layout: ToMixedPrecision needs the ops BatchNorm folding left behind);
+3. ``LAYOUT``;
+4. ``LEGALIZE``: decomposition of the remaining inference-mode ops, LegalizeOps, op patterns;
+5. ``FUSION``;
+6. ``SCHEDULE`` of the lowering (``generic``: CPU and analysis-only targets; ``cuda``), unless a
+   tuned strategy schedules a generic lowering with MetaSchedule (``TUNING``, run after the
+   ``Sequential`` by :mod:`explorer.tvm.compile`: TVM's pass infrastructure would turn the
+   KeyboardInterrupt that stops tuning into a RuntimeError).
+
+Adding an axis value is one entry in its map (and its name in :data:`explorer.strategies.AXES`,
+which a test keeps equal to these maps' keys).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import tvm
+from tvm import relax, s_tir
+from tvm.s_tir import dlight as dl
+from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm.s_tir.dlight.base import ScheduleRule
+from tvm.s_tir.dlight.base.common_schedules import try_inline
+
+from ..strategies import Strategy
+from ..workload_table import Tensor
+from .precision import precision_pass
+
+
+@dataclasses.dataclass
+class PipelineContext:
+    """What the factories of one compile need, and what the passes report back."""
+
+    strategy: Strategy
+    lowering: str                                   # "generic" or "cuda"
+    act_scales: tuple[float, ...] | None = None     # calibrated activation scales (int8)
+    groups: dict = dataclasses.field(default_factory=dict)  # fusion groups, filled by FuseOps' recorder
+
+
+Factory = Callable[[PipelineContext], list]
+
+
+class InlineElementwise(ScheduleRule):
+    """Inline injective blocks into their neighbours and place epilogues after a reduction inside
+    the reduction's spatial loops, so a fused kernel keeps no full-size intermediate buffer."""
+
+    def apply(self, func, target, _):
+        if not isinstance(func, tvm.tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if infos is None:
+            return None
+        remaining = try_inline(sch, infos)
+        reductions = [b for b in remaining if b.is_reduction()]
+        for info in remaining:
+            if info.is_reduction():
+                continue
+            producers = [p for p in sch.get_producers(info.block_rv)]
+            for red in reductions:
+                if any(sch.get(p).same_as(sch.get(red.block_rv)) for p in producers):
+                    kinds = red.dom_kind()
+                    n_spatial = len(kinds) - len(kinds.lstrip("S"))
+                    loops = sch.get_loops(red.block_rv)
+                    if 0 < n_spatial <= len(loops):
+                        try:
+                            sch.reverse_compute_at(info.block_rv, loops[n_spatial - 1], preserve_unit_loops=True)
+                        except Exception:  # not placeable (e.g. a transposing epilogue): stays separate
+                            pass
+                    break
+        return sch
+
+
+def name_of(var) -> str:
+    """The name of a Relax variable or global."""
+    return getattr(var, "name_hint", None) or var.name
+
+
+def sinfo_tensors(sinfo, name: str, origin: str) -> list[Tensor]:
+    """The tensors of a Relax type (a tuple type gives one per field)."""
+    if isinstance(sinfo, relax.TupleType):
+        out = []
+        for i, f in enumerate(sinfo.fields):
+            out += sinfo_tensors(f, f"{name}.{i}", origin)
+        return out
+    shape = tuple(int(d) for d in sinfo.shape.values) if sinfo.shape is not None else ()
+    return [Tensor(name, shape, str(sinfo.dtype), origin)]
+
+
+def bindings(func: relax.Function):
+    """Every binding of a Relax function, in order."""
+    for block in func.body.blocks:
+        yield from block.bindings
+
+
+def _group_members(mod: tvm.IRModule) -> dict[str, tuple[list[str], list[Tensor]]]:
+    """After FuseOps: for each fused group (by function name, which FuseTIR gives the fused kernel),
+    the operator kernels it contains and the intermediate tensors inside it."""
+    out = {}
+    for binding in bindings(mod["main"]):
+        call = binding.value
+        if not isinstance(call, relax.Call) or not isinstance(call.op, tvm.ir.GlobalVar):
+            continue
+        group = mod[call.op]
+        if not isinstance(group, relax.Function):
+            continue
+        members, inner = [], []
+        result = group.body.body
+        for b in bindings(group):
+            if isinstance(b.value, relax.Call) and b.value.op.same_as(tvm.ir.Op.get("relax.call_tir")):
+                members.append(name_of(b.value.args[0]))
+                if not b.var.same_as(result):
+                    inner += sinfo_tensors(b.var.ty, name_of(b.var), "kernel")
+        out[name_of(call.op)] = (members, inner)
+    return out
+
+
+def _record_groups(ctx: PipelineContext) -> tvm.transform.Pass:
+    @tvm.transform.module_pass(opt_level=0, name="explorer.RecordFusionGroups")
+    def record(mod, _ctx):
+        ctx.groups.update(_group_members(mod))
+        return mod
+
+    return record
+
+
+def _prepare(ctx: PipelineContext) -> list:
+    return [precision_pass("qdq"), relax.transform.FoldBatchnormToConv2D(), relax.transform.FoldConstant()]
+
+
+def _legalize(ctx: PipelineContext) -> list:
+    return [relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
+            relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant()]
+
+
+def _cuda_schedule(ctx: PipelineContext) -> list:
+    # DLight's Matmul rule tensorizes int8 with wmma fragments that TVM 0.27 then fails to lower
+    # (fragment_info_ check); int8 kernels take the other rules
+    matmul = [] if ctx.strategy.precision == "int8" else [dl.gpu.Matmul()]
+    return [dl.ApplyDefaultSchedule(*matmul, dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(),
+                                    dl.gpu.Fallback())]
+
+
+PRECISION: dict[str, Factory] = {
+    "fp32": lambda ctx: [],
+    "fp16": lambda ctx: [relax.transform.ConvertToDataflow(), relax.transform.ToMixedPrecision(out_dtype="float32"),
+                         relax.transform.FoldConstant()],
+    "bf16": lambda ctx: [precision_pass("bf16"), relax.transform.FoldConstant()],
+    "int8": lambda ctx: [precision_pass("int8", ctx.act_scales), relax.transform.FoldConstant()],
+}
+
+LAYOUT: dict[str, Factory] = {
+    "native": lambda ctx: [],
+    "nhwc": lambda ctx: [relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}),
+                         relax.transform.FoldConstant()],
+}
+
+FUSION: dict[str, Factory] = {
+    "none": lambda ctx: [],
+    "tvm": lambda ctx: [relax.transform.FuseOps(), _record_groups(ctx), relax.transform.FuseTIR()],
+}
+
+#: The default schedule of each lowering: for ``generic``, a rule that inlines element-wise blocks
+#: the way TVM schedules do, so fused intermediates are not materialised; DLight's GPU rules for cuda.
+SCHEDULE: dict[str, Factory] = {
+    "generic": lambda ctx: [dl.ApplyDefaultSchedule(InlineElementwise())],
+    "cuda": _cuda_schedule,
+}
+
+
+def lookup(table: dict[str, Factory], axis: str, name: str) -> Factory:
+    """The factory for ``name`` on ``axis``; an unknown name gets an error listing the known ones."""
+    try:
+        return table[name]
+    except KeyError:
+        raise KeyError(f"unknown {axis} {name!r}; known: {', '.join(table)}") from None
+
+
+def schedules_by_tuning(ctx: PipelineContext) -> bool:
+    """Whether MetaSchedule, not the lowering's default schedule, schedules this compile (MetaSchedule
+    measures candidates on this CPU only, so a cuda lowering keeps DLight's schedules)."""
+    return ctx.strategy.tuned and ctx.lowering == "generic"
+
+
+def strategy_passes(ctx: PipelineContext, schedule: bool = True) -> tvm.transform.Pass:
+    """The strategy's Relax passes as one ``Sequential``: every axis's factory, in the order of the
+    module docstring; ``schedule=False`` stops before scheduling (what tuning-task extraction reads)."""
+    s = ctx.strategy
+    passes = [*_prepare(ctx), *lookup(PRECISION, "precision", s.precision)(ctx),
+              *lookup(LAYOUT, "layout", s.layout)(ctx), *_legalize(ctx),
+              *lookup(FUSION, "fusion", s.fusion)(ctx), relax.transform.DeadCodeElimination()]
+    if schedule and not schedules_by_tuning(ctx):
+        passes += lookup(SCHEDULE, "lowering", ctx.lowering)(ctx)
+    passes += [relax.transform.RewriteDataflowReshape()]
+    return tvm.transform.Sequential(passes, name="explorer.strategy")

@@ -1,0 +1,93 @@
+"""Running built variants: in-memory executables, and exported libraries with TVM's runtime only.
+
+A cached CPU build does not need TVM's compiler: when TVM is not yet imported,
+:func:`import_runtime_only` imports it with ``TVM_USE_RUNTIME_LIB=1`` (``libtvm_runtime`` only;
+``tvm.relax`` is then unavailable), and the library runs on ``tvm.runtime.vm.VirtualMachine``.
+This module imports tvm only inside its functions, so importing it costs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def compiler_loaded_or_loadable() -> bool:
+    """Whether this process can compile: TVM is not imported yet, or imported with its compiler."""
+    tvm = sys.modules.get("tvm")
+    return tvm is None or not getattr(getattr(tvm, "base", None), "_RUNTIME_ONLY", True)
+
+
+def import_runtime_only():
+    """Import TVM with its runtime library only (``TVM_USE_RUNTIME_LIB=1``) if it is not imported yet.
+
+    The variable is read once, when ``tvm`` is first imported; it is restored afterwards so that
+    processes started later (e.g. sweep workers) still get the compiler. Returns the ``tvm`` module
+    (possibly a full one imported earlier)."""
+    if "tvm" not in sys.modules:
+        saved = os.environ.get("TVM_USE_RUNTIME_LIB")
+        os.environ["TVM_USE_RUNTIME_LIB"] = "1"
+        try:
+            import tvm  # noqa: F401
+        finally:
+            if saved is None:
+                os.environ.pop("TVM_USE_RUNTIME_LIB", None)
+            else:
+                os.environ["TVM_USE_RUNTIME_LIB"] = saved
+    import tvm
+
+    return tvm
+
+
+def load_vm(library: Path):
+    """Load an exported library and return ``(tvm, VirtualMachine on the CPU)``; works runtime-only."""
+    tvm = import_runtime_only()
+    from tvm.runtime.vm import VirtualMachine
+
+    return tvm, VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())
+
+
+def time_library(library: Path, inputs: list[np.ndarray], repeat: int) -> list[float]:
+    """Run ``main`` of an exported library ``repeat`` times on ``inputs``; seconds per run.
+
+    The inputs are copied to TVM tensors once, before timing; there is no warm-up run, so the first
+    time includes first-touch costs (the median is robust to it)."""
+    tvm, machine = load_vm(library)
+    args = [tvm.runtime.tensor(x) for x in inputs]
+    main = machine["main"]
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        main(*args)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def run_executable(executable, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Run a built CPU variant once; return its outputs as numpy arrays."""
+    import tvm
+    from tvm import relax
+
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    out = vm["main"](*[tvm.runtime.tensor(x) for x in inputs])
+    if hasattr(out, "numpy"):
+        return [out.numpy()]
+    return [o.numpy() for o in out]
+
+
+def time_executable(executable, inputs: list[np.ndarray], repeat: int = 5, min_repeat_s: float = 0.2) -> list[float]:
+    """Seconds per inference of a built CPU variant: TVM's time evaluator after one untimed warm-up,
+    ``repeat`` timed repeats, each the mean of as many inferences as last ``min_repeat_s``."""
+    import tvm
+    from tvm import relax
+
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    args = [tvm.runtime.tensor(x) for x in inputs]
+    vm["main"](*args)
+    result = vm.time_evaluator("main", tvm.cpu(), number=1, repeat=repeat,
+                               min_repeat_ms=int(min_repeat_s * 1e3))(*args)
+    return [float(x) for x in result.results]

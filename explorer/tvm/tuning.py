@@ -1,0 +1,266 @@
+"""MetaSchedule tuning with reusable records and an energy-aware choice of schedule.
+
+A tuned strategy (``tuning="metaschedule:N[:pick]"``) extracts one tuning task per distinct kernel of
+the fused graph, gives each kernel ``N // kernels`` measured candidates on this CPU (counting those
+its records database already holds), and then applies one measured schedule per kernel, chosen by
+:func:`explorer.schedules.choose` on the target being built (``latency``, ``energy`` or ``edp``).
+
+Records live where :mod:`explorer.tuning_records` says: a larger budget only adds the missing
+trials; an interrupted tuning run keeps every batch it measured. MetaSchedule cannot measure GPU
+candidates without a GPU, so only CPU variants are tuned here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pandas as pd
+import tvm
+from tvm import relax
+from tvm.ir.utils import derived_object
+from tvm.s_tir import dlight as dl
+from tvm.s_tir import meta_schedule as ms
+
+from cost_models.targets import TargetSpec
+
+from .. import schedules
+from ..cache import locked, write_atomic
+from ..errors import ExplorerError
+from ..records import TuningOutcome
+from ..tuning_records import records_dir, records_digest
+from .candidates import database, kernel_key, measured_candidates, records_by_kernel
+
+#: Candidates built and measured per MetaSchedule iteration: builder workers re-import TVM for
+#: every batch (about 30 s here), so larger batches waste less.
+TRIALS_PER_BATCH = 16
+
+
+def _tune_target(target: dict) -> tvm.target.Target:
+    import psutil
+
+    return tvm.target.Target({**target, "num-cores": psutil.cpu_count(logical=False) or 1})
+
+
+def kernel_tasks(mod: tvm.IRModule, target: dict) -> list:
+    """MetaSchedule's tuning tasks for the kernels of ``mod`` (unscheduled TIR) on ``target``."""
+    return ms.relax_integration.extract_tasks(mod, _tune_target(target))
+
+
+class _Ledger:
+    """``budgets.json`` in a records directory: per kernel (structural hash), the per-kernel trial
+    budget already tuned to. A kernel whose search space ran out before its budget still counts as
+    done, so it is not tuned again for nothing."""
+
+    def __init__(self, work_dir: Path):
+        self.path = work_dir / "budgets.json"
+        self.done = self._read()
+
+    def _read(self) -> dict:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    @staticmethod
+    def key(task) -> str:
+        return kernel_key(task.dispatched[0])
+
+    def get(self, task) -> int:
+        return int(self.done.get(self.key(task), 0))
+
+    def mark(self, tasks, budget: int) -> None:
+        with locked(self.path):  # another process may have marked other kernels meanwhile
+            on_disk = self._read()
+            self.done = {k: max(int(v), int(on_disk.get(k, 0))) for k, v in {**on_disk, **self.done}.items()}
+            for t in tasks:
+                self.done[self.key(t)] = max(budget, self.get(t))
+            write_atomic(self.path, json.dumps(self.done, indent=0, sort_keys=True))
+
+
+@dataclasses.dataclass
+class TuneStats:
+    """What one tuning call did."""
+
+    tasks: int
+    tuned: int     # tasks tuned now
+    reused: int    # tasks whose records already met the budget
+    trials: int    # candidates measured now
+
+
+def _quiet_metaschedule_console() -> None:
+    """Keep MetaSchedule's console output to warnings (the progress bar shows progress; its full log
+    still goes to ``work_dir/logs``). Its console level is its logger's level when tuning starts, and
+    its logging config re-lists that logger's handlers by name, so a handler attached by anyone else
+    (pytest's log capture, for one) would make it fail: those are detached."""
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    logger.setLevel(logging.WARNING)
+    for handler in list(logger.handlers):
+        if handler.get_name() not in (f"{logger.name}.console", f"{logger.name}.file"):
+            logger.removeHandler(handler)
+
+
+class _StopOnInterrupt:
+    """While active, the first Ctrl-C asks tuning to stop after the batch being measured (MetaSchedule
+    ignores Python's KeyboardInterrupt inside its loop); a second one stops at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous or signal.SIG_DFL)
+        print("\nexplorer: stopping after the batch being measured (Ctrl-C again to stop now)", file=sys.stderr)
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: no handler, Ctrl-C behaves as before
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None and signal.getsignal(signal.SIGINT) == self._handle:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def per_kernel_budget(trials: int, kernels: int) -> int:
+    """Trials each kernel gets from a model-wide budget of ``trials``."""
+    return max(1, trials // max(kernels, 1))
+
+
+def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True) -> TuneStats:
+    """Tune every kernel of ``tasks`` (:func:`kernel_tasks`) to ``trials // kernels`` measured candidates,
+    counting the candidates ``work_dir``'s database already holds: a kernel is never measured twice
+    for the same budget, and a larger budget only adds the missing trials."""
+    from tqdm.auto import tqdm
+
+    db = database(work_dir)
+    ledger = _Ledger(work_dir)
+    per_kernel = per_kernel_budget(trials, len(tasks))
+    measured = {key: len(recs) for key, recs in records_by_kernel(db).items()}
+    short: dict[int, list] = {}  # missing trials -> the kernels missing that many
+    for t in tasks:
+        have = max(ledger.get(t), measured.get(_Ledger.key(t), 0))
+        if have < per_kernel:
+            short.setdefault(per_kernel - have, []).append(t)
+    todo = [t for group in short.values() for t in group]
+    stats = TuneStats(len(tasks), len(todo), len(tasks) - len(todo), 0)
+    if not todo:
+        return stats
+    bar = tqdm(total=sum(n * len(g) for n, g in short.items()), disable=not progress, unit="trial",
+               desc=f"tuning {len(todo)} kernels")
+
+    stop = _StopOnInterrupt()
+
+    @derived_object
+    class _Progress(ms.measure_callback.PyMeasureCallback):
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+            stats.trials += len(measure_candidates)
+            bar.set_postfix_str(task_scheduler.tasks_[task_id].ctx.task_name[:40])
+            bar.update(len(measure_candidates))
+            if stop.requested:  # this batch is in the database already (AddToDatabase runs first)
+                for i, task in enumerate(task_scheduler.tasks_):
+                    if not task.is_terminated:
+                        task_scheduler.terminate_task(i)
+
+    try:
+        for missing, group in sorted(short.items(), reverse=True):
+            _quiet_metaschedule_console()
+            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                group, work_dir=str(work_dir), seed=0, num_threads=os.cpu_count() or 1)
+            with stop:
+                ms.tune.tune_tasks(
+                    tasks=contexts, task_weights=weights, work_dir=str(work_dir),
+                    max_trials_global=missing * len(group), max_trials_per_task=missing,
+                    num_trials_per_iter=min(TRIALS_PER_BATCH, missing),
+                    builder=ms.builder.LocalBuilder(max_workers=os.cpu_count() or 1, timeout_sec=600),
+                    runner=ms.runner.LocalRunner(timeout_sec=600, evaluator_config=ms.runner.EvaluatorConfig(
+                        number=3, repeat=1, min_repeat_ms=0, enable_cpu_cache_flush=False)),
+                    database=db, cost_model=_cost_model(), task_scheduler="round-robin",
+                    measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [_Progress()])
+            if stop.requested:
+                raise KeyboardInterrupt  # raised here: MetaSchedule swallows exceptions from its callbacks
+            ledger.mark(group, per_kernel)  # only once the group finished: an interrupted run resumes
+        bar.total = bar.n  # kernels whose search space ran out measured fewer than their budget
+    finally:
+        bar.close()
+    return stats
+
+
+def _cost_model() -> str:
+    try:
+        import xgboost  # noqa: F401
+    except ImportError:
+        return "random"  # MetaSchedule's learned model needs xgboost; random still measures every pick
+    return "xgb"
+
+
+def apply(mod: tvm.IRModule, tasks: list, target: dict, work_dir: Path, pick: str, scoring: TargetSpec,
+          progress: bool = False) -> tuple[tvm.IRModule, pd.DataFrame]:
+    """Schedule ``mod`` (whose kernels are ``tasks``) with the ``pick`` candidate of each kernel from
+    ``work_dir``'s records, chosen on the ``scoring`` target; kernels without records get the default
+    schedule. Returns the module and the measured candidates (for the tables every run recomputes)."""
+    from .pipeline import InlineElementwise
+
+    mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)  # DLight rewrites its input in place
+    candidates, records = measured_candidates(work_dir, target, tasks, progress)
+    choice = schedules.choose(candidates, scoring)
+    # every pick, latency too, builds exactly the candidate the choice table names
+    database = ms.database.MemoryDatabase()
+    for kernel, best in choice.picked.items():
+        rec = records[(kernel, best[pick])]
+        committed = database.commit_workload(rec.workload.mod)
+        database.commit_tuning_record(ms.database.TuningRecord(rec.trace, committed, rec.run_secs, rec.target,
+                                                               rec.args_info))
+    with tvm.target.Target(target):
+        with database:
+            mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+        mod = dl.ApplyDefaultSchedule(InlineElementwise())(mod)
+    return mod, candidates
+
+
+@dataclasses.dataclass(frozen=True)
+class TuningSetup:
+    """How a compile tunes: on which CPU, with which records, scored on which target."""
+
+    target: dict                     # the LLVM target dict being built
+    scoring: TargetSpec              # the target whose figures the energy and EDP picks use
+    records: str | None = None       # records directory (default: one per CPU in the cache)
+    progress: bool = False
+
+    def schedule(self, mod: tvm.IRModule, strategy) -> tuple[tvm.IRModule, TuningOutcome]:
+        """Tune ``mod``'s kernels to ``strategy``'s budget and apply its pick."""
+        work = records_dir(self.target, self.records)
+        tasks = kernel_tasks(mod, self.target)
+        stats = tune(tasks, strategy.trials, work, self.progress)
+        mod, candidates = apply(mod, tasks, self.target, work, strategy.pick, self.scoring, self.progress)
+        return mod, TuningOutcome(stats.tasks, stats.tuned, stats.reused, stats.trials, str(work), candidates,
+                                  records_digest(work))
+
+
+def tune_model(model: str, strategy="fused-tuned", trials: int | None = None,
+               records: str | os.PathLike | None = None, input_shapes: dict | None = None,
+               progress: bool = True) -> TuneStats:
+    """Fill the tuning-records database for ``model`` under a tuned ``strategy`` on this CPU,
+    without building; later sweeps and builds reuse the records. ``strategy`` is a name or a
+    :class:`~explorer.strategies.Strategy`; ``trials`` overrides its budget."""
+    from ..loading import prepare
+    from ..strategies import Strategy, get_strategy
+    from .codegen import host_cpu, llvm_target
+    from .frontend import imported
+    from .pipeline import PipelineContext, strategy_passes
+
+    strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
+    if not strat.tuned:
+        raise ExplorerError(f"strategy {strat.name!r} does not tune; tuned strategies have tuning='metaschedule:N'")
+    prepared = prepare(model, input_shapes)
+    target = llvm_target(host_cpu())
+    with tvm.target.Target(target):
+        mod = strategy_passes(PipelineContext(strat, "generic"), schedule=False)(imported(str(prepared.path),
+                                                                                           prepared.sha256))
+    return tune(kernel_tasks(mod, target), trials or strat.trials, records_dir(target, records), progress)

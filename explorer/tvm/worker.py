@@ -1,0 +1,76 @@
+"""The worker's entry point: compile, analyse and (on this CPU) run one variant; return plain records."""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+from ..errors import ExplorerError
+from ..records import Failure, KernelCall, Lowering, LoweringRequest, Measurement, Status, StatusKind
+from ..workload_table import workload_table
+
+
+def one_line(err: BaseException) -> str:
+    """``Type: last line of the message`` (at most 300 characters of it)."""
+    last = traceback.format_exception_only(type(err), err)[-1].strip().splitlines()[-1]
+    return f"{type(err).__name__}: {last[:300]}"
+
+
+def warm_up() -> None:
+    """Import TVM's compiler once per worker process (it takes seconds)."""
+    import tvm  # noqa: F401
+
+    from . import compile  # noqa: F401
+
+
+def lower_variant(req: LoweringRequest) -> Lowering | Failure:
+    """Compile ``req``'s variant, analyse its lowered TIR and, for a generic build with inputs, run
+    it once (its outputs) and time it. One failing variant never raises: it is a :class:`Failure`."""
+    try:
+        return _lower(req)
+    except ExplorerError as err:
+        return Failure(Status(StatusKind.FAILED, str(err)))
+    except Exception as err:  # one failing variant never stops a sweep
+        return Failure(Status(StatusKind.FAILED, one_line(err)))
+
+
+def _lower(req: LoweringRequest) -> Lowering:
+    from . import codegen, runtime
+    from .compile import compile_variant
+    from .tir import analyse_module
+    from .tuning import TuningSetup
+
+    start = time.perf_counter()
+    cuda = req.lowering == "cuda"
+    target = codegen.cuda_target(req.arch) if cuda else codegen.llvm_target(req.mcpu)
+    tuning = None if cuda else TuningSetup(target, req.scoring, req.tuning_records, req.progress)
+    args = (req.model_path, req.model_sha256, req.strategy, req.lowering, target)
+    build_error = ""
+    try:
+        compiled = compile_variant(*args, build=req.build, act_scales=req.act_scales, tuning=tuning)
+    except Exception as err:
+        if not (req.build and cuda):
+            raise
+        # code generation can fail where the lowered TIR is still sound (e.g. an int8 tensor-core
+        # kernel): keep the analysis and say why nothing was built
+        build_error = one_line(err)
+        compiled = compile_variant(*args, build=False, act_scales=req.act_scales)
+    compile_s = time.perf_counter() - start
+    workload = workload_table(compiled.calls, analyse_module(compiled.tir))
+    calls = [KernelCall(c.index, c.kernel, tuple(c.members), tuple(t.name for t in c.eliminated))
+             for c in compiled.calls]
+    exe = compiled.executable
+    nvcc_error = codegen.nvcc_compile(codegen.cuda_source(exe), req.arch) if cuda and exe is not None else ""
+    run = None
+    if not cuda and exe is not None and req.inputs is not None:
+        inputs = list(req.inputs)
+        started = time.perf_counter()
+        outputs = runtime.run_executable(exe, inputs)
+        check_run_s = time.perf_counter() - started
+        run = Measurement(outputs, check_run_s, runtime.time_executable(exe, inputs, repeat=req.timed_runs))
+    if req.export and exe is not None:
+        from pathlib import Path
+
+        codegen.export_library(exe, Path(req.export))
+    return Lowering(req.lowering_id, workload, calls, compiled.planned_bytes, compile_s, exe is not None,
+                    build_error, nvcc_error, compiled.tuning, run)

@@ -1,0 +1,3 @@
+"""The explorer's version (part of every cache key)."""
+
+__version__ = "0.2.0"
