@@ -92,6 +92,22 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 
 
 @contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path beside ``path`` for a writer that wants a file name (``onnx.save``,
+    TVM's ``export_library``); on success it is renamed to ``path``. The temporary keeps ``path``'s
+    suffix, which some writers read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
 def staged_dir(final: Path):
     """Yield a fresh temporary directory beside ``final``; on success it is renamed to ``final``.
 

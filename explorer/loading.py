@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from .cache import cache_dir
+from .cache import atomic_path, cache_dir
 from .errors import ExplorerError
 from .qlinear import expand_integer_ops
 
@@ -172,10 +171,8 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None) 
     out = cache_dir() / "prepared" / f"{name}-{key}.onnx"
     if not out.exists():
         simplified = _simplify(expand_integer_ops(proto), shapes)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(f".tmp{os.getpid()}")
-        onnx.save(simplified, str(tmp))
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            onnx.save(simplified, str(tmp))
     data = out.read_bytes()
     prepared = onnx.load_from_string(data)
     inits = {i.name for i in prepared.graph.initializer}

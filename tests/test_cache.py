@@ -189,3 +189,25 @@ def test_keys_separate_strategies_lowerings_and_runs(matmul_onnx):
     assert len(set(keys)) == 5
     # the export path and the scoring target of an untuned strategy do not change what is compiled
     assert lowerings.lowering_key(replace(req, export="/x.so", scoring="npu")) == keys[0]
+
+
+def _put_many(args):
+    cache, key, n = args
+    os.environ["EXPLORER_CACHE"] = cache
+    workload = pd.DataFrame({"call_index": list(range(200)), "kernel": ["k"] * 200, "macs": [float(n)] * 200})
+    for _ in range(20):
+        lowerings.put(key, Lowering("llvm:x", workload, [], 0, 0.0, False))
+        got = lowerings.get(key)
+        assert got is not None and len(got.workload) == 200
+    return True
+
+
+def test_processes_filling_one_key_at_once_leave_one_whole_entry(tmp_path, monkeypatch):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
+    with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert list(pool.map(_put_many, [(str(tmp_path), "same", 1)] * 3)) == [True] * 3
+    assert [p.name for p in (tmp_path / "lowerings").iterdir()] == ["same"]  # no temporary left behind
+    assert lowerings.get("same").workload.macs.tolist() == [1.0] * 200

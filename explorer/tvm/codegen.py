@@ -9,6 +9,7 @@ from pathlib import Path
 
 import tvm
 
+from ..cache import atomic_path
 from ..errors import ExplorerError
 
 
@@ -65,11 +66,5 @@ def nvcc_compile(source: str, arch: str) -> str:
 
 def export_library(executable, path: Path) -> None:
     """Export a built Relax VM executable as a shared library at ``path`` (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.so")
-    try:
+    with atomic_path(path) as tmp:
         executable.export_library(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
