@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 # Every test session gets its own cache, so tests never depend on (or pollute) the user's, even
 # where the user's shell sets EXPLORER_CACHE.
+USER_CACHE = os.environ.get("EXPLORER_CACHE")
 os.environ["EXPLORER_CACHE"] = tempfile.mkdtemp(prefix="explorer-test-cache-")
 
 TOY_TARGET = os.path.join(os.path.dirname(__file__), "data", "toy.toml")

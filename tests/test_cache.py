@@ -29,6 +29,13 @@ def cli(*args, cwd=None, timeout=600):
                           timeout=timeout, cwd=cwd or os.getcwd(), env={**os.environ, "PYTHONPATH": cwd or os.getcwd()})
 
 
+def test_the_tests_never_touch_the_users_cache():
+    from tests.conftest import USER_CACHE
+
+    cache = Path(os.environ["EXPLORER_CACHE"])
+    assert str(cache) != USER_CACHE and cache.name.startswith("explorer-test-cache-")
+
+
 def test_cost_models_never_imports_tvm():
     probe = "import sys, cost_models.energy, cost_models.uncertainty, cost_models.targets, cost_models.workload\n" \
             "print(sorted(m for m in sys.modules if m == 'tvm' or m.startswith(('tvm.', 'tvm_ffi'))))"
