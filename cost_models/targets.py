@@ -13,6 +13,8 @@ Schema (see ``cpu.toml`` for a complete, commented example)::
     tvm = "llvm"             # "llvm", "cuda" or "none" (analysed from the lowered TIR, not built)
     arch = ""                # e.g. "sm_90" for cuda; empty for the host CPU
     runs_here = true         # whether built variants run on the explorer's machine
+    cores = 2                # optional: cores the target has, and the threads its builds and onnxruntime
+                             # are timed with (default: every core of the machine that times them)
     [static_power_w]         # a figure
     [[compute]]              # one table per dtype the compute units support natively
     dtype = "float32"
@@ -106,6 +108,7 @@ class TargetSpec:
     compute: tuple[ComputeUnit, ...]
     memory: tuple[MemoryLevel, ...]  # outermost first
     path: str = dataclasses.field(default="", compare=False)
+    cores: int = 0  # cores of the target (0: not said): the threads variants are timed with
 
     @property
     def dtypes(self) -> tuple[str, ...]:
@@ -220,6 +223,9 @@ def parse_target(data: Mapping[str, Any], where: str) -> TargetSpec:
         raise TargetError(f"{where}.memory must list DRAM and at least one on-chip level")
     if max(lvl.capacity_bytes for lvl in levels) != levels[0].capacity_bytes:
         raise TargetError(f"{where}.memory[0] must be DRAM, the largest level (outermost first)")
+    cores = compile_.get("cores", 0)
+    if isinstance(cores, bool) or not isinstance(cores, int) or cores < 0:
+        raise TargetError(f"{where}.compile.cores must be a whole number of cores, got {cores!r}")
     if tvm == "cuda" and not compile_.get("arch"):
         raise TargetError(f"{where}.compile.arch is missing: a cuda target needs one (e.g. 'sm_90')")
     return TargetSpec(
@@ -228,6 +234,7 @@ def parse_target(data: Mapping[str, Any], where: str) -> TargetSpec:
         tvm=tvm,
         arch=str(compile_.get("arch", "")),
         runs_here=_req(compile_, "runs_here", f"{where}.compile", bool),
+        cores=cores,
         static_power_w=_figure(data, "static_power_w", where),
         compute=tuple(units),
         memory=tuple(levels),

@@ -53,7 +53,8 @@ def _cmd_sweep(args) -> int:
     result = run_sweep([args.model], targets=args.targets.split(","), strategies=args.strategies, out=args.out,
                        input_shapes=parse_input_shapes(args.input_shape), check=not args.no_check,
                        build=not args.no_build, progress=not args.quiet, max_accuracy_loss=args.max_accuracy_loss,
-                       calibration=args.calibration, tuning_records=args.tuning_records)
+                       calibration=args.calibration, tuning_records=args.tuning_records, jobs=args.jobs,
+                       variant_timeout=args.variant_timeout, backend=args.backend, address=args.address)
     v = result.variants
     if v["energy_j"].notna().any():
         print(variants_table(v).to_string(index=False))
@@ -64,6 +65,10 @@ def _cmd_sweep(args) -> int:
         print(f"{where}: {status}", file=sys.stderr)
     print(f"\ncompiled {result.compiled} lowering{'s' if result.compiled != 1 else ''}, "
           f"{result.cached} from the cache ({lowerings_dir()})")
+    p, w = result.phases_s, result.worker_s
+    print(f"wall {sum(p.values()):.1f} s: prepare {p['prepare']:.1f} s, compile {p['compile']:.1f} s "
+          f"(in workers: compile {w['compile']:.1f} s, analyse {w['analyse']:.2f} s), time {p['time']:.1f} s "
+          f"(of which running the checks {w['run']:.2f} s), score {p['score']:.2f} s")
     if args.out:
         print(f"wrote {os.path.join(args.out, 'variants.csv')}, kernels.csv and report.md")
     for _, r in v[v["meets_accuracy"].eq(False)].iterrows():
@@ -162,6 +167,13 @@ RUN_JSON_KEYS = ("model", "strategy", "target", "mcpu", "repeat", "latency_ms", 
                  "build_cached", "library")
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``explorer`` command."""
     p = argparse.ArgumentParser(prog="explorer", description="Energy explorer for deep-learning compilation on Apache TVM.")
@@ -183,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="directory for variants.csv, kernels.csv, report.md and the results store")
     s.add_argument("--no-check", action="store_true", help="do not run CPU builds against onnxruntime")
     s.add_argument("--no-build", action="store_true", help="analyse only; generate no code")
+    s.add_argument("--jobs", type=_positive_int, metavar="N",
+                   help="worker processes compiling at once (default: as many as the cores and memory allow)")
+    s.add_argument("--variant-timeout", type=float, metavar="S",
+                   help="seconds one variant may compile before its worker is stopped (default: no limit)")
+    s.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where variants compile: local worker processes (default) or a Ray cluster "
+                        "(pip install -e '.[ray]')")
+    s.add_argument("--address", help="the Ray cluster's address (default: $RAY_ADDRESS, or a local Ray instance)")
     s.add_argument("--tuning-records", metavar="DIR",
                    help="MetaSchedule records for tuned strategies (read and extended; default: the cache)")
     s.add_argument("--calibration", metavar="DIR",

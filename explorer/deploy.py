@@ -55,6 +55,12 @@ def builds_dir() -> Path:
     return cache_dir() / "builds"
 
 
+def library_path(model: PreparedModel, strategy: Strategy, mcpu: str) -> Path:
+    """Where the CPU library of ``model`` under ``strategy`` for ``mcpu`` is cached (a sweep that
+    runs a CPU variant exports it there too, so ``explorer run`` compiles nothing after it)."""
+    return builds_dir() / f"{build_key(model, strategy, mcpu)}.so"
+
+
 def runnable_target(target: str | TargetSpec) -> TargetSpec:
     """The target spec, if variants for it can run on this machine (``tvm = "llvm"`` and ``runs_here``);
     otherwise a one-line :class:`ExplorerError`."""
@@ -97,8 +103,9 @@ def run_variant(model: str, strategy: str | Strategy = "fused", target: str | Ta
     prepared = prepare(model, input_shapes)
     cpu = resolve_mcpu(mcpu)
     key = build_key(prepared, strat, cpu)
-    library, meta = builds_dir() / f"{key}.so", builds_dir() / f"{key}.json"
-    build_cached = library.exists() and meta.exists()
+    library = library_path(prepared, strat, cpu)
+    meta = library.with_suffix(".json")
+    build_cached = library.exists()
     if cached_only and not build_cached:
         raise ExplorerError(f"the build of {prepared.name} / {strat.name} / mcpu {cpu} is not cached "
                             f"(key {key}); run it once without --cached-only")

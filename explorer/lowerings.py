@@ -1,15 +1,22 @@
-"""The cache of compiled variants: one entry per lowering, everything a score is made from.
+"""Stored results of a sweep: compiled variants (lowerings) and their measurements on this machine.
 
-An entry is a directory ``cache_dir()/lowerings/<key>/`` holding ``lowering.json`` (the workload
-table, call sites, planned storage, build outcome, tuning candidates and timings) and, for a variant
-that ran here, ``outputs.npz``. Its key (:func:`lowering_key`) covers every input that decides its
-content; scores are never stored, so an entry stays right whatever the target files or the cost
-model say, and an edit of either recompiles nothing.
+A lowering is everything a score is made from (the workload table, call sites, planned storage,
+build outcome, tuning candidates); a measurement is a CPU build run here (outputs, timings, threads).
+Both are stored under keys that cover every input deciding their content (:func:`lowering_key`,
+:func:`measurement_key`), never with scores, so an entry stays right whatever the target files or the
+cost model say, and an edit of either recompiles nothing.
+
+Entries live in the cache (:class:`DirectoryStore`, ``cache_dir()/lowerings`` and
+``cache_dir()/measurements``, one directory an entry, published by a rename) and, for a sweep with
+``--out``, also in its results store (:mod:`explorer.store`). :class:`Stores` reads the first that has
+an entry and writes to all.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -17,12 +24,13 @@ import numpy as np
 import pandas as pd
 
 from .cache import cache_dir, code_fingerprint, make_key, staged_dir
+from .host import cpu_fingerprint
 from .records import KernelCall, Lowering, LoweringRequest, Measurement, TuningOutcome
 
 #: Bump when the layout of an entry changes.
-FORMAT = "1"
+FORMAT = "2"
 
-#: The code whose output an entry is: the TVM side, the workload table and the records' format.
+#: The code whose output a lowering is: the TVM side, the workload table and the records' format.
 LOWERING_CODE = ("explorer/tvm/*.py", "explorer/workload_table.py", "explorer/reuse.py", "explorer/records.py")
 
 #: What the energy and EDP picks of a tuned strategy also depend on: they choose schedules by score.
@@ -31,19 +39,17 @@ SCORING_CODE = ("cost_models/*.py", "explorer/schedules.py")
 
 def target_digest(target) -> str:
     """A hash of a target's figures (not the path it was read from)."""
-    import hashlib
-
     return hashlib.sha256(repr(dataclasses.replace(target, path="")).encode()).hexdigest()[:12]
 
 
 def lowering_key(req: LoweringRequest, calibration: str = "", records_digest: str = "") -> str:
-    """The cache key of ``req``'s lowering: the model's content, the strategy's choices, the
-    calibration of an int8 strategy, what it was lowered for, whether it was built and run, the
-    TVM and explorer versions and the code that made it; for a tuned strategy also the records it
-    was tuned from, and for an energy or EDP pick the figures and code that scored its candidates."""
+    """The key of ``req``'s lowering: the model's content, the strategy's choices, the calibration of
+    an int8 strategy, what it was lowered for, whether it was built, the TVM and explorer versions and
+    the code that made it; for a tuned strategy also the records it was tuned from, and for an energy
+    or EDP pick the figures and code that scored its candidates."""
     s = req.strategy
     parts = [FORMAT, req.model_sha256, s.key, calibration, req.lowering_id, f"build={req.build}",
-             f"run={req.inputs is not None}:{req.timed_runs}", code_fingerprint(*LOWERING_CODE)]
+             code_fingerprint(*LOWERING_CODE)]
     if s.tuned and req.lowering == "generic":
         parts += [str(Path(req.tuning_records).resolve()) if req.tuning_records else "default-records", records_digest]
         if s.pick != "latency":
@@ -51,9 +57,10 @@ def lowering_key(req: LoweringRequest, calibration: str = "", records_digest: st
     return make_key("lowering", *parts)
 
 
-def lowerings_dir() -> Path:
-    """Where compiled variants are cached: ``cache_dir()/lowerings``."""
-    return cache_dir() / "lowerings"
+def measurement_key(lowering: str, threads: int, timed_runs: int) -> str:
+    """The key of a lowering's measurement on this CPU with ``threads`` threads."""
+    return make_key("measurement", FORMAT, lowering, cpu_fingerprint(), f"threads={threads}", f"runs={timed_runs}",
+                    code_fingerprint("explorer/tvm/runtime.py"))
 
 
 def _frame(df: pd.DataFrame) -> dict:
@@ -67,56 +74,124 @@ def _unframe(d: dict) -> pd.DataFrame:
     return pd.DataFrame(d["data"], columns=d["columns"]) if d else pd.DataFrame()
 
 
-def to_json(lowering: Lowering) -> str:
-    """``lowering`` as JSON (the outputs of a run go to ``outputs.npz`` beside it)."""
+def dump_lowering(lowering: Lowering) -> str:
+    """``lowering`` as JSON."""
     tuning = None
     if lowering.tuning is not None:
         tuning = {**dataclasses.asdict(dataclasses.replace(lowering.tuning, candidates=pd.DataFrame())),
                   "candidates": _frame(lowering.tuning.candidates)}
-    run = None
-    if lowering.run is not None:
-        run = {"check_run_s": lowering.run.check_run_s, "latency_runs_s": lowering.run.latency_runs_s,
-               "outputs": len(lowering.run.outputs)}
-    return json.dumps({
-        "lowering": lowering.lowering, "workload": _frame(lowering.workload),
-        "calls": [dataclasses.asdict(c) for c in lowering.calls], "planned_bytes": lowering.planned_bytes,
-        "compile_s": lowering.compile_s, "built": lowering.built, "build_error": lowering.build_error,
-        "nvcc_error": lowering.nvcc_error, "tuning": tuning, "run": run,
-    })
+    return json.dumps({**{f.name: getattr(lowering, f.name) for f in dataclasses.fields(lowering)
+                          if f.name not in ("workload", "calls", "tuning")},
+                       "workload": _frame(lowering.workload), "calls": [dataclasses.asdict(c) for c in lowering.calls],
+                       "tuning": tuning})
 
 
-def from_json(text: str, outputs: list[np.ndarray] | None = None) -> Lowering:
-    """The :class:`Lowering` that :func:`to_json` wrote."""
+def load_lowering(text: str) -> Lowering:
+    """The :class:`Lowering` that :func:`dump_lowering` wrote."""
     d = json.loads(text)
     tuning = None
     if d["tuning"] is not None:
-        t = d["tuning"]
-        tuning = TuningOutcome(**{**t, "candidates": _unframe(t["candidates"])})
-    run = None
-    if d["run"] is not None:
-        run = Measurement(list(outputs or []), d["run"]["check_run_s"], list(d["run"]["latency_runs_s"]))
+        tuning = TuningOutcome(**{**d["tuning"], "candidates": _unframe(d["tuning"]["candidates"])})
     calls = [KernelCall(c["index"], c["kernel"], tuple(c["members"]), tuple(c["eliminated"])) for c in d["calls"]]
-    return Lowering(d["lowering"], _unframe(d["workload"]), calls, d["planned_bytes"], d["compile_s"], d["built"],
-                    d["build_error"], d["nvcc_error"], tuning, run)
+    return Lowering(**{**d, "workload": _unframe(d["workload"]), "calls": calls, "tuning": tuning})
+
+
+def dump_measurement(m: Measurement) -> tuple[str, bytes]:
+    """``m`` as JSON and its outputs as ``.npz`` bytes."""
+    buf = io.BytesIO()
+    np.savez(buf, **{f"out{i}": o for i, o in enumerate(m.outputs)})
+    return json.dumps({"check_run_s": m.check_run_s, "latency_runs_s": m.latency_runs_s, "threads": m.threads,
+                       "node": m.node}), buf.getvalue()
+
+
+def load_measurement(text: str, outputs: bytes) -> Measurement:
+    """The :class:`Measurement` that :func:`dump_measurement` wrote."""
+    d = json.loads(text)
+    with np.load(io.BytesIO(outputs)) as npz:
+        arrays = [npz[f"out{i}"] for i in range(len(npz.files))]
+    return Measurement(arrays, d["check_run_s"], list(d["latency_runs_s"]), d["threads"], d["node"])
+
+
+class DirectoryStore:
+    """Entries as directories under ``root`` (by default the cache): ``lowerings/<key>/lowering.json``
+    and ``measurements/<key>/{measurement.json,outputs.npz}``."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root is not None else None
+
+    @property
+    def base(self) -> Path:
+        return self.root if self.root is not None else cache_dir()
+
+    def get_lowering(self, key: str) -> Lowering | None:
+        try:
+            return load_lowering((self.base / "lowerings" / key / "lowering.json").read_text())
+        except OSError:
+            return None
+
+    def put_lowering(self, key: str, lowering: Lowering) -> None:
+        with staged_dir(self.base / "lowerings" / key) as tmp:
+            (tmp / "lowering.json").write_text(dump_lowering(lowering))
+
+    def get_measurement(self, key: str) -> Measurement | None:
+        entry = self.base / "measurements" / key
+        try:
+            return load_measurement((entry / "measurement.json").read_text(), (entry / "outputs.npz").read_bytes())
+        except OSError:
+            return None
+
+    def put_measurement(self, key: str, m: Measurement) -> None:
+        text, outputs = dump_measurement(m)
+        with staged_dir(self.base / "measurements" / key) as tmp:
+            (tmp / "outputs.npz").write_bytes(outputs)
+            (tmp / "measurement.json").write_text(text)
+
+
+class Stores:
+    """Several stores as one: a read takes the first that has the entry (and copies it into those
+    before it that lack it), a write goes to all."""
+
+    def __init__(self, *stores):
+        self.stores = [s for s in stores if s is not None]
+
+    def _get(self, kind: str, key: str):
+        for i, store in enumerate(self.stores):
+            found = getattr(store, f"get_{kind}")(key)
+            if found is not None:
+                for earlier in self.stores[:i]:
+                    getattr(earlier, f"put_{kind}")(key, found)
+                return found
+        return None
+
+    def get_lowering(self, key: str) -> Lowering | None:
+        return self._get("lowering", key)
+
+    def put_lowering(self, key: str, lowering: Lowering) -> None:
+        for store in self.stores:
+            store.put_lowering(key, lowering)
+
+    def get_measurement(self, key: str) -> Measurement | None:
+        return self._get("measurement", key)
+
+    def put_measurement(self, key: str, m: Measurement) -> None:
+        for store in self.stores:
+            store.put_measurement(key, m)
+
+
+def lowerings_dir() -> Path:
+    """Where compiled variants are cached: ``cache_dir()/lowerings``."""
+    return cache_dir() / "lowerings"
+
+
+#: The cache as a store (module-level helpers for callers that need only the cache).
+CACHE = DirectoryStore()
 
 
 def get(key: str) -> Lowering | None:
     """The cached lowering of ``key``, or None."""
-    entry = lowerings_dir() / key
-    try:
-        text = (entry / "lowering.json").read_text()
-    except OSError:
-        return None
-    outputs = None
-    if (entry / "outputs.npz").exists():
-        with np.load(entry / "outputs.npz") as npz:
-            outputs = [npz[f"out{i}"] for i in range(len(npz.files))]
-    return from_json(text, outputs)
+    return CACHE.get_lowering(key)
 
 
 def put(key: str, lowering: Lowering) -> None:
     """Cache ``lowering`` under ``key`` (atomically: readers see all of it or nothing)."""
-    with staged_dir(lowerings_dir() / key) as tmp:
-        if lowering.run is not None:
-            np.savez(tmp / "outputs.npz", **{f"out{i}": o for i, o in enumerate(lowering.run.outputs)})
-        (tmp / "lowering.json").write_text(to_json(lowering))
+    CACHE.put_lowering(key, lowering)

@@ -2,7 +2,8 @@
 
 A worker compiles one variant for one lowering and returns a :class:`Lowering` (or a
 :class:`Failure`): the workload table the cost model scores, the call sites the fusion report
-reads, the planned storage, what was built and, where the variant ran here, its outputs and timings.
+reads, the planned storage and what was built. A CPU build that runs here is then timed on its own
+(:class:`TimingRequest` -> :class:`Measurement`), with nothing else running.
 None of these hold TVM objects, so they pickle between processes and serialise to the cache.
 """
 
@@ -87,6 +88,18 @@ class Measurement:
     outputs: list[np.ndarray]
     check_run_s: float
     latency_runs_s: list[float]   # seconds per inference, one per timed repeat
+    threads: int = 0              # threads TVM's runtime ran with
+    node: str = ""                # the machine that ran it
+
+
+@dataclasses.dataclass(frozen=True)
+class TimingRequest:
+    """Run an exported CPU library once on ``inputs`` (its outputs) and time it."""
+
+    library: str
+    inputs: tuple[np.ndarray, ...]
+    timed_runs: int = 5
+    min_repeat_s: float = 0.2
 
 
 @dataclasses.dataclass
@@ -116,7 +129,8 @@ class Lowering:
     build_error: str = ""            # why code generation failed, where it did
     nvcc_error: str = ""             # why nvcc could not compile the generated CUDA, where it could not
     tuning: TuningOutcome | None = None
-    run: Measurement | None = None
+    analyse_s: float = 0.0           # reading the lowered TIR into the workload table
+    node: str = ""                   # the machine that compiled it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,12 +151,10 @@ class LoweringRequest:
     mcpu: str = ""
     arch: str = ""
     build: bool = False                      # generate code (and, for cuda, compile it with nvcc)
-    inputs: tuple[np.ndarray, ...] | None = None  # run and time a generic build on these
-    timed_runs: int = 5
     act_scales: tuple[float, ...] | None = None  # calibrated activation scales (int8)
     tuning_records: str | None = None        # records directory of a tuned strategy
     scoring: object = None                   # cost_models.targets.TargetSpec the energy/EDP picks use
-    export: str = ""                         # export the built library to this path
+    export: str = ""                         # export the built library to this path (a generic build)
     progress: bool = False
 
     @property

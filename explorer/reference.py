@@ -1,8 +1,9 @@
 """The onnxruntime reference: its outputs on the check input, and its latency on this CPU (cached).
 
 Each variant that runs here is checked against onnxruntime's outputs on the same seeded input and
-timed beside it. Both are measurements, so they are cached per model content, onnxruntime version,
-CPU and timing settings (``cache_dir()/reference/<key>``), and a rerun measures nothing again.
+timed beside it with the same number of threads. Both are measurements, so they are cached per model
+content, onnxruntime version and, for the latency, CPU, threads and repeats
+(``cache_dir()/reference/<key>``): a rerun measures nothing again.
 """
 
 from __future__ import annotations
@@ -20,19 +21,21 @@ from .loading import PreparedModel
 
 @dataclasses.dataclass
 class Reference:
-    """onnxruntime on one model: the check inputs (in graph order), its outputs on them, its latency."""
+    """onnxruntime on one model: the check inputs (in graph order) and its outputs on them."""
 
     inputs: list[np.ndarray]
     outputs: list[np.ndarray]
-    latency_s: float
 
 
-def ort_session(prepared: PreparedModel):
-    """An onnxruntime CPU session for ``prepared``, quiet."""
+def ort_session(prepared: PreparedModel, threads: int = 0):
+    """An onnxruntime CPU session for ``prepared``, quiet; ``threads`` intra-op threads (0: its default)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
     return ort.InferenceSession(str(prepared.path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -42,11 +45,11 @@ def reference_outputs(prepared: PreparedModel, inputs: dict[str, np.ndarray]) ->
 
 
 def onnxruntime_latency(prepared: PreparedModel, inputs: dict[str, np.ndarray], repeat: int = 5,
-                        min_repeat_s: float = 0.2, session=None) -> float:
-    """Median seconds per inference of the model in onnxruntime on this CPU, the build a user would
-    otherwise deploy, timed like :func:`explorer.tvm.runtime.time_executable`: after a warm-up,
-    ``repeat`` repeats, each the mean of as many inferences as last ``min_repeat_s``."""
-    sess = session or ort_session(prepared)
+                        min_repeat_s: float = 0.2, threads: int = 0) -> float:
+    """Median seconds per inference of the model in onnxruntime on this CPU with ``threads`` threads,
+    the build a user would otherwise deploy, timed like :func:`explorer.tvm.runtime.measure`: after a
+    warm-up, ``repeat`` repeats, each the mean of as many inferences as last ``min_repeat_s``."""
+    sess = ort_session(prepared, threads)
     start = time.perf_counter()
     sess.run(None, inputs)
     number = max(1, int(np.ceil(min_repeat_s / max(time.perf_counter() - start, 1e-6))))
@@ -59,25 +62,39 @@ def onnxruntime_latency(prepared: PreparedModel, inputs: dict[str, np.ndarray], 
     return float(np.median(times))
 
 
-def reference(prepared: PreparedModel, seed: int = 0, repeat: int = 5) -> Reference:
-    """onnxruntime's outputs on ``prepared.sample_inputs(seed)`` and its latency, measured once per
-    model, onnxruntime version, CPU and ``repeat``."""
+def _ort_version() -> str:
     import onnxruntime as ort
 
+    return ort.__version__
+
+
+def reference(prepared: PreparedModel, seed: int = 0) -> Reference:
+    """onnxruntime's outputs on ``prepared.sample_inputs(seed)``, computed once per model and
+    onnxruntime version."""
     feed = prepared.sample_inputs(seed)
     inputs = [feed[i.name] for i in prepared.inputs]
-    entry = cache_dir() / "reference" / make_key("reference", prepared.sha256, seed, repeat, ort.__version__,
-                                                 cpu_fingerprint())
+    entry = cache_dir() / "reference" / make_key("reference", prepared.sha256, seed, _ort_version())
     try:
-        latency = json.loads((entry / "latency.json").read_text())["latency_s"]
         with np.load(entry / "outputs.npz") as npz:
-            return Reference(inputs, [npz[f"out{i}"] for i in range(len(npz.files))], latency)
+            return Reference(inputs, [npz[f"out{i}"] for i in range(len(npz.files))])
     except (OSError, KeyError, ValueError):
         pass
-    sess = ort_session(prepared)
-    outputs = sess.run(None, feed)
-    latency = onnxruntime_latency(prepared, feed, repeat, session=sess)
+    outputs = reference_outputs(prepared, feed)
     with staged_dir(entry) as tmp:
         np.savez(tmp / "outputs.npz", **{f"out{i}": o for i, o in enumerate(outputs)})
-        (tmp / "latency.json").write_text(json.dumps({"latency_s": latency}))
-    return Reference(inputs, outputs, latency)
+    return Reference(inputs, outputs)
+
+
+def timed_onnxruntime(prepared: PreparedModel, threads: int, seed: int = 0, repeat: int = 5) -> float:
+    """:func:`onnxruntime_latency` on the check input, measured once per model, onnxruntime version,
+    CPU, thread count and ``repeat`` (cached: it is a measurement)."""
+    entry = cache_dir() / "reference" / make_key("onnxruntime-latency", prepared.sha256, seed, repeat, threads,
+                                                 _ort_version(), cpu_fingerprint())
+    try:
+        return float(json.loads((entry / "latency.json").read_text())["latency_s"])
+    except (OSError, KeyError, ValueError):
+        pass
+    latency = onnxruntime_latency(prepared, prepared.sample_inputs(seed), repeat, threads=threads)
+    with staged_dir(entry) as tmp:
+        (tmp / "latency.json").write_text(json.dumps({"latency_s": latency, "threads": threads}))
+    return latency

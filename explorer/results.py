@@ -7,6 +7,8 @@ onnxruntime reference and the measured latency beside onnxruntime's.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -16,7 +18,7 @@ from cost_models.targets import TargetSpec
 
 from . import schedules
 from .accuracy import accuracy_metrics
-from .records import Failure, Lowering, Status, StatusKind
+from .records import Failure, Lowering, Measurement, Status, StatusKind
 from .strategies import Strategy
 
 #: Relative tolerance of the numerical check against onnxruntime (fp32).
@@ -30,8 +32,8 @@ IDENTITY_COLUMNS = ("model", "strategy", "target", "fusion", "layout", "precisio
 MEASURED_COLUMNS = (
     "planned_memory_bytes", "max_abs_error", "tolerance", "within_tolerance", "sqnr_db", "accuracy_loss_pct",
     "argmax_agreement", "meets_accuracy", "compile_s", "check_run_s", "measured_latency_s", "measured_latency_spread",
-    "onnxruntime_latency_s", "latency_vs_onnxruntime", "tuned_kernels", "reused_kernels", "tuning_trials",
-    "model_hash", "tvm_version")
+    "onnxruntime_latency_s", "latency_vs_onnxruntime", "tvm_threads", "onnxruntime_threads", "node",
+    "tuned_kernels", "reused_kernels", "tuning_trials", "model_hash", "tvm_version")
 #: The columns of ``variants.csv``, in order.
 VARIANT_COLUMNS = [*IDENTITY_COLUMNS, *Totals.COLUMNS, "energy_p05_j", "energy_p95_j", *MEASURED_COLUMNS]
 
@@ -62,15 +64,15 @@ def _build_status(lowering: Lowering, target: TargetSpec, row: dict) -> Status:
         row["built"] = True
         return Status(StatusKind.BUILT_NOT_RUN, "built with nvcc (not run: no GPU here)")
     row["built"] = lowering.built
-    return Status(StatusKind.OK if lowering.run is not None else StatusKind.ANALYSED if not lowering.built
-                  else StatusKind.BUILT_NOT_RUN)
+    return Status(StatusKind.ANALYSED if not lowering.built else StatusKind.BUILT_NOT_RUN)
 
 
-def _checked(row: dict, lowering: Lowering, reference: list[np.ndarray], status: Status) -> Status:
+def _checked(row: dict, run: Measurement, reference: list[np.ndarray], status: Status) -> Status:
     """Fill the run's columns: accuracy against ``reference`` and the measured latency."""
-    run = lowering.run
     row["ran"] = True
     row["check_run_s"] = round(run.check_run_s, 4)
+    row["tvm_threads"] = run.threads
+    row["node"] = run.node or row.get("node")
     if run.latency_runs_s:
         runs = run.latency_runs_s
         row["measured_latency_s"] = float(np.median(runs))
@@ -78,6 +80,7 @@ def _checked(row: dict, lowering: Lowering, reference: list[np.ndarray], status:
         if row.get("onnxruntime_latency_s"):
             row["latency_vs_onnxruntime"] = row["measured_latency_s"] / row["onnxruntime_latency_s"]
     row.update(accuracy_metrics(run.outputs, reference))
+    status = dataclasses.replace(status, kind=StatusKind.OK)
     if row["precision"] != "fp32":
         return status
     # full precision must match the reference to rounding
@@ -101,9 +104,10 @@ def kernel_frame(lowering: Lowering, scored: pd.DataFrame, row: dict) -> pd.Data
     return kernels
 
 
-def variant_row(row: dict, result: Lowering | Failure, target: TargetSpec,
-                reference: list[np.ndarray] | None) -> tuple[dict, pd.DataFrame]:
-    """Score ``result`` on ``target`` into ``row`` (from :func:`base_row`); return it and the kernels."""
+def variant_row(row: dict, result: Lowering | Failure, target: TargetSpec, reference: list[np.ndarray] | None,
+                run: Measurement | Failure | None = None) -> tuple[dict, pd.DataFrame]:
+    """Score ``result`` on ``target`` into ``row`` (from :func:`base_row`), with the build's ``run``
+    on this machine checked against ``reference``; return the row and the kernels."""
     if isinstance(result, Failure):
         return failed_row(row, result.status), pd.DataFrame()
     scored = energy.score(result.workload, target)
@@ -113,9 +117,12 @@ def variant_row(row: dict, result: Lowering | Failure, target: TargetSpec,
         row.update(tuned_kernels=result.tuning.tuned, reused_kernels=result.tuning.reused,
                    tuning_trials=result.tuning.trials)
     row["compile_s"] = round(result.compile_s, 3)
+    row["node"] = result.node or None
     status = _build_status(result, target, row)
-    if target.tvm == "llvm" and result.run is not None and reference is not None:
-        status = _checked(row, result, reference, status)
+    if isinstance(run, Measurement) and reference is not None:
+        status = _checked(row, run, reference, status)
+    elif isinstance(run, Failure):
+        status = status.noted(f"not run: {run.status.detail}")
     if row["tuning"] != "none" and target.tvm != "llvm":
         status = status.noted("not tuned: MetaSchedule needs a GPU here to measure candidates (DLight schedules used)")
     dtype = PRECISION_DTYPE.get(row["precision"])

@@ -17,6 +17,16 @@ os.environ["EXPLORER_CACHE"] = tempfile.mkdtemp(prefix="explorer-test-cache-")
 
 TOY_TARGET = os.path.join(os.path.dirname(__file__), "data", "toy.toml")
 
+_CORES = os.sched_getaffinity(0)
+
+
+@pytest.fixture(autouse=True)
+def _all_cores():
+    """TVM's runtime pins the threads of a process that runs a build, its main thread included; tests
+    that build in this process would leave every later test (and the processes it starts) on one core."""
+    yield
+    os.sched_setaffinity(0, _CORES)
+
 
 def make_model(nodes, inputs, outputs, initializers=(), opset=17) -> onnx.ModelProto:
     """An ONNX model from parts, with an IR version onnxruntime accepts."""

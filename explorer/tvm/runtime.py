@@ -9,6 +9,7 @@ This module imports tvm only inside its functions, so importing it costs nothing
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -67,6 +68,24 @@ def time_library(library: Path, inputs: list[np.ndarray], repeat: int) -> list[f
     return times
 
 
+def measure(req):
+    """Run ``req.library`` (an :class:`explorer.records.TimingRequest`) once on its inputs, for the
+    outputs, then time it: TVM's time evaluator after that run, ``req.timed_runs`` repeats, each the
+    mean of as many inferences as last ``req.min_repeat_s``."""
+    from ..records import Measurement
+
+    tvm, machine = load_vm(Path(req.library))
+    args = [tvm.runtime.tensor(x) for x in req.inputs]
+    start = time.perf_counter()
+    out = machine["main"](*args)
+    check_run_s = time.perf_counter() - start
+    outputs = [out.numpy()] if hasattr(out, "numpy") else [o.numpy() for o in out]
+    result = machine.time_evaluator("main", tvm.cpu(), number=1, repeat=req.timed_runs,
+                                    min_repeat_ms=int(req.min_repeat_s * 1e3))(*args)
+    return Measurement(outputs, check_run_s, [float(x) for x in result.results], int(tvm.runtime.num_threads()),
+                       socket.gethostname())
+
+
 def run_executable(executable, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Run a built CPU variant once; return its outputs as numpy arrays."""
     import tvm
@@ -77,17 +96,3 @@ def run_executable(executable, inputs: list[np.ndarray]) -> list[np.ndarray]:
     if hasattr(out, "numpy"):
         return [out.numpy()]
     return [o.numpy() for o in out]
-
-
-def time_executable(executable, inputs: list[np.ndarray], repeat: int = 5, min_repeat_s: float = 0.2) -> list[float]:
-    """Seconds per inference of a built CPU variant: TVM's time evaluator after one untimed warm-up,
-    ``repeat`` timed repeats, each the mean of as many inferences as last ``min_repeat_s``."""
-    import tvm
-    from tvm import relax
-
-    vm = relax.VirtualMachine(executable, tvm.cpu())
-    args = [tvm.runtime.tensor(x) for x in inputs]
-    vm["main"](*args)
-    result = vm.time_evaluator("main", tvm.cpu(), number=1, repeat=repeat,
-                               min_repeat_ms=int(min_repeat_s * 1e3))(*args)
-    return [float(x) for x in result.results]

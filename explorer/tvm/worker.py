@@ -1,12 +1,13 @@
-"""The worker's entry point: compile, analyse and (on this CPU) run one variant; return plain records."""
+"""The workers' entry points: compile and analyse one variant, or time one CPU build; plain records out."""
 
 from __future__ import annotations
 
+import socket
 import time
 import traceback
 
 from ..errors import ExplorerError
-from ..records import Failure, KernelCall, Lowering, LoweringRequest, Measurement, Status, StatusKind
+from ..records import Failure, KernelCall, Lowering, LoweringRequest, Measurement, Status, StatusKind, TimingRequest
 from ..workload_table import workload_table
 
 
@@ -24,8 +25,8 @@ def warm_up() -> None:
 
 
 def lower_variant(req: LoweringRequest) -> Lowering | Failure:
-    """Compile ``req``'s variant, analyse its lowered TIR and, for a generic build with inputs, run
-    it once (its outputs) and time it. One failing variant never raises: it is a :class:`Failure`."""
+    """Compile ``req``'s variant and analyse its lowered TIR (exporting a generic build's library
+    where asked). One failing variant never raises: it is a :class:`Failure`."""
     try:
         return _lower(req)
     except ExplorerError as err:
@@ -34,8 +35,19 @@ def lower_variant(req: LoweringRequest) -> Lowering | Failure:
         return Failure(Status(StatusKind.FAILED, one_line(err)))
 
 
+def time_variant(req: TimingRequest) -> Measurement | Failure:
+    """Run ``req``'s library once (its outputs) and time it, in this process, with the threads its
+    TVM runtime was started with (``TVM_NUM_THREADS``)."""
+    from . import runtime
+
+    try:
+        return runtime.measure(req)
+    except Exception as err:
+        return Failure(Status(StatusKind.FAILED, f"running the build failed: {one_line(err)}"))
+
+
 def _lower(req: LoweringRequest) -> Lowering:
-    from . import codegen, runtime
+    from . import codegen
     from .compile import compile_variant
     from .tir import analyse_module
     from .tuning import TuningSetup
@@ -57,20 +69,14 @@ def _lower(req: LoweringRequest) -> Lowering:
         compiled = compile_variant(*args, build=False, act_scales=req.act_scales)
     compile_s = time.perf_counter() - start
     workload = workload_table(compiled.calls, analyse_module(compiled.tir))
+    analyse_s = time.perf_counter() - start - compile_s
     calls = [KernelCall(c.index, c.kernel, tuple(c.members), tuple(t.name for t in c.eliminated))
              for c in compiled.calls]
     exe = compiled.executable
     nvcc_error = codegen.nvcc_compile(codegen.cuda_source(exe), req.arch) if cuda and exe is not None else ""
-    run = None
-    if not cuda and exe is not None and req.inputs is not None:
-        inputs = list(req.inputs)
-        started = time.perf_counter()
-        outputs = runtime.run_executable(exe, inputs)
-        check_run_s = time.perf_counter() - started
-        run = Measurement(outputs, check_run_s, runtime.time_executable(exe, inputs, repeat=req.timed_runs))
-    if req.export and exe is not None:
+    if req.export and exe is not None and not cuda:
         from pathlib import Path
 
         codegen.export_library(exe, Path(req.export))
     return Lowering(req.lowering_id, workload, calls, compiled.planned_bytes, compile_s, exe is not None,
-                    build_error, nvcc_error, compiled.tuning, run)
+                    build_error, nvcc_error, compiled.tuning, analyse_s, socket.gethostname())
