@@ -169,12 +169,10 @@ def _compile(plans: list[_Plan], stores: lowerings.Stores, backend, progress) ->
             runner.close()
 
 
-def _time(plans: list[_Plan], references: dict[str, Reference], stores: lowerings.Stores, isolate: bool,
+def _time(plans: list[_Plan], references: dict[str, Reference], stores: lowerings.Stores, make_timer,
           progress) -> dict[tuple[str, int], float]:
     """Measure every built CPU variant that runs here and lacks a measurement, one at a time, then
     onnxruntime with the same threads; returns onnxruntime's latency per (model, threads)."""
-    from .workers import WorkerPool
-
     wanted: dict[int, list[tuple[_Plan, str]]] = {}
     for plan in plans:
         if not isinstance(plan.result, Lowering) or not plan.req.export or plan.model.name not in references:
@@ -189,14 +187,11 @@ def _time(plans: list[_Plan], references: dict[str, Reference], stores: lowering
     for threads, todo in wanted.items():
         progress.phase(f"timing {len(todo)} CPU build{'s' if len(todo) > 1 else ''} with {threads} threads")
         requests = [TimingRequest(p.req.export, tuple(references[p.model.name].inputs), TIMED_RUNS) for p, _ in todo]
-        if isolate:
-            pool = WorkerPool(_time_variant, jobs=1, env={"TVM_NUM_THREADS": str(threads)})
-            try:
-                results = dict(pool.map(requests))
-            finally:
-                pool.close()
-        else:
-            results = {i: _time_variant(r) for i, r in enumerate(requests)}
+        timer = make_timer(threads)
+        try:
+            results = dict(timer.map(requests, [p.result.node for p, _ in todo]))
+        finally:
+            timer.close()
         for i, (plan, key) in enumerate(todo):
             plan.measurements[threads] = results[i]
             if isinstance(results[i], Measurement):
@@ -209,6 +204,31 @@ def _time(plans: list[_Plan], references: dict[str, Reference], stores: lowering
                 if (plan.model.name, threads) not in ort:
                     ort[(plan.model.name, threads)] = timed_onnxruntime(plan.model, threads, repeat=TIMED_RUNS)
     return ort
+
+
+class _LocalTimer:
+    """Times builds one at a time in one worker process whose TVM runtime has ``threads`` threads
+    (``isolate=False``: in this process, with whatever threads its runtime has)."""
+
+    def __init__(self, threads: int, isolate: bool):
+        from .workers import WorkerPool
+
+        self.pool = WorkerPool(_time_variant, jobs=1, env={"TVM_NUM_THREADS": str(threads)}) if isolate else None
+
+    def map(self, requests, hosts):
+        if self.pool is None:
+            return ((i, _time_variant(r)) for i, r in enumerate(requests))
+        return self.pool.map(requests)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
+
+def _needs_run(plan: _Plan, stores: lowerings.Stores) -> bool:
+    """Whether a measurement of ``plan`` is still missing."""
+    return any(stores.get_measurement(lowerings.measurement_key(plan.key, timing_threads(t), TIMED_RUNS)) is None
+               for t in plan.timed)
 
 
 def _time_variant(req: TimingRequest):
@@ -237,18 +257,19 @@ class _InProcess:
 
 
 def _backend(name: str, jobs: int, timeout_s: float | None, isolate: bool, address: str | None):
-    """A factory of compile runners for one batch (``tuned``: one at a time)."""
+    """Factories of compile runners for one batch (``tuned``: one at a time) and of timers."""
     if name == "ray":
-        from .ray_backend import RayRunner
+        from .ray_backend import RayRunner, RayTimer
 
-        return lambda tuned: RayRunner(address, timeout_s, exclusive=tuned)
+        return (lambda tuned: RayRunner(address, timeout_s, exclusive=tuned)), (lambda threads: RayTimer(address, threads))
     if name != "local":
         raise ExplorerError(f"unknown backend {name!r}; known: local, ray")
+    timer = lambda threads: _LocalTimer(threads, isolate)  # noqa: E731
     if not isolate:
-        return lambda tuned: _InProcess()
+        return (lambda tuned: _InProcess()), timer
     from .workers import WorkerPool
 
-    return lambda tuned: WorkerPool(_lower_variant, jobs=1 if tuned else jobs, timeout_s=timeout_s)
+    return (lambda tuned: WorkerPool(_lower_variant, jobs=1 if tuned else jobs, timeout_s=timeout_s)), timer
 
 
 def run_sweep(models: list[str], targets: list[str] | None = None, strategies: str | list[str] | None = "all",
@@ -278,7 +299,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     clock = _Clock()
     specs = [load_target(t) for t in (targets or ["cpu"])]
     strats = parse_strategies(strategies)
-    make_runner = _backend(backend, jobs or default_jobs(), variant_timeout, isolate, address)
+    make_runner, make_timer = _backend(backend, jobs or default_jobs(), variant_timeout, isolate, address)
     groups: dict[str, list[TargetSpec]] = {}
     for t in specs:
         groups.setdefault(lowering_of(t), []).append(t)
@@ -320,14 +341,15 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
                                            progress))
             for plan in plans:
                 plan.result = stores.get_lowering(plan.key)
-                if plan.result is not None and plan.req.export and not Path(plan.req.export).exists():
-                    plan.result = None  # the library it ran from is gone: build it again
+                if (plan.result is not None and plan.req.export and backend == "local"
+                        and not Path(plan.req.export).exists() and _needs_run(plan, stores)):
+                    plan.result = None  # the library it is to be timed from is gone: build it again
                 if plan.result is not None:
                     bar.finished(None, plan.label, len(plan.group), False, "stored")
         with clock("compile"):
             _compile(plans, stores, make_runner, bar)
         with clock("time"):
-            ort = _time(plans, references, stores, isolate, bar)
+            ort = _time(plans, references, stores, make_timer, bar)
     finally:
         bar.close()
         if store is not None:
