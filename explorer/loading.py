@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from .cache import atomic_path, cache_dir
+from .batchnorm import fold_batchnorm
 from .errors import ExplorerError
 from .qlinear import expand_integer_ops
 
@@ -68,7 +69,7 @@ class PreparedModel:
 
 
 #: Bump whenever preparation changes what it produces, so cached prepared models are not reused.
-PREPARE_VERSION = "3"
+PREPARE_VERSION = "4"
 
 _SHAPE_ARG = re.compile(r"^(?P<name>[^:]+):(?P<dims>\d+(,\d+)*)$")
 
@@ -170,7 +171,7 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None) 
     key = hashlib.sha256(raw + repr((sorted(shapes.items()), PREPARE_VERSION)).encode()).hexdigest()[:20]
     out = cache_dir() / "prepared" / f"{name}-{key}.onnx"
     if not out.exists():
-        simplified = _simplify(expand_integer_ops(proto), shapes)
+        simplified = _simplify(fold_batchnorm(expand_integer_ops(proto)), shapes)
         with atomic_path(out) as tmp:
             onnx.save(simplified, str(tmp))
     data = out.read_bytes()
