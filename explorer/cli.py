@@ -150,7 +150,8 @@ def _cmd_run(args) -> int:
         print(json.dumps({k: r[k] for k in RUN_JSON_KEYS}))
         return 0
     print(f"{r['model']} / {r['strategy']} on {r['target']} (mcpu {r['mcpu']}), "
-          f"{'cached build' if r['build_cached'] else 'built now'}: {r['repeat']} run{'s' if r['repeat'] > 1 else ''}")
+          f"{'cached build' if r['build_cached'] else 'built now'}: {r['repeat']} run{'s' if r['repeat'] > 1 else ''} "
+          f"with {r['threads']} thread{'s' if r['threads'] > 1 else ''}")
     print(f"latency: median {r['latency_median_ms']:.3f} ms, min {r['latency_min_ms']:.3f} ms, "
           f"max {r['latency_max_ms']:.3f} ms")
     if r["predicted_energy_j"] is None:
@@ -164,7 +165,7 @@ def _cmd_run(args) -> int:
 #: Keys of ``explorer run --json``.
 RUN_JSON_KEYS = ("model", "strategy", "target", "mcpu", "repeat", "latency_ms", "latency_median_ms", "latency_min_ms",
                  "latency_max_ms", "predicted_dram_bytes", "predicted_energy_j", "predicted_latency_s",
-                 "build_cached", "library")
+                 "build_cached", "library", "threads")
 
 
 def _positive_int(text: str) -> int:

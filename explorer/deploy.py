@@ -35,6 +35,7 @@ from .host import in_compiler_process, resolve_mcpu
 from .loading import PreparedModel, prepare
 from .records import Failure, LoweringRequest
 from .strategies import Strategy, get_strategy
+from .workers import machine_cores
 
 #: Bump when the layout of the build cache changes.
 BUILD_FORMAT = "2"
@@ -72,6 +73,11 @@ def runnable_target(target: str | TargetSpec) -> TargetSpec:
     return spec
 
 
+def timing_threads(target: TargetSpec) -> int:
+    """Threads a variant for ``target`` is timed with: the cores the target has, at most this machine's."""
+    return min(target.cores or machine_cores(), machine_cores())
+
+
 def _compile(req: LoweringRequest):
     from .tvm.worker import lower_variant
 
@@ -94,7 +100,8 @@ def run_variant(model: str, strategy: str | Strategy = "fused", target: str | Ta
     Returns a dict: ``model``, ``strategy``, ``target``, ``mcpu``, ``repeat``, ``latency_ms`` (one per
     run), ``latency_median_ms``, ``latency_min_ms``, ``latency_max_ms``, ``predicted_dram_bytes``,
     ``predicted_energy_j``, ``predicted_latency_s`` (the model's figures for this variant on ``target``),
-    ``build_cached`` (whether the library came from the cache) and ``library`` (its path).
+    ``build_cached`` (whether the library came from the cache), ``library`` (its path) and
+    ``threads`` (TVM runtime threads: the target's cores, where TVM was not imported before).
     """
     spec = runnable_target(target)
     if repeat < 1:
@@ -129,8 +136,9 @@ def run_variant(model: str, strategy: str | Strategy = "fused", target: str | Ta
     else:
         tot = energy.totals(energy.score(lowered.workload, spec))
         predicted = {"dram_bytes": tot.dram_bytes, "energy_j": tot.energy_j, "latency_s": tot.latency_s}
-    from .tvm.runtime import time_library
+    from .tvm.runtime import runtime_threads, time_library
 
+    threads = runtime_threads(timing_threads(spec))
     feed = prepared.sample_inputs(seed)
     times = time_library(library, [feed[i.name] for i in prepared.inputs], repeat)
     ms = [t * 1e3 for t in times]
@@ -139,5 +147,5 @@ def run_variant(model: str, strategy: str | Strategy = "fused", target: str | Ta
         "latency_ms": ms, "latency_median_ms": statistics.median(ms), "latency_min_ms": min(ms),
         "latency_max_ms": max(ms), "predicted_dram_bytes": predicted["dram_bytes"],
         "predicted_energy_j": predicted["energy_j"], "predicted_latency_s": predicted["latency_s"],
-        "build_cached": build_cached, "library": str(library),
+        "build_cached": build_cached, "library": str(library), "threads": threads,
     }

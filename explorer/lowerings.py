@@ -30,8 +30,11 @@ from .records import KernelCall, Lowering, LoweringRequest, Measurement, TuningO
 #: Bump when the layout of an entry changes.
 FORMAT = "2"
 
-#: The code whose output a lowering is: the TVM side, the workload table and the records' format.
-LOWERING_CODE = ("explorer/tvm/*.py", "explorer/workload_table.py", "explorer/reuse.py", "explorer/records.py")
+#: The code whose output a lowering is: the TVM side (but for running builds, which measurements
+#: cover), the workload table and the records' format.
+LOWERING_CODE = tuple(f"explorer/tvm/{m}.py" for m in ("frontend", "pipeline", "precision", "compile", "tir", "tuning",
+                                                        "candidates", "codegen", "worker")) + (
+    "explorer/workload_table.py", "explorer/reuse.py", "explorer/records.py")
 
 #: What the energy and EDP picks of a tuned strategy also depend on: they choose schedules by score.
 SCORING_CODE = ("cost_models/*.py", "explorer/schedules.py")

@@ -28,6 +28,7 @@ from cost_models.targets import TargetSpec, load_target
 from . import lowerings
 from .cache import tvm_version
 from .calibration import Calibration, calibrate
+from .deploy import library_path, timing_threads
 from .errors import ExplorerError
 from .host import resolve_mcpu
 from .loading import PreparedModel, prepare
@@ -36,7 +37,7 @@ from .reference import Reference, reference, timed_onnxruntime
 from .results import VARIANT_COLUMNS, base_row, failed_row, rank, tuning_tables, variant_row
 from .strategies import Strategy, parse_strategies
 from .tuning_records import records_digest, records_dir
-from .workers import default_jobs, machine_cores
+from .workers import default_jobs
 
 #: Timed repeats per CPU variant (after a warm-up), each the mean over at least 0.2 s; also for onnxruntime.
 TIMED_RUNS = 5
@@ -72,11 +73,6 @@ def scoring_target(group: list[TargetSpec]) -> TargetSpec:
     """The target a lowering is built for, whose figures its tuned energy and EDP picks use: the
     group's llvm target where there is one, else its first."""
     return next((t for t in group if t.tvm == "llvm"), group[0])
-
-
-def timing_threads(target: TargetSpec) -> int:
-    """Threads a variant for ``target`` is timed with: the cores the target has, at most this machine's."""
-    return min(target.cores or machine_cores(), machine_cores())
 
 
 @dataclasses.dataclass
@@ -120,8 +116,6 @@ class _Clock:
 
 def _plan(model: PreparedModel, strategy: Strategy, lowering: str, group: list[TargetSpec], build: bool,
           check: bool, calibration: Calibration | None, tuning_records, mcpu: str, progress: bool) -> _Plan:
-    from .deploy import library_path
-
     cuda = lowering == "cuda"
     builds = build and any(t.tvm in ("llvm", "cuda") for t in group)
     runs = builds and check and not cuda and any(t.tvm == "llvm" and t.runs_here for t in group)

@@ -44,6 +44,15 @@ def import_runtime_only():
     return tvm
 
 
+def runtime_threads(threads: int) -> int:
+    """Ask for ``threads`` TVM runtime threads (``TVM_NUM_THREADS``, read when TVM is first imported);
+    return the number the runtime will use."""
+    if "tvm" not in sys.modules:
+        os.environ["TVM_NUM_THREADS"] = str(threads)
+    tvm = import_runtime_only()
+    return int(tvm.runtime.num_threads())
+
+
 def load_vm(library: Path):
     """Load an exported library and return ``(tvm, VirtualMachine on the CPU)``; works runtime-only."""
     tvm = import_runtime_only()
