@@ -63,8 +63,8 @@ def _cmd_sweep(args) -> int:
         r = group.iloc[0]
         where = f"{model} / {r['strategy']} / {r['target']}" if len(group) == 1 else f"{model} ({len(group)} variants)"
         print(f"{where}: {status}", file=sys.stderr)
-    print(f"\ncompiled {result.compiled} lowering{'s' if result.compiled != 1 else ''}, "
-          f"{result.cached} from the cache ({lowerings_dir()})")
+    print(f"\ncompiled {result.compiled} lowering{'s' if result.compiled != 1 else ''}, {result.cached} read back "
+          f"from {'the results store or ' if args.out else ''}the cache ({lowerings_dir()})")
     p, w = result.phases_s, result.worker_s
     print(f"wall {sum(p.values()):.1f} s: prepare {p['prepare']:.1f} s, compile {p['compile']:.1f} s "
           f"(in workers: compile {w['compile']:.1f} s, analyse {w['analyse']:.2f} s), time {p['time']:.1f} s "

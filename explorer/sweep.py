@@ -1,14 +1,14 @@
 """Sweeps: every (model, strategy, target) variant compiled, analysed, checked, timed and scored.
 
-One lowering serves several targets: the CPU and analysis-only targets share the generic TIR (the
-workload is target-neutral), the GPU has its own (DLight-scheduled). A sweep runs in phases:
+A sweep plans one lowering per model, strategy and group of targets (:mod:`explorer.plan`) and runs
+in phases:
 
 1. **prepare**: load and validate every model, calibrate int8, compute onnxruntime's reference outputs;
 2. **compile**: every lowering not stored yet, in ``jobs`` isolated worker processes (or on a Ray
-   cluster, :mod:`explorer.ray_backend`); each is stored the moment it finishes, in the cache and
+   cluster; :mod:`explorer.backends`); each is stored the moment it finishes, in the cache and
    in ``--out``'s results store. Tuned strategies compile one at a time, after the others, since
    MetaSchedule measures candidates on the machine's cores;
-3. **time**: every CPU build that runs here, one at a time, with nothing else running, with as many
+3. **time** (:mod:`explorer.timing`): every CPU build that runs here, one at a time, with nothing else running, with as many
    threads as the target has cores, and onnxruntime with the same threads;
 4. **score**: rows, rankings and reports, recomputed from the stored lowerings on every run, so a
    rerun after an edit of a target file or of the cost model compiles nothing.
@@ -26,21 +26,21 @@ import pandas as pd
 from cost_models.targets import TargetSpec, load_target
 
 from . import lowerings
+from .backends import backend as compile_backend
+from .backends import compile_missing
 from .cache import tvm_version
-from .calibration import Calibration, calibrate
-from .deploy import library_path, timing_threads
+from .calibration import calibrate
+from .deploy import timing_threads
 from .errors import ExplorerError
 from .host import resolve_mcpu
 from .loading import PreparedModel, prepare
-from .records import Failure, Lowering, LoweringRequest, Measurement, Status, StatusKind, TimingRequest
-from .reference import Reference, reference, timed_onnxruntime
+from .plan import Plan, lowering_of, make_plan
+from .records import Lowering, Measurement, Status, StatusKind
+from .reference import Reference, reference
 from .results import VARIANT_COLUMNS, base_row, failed_row, rank, tuning_tables, variant_row
-from .strategies import Strategy, parse_strategies
-from .tuning_records import records_digest, records_dir
+from .strategies import parse_strategies
+from .timing import needs_run, time_builds
 from .workers import default_jobs
-
-#: Timed repeats per CPU variant (after a warm-up), each the mean over at least 0.2 s; also for onnxruntime.
-TIMED_RUNS = 5
 
 #: Tables a tuned variant adds besides its kernels (see :func:`explorer.results.tuning_tables`).
 TUNING_TABLES = ("schedules", "candidates")
@@ -64,43 +64,6 @@ class SweepResult:
     worker_s: dict[str, float] = dataclasses.field(default_factory=dict)  # compile / analyse / run seconds
 
 
-def lowering_of(target: TargetSpec) -> str:
-    """Which lowering a target's workload comes from: ``cuda`` or ``generic``."""
-    return "cuda" if target.tvm == "cuda" else "generic"
-
-
-def scoring_target(group: list[TargetSpec]) -> TargetSpec:
-    """The target a lowering is built for, whose figures its tuned energy and EDP picks use: the
-    group's llvm target where there is one, else its first."""
-    return next((t for t in group if t.tvm == "llvm"), group[0])
-
-
-@dataclasses.dataclass
-class _Plan:
-    """One lowering of one model under one strategy, serving a group of targets."""
-
-    model: PreparedModel
-    strategy: Strategy
-    group: list[TargetSpec]
-    req: LoweringRequest
-    calibration: str
-    key: str = ""
-    records: str = ""              # the tuning records' digest the key was made with
-    result: Lowering | Failure | None = None
-    compiled_now: bool = False
-    measurements: dict[int, Measurement | Failure] = dataclasses.field(default_factory=dict)  # by threads
-    measured_now: list[Measurement] = dataclasses.field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return f"{self.model.name} / {self.strategy.name} / {','.join(t.name for t in self.group)}"
-
-    @property
-    def timed(self) -> list[TargetSpec]:
-        """The group's targets whose builds run here."""
-        return [t for t in self.group if t.tvm == "llvm" and t.runs_here]
-
-
 class _Clock:
     def __init__(self):
         self.phases_s = dict.fromkeys(PHASES, 0.0)
@@ -112,158 +75,6 @@ class _Clock:
             yield
         finally:
             self.phases_s[phase] += time.perf_counter() - start
-
-
-def _plan(model: PreparedModel, strategy: Strategy, lowering: str, group: list[TargetSpec], build: bool,
-          check: bool, calibration: Calibration | None, tuning_records, mcpu: str, progress: bool) -> _Plan:
-    cuda = lowering == "cuda"
-    builds = build and any(t.tvm in ("llvm", "cuda") for t in group)
-    runs = builds and check and not cuda and any(t.tvm == "llvm" and t.runs_here for t in group)
-    req = LoweringRequest(
-        str(model.path), model.sha256, strategy, lowering, mcpu="" if cuda else mcpu,
-        arch=next((t.arch for t in group if t.tvm == "cuda"), "") or ("sm_90" if cuda else ""), build=builds,
-        act_scales=calibration.scales if calibration else None,
-        tuning_records=str(tuning_records) if tuning_records else None, scoring=scoring_target(group),
-        export=str(library_path(model, strategy, mcpu)) if runs else "", progress=progress)
-    plan = _Plan(model, strategy, group, req, calibration.key if calibration else "")
-    if strategy.tuned and not cuda:
-        plan.records = records_digest(records_dir({"kind": "llvm", "mcpu": mcpu}, req.tuning_records))
-    plan.key = lowerings.lowering_key(req, plan.calibration, plan.records)
-    return plan
-
-
-def _store(plan: _Plan, result: Lowering | Failure, stores: lowerings.Stores) -> None:
-    plan.result, plan.compiled_now = result, True
-    if isinstance(result, Lowering):  # failures are retried on the next run
-        stores.put_lowering(plan.key, result)
-        if result.tuning is not None and result.tuning.records_digest != plan.records:
-            # tuning extended the records: the same request finds this lowering under their new digest
-            stores.put_lowering(lowerings.lowering_key(plan.req, plan.calibration, result.tuning.records_digest), result)
-
-
-def _compile(plans: list[_Plan], stores: lowerings.Stores, backend, progress) -> None:
-    """Compile every plan without a stored lowering, storing each as it finishes; tuned ones last,
-    one at a time."""
-    todo = [p for p in plans if p.result is None]
-    for batch in ([p for p in todo if not p.strategy.tuned], [p for p in todo if p.strategy.tuned]):
-        if not batch:
-            continue
-        runner = backend(tuned=batch[0].strategy.tuned)
-        try:
-            for i, result in runner.map([p.req for p in batch],
-                                        on_start=lambda i, b=batch: progress.started(i, b[i].label)):
-                plan = batch[i]
-                _store(plan, result, stores)
-                if isinstance(result, Lowering):
-                    detail = f"compiled in {result.compile_s:.1f} s"
-                else:
-                    detail = result.status.text
-                progress.finished(i, plan.label, len(plan.group), isinstance(result, Failure), detail)
-        finally:
-            runner.close()
-
-
-def _time(plans: list[_Plan], references: dict[str, Reference], stores: lowerings.Stores, make_timer,
-          progress) -> dict[tuple[str, int], float]:
-    """Measure every built CPU variant that runs here and lacks a measurement, one at a time, then
-    onnxruntime with the same threads; returns onnxruntime's latency per (model, threads)."""
-    wanted: dict[int, list[tuple[_Plan, str]]] = {}
-    for plan in plans:
-        if not isinstance(plan.result, Lowering) or not plan.req.export or plan.model.name not in references:
-            continue
-        for threads in sorted({timing_threads(t) for t in plan.timed}):
-            key = lowerings.measurement_key(plan.key, threads, TIMED_RUNS)
-            found = stores.get_measurement(key)
-            if found is not None:
-                plan.measurements[threads] = found
-            else:
-                wanted.setdefault(threads, []).append((plan, key))
-    for threads, todo in wanted.items():
-        progress.phase(f"timing {len(todo)} CPU build{'s' if len(todo) > 1 else ''} with {threads} threads")
-        requests = [TimingRequest(p.req.export, tuple(references[p.model.name].inputs), TIMED_RUNS) for p, _ in todo]
-        timer = make_timer(threads)
-        try:
-            results = dict(timer.map(requests, [p.result.node for p, _ in todo]))
-        finally:
-            timer.close()
-        for i, (plan, key) in enumerate(todo):
-            plan.measurements[threads] = results[i]
-            if isinstance(results[i], Measurement):
-                plan.measured_now.append(results[i])
-                stores.put_measurement(key, results[i])
-    ort: dict[tuple[str, int], float] = {}
-    for plan in plans:
-        if plan.measurements:
-            for threads in plan.measurements:
-                if (plan.model.name, threads) not in ort:
-                    ort[(plan.model.name, threads)] = timed_onnxruntime(plan.model, threads, repeat=TIMED_RUNS)
-    return ort
-
-
-class _LocalTimer:
-    """Times builds one at a time in one worker process whose TVM runtime has ``threads`` threads
-    (``isolate=False``: in this process, with whatever threads its runtime has)."""
-
-    def __init__(self, threads: int, isolate: bool):
-        from .workers import WorkerPool
-
-        self.pool = WorkerPool(_time_variant, jobs=1, env={"TVM_NUM_THREADS": str(threads)}) if isolate else None
-
-    def map(self, requests, hosts):
-        if self.pool is None:
-            return ((i, _time_variant(r)) for i, r in enumerate(requests))
-        return self.pool.map(requests)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-
-
-def _needs_run(plan: _Plan, stores: lowerings.Stores) -> bool:
-    """Whether a measurement of ``plan`` is still missing."""
-    return any(stores.get_measurement(lowerings.measurement_key(plan.key, timing_threads(t), TIMED_RUNS)) is None
-               for t in plan.timed)
-
-
-def _time_variant(req: TimingRequest):
-    from .tvm.worker import time_variant
-
-    return time_variant(req)
-
-
-def _lower_variant(req: LoweringRequest):
-    from .tvm.worker import lower_variant
-
-    return lower_variant(req)
-
-
-class _InProcess:
-    """Compiles in this process (``isolate=False``: tests, debugging)."""
-
-    def map(self, requests, on_start=None):
-        for i, req in enumerate(requests):
-            if on_start:
-                on_start(i)
-            yield i, _lower_variant(req)
-
-    def close(self) -> None:
-        pass
-
-
-def _backend(name: str, jobs: int, timeout_s: float | None, isolate: bool, address: str | None):
-    """Factories of compile runners for one batch (``tuned``: one at a time) and of timers."""
-    if name == "ray":
-        from .ray_backend import RayRunner, RayTimer
-
-        return (lambda tuned: RayRunner(address, timeout_s, exclusive=tuned)), (lambda threads: RayTimer(address, threads))
-    if name != "local":
-        raise ExplorerError(f"unknown backend {name!r}; known: local, ray")
-    timer = lambda threads: _LocalTimer(threads, isolate)  # noqa: E731
-    if not isolate:
-        return (lambda tuned: _InProcess()), timer
-    from .workers import WorkerPool
-
-    return (lambda tuned: WorkerPool(_lower_variant, jobs=1 if tuned else jobs, timeout_s=timeout_s)), timer
 
 
 def run_sweep(models: list[str], targets: list[str] | None = None, strategies: str | list[str] | None = "all",
@@ -293,7 +104,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     clock = _Clock()
     specs = [load_target(t) for t in (targets or ["cpu"])]
     strats = parse_strategies(strategies)
-    make_runner, make_timer = _backend(backend, jobs or default_jobs(), variant_timeout, isolate, address)
+    make_runner, make_timer = compile_backend(backend, jobs or default_jobs(), variant_timeout, isolate, address)
     groups: dict[str, list[TargetSpec]] = {}
     for t in specs:
         groups.setdefault(lowering_of(t), []).append(t)
@@ -317,7 +128,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
                         raise
                     prepared[model_name] = err
             mcpu = resolve_mcpu() if "generic" in groups else ""
-            plans: list[_Plan] = []
+            plans: list[Plan] = []
             references: dict[str, Reference] = {}
             for model_name, model in prepared.items():
                 if isinstance(model, ExplorerError):
@@ -330,20 +141,20 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
                     references[model.name] = reference(model, seed)
                 for strategy in strats:
                     for lowering, group in groups.items():
-                        plans.append(_plan(model, strategy, lowering, group, build, check,
+                        plans.append(make_plan(model, strategy, lowering, group, build, check,
                                            cal if strategy.precision == "int8" else None, tuning_records, mcpu,
                                            progress))
             for plan in plans:
                 plan.result = stores.get_lowering(plan.key)
                 if (plan.result is not None and plan.req.export and backend == "local"
-                        and not Path(plan.req.export).exists() and _needs_run(plan, stores)):
+                        and not Path(plan.req.export).exists() and needs_run(plan, stores)):
                     plan.result = None  # the library it is to be timed from is gone: build it again
                 if plan.result is not None:
                     bar.finished(None, plan.label, len(plan.group), False, "stored")
         with clock("compile"):
-            _compile(plans, stores, make_runner, bar)
+            compile_missing(plans, stores, make_runner, bar)
         with clock("time"):
-            ort = _time(plans, references, stores, make_timer, bar)
+            ort = time_builds(plans, references, stores, make_timer, bar)
     finally:
         bar.close()
         if store is not None:

@@ -70,6 +70,9 @@ def test_cpu_variants_are_built_run_and_match_onnxruntime(swept):
     variants = pd.read_csv(swept[1] / "variants.csv")
     cpu = variants[(variants.target == "cpu")]
     assert cpu.ran.all()
+    # TVM and onnxruntime ran with the same threads: cpu.toml's 2 cores, at most this machine's
+    assert (cpu.tvm_threads == min(2, len(os.sched_getaffinity(0)))).all()
+    assert (cpu.onnxruntime_threads == cpu.tvm_threads).all()
     fp32 = cpu[cpu.precision == "fp32"]
     assert fp32.within_tolerance.all() and (fp32.max_abs_error < 1e-4).all() and (fp32.status == "ok").all()
 
