@@ -148,3 +148,15 @@ def test_a_failing_variant_does_not_stop_the_sweep(matmul_onnx, unsupported_onnx
     assert v.loc["unsupported", "status"].str.contains("does not support: Det").all()
     assert (v.loc["matmul", "status"] == "ok: analysed from lowered TIR (not built)").all()
     assert v.loc["matmul", "energy_j"].gt(0).all()
+
+
+def test_without_a_terminal_the_sweep_prints_a_line_per_variant_and_its_time_split(matmul_onnx):
+    proc = cli("sweep", str(matmul_onnx), "--targets", TOY_TARGET, "--strategies", "baseline,fused", "--jobs", "1")
+    assert proc.returncode == 0, proc.stderr
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("[")]
+    assert sorted(line.split(": ")[0].split("] ")[1] for line in progress) == ["matmul / baseline / toy",
+                                                                             "matmul / fused / toy"]
+    assert [line.split("]")[0] for line in progress] == ["[1/2", "[2/2"]
+    assert all(": compiled in " in line or line.endswith(": stored") for line in progress)
+    split = next(line for line in proc.stdout.splitlines() if line.startswith("wall "))
+    assert all(f"{phase} " in split for phase in ("prepare", "compile", "analyse", "time", "score"))
