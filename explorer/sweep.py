@@ -77,6 +77,37 @@ class _Clock:
             self.phases_s[phase] += time.perf_counter() - start
 
 
+def _score(prepared: dict, plans: list[Plan], strats: list, specs: list[TargetSpec],
+           references: dict[str, Reference], ort: dict[tuple[str, int], float]):
+    """Every variant's row and kernels, and the tuning tables, from the stored lowerings and measurements."""
+    rows, kernel_frames = [], []
+    tuning_frames: dict[str, list[pd.DataFrame]] = {name: [] for name in TUNING_TABLES}
+    by_model: dict[str, list[Plan]] = {}
+    for plan in plans:
+        by_model.setdefault(plan.model.name, []).append(plan)
+    for model_name, model in prepared.items():
+        if isinstance(model, ExplorerError):
+            for s in strats:
+                for t in specs:
+                    rows.append(failed_row(base_row(model_name, s, t.name), Status(StatusKind.FAILED, str(model))))
+            continue
+        ref = references.get(model.name)
+        for plan in by_model.get(model.name, []):
+            for name, table in tuning_tables(plan.result, plan.req.scoring, model.name, plan.strategy.name).items():
+                tuning_frames[name].append(table)
+            for t in plan.group:
+                row = base_row(model.name, plan.strategy, t.name)
+                row.update(model_hash=model.key, tvm_version=tvm_version())
+                threads = timing_threads(t)
+                measurement = plan.measurements.get(threads) if t.tvm == "llvm" and t.runs_here else None
+                if isinstance(measurement, Measurement):
+                    row.update(onnxruntime_latency_s=ort.get((model.name, threads)), onnxruntime_threads=threads)
+                row, kern = variant_row(row, plan.result, t, ref.outputs if ref else None, measurement)
+                rows.append(row)
+                kernel_frames.append(kern)
+    return rows, kernel_frames, tuning_frames
+
+
 def run_sweep(models: list[str], targets: list[str] | None = None, strategies: str | list[str] | None = "all",
               out: str | Path | None = None, input_shapes: dict | None = None, check: bool = True,
               build: bool = True, progress: bool = True, isolate: bool = True, seed: int = 0,
@@ -115,8 +146,6 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
         store = SQLiteStore(Path(out) / "results.sqlite")
     stores = lowerings.Stores(store, lowerings.CACHE)
     bar = Progress(len(models) * len(strats) * len(specs), enabled=progress)
-    rows, kernel_frames = [], []
-    tuning_frames: dict[str, list[pd.DataFrame]] = {name: [] for name in TUNING_TABLES}
     try:
         with clock("prepare"):
             prepared: dict[str, PreparedModel | ExplorerError] = {}
@@ -160,30 +189,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
         if store is not None:
             store.close()
     with clock("score"):
-        by_model = {}
-        for plan in plans:
-            by_model.setdefault(plan.model.name, []).append(plan)
-        for model_name, model in prepared.items():
-            if isinstance(model, ExplorerError):
-                for s in strats:
-                    for t in specs:
-                        rows.append(failed_row(base_row(model_name, s, t.name), Status(StatusKind.FAILED, str(model))))
-                continue
-            for plan in by_model.get(model.name, []):
-                for name, table in tuning_tables(plan.result, plan.req.scoring, model.name,
-                                                 plan.strategy.name).items():
-                    tuning_frames[name].append(table)
-                for t in plan.group:
-                    row = base_row(model.name, plan.strategy, t.name)
-                    row.update(model_hash=model.key, tvm_version=tvm_version())
-                    threads = timing_threads(t)
-                    measurement = plan.measurements.get(threads) if t.tvm == "llvm" and t.runs_here else None
-                    if isinstance(measurement, Measurement):
-                        row.update(onnxruntime_latency_s=ort.get((model.name, threads)), onnxruntime_threads=threads)
-                    ref = references.get(model.name)
-                    row, kern = variant_row(row, plan.result, t, ref.outputs if ref else None, measurement)
-                    rows.append(row)
-                    kernel_frames.append(kern)
+        rows, kernel_frames, tuning_frames = _score(prepared, plans, strats, specs, references, ort)
         variants = pd.DataFrame(rows, columns=VARIANT_COLUMNS)
         if max_accuracy_loss is not None:
             ran = variants["accuracy_loss_pct"].notna()

@@ -125,3 +125,16 @@ def test_keys_separate_cpus_strategies_and_models(matmul_onnx, conv_add_relu_onn
 def test_api_rejects_a_target_that_does_not_run_here(matmul_onnx):
     with pytest.raises(ExplorerError, match="compiled as 'none'"):
         explorer.run_variant(str(matmul_onnx), target="npu")
+
+
+def test_after_a_sweep_timed_a_variant_explorer_run_compiles_nothing(conv_add_relu_onnx, tmp_path):
+    env = {"EXPLORER_CACHE": str(tmp_path)}
+    sweep = subprocess.run([sys.executable, "-m", "explorer.cli", "sweep", str(conv_add_relu_onnx), "--targets", "cpu",
+                            "--strategies", "fused", "--quiet"], capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "PYTHONPATH": os.getcwd(), **env})
+    assert sweep.returncode == 0, sweep.stderr
+    proc = cli("run", str(conv_add_relu_onnx), "--strategy", "fused", "--repeat", "2", "--json", "--cached-only", env=env)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["build_cached"] is True and r["predicted_energy_j"] > 0
+    assert r["threads"] == min(2, len(os.sched_getaffinity(0)))
