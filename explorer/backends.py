@@ -26,7 +26,7 @@ class _InProcess:
             yield i, _lower_variant(req)
 
     def close(self) -> None:
-        pass
+        """Nothing to release: compiles ran in this process."""
 
 
 def backend(name: str, jobs: int, timeout_s: float | None, isolate: bool, address: str | None):
