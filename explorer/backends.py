@@ -4,7 +4,7 @@ the compile phase that stores each lowering as it finishes."""
 from __future__ import annotations
 
 from . import lowerings
-from .errors import ExplorerError
+from .errors import ExplorerError, SweepStopped
 from .plan import Plan, store_result
 from .records import Failure, Lowering, LoweringRequest
 from .timing import LocalTimer
@@ -45,9 +45,9 @@ def backend(name: str, jobs: int, timeout_s: float | None, isolate: bool, addres
     return (lambda tuned: WorkerPool(_lower_variant, jobs=1 if tuned else jobs, timeout_s=timeout_s)), timer
 
 
-def compile_missing(plans: list[Plan], stores: lowerings.Stores, backend, progress) -> None:
+def compile_missing(plans: list[Plan], stores: lowerings.Stores, backend, progress, strict: bool = False) -> None:
     """Compile every plan without a stored lowering, storing each as it finishes; tuned ones last,
-    one at a time."""
+    one at a time. ``strict`` stops at the first failure (:class:`~explorer.errors.SweepStopped`)."""
     todo = [p for p in plans if p.result is None]
     for batch in ([p for p in todo if not p.strategy.tuned], [p for p in todo if p.strategy.tuned]):
         if not batch:
@@ -63,5 +63,7 @@ def compile_missing(plans: list[Plan], stores: lowerings.Stores, backend, progre
                 else:
                     detail = result.status.text
                 progress.finished(i, plan.label, len(plan.group), isinstance(result, Failure), detail)
+                if strict and isinstance(result, Failure):
+                    raise SweepStopped(f"{plan.label}: {result.status.text}")
         finally:
             runner.close()

@@ -1,4 +1,9 @@
-"""The ``explorer`` command. Verbs parse their arguments, call the Python API and print or write."""
+"""The ``explorer`` command. Verbs parse their arguments, call the Python API and print or write.
+
+Exit codes: 0 all is well; 1 some variants of a sweep failed, crashed, timed out, mismatched
+onnxruntime (fp32) or broke ``--max-accuracy-loss``; 2 bad input (one line on stderr, no traceback);
+130 interrupted (finished variants are kept).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,13 @@ import pandas as pd
 
 #: Status kinds that make a sweep's variant a problem: no numbers, or wrong ones.
 PROBLEM_KINDS = ("failed", "crashed", "timed-out", "mismatch")
+def failed_variants(variants: pd.DataFrame) -> pd.Series:
+    """Which variants make a sweep exit 1: no numbers, an fp32 mismatch with onnxruntime, or (with
+    --max-accuracy-loss) a reduced precision over the limit."""
+    over = variants["meets_accuracy"].astype(object).eq(False)
+    return variants["status_kind"].isin(PROBLEM_KINDS) | over
+
+
 #: Status kinds a sweep reports on stderr, one line per cause.
 REPORTED_KINDS = (*PROBLEM_KINDS, "emulated")
 
@@ -54,7 +66,8 @@ def _cmd_sweep(args) -> int:
                        input_shapes=parse_input_shapes(args.input_shape), check=not args.no_check,
                        build=not args.no_build, progress=not args.quiet, max_accuracy_loss=args.max_accuracy_loss,
                        calibration=args.calibration, tuning_records=args.tuning_records, jobs=args.jobs,
-                       variant_timeout=args.variant_timeout, backend=args.backend, address=args.address)
+                       variant_timeout=args.variant_timeout, backend=args.backend, address=args.address,
+                       strict=args.strict, max_tensor_bytes=args.max_tensor_bytes)
     v = result.variants
     if v["energy_j"].notna().any():
         print(variants_table(v).to_string(index=False))
@@ -74,7 +87,7 @@ def _cmd_sweep(args) -> int:
     for _, r in v[v["meets_accuracy"].eq(False)].iterrows():
         print(f"{r['model']} / {r['strategy']} / {r['target']}: accuracy loss {r['accuracy_loss_pct']:.3g}% > "
               f"{args.max_accuracy_loss:g}%", file=sys.stderr)
-    return 1 if v["status_kind"].isin(PROBLEM_KINDS).all() else 0
+    return 1 if failed_variants(v).any() else 0
 
 
 def _cmd_fusion(args) -> int:
@@ -204,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where variants compile: local worker processes (default) or a Ray cluster "
                         "(pip install -e '.[ray]')")
     s.add_argument("--address", help="the Ray cluster's address (default: $RAY_ADDRESS, or a local Ray instance)")
+    going = s.add_mutually_exclusive_group()
+    going.add_argument("--keep-going", dest="strict", action="store_false", default=False,
+                       help="record a failed variant as a row and go on (default); exit 1 at the end if any failed")
+    going.add_argument("--strict", dest="strict", action="store_true", help="stop at the first failed variant")
+    s.add_argument("--max-tensor-bytes", type=_positive_int, metavar="B",
+                   help="refuse a model with a tensor larger than this (default: a quarter of this machine's memory)")
     s.add_argument("--tuning-records", metavar="DIR",
                    help="MetaSchedule records for tuned strategies (read and extended; default: the cache)")
     s.add_argument("--calibration", metavar="DIR",
@@ -249,11 +268,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run a verb; user errors print one line and exit non-zero, never a traceback."""
     from cost_models.targets import TargetError
 
-    from .errors import ExplorerError
+    from .errors import ExplorerError, SweepStopped
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except SweepStopped as err:
+        print(f"explorer: stopped at the first failure (--strict): {err}", file=sys.stderr)
+        return 1
     except (ExplorerError, TargetError, KeyError, ValueError, RuntimeError, FileNotFoundError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"explorer: error: {msg}", file=sys.stderr)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import re
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from .cache import atomic_path, cache_dir
+from .cache import atomic_path, cache_dir, write_atomic
 from .batchnorm import fold_batchnorm
 from .errors import ExplorerError
 from .qlinear import expand_integer_ops
@@ -29,11 +30,13 @@ _ONNX_TO_NUMPY = {
 
 @dataclasses.dataclass(frozen=True)
 class InputSpec:
-    """One graph input with its static shape."""
+    """One graph input with its static shape, and what sample values suit it."""
 
     name: str
     shape: tuple[int, ...]
     dtype: str
+    high: int = 2              # integer samples lie in [0, high): a table's rows for ids a Gather indexes
+    fill: int | None = None    # every sample element this value (masks: 1, booleans: True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +47,7 @@ class PreparedModel:
     path: Path
     sha256: str
     inputs: tuple[InputSpec, ...]
+    preparation: str = "simplified"  # or "shapes only", where onnx-simplifier's result did not run
 
     @property
     def key(self) -> str:
@@ -55,21 +59,43 @@ class PreparedModel:
         return onnx.load(str(self.path))
 
     def sample_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
-        """Seeded random inputs (standard normal for floats, small non-negative integers otherwise)."""
+        """Seeded inputs: standard normal floats; integers in ``[0, high)`` (token ids within the
+        table they index); masks and booleans all set."""
         rng = np.random.default_rng(seed)
         out = {}
         for spec in self.inputs:
-            if spec.dtype.startswith("float"):
+            if spec.fill is not None:
+                out[spec.name] = np.full(spec.shape, spec.fill).astype(spec.dtype)
+            elif spec.dtype.startswith("float"):
                 out[spec.name] = rng.standard_normal(spec.shape).astype(spec.dtype)
-            elif spec.dtype == "bool":
-                out[spec.name] = rng.integers(0, 2, spec.shape).astype(bool)
             else:
-                out[spec.name] = rng.integers(0, 2, spec.shape).astype(spec.dtype)
+                out[spec.name] = rng.integers(0, spec.high, spec.shape).astype(spec.dtype)
         return out
 
 
+def _input_specs(model: onnx.ModelProto) -> tuple[InputSpec, ...]:
+    inits = {i.name: i for i in model.graph.initializer}
+    tables: dict[str, int] = {}  # input -> rows of the table a Gather indexes with it
+    for node in model.graph.node:
+        if node.op_type == "Gather" and len(node.input) > 1 and node.input[0] in inits:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+            dims = list(inits[node.input[0]].dims)
+            if dims:
+                rows = dims[axis % len(dims)]
+                tables[node.input[1]] = min(tables.get(node.input[1], rows), rows)
+    specs = []
+    for i in model.graph.input:
+        if i.name in inits:
+            continue
+        dtype = _ONNX_TO_NUMPY.get(i.type.tensor_type.elem_type, "float32")
+        shape = tuple(d.dim_value for d in i.type.tensor_type.shape.dim)
+        fill = 1 if dtype == "bool" or (not dtype.startswith("float") and "mask" in i.name.lower()) else None
+        specs.append(InputSpec(i.name, shape, dtype, high=max(tables.get(i.name, 2), 1), fill=fill))
+    return tuple(specs)
+
+
 #: Bump whenever preparation changes what it produces, so cached prepared models are not reused.
-PREPARE_VERSION = "4"
+PREPARE_VERSION = "5"
 
 _SHAPE_ARG = re.compile(r"^(?P<name>[^:]+):(?P<dims>\d+(,\d+)*)$")
 
@@ -83,6 +109,12 @@ def parse_input_shapes(args: list[str] | None) -> dict[str, tuple[int, ...]]:
             raise ExplorerError(f"bad --input-shape {arg!r}: expected NAME:D1,D2,... (e.g. images:1,3,320,320)")
         shapes[m["name"]] = tuple(int(d) for d in m["dims"].split(","))
     return shapes
+
+
+def model_name(model: str) -> str:
+    """The name a model goes by in tables: a file's stem, or the zoo name."""
+    path = Path(model)
+    return path.stem if path.suffix == ".onnx" or path.exists() else model
 
 
 def _resolve_source(model: str) -> tuple[str, Path]:
@@ -116,14 +148,14 @@ def _static_shapes(model: onnx.ModelProto, overrides: dict[str, tuple[int, ...]]
             if len(shape) != len(dims):
                 raise ExplorerError(f"--input-shape {inp.name} has {len(shape)} dimensions, the model's input has {len(dims)}")
             for d, given in zip(dims, shape):
-                if d.HasField("dim_value") and d.dim_value != given:
+                if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != given:
                     raise ExplorerError(f"--input-shape {inp.name}:{','.join(map(str, shape))} contradicts the "
-                                        f"model's static shape {[x.dim_value or x.dim_param for x in dims]}")
+                                        f"model's static shape {[x.dim_value if x.dim_value > 0 else x.dim_param or '?' for x in dims]}")
             shapes[inp.name] = shape
             continue
         shape = []
         for pos, d in enumerate(dims):
-            if d.HasField("dim_value") and d.dim_value > 0:
+            if d.HasField("dim_value") and d.dim_value >= 0:  # some exporters write -1 for a symbolic one
                 shape.append(d.dim_value)
             elif pos == 0:
                 shape.append(1)  # symbolic batch dimension
@@ -135,15 +167,24 @@ def _static_shapes(model: onnx.ModelProto, overrides: dict[str, tuple[int, ...]]
     return shapes
 
 
+def _with_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for inp in out.graph.input:
+        if inp.name in shapes:
+            for d, value in zip(inp.type.tensor_type.shape.dim, shapes[inp.name]):
+                d.Clear()
+                d.dim_value = value
+    for vi in [*out.graph.output, *out.graph.value_info]:  # a -1 an exporter wrote means "unknown"
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_value") and d.dim_value < 0:
+                d.Clear()
+    return out
+
+
 def _simplify(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> onnx.ModelProto:
     import onnxsim
 
-    for inp in model.graph.input:
-        if inp.name in shapes:
-            dims = inp.type.tensor_type.shape.dim
-            for d, value in zip(dims, shapes[inp.name]):
-                d.Clear()
-                d.dim_value = value
     try:
         # Constant folding only: onnxsim's optimizer rewrites graphs (e.g. into a fused Attention op that
         # TVM cannot import, or folds BatchNorm into Conv); graph rewrites are the strategies' job.
@@ -156,30 +197,75 @@ def _simplify(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> onn
     return simplified
 
 
-def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None) -> PreparedModel:
-    """Load a zoo model or ONNX file and return it static and simplified, cached on disk by content.
+def _runs_in_onnxruntime(model: onnx.ModelProto) -> str:
+    """'' where onnxruntime accepts ``model``, else its reason in one line."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    try:
+        ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    except Exception as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]
+        return lines[0][:300]
+    return ""
+
+
+def _prepared(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> tuple[onnx.ModelProto, str]:
+    """The model made static: shape computations folded by onnx-simplifier where its result still runs in
+    onnxruntime, else (a preparation that broke a model that ran) only input shapes fixed and inferred."""
+    fixed = _with_shapes(model, shapes)
+    simplified = _simplify(fixed, shapes)
+    if not _runs_in_onnxruntime(simplified):
+        return simplified, "simplified"
+    gentle = onnx.shape_inference.infer_shapes(fixed)
+    reason = _runs_in_onnxruntime(gentle)
+    if reason:
+        raise ExplorerError(f"onnxruntime cannot run the model at the chosen input shapes: {reason}")
+    return gentle, "shapes only"
+
+
+def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
+            max_tensor_bytes: int | None = None) -> PreparedModel:
+    """Load a zoo model or ONNX file, check it (:mod:`explorer.validation`) and return it static and
+    simplified, cached on disk by content. ``max_tensor_bytes`` limits every tensor's size (default: a
+    quarter of this machine's memory).
 
     Raises :class:`ExplorerError` with a one-line message for anything a user can fix.
     """
+    from . import validation
+
+    limit = max_tensor_bytes or validation.default_max_tensor_bytes()
     name, src = _resolve_source(model)
     raw = src.read_bytes()
     try:
         proto = onnx.load_from_string(raw)
     except Exception as err:
-        raise ExplorerError(f"{src} is not a valid ONNX model: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        raise ExplorerError(f"{src.name} is not a valid ONNX model: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+                            "; give an .onnx file as an exporter wrote it") from None
+    if not proto.graph.node:
+        raise ExplorerError(f"{src.name} has an empty graph: there is nothing to compile")
+    validation.load_external_data(proto, src.parent)
     shapes = _static_shapes(proto, input_shapes or {})
-    key = hashlib.sha256(raw + repr((sorted(shapes.items()), PREPARE_VERSION)).encode()).hexdigest()[:20]
+    validation.check_declared_sizes(proto, shapes, limit)
+    content = proto.SerializeToString() if any(i.data_location == onnx.TensorProto.EXTERNAL or i.external_data
+                                                 for i in proto.graph.initializer) else raw
+    key = hashlib.sha256(content + repr((sorted(shapes.items()), PREPARE_VERSION)).encode()).hexdigest()[:20]
     out = cache_dir() / "prepared" / f"{name}-{key}.onnx"
+    preparation = "simplified"
     if not out.exists():
-        simplified = _simplify(fold_batchnorm(expand_integer_ops(proto)), shapes)
+        expanded = expand_integer_ops(proto)
+        validation.check_operators(expanded)
+        validation.check_graph(_with_shapes(proto, shapes))
+        expanded = fold_batchnorm(expanded)
+        simplified, preparation = _prepared(expanded, shapes)
+        validation.check_inferred_sizes(simplified, limit)
         with atomic_path(out) as tmp:
             onnx.save(simplified, str(tmp))
+        write_atomic(out.with_suffix(".json"), json.dumps({"preparation": preparation}))
+    elif out.with_suffix(".json").exists():
+        preparation = json.loads(out.with_suffix(".json").read_text())["preparation"]
     data = out.read_bytes()
     prepared = onnx.load_from_string(data)
-    inits = {i.name for i in prepared.graph.initializer}
-    inputs = tuple(
-        InputSpec(i.name, tuple(d.dim_value for d in i.type.tensor_type.shape.dim),
-                  _ONNX_TO_NUMPY.get(i.type.tensor_type.elem_type, "float32"))
-        for i in prepared.graph.input if i.name not in inits
-    )
-    return PreparedModel(name=name, path=out, sha256=hashlib.sha256(data).hexdigest(), inputs=inputs)
+    return PreparedModel(name=name, path=out, sha256=hashlib.sha256(data).hexdigest(), inputs=_input_specs(prepared),
+                         preparation=preparation)

@@ -34,6 +34,7 @@ from .deploy import timing_threads
 from .errors import ExplorerError
 from .host import resolve_mcpu
 from .loading import PreparedModel, prepare
+from .loading import model_name as model_name_of
 from .plan import Plan, lowering_of, make_plan
 from .records import Lowering, Measurement, Status, StatusKind
 from .reference import Reference, reference
@@ -89,7 +90,8 @@ def _score(prepared: dict, plans: list[Plan], strats: list, specs: list[TargetSp
         if isinstance(model, ExplorerError):
             for s in strats:
                 for t in specs:
-                    rows.append(failed_row(base_row(model_name, s, t.name), Status(StatusKind.FAILED, str(model))))
+                    rows.append(failed_row(base_row(model_name_of(model_name), s, t.name),
+                                           Status(StatusKind.FAILED, str(model))))
             continue
         ref = references.get(model.name)
         for plan in by_model.get(model.name, []):
@@ -108,13 +110,24 @@ def _score(prepared: dict, plans: list[Plan], strats: list, specs: list[TargetSp
     return rows, kernel_frames, tuning_frames
 
 
+def _check_writable(out: Path) -> None:
+    """Refuse an output folder that cannot be written, before any work."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".explorer-write-check"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ExplorerError(f"cannot write to --out {out}: {err.strerror or err}") from None
+
+
 def run_sweep(models: list[str], targets: list[str] | None = None, strategies: str | list[str] | None = "all",
               out: str | Path | None = None, input_shapes: dict | None = None, check: bool = True,
               build: bool = True, progress: bool = True, isolate: bool = True, seed: int = 0,
               max_accuracy_loss: float | None = None, calibration: str | Path | None = None,
               tuning_records: str | Path | None = None, jobs: int | None = None,
-              variant_timeout: float | None = None, backend: str = "local", address: str | None = None
-              ) -> SweepResult:
+              variant_timeout: float | None = None, backend: str = "local", address: str | None = None,
+              strict: bool = False, max_tensor_bytes: int | None = None) -> SweepResult:
     """Compile every model under every strategy for every target; return variant and kernel tables.
 
     ``targets`` are names of shipped targets or paths of target files (default ``["cpu"]``).
@@ -129,6 +142,8 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     variant within ``variant_timeout`` seconds (default: no limit). ``backend="ray"`` compiles on
     the Ray cluster at ``address`` instead (see :mod:`explorer.ray_backend`).
     ``out`` keeps every finished variant in ``out/results.sqlite`` and writes the tables and report.
+    ``strict`` stops at the first variant that fails (:class:`~explorer.errors.SweepStopped`);
+    ``max_tensor_bytes`` limits the size of every tensor a model declares (see :mod:`explorer.validation`).
     """
     from .progress import Progress
 
@@ -143,6 +158,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     if out:
         from .store import SQLiteStore
 
+        _check_writable(Path(out))
         store = SQLiteStore(Path(out) / "results.sqlite")
     stores = lowerings.Stores(store, lowerings.CACHE)
     bar = Progress(len(models) * len(strats) * len(specs), enabled=progress)
@@ -151,7 +167,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
             prepared: dict[str, PreparedModel | ExplorerError] = {}
             for model_name in models:  # validate every model before any work starts
                 try:
-                    prepared[model_name] = prepare(model_name, input_shapes)
+                    prepared[model_name] = prepare(model_name, input_shapes, max_tensor_bytes)
                 except ExplorerError as err:
                     if len(models) == 1:
                         raise
@@ -181,7 +197,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
                 if plan.result is not None:
                     bar.finished(None, plan.label, len(plan.group), False, "stored")
         with clock("compile"):
-            compile_missing(plans, stores, make_runner, bar)
+            compile_missing(plans, stores, make_runner, bar, strict)
         with clock("time"):
             ort = time_builds(plans, references, stores, make_timer, bar)
     finally:

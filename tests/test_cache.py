@@ -260,3 +260,15 @@ def test_processes_filling_one_key_at_once_leave_one_whole_entry(tmp_path, monke
         assert list(pool.map(_put_many, [(str(tmp_path), "same", 1)] * 3)) == [True] * 3
     assert [p.name for p in (tmp_path / "lowerings").iterdir()] == ["same"]  # no temporary left behind
     assert lowerings.get("same").workload.macs.tolist() == [1.0] * 200
+
+
+def test_a_strict_sweep_stops_at_the_first_failure_and_keeps_what_finished(matmul_onnx, tmp_path, monkeypatch):
+    from explorer.errors import SweepStopped
+
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
+    crash = _AbortingStrategy("crash", fusion="tvm", layout="nhwc")
+    with pytest.raises(SweepStopped, match="matmul / crash / toy: failed: the TVM worker process crashed"):
+        explorer.run_sweep([str(matmul_onnx)], targets=[TOY_TARGET], strategies=["baseline", crash, "fused"],
+                           progress=False, jobs=1, strict=True)
+    again = explorer.run_sweep([str(matmul_onnx)], targets=[TOY_TARGET], strategies=["baseline"], progress=False)
+    assert (again.compiled, again.cached) == (0, 1)  # baseline finished before the crash and was kept

@@ -123,11 +123,24 @@ def test_bad_input_gets_one_line_and_nonzero_exit(args, message):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_unsupported_operator_reports_one_line(unsupported_onnx):
+def test_unsupported_operator_is_refused_up_front_in_one_line(unsupported_onnx):
     proc = cli("sweep", str(unsupported_onnx), "--quiet")
-    assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [
-        "unsupported (8 variants): failed: TVM's ONNX importer does not support: Det (2 nodes)"]
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["explorer: error: TVM's ONNX importer does not support: Det (2 nodes)"]
+
+
+def test_a_failure_shared_by_many_variants_is_one_line_and_exit_1(unsupported_onnx, matmul_onnx):
+    # with two models, one that cannot be imported is rows, not a refusal: the other still sweeps
+    proc = subprocess.run([sys.executable, "-c", "import sys; from explorer.cli import main; sys.exit(main(sys.argv[1:]))",
+                           "sweep", str(unsupported_onnx), "--targets", TOY_TARGET, "--strategies", "baseline,fused",
+                           "--quiet"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert proc.returncode == 2  # one model: refused before any work
+    result = explorer.run_sweep([str(unsupported_onnx), str(matmul_onnx)], targets=[TOY_TARGET],
+                                strategies=["baseline", "fused"], progress=False, isolate=False)
+    from explorer.cli import failed_variants
+
+    assert list(failed_variants(result.variants)) == [True, True, False, False]
 
 
 def test_python_api_returns_the_same_dataframe(matmul_onnx, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 
 from explorer.errors import ExplorerError
@@ -42,11 +43,14 @@ def test_bad_input_shape_syntax_is_an_error():
         parse_input_shapes(["x=1,2"])
 
 
-def test_unsupported_operator_is_named_with_its_count(unsupported_onnx):
-    model = prepare(str(unsupported_onnx))
-    assert unsupported_ops(model.load()) == {"Det": 2}
+def test_unsupported_operator_is_refused_up_front_with_its_count(unsupported_onnx):
+    with pytest.raises(ExplorerError, match=r"^TVM's ONNX importer does not support: Det \(2 nodes\)$"):
+        prepare(str(unsupported_onnx))
+    # the importer says the same where a model reaches it unprepared
+    model = onnx.load(str(unsupported_onnx))
+    assert unsupported_ops(model) == {"Det": 2}
     with pytest.raises(ExplorerError, match=r"does not support: Det \(2 nodes\)"):
-        import_onnx(model.load())
+        import_onnx(model)
 
 
 def test_unknown_model_lists_the_zoo():
@@ -69,3 +73,69 @@ def test_every_zoo_model_prepares_and_imports_into_tvm(name):
     model = prepare(name)
     mod = import_onnx(model.load())
     assert "main" in [gv.name_hint for gv in mod.get_global_vars()]
+
+
+def _saved(tmp_path, name, nodes, inputs, outputs, inits=()):
+    from tests.conftest import make_model
+
+    path = tmp_path / name
+    onnx.save(make_model(nodes, inputs, outputs, inits), str(path))
+    return str(path)
+
+
+def test_a_minus_one_dimension_is_symbolic(tmp_path):
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, -1, -1])
+    path = _saved(tmp_path, "minus1.onnx", [helper.make_node("Relu", ["x"], ["y"])], [x],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, -1, -1])])
+    assert prepare(path, {"x": (1, 3, 48, 192)}).inputs[0].shape == (1, 3, 48, 192)
+    with pytest.raises(ExplorerError, match=r"has symbolic dimension '\?' at position 2"):
+        prepare(path)
+
+
+def test_token_ids_stay_within_the_table_they_index_and_masks_are_set(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = numpy_helper.from_array(np.ones((37, 8), np.float32), "E")
+    path = _saved(tmp_path, "ids.onnx",
+                  [helper.make_node("Gather", ["E", "ids"], ["e"]), helper.make_node("Cast", ["attention_mask"], ["m"], to=1),
+                   helper.make_node("Unsqueeze", ["m", "axes"], ["m3"]), helper.make_node("Mul", ["e", "m3"], ["y"])],
+                  [helper.make_tensor_value_info("ids", TensorProto.INT64, [2, 50]),
+                   helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [2, 50])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 50, 8])],
+                  [table, numpy_helper.from_array(np.array([2], np.int64), "axes")])
+    model = prepare(path)
+    feed = model.sample_inputs(0)
+    assert feed["ids"].min() >= 0 and feed["ids"].max() == 36  # 100 draws from 37 rows reach the last
+    assert (feed["attention_mask"] == 1).all()
+    assert {s.name: (s.high, s.fill) for s in model.inputs} == {"ids": (37, None), "attention_mask": (2, 1)}
+
+
+def test_a_preparation_that_breaks_the_model_falls_back_to_fixing_shapes_only(conv_add_relu_onnx, monkeypatch,
+                                                                              tmp_path):
+    from explorer import loading
+
+    def broken(model, shapes):  # onnx-simplifier "succeeds" with a model onnxruntime refuses
+        bad = onnx.ModelProto()
+        bad.CopyFrom(model)
+        bad.graph.node[1].input[1] = bad.graph.node[0].input[0]  # Add of [1,8,6,6] and [1,4,6,6]
+        return bad
+
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
+    monkeypatch.setattr(loading, "_simplify", broken)
+    model = prepare(str(conv_add_relu_onnx))
+    assert model.preparation == "shapes only"
+    assert [n.op_type for n in model.load().graph.node] == ["Conv", "Add", "Relu"]
+    assert prepare(str(conv_add_relu_onnx)).preparation == "shapes only"  # remembered with the cached file
+
+
+def test_the_tensor_size_limit_can_be_raised(tmp_path):
+    from onnx import TensorProto, helper
+
+    path = _saved(tmp_path, "wide.onnx", [helper.make_node("Relu", ["x"], ["y"])],
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1024])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1024])])
+    with pytest.raises(ExplorerError, match=r"input 'x' would take 4.10 kB \(1 x 1024\), over the limit of 4.00 kB"):
+        prepare(path, max_tensor_bytes=4000)
+    assert prepare(path, max_tensor_bytes=4096).inputs[0].shape == (1, 1024)

@@ -9,14 +9,20 @@ import onnx
 import tvm
 
 from ..errors import ExplorerError
+from ..validation import FRONTEND_OPS
+
+
+def converter_ops() -> frozenset[str]:
+    """The operators TVM's ONNX importer has a converter for."""
+    # TVM's private converter table is the only list of what its importer supports
+    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
+
+    return frozenset(_get_convert_map())
 
 
 def unsupported_ops(model: onnx.ModelProto) -> Counter:
     """Operators of ``model`` that TVM's ONNX importer has no converter for, with node counts."""
-    # TVM's private converter table is the only list of what its importer supports
-    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
-
-    known = _get_convert_map()
+    known = converter_ops() | FRONTEND_OPS
     return Counter(n.op_type for n in model.graph.node if n.op_type not in known)
 
 
