@@ -188,6 +188,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _cmd_doctor(args) -> int:
+    import dataclasses
+    import json
+
+    from .doctor import diagnose, report_text
+
+    report = diagnose()
+    print(json.dumps(dataclasses.asdict(report)) if args.json else report_text(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``explorer`` command."""
     p = argparse.ArgumentParser(prog="explorer", description="Energy explorer for deep-learning compilation on Apache TVM.")
@@ -195,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the built-in model zoo").set_defaults(func=_cmd_models)
     sub.add_parser("strategies", help="list the registered compilation strategies").set_defaults(func=_cmd_strategies)
     sub.add_parser("targets", help="list the shipped hardware targets").set_defaults(func=_cmd_targets)
+    d = sub.add_parser("doctor", help="what this machine can do: versions, CPU, threads, code generators, tools, "
+                                      "and each target checked by sweeping a one-kernel model")
+    d.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    d.set_defaults(func=_cmd_doctor)
 
     def model_args(sp):
         sp.add_argument("model", help="a zoo model name (see `explorer models`) or the path of an .onnx file")

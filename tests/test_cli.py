@@ -173,3 +173,16 @@ def test_without_a_terminal_the_sweep_prints_a_line_per_variant_and_its_time_spl
     assert all(": compiled in " in line or line.endswith(": stored") for line in progress)
     split = next(line for line in proc.stdout.splitlines() if line.startswith("wall "))
     assert all(f"{phase} " in split for phase in ("prepare", "compile", "analyse", "time", "score"))
+
+
+def test_doctor_checks_each_target_by_sweeping_a_tiny_model():
+    import json
+
+    proc = cli("doctor", "--json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["packages"]["apache-tvm"] == "0.27.0.post1" and r["packages"]["apache-tvm-ffi"] == "0.1.14.post1"
+    assert r["targets"] == {"cpu": "build and run (checked against onnxruntime)", "gpu": "build (nothing here runs it)",
+                            "npu": "analyse only"}
+    assert r["tvm"]["codegen"]["llvm"] and r["tvm"]["codegen"]["cuda"] and r["tvm"]["llvm_version"] >= 15
+    assert r["threads"]["explorer_times_cpu_with"] == min(2, r["cores"])

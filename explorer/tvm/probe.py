@@ -1,0 +1,25 @@
+"""What this machine's TVM can do, asked of TVM itself (for ``explorer doctor``)."""
+
+from __future__ import annotations
+
+#: CPU features that decide which int8 and bf16 kernels LLVM can emit.
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512vnni", "avx512bf16", "amx-int8", "amx-bf16")
+
+
+def probe() -> dict:
+    """LLVM's version and view of the host CPU, the runtime's default thread count, and which code
+    generators the installed TVM has."""
+    import tvm
+    from tvm.target import codegen
+
+    cpu = str(codegen.llvm_get_system_cpu())
+    features = set(codegen.llvm_get_cpu_features(tvm.target.Target({"kind": "llvm", "mcpu": cpu})))
+    return {
+        "llvm_version": int(codegen.llvm_version_major()),
+        "llvm_cpu": cpu,
+        "llvm_triple": str(codegen.llvm_get_system_triple()),
+        "cpu_features": {f: f in features for f in CPU_FEATURES},
+        "tvm_default_threads": int(tvm.runtime.num_threads()),
+        "codegen": {kind: tvm.get_global_func(f"target.build.{kind}", allow_missing=True) is not None
+                    for kind in ("llvm", "cuda", "rocm", "opencl", "metal", "webgpu", "vulkan")},
+    }
