@@ -57,7 +57,7 @@ def _cmd_targets(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from .loading import parse_input_shapes
+    from .loading import parse_input_shapes, parse_input_values
     from .lowerings import lowerings_dir
     from .report import variants_table
     from .sweep import run_sweep
@@ -67,7 +67,8 @@ def _cmd_sweep(args) -> int:
                        build=not args.no_build, progress=not args.quiet, max_accuracy_loss=args.max_accuracy_loss,
                        calibration=args.calibration, tuning_records=args.tuning_records, jobs=args.jobs,
                        variant_timeout=args.variant_timeout, backend=args.backend, address=args.address,
-                       strict=args.strict, max_tensor_bytes=args.max_tensor_bytes)
+                       strict=args.strict, max_tensor_bytes=args.max_tensor_bytes,
+                       input_values=parse_input_values(args.input_value))
     v = result.variants
     if v["energy_j"].notna().any():
         print(variants_table(v).to_string(index=False))
@@ -219,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sweep", help="compile a model many ways and score each variant's energy")
     model_args(s)
+    s.add_argument("--input-value", action="append", metavar="NAME=VALUE",
+                   help="freeze an input to a constant (repeatable), e.g. sr=16000: what depends on it is folded, "
+                        "and an If on it keeps one branch")
     s.add_argument("--targets", default="cpu", help="comma-separated target names or .toml files (default: cpu)")
     s.add_argument("--strategies", default="all", help="comma-separated strategy names, or 'all' (default)")
     s.add_argument("--out", help="directory for variants.csv, kernels.csv, report.md and the results store")

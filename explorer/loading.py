@@ -18,6 +18,7 @@ import onnx
 
 from .cache import atomic_path, cache_dir, write_atomic
 from .batchnorm import fold_batchnorm
+from .control_flow import fold_constant_if
 from .errors import ExplorerError
 from .qlinear import expand_integer_ops
 
@@ -109,6 +110,41 @@ def parse_input_shapes(args: list[str] | None) -> dict[str, tuple[int, ...]]:
             raise ExplorerError(f"bad --input-shape {arg!r}: expected NAME:D1,D2,... (e.g. images:1,3,320,320)")
         shapes[m["name"]] = tuple(int(d) for d in m["dims"].split(","))
     return shapes
+
+
+_VALUE_ARG = re.compile(r"^(?P<name>[^=]+)=(?P<value>[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)$")
+
+
+def parse_input_values(args: list[str] | None) -> dict[str, float]:
+    """Parse ``NAME=VALUE`` strings (``--input-value``) into a name -> value map."""
+    values: dict[str, float] = {}
+    for arg in args or []:
+        m = _VALUE_ARG.match(arg.strip())
+        if not m:
+            raise ExplorerError(f"bad --input-value {arg!r}: expected NAME=NUMBER (e.g. sr=16000)")
+        values[m["name"]] = float(m["value"])
+    return values
+
+
+def _freeze_inputs(model: onnx.ModelProto, values: dict[str, float]) -> None:
+    """Turn each input named in ``values`` into a constant of that value (in place), so shape folding
+    can evaluate what depends on it (an ``If`` on a sample rate keeps one branch)."""
+    from onnx import numpy_helper
+
+    inits = {i.name for i in model.graph.initializer}
+    inputs = {i.name: i for i in model.graph.input if i.name not in inits}
+    unknown = sorted(set(values) - set(inputs))
+    if unknown:
+        raise ExplorerError(f"--input-value names {unknown}, but the model's inputs are {sorted(inputs)}")
+    for name, value in values.items():
+        inp = inputs[name]
+        dims = inp.type.tensor_type.shape.dim
+        if any(not (d.HasField("dim_value") and d.dim_value > 0) for d in dims):
+            raise ExplorerError(f"--input-value {name}: the input's shape must be static to freeze it")
+        dtype = _ONNX_TO_NUMPY.get(inp.type.tensor_type.elem_type, "float32")
+        model.graph.initializer.append(numpy_helper.from_array(
+            np.full([d.dim_value for d in dims], value).astype(dtype), name))
+        model.graph.input.remove(inp)
 
 
 def model_name(model: str) -> str:
@@ -216,6 +252,9 @@ def _prepared(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> tup
     onnxruntime, else (a preparation that broke a model that ran) only input shapes fixed and inferred."""
     fixed = _with_shapes(model, shapes)
     simplified = _simplify(fixed, shapes)
+    inlined, folded = fold_constant_if(simplified)
+    if folded:  # a frozen input decided an If: fold what the taken branch makes constant too
+        simplified = _simplify(inlined, shapes)
     if not _runs_in_onnxruntime(simplified):
         return simplified, "simplified"
     gentle = onnx.shape_inference.infer_shapes(fixed)
@@ -226,10 +265,10 @@ def _prepared(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> tup
 
 
 def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
-            max_tensor_bytes: int | None = None) -> PreparedModel:
+            max_tensor_bytes: int | None = None, input_values: dict[str, float] | None = None) -> PreparedModel:
     """Load a zoo model or ONNX file, check it (:mod:`explorer.validation`) and return it static and
     simplified, cached on disk by content. ``max_tensor_bytes`` limits every tensor's size (default: a
-    quarter of this machine's memory).
+    quarter of this machine's memory); ``input_values`` freezes inputs to constants (``--input-value``).
 
     Raises :class:`ExplorerError` with a one-line message for anything a user can fix.
     """
@@ -246,11 +285,14 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
     if not proto.graph.node:
         raise ExplorerError(f"{src.name} has an empty graph: there is nothing to compile")
     validation.load_external_data(proto, src.parent)
+    if input_values:
+        _freeze_inputs(proto, input_values)
     shapes = _static_shapes(proto, input_shapes or {})
     validation.check_declared_sizes(proto, shapes, limit)
-    content = proto.SerializeToString() if any(i.data_location == onnx.TensorProto.EXTERNAL or i.external_data
-                                                 for i in proto.graph.initializer) else raw
-    key = hashlib.sha256(content + repr((sorted(shapes.items()), PREPARE_VERSION)).encode()).hexdigest()[:20]
+    content = proto.SerializeToString() if input_values or any(
+        i.data_location == onnx.TensorProto.EXTERNAL or i.external_data for i in proto.graph.initializer) else raw
+    frozen = sorted((input_values or {}).items())
+    key = hashlib.sha256(content + repr((sorted(shapes.items()), frozen, PREPARE_VERSION)).encode()).hexdigest()[:20]
     out = cache_dir() / "prepared" / f"{name}-{key}.onnx"
     preparation = "simplified"
     if not out.exists():

@@ -127,7 +127,8 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
               max_accuracy_loss: float | None = None, calibration: str | Path | None = None,
               tuning_records: str | Path | None = None, jobs: int | None = None,
               variant_timeout: float | None = None, backend: str = "local", address: str | None = None,
-              strict: bool = False, max_tensor_bytes: int | None = None) -> SweepResult:
+              strict: bool = False, max_tensor_bytes: int | None = None,
+              input_values: dict[str, float] | None = None) -> SweepResult:
     """Compile every model under every strategy for every target; return variant and kernel tables.
 
     ``targets`` are names of shipped targets or paths of target files (default ``["cpu"]``).
@@ -143,7 +144,8 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     the Ray cluster at ``address`` instead (see :mod:`explorer.ray_backend`).
     ``out`` keeps every finished variant in ``out/results.sqlite`` and writes the tables and report.
     ``strict`` stops at the first variant that fails (:class:`~explorer.errors.SweepStopped`);
-    ``max_tensor_bytes`` limits the size of every tensor a model declares (see :mod:`explorer.validation`).
+    ``max_tensor_bytes`` limits the size of every tensor a model declares (see :mod:`explorer.validation`);
+    ``input_values`` freezes inputs to constants (an ``If`` on a sample rate then keeps one branch).
     """
     from .progress import Progress
 
@@ -167,7 +169,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
             prepared: dict[str, PreparedModel | ExplorerError] = {}
             for model_name in models:  # validate every model before any work starts
                 try:
-                    prepared[model_name] = prepare(model_name, input_shapes, max_tensor_bytes)
+                    prepared[model_name] = prepare(model_name, input_shapes, max_tensor_bytes, input_values)
                 except ExplorerError as err:
                     if len(models) == 1:
                         raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import onnx
 import pytest
@@ -139,3 +141,58 @@ def test_the_tensor_size_limit_can_be_raised(tmp_path):
     with pytest.raises(ExplorerError, match=r"input 'x' would take 4.10 kB \(1 x 1024\), over the limit of 4.00 kB"):
         prepare(path, max_tensor_bytes=4000)
     assert prepare(path, max_tensor_bytes=4096).inputs[0].shape == (1, 1024)
+
+
+def _if_model(tmp_path):
+    """y = x @ A if sr == 16000 else x @ B, as a voice-activity model picks weights by sample rate."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(6)
+    a, b = (rng.standard_normal((8, 4)).astype(np.float32) for _ in range(2))
+
+    def branch(name, w):
+        return helper.make_graph([helper.make_node("MatMul", ["x", f"{name}_w"], [f"{name}_y"])], name, [],
+                                 [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, [1, 4])],
+                                 [numpy_helper.from_array(w, f"{name}_w")])
+
+    nodes = [helper.make_node("Equal", ["sr", "k16"], ["is16"]),
+             helper.make_node("If", ["is16"], ["y"], then_branch=branch("then", a), else_branch=branch("else", b))]
+    path = _saved(tmp_path, "vad.onnx", nodes,
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8]),
+                   helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                  [numpy_helper.from_array(np.array(16000, np.int64), "k16")])
+    return path, a, b
+
+
+def test_a_frozen_input_folds_an_if_to_the_branch_it_takes(tmp_path):
+    path, a, b = _if_model(tmp_path)
+    for sr, want in ((16000, a), (8000, b)):
+        model = prepare(path, input_values={"sr": sr})
+        assert [n.op_type for n in model.load().graph.node] == ["MatMul"] and [i.name for i in model.inputs] == ["x"]
+        x = model.sample_inputs(0)["x"]
+        np.testing.assert_allclose(reference_outputs(model, {"x": x})[0], x @ want, rtol=1e-5)
+
+
+def test_freezing_an_input_the_model_lacks_is_one_clear_error(tmp_path):
+    path, _, _ = _if_model(tmp_path)
+    with pytest.raises(ExplorerError, match=r"--input-value names \['rate'\], but the model's inputs are \['sr', 'x'\]"):
+        prepare(path, input_values={"rate": 16000})
+
+
+def test_a_model_with_a_frozen_if_sweeps_on_cpu_and_npu_and_matches_onnxruntime(tmp_path):
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    path, _, _ = _if_model(tmp_path)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "explorer.cli", "sweep", path, "--input-value", "sr=16000",
+                           "--targets", "cpu,npu", "--strategies", "baseline,fused", "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert proc.returncode == 0, proc.stderr
+    v = pd.read_csv(out / "variants.csv")
+    cpu = v[v.target == "cpu"]
+    assert (cpu.status == "ok").all() and cpu.within_tolerance.all() and (cpu.macs == 8 * 4).all()
+    assert (v[v.target == "npu"].status_kind == "analysed").all()
