@@ -21,6 +21,7 @@ from .batchnorm import fold_batchnorm
 from .control_flow import fold_constant_if
 from .errors import ExplorerError
 from .qlinear import expand_integer_ops
+from .recurrent import RECURRENT_OPS, expand_recurrent
 
 _ONNX_TO_NUMPY = {
     onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
@@ -251,6 +252,11 @@ def _prepared(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> tup
     """The model made static: shape computations folded by onnx-simplifier where its result still runs in
     onnxruntime, else (a preparation that broke a model that ran) only input shapes fixed and inferred."""
     fixed = _with_shapes(model, shapes)
+    if any(n.op_type in RECURRENT_OPS for n in fixed.graph.node):
+        inferred = onnx.shape_inference.infer_shapes(fixed)
+        known = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+                 for vi in [*inferred.graph.input, *inferred.graph.value_info]}
+        fixed = expand_recurrent(fixed, known)
     simplified = _simplify(fixed, shapes)
     inlined, folded = fold_constant_if(simplified)
     if folded:  # a frozen input decided an If: fold what the taken branch makes constant too
@@ -301,6 +307,7 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
         validation.check_graph(_with_shapes(proto, shapes))
         expanded = fold_batchnorm(expanded)
         simplified, preparation = _prepared(expanded, shapes)
+        validation.check_no_if_left(simplified)
         validation.check_inferred_sizes(simplified, limit)
         with atomic_path(out) as tmp:
             onnx.save(simplified, str(tmp))

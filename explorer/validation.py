@@ -137,9 +137,34 @@ def check_operators(proto: onnx.ModelProto) -> None:
     if loops:
         raise ExplorerError(f"the model uses {', '.join(loops)} control flow, which the explorer cannot analyse "
                             "(a static workload needs a fixed number of iterations)")
-    known = supported_ops()
+    from .recurrent import RECURRENT_OPS
+
+    known = supported_ops() | frozenset(RECURRENT_OPS)  # unrolled before import (explorer.recurrent)
     missing = Counter({op: n for op, n in ops.items() if op not in known})
     missing.update(n.op_type for n in proto.graph.node if n.domain not in ("", "ai.onnx"))
     if missing:
         listed = ", ".join(f"{op} ({n} node{'s' if n > 1 else ''})" for op, n in missing.most_common())
         raise ExplorerError(f"TVM's ONNX importer does not support: {listed}")
+
+
+def check_no_if_left(proto: onnx.ModelProto) -> None:
+    """Refuse a prepared model in which an ``If`` still depends on an input, naming the inputs to freeze."""
+    ifs = [n for n in proto.graph.node if n.op_type == "If"]
+    if not ifs:
+        return
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    inputs = {i.name for i in proto.graph.input}
+    seen, found, stack = set(), set(), [ifs[0].input[0]]
+    while stack:  # the graph inputs the first If's condition is computed from
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in inputs:
+            found.add(name)
+        elif name in producer:
+            stack.extend(producer[name].input)
+    hint = ", ".join(f"--input-value {n}=VALUE" for n in sorted(found)) or "--input-value NAME=VALUE"
+    raise ExplorerError(f"the model has {len(ifs)} If node{'s' if len(ifs) > 1 else ''} whose condition depends on "
+                        f"its inputs ({', '.join(sorted(found)) or '?'}); the explorer analyses one path: freeze it "
+                        f"with {hint}")

@@ -196,3 +196,9 @@ def test_a_model_with_a_frozen_if_sweeps_on_cpu_and_npu_and_matches_onnxruntime(
     cpu = v[v.target == "cpu"]
     assert (cpu.status == "ok").all() and cpu.within_tolerance.all() and (cpu.macs == 8 * 4).all()
     assert (v[v.target == "npu"].status_kind == "analysed").all()
+
+
+def test_an_if_on_an_input_left_unfrozen_is_refused_naming_the_input(tmp_path):
+    path, _, _ = _if_model(tmp_path)
+    with pytest.raises(ExplorerError, match=r"1 If node whose condition depends on its inputs \(sr\).*--input-value sr=VALUE"):
+        prepare(path)
