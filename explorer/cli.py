@@ -68,7 +68,7 @@ def _cmd_sweep(args) -> int:
                        calibration=args.calibration, tuning_records=args.tuning_records, jobs=args.jobs,
                        variant_timeout=args.variant_timeout, backend=args.backend, address=args.address,
                        strict=args.strict, max_tensor_bytes=args.max_tensor_bytes,
-                       input_values=parse_input_values(args.input_value))
+                       input_values=parse_input_values(args.input_value), inputs=args.inputs)
     v = result.variants
     if v["energy_j"].notna().any():
         print(variants_table(v).to_string(index=False))
@@ -244,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse a model with a tensor larger than this (default: a quarter of this machine's memory)")
     s.add_argument("--tuning-records", metavar="DIR",
                    help="MetaSchedule records for tuned strategies (read and extended; default: the cache)")
+    s.add_argument("--inputs", metavar="DIR",
+                   help="real inputs: .npy files, one sample each (a folder per input for models with several); "
+                        "the first is the check input, all calibrate int8 (default: seeded samples)")
     s.add_argument("--calibration", metavar="DIR",
                    help="int8 calibration inputs: .npy files, one sample each (a folder per input for models "
                         "with several); default: 4 seeded random samples")

@@ -60,10 +60,11 @@ def lowering_key(req: LoweringRequest, calibration: str = "", records_digest: st
     return make_key("lowering", *parts)
 
 
-def measurement_key(lowering: str, threads: int, timed_runs: int) -> str:
-    """The key of a lowering's measurement on this CPU with ``threads`` threads."""
+def measurement_key(lowering: str, threads: int, timed_runs: int, inputs: str = "seeded:0") -> str:
+    """The key of a lowering's measurement on this CPU with ``threads`` threads on the check input
+    ``inputs`` (:attr:`explorer.reference.Reference.source`)."""
     return make_key("measurement", FORMAT, lowering, cpu_fingerprint(), f"threads={threads}", f"runs={timed_runs}",
-                    code_fingerprint("explorer/tvm/runtime.py"))
+                    inputs, code_fingerprint("explorer/tvm/runtime.py"))
 
 
 def _frame(df: pd.DataFrame) -> dict:

@@ -9,8 +9,10 @@ content, onnxruntime version and, for the latency, CPU, threads and repeats
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -25,6 +27,11 @@ class Reference:
 
     inputs: list[np.ndarray]
     outputs: list[np.ndarray]
+    source: str = "seeded"   # "seeded:<seed>", or a digest of the --inputs files
+
+    def feed(self, prepared: PreparedModel) -> dict[str, np.ndarray]:
+        """The check inputs by name."""
+        return {spec.name: x for spec, x in zip(prepared.inputs, self.inputs)}
 
 
 def ort_session(prepared: PreparedModel, threads: int = 0):
@@ -68,29 +75,37 @@ def _ort_version() -> str:
     return ort.__version__
 
 
-def reference(prepared: PreparedModel, seed: int = 0) -> Reference:
-    """onnxruntime's outputs on ``prepared.sample_inputs(seed)``, computed once per model and
-    onnxruntime version."""
-    feed = prepared.sample_inputs(seed)
+def reference(prepared: PreparedModel, seed: int = 0, inputs_dir: str | Path | None = None) -> Reference:
+    """onnxruntime's outputs on the check input, computed once per model, input and onnxruntime
+    version. The check input is the first sample of ``inputs_dir`` (``.npy`` files, laid out as for
+    calibration: see :func:`explorer.calibration.load_samples`), else ``prepared.sample_inputs(seed)``."""
+    if inputs_dir is not None:
+        from .calibration import load_samples
+
+        feed = load_samples(prepared, inputs_dir)[0]
+        digest = hashlib.sha256(b"".join(feed[i.name].tobytes() for i in prepared.inputs)).hexdigest()[:16]
+        source = f"files:{digest}"
+    else:
+        feed, source = prepared.sample_inputs(seed), f"seeded:{seed}"
     inputs = [feed[i.name] for i in prepared.inputs]
-    entry = cache_dir() / "reference" / make_key("reference", prepared.sha256, seed, _ort_version())
+    entry = cache_dir() / "reference" / make_key("reference", prepared.sha256, source, _ort_version())
     if (entry / "outputs.npz").exists():
         with np.load(entry / "outputs.npz") as npz:
-            return Reference(inputs, [npz[f"out{i}"] for i in range(len(npz.files))])
+            return Reference(inputs, [npz[f"out{i}"] for i in range(len(npz.files))], source)
     outputs = reference_outputs(prepared, feed)
     with staged_dir(entry) as tmp:
         np.savez(tmp / "outputs.npz", **{f"out{i}": o for i, o in enumerate(outputs)})
-    return Reference(inputs, outputs)
+    return Reference(inputs, outputs, source)
 
 
-def timed_onnxruntime(prepared: PreparedModel, threads: int, seed: int = 0, repeat: int = 5) -> float:
-    """:func:`onnxruntime_latency` on the check input, measured once per model, onnxruntime version,
-    CPU, thread count and ``repeat`` (cached: it is a measurement)."""
-    entry = cache_dir() / "reference" / make_key("onnxruntime-latency", prepared.sha256, seed, repeat, threads,
+def timed_onnxruntime(prepared: PreparedModel, ref: Reference, threads: int, repeat: int = 5) -> float:
+    """:func:`onnxruntime_latency` on ``ref``'s check input, measured once per model, input,
+    onnxruntime version, CPU, thread count and ``repeat`` (cached: it is a measurement)."""
+    entry = cache_dir() / "reference" / make_key("onnxruntime-latency", prepared.sha256, ref.source, repeat, threads,
                                                  _ort_version(), cpu_fingerprint())
     if (entry / "latency.json").exists():
         return float(json.loads((entry / "latency.json").read_text())["latency_s"])
-    latency = onnxruntime_latency(prepared, prepared.sample_inputs(seed), repeat, threads=threads)
+    latency = onnxruntime_latency(prepared, ref.feed(prepared), repeat, threads=threads)
     with staged_dir(entry) as tmp:
         (tmp / "latency.json").write_text(json.dumps({"latency_s": latency, "threads": threads}))
     return latency

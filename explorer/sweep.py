@@ -128,7 +128,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
               tuning_records: str | Path | None = None, jobs: int | None = None,
               variant_timeout: float | None = None, backend: str = "local", address: str | None = None,
               strict: bool = False, max_tensor_bytes: int | None = None,
-              input_values: dict[str, float] | None = None) -> SweepResult:
+              input_values: dict[str, float] | None = None, inputs: str | Path | None = None) -> SweepResult:
     """Compile every model under every strategy for every target; return variant and kernel tables.
 
     ``targets`` are names of shipped targets or paths of target files (default ``["cpu"]``).
@@ -146,6 +146,8 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     ``strict`` stops at the first variant that fails (:class:`~explorer.errors.SweepStopped`);
     ``max_tensor_bytes`` limits the size of every tensor a model declares (see :mod:`explorer.validation`);
     ``input_values`` freezes inputs to constants (an ``If`` on a sample rate then keeps one branch).
+    ``inputs`` is a directory of real ``.npy`` inputs: the first sample is the check input every CPU
+    variant and onnxruntime run on, and (without ``calibration``) all of them calibrate int8.
     """
     from .progress import Progress
 
@@ -183,9 +185,9 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
                 cal = None
                 if any(s.precision == "int8" for s in strats):
                     bar.phase(f"{model.name}: calibrating int8")
-                    cal = calibrate(model, calibration)
+                    cal = calibrate(model, calibration or inputs)
                 if build and check and any(t.tvm == "llvm" and t.runs_here for t in specs):
-                    references[model.name] = reference(model, seed)
+                    references[model.name] = reference(model, seed, inputs)
                 for strategy in strats:
                     for lowering, group in groups.items():
                         plans.append(make_plan(model, strategy, lowering, group, build, check,
@@ -194,7 +196,8 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
             for plan in plans:
                 plan.result = stores.get_lowering(plan.key)
                 if (plan.result is not None and plan.req.export and backend == "local"
-                        and not Path(plan.req.export).exists() and needs_run(plan, stores)):
+                        and not Path(plan.req.export).exists()
+                        and needs_run(plan, stores, references.get(plan.model.name))):
                     plan.result = None  # the library it is to be timed from is gone: build it again
                 if plan.result is not None:
                     bar.finished(None, plan.label, len(plan.group), False, "stored")

@@ -22,7 +22,7 @@ def time_builds(plans: list[Plan], references: dict[str, Reference], stores: low
         if not isinstance(plan.result, Lowering) or not plan.req.export or plan.model.name not in references:
             continue
         for threads in sorted({timing_threads(t) for t in plan.timed}):
-            key = lowerings.measurement_key(plan.key, threads, TIMED_RUNS)
+            key = lowerings.measurement_key(plan.key, threads, TIMED_RUNS, references[plan.model.name].source)
             found = stores.get_measurement(key)
             if found is not None:
                 plan.measurements[threads] = found
@@ -46,7 +46,8 @@ def time_builds(plans: list[Plan], references: dict[str, Reference], stores: low
         if plan.measurements:
             for threads in plan.measurements:
                 if (plan.model.name, threads) not in ort:
-                    ort[(plan.model.name, threads)] = timed_onnxruntime(plan.model, threads, repeat=TIMED_RUNS)
+                    ort[(plan.model.name, threads)] = timed_onnxruntime(plan.model, references[plan.model.name],
+                                                                         threads, repeat=TIMED_RUNS)
     return ort
 
 
@@ -69,10 +70,12 @@ class LocalTimer:
             self.pool.close()
 
 
-def needs_run(plan: Plan, stores: lowerings.Stores) -> bool:
-    """Whether a measurement of ``plan`` is still missing."""
-    return any(stores.get_measurement(lowerings.measurement_key(plan.key, timing_threads(t), TIMED_RUNS)) is None
-               for t in plan.timed)
+def needs_run(plan: Plan, stores: lowerings.Stores, ref: Reference | None) -> bool:
+    """Whether a measurement of ``plan`` on ``ref``'s check input is still missing."""
+    if ref is None:
+        return False
+    return any(stores.get_measurement(lowerings.measurement_key(plan.key, timing_threads(t), TIMED_RUNS, ref.source))
+               is None for t in plan.timed)
 
 
 def _time_variant(req: TimingRequest):

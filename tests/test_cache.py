@@ -272,3 +272,22 @@ def test_a_strict_sweep_stops_at_the_first_failure_and_keeps_what_finished(matmu
                            progress=False, jobs=1, strict=True)
     again = explorer.run_sweep([str(matmul_onnx)], targets=[TOY_TARGET], strategies=["baseline"], progress=False)
     assert (again.compiled, again.cached) == (0, 1)  # baseline finished before the crash and was kept
+
+
+def test_real_inputs_from_files_are_the_check_input_of_every_run(conv_add_relu_onnx, tmp_path, monkeypatch):
+    from explorer.loading import prepare
+    from explorer.reference import reference, reference_outputs
+
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "inputs").mkdir()
+    x = np.linspace(-3, 3, 4 * 6 * 6, dtype=np.float32).reshape(1, 4, 6, 6)
+    np.save(tmp_path / "inputs" / "a.npy", x)
+    ref = reference(prepare(str(conv_add_relu_onnx)), inputs_dir=tmp_path / "inputs")
+    assert ref.source.startswith("files:") and np.array_equal(ref.inputs[0], x)
+    np.testing.assert_array_equal(ref.outputs[0], reference_outputs(prepare(str(conv_add_relu_onnx)), {"x": x})[0])
+    explorer.run_sweep([str(conv_add_relu_onnx)], targets=["cpu"], strategies=["fused"], progress=False)
+    real = explorer.run_sweep([str(conv_add_relu_onnx)], targets=["cpu"], strategies=["fused"], progress=False,
+                              inputs=tmp_path / "inputs")
+    assert real.variants.within_tolerance.all() and real.variants.ran.all()
+    # the same build, run and timed again on the other input
+    assert real.compiled == 0 and real.worker_s["run"] > 0
