@@ -25,28 +25,33 @@ def fold_constant_if(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
             continue
         taken = bool(numpy_helper.to_array(inits[node.input[0]]).reshape(-1)[0])
         branch = next(a.g for a in node.attribute if a.name == ("then_branch" if taken else "else_branch"))
-        prefix = f"{node.output[0]}_{'then' if taken else 'else'}_"
+        # ONNX names are unique across a model's scopes, so the branch's own names can stay; only the
+        # tensors it returns take the If's output names (in nested graphs that read them too)
         produced = {o for n in branch.node for o in n.output}
-        rename = {name: prefix + name for name in {i.name for i in branch.initializer} | produced}
-        for result, want in zip(branch.output, node.output):
-            if result.name in produced:  # the node that makes a branch output makes the If's output
-                rename[result.name] = want
-        for init in branch.initializer:
-            copy = onnx.TensorProto()
-            copy.CopyFrom(init)
-            copy.name = rename[init.name]
-            out.graph.initializer.append(copy)
+        rename = {r.name: want for r, want in zip(branch.output, node.output) if r.name in produced}
+        out.graph.initializer.extend(branch.initializer)
         for n in branch.node:
             copy = onnx.NodeProto()
             copy.CopyFrom(n)
-            del copy.input[:], copy.output[:]
-            copy.input.extend(rename.get(i, i) for i in n.input)
-            copy.output.extend(rename[o] for o in n.output)
+            _rename(copy, rename)
             nodes.append(copy)
         for result, want in zip(branch.output, node.output):
-            if rename.get(result.name) != want:  # an outer tensor or an initializer passed through
-                nodes.append(helper.make_node("Identity", [rename.get(result.name, result.name)], [want]))
+            if result.name not in rename:  # an outer tensor or an initializer passed through
+                nodes.append(helper.make_node("Identity", [result.name], [want]))
         folded += 1
     del out.graph.node[:]
     out.graph.node.extend(nodes)
     return out, folded
+
+
+def _rename(node: onnx.NodeProto, rename: dict[str, str]) -> None:
+    """Rename ``node``'s inputs and outputs, and the outer names its nested graphs read, in place."""
+    for i, name in enumerate(node.input):
+        node.input[i] = rename.get(name, name)
+    for i, name in enumerate(node.output):
+        node.output[i] = rename.get(name, name)
+    for attr in node.attribute:
+        for graph in [attr.g] if attr.HasField("g") else list(attr.graphs):
+            local = {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
+            for inner in graph.node:
+                _rename(inner, {k: v for k, v in rename.items() if k not in local})

@@ -248,19 +248,34 @@ def _runs_in_onnxruntime(model: onnx.ModelProto) -> str:
     return ""
 
 
+def _unrolled(model: onnx.ModelProto, strict: bool = False) -> onnx.ModelProto:
+    """``model`` with its RNN/GRU/LSTM nodes unrolled at the shapes inference gives their inputs (those
+    whose input shape is not known yet stay, unless ``strict``)."""
+    if not any(n.op_type in RECURRENT_OPS for n in model.graph.node):
+        return model
+    inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    known = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+             for vi in [*inferred.graph.input, *inferred.graph.value_info]}
+    return expand_recurrent(model, known, strict)
+
+
 def _prepared(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> tuple[onnx.ModelProto, str]:
     """The model made static: shape computations folded by onnx-simplifier where its result still runs in
     onnxruntime, else (a preparation that broke a model that ran) only input shapes fixed and inferred."""
     fixed = _with_shapes(model, shapes)
-    if any(n.op_type in RECURRENT_OPS for n in fixed.graph.node):
-        inferred = onnx.shape_inference.infer_shapes(fixed)
-        known = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
-                 for vi in [*inferred.graph.input, *inferred.graph.value_info]}
-        fixed = expand_recurrent(fixed, known)
-    simplified = _simplify(fixed, shapes)
-    inlined, folded = fold_constant_if(simplified)
-    if folded:  # a frozen input decided an If: fold what the taken branch makes constant too
-        simplified = _simplify(inlined, shapes)
+
+    def folded_and_unrolled(m):  # weights computed from constants are constants once folded
+        m = _simplify(m, shapes)
+        unrolled = _unrolled(m)
+        return m if unrolled is m else _simplify(unrolled, shapes)
+
+    simplified = folded_and_unrolled(fixed)
+    for _ in range(8):  # a frozen input decided an If: fold (and unroll) what the taken branch holds too
+        inlined, folded = fold_constant_if(simplified)
+        if not folded:
+            break
+        simplified = folded_and_unrolled(inlined)
+    simplified = _unrolled(simplified, strict=True)  # any left: refused, saying why
     if not _runs_in_onnxruntime(simplified):
         return simplified, "simplified"
     gentle = onnx.shape_inference.infer_shapes(fixed)

@@ -193,18 +193,24 @@ def _expand(node, consts: dict[str, np.ndarray], shapes: dict[str, list[int]], i
     return b.nodes, b.inits
 
 
-def expand_recurrent(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> onnx.ModelProto:
+def expand_recurrent(model: onnx.ModelProto, shapes: dict[str, list[int]], strict: bool = True) -> onnx.ModelProto:
     """A copy of ``model`` with every RNN, GRU and LSTM node unrolled; ``shapes`` gives the static shape
-    of each recurrent node's input (from shape inference at the chosen input shapes)."""
+    of each recurrent node's input (from shape inference at the chosen input shapes). ``strict=False``
+    leaves a node whose input shape is not known yet (it may be, once more is folded)."""
     if not any(n.op_type in RECURRENT_OPS for n in model.graph.node):
         return model
     consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for n in model.graph.node:  # weights an exporter wrote as Constant nodes
+        value = next((a.t for a in n.attribute if a.name == "value"), None) if n.op_type == "Constant" else None
+        if value is not None:
+            consts[n.output[0]] = numpy_helper.to_array(value)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     out = onnx.ModelProto()
     out.CopyFrom(model)
     nodes, inits = [], []
     for i, node in enumerate(model.graph.node):
-        if node.op_type in RECURRENT_OPS:
+        x_shape = shapes.get(node.input[0]) if node.input else None
+        if node.op_type in RECURRENT_OPS and (strict or (x_shape and all(d > 0 for d in x_shape))):
             new_nodes, new_inits = _expand(node, consts, shapes, i, opset)
             nodes += new_nodes
             inits += new_inits
