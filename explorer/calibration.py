@@ -41,15 +41,17 @@ class Calibration:
 
 def quantized_inputs(model: onnx.ModelProto) -> list[str]:
     """Names of the activation tensors int8 quantization scales, in graph order."""
-    consts = {i.name for i in model.graph.initializer}
-    consts |= {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    rank = {i.name: len(i.dims) for i in model.graph.initializer}  # constant -> its rank
+    rank |= {n.output[0]: len(next((a.t.dims for a in n.attribute if a.name == "value"), ()))
+             for n in model.graph.node if n.op_type == "Constant"}
     dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     names = []
     for node in model.graph.node:
         if len(node.input) < 2 or node.input[1] in dequantized:  # already quantized in the model
             continue
-        if node.op_type == "Conv" or (node.op_type in ("MatMul", "Gemm") and node.input[1] in consts
-                                      and node.input[0] not in consts):
+        # the int8 pass quantizes 2-D convolutions and matmuls whose weights are constants
+        if (node.op_type == "Conv" and rank.get(node.input[1]) == 4) or (
+                node.op_type in ("MatMul", "Gemm") and node.input[1] in rank and node.input[0] not in rank):
             names.append(node.input[0])
     return names
 
