@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cost_models import energy  # noqa: E402
 from cost_models.targets import list_targets, load_target  # noqa: E402
-from explorer.host import resolve_mcpu  # noqa: E402
+from explorer.deploy import resolve_mcpu  # noqa: E402
 from explorer.loading import prepare  # noqa: E402
 from explorer.strategies import get_strategy  # noqa: E402
 from explorer.tvm import codegen  # noqa: E402

@@ -131,7 +131,7 @@ def _cmd_fusion(args) -> int:
 
 def _cmd_tune(args) -> int:
     from .loading import parse_input_shapes
-    from .tvm.tuning import tune_model
+    from .tune import tune_model
 
     stats = tune_model(args.model, strategy=args.strategy, trials=args.trials, records=args.tuning_records,
                        input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet)

@@ -28,13 +28,13 @@ from cost_models import energy
 from cost_models.targets import TargetSpec, load_target
 
 from . import lowerings
-from .version import __version__
 from .cache import cache_dir, code_fingerprint, make_key, tvm_version, write_atomic
 from .errors import ExplorerError
-from .host import in_compiler_process, resolve_mcpu
+from .host import cpu_fingerprint, in_compiler_process
 from .loading import PreparedModel, prepare
 from .records import Failure, LoweringRequest
 from .strategies import Strategy, get_strategy
+from .version import __version__
 from .workers import machine_cores
 
 #: Bump when the layout of the build cache changes.
@@ -71,6 +71,29 @@ def runnable_target(target: str | TargetSpec) -> TargetSpec:
         raise ExplorerError(f"target {spec.name!r} cannot be run on this machine ({why}); "
                             "only llvm targets with runs_here = true can be run")
     return spec
+
+
+def _llvm_host_cpu() -> str:
+    from .tvm.codegen import host_cpu
+
+    return host_cpu()
+
+
+def resolve_mcpu(mcpu: str | None = None) -> str:
+    """``mcpu`` itself, or for ``None`` LLVM's name of this host's CPU. The host's name is cached per
+    CPU fingerprint (``cache_dir()/host-cpu.json``), so finding it costs TVM's import once per machine."""
+    if mcpu:
+        return mcpu
+    path = cache_dir() / "host-cpu.json"
+    fp = cpu_fingerprint()
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if fp not in known:
+        known[fp] = in_compiler_process(_llvm_host_cpu)
+        write_atomic(path, json.dumps(known, indent=1))
+    return known[fp]
 
 
 def timing_threads(target: TargetSpec) -> int:

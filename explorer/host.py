@@ -1,9 +1,8 @@
-"""This machine's CPU: a fingerprint without TVM, and LLVM's name for it (cached per fingerprint)."""
+"""This machine's CPU as a fingerprint read without TVM, and calls into a process with TVM's compiler."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing
 import platform
 import sys
@@ -11,7 +10,6 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from .cache import cache_dir, write_atomic
 from .errors import ExplorerError
 
 
@@ -25,12 +23,6 @@ def cpu_fingerprint() -> str:
         if name.strip() in ("vendor_id", "cpu family", "model", "model name", "flags", "Features", "CPU part"):
             fields.append(f"{name.strip()}={value.strip()}")
     return hashlib.sha256("|".join(fields).encode()).hexdigest()[:16]
-
-
-def _llvm_host_cpu() -> str:
-    from .tvm.codegen import host_cpu
-
-    return host_cpu()
 
 
 def in_compiler_process(fn, *args):
@@ -51,20 +43,3 @@ def in_compiler_process(fn, *args):
     finally:
         if saved is not None:
             os.environ["TVM_USE_RUNTIME_LIB"] = saved
-
-
-def resolve_mcpu(mcpu: str | None = None) -> str:
-    """``mcpu`` itself, or for ``None`` LLVM's name of this host's CPU. The host's name is cached per
-    CPU fingerprint (``cache_dir()/host-cpu.json``), so finding it costs TVM's import once per machine."""
-    if mcpu:
-        return mcpu
-    path = cache_dir() / "host-cpu.json"
-    fp = cpu_fingerprint()
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if fp not in known:
-        known[fp] = in_compiler_process(_llvm_host_cpu)
-        write_atomic(path, json.dumps(known, indent=1))
-    return known[fp]

@@ -30,9 +30,8 @@ from .backends import backend as compile_backend
 from .backends import compile_missing
 from .cache import tvm_version
 from .calibration import calibrate
-from .deploy import timing_threads
+from .deploy import resolve_mcpu, timing_threads
 from .errors import ExplorerError
-from .host import resolve_mcpu
 from .loading import PreparedModel, prepare
 from .loading import model_name as model_name_of
 from .plan import Plan, lowering_of, make_plan

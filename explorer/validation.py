@@ -24,8 +24,6 @@ from onnx import external_data_helper
 from .cache import cache_dir, tvm_version, write_atomic
 from .errors import ExplorerError
 
-#: Control flow TVM 0.27's ONNX frontend imports itself (not through its converter table).
-FRONTEND_OPS = frozenset({"If"})
 #: Control flow the explorer refuses: a static workload cannot be read from a loop of unknown trips.
 REFUSED_OPS = ("Loop", "Scan")
 
@@ -109,9 +107,9 @@ def check_graph(proto: onnx.ModelProto) -> None:
 
 
 def _supported_in_compiler() -> list[str]:
-    from .tvm.frontend import converter_ops
+    from .tvm.frontend import FRONTEND_OPS, converter_ops
 
-    return sorted(converter_ops())
+    return sorted(converter_ops() | FRONTEND_OPS)
 
 
 def supported_ops() -> frozenset[str]:
@@ -119,13 +117,13 @@ def supported_ops() -> frozenset[str]:
     checking a model costs no TVM import)."""
     from .host import in_compiler_process
 
-    path = cache_dir() / f"onnx-ops-{tvm_version()}.json"
+    path = cache_dir() / f"onnx-ops-{tvm_version()}-2.json"  # -2: If included
     try:
         ops = json.loads(path.read_text())
     except (OSError, ValueError):
         ops = in_compiler_process(_supported_in_compiler)
         write_atomic(path, json.dumps(ops))
-    return frozenset(ops) | FRONTEND_OPS
+    return frozenset(ops)
 
 
 def check_operators(proto: onnx.ModelProto) -> None:

@@ -23,7 +23,7 @@ from explorer import schedules
 from explorer.strategies import Strategy
 from explorer.tvm import candidates as candidates_module
 from explorer.tvm import tuning
-from explorer.tvm.tuning import tune_model
+from explorer.tune import tune_model
 
 #: The zoo's tuned strategies spend 128 trials; these spend 4 on the one-kernel fixture.
 TINY = Strategy("tiny-tuned", fusion="tvm", tuning="metaschedule:4")
@@ -95,7 +95,7 @@ def test_metaschedule_every_measured_candidate_is_scored_and_each_pick_marked_on
 
 @slow
 def test_metaschedule_candidates_are_lowered_once_and_scored_from_the_cache(records, swept, monkeypatch):
-    from explorer.host import resolve_mcpu
+    from explorer.deploy import resolve_mcpu
 
     calls = []
     real = candidates_module._candidate_workload

@@ -31,7 +31,6 @@ from cost_models.targets import TargetSpec
 
 from .. import schedules
 from ..cache import locked, write_atomic
-from ..errors import ExplorerError
 from ..records import TuningOutcome
 from ..tuning_records import records_dir, records_digest
 from .candidates import database, kernel_key, measured_candidates, records_by_kernel
@@ -243,24 +242,15 @@ class TuningSetup:
                                   records_digest(work))
 
 
-def tune_model(model: str, strategy="fused-tuned", trials: int | None = None,
-               records: str | os.PathLike | None = None, input_shapes: dict | None = None,
-               progress: bool = True) -> TuneStats:
-    """Fill the tuning-records database for ``model`` under a tuned ``strategy`` on this CPU,
-    without building; later sweeps and builds reuse the records. ``strategy`` is a name or a
-    :class:`~explorer.strategies.Strategy`; ``trials`` overrides its budget."""
-    from ..loading import prepare
-    from ..strategies import Strategy, get_strategy
+def tune_prepared(model_path: str, sha256: str, strategy, trials: int, records: str | os.PathLike | None = None,
+                  progress: bool = True) -> TuneStats:
+    """Fill the tuning-records database for a prepared model under a tuned ``strategy`` on this CPU,
+    to ``trials`` trials across the model, without building."""
     from .codegen import host_cpu, llvm_target
     from .frontend import imported
     from .pipeline import PipelineContext, strategy_passes
 
-    strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
-    if not strat.tuned:
-        raise ExplorerError(f"strategy {strat.name!r} does not tune; tuned strategies have tuning='metaschedule:N'")
-    prepared = prepare(model, input_shapes)
     target = llvm_target(host_cpu())
     with tvm.target.Target(target):
-        mod = strategy_passes(PipelineContext(strat, "generic"), schedule=False)(imported(str(prepared.path),
-                                                                                           prepared.sha256))
-    return tune(kernel_tasks(mod, target), trials or strat.trials, records_dir(target, records), progress)
+        mod = strategy_passes(PipelineContext(strategy, "generic"), schedule=False)(imported(model_path, sha256))
+    return tune(kernel_tasks(mod, target), trials, records_dir(target, records), progress)
