@@ -60,6 +60,28 @@ def test_nhwc_keeps_the_work_and_adds_layout_transposes(conv_add_relu_onnx):
     assert [k for k in df.kernel if k.startswith("transpose")] == ["transpose", "transpose1"]
 
 
+def test_nhwc_compiles_a_squeeze_counted_from_the_end(model_dir):
+    # TVM 0.27's ConvertLayout dies with std::bad_alloc on squeeze(axis=-1) (silero-vad has one)
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from explorer.reference import reference_outputs
+    from explorer.tvm.runtime import run_executable
+    from tests.conftest import _save, _w, make_model
+
+    rng = np.random.default_rng(0)
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Squeeze", ["c", "axes"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6])],
+        [_w(rng, (8, 4, 1, 1), "w"), numpy_helper.from_array(np.array([-1], np.int64), "axes")])
+    path = _save(model, model_dir / "conv_squeeze.onnx")
+    prepared, compiled, _ = lower(path, "nhwc", build=True)
+    feed = prepared.sample_inputs(0)
+    out = run_executable(compiled.executable, [feed["x"]])
+    np.testing.assert_allclose(out[0], reference_outputs(prepared, feed)[0], rtol=1e-5, atol=1e-6)
+
+
 def test_gpu_lowering_uses_shared_or_local_memory(matmul_onnx):
     df, _ = workload(matmul_onnx, "fused", lowering="cuda")
     assert list(df.kernel) == ["matmul"] and df.macs.sum() == 2048

@@ -133,6 +133,30 @@ def _record_groups(ctx: PipelineContext) -> tvm.transform.Pass:
     return record
 
 
+@relax.expr_functor.mutator
+class _NonNegativeSqueezeAxes(relax.PyExprMutator):
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.squeeze" and call.attrs.axis is not None):
+            return call
+        axes = [int(a) for a in call.attrs.axis]
+        if all(a >= 0 for a in axes):
+            return call
+        rank = call.args[0].ty.ndim
+        return relax.op.squeeze(call.args[0], [a % rank for a in axes])
+
+
+@tvm.transform.module_pass(opt_level=0, name="explorer.NonNegativeSqueezeAxes")
+def non_negative_squeeze_axes(mod, _ctx):
+    """Rewrite ``squeeze`` axes counted from the end as axes counted from the front: TVM 0.27's
+    ConvertLayout dies with ``std::bad_alloc`` on a negative squeeze axis."""
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            mutator = _NonNegativeSqueezeAxes(mod)
+            mod[gv] = mutator.visit_expr(func)
+    return mod
+
+
 def _prepare(ctx: PipelineContext) -> list:
     return [precision_pass("qdq"), relax.transform.FoldBatchnormToConv2D(), relax.transform.FoldConstant()]
 
@@ -160,7 +184,7 @@ PRECISION: dict[str, Factory] = {
 
 LAYOUT: dict[str, Factory] = {
     "native": lambda ctx: [],
-    "nhwc": lambda ctx: [relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}),
+    "nhwc": lambda ctx: [non_negative_squeeze_axes, relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}),
                          relax.transform.FoldConstant()],
 }
 
