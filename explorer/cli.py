@@ -93,11 +93,12 @@ def _cmd_sweep(args) -> int:
 
 def _cmd_fusion(args) -> int:
     from .fusion import fusion_report
-    from .loading import parse_input_shapes
+    from .loading import parse_input_shapes, parse_input_values
     from .report import _fmt_bytes, _fmt_j
 
     table, tot = fusion_report(args.model, target=args.target, strategy=args.strategy, out=args.out,
-                               input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet)
+                               input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet,
+                               input_values=parse_input_values(args.input_value), calibration=args.calibration)
     levels = [c[:-len("_bytes")] for c in tot["levels"]]
     if len(table):
         shown = table.sort_values("energy_saved_j", ascending=False)
@@ -130,11 +131,12 @@ def _cmd_fusion(args) -> int:
 
 
 def _cmd_tune(args) -> int:
-    from .loading import parse_input_shapes
+    from .loading import parse_input_shapes, parse_input_values
     from .tune import tune_model
 
     stats = tune_model(args.model, strategy=args.strategy, trials=args.trials, records=args.tuning_records,
-                       input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet)
+                       input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet,
+                       input_values=parse_input_values(args.input_value), calibration=args.calibration)
     print(f"{args.model}: {stats.tasks} kernels, {stats.tuned} tuned now ({stats.trials} trials), "
           f"{stats.reused} already tuned to this budget")
     return 0
@@ -151,7 +153,7 @@ def _cmd_run(args) -> int:
     import json
 
     from .deploy import run_variant
-    from .loading import parse_input_shapes
+    from .loading import parse_input_shapes, parse_input_values
 
     def progress(line: str) -> None:
         if not args.quiet:
@@ -159,7 +161,8 @@ def _cmd_run(args) -> int:
 
     r = run_variant(args.model, strategy=args.strategy, target=args.target, repeat=args.repeat, mcpu=args.mcpu,
                     input_shapes=parse_input_shapes(args.input_shape), cached_only=args.cached_only,
-                    progress=progress)
+                    progress=progress, input_values=parse_input_values(args.input_value), inputs=args.inputs,
+                    calibration=args.calibration)
     if args.json:
         print(json.dumps({k: r[k] for k in RUN_JSON_KEYS}))
         return 0
@@ -216,13 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("model", help="a zoo model name (see `explorer models`) or the path of an .onnx file")
         sp.add_argument("--input-shape", action="append", metavar="NAME:D1,D2,...",
                         help="static shape of an input (repeatable); a symbolic batch dimension defaults to 1")
+        sp.add_argument("--input-value", action="append", metavar="NAME=VALUE",
+                        help="freeze an input to a constant (repeatable), e.g. sr=16000: what depends on it is "
+                             "folded, and an If on it keeps one branch")
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    def calibration_arg(sp):
+        sp.add_argument("--calibration", metavar="DIR",
+                        help="int8 calibration inputs: .npy files, one sample each (a folder per input for models "
+                             "with several); default: 4 seeded random samples")
 
     s = sub.add_parser("sweep", help="compile a model many ways and score each variant's energy")
     model_args(s)
-    s.add_argument("--input-value", action="append", metavar="NAME=VALUE",
-                   help="freeze an input to a constant (repeatable), e.g. sr=16000: what depends on it is folded, "
-                        "and an If on it keeps one branch")
     s.add_argument("--targets", default="cpu", help="comma-separated target names or .toml files (default: cpu)")
     s.add_argument("--strategies", default="all", help="comma-separated strategy names, or 'all' (default)")
     s.add_argument("--out", help="directory for variants.csv, kernels.csv, report.md and the results store")
@@ -247,9 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--inputs", metavar="DIR",
                    help="real inputs: .npy files, one sample each (a folder per input for models with several); "
                         "the first is the check input, all calibrate int8 (default: seeded samples)")
-    s.add_argument("--calibration", metavar="DIR",
-                   help="int8 calibration inputs: .npy files, one sample each (a folder per input for models "
-                        "with several); default: 4 seeded random samples")
+    calibration_arg(s)
     s.add_argument("--max-accuracy-loss", type=float, metavar="PCT",
                    help="mark variants whose outputs differ from the fp32 reference by more than PCT percent "
                         "(relative L2 error; 1%% is an SQNR of 40 dB)")
@@ -262,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--top", type=int, default=0, help="show only the N kernels that save most")
     f.add_argument("--csv", help="also write the per-kernel table to this CSV file")
     f.add_argument("--out", help="results store directory to reuse between runs")
+    calibration_arg(f)
     f.set_defaults(func=_cmd_fusion)
 
     t = sub.add_parser("tune", help="tune a model's kernels on this CPU with MetaSchedule and keep the records")
@@ -270,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--trials", type=int, help="trial budget across the model (default: the strategy's); each kernel "
                    "gets trials // kernels, counting the candidates already in the records")
     t.add_argument("--tuning-records", metavar="DIR", help="records directory (default: one per target in the cache)")
+    calibration_arg(t)
     t.set_defaults(func=_cmd_tune)
 
     r = sub.add_parser("run", help="build one variant for this CPU (cached) and time inferences")
@@ -282,6 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cached-only", action="store_true",
                    help="never compile: fail when the build is not in the cache (predicted figures are "
                         "omitted when only they are missing)")
+    r.add_argument("--inputs", metavar="DIR",
+                   help="real inputs: .npy files (a folder per input for models with several); the first sample "
+                        "is timed, all calibrate int8 (default: a seeded sample)")
+    calibration_arg(r)
     r.set_defaults(func=_cmd_run)
     return p
 

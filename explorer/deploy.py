@@ -29,6 +29,7 @@ from cost_models.targets import TargetSpec, load_target
 
 from . import lowerings
 from .cache import cache_dir, code_fingerprint, make_key, tvm_version, write_atomic
+from .calibration import calibrate, load_samples
 from .errors import ExplorerError
 from .host import cpu_fingerprint, in_compiler_process
 from .loading import PreparedModel, prepare
@@ -45,10 +46,12 @@ BUILD_CODE = ("explorer/tvm/frontend.py", "explorer/tvm/pipeline.py", "explorer/
               "explorer/tvm/compile.py", "explorer/tvm/codegen.py", "explorer/tvm/tuning.py")
 
 
-def build_key(model: PreparedModel, strategy: Strategy, mcpu: str) -> str:
-    """Cache key of a CPU build: model content, strategy choices, ``mcpu``, TVM and explorer versions,
-    and a fingerprint of the explorer's compile code."""
-    return make_key("build", BUILD_FORMAT, model.sha256, strategy.key, f"mcpu={mcpu}", code_fingerprint(*BUILD_CODE))
+def build_key(model: PreparedModel, strategy: Strategy, mcpu: str, calibration: str = "") -> str:
+    """Cache key of a CPU build: model content, strategy choices, ``mcpu``, the int8 calibration's
+    key (:attr:`explorer.calibration.Calibration.key`, empty for other precisions), TVM and explorer
+    versions, and a fingerprint of the explorer's compile code."""
+    return make_key("build", BUILD_FORMAT, model.sha256, strategy.key, f"mcpu={mcpu}", f"calibration={calibration}",
+                    code_fingerprint(*BUILD_CODE))
 
 
 def builds_dir() -> Path:
@@ -56,10 +59,11 @@ def builds_dir() -> Path:
     return cache_dir() / "builds"
 
 
-def library_path(model: PreparedModel, strategy: Strategy, mcpu: str) -> Path:
-    """Where the CPU library of ``model`` under ``strategy`` for ``mcpu`` is cached (a sweep that
-    runs a CPU variant exports it there too, so ``explorer run`` compiles nothing after it)."""
-    return builds_dir() / f"{build_key(model, strategy, mcpu)}.so"
+def library_path(model: PreparedModel, strategy: Strategy, mcpu: str, calibration: str = "") -> Path:
+    """Where the CPU library of ``model`` under ``strategy`` for ``mcpu`` (int8: and ``calibration``)
+    is cached (a sweep that runs a CPU variant exports it there too, so ``explorer run`` compiles
+    nothing after it)."""
+    return builds_dir() / f"{build_key(model, strategy, mcpu, calibration)}.so"
 
 
 def runnable_target(target: str | TargetSpec) -> TargetSpec:
@@ -109,12 +113,17 @@ def _compile(req: LoweringRequest):
 
 def run_variant(model: str, strategy: str | Strategy = "fused", target: str | TargetSpec = "cpu", repeat: int = 1,
                 mcpu: str | None = None, input_shapes: dict | None = None, seed: int = 0,
-                cached_only: bool = False, progress=None) -> dict:
+                cached_only: bool = False, progress=None, input_values: dict[str, float] | None = None,
+                inputs: str | Path | None = None, calibration: str | Path | None = None) -> dict:
     """Build one variant for this CPU (once: builds are cached) and time ``repeat`` inferences.
 
     ``model`` is a zoo name or an ONNX file; ``strategy`` a registered name or a :class:`Strategy`;
     ``target`` an llvm target that runs here (its figures give the predictions); ``mcpu`` the LLVM
-    CPU to build for (default: this host). The inputs are ``PreparedModel.sample_inputs(seed)``.
+    CPU to build for (default: this host). The inputs are the first sample of ``inputs`` (a folder of
+    ``.npy`` files, see :func:`explorer.calibration.load_samples`), else ``PreparedModel.sample_inputs(seed)``;
+    ``input_values`` freezes inputs to constants (``--input-value``). An int8 strategy is calibrated as
+    a sweep calibrates it (``calibration``, else ``inputs``, else seeded samples), so a sweep's int8
+    library is the one this runs.
     ``cached_only`` never compiles: it raises :class:`ExplorerError` when the library is not cached,
     and reports the predicted figures as ``None`` when only the analysis is missing (e.g. the
     analysis code changed since the build).
@@ -130,24 +139,27 @@ def run_variant(model: str, strategy: str | Strategy = "fused", target: str | Ta
     if repeat < 1:
         raise ExplorerError(f"--repeat must be at least 1, got {repeat}")
     strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
-    prepared = prepare(model, input_shapes)
+    prepared = prepare(model, input_shapes, input_values=input_values)
+    cal = calibrate(prepared, calibration or inputs) if strat.precision == "int8" else None
+    cal_key = cal.key if cal else ""
     cpu = resolve_mcpu(mcpu)
-    key = build_key(prepared, strat, cpu)
-    library = library_path(prepared, strat, cpu)
+    key = build_key(prepared, strat, cpu, cal_key)
+    library = library_path(prepared, strat, cpu, cal_key)
     meta = library.with_suffix(".json")
     build_cached = library.exists()
     if cached_only and not build_cached:
         raise ExplorerError(f"the build of {prepared.name} / {strat.name} / mcpu {cpu} is not cached "
                             f"(key {key}); run it once without --cached-only")
-    req = LoweringRequest(str(prepared.path), prepared.sha256, strat, "generic", mcpu=cpu, build=True, scoring=spec)
-    lowered = lowerings.get(lowerings.lowering_key(req))
+    req = LoweringRequest(str(prepared.path), prepared.sha256, strat, "generic", mcpu=cpu, build=True, scoring=spec,
+                          act_scales=cal.scales if cal else None)
+    lowered = lowerings.get(lowerings.lowering_key(req, cal_key))
     if (lowered is None or not build_cached) and not cached_only:
         if progress:
             progress(f"{'analysing' if build_cached else 'compiling'} {prepared.name} / {strat.name} for mcpu {cpu} ...")
         lowered = in_compiler_process(_compile, dataclasses.replace(req, export=str(library)))
         if isinstance(lowered, Failure):
             raise ExplorerError(f"{prepared.name} / {strat.name}: {lowered.status.detail}")
-        lowerings.put(lowerings.lowering_key(req), lowered)
+        lowerings.put(lowerings.lowering_key(req, cal_key), lowered)
         write_atomic(meta, json.dumps({"key": key, "model": prepared.name, "model_sha256": prepared.sha256,
                                        "strategy": strat.key, "mcpu": cpu, "tvm_version": tvm_version(),
                                        "explorer_version": __version__, "library": library.name}, indent=1))
@@ -162,7 +174,7 @@ def run_variant(model: str, strategy: str | Strategy = "fused", target: str | Ta
     from .tvm.runtime import runtime_threads, time_library
 
     threads = runtime_threads(timing_threads(spec))
-    feed = prepared.sample_inputs(seed)
+    feed = load_samples(prepared, inputs)[0] if inputs else prepared.sample_inputs(seed)
     times = time_library(library, [feed[i.name] for i in prepared.inputs], repeat)
     ms = [t * 1e3 for t in times]
     return {

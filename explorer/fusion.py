@@ -69,15 +69,19 @@ def fusion_table(kernels: pd.DataFrame, fused: str, unfused: str, levels: tuple[
 
 
 def fusion_report(model: str, target: str = "cpu", strategy: str = "fused", out: str | None = None,
-                  input_shapes: dict | None = None, progress: bool = True) -> tuple[pd.DataFrame, dict]:
-    """Per-fused-kernel savings of ``strategy`` against its unfused counterpart, and the totals."""
+                  input_shapes: dict | None = None, progress: bool = True,
+                  input_values: dict[str, float] | None = None,
+                  calibration: str | None = None) -> tuple[pd.DataFrame, dict]:
+    """Per-fused-kernel savings of ``strategy`` against its unfused counterpart, and the totals
+    (``input_values`` freezes inputs; ``calibration`` is the int8 calibration folder, as for a sweep)."""
     fused = get_strategy(strategy)
     if fused.fusion == "none":
         raise KeyError(f"strategy {strategy!r} does not fuse; pick one of "
                        f"{', '.join(s.name for s in list_strategies() if s.fusion != 'none')}")
     unfused = unfused_counterpart(fused)
     result = run_sweep([model], targets=[target], strategies=[unfused.name, fused.name], out=out,
-                       input_shapes=input_shapes, check=False, build=False, progress=progress)
+                       input_shapes=input_shapes, check=False, build=False, progress=progress,
+                       input_values=input_values, calibration=calibration)
     v = result.variants.set_index("strategy")
     for name in (unfused.name, fused.name):
         if v.loc[name, "status_kind"] in {k.value for k in FAILURE_KINDS}:

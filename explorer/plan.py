@@ -66,7 +66,7 @@ def make_plan(model: PreparedModel, strategy: Strategy, lowering: str, group: li
         arch=next((t.arch for t in group if t.tvm == "cuda"), "") or ("sm_90" if cuda else ""), build=builds,
         act_scales=calibration.scales if calibration else None,
         tuning_records=str(tuning_records) if tuning_records else None, scoring=scoring_target(group),
-        export=str(library_path(model, strategy, mcpu)) if runs else "", progress=progress)
+        export=str(library_path(model, strategy, mcpu, calibration.key if calibration else "")) if runs else "", progress=progress)
     plan = Plan(model, strategy, group, req, calibration.key if calibration else "")
     if strategy.tuned and not cuda:
         plan.records = records_digest(records_dir({"kind": "llvm", "mcpu": mcpu}, req.tuning_records))

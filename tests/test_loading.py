@@ -198,6 +198,22 @@ def test_a_model_with_a_frozen_if_sweeps_on_cpu_and_npu_and_matches_onnxruntime(
     assert (v[v.target == "npu"].status_kind == "analysed").all()
 
 
+@pytest.mark.parametrize("verb, args, says", [
+    ("run", ["--repeat", "1"], "latency: median"),
+    ("fusion", [], "kernels 1 -> 1"),
+])
+def test_every_verb_that_prepares_a_model_takes_input_value(tmp_path, verb, args, says):
+    import subprocess
+    import sys
+
+    path, _, _ = _if_model(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "explorer.cli", verb, path, "--input-value", "sr=16000", *args,
+                           "--quiet"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": os.getcwd(), "EXPLORER_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stderr
+    assert says in proc.stdout
+
+
 def test_an_if_on_an_input_left_unfrozen_is_refused_naming_the_input(tmp_path):
     path, _, _ = _if_model(tmp_path)
     with pytest.raises(ExplorerError, match=r"1 If node whose condition depends on its inputs \(sr\).*--input-value sr=VALUE"):

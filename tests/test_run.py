@@ -110,15 +110,16 @@ def test_cached_only_never_compiles(conv_add_relu_onnx, tmp_path):
     assert "is not cached" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_keys_separate_cpus_strategies_and_models(matmul_onnx, conv_add_relu_onnx):
+def test_keys_separate_cpus_strategies_models_and_calibrations(matmul_onnx, conv_add_relu_onnx):
     from explorer.loading import prepare
     from explorer.strategies import get_strategy
 
     m, c = prepare(str(matmul_onnx)), prepare(str(conv_add_relu_onnx))
     fused, base = get_strategy("fused"), get_strategy("baseline")
     keys = {deploy.build_key(m, fused, "haswell"), deploy.build_key(m, fused, "znver4"),
-            deploy.build_key(m, base, "haswell"), deploy.build_key(c, fused, "haswell")}
-    assert len(keys) == 4
+            deploy.build_key(m, base, "haswell"), deploy.build_key(c, fused, "haswell"),
+            deploy.build_key(m, fused, "haswell", "cal-a"), deploy.build_key(m, fused, "haswell", "cal-b")}
+    assert len(keys) == 6
     assert deploy.build_key(m, fused, "haswell") == deploy.build_key(m, fused, "haswell")
 
 
@@ -127,13 +128,16 @@ def test_api_rejects_a_target_that_does_not_run_here(matmul_onnx):
         explorer.run_variant(str(matmul_onnx), target="npu")
 
 
-def test_after_a_sweep_timed_a_variant_explorer_run_compiles_nothing(conv_add_relu_onnx, tmp_path):
+@pytest.mark.parametrize("strategy", ["fused", "fused-int8"])
+def test_after_a_sweep_timed_a_variant_explorer_run_compiles_nothing(conv_add_relu_onnx, tmp_path, strategy):
+    # int8: run calibrates as the sweep did, so it finds the sweep's library
     env = {"EXPLORER_CACHE": str(tmp_path)}
     sweep = subprocess.run([sys.executable, "-m", "explorer.cli", "sweep", str(conv_add_relu_onnx), "--targets", "cpu",
-                            "--strategies", "fused", "--quiet"], capture_output=True, text=True, timeout=600,
+                            "--strategies", strategy, "--quiet"], capture_output=True, text=True, timeout=600,
                            env={**os.environ, "PYTHONPATH": os.getcwd(), **env})
     assert sweep.returncode == 0, sweep.stderr
-    proc = cli("run", str(conv_add_relu_onnx), "--strategy", "fused", "--repeat", "2", "--json", "--cached-only", env=env)
+    proc = cli("run", str(conv_add_relu_onnx), "--strategy", strategy, "--repeat", "2", "--json", "--cached-only",
+               env=env)
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert r["build_cached"] is True and r["predicted_energy_j"] > 0

@@ -243,14 +243,15 @@ class TuningSetup:
 
 
 def tune_prepared(model_path: str, sha256: str, strategy, trials: int, records: str | os.PathLike | None = None,
-                  progress: bool = True) -> TuneStats:
+                  progress: bool = True, act_scales: tuple[float, ...] | None = None) -> TuneStats:
     """Fill the tuning-records database for a prepared model under a tuned ``strategy`` on this CPU,
-    to ``trials`` trials across the model, without building."""
+    to ``trials`` trials across the model, without building (``act_scales``: an int8 strategy's
+    calibrated activation scales)."""
     from .codegen import host_cpu, llvm_target
     from .frontend import imported
     from .pipeline import PipelineContext, strategy_passes
 
     target = llvm_target(host_cpu())
     with tvm.target.Target(target):
-        mod = strategy_passes(PipelineContext(strategy, "generic"), schedule=False)(imported(model_path, sha256))
+        mod = strategy_passes(PipelineContext(strategy, "generic", act_scales), schedule=False)(imported(model_path, sha256))
     return tune(kernel_tasks(mod, target), trials, records_dir(target, records), progress)
