@@ -22,6 +22,7 @@ from .control_flow import fold_constant_if
 from .errors import ExplorerError
 from .qlinear import expand_integer_ops
 from .recurrent import RECURRENT_OPS, expand_recurrent
+from .shape_folding import fold_shape_computations
 
 _ONNX_TO_NUMPY = {
     onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
@@ -49,7 +50,7 @@ class PreparedModel:
     path: Path
     sha256: str
     inputs: tuple[InputSpec, ...]
-    preparation: str = "simplified"  # or "shapes only", where onnx-simplifier's result did not run
+    preparation: str = "simplified"  # "shapes folded by onnxruntime" or "shapes only": see _prepared
 
     @property
     def key(self) -> str:
@@ -97,7 +98,7 @@ def _input_specs(model: onnx.ModelProto) -> tuple[InputSpec, ...]:
 
 
 #: Bump whenever preparation changes what it produces, so cached prepared models are not reused.
-PREPARE_VERSION = "5"
+PREPARE_VERSION = "6"
 
 _SHAPE_ARG = re.compile(r"^(?P<name>[^:]+):(?P<dims>\d+(,\d+)*)$")
 
@@ -259,10 +260,43 @@ def _unrolled(model: onnx.ModelProto, strict: bool = False) -> onnx.ModelProto:
     return expand_recurrent(model, known, strict)
 
 
+def _breaks(candidate: onnx.ModelProto, feed: dict[str, np.ndarray], expected: list[np.ndarray]) -> str:
+    """'' where onnxruntime runs ``candidate`` on ``feed`` and gives ``expected``, else what went wrong."""
+    reason = _runs_in_onnxruntime(candidate)
+    if reason:
+        return reason
+    got = _ort_run(candidate, feed)
+    for i, (g, e) in enumerate(zip(got, expected)):
+        if g.shape != e.shape or not np.allclose(g, e, rtol=1e-3, atol=1e-4, equal_nan=True):
+            return f"output {i} differs from the exported model's"
+    return ""
+
+
+def _ort_run(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, {i.name: feed[i.name] for i in sess.get_inputs()})
+
+
 def _prepared(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> tuple[onnx.ModelProto, str]:
-    """The model made static: shape computations folded by onnx-simplifier where its result still runs in
-    onnxruntime, else (a preparation that broke a model that ran) only input shapes fixed and inferred."""
+    """The model made static, by the first preparation whose result onnxruntime runs and that gives the
+    exported model's outputs on a sample input:
+
+    - ``simplified``: shape computations folded by onnx-simplifier (with Ifs a frozen input decides
+      folded and recurrent layers unrolled);
+    - ``shapes folded by onnxruntime``: the shape computations evaluated by onnxruntime instead
+      (:mod:`explorer.shape_folding`), where onnx-simplifier's shape inference broke the model;
+    - ``shapes only``: input shapes fixed and inferred, nothing folded.
+    """
     fixed = _with_shapes(model, shapes)
+    reason = _runs_in_onnxruntime(fixed)
+    if reason:
+        raise ExplorerError(f"onnxruntime cannot run the model at the chosen input shapes: {reason}")
+    feed = PreparedModel("", Path(), "", _input_specs(fixed)).sample_inputs(0)
+    expected = _ort_run(fixed, feed)
 
     def folded_and_unrolled(m):  # weights computed from constants are constants once folded
         m = _simplify(m, shapes)
@@ -276,13 +310,15 @@ def _prepared(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> tup
             break
         simplified = folded_and_unrolled(inlined)
     simplified = _unrolled(simplified, strict=True)  # any left: refused, saying why
-    if not _runs_in_onnxruntime(simplified):
+    if not _breaks(simplified, feed, expected):
         return simplified, "simplified"
-    gentle = onnx.shape_inference.infer_shapes(fixed)
-    reason = _runs_in_onnxruntime(gentle)
-    if reason:
-        raise ExplorerError(f"onnxruntime cannot run the model at the chosen input shapes: {reason}")
-    return gentle, "shapes only"
+    try:
+        folded = _unrolled(onnx.shape_inference.infer_shapes(fold_shape_computations(fixed, feed)), strict=True)
+    except ExplorerError:
+        folded = None
+    if folded is not None and not _breaks(folded, feed, expected):
+        return folded, "shapes folded by onnxruntime"
+    return onnx.shape_inference.infer_shapes(fixed), "shapes only"
 
 
 def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,

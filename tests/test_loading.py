@@ -114,22 +114,53 @@ def test_token_ids_stay_within_the_table_they_index_and_masks_are_set(tmp_path):
     assert {s.name: (s.high, s.fill) for s in model.inputs} == {"ids": (37, None), "attention_mask": (2, 1)}
 
 
-def test_a_preparation_that_breaks_the_model_falls_back_to_fixing_shapes_only(conv_add_relu_onnx, monkeypatch,
-                                                                              tmp_path):
+def _refused(model, shapes):
+    """What onnx-simplifier made of PP-OCRv4's recogniser, in small: a model onnxruntime refuses."""
+    bad = onnx.ModelProto()
+    bad.CopyFrom(model)
+    bad.graph.node[-1].input[0] = bad.graph.node[0].input[0]  # the Gemm reads x [1,3,4], not the [1,12] reshape
+    return bad
+
+
+def test_a_preparation_onnxruntime_refuses_falls_back_to_folding_shapes_in_onnxruntime(symbolic_batch_onnx,
+                                                                                        monkeypatch, tmp_path):
     from explorer import loading
 
-    def broken(model, shapes):  # onnx-simplifier "succeeds" with a model onnxruntime refuses
-        bad = onnx.ModelProto()
-        bad.CopyFrom(model)
-        bad.graph.node[1].input[1] = bad.graph.node[0].input[0]  # Add of [1,8,6,6] and [1,4,6,6]
-        return bad
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
+    monkeypatch.setattr(loading, "_simplify", _refused)
+    model = prepare(str(symbolic_batch_onnx))
+    assert model.preparation == "shapes folded by onnxruntime"
+    assert [n.op_type for n in model.load().graph.node] == ["Reshape", "Gemm"]
+    import_onnx(model.load())  # the Reshape target is a constant now, as TVM's importer needs
+    assert prepare(str(symbolic_batch_onnx)).preparation == "shapes folded by onnxruntime"  # remembered
+
+
+def test_a_preparation_that_changes_the_outputs_is_not_used(symbolic_batch_onnx, monkeypatch, tmp_path):
+    from onnx import numpy_helper
+
+    from explorer import loading
+
+    def wrong(model, shapes):  # runs, but computes something else
+        out = loading.onnx.ModelProto()
+        out.CopyFrom(model)
+        w = next(i for i in out.graph.initializer if i.name == "W")
+        w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * 2, "W"))
+        return out
 
     monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
-    monkeypatch.setattr(loading, "_simplify", broken)
-    model = prepare(str(conv_add_relu_onnx))
+    monkeypatch.setattr(loading, "_simplify", wrong)
+    assert prepare(str(symbolic_batch_onnx)).preparation == "shapes folded by onnxruntime"
+
+
+def test_when_every_fold_breaks_the_model_only_shapes_are_fixed(symbolic_batch_onnx, monkeypatch, tmp_path):
+    from explorer import loading
+
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
+    monkeypatch.setattr(loading, "_simplify", _refused)
+    monkeypatch.setattr(loading, "fold_shape_computations", lambda model, feed: _refused(model, None))
+    model = prepare(str(symbolic_batch_onnx))
     assert model.preparation == "shapes only"
-    assert [n.op_type for n in model.load().graph.node] == ["Conv", "Add", "Relu"]
-    assert prepare(str(conv_add_relu_onnx)).preparation == "shapes only"  # remembered with the cached file
+    assert [n.op_type for n in model.load().graph.node][0] == "Shape"
 
 
 def test_the_tensor_size_limit_can_be_raised(tmp_path):
