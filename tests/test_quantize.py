@@ -136,3 +136,43 @@ def test_integer_onnx_ops_import_and_run_as_int8(request, fixture, macs):
     want = reference_outputs(model, feed)[0]
     # integer results: exact, up to one step of the output quantizer's rounding
     assert np.max(np.abs(out[0].astype(np.int64) - want.astype(np.int64))) <= 1
+
+
+@pytest.mark.parametrize("activation", ["relu6", "hardsigmoid"])
+def test_fp16_builds_a_model_with_clipped_activations_and_matches_onnxruntime(model_dir, activation):
+    # TVM imports Clip as TE kernels and HardSigmoid as clip(x, PrimValue, PrimValue); ToMixedPrecision
+    # failed on both, so every fp16 build of MobileNetV2 (ReLU6) failed
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.conftest import _save, _w, make_model
+
+    rng = np.random.default_rng(3)
+    act = (helper.make_node("Clip", ["c", "lo", "hi"], ["y"]) if activation == "relu6"
+           else helper.make_node("HardSigmoid", ["c"], ["y"], alpha=0.2, beta=0.5))
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), act],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])],
+        [_w(rng, (8, 4, 3, 3), "w"), numpy_helper.from_array(np.array(0.0, np.float32), "lo"),
+         numpy_helper.from_array(np.array(6.0, np.float32), "hi")])
+    path = _save(model, model_dir / f"conv_{activation}.onnx")
+    prepared, lowered, wl = compiled(path, "fused-fp16", build=True)
+    assert "op_mac_float16" in wl and wl["op_mac_float16"].sum() == 8 * 36 * 36
+    feed = prepared.sample_inputs(0)
+    out = run_executable(lowered.executable, [feed["x"]])
+    np.testing.assert_allclose(out[0], reference_outputs(prepared, feed)[0], rtol=1e-2, atol=2e-2)
+
+
+def test_a_clip_with_constant_bounds_imports_as_max_and_min():
+    from onnx import TensorProto, helper, numpy_helper
+
+    from explorer.tvm.frontend import clip_as_max_min
+    from tests.conftest import make_model
+
+    model = make_model([helper.make_node("Clip", ["x", "", "hi"], ["y"])],
+                       [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+                       [numpy_helper.from_array(np.array(6.0, np.float32), "hi")])
+    rewritten = clip_as_max_min(model)
+    assert [(n.op_type, list(n.input), list(n.output)) for n in rewritten.graph.node] == [
+        ("Min", ["x", "y__clip_min_bound"], ["y"])]

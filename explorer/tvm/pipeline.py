@@ -152,8 +152,29 @@ def non_negative_squeeze_axes(mod, _ctx):
     ConvertLayout dies with ``std::bad_alloc`` on a negative squeeze axis."""
     for gv, func in mod.functions_items():
         if isinstance(func, relax.Function):
-            mutator = _NonNegativeSqueezeAxes(mod)
-            mod[gv] = mutator.visit_expr(func)
+            mod[gv] = _NonNegativeSqueezeAxes(mod).visit_expr(func)
+    return mod
+
+
+@relax.expr_functor.mutator
+class _ClipAsMaxMin(relax.PyExprMutator):
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.clip"):
+            return call
+        dtype = call.args[0].ty.dtype
+        low, high = (relax.const(float(getattr(a.value, "value", a.value)), dtype) for a in call.args[1:3])
+        return relax.op.minimum(relax.op.maximum(call.args[0], low), high)
+
+
+@tvm.transform.module_pass(opt_level=0, name="explorer.ClipAsMaxMin")
+def clip_as_max_min(mod, _ctx):
+    """Rewrite ``clip(x, a, b)`` (bounds as PrimValues, e.g. TVM's HardSigmoid) as
+    ``minimum(maximum(x, a), b)`` with constant bounds: ToMixedPrecision fails on a PrimValue
+    argument (``Expected TensorType, but got T.int64``)."""
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            mod[gv] = _ClipAsMaxMin(mod).visit_expr(func)
     return mod
 
 
@@ -176,7 +197,8 @@ def _cuda_schedule(ctx: PipelineContext) -> list:
 
 PRECISION: dict[str, Factory] = {
     "fp32": lambda ctx: [],
-    "fp16": lambda ctx: [relax.transform.ConvertToDataflow(), relax.transform.ToMixedPrecision(out_dtype="float32"),
+    "fp16": lambda ctx: [clip_as_max_min, relax.transform.ConvertToDataflow(),
+                         relax.transform.ToMixedPrecision(out_dtype="float32"),
                          relax.transform.FoldConstant()],
     "bf16": lambda ctx: [precision_pass("bf16"), relax.transform.FoldConstant()],
     "int8": lambda ctx: [precision_pass("int8", ctx.act_scales), relax.transform.FoldConstant()],
