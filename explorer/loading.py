@@ -260,10 +260,11 @@ def _unrolled(model: onnx.ModelProto, strict: bool = False) -> onnx.ModelProto:
     return expand_recurrent(model, known, strict)
 
 
-def _breaks(candidate: onnx.ModelProto, feed: dict[str, np.ndarray], expected: list[np.ndarray]) -> str:
-    """'' where onnxruntime runs ``candidate`` on ``feed`` and gives ``expected``, else what went wrong."""
+def _breaks(candidate: onnx.ModelProto, feed: dict[str, np.ndarray], expected: list[np.ndarray] | None) -> str:
+    """'' where onnxruntime runs ``candidate`` on ``feed`` and gives ``expected`` (where known), else
+    what went wrong."""
     reason = _runs_in_onnxruntime(candidate)
-    if reason:
+    if reason or expected is None:
         return reason
     got = _ort_run(candidate, feed)
     for i, (g, e) in enumerate(zip(got, expected)):
@@ -283,7 +284,8 @@ def _ort_run(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> list[np.nda
 
 def _prepared(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> tuple[onnx.ModelProto, str]:
     """The model made static, by the first preparation whose result onnxruntime runs and that gives the
-    exported model's outputs on a sample input:
+    exported model's outputs on a sample input (where onnxruntime runs the exported model: it refuses
+    a batch-first LSTM that preparation unrolls):
 
     - ``simplified``: shape computations folded by onnx-simplifier (with Ifs a frozen input decides
       folded and recurrent layers unrolled);
@@ -292,11 +294,9 @@ def _prepared(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> tup
     - ``shapes only``: input shapes fixed and inferred, nothing folded.
     """
     fixed = _with_shapes(model, shapes)
-    reason = _runs_in_onnxruntime(fixed)
-    if reason:
-        raise ExplorerError(f"onnxruntime cannot run the model at the chosen input shapes: {reason}")
+    refused = _runs_in_onnxruntime(fixed)
     feed = PreparedModel("", Path(), "", _input_specs(fixed)).sample_inputs(0)
-    expected = _ort_run(fixed, feed)
+    expected = None if refused else _ort_run(fixed, feed)
 
     def folded_and_unrolled(m):  # weights computed from constants are constants once folded
         m = _simplify(m, shapes)
@@ -318,6 +318,8 @@ def _prepared(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> tup
         folded = None
     if folded is not None and not _breaks(folded, feed, expected):
         return folded, "shapes folded by onnxruntime"
+    if refused:
+        raise ExplorerError(f"onnxruntime cannot run the model at the chosen input shapes: {refused}")
     return onnx.shape_inference.infer_shapes(fixed), "shapes only"
 
 

@@ -4,13 +4,18 @@ Each example is a small model mutated at the byte level (flips, cuts, insertions
 (dimensions, operator types, inputs, initializer data), prepared in a forked child process under a
 time limit, so a crash or a hang inside onnx, onnx-simplifier or onnxruntime is caught as a failure
 instead of taking pytest down. Marked ``fuzz``: not in the default run; ``.ci/run`` runs it as a step
-of its own for ``FUZZ_EXAMPLES`` inputs (default 300).
+of its own for ``FUZZ_EXAMPLES`` inputs (default 300), and then ``tests/fuzz_atheris.py``
+(coverage-guided, libFuzzer) for ``ATHERIS_SECONDS`` (default 60) where atheris is installed.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -129,3 +134,17 @@ def test_fuzz_every_mutated_model_is_prepared_or_refused_in_one_line(data, tmp_p
     assert kind in ("ok", "error"), detail
     if kind == "error":
         assert "\n" not in detail and "Traceback" not in detail and detail
+
+
+def test_fuzz_atheris_finds_nothing_in_its_budget(tmp_path):
+    pytest.importorskip("atheris", reason="atheris is not installed (pip install atheris)")
+    seconds = int(os.environ.get("ATHERIS_SECONDS", "60"))
+    harness = Path(__file__).with_name("fuzz_atheris.py")
+    proc = subprocess.run(
+        [sys.executable, str(harness), str(tmp_path / "corpus"), f"-max_total_time={seconds}", f"-timeout={LIMIT_S}",
+         "-rss_limit_mb=4096", f"-artifact_prefix={tmp_path}/"],
+        capture_output=True, text=True, timeout=seconds + 600,
+        env={**os.environ, "PYTHONPATH": str(harness.parent.parent)})
+    runs = re.findall(r"Done (\d+) runs", proc.stderr)
+    print(f"atheris: {runs[-1] if runs else '?'} inputs in {seconds} s")
+    assert proc.returncode == 0 and runs, proc.stderr[-4000:]
