@@ -266,20 +266,27 @@ def _breaks(candidate: onnx.ModelProto, feed: dict[str, np.ndarray], expected: l
     reason = _runs_in_onnxruntime(candidate)
     if reason or expected is None:
         return reason
-    got = _ort_run(candidate, feed)
+    got, reason = _ort_run(candidate, feed)
+    if reason:
+        return reason
     for i, (g, e) in enumerate(zip(got, expected)):
         if g.shape != e.shape or not np.allclose(g, e, rtol=1e-3, atol=1e-4, equal_nan=True):
             return f"output {i} differs from the exported model's"
     return ""
 
 
-def _ort_run(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+def _ort_run(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> tuple[list[np.ndarray] | None, str]:
+    """onnxruntime's outputs of ``model`` on ``feed`` and '', or None and why it could not run."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 4
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, {i.name: feed[i.name] for i in sess.get_inputs()})
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        return sess.run(None, {i.name: feed[i.name] for i in sess.get_inputs()}), ""
+    except Exception as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]
+        return None, lines[0][:300]
 
 
 def _prepared(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> tuple[onnx.ModelProto, str]:
@@ -294,9 +301,8 @@ def _prepared(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> tup
     - ``shapes only``: input shapes fixed and inferred, nothing folded.
     """
     fixed = _with_shapes(model, shapes)
-    refused = _runs_in_onnxruntime(fixed)
     feed = PreparedModel("", Path(), "", _input_specs(fixed)).sample_inputs(0)
-    expected = None if refused else _ort_run(fixed, feed)
+    expected, refused = _ort_run(fixed, feed)
 
     def folded_and_unrolled(m):  # weights computed from constants are constants once folded
         m = _simplify(m, shapes)
@@ -323,6 +329,15 @@ def _prepared(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> tup
     return onnx.shape_inference.infer_shapes(fixed), "shapes only"
 
 
+def _names_are_text(graph: onnx.GraphProto) -> bool:
+    """Whether every operator, node and tensor name of ``graph`` decoded as text (protobuf hands back
+    bytes for a string field that is not UTF-8)."""
+    names = [*(v.name for v in [*graph.input, *graph.output, *graph.initializer, *graph.value_info])]
+    for n in graph.node:
+        names += [n.op_type, n.domain, n.name, *n.input, *n.output, *(a.name for a in n.attribute)]
+    return all(isinstance(s, str) for s in names)
+
+
 def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
             max_tensor_bytes: int | None = None, input_values: dict[str, float] | None = None) -> PreparedModel:
     """Load a zoo model or ONNX file, check it (:mod:`explorer.validation`) and return it static and
@@ -341,8 +356,13 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
     except Exception as err:
         raise ExplorerError(f"{src.name} is not a valid ONNX model: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
                             "; give an .onnx file as an exporter wrote it") from None
+    if not _names_are_text(proto.graph):
+        raise ExplorerError(f"{src.name} is not a valid ONNX model: a name in its graph is not UTF-8 text; "
+                            "give an .onnx file as an exporter wrote it")
     if not proto.graph.node:
         raise ExplorerError(f"{src.name} has an empty graph: there is nothing to compile")
+    if not proto.graph.output:
+        raise ExplorerError(f"{src.name}'s graph has no outputs: it computes nothing to compile")
     validation.load_external_data(proto, src.parent)
     if input_values:
         _freeze_inputs(proto, input_values)

@@ -86,6 +86,25 @@ def check_declared_sizes(proto: onnx.ModelProto, shapes: dict[str, tuple[int, ..
             _check_size(f"input {inp.name!r}", list(shapes[inp.name]), inp.type.tensor_type.elem_type, limit)
     for init in proto.graph.initializer:
         _check_size(f"initializer {init.name!r}", list(init.dims), init.data_type, limit)
+        held, declared = _elements_held(init), math.prod(init.dims)
+        if held is not None and held != declared:
+            raise ExplorerError(f"initializer {init.name!r} holds {held} values but its shape {list(init.dims)} "
+                                f"declares {declared}; the file is damaged or was written wrongly")
+
+
+#: Element types whose values are not one per element of a typed field or ``itemsize`` raw bytes.
+_UNCOUNTED = {onnx.TensorProto.STRING, onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128,
+              *(getattr(onnx.TensorProto, t) for t in ("INT4", "UINT4", "FLOAT4E2M1") if hasattr(onnx.TensorProto, t))}
+
+
+def _elements_held(init: onnx.TensorProto) -> int | None:
+    """How many values an initializer's data holds (None where that cannot be counted simply)."""
+    if init.data_type in _UNCOUNTED or init.data_location == onnx.TensorProto.EXTERNAL:
+        return None
+    if init.HasField("raw_data"):
+        return len(init.raw_data) // _elem_bytes(init.data_type)
+    fields = (init.float_data, init.int32_data, init.int64_data, init.double_data, init.uint64_data)
+    return next((len(f) for f in fields if len(f)), 0)
 
 
 def check_inferred_sizes(proto: onnx.ModelProto, limit: int) -> None:
@@ -141,8 +160,13 @@ def check_operators(proto: onnx.ModelProto) -> None:
     missing = Counter({op: n for op, n in ops.items() if op not in known})
     missing.update(n.op_type for n in proto.graph.node if n.domain not in ("", "ai.onnx"))
     if missing:
-        listed = ", ".join(f"{op} ({n} node{'s' if n > 1 else ''})" for op, n in missing.most_common())
+        listed = ", ".join(f"{_shown(op)} ({n} node{'s' if n > 1 else ''})" for op, n in missing.most_common())
         raise ExplorerError(f"TVM's ONNX importer does not support: {listed}")
+
+
+def _shown(name: str) -> str:
+    """An operator name as a message shows it: quoted and escaped where it is not plain text."""
+    return name if isinstance(name, str) and name.isidentifier() else ascii(name)
 
 
 def check_no_if_left(proto: onnx.ModelProto) -> None:

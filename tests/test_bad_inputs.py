@@ -41,6 +41,13 @@ def _save(tmp_path, name, model) -> str:
     return str(path)
 
 
+def _short_tensor(name, dims, values) -> onnx.TensorProto:
+    """A float initializer of shape ``dims`` whose raw data holds only ``values`` floats."""
+    t = onnx.TensorProto(name=name, data_type=TensorProto.FLOAT, dims=dims)
+    t.raw_data = np.zeros(values, np.float32).tobytes()
+    return t
+
+
 def _bytes(tmp_path, name, data: bytes) -> str:
     path = tmp_path / name
     path.write_bytes(data)
@@ -75,6 +82,14 @@ CASES = {
     "not an onnx file": (lambda p: [_bytes(p, "notes.onnx", b"this is not a model\n")], "is not a valid ONNX model"),
     "truncated file": (lambda p: [_bytes(p, "cut.onnx", _relu().SerializeToString()[:40])], "is not a valid ONNX model"),
     "empty graph": (lambda p: [_save(p, "empty.onnx", _model([], [_vi("x", [1])], [_vi("x", [1])]))], "empty graph"),
+    "initializer data shorter than its shape": (lambda p: [_save(p, "short-w.onnx", _model(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], [_vi("x", [1, 4])], [_vi("y", [1, 3])],
+        [_short_tensor("w", [4, 3], 8)]))],
+        "initializer 'w' holds 8 values but its shape [4, 3] declares 12"),
+    "operator name not utf-8": (lambda p: [_bytes(p, "bytes-op.onnx", _relu().SerializeToString().replace(
+        b"Relu", b"R\xffl\n"))], "a name in its graph is not UTF-8 text"),
+    "graph without outputs": (lambda p: [_save(p, "no-out.onnx", _model(
+        [helper.make_node("Relu", ["x"], ["y"])], [_vi("x", [1])], []))], "graph has no outputs"),
     "unsupported operator": (lambda p: [_save(p, "det.onnx", _model(
         [helper.make_node("Det", ["x"], ["y"])], [_vi("x", [2, 3, 3])], [_vi("y", [2])]))],
         "does not support: Det (1 node)"),
