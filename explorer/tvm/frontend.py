@@ -36,7 +36,8 @@ def clip_as_max_min(model: onnx.ModelProto) -> onnx.ModelProto:
 
     TVM's importer lowers every Clip to TE kernels (``call_tir``) whose callee ToMixedPrecision cannot
     type (``Expected TensorType, but got R.Callable``: every fp16 build of a model with ReLU6 failed);
-    Max and Min with the same bounds import as Relax operators and compute the same values."""
+    Max and Min with the same bounds import as Relax operators and compute the same values. Only fp16
+    imports this way: ConvertLayout fails on a ``maximum`` after a conv2d (``Invalid SLayout``)."""
     graph = model.graph
     consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     consts |= {n.output[0]: numpy_helper.to_array(a.t) for n in graph.node if n.op_type == "Constant"
@@ -92,9 +93,9 @@ def _clip_bounds(node, consts, dtypes):
     return tuple(None if b is None else b.reshape(()) for b in bounds)
 
 
-def import_onnx(model: onnx.ModelProto) -> tvm.IRModule:
-    """Import a static ONNX model into Relax (Clip as Max/Min: :func:`clip_as_max_min`); raise a
-    one-line :class:`ExplorerError` if TVM cannot."""
+def import_onnx(model: onnx.ModelProto, clip_as_relax: bool = False) -> tvm.IRModule:
+    """Import a static ONNX model into Relax (``clip_as_relax``: Clip as Max/Min, see
+    :func:`clip_as_max_min`); raise a one-line :class:`ExplorerError` if TVM cannot."""
     from tvm.relax.frontend.onnx import from_onnx
 
     missing = unsupported_ops(model)
@@ -102,14 +103,15 @@ def import_onnx(model: onnx.ModelProto) -> tvm.IRModule:
         listed = ", ".join(f"{op} ({n} node{'s' if n > 1 else ''})" for op, n in missing.most_common())
         raise ExplorerError(f"TVM's ONNX importer does not support: {listed}")
     try:
-        return from_onnx(clip_as_max_min(model), keep_params_in_input=False)
+        return from_onnx(clip_as_max_min(model) if clip_as_relax else model, keep_params_in_input=False)
     except Exception as err:
         first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise ExplorerError(f"TVM could not import the model: {first}") from None
 
 
 @functools.lru_cache(maxsize=4)
-def imported(path: str, sha256: str) -> tvm.IRModule:
+def imported(path: str, sha256: str, clip_as_relax: bool = False) -> tvm.IRModule:
     """The Relax module of the prepared model at ``path`` (``sha256`` keys the in-process cache:
-    a worker compiling several strategies of one model imports it once)."""
-    return import_onnx(onnx.load(path))
+    a worker compiling several strategies of one model imports it once); ``clip_as_relax`` as for
+    :func:`import_onnx`."""
+    return import_onnx(onnx.load(path), clip_as_relax)

@@ -253,5 +253,6 @@ def tune_prepared(model_path: str, sha256: str, strategy, trials: int, records: 
 
     target = llvm_target(host_cpu())
     with tvm.target.Target(target):
-        mod = strategy_passes(PipelineContext(strategy, "generic", act_scales), schedule=False)(imported(model_path, sha256))
+        mod = strategy_passes(PipelineContext(strategy, "generic", act_scales), schedule=False)(
+            imported(model_path, sha256, clip_as_relax=strategy.precision == "fp16"))
     return tune(kernel_tasks(mod, target), trials, records_dir(target, records), progress)
