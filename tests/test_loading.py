@@ -249,3 +249,17 @@ def test_an_if_on_an_input_left_unfrozen_is_refused_naming_the_input(tmp_path):
     path, _, _ = _if_model(tmp_path)
     with pytest.raises(ExplorerError, match=r"1 If node whose condition depends on its inputs \(sr\).*--input-value sr=VALUE"):
         prepare(path)
+
+
+def test_onnxruntime_crashing_on_a_model_is_one_clear_error_not_a_dead_process(conv_add_relu_onnx, monkeypatch,
+                                                                                tmp_path):
+    # silero-vad with its sample rate frozen made onnxruntime segfault while creating the session
+    import signal
+
+    from explorer import loading
+
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
+    monkeypatch.setattr(loading, "_ort_outputs", lambda blob, feed, conn: os.kill(os.getpid(), signal.SIGSEGV))
+    with pytest.raises(ExplorerError, match="onnxruntime cannot run the model at the chosen input shapes: "
+                                            "onnxruntime crashed on it"):
+        prepare(str(conv_add_relu_onnx))
