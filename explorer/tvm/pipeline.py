@@ -33,6 +33,7 @@ from tvm.s_tir.dlight.base.common_schedules import try_inline
 
 from ..strategies import Strategy
 from ..workload_table import Tensor
+from .cpu_schedules import ParallelElementwise, TiledReduction
 from .precision import precision_pass
 
 
@@ -218,7 +219,8 @@ FUSION: dict[str, Factory] = {
 #: The default schedule of each lowering: for ``generic``, a rule that inlines element-wise blocks
 #: the way TVM schedules do, so fused intermediates are not materialised; DLight's GPU rules for cuda.
 SCHEDULE: dict[str, Factory] = {
-    "generic": lambda ctx: [dl.ApplyDefaultSchedule(InlineElementwise())],
+    "generic": lambda ctx: [dl.ApplyDefaultSchedule(TiledReduction(), dl.cpu.Reduction(), ParallelElementwise(),
+                                                    InlineElementwise())],
     "cuda": _cuda_schedule,
 }
 

@@ -1,0 +1,220 @@
+"""Default schedules for llvm (CPU) targets, in DLight's style: one :class:`ScheduleRule` per kind of
+kernel, tried in order by ``dl.ApplyDefaultSchedule``.
+
+TVM 0.27's DLight CPU rules cover GEMV and row reductions only, so convolutions, matmuls and
+element-wise kernels ran as scalar single-threaded loops. These rules give them the classic CPU
+shape: the outer spatial loops fused and spread over the cores, the innermost spatial loop split
+to the native vector width and vectorized, a register tile of accumulators kept across the whole
+reduction, and fused element-wise epilogues applied to the tile before it is written back.
+
+- :class:`TiledReduction`: a kernel whose work is one reduction block (conv2d in NCHW or NHWC,
+  depthwise and pointwise convolutions, matmul, dense, batch matmul), with element-wise producers
+  inlined and epilogues fused.
+- :class:`ParallelElementwise`: a kernel of injective blocks only.
+
+Both return ``None`` (the next rule takes the kernel) for anything they do not recognise, and for
+a kernel they cannot schedule (a schedule primitive refusing is not an error: the kernel then keeps
+the fallback schedule of :class:`explorer.tvm.pipeline.InlineElementwise`).
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import s_tir, tirx
+from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm.s_tir.dlight.base import ScheduleRule
+from tvm.s_tir.dlight.base.common_schedules import try_inline
+from tvm.target import Target
+from tvm.target.codegen import llvm_get_vector_width
+
+#: Accumulator rows of a register tile, tried largest first (a divisor of the axis' extent).
+TILE_ROWS = (8, 6, 4, 3, 2)
+#: A kernel with fewer output elements than this stays on one core (forking threads costs more).
+MIN_PARALLEL_ELEMENTS = 4096
+
+
+def _is_cpu(target: Target) -> bool:
+    return target.kind.name == "llvm"
+
+
+def vector_lanes(target: Target, dtype_bits: int) -> int:
+    """Lanes of ``dtype_bits``-bit elements in the target's native vector register."""
+    width = llvm_get_vector_width(target)
+    return max((width if width > 0 else 128) // max(dtype_bits, 8), 1)
+
+
+def _extent(sch: s_tir.Schedule, loop) -> int | None:
+    extent = sch.get(loop).extent
+    return int(extent) if isinstance(extent, tirx.IntImm) else None
+
+
+def _divisor(extent: int, limit: int) -> int:
+    """The largest divisor of ``extent`` not above ``limit`` (1 when none is)."""
+    return next((d for d in range(min(limit, extent), 0, -1) if extent % d == 0), 1)
+
+
+def _vars_in(expr) -> set:
+    return set(tirx.analysis.undefined_vars(expr))
+
+
+class TiledReduction(ScheduleRule):
+    """A reduction kernel (convolution, matmul) tiled for registers, vectorized and parallel.
+
+    With spatial loops ``s...`` and reduction loops ``r...`` (after inlining element-wise producers
+    such as padding), the innermost spatial loop ``j`` is split by the vector width; ``i``, the
+    innermost other spatial loop that the operand read along ``j`` does not depend on (a matmul's
+    rows, a convolution's output channels), is split into a tile of :data:`TILE_ROWS`; the outer
+    spatial loops are fused and parallel. Loop order: ``parallel(outer) / r... / i_tile / j_vec``
+    with the ``i_tile x j_vec`` accumulators in a local buffer initialised before the reduction
+    and written back (with the fused epilogues) after it.
+    """
+
+    def apply(self, func, target, _):
+        if not isinstance(func, tirx.PrimFunc) or not _is_cpu(target):
+            return None
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if infos is None:
+            return None
+        # padding stays a stage of its own: inlined, every load of the inner loop would test the border
+        pads = [b for b in infos if b.is_data_pad(sch)]
+        remaining = try_inline(sch, [b for b in infos if not b.is_data_pad(sch)])
+        reductions = [b for b in remaining if b.is_reduction()]
+        if len(reductions) != 1:
+            return None
+        red = reductions[0]
+        kinds = red.dom_kind()
+        n_spatial = len(kinds) - len(kinds.lstrip("S"))
+        if n_spatial == 0 or n_spatial == len(kinds) or "S" in kinds[n_spatial:]:
+            return None
+        epilogues = [b for b in remaining if b is not red]
+        if any(not b.is_injective() for b in epilogues):
+            return None
+        try:
+            self._schedule(sch, red, n_spatial, epilogues, target)
+            for pad in pads:
+                _parallel_vectorized(sch, pad.block_rv, target)
+        except (RuntimeError, ValueError):  # a primitive refused: the next rule takes it
+            return None
+        return sch
+
+    def _schedule(self, sch, red, n_spatial, epilogues, target):
+        block = red.block_rv
+        stmt = sch.get(block)
+        out_bits = stmt.writes[0].source.dtype.bits
+        loops = sch.get_loops(block)
+        spatial, reduce = list(loops[:n_spatial]), list(loops[n_spatial:])
+        iters = [iv.var for iv in stmt.iter_vars]
+        lanes = vector_lanes(target, out_bits)
+
+        j = n_spatial - 1
+        j_extent = _extent(sch, spatial[j])
+        if j_extent is None:
+            raise ValueError("dynamic extent")
+        vec = _divisor(j_extent, lanes)
+        # the operand loaded along j (its index uses j's iterator) is reused across the tile rows
+        vector_operand_vars = set()
+        for region in stmt.reads:
+            used = set()
+            for rng in region.region:
+                used |= _vars_in(rng.min)
+            if iters[j] in used:
+                vector_operand_vars |= used
+        i = next((k for k in range(n_spatial - 2, -1, -1)
+                  if iters[k] not in vector_operand_vars and (_extent(sch, spatial[k]) or 0) > 1), None)
+        rows = 1
+        if i is not None:
+            rows = next((r for r in TILE_ROWS if _extent(sch, spatial[i]) % r == 0), 1)
+
+        jo, ji = sch.split(spatial[j], factors=[None, vec])
+        if rows > 1:
+            io, ii = sch.split(spatial[i], factors=[None, rows])
+        outer = []
+        for k, loop in enumerate(spatial):
+            if k == j:
+                outer.append(jo)
+            elif k == i and rows > 1:
+                outer.append(io)
+            else:
+                outer.append(loop)
+        inner = ([ii] if rows > 1 else []) + [ji]
+        sch.reorder(*outer, *reduce, *inner)
+        fused = sch.fuse(*outer)
+        elements = 1
+        for buf_dim in stmt.writes[0].source.shape:
+            elements *= int(buf_dim) if isinstance(buf_dim, tirx.IntImm) else 1
+        if elements >= MIN_PARALLEL_ELEMENTS:
+            sch.parallel(fused)
+
+        acc = sch.cache_write(block, 0, "local")
+        sch.reverse_compute_at(acc, fused, preserve_unit_loops=True)
+        for epilogue in epilogues:
+            try:
+                sch.reverse_compute_inline(epilogue.block_rv)
+            except RuntimeError:
+                sch.reverse_compute_at(epilogue.block_rv, fused, preserve_unit_loops=True)
+                _vectorize_innermost(sch, epilogue.block_rv, lanes)
+        if vec > 1:  # before the init is split off: vectorize checks the block is still a reduction
+            sch.vectorize(ji)
+        init = sch.decompose_reduction(block, reduce[0])
+        if vec > 1 and sch.get(sch.get_loops(init)[-1]).kind != tirx.ForKind.VECTORIZED:
+            sch.vectorize(sch.get_loops(init)[-1])
+        _vectorize_innermost(sch, acc, lanes)
+
+
+def _vectorize_innermost(sch, block, lanes: int) -> None:
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    extent = _extent(sch, loops[-1])
+    if extent is None or extent < 2:
+        return
+    vec = _divisor(extent, lanes)
+    if vec < 2:
+        return
+    if vec < extent:
+        _, loops_inner = sch.split(loops[-1], factors=[None, vec])
+        sch.vectorize(loops_inner)
+    else:
+        sch.vectorize(loops[-1])
+
+
+class ParallelElementwise(ScheduleRule):
+    """A kernel of injective blocks: inlined into its last block, whose loops are fused, split by the
+    vector width, vectorized inside and parallel outside."""
+
+    def apply(self, func, target, _):
+        if not isinstance(func, tirx.PrimFunc) or not _is_cpu(target):
+            return None
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if infos is None or any(not b.is_injective() for b in infos):
+            return None
+        remaining = try_inline(sch, infos)
+        if len(remaining) != 1:
+            return None
+        try:
+            _parallel_vectorized(sch, remaining[0].block_rv, target)
+        except (RuntimeError, ValueError):
+            return None
+        return sch
+
+
+def _parallel_vectorized(sch, block, target) -> None:
+    """Fuse a spatial block's loops, vectorize the inner ``lanes`` (a divisor of the extent) and run
+    the rest on the cores (when the block is large enough to pay for it)."""
+    loops = sch.get_loops(block)
+    stmt = sch.get(block)
+    if not loops or not stmt.writes:
+        raise ValueError("nothing to schedule")
+    lanes = vector_lanes(target, stmt.writes[0].source.dtype.bits)
+    fused = sch.fuse(*loops)
+    total = _extent(sch, fused)
+    if total is None:
+        raise ValueError("dynamic extent")
+    vec = _divisor(total, lanes)
+    outer, vector = sch.split(fused, factors=[None, vec])
+    if vec > 1:
+        sch.vectorize(vector)
+    if total >= MIN_PARALLEL_ELEMENTS:
+        sch.parallel(outer)
