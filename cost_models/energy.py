@@ -17,8 +17,9 @@ Pure numpy/pandas. For each kernel call (one workload row):
   level's bytes over its bandwidth; ``bound`` names the resource (``compute`` or a level name).
   **Static** energy is static power times that latency;
 - **compulsory bound**: the least energy any build of the kernel could use on the target: its
-  weights and the model inputs and outputs it touches moved from DRAM once, its MACs at the
-  target's cheapest MAC, and static power over the roofline time of just that.
+  weights and the model inputs it reads moved from DRAM once (a model output can stay in the
+  level it fits in, as the traffic model lets it), its MACs at the target's cheapest MAC, and
+  static power over the roofline time of just that.
 
 The same computation runs on nominal figures (:func:`score`) and on sampled figures
 (:mod:`cost_models.uncertainty`): :func:`quantities` extracts what the figures multiply, once.
@@ -98,7 +99,7 @@ def quantities(workload: pd.DataFrame, target: TargetSpec) -> Quantities:
     level_bytes[levels[chain[-1]].name] += workload["access_bytes"].to_numpy(float)
     for access, column in (("shared", "shared_access_bytes"), ("local", "local_access_bytes")):
         level_bytes[target.level_for(access).name] += workload[column].to_numpy(float)
-    compulsory = workload["weight_bytes"].to_numpy(float) + workload["io_bytes"].to_numpy(float)
+    compulsory = workload["weight_bytes"].to_numpy(float) + workload["model_input_bytes"].to_numpy(float)
     return Quantities(op_counts, cast_counts, unit_ops, level_bytes, compulsory, workload["macs"].to_numpy(float))
 
 

@@ -17,7 +17,7 @@ Columns (all counts are for one call of the kernel):
 ``read_bytes``           bytes of the kernel's global input buffers (each buffer counted once)
 ``write_bytes``          bytes of the kernel's global output buffers (each buffer counted once)
 ``weight_bytes``         the part of ``read_bytes`` that are constants (weights)
-``io_bytes``             bytes of model inputs the kernel reads and model outputs it writes
+``model_input_bytes``    bytes of model inputs the kernel reads (what must come from DRAM at least once)
 ``scratch_bytes``        bytes of global buffers the kernel allocates for itself
 ``access_bytes``         loop-trip-weighted bytes of every load and store of a global buffer
 ``shared_access_bytes``  loop-trip-weighted bytes of loads and stores of on-chip ``shared`` buffers
@@ -42,7 +42,7 @@ import pandas as pd
 OP_COLUMN = re.compile(r"^op_(?P<kind>[a-z]+)_(?P<dtype>[a-z0-9]+)$")
 
 REQUIRED_COLUMNS = (
-    "kernel", "call_index", "macs", "flops", "read_bytes", "write_bytes", "weight_bytes", "io_bytes",
+    "kernel", "call_index", "macs", "flops", "read_bytes", "write_bytes", "weight_bytes", "model_input_bytes",
     "access_bytes", "shared_access_bytes", "local_access_bytes", "traffic_curve", "unit_traffic_curve",
 )
 

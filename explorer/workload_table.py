@@ -181,21 +181,19 @@ def workload_table(calls, kernels: dict[str, KernelWorkload]):
             raise RuntimeError(f"kernel {call.kernel} is called in main but absent from the lowered TIR")
         row = {"call_index": call.index, "kernel": call.kernel, "fused_ops": len(call.members),
                "eliminated_bytes": sum(t.nbytes for t in call.eliminated)}
-        read = write = weight = io = 0.0
+        read = write = weight = model_in = 0.0
         access = shared = local = scratch = 0.0
         for use in k.buffers:
             if use.param_index >= 0:
                 arg = call.args[use.param_index] if use.param_index < len(call.args) else None
                 if use.param_index >= call.n_inputs:
                     write += use.size_bytes
-                    if arg is not None and arg.model_output:
-                        io += use.size_bytes
                 elif use.load_count > 0:
                     read += use.size_bytes
                     if arg is not None and arg.origin == "const":
                         weight += use.size_bytes
                     elif arg is not None and arg.origin == "input":
-                        io += use.size_bytes
+                        model_in += use.size_bytes
                 access += use.load_bytes + use.store_bytes
             elif use.scope.startswith("shared"):
                 shared += use.load_bytes + use.store_bytes
@@ -206,7 +204,7 @@ def workload_table(calls, kernels: dict[str, KernelWorkload]):
                 scratch += use.size_bytes
                 access += use.load_bytes + use.store_bytes
         row.update(macs=k.macs, flops=k.flops, read_bytes=read, write_bytes=write, weight_bytes=weight,
-                   io_bytes=io, scratch_bytes=scratch, access_bytes=access, shared_access_bytes=shared,
+                   model_input_bytes=model_in, scratch_bytes=scratch, access_bytes=access, shared_access_bytes=shared,
                    local_access_bytes=local)
         row["traffic_curve"] = traffic_curve(k, warm)
         row["unit_traffic_curve"] = traffic_curve(k, warm, per_unit=True)

@@ -15,7 +15,7 @@ from tests.conftest import TOY_TARGET
 
 def row(**kw):
     base = dict(kernel="k", call_index=0, macs=0.0, flops=0.0, read_bytes=0.0, write_bytes=0.0, weight_bytes=0.0,
-                io_bytes=0.0, scratch_bytes=0.0, access_bytes=0.0, shared_access_bytes=0.0, local_access_bytes=0.0,
+                model_input_bytes=0.0, scratch_bytes=0.0, access_bytes=0.0, shared_access_bytes=0.0, local_access_bytes=0.0,
                 traffic_curve="0:0", unit_traffic_curve="0:0")
     base.update(kw)
     return base
@@ -74,8 +74,8 @@ def test_shared_and_local_accesses_go_to_the_level_that_serves_them(toy):
     assert s.sram_bytes == 1000.0  # the toy's innermost level serves everything
 
 
-def test_compulsory_bound_moves_weights_and_io_once_and_macs_at_the_cheapest_dtype(toy):
-    df = pd.DataFrame([row(macs=1e6, op_mac_float32=1e6, weight_bytes=3000.0, io_bytes=1000.0,
+def test_compulsory_bound_moves_weights_and_model_inputs_once_and_macs_at_the_cheapest_dtype(toy):
+    df = pd.DataFrame([row(macs=1e6, op_mac_float32=1e6, weight_bytes=3000.0, model_input_bytes=1000.0,
                            traffic_curve="0:9000")])
     s = energy.score(df, toy).iloc[0]
     # 4000 B x 100 pJ + 1e6 MACs x 1 pJ + 1 W static x max(2e6 ops / 1e9, 4000 B / 1e9 B/s)
