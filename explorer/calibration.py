@@ -84,6 +84,20 @@ def load_samples(prepared: PreparedModel, directory: str | Path) -> list[dict[st
     return samples
 
 
+def calibration_feeds(prepared: PreparedModel, directory: str | Path | None = None,
+                      samples: int = DEFAULT_SAMPLES) -> tuple[list[dict[str, np.ndarray]], str]:
+    """The calibration inputs (the ``.npy`` files of ``directory``, else ``samples`` seeded samples)
+    and what identifies them (:attr:`Calibration.source`)."""
+    if directory is not None:
+        feeds = load_samples(prepared, directory)
+        digest = hashlib.sha256()
+        for feed in feeds:
+            for name in sorted(feed):
+                digest.update(feed[name].tobytes())
+        return feeds, digest.hexdigest()[:16]
+    return [prepared.sample_inputs(_SEED_OFFSET + i) for i in range(samples)], f"seeded:{samples}"
+
+
 def calibrate(prepared: PreparedModel, directory: str | Path | None = None,
               samples: int = DEFAULT_SAMPLES) -> Calibration:
     """Activation scales of ``prepared`` from onnxruntime runs on calibration inputs."""
@@ -91,16 +105,7 @@ def calibrate(prepared: PreparedModel, directory: str | Path | None = None,
 
     model = prepared.load()
     wanted = quantized_inputs(model)
-    if directory is not None:
-        feeds = load_samples(prepared, directory)
-        digest = hashlib.sha256()
-        for feed in feeds:
-            for name in sorted(feed):
-                digest.update(feed[name].tobytes())
-        source = digest.hexdigest()[:16]
-    else:
-        feeds = [prepared.sample_inputs(_SEED_OFFSET + i) for i in range(samples)]
-        source = f"seeded:{samples}"
+    feeds, source = calibration_feeds(prepared, directory, samples)
     if not wanted:
         return Calibration((), source)
     existing = {o.name for o in model.graph.output}

@@ -34,8 +34,9 @@ class Reference:
         return {spec.name: x for spec, x in zip(prepared.inputs, self.inputs)}
 
 
-def ort_session(prepared: PreparedModel, threads: int = 0):
-    """An onnxruntime CPU session for ``prepared``, quiet; ``threads`` intra-op threads (0: its default)."""
+def ort_session(prepared: PreparedModel | str, threads: int = 0):
+    """An onnxruntime CPU session for ``prepared`` (or an ONNX file's path), quiet; ``threads``
+    intra-op threads (0: its default)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -43,7 +44,8 @@ def ort_session(prepared: PreparedModel, threads: int = 0):
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(prepared.path), opts, providers=["CPUExecutionProvider"])
+    path = prepared if isinstance(prepared, str) else str(prepared.path)
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
 def reference_outputs(prepared: PreparedModel, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -51,11 +53,12 @@ def reference_outputs(prepared: PreparedModel, inputs: dict[str, np.ndarray]) ->
     return ort_session(prepared).run(None, inputs)
 
 
-def onnxruntime_latency(prepared: PreparedModel, inputs: dict[str, np.ndarray], repeat: int = 5,
+def onnxruntime_latency(prepared: PreparedModel | str, inputs: dict[str, np.ndarray], repeat: int = 5,
                         min_repeat_s: float = 0.2, threads: int = 0) -> float:
-    """Median seconds per inference of the model in onnxruntime on this CPU with ``threads`` threads,
-    the build a user would otherwise deploy, timed like :func:`explorer.tvm.runtime.measure`: after a
-    warm-up, ``repeat`` repeats, each the mean of as many inferences as last ``min_repeat_s``."""
+    """Median seconds per inference of the model (or the ONNX file at a path) in onnxruntime on this
+    CPU with ``threads`` threads, the build a user would otherwise deploy, timed like
+    :func:`explorer.tvm.runtime.measure`: after a warm-up, ``repeat`` repeats, each the mean of as
+    many inferences as last ``min_repeat_s``."""
     sess = ort_session(prepared, threads)
     start = time.perf_counter()
     sess.run(None, inputs)

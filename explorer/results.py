@@ -32,7 +32,7 @@ IDENTITY_COLUMNS = ("model", "strategy", "target", "fusion", "layout", "precisio
 MEASURED_COLUMNS = (
     "planned_memory_bytes", "max_abs_error", "tolerance", "within_tolerance", "sqnr_db", "accuracy_loss_pct",
     "argmax_agreement", "meets_accuracy", "compile_s", "check_run_s", "measured_latency_s", "measured_latency_spread",
-    "onnxruntime_latency_s", "latency_vs_onnxruntime", "tvm_threads", "onnxruntime_threads", "node",
+    "onnxruntime_latency_s", "latency_vs_onnxruntime", "onnxruntime_int8_latency_s", "tvm_threads", "onnxruntime_threads", "node",
     "tuned_kernels", "reused_kernels", "tuning_trials", "model_hash", "tvm_version")
 #: The columns of ``variants.csv``, in order.
 VARIANT_COLUMNS = [*IDENTITY_COLUMNS, *Totals.COLUMNS, "energy_p05_j", "energy_p95_j", *MEASURED_COLUMNS]

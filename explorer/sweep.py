@@ -29,7 +29,7 @@ from . import lowerings
 from .backends import backend as compile_backend
 from .backends import compile_missing
 from .cache import tvm_version
-from .calibration import calibrate
+from .calibration import calibrate, calibration_feeds
 from .deploy import resolve_mcpu, timing_threads
 from .errors import ExplorerError
 from .loading import PreparedModel, prepare
@@ -39,7 +39,8 @@ from .records import Lowering, Measurement, Status, StatusKind
 from .reference import Reference, reference
 from .results import VARIANT_COLUMNS, base_row, failed_row, rank, tuning_tables, variant_row
 from .strategies import parse_strategies
-from .timing import needs_run, time_builds
+from .ort_int8 import int8_latency
+from .timing import TIMED_RUNS, needs_run, time_builds
 from .workers import default_jobs
 
 #: Tables a tuned variant adds besides its kernels (see :func:`explorer.results.tuning_tables`).
@@ -77,8 +78,25 @@ class _Clock:
             self.phases_s[phase] += time.perf_counter() - start
 
 
+def _time_onnxruntime_int8(plans: list[Plan], references: dict[str, Reference], calibration, bar) -> dict:
+    """onnxruntime's own int8 build (static QDQ on the int8 pass's calibration inputs) timed with the
+    threads of every measured int8 variant: ``{(model, calibration key, threads): seconds}``."""
+    out: dict[tuple[str, str, int], float] = {}
+    for plan in plans:
+        if plan.strategy.precision != "int8" or not plan.measurements:
+            continue
+        for threads in plan.measurements:
+            key = (plan.model.name, plan.calibration, threads)
+            if key not in out:
+                bar.phase(f"{plan.model.name}: timing onnxruntime's int8 build with {threads} threads")
+                feeds, _ = calibration_feeds(plan.model, calibration)
+                out[key] = int8_latency(plan.model, feeds, plan.calibration, references[plan.model.name], threads,
+                                        repeat=TIMED_RUNS)
+    return out
+
+
 def _score(prepared: dict, plans: list[Plan], strats: list, specs: list[TargetSpec],
-           references: dict[str, Reference], ort: dict[tuple[str, int], float]):
+           references: dict[str, Reference], ort: dict[tuple[str, int], float], ort_int8: dict):
     """Every variant's row and kernels, and the tuning tables, from the stored lowerings and measurements."""
     rows, kernel_frames = [], []
     tuning_frames: dict[str, list[pd.DataFrame]] = {name: [] for name in TUNING_TABLES}
@@ -102,7 +120,8 @@ def _score(prepared: dict, plans: list[Plan], strats: list, specs: list[TargetSp
                 threads = timing_threads(t)
                 measurement = plan.measurements.get(threads) if t.tvm == "llvm" and t.runs_here else None
                 if isinstance(measurement, Measurement):
-                    row.update(onnxruntime_latency_s=ort.get((model.name, threads)), onnxruntime_threads=threads)
+                    row.update(onnxruntime_latency_s=ort.get((model.name, threads)), onnxruntime_threads=threads,
+                               onnxruntime_int8_latency_s=ort_int8.get((model.name, plan.calibration, threads)))
                 row, kern = variant_row(row, plan.result, t, ref.outputs if ref else None, measurement)
                 rows.append(row)
                 kernel_frames.append(kern)
@@ -204,12 +223,13 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
             compile_missing(plans, stores, make_runner, bar, strict)
         with clock("time"):
             ort = time_builds(plans, references, stores, make_timer, bar)
+            ort_int8 = _time_onnxruntime_int8(plans, references, calibration or inputs, bar)
     finally:
         bar.close()
         if store is not None:
             store.close()
     with clock("score"):
-        rows, kernel_frames, tuning_frames = _score(prepared, plans, strats, specs, references, ort)
+        rows, kernel_frames, tuning_frames = _score(prepared, plans, strats, specs, references, ort, ort_int8)
         variants = pd.DataFrame(rows, columns=VARIANT_COLUMNS)
         if max_accuracy_loss is not None:
             ran = variants["accuracy_loss_pct"].notna()

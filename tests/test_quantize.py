@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import pandas as pd
 import pytest
 
 import explorer
@@ -120,6 +122,19 @@ def test_accuracy_columns_on_the_zoo_mlp():
     # bf16 casts every matmul input element (8 x (784 + 512 + 256) = 12416); int8 casts them to int8
     # and also every int32 accumulator back to float32 (8 x (512 + 256 + 10) = 6224)
     assert list(v.casts) == [0, 12416, 18640] and v.loc["fused-int8", "energy_cast_j"] > 0
+
+
+def test_int8_rows_carry_onnxruntimes_own_int8_latency(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
+    result = explorer.run_sweep(["mlp"], targets=["cpu"], strategies=["fused", "fused-int8"], progress=False,
+                                isolate=False)
+    v = result.variants.set_index("strategy")
+    assert v.loc["fused-int8", "onnxruntime_int8_latency_s"] > 0
+    assert pd.isna(v.loc["fused", "onnxruntime_int8_latency_s"])  # fp32 rows: onnxruntime_latency_s only
+    # onnxruntime's static QDQ build of the same model: int8 weights, on the same calibration inputs
+    quantized = onnx.load(str(next((tmp_path / "onnxruntime-int8").glob("*.onnx"))))
+    ops = {n.op_type for n in quantized.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
 
 
 @pytest.mark.parametrize("fixture, macs", [("qlinear_conv_onnx", 10368), ("matmul_integer_onnx", 2 * 16 * 8)])

@@ -14,6 +14,7 @@ from tests.test_cache import _AbortingStrategy
 
 #: Columns that are measurements of this run, not results: they differ between any two runs.
 MEASURED = ["compile_s", "check_run_s", "measured_latency_s", "measured_latency_spread", "onnxruntime_latency_s",
+            "onnxruntime_int8_latency_s",
             "latency_vs_onnxruntime"]
 
 
