@@ -137,7 +137,8 @@ def _cmd_tune(args) -> int:
     stats = tune_model(args.model, strategy=args.strategy, trials=args.trials, records=args.tuning_records,
                        input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet,
                        input_values=parse_input_values(args.input_value), calibration=args.calibration)
-    print(f"{args.model}: {stats.tasks} kernels, {stats.tuned} tuned now ({stats.trials} trials), "
+    rate = f" in {stats.seconds:.0f} s, {stats.trials_per_minute:.1f} trials/min" if stats.trials else ""
+    print(f"{args.model}: {stats.tasks} kernels, {stats.tuned} tuned now ({stats.trials} trials{rate}), "
           f"{stats.reused} already tuned to this budget")
     return 0
 

@@ -10,6 +10,7 @@ like :func:`explorer.reference.timed_onnxruntime`.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +43,13 @@ def quantized_path(prepared: PreparedModel, feeds: list[dict[str, np.ndarray]], 
             return next(self.left, None)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        quantize_static(str(prepared.path), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+    logging.disable(logging.WARNING)  # its advice to pre-process the model goes to the root logger
+    try:
+        with atomic_path(out) as tmp:
+            quantize_static(str(prepared.path), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        logging.disable(logging.NOTSET)
     return out
 
 

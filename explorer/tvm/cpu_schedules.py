@@ -19,7 +19,6 @@ the fallback schedule of :class:`explorer.tvm.pipeline.InlineElementwise`).
 
 from __future__ import annotations
 
-import tvm
 from tvm import s_tir, tirx
 from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import ScheduleRule

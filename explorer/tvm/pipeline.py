@@ -216,11 +216,17 @@ FUSION: dict[str, Factory] = {
     "tvm": lambda ctx: [relax.transform.FuseOps(), _record_groups(ctx), relax.transform.FuseTIR()],
 }
 
-#: The default schedule of each lowering: for ``generic``, a rule that inlines element-wise blocks
-#: the way TVM schedules do, so fused intermediates are not materialised; DLight's GPU rules for cuda.
+def cpu_default_schedule() -> tvm.transform.Pass:
+    """The default schedule of llvm kernels (untuned, or a tuned kernel without records): the rules
+    of :mod:`explorer.tvm.cpu_schedules`, DLight's CPU row reductions, and :class:`InlineElementwise`
+    for what none of them takes."""
+    return dl.ApplyDefaultSchedule(TiledReduction(), dl.cpu.Reduction(), ParallelElementwise(), InlineElementwise())
+
+
+#: The default schedule of each lowering: :func:`cpu_default_schedule` for ``generic`` (CPUs and
+#: analysis-only targets); DLight's GPU rules for cuda.
 SCHEDULE: dict[str, Factory] = {
-    "generic": lambda ctx: [dl.ApplyDefaultSchedule(TiledReduction(), dl.cpu.Reduction(), ParallelElementwise(),
-                                                    InlineElementwise())],
+    "generic": lambda ctx: [cpu_default_schedule()],
     "cuda": _cuda_schedule,
 }
 

@@ -18,13 +18,13 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import tvm
 from tvm import relax
 from tvm.ir.utils import derived_object
-from tvm.s_tir import dlight as dl
 from tvm.s_tir import meta_schedule as ms
 
 from cost_models.targets import TargetSpec
@@ -87,6 +87,12 @@ class TuneStats:
     tuned: int     # tasks tuned now
     reused: int    # tasks whose records already met the budget
     trials: int    # candidates measured now
+    seconds: float = 0.0  # wall time of the tuning now
+
+    @property
+    def trials_per_minute(self) -> float:
+        """Candidates measured per minute of tuning (0 when nothing was tuned)."""
+        return self.trials / self.seconds * 60 if self.seconds else 0.0
 
 
 def _quiet_metaschedule_console() -> None:
@@ -155,12 +161,14 @@ def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True) -> Tun
                desc=f"tuning {len(todo)} kernels")
 
     stop = _StopOnInterrupt()
+    started = time.perf_counter()
 
     @derived_object
     class _Progress(ms.measure_callback.PyMeasureCallback):
         def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
             stats.trials += len(measure_candidates)
-            bar.set_postfix_str(task_scheduler.tasks_[task_id].ctx.task_name[:40])
+            per_min = stats.trials / max(time.perf_counter() - started, 1e-9) * 60
+            bar.set_postfix_str(f"{per_min:.1f} trials/min, {task_scheduler.tasks_[task_id].ctx.task_name[:40]}")
             bar.update(len(measure_candidates))
             if stop.requested:  # this batch is in the database already (AddToDatabase runs first)
                 for i, task in enumerate(task_scheduler.tasks_):
@@ -188,6 +196,7 @@ def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True) -> Tun
         bar.total = bar.n  # kernels whose search space ran out measured fewer than their budget
     finally:
         bar.close()
+        stats.seconds = time.perf_counter() - started
     return stats
 
 
@@ -204,7 +213,7 @@ def apply(mod: tvm.IRModule, tasks: list, target: dict, work_dir: Path, pick: st
     """Schedule ``mod`` (whose kernels are ``tasks``) with the ``pick`` candidate of each kernel from
     ``work_dir``'s records, chosen on the ``scoring`` target; kernels without records get the default
     schedule. Returns the module and the measured candidates (for the tables every run recomputes)."""
-    from .pipeline import InlineElementwise
+    from .pipeline import cpu_default_schedule
 
     mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)  # DLight rewrites its input in place
     candidates, records = measured_candidates(work_dir, target, tasks, progress)
@@ -219,7 +228,7 @@ def apply(mod: tvm.IRModule, tasks: list, target: dict, work_dir: Path, pick: st
     with tvm.target.Target(target):
         with database:
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
-        mod = dl.ApplyDefaultSchedule(InlineElementwise())(mod)
+        mod = cpu_default_schedule()(mod)
     return mod, candidates
 
 
