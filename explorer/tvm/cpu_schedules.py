@@ -27,7 +27,7 @@ from tvm.target import Target
 from tvm.target.codegen import llvm_get_vector_width
 
 #: Accumulator rows of a register tile, tried largest first (a divisor of the axis' extent).
-TILE_ROWS = (8, 6, 4, 3, 2)
+TILE_ROWS = (8, 7, 6, 5, 4, 3, 2)
 #: A kernel with fewer output elements than this stays on one core (forking threads costs more).
 MIN_PARALLEL_ELEMENTS = 4096
 

@@ -207,7 +207,7 @@ PRECISION: dict[str, Factory] = {
 
 LAYOUT: dict[str, Factory] = {
     "native": lambda ctx: [],
-    "nhwc": lambda ctx: [non_negative_squeeze_axes, relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}),
+    "nhwc": lambda ctx: [non_negative_squeeze_axes, relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "HWIO"]}),
                          relax.transform.FoldConstant()],
 }
 
