@@ -33,7 +33,8 @@ FORMAT = "2"
 #: The code whose output a lowering is: the TVM side (but for running builds, which measurements
 #: cover), the workload table and the records' format.
 LOWERING_CODE = tuple(f"explorer/tvm/{m}.py" for m in ("frontend", "pipeline", "cpu_schedules", "precision", "compile",
-                                                        "tir", "tuning", "candidates", "codegen", "worker")) + (
+                                                        "tir", "tuning", "builder", "candidates", "codegen",
+                                                        "worker")) + (
     "explorer/workload_table.py", "explorer/reuse.py", "explorer/records.py")
 
 #: What the energy and EDP picks of a tuned strategy also depend on: they choose schedules by score.

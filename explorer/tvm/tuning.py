@@ -138,10 +138,12 @@ def per_kernel_budget(trials: int, kernels: int) -> int:
     return max(1, trials // max(kernels, 1))
 
 
-def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True) -> TuneStats:
+def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True, builder: str = "persistent") -> TuneStats:
     """Tune every kernel of ``tasks`` (:func:`kernel_tasks`) to ``trials // kernels`` measured candidates,
     counting the candidates ``work_dir``'s database already holds: a kernel is never measured twice
-    for the same budget, and a larger budget only adds the missing trials."""
+    for the same budget, and a larger budget only adds the missing trials. ``builder``: ``persistent``
+    (:class:`explorer.tvm.builder.PersistentBuilder`, one pool and one runner for every group) or
+    ``local`` (TVM's ``LocalBuilder`` and a new runner per group, for comparison)."""
     from tqdm.auto import tqdm
 
     db = database(work_dir)
@@ -175,6 +177,7 @@ def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True) -> Tun
                     if not task.is_terminated:
                         task_scheduler.terminate_task(i)
 
+    shared = _measurers() if builder == "persistent" else None
     try:
         for missing, group in sorted(short.items(), reverse=True):
             _quiet_metaschedule_console()
@@ -185,9 +188,7 @@ def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True) -> Tun
                     tasks=contexts, task_weights=weights, work_dir=str(work_dir),
                     max_trials_global=missing * len(group), max_trials_per_task=missing,
                     num_trials_per_iter=min(TRIALS_PER_BATCH, missing),
-                    builder=ms.builder.LocalBuilder(max_workers=os.cpu_count() or 1, timeout_sec=600),
-                    runner=ms.runner.LocalRunner(timeout_sec=600, evaluator_config=ms.runner.EvaluatorConfig(
-                        number=3, repeat=1, min_repeat_ms=0, enable_cpu_cache_flush=False)),
+                    builder=(shared or _measurers(local=True))[0], runner=(shared or _measurers(local=True))[1],
                     database=db, cost_model=_cost_model(), task_scheduler="round-robin",
                     measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [_Progress()])
             if stop.requested:
@@ -196,8 +197,22 @@ def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True) -> Tun
         bar.total = bar.n  # kernels whose search space ran out measured fewer than their budget
     finally:
         bar.close()
+        if shared is not None:
+            shared[0].close()
         stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _measurers(local: bool = False) -> tuple:
+    """A builder (TVM's ``LocalBuilder`` if ``local``, else one that keeps its pool) and a runner."""
+    from .builder import PersistentBuilder
+
+    workers = os.cpu_count() or 1
+    builder = (ms.builder.LocalBuilder(max_workers=workers, timeout_sec=600) if local
+               else PersistentBuilder(max_workers=workers, timeout_sec=600))
+    runner = ms.runner.LocalRunner(timeout_sec=600, evaluator_config=ms.runner.EvaluatorConfig(
+        number=3, repeat=1, min_repeat_ms=0, enable_cpu_cache_flush=False))
+    return builder, runner
 
 
 def _cost_model() -> str:
@@ -252,7 +267,8 @@ class TuningSetup:
 
 
 def tune_prepared(model_path: str, sha256: str, strategy, trials: int, records: str | os.PathLike | None = None,
-                  progress: bool = True, act_scales: tuple[float, ...] | None = None) -> TuneStats:
+                  progress: bool = True, act_scales: tuple[float, ...] | None = None,
+                  builder: str = "persistent") -> TuneStats:
     """Fill the tuning-records database for a prepared model under a tuned ``strategy`` on this CPU,
     to ``trials`` trials across the model, without building (``act_scales``: an int8 strategy's
     calibrated activation scales)."""
@@ -264,4 +280,4 @@ def tune_prepared(model_path: str, sha256: str, strategy, trials: int, records: 
     with tvm.target.Target(target):
         mod = strategy_passes(PipelineContext(strategy, "generic", act_scales), schedule=False)(
             imported(model_path, sha256, clip_as_relax=strategy.precision == "fp16"))
-    return tune(kernel_tasks(mod, target), trials, records_dir(target, records), progress)
+    return tune(kernel_tasks(mod, target), trials, records_dir(target, records), progress, builder)

@@ -1,0 +1,43 @@
+"""MetaSchedule trials per minute: TVM's ``LocalBuilder`` (a new process pool every batch, a new
+builder and runner per group of kernels) against the explorer's builder (one pool kept across batches
+and groups, :mod:`explorer.tvm.builder`), paired, each from empty records:
+
+    python benchmarks/tuning_throughput.py                      # resnet18, 64 trials each
+    python benchmarks/tuning_throughput.py --model mobilenetv2 --trials 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from explorer.loading import prepare  # noqa: E402
+from explorer.strategies import get_strategy  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--trials", type=int, default=64, help="model-wide budget of each run (default 64)")
+    args = p.parse_args()
+    from explorer.tvm.tuning import tune_prepared
+
+    prepared = prepare(args.model)
+    rates = {}
+    for builder in ("local", "persistent"):
+        with tempfile.TemporaryDirectory(prefix="tuning-throughput-") as records:
+            stats = tune_prepared(str(prepared.path), prepared.sha256, get_strategy("fused-tuned"), args.trials,
+                                  records, progress=True, builder=builder)
+        rates[builder] = stats.trials_per_minute
+        print(f"{builder:>10}: {stats.trials} trials in {stats.seconds:.0f} s = {stats.trials_per_minute:.1f} "
+              f"trials/min", flush=True)
+    print(f"persistent / local: {rates['persistent'] / rates['local']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""A MetaSchedule builder whose worker processes outlive a batch.
+
+TVM's ``LocalBuilder.build`` starts a new ``PopenPoolExecutor`` for every batch of candidates (a
+workaround for a memory leak in long-lived workers), so every batch pays for starting its workers and
+importing TVM in them: about as long as building the batch on two cores. :class:`PersistentBuilder`
+keeps its pool and replaces it every :data:`RECYCLE_BATCHES` batches, which bounds the leak; what a
+worker does per candidate (``_worker_func``: build, export) is TVM's own.
+"""
+
+from __future__ import annotations
+
+from tvm.ir.utils import derived_object
+from tvm.s_tir.meta_schedule.builder import BuilderResult, LocalBuilder
+from tvm.s_tir.meta_schedule.builder.local_builder import _serialize_params, _worker_func
+from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
+
+#: Batches a pool builds before it is replaced by a fresh one.
+RECYCLE_BATCHES = 16
+
+
+@derived_object
+class PersistentBuilder(LocalBuilder):
+    """``LocalBuilder`` with a pool kept across batches (see the module docstring)."""
+
+    def __init__(self, max_workers: int, timeout_sec: float = 600.0) -> None:
+        self._pool = None
+        self._batches = 0
+        super().__init__(max_workers=max_workers, timeout_sec=timeout_sec)
+
+    def _fresh_pool(self) -> PopenPoolExecutor:
+        if self._pool is None or self._batches >= RECYCLE_BATCHES:
+            self.close()
+            self._pool = PopenPoolExecutor(max_workers=self.max_workers, timeout=self.timeout_sec,
+                                           initializer=self.initializer)
+            self._batches = 0
+        self._batches += 1
+        return self._pool
+
+    def build(self, build_inputs) -> list:
+        results = []
+        jobs = [(self.f_build, self.f_export, b.mod, b.target, _serialize_params(b.params)) for b in build_inputs]
+        for res in self._fresh_pool().map_with_error_catching(lambda x: _worker_func(*x), jobs):
+            if res.status == StatusKind.COMPLETE:
+                results.append(BuilderResult(res.value, None))
+            elif res.status == StatusKind.TIMEOUT:
+                results.append(BuilderResult(None, f"PersistentBuilder: timeout, killed after {self.timeout_sec} s"))
+            else:
+                results.append(BuilderResult(None, f"PersistentBuilder: an exception occurred\n{res.value}"))
+        return results
+
+    def _sanity_check(self) -> None:
+        pass  # LocalBuilder's check starts a pool of its own just to look up two functions
+
+    def close(self) -> None:
+        """Stop the worker processes (a later batch starts new ones)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
