@@ -10,7 +10,7 @@ worker does per candidate (``_worker_func``: build, export) is TVM's own.
 from __future__ import annotations
 
 from tvm.ir.utils import derived_object
-from tvm.s_tir.meta_schedule.builder import BuilderResult, LocalBuilder
+from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
 from tvm.s_tir.meta_schedule.builder.local_builder import _serialize_params, _worker_func
 from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
 
@@ -19,26 +19,28 @@ RECYCLE_BATCHES = 16
 
 
 @derived_object
-class PersistentBuilder(LocalBuilder):
-    """``LocalBuilder`` with a pool kept across batches (see the module docstring)."""
+class PersistentBuilder(PyBuilder):
+    """TVM's ``LocalBuilder`` (default build and export) with a pool kept across batches (see the
+    module docstring)."""
 
     def __init__(self, max_workers: int, timeout_sec: float = 600.0) -> None:
+        super().__init__()
+        self.max_workers = max_workers
+        self.timeout_sec = timeout_sec
         self._pool = None
         self._batches = 0
-        super().__init__(max_workers=max_workers, timeout_sec=timeout_sec)
 
     def _fresh_pool(self) -> PopenPoolExecutor:
         if self._pool is None or self._batches >= RECYCLE_BATCHES:
             self.close()
-            self._pool = PopenPoolExecutor(max_workers=self.max_workers, timeout=self.timeout_sec,
-                                           initializer=self.initializer)
+            self._pool = PopenPoolExecutor(max_workers=self.max_workers, timeout=self.timeout_sec)
             self._batches = 0
         self._batches += 1
         return self._pool
 
     def build(self, build_inputs) -> list:
         results = []
-        jobs = [(self.f_build, self.f_export, b.mod, b.target, _serialize_params(b.params)) for b in build_inputs]
+        jobs = [(None, None, b.mod, b.target, _serialize_params(b.params)) for b in build_inputs]  # TVM's defaults
         for res in self._fresh_pool().map_with_error_catching(lambda x: _worker_func(*x), jobs):
             if res.status == StatusKind.COMPLETE:
                 results.append(BuilderResult(res.value, None))
@@ -47,9 +49,6 @@ class PersistentBuilder(LocalBuilder):
             else:
                 results.append(BuilderResult(None, f"PersistentBuilder: an exception occurred\n{res.value}"))
         return results
-
-    def _sanity_check(self) -> None:
-        pass  # LocalBuilder's check starts a pool of its own just to look up two functions
 
     def close(self) -> None:
         """Stop the worker processes (a later batch starts new ones)."""
