@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _table import print_table  # noqa: E402
 from explorer import run_sweep  # noqa: E402
 
 
@@ -43,10 +43,7 @@ def main() -> int:
             "trials now": tuned["tuning_trials"], "wall s": time.perf_counter() - start,
         })
         print(f"{model}: done in {rows[-1]['wall s']:.0f} s", file=sys.stderr)
-    table = pd.DataFrame(rows)
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
-    if args.csv:
-        table.to_csv(args.csv, index=False)
+    print_table(rows, args.csv)
     return 0
 
 

@@ -18,20 +18,14 @@ import numpy as np
 from .cache import atomic_path, cache_dir, make_key, staged_dir
 from .host import cpu_fingerprint
 from .loading import PreparedModel
-from .reference import Reference, onnxruntime_latency
-
-
-def _ort_version() -> str:
-    import onnxruntime as ort
-
-    return ort.__version__
+from .reference import Reference, onnxruntime_latency, onnxruntime_version
 
 
 def quantized_path(prepared: PreparedModel, feeds: list[dict[str, np.ndarray]], calibration_key: str) -> Path:
     """onnxruntime's static QDQ int8 model of ``prepared``, calibrated on ``feeds`` (made once)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    out = cache_dir() / "onnxruntime-int8" / f"{make_key('ort-int8', prepared.sha256, calibration_key, _ort_version())}.onnx"
+    out = cache_dir() / "onnxruntime-int8" / f"{make_key('ort-int8', prepared.sha256, calibration_key, onnxruntime_version())}.onnx"
     if out.exists():
         return out
 

@@ -72,7 +72,8 @@ def onnxruntime_latency(prepared: PreparedModel | str, inputs: dict[str, np.ndar
     return float(np.median(times))
 
 
-def _ort_version() -> str:
+def onnxruntime_version() -> str:
+    """The installed onnxruntime's version (part of every onnxruntime cache key)."""
     import onnxruntime as ort
 
     return ort.__version__
@@ -91,7 +92,7 @@ def reference(prepared: PreparedModel, seed: int = 0, inputs_dir: str | Path | N
     else:
         feed, source = prepared.sample_inputs(seed), f"seeded:{seed}"
     inputs = [feed[i.name] for i in prepared.inputs]
-    entry = cache_dir() / "reference" / make_key("reference", prepared.sha256, source, _ort_version())
+    entry = cache_dir() / "reference" / make_key("reference", prepared.sha256, source, onnxruntime_version())
     if (entry / "outputs.npz").exists():
         with np.load(entry / "outputs.npz") as npz:
             return Reference(inputs, [npz[f"out{i}"] for i in range(len(npz.files))], source)
@@ -105,7 +106,7 @@ def timed_onnxruntime(prepared: PreparedModel, ref: Reference, threads: int, rep
     """:func:`onnxruntime_latency` on ``ref``'s check input, measured once per model, input,
     onnxruntime version, CPU, thread count and ``repeat`` (cached: it is a measurement)."""
     entry = cache_dir() / "reference" / make_key("onnxruntime-latency", prepared.sha256, ref.source, repeat, threads,
-                                                 _ort_version(), cpu_fingerprint())
+                                                 onnxruntime_version(), cpu_fingerprint())
     if (entry / "latency.json").exists():
         return float(json.loads((entry / "latency.json").read_text())["latency_s"])
     latency = onnxruntime_latency(prepared, ref.feed(prepared), repeat, threads=threads)

@@ -82,6 +82,7 @@ def _time_onnxruntime_int8(plans: list[Plan], references: dict[str, Reference], 
     """onnxruntime's own int8 build (static QDQ on the int8 pass's calibration inputs) timed with the
     threads of every measured int8 variant: ``{(model, calibration key, threads): seconds}``."""
     out: dict[tuple[str, str, int], float] = {}
+    feeds: dict[str, list] = {}  # per model: the calibration inputs (seeded samples are drawn once)
     for plan in plans:
         if plan.strategy.precision != "int8" or not plan.measurements:
             continue
@@ -89,8 +90,9 @@ def _time_onnxruntime_int8(plans: list[Plan], references: dict[str, Reference], 
             key = (plan.model.name, plan.calibration, threads)
             if key not in out:
                 bar.phase(f"{plan.model.name}: timing onnxruntime's int8 build with {threads} threads")
-                feeds, _ = calibration_feeds(plan.model, calibration)
-                out[key] = int8_latency(plan.model, feeds, plan.calibration, references[plan.model.name], threads,
+                if plan.model.name not in feeds:
+                    feeds[plan.model.name] = calibration_feeds(plan.model, calibration)[0]
+                out[key] = int8_latency(plan.model, feeds[plan.model.name], plan.calibration, references[plan.model.name], threads,
                                         repeat=TIMED_RUNS)
     return out
 

@@ -76,8 +76,9 @@ class TiledReduction(ScheduleRule):
         if infos is None:
             return None
         # padding stays a stage of its own: inlined, every load of the inner loop would test the border
-        pads = [b for b in infos if b.is_data_pad(sch)]
-        remaining = try_inline(sch, [b for b in infos if not b.is_data_pad(sch)])
+        is_pad = [b.is_data_pad(sch) for b in infos]
+        pads = [b for b, pad in zip(infos, is_pad) if pad]
+        remaining = try_inline(sch, [b for b, pad in zip(infos, is_pad) if not pad])
         reductions = [b for b in remaining if b.is_reduction()]
         if len(reductions) != 1:
             return None

@@ -134,6 +134,14 @@ def _record_groups(ctx: PipelineContext) -> tvm.transform.Pass:
     return record
 
 
+def _rewrite_functions(mod: tvm.IRModule, mutator) -> tvm.IRModule:
+    """``mod`` with every Relax function rewritten by a ``PyExprMutator`` class."""
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            mod[gv] = mutator(mod).visit_expr(func)
+    return mod
+
+
 @relax.expr_functor.mutator
 class _NonNegativeSqueezeAxes(relax.PyExprMutator):
     def visit_call_(self, call):
@@ -151,10 +159,7 @@ class _NonNegativeSqueezeAxes(relax.PyExprMutator):
 def non_negative_squeeze_axes(mod, _ctx):
     """Rewrite ``squeeze`` axes counted from the end as axes counted from the front: TVM 0.27's
     ConvertLayout dies with ``std::bad_alloc`` on a negative squeeze axis."""
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            mod[gv] = _NonNegativeSqueezeAxes(mod).visit_expr(func)
-    return mod
+    return _rewrite_functions(mod, _NonNegativeSqueezeAxes)
 
 
 @relax.expr_functor.mutator
@@ -173,10 +178,7 @@ def clip_as_max_min(mod, _ctx):
     """Rewrite ``clip(x, a, b)`` (bounds as PrimValues, e.g. TVM's HardSigmoid) as
     ``minimum(maximum(x, a), b)`` with constant bounds: ToMixedPrecision fails on a PrimValue
     argument (``Expected TensorType, but got T.int64``)."""
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            mod[gv] = _ClipAsMaxMin(mod).visit_expr(func)
-    return mod
+    return _rewrite_functions(mod, _ClipAsMaxMin)
 
 
 def _prepare(ctx: PipelineContext) -> list:
