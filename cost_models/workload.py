@@ -12,6 +12,8 @@ Columns (all counts are for one call of the kernel):
                          arithmetic is not counted; a multiply feeding an accumulation is one ``mac``.
                          For ``cast`` the dtype is the destination dtype.
 ``macs``                 multiply-accumulates of any dtype
+``tensorized_macs``      the part of ``macs`` done by dot-product instructions (x86 ``VPDPBUSD``) or
+                         tensor-core fragment operations
 ``flops``                floating-point operations: 2 per floating ``mac`` plus one per other floating
                          add/mul/div/cmp/special operation (casts and selects are not FLOPs)
 ``read_bytes``           bytes of the kernel's global input buffers (each buffer counted once)

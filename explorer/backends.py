@@ -7,6 +7,7 @@ from . import lowerings
 from .errors import ExplorerError, SweepStopped
 from .plan import Plan, store_result
 from .records import Failure, Lowering, LoweringRequest
+from .workload_table import tensorized_note
 from .timing import LocalTimer
 
 
@@ -59,7 +60,8 @@ def compile_missing(plans: list[Plan], stores: lowerings.Stores, backend, progre
                 plan = batch[i]
                 store_result(plan, result, stores)
                 if isinstance(result, Lowering):
-                    detail = f"compiled in {result.compile_s:.1f} s"
+                    detail = "; ".join(filter(None, [f"compiled in {result.compile_s:.1f} s",
+                                                     tensorized_note(result.workload)]))
                 else:
                     detail = result.status.text
                 progress.finished(i, plan.label, len(plan.group), isinstance(result, Failure), detail)

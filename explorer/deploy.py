@@ -43,7 +43,7 @@ BUILD_FORMAT = "2"
 
 #: The code that decides what a library contains (part of the build key).
 BUILD_CODE = ("explorer/tvm/frontend.py", "explorer/tvm/pipeline.py", "explorer/tvm/cpu_schedules.py",
-              "explorer/tvm/precision.py",
+              "explorer/tvm/precision.py", "explorer/tvm/vnni.py",
               "explorer/tvm/compile.py", "explorer/tvm/codegen.py", "explorer/tvm/tuning.py")
 
 

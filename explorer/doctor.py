@@ -123,6 +123,7 @@ def report_text(r: Report) -> str:
         f"cores: {r.cores}; TVM's runtime defaults to {r.threads['tvm_default']} thread(s); the explorer times "
         f"cpu variants and onnxruntime with {r.threads['explorer_times_cpu_with']}",
         f"TVM code generators: {gens}",
+        f"int8 kernels here: {r.tvm['int8_kernels']}; bf16: {r.tvm['bf16_kernels']}",
         "tools: " + "; ".join(f"{k}: {v}" for k, v in r.tools.items()),
         "targets (a one-kernel model swept on each):",
         *[f"  {t}: {what}" for t, what in r.targets.items()],

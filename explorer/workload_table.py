@@ -103,6 +103,7 @@ class KernelWorkload:
     ops: Counter  # (kind, dtype) -> count
     buffers: list[BufferUse]
     reuse: reuse.ReuseProfile | None = None  # traffic into a cache vs its capacity, keyed by buffer name
+    tensorized_macs: float = 0.0  # the MACs done by dot-product instructions (VPDPBUSD) or tensor cores
 
     @property
     def macs(self) -> float:
@@ -203,7 +204,7 @@ def workload_table(calls, kernels: dict[str, KernelWorkload]):
             else:
                 scratch += use.size_bytes
                 access += use.load_bytes + use.store_bytes
-        row.update(macs=k.macs, flops=k.flops, read_bytes=read, write_bytes=write, weight_bytes=weight,
+        row.update(macs=k.macs, tensorized_macs=k.tensorized_macs, flops=k.flops, read_bytes=read, write_bytes=write, weight_bytes=weight,
                    model_input_bytes=model_in, scratch_bytes=scratch, access_bytes=access, shared_access_bytes=shared,
                    local_access_bytes=local)
         row["traffic_curve"] = traffic_curve(k, warm)
@@ -215,3 +216,18 @@ def workload_table(calls, kernels: dict[str, KernelWorkload]):
     op_cols = [c for c in df.columns if c.startswith("op_")]
     df[op_cols] = df[op_cols].fillna(0.0)
     return df
+
+
+def tensorized_note(workload: pd.DataFrame) -> str:
+    """What share of an integer variant's MACs dot-product instructions or tensor cores do, as the sweep
+    log says it (``""`` for a variant without integer MACs)."""
+    int_cols = [c for c in workload.columns if c in ("op_mac_int8", "op_mac_uint8")]
+    if workload.empty or not int_cols:
+        return ""
+    int_macs = workload[int_cols].to_numpy().sum()
+    if int_macs == 0:
+        return ""
+    tensorized = workload["tensorized_macs"] if "tensorized_macs" in workload else pd.Series(0.0, workload.index)
+    kernels = int((workload[int_cols].sum(axis=1) > 0).sum())
+    share = float(tensorized.sum()) / float(int_macs)
+    return f"int8 MACs {share:.0%} tensorized ({int((tensorized > 0).sum())} of {kernels} int8 kernels)"

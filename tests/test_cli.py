@@ -190,3 +190,5 @@ def test_doctor_checks_each_target_by_sweeping_a_tiny_model():
                             "npu": "analyse only"}
     assert r["tvm"]["codegen"]["llvm"] and r["tvm"]["codegen"]["cuda"] and r["tvm"]["llvm_version"] >= 15
     assert r["threads"]["explorer_times_cpu_with"] == min(2, r["cores"])
+    vnni = r["tvm"]["cpu_features"]["avx512vnni"]
+    assert r["tvm"]["int8_kernels"].startswith("u8 x s8 on VPDPBUSD" if vnni else "s8 x s8")

@@ -18,6 +18,7 @@ from ..strategies import Strategy
 from ..workload_table import CallSite, Tensor
 from .frontend import imported
 from .pipeline import PipelineContext, bindings, name_of, schedules_by_tuning, sinfo_tensors, strategy_passes
+from .vnni import has_vnni
 
 #: The pass after which the analysed TIR is captured.
 CAPTURE_AFTER = "tirx.FlattenBuffer"
@@ -193,7 +194,7 @@ def compile_variant(path: str, sha256: str, strategy: Strategy, lowering: str, t
     generic lowering is scheduled by ``tuning`` (:class:`explorer.tvm.tuning.TuningSetup`)."""
     mod = imported(path, sha256, clip_as_relax=strategy.precision == "fp16")
     tvm_target = tvm.target.Target(target)
-    ctx = PipelineContext(strategy, lowering, act_scales)
+    ctx = PipelineContext(strategy, lowering, act_scales, vnni=lowering == "generic" and has_vnni(tvm_target))
     with tvm_target:
         mod = strategy_passes(ctx)(mod)
     outcome = None

@@ -8,6 +8,8 @@ choice on every axis, and :func:`strategy_passes` composes them in a fixed order
    inference-mode BatchNorm folds into the preceding conv, as every deployment build does;
 2. ``PRECISION`` (before layout: ToMixedPrecision needs the ops BatchNorm folding left behind);
 3. ``LAYOUT``;
+   then, where the target has VNNI, int8 conv2d/matmul become the u8 x s8 kernels of
+   :mod:`explorer.tvm.vnni` (after layout, so they are made in the layout chosen);
 4. ``LEGALIZE``: decomposition of the remaining inference-mode ops, LegalizeOps, op patterns;
 5. ``FUSION``;
 6. ``SCHEDULE`` of the lowering (``generic``: CPU and analysis-only targets; ``cuda``), unless a
@@ -33,8 +35,9 @@ from tvm.s_tir.dlight.base.common_schedules import try_inline
 
 from ..strategies import Strategy
 from ..workload_table import Tensor
-from .cpu_schedules import ParallelElementwise, TiledReduction
+from .cpu_schedules import ParallelElementwise, TiledReduction, VnniReduction
 from .precision import precision_pass
+from .vnni import vnni_int8_kernels
 
 
 @dataclasses.dataclass
@@ -44,6 +47,7 @@ class PipelineContext:
     strategy: Strategy
     lowering: str                                   # "generic" or "cuda"
     act_scales: tuple[float, ...] | None = None     # calibrated activation scales (int8)
+    vnni: bool = False                              # the llvm target has VPDPBUSD (see explorer.tvm.vnni)
     groups: dict = dataclasses.field(default_factory=dict)  # fusion groups, filled by FuseOps' recorder
 
 
@@ -190,6 +194,10 @@ def _legalize(ctx: PipelineContext) -> list:
             relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant()]
 
 
+def _int8_kernels(ctx: PipelineContext) -> list:
+    return [vnni_int8_kernels(), relax.transform.FoldConstant()] if ctx.vnni else []
+
+
 def _cuda_schedule(ctx: PipelineContext) -> list:
     # DLight's Matmul rule tensorizes int8 with wmma fragments that TVM 0.27 then fails to lower
     # (fragment_info_ check); int8 kernels take the other rules
@@ -222,7 +230,7 @@ def cpu_default_schedule() -> tvm.transform.Pass:
     """The default schedule of llvm kernels (untuned, or a tuned kernel without records): the rules
     of :mod:`explorer.tvm.cpu_schedules`, DLight's CPU row reductions, and :class:`InlineElementwise`
     for what none of them takes."""
-    return dl.ApplyDefaultSchedule(TiledReduction(), dl.cpu.Reduction(), ParallelElementwise(), InlineElementwise())
+    return dl.ApplyDefaultSchedule(VnniReduction(), TiledReduction(), dl.cpu.Reduction(), ParallelElementwise(), InlineElementwise())
 
 
 #: The default schedule of each lowering: :func:`cpu_default_schedule` for ``generic`` (CPUs and
@@ -252,7 +260,7 @@ def strategy_passes(ctx: PipelineContext, schedule: bool = True) -> tvm.transfor
     module docstring; ``schedule=False`` stops before scheduling (what tuning-task extraction reads)."""
     s = ctx.strategy
     passes = [*_prepare(ctx), *lookup(PRECISION, "precision", s.precision)(ctx),
-              *lookup(LAYOUT, "layout", s.layout)(ctx), *_legalize(ctx),
+              *lookup(LAYOUT, "layout", s.layout)(ctx), *_int8_kernels(ctx), *_legalize(ctx),
               *lookup(FUSION, "fusion", s.fusion)(ctx), relax.transform.DeadCodeElimination()]
     if schedule and not schedules_by_tuning(ctx):
         passes += lookup(SCHEDULE, "lowering", ctx.lowering)(ctx)

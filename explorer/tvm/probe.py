@@ -12,13 +12,19 @@ def probe() -> dict:
     import tvm
     from tvm.target import codegen
 
+    from .vnni import has_vnni
+
     cpu = str(codegen.llvm_get_system_cpu())
-    features = set(codegen.llvm_get_cpu_features(tvm.target.Target({"kind": "llvm", "mcpu": cpu})))
+    host = tvm.target.Target({"kind": "llvm", "mcpu": cpu})
+    features = set(codegen.llvm_get_cpu_features(host))
     return {
         "llvm_version": int(codegen.llvm_version_major()),
         "llvm_cpu": cpu,
         "llvm_triple": str(codegen.llvm_get_system_triple()),
         "cpu_features": {f: f in features for f in CPU_FEATURES},
+        "int8_kernels": ("u8 x s8 on VPDPBUSD (dot_16x4_vnni) for conv2d and matmul; s8 x s8 vector code for "
+                         "depthwise ones" if has_vnni(host) else "s8 x s8 vector code (no avx512vnni)"),
+        "bf16_kernels": "bf16 operands widened to fp32 for fp32 FMAs (no VDPBF16PS tensor intrinsic)",
         "tvm_default_threads": int(tvm.runtime.num_threads()),
         "codegen": {kind: tvm.get_global_func(f"target.build.{kind}", allow_missing=True) is not None
                     for kind in ("llvm", "cuda", "rocm", "opencl", "metal", "webgpu", "vulkan")},

@@ -43,6 +43,9 @@ _SELECT_CALLS = {"if_then_else"}
 #: Threads that execute one tensor-core fragment operation together.
 WARP_SIZE = 32
 _WMMA_CALLS = {"tvm_mma_sync", "tvm_load_matrix_sync", "tvm_store_matrix_sync", "tvm_fill_fragment"}
+_LLVM_CALLS = {"call_llvm_pure_intrin", "call_llvm_intrin"}
+#: LLVM intrinsics that are dot-product instructions: (operand dtype, MACs per call).
+TENSOR_INTRINSICS = {"llvm.x86.avx512.vpdpbusd.512": ("int8", 64)}
 
 
 def _dtype_of(expr) -> tuple[str, int]:
@@ -76,6 +79,7 @@ class _Walker:
         self.analyzer = sym.Analyzer()  # knows loop ranges and let-bound values, to simplify indices
         self.by_data: dict = {}  # buffer data var -> (BufferUse, dtype), for tensor-core intrinsics
         self.fragment = (16, 16, 16)  # (m, n, k) of the last wmma fragment operation seen
+        self.tensorized_macs = 0.0  # MACs done by dot-product instructions and tensor cores
         by_name = {}
         for i, p in enumerate(func.params):
             ty = p.ty
@@ -264,6 +268,13 @@ class _Walker:
             if name in _WMMA_CALLS:
                 self._wmma(name, e.args, w)
                 return
+            if name in _LLVM_CALLS and _llvm_intrinsic(e.args[0]) in TENSOR_INTRINSICS:
+                operand, macs = TENSOR_INTRINSICS[_llvm_intrinsic(e.args[0])]
+                self.ops[("mac", operand)] += w * macs
+                self.tensorized_macs += w * macs
+                for a in e.args[1:]:
+                    self.value(a, w)
+                return
             if name in _SELECT_CALLS:
                 self.ops[("select", dtype)] += w * lanes
                 self.index(e.args[0], w)
@@ -308,6 +319,7 @@ class _Walker:
             a, c = frag(args[2]), frag(args[0])
             dtype = a[1] if a else "float16"
             self.ops[("mac", dtype)] += w * m * n * k
+            self.tensorized_macs += w * m * n * k
             for f, elems in ((a, m * k), (frag(args[4]), k * n)):
                 if f:
                     self._count(f[0], elems, _bytes_of(f[1]), w, store=False)
@@ -349,6 +361,18 @@ class _Walker:
                 self.index(a, w)
 
 
+def _llvm_intrinsic(arg) -> str:
+    """The name of the LLVM intrinsic a ``call_llvm_(pure_)intrin`` names (by string or by id)."""
+    if type(arg).__name__ == "StringImm":
+        return str(arg.value)
+    ident = _int(arg)
+    if ident is None:
+        return ""
+    from tvm.target import codegen
+
+    return next((n for n in TENSOR_INTRINSICS if int(codegen.llvm_lookup_intrinsic_id(n)) == ident), "")
+
+
 def analyse_primfunc(func: tvm.tirx.PrimFunc, name: str) -> KernelWorkload:
     """Operation counts and buffer accesses of one lowered kernel, per call."""
     walker = _Walker(func)
@@ -356,7 +380,8 @@ def analyse_primfunc(func: tvm.tirx.PrimFunc, name: str) -> KernelWorkload:
     unique = {id(u): u for u in walker.uses.values()}
     buffers = sorted(unique.values(), key=lambda u: (u.param_index < 0, u.param_index, u.name))
     profile = reuse.reuse_profile(walker.loops, list(walker.sites.values()))
-    return KernelWorkload(name=name, ops=walker.ops, buffers=buffers, reuse=profile)
+    return KernelWorkload(name=name, ops=walker.ops, buffers=buffers, reuse=profile,
+                          tensorized_macs=walker.tensorized_macs)
 
 
 def analyse_module(mod: tvm.IRModule) -> dict[str, KernelWorkload]:

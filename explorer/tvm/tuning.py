@@ -34,6 +34,7 @@ from ..cache import locked, write_atomic
 from ..records import TuningOutcome
 from ..tuning_records import records_dir, records_digest
 from .candidates import database, kernel_key, measured_candidates, records_by_kernel
+from .vnni import register_vnni_intrinsic
 
 #: Candidates built and measured per MetaSchedule iteration: builder workers re-import TVM for
 #: every batch (about 30 s here), so larger batches waste less.
@@ -146,6 +147,7 @@ def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True, builde
     ``local`` (TVM's ``LocalBuilder`` and a new runner per group, for comparison)."""
     from tqdm.auto import tqdm
 
+    register_vnni_intrinsic()  # before MetaSchedule's x86 rules tensorize with it
     db = database(work_dir)
     ledger = _Ledger(work_dir)
     per_kernel = per_kernel_budget(trials, len(tasks))
@@ -230,6 +232,7 @@ def apply(mod: tvm.IRModule, tasks: list, target: dict, work_dir: Path, pick: st
     schedule. Returns the module and the measured candidates (for the tables every run recomputes)."""
     from .pipeline import cpu_default_schedule
 
+    register_vnni_intrinsic()  # records tensorized with it replay here
     mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)  # DLight rewrites its input in place
     candidates, records = measured_candidates(work_dir, target, tasks, progress)
     choice = schedules.choose(candidates, scoring)
@@ -275,9 +278,11 @@ def tune_prepared(model_path: str, sha256: str, strategy, trials: int, records: 
     from .codegen import host_cpu, llvm_target
     from .frontend import imported
     from .pipeline import PipelineContext, strategy_passes
+    from .vnni import has_vnni
 
     target = llvm_target(host_cpu())
     with tvm.target.Target(target):
-        mod = strategy_passes(PipelineContext(strategy, "generic", act_scales), schedule=False)(
+        ctx = PipelineContext(strategy, "generic", act_scales, vnni=has_vnni(tvm.target.Target(target)))
+        mod = strategy_passes(ctx, schedule=False)(
             imported(model_path, sha256, clip_as_relax=strategy.precision == "fp16"))
     return tune(kernel_tasks(mod, target), trials, records_dir(target, records), progress, builder)
