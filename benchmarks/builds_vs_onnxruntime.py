@@ -1,11 +1,13 @@
 """The explorer's CPU builds against onnxruntime on this machine, in one run, per precision.
 
-For each model, sweeps ``fused`` (fp32) and ``fused-int8`` on the ``cpu`` target, and with
-``--trials N`` also ``fused-tuned`` from the records in ``--records`` (empty records: tuning from
-scratch, slow on 2 cores). Both runtimes use the threads of the ``cpu`` target. Prints the median
-latency of each build beside onnxruntime's at the same precision (fp32 as exported; int8 its own
-static QDQ build on the same calibration inputs), with the ratios (build / onnxruntime: below 1
-beats it):
+For each model, sweeps on the ``cpu`` target the untuned builds of each precision in both layouts
+(``fused`` and ``fused-nhwc`` in fp32; ``fused-int8`` and the same in NHWC in int8), and with
+``--trials N`` also both precisions tuned with that budget from the records in ``--records``
+(empty records: tuning from scratch, slow on 2 cores; the tuning time is printed). Both runtimes
+use the threads of the ``cpu`` target. Prints the median latency of the untuned ``fused`` builds,
+of the tuned ones and of the best build of each precision beside onnxruntime's at the same precision
+(fp32 as exported; int8 its own static QDQ build on the same calibration inputs), with the ratios
+(build / onnxruntime: below 1 beats it):
 
     python benchmarks/builds_vs_onnxruntime.py
     python benchmarks/builds_vs_onnxruntime.py --models resnet18 --trials 512 --records /tmp/empty-records
@@ -33,29 +35,37 @@ def main() -> int:
     p.add_argument("--records", help="tuning-records directory (default: the explorer's cache)")
     p.add_argument("--csv", help="also write the table here")
     args = p.parse_args()
-    strategies: list = ["fused", "fused-int8"]
+    fp32 = ["fused", "fused-nhwc"]
+    int8 = ["fused-int8", Strategy("fused-nhwc-int8", fusion="tvm", layout="nhwc", precision="int8")]
     if args.trials:
-        strategies.append(Strategy("fused-tuned-bench", fusion="tvm", tuning=f"metaschedule:{args.trials}"))
+        fp32.append(Strategy("fused-tuned-bench", fusion="tvm", tuning=f"metaschedule:{args.trials}"))
+        int8.append(Strategy("fused-int8-tuned-bench", fusion="tvm", precision="int8",
+                             tuning=f"metaschedule:{args.trials}"))
     rows = []
     for model in args.models.split(","):
         start = time.perf_counter()
-        result = run_sweep([model], targets=["cpu"], strategies=strategies, tuning_records=args.records,
+        result = run_sweep([model], targets=["cpu"], strategies=fp32 + int8, tuning_records=args.records,
                            progress=False)
         v = result.variants.set_index("strategy")
-        ort_fp32 = v.loc["fused", "onnxruntime_latency_s"]
-        ort_int8 = v.loc["fused-int8", "onnxruntime_int8_latency_s"]
-        row = {"model": model, "onnxruntime fp32 ms": ort_fp32 * 1e3,
-               "untuned fp32 ms": v.loc["fused", "measured_latency_s"] * 1e3,
-               "untuned fp32 / ort": v.loc["fused", "measured_latency_s"] / ort_fp32,
-               "onnxruntime int8 ms": ort_int8 * 1e3,
-               "untuned int8 ms": v.loc["fused-int8", "measured_latency_s"] * 1e3,
-               "untuned int8 / ort int8": v.loc["fused-int8", "measured_latency_s"] / ort_int8,
-               "threads": v.loc["fused", "tvm_threads"]}
+        ms = v["measured_latency_s"] * 1e3
+        ort_fp32 = v.loc["fused", "onnxruntime_latency_s"] * 1e3
+        ort_int8 = v.loc["fused-int8", "onnxruntime_int8_latency_s"] * 1e3
+        best_fp32 = ms[[s if isinstance(s, str) else s.name for s in fp32]].idxmin()
+        best_int8 = ms[[s if isinstance(s, str) else s.name for s in int8]].idxmin()
+        row = {"model": model, "ort fp32 ms": ort_fp32, "untuned fp32 ms": ms["fused"],
+               "untuned / ort": ms["fused"] / ort_fp32}
         if args.trials:
-            tuned = v.loc["fused-tuned-bench"]
-            row.update({"tuned fp32 ms": tuned["measured_latency_s"] * 1e3,
-                        "tuned fp32 / ort": tuned["measured_latency_s"] / ort_fp32,
-                        "trials now": tuned["tuning_trials"]})
+            row.update({"tuned fp32 ms": ms["fused-tuned-bench"], "tuned / ort": ms["fused-tuned-bench"] / ort_fp32})
+        row.update({"best fp32": best_fp32, "best fp32 / ort": ms[best_fp32] / ort_fp32,
+                    "ort int8 ms": ort_int8, "untuned int8 ms": ms["fused-int8"],
+                    "untuned int8 / ort int8": ms["fused-int8"] / ort_int8})
+        if args.trials:
+            row.update({"tuned int8 ms": ms["fused-int8-tuned-bench"],
+                        "tuned int8 / ort int8": ms["fused-int8-tuned-bench"] / ort_int8})
+        row.update({"best int8": best_int8, "best int8 / ort int8": ms[best_int8] / ort_int8,
+                    "int8 / fp32 (best)": ms[best_int8] / ms[best_fp32], "threads": v.loc["fused", "tvm_threads"]})
+        if args.trials:
+            row.update({"trials": f"{args.trials} per strategy", "tuning s": result.phases_s.get("compile", 0.0)})
         row["wall s"] = time.perf_counter() - start
         rows.append(row)
         print(f"{model}: done in {row['wall s']:.0f} s", file=sys.stderr)

@@ -42,7 +42,7 @@ from .workers import machine_cores
 BUILD_FORMAT = "2"
 
 #: The code that decides what a library contains (part of the build key).
-BUILD_CODE = ("explorer/tvm/frontend.py", "explorer/tvm/pipeline.py", "explorer/tvm/cpu_schedules.py",
+BUILD_CODE = ("explorer/tvm/frontend.py", "explorer/tvm/pipeline.py", "explorer/tvm/cpu_schedules.py", "explorer/tvm/gpu_schedules.py",
               "explorer/tvm/precision.py", "explorer/tvm/vnni.py",
               "explorer/tvm/compile.py", "explorer/tvm/codegen.py", "explorer/tvm/tuning.py")
 

@@ -32,7 +32,7 @@ FORMAT = "2"
 
 #: The code whose output a lowering is: the TVM side (but for running builds, which measurements
 #: cover), the workload table and the records' format.
-LOWERING_CODE = tuple(f"explorer/tvm/{m}.py" for m in ("frontend", "pipeline", "cpu_schedules", "precision", "vnni", "compile",
+LOWERING_CODE = tuple(f"explorer/tvm/{m}.py" for m in ("frontend", "pipeline", "cpu_schedules", "gpu_schedules", "precision", "vnni", "compile",
                                                         "tir", "tuning", "builder", "candidates", "codegen",
                                                         "worker")) + (
     "explorer/workload_table.py", "explorer/reuse.py", "explorer/records.py")

@@ -75,6 +75,17 @@ def conv_add_relu_onnx(model_dir):
 
 
 @pytest.fixture(scope="session")
+def conv16_onnx(model_dir):
+    """relu(conv3x3(x[1,8,6,6], W[16,8,3,3], pad 1)): 16 * 8 * 9 * 36 = 41472 MACs."""
+    rng = np.random.default_rng(1)
+    m = make_model([helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]),
+                    helper.make_node("Relu", ["c"], ["y"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 6, 6])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 6, 6])], [_w(rng, (16, 8, 3, 3), "W")])
+    return _save(m, model_dir / "conv16.onnx")
+
+
+@pytest.fixture(scope="session")
 def symbolic_batch_onnx(model_dir):
     """A Gemm whose batch dimension is symbolic and whose Reshape target comes from a Shape sub-graph."""
     rng = np.random.default_rng(1)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
 
 from explorer.tvm.vnni import pack_conv_weight, pack_matmul_weight, padded_work, shift_correction
-from tests.conftest import _save, _w, make_model
 
 
 def _host_has_vnni() -> bool:
@@ -48,17 +46,6 @@ def test_padded_work_by_hand():
     assert padded_work(8, 4) == 2.0  # 8 output channels fill half a block: such a kernel stays s8 x s8
     assert padded_work(64, 3) == pytest.approx(4 / 3)  # an RGB first convolution: 3 channels read as 4
     assert padded_work(100, 256) == pytest.approx(1.12)
-
-
-@pytest.fixture(scope="module")
-def conv16_onnx(model_dir):
-    """relu(conv3x3(x[1,8,6,6], W[16,8,3,3], pad 1)): 16 * 8 * 9 * 36 = 41472 MACs."""
-    rng = np.random.default_rng(1)
-    m = make_model([helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]),
-                    helper.make_node("Relu", ["c"], ["y"])],
-                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 6, 6])],
-                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 6, 6])], [_w(rng, (16, 8, 3, 3), "W")])
-    return _save(m, model_dir / "conv16.onnx")
 
 
 def _lower_for(path, mcpu: str, strategy: str = "fused-int8", scales=(0.03,)):

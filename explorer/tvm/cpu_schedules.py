@@ -48,18 +48,37 @@ def vector_lanes(target: Target, dtype_bits: int) -> int:
     return max((width if width > 0 else 128) // max(dtype_bits, 8), 1)
 
 
-def _extent(sch: s_tir.Schedule, loop) -> int | None:
+def loop_extent(sch: s_tir.Schedule, loop) -> int | None:
     extent = sch.get(loop).extent
     return int(extent) if isinstance(extent, tirx.IntImm) else None
 
 
-def _divisor(extent: int, limit: int) -> int:
+def largest_divisor(extent: int, limit: int) -> int:
     """The largest divisor of ``extent`` not above ``limit`` (1 when none is)."""
     return next((d for d in range(min(limit, extent), 0, -1) if extent % d == 0), 1)
 
 
-def _vars_in(expr) -> set:
+def vars_in(expr) -> set:
     return set(tirx.analysis.undefined_vars(expr))
+
+
+def reuse_axis(sch: s_tir.Schedule, block, n_spatial: int) -> int | None:
+    """For a reduction block whose innermost spatial loop is ``j``: the innermost other spatial loop
+    (by position) that the operand read along ``j`` does not depend on, so that a tile along it reuses
+    each load of that operand (a matmul's rows, a convolution's output channels); ``None`` if none."""
+    stmt = sch.get(block)
+    iters = [iv.var for iv in stmt.iter_vars]
+    spatial = sch.get_loops(block)[:n_spatial]
+    j = n_spatial - 1
+    along_j = set()
+    for region in stmt.reads:
+        used = set()
+        for rng in region.region:
+            used |= vars_in(rng.min)
+        if iters[j] in used:
+            along_j |= used
+    return next((k for k in range(n_spatial - 2, -1, -1)
+                 if iters[k] not in along_j and (loop_extent(sch, spatial[k]) or 0) > 1), None)
 
 
 class TiledReduction(ScheduleRule):
@@ -110,27 +129,17 @@ class TiledReduction(ScheduleRule):
         out_bits = stmt.writes[0].source.dtype.bits
         loops = sch.get_loops(block)
         spatial, reduce = list(loops[:n_spatial]), list(loops[n_spatial:])
-        iters = [iv.var for iv in stmt.iter_vars]
         lanes = vector_lanes(target, out_bits)
 
         j = n_spatial - 1
-        j_extent = _extent(sch, spatial[j])
+        j_extent = loop_extent(sch, spatial[j])
         if j_extent is None:
             raise ValueError("dynamic extent")
-        vec = _divisor(j_extent, lanes)
-        # the operand loaded along j (its index uses j's iterator) is reused across the tile rows
-        vector_operand_vars = set()
-        for region in stmt.reads:
-            used = set()
-            for rng in region.region:
-                used |= _vars_in(rng.min)
-            if iters[j] in used:
-                vector_operand_vars |= used
-        i = next((k for k in range(n_spatial - 2, -1, -1)
-                  if iters[k] not in vector_operand_vars and (_extent(sch, spatial[k]) or 0) > 1), None)
+        vec = largest_divisor(j_extent, lanes)
+        i = reuse_axis(sch, block, n_spatial)
         rows = 1
         if i is not None:
-            rows = next((r for r in TILE_ROWS if _extent(sch, spatial[i]) % r == 0), 1)
+            rows = next((r for r in TILE_ROWS if loop_extent(sch, spatial[i]) % r == 0), 1)
 
         jo, ji = sch.split(spatial[j], factors=[None, vec])
         if rows > 1:
@@ -219,14 +228,14 @@ class VnniReduction(ScheduleRule):
         for name, dim in (("lane", -1), ("block", -2), ("rows", -3)):
             if len(region) >= -dim and isinstance(region[dim].min, tirx.Var) and region[dim].min in iters:
                 role[name] = spatial[iters.index(region[dim].min)]
-        if "lane" not in role or len(reduce) < 2 or _extent(sch, role["lane"]) != LANES:
+        if "lane" not in role or len(reduce) < 2 or loop_extent(sch, role["lane"]) != LANES:
             raise ValueError("not a VNNI accumulator")
         lane = role["lane"]
         outer = [loop for loop in spatial if all(not sch.get(loop).same_as(sch.get(r)) for r in role.values())]
         row_tile, block_tile = [], []
         for name, sizes, tile in (("rows", TILE_ROWS, row_tile), ("block", VNNI_BLOCKS, block_tile)):
             if name in role:
-                size = next((r for r in sizes if (_extent(sch, role[name]) or 0) % r == 0), 1)
+                size = next((r for r in sizes if (loop_extent(sch, role[name]) or 0) % r == 0), 1)
                 lo, hi = sch.split(role[name], factors=[None, size])
                 outer.append(lo)
                 tile.append(hi)
@@ -252,10 +261,10 @@ def _vectorize_innermost(sch, block, lanes: int) -> None:
     loops = sch.get_loops(block)
     if not loops:
         return
-    extent = _extent(sch, loops[-1])
+    extent = loop_extent(sch, loops[-1])
     if extent is None or extent < 2:
         return
-    vec = _divisor(extent, lanes)
+    vec = largest_divisor(extent, lanes)
     if vec < 2:
         return
     if vec < extent:
@@ -295,10 +304,10 @@ def _parallel_vectorized(sch, block, target) -> None:
         raise ValueError("nothing to schedule")
     lanes = vector_lanes(target, stmt.writes[0].source.dtype.bits)
     fused = sch.fuse(*loops)
-    total = _extent(sch, fused)
+    total = loop_extent(sch, fused)
     if total is None:
         raise ValueError("dynamic extent")
-    vec = _divisor(total, lanes)
+    vec = largest_divisor(total, lanes)
     outer, vector = sch.split(fused, factors=[None, vec])
     if vec > 1:
         sch.vectorize(vector)

@@ -36,6 +36,7 @@ from tvm.s_tir.dlight.base.common_schedules import try_inline
 from ..strategies import Strategy
 from ..workload_table import Tensor
 from .cpu_schedules import ParallelElementwise, TiledReduction, VnniReduction
+from .gpu_schedules import Int8Reduction
 from .precision import precision_pass
 from .vnni import vnni_int8_kernels
 
@@ -199,11 +200,10 @@ def _int8_kernels(ctx: PipelineContext) -> list:
 
 
 def _cuda_schedule(ctx: PipelineContext) -> list:
-    # DLight's Matmul rule tensorizes int8 with wmma fragments that TVM 0.27 then fails to lower
-    # (fragment_info_ check); int8 kernels take the other rules
-    matmul = [] if ctx.strategy.precision == "int8" else [dl.gpu.Matmul()]
-    return [dl.ApplyDefaultSchedule(*matmul, dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(),
-                                    dl.gpu.Fallback())]
+    # Int8Reduction first: DLight's Matmul rule tensorizes int8 (of an int8 strategy or of an imported
+    # QDQ model) with wmma fragments that TVM 0.27 then fails to lower (fragment_info_ check)
+    return [dl.ApplyDefaultSchedule(Int8Reduction(), dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
+                                    dl.gpu.GeneralReduction(), dl.gpu.Fallback())]
 
 
 PRECISION: dict[str, Factory] = {
