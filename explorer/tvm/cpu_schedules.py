@@ -118,7 +118,7 @@ class TiledReduction(ScheduleRule):
         try:
             self._schedule(sch, red, n_spatial, epilogues, target)
             for pad in pads:
-                _parallel_vectorized(sch, pad.block_rv, target)
+                _parallel_rows(sch, pad.block_rv, target)
         except (RuntimeError, ValueError):  # a primitive refused: the next rule takes it
             return None
         return sch
@@ -293,6 +293,29 @@ class ParallelElementwise(ScheduleRule):
         except (RuntimeError, ValueError):
             return None
         return sch
+
+
+def _parallel_rows(sch, block, target) -> None:
+    """A padding (or copying) stage: its loops but the innermost fused and run on the cores, the
+    innermost (one row: the border test there is on its own index) vectorized where a divisor of its
+    extent fills at least a quarter of a vector register."""
+    loops = sch.get_loops(block)
+    stmt = sch.get(block)
+    if not loops or not stmt.writes:
+        raise ValueError("nothing to schedule")
+    if len(loops) > 1:
+        outer = sch.fuse(*loops[:-1])
+        if (loop_extent(sch, outer) or 0) * (loop_extent(sch, loops[-1]) or 0) >= MIN_PARALLEL_ELEMENTS:
+            sch.parallel(outer)
+    lanes = vector_lanes(target, stmt.writes[0].source.dtype.bits)
+    extent = loop_extent(sch, loops[-1]) or 1
+    vec = largest_divisor(extent, lanes)
+    if vec >= max(lanes // 4, 2):
+        if vec < extent:
+            _, inner = sch.split(loops[-1], factors=[None, vec])
+            sch.vectorize(inner)
+        else:
+            sch.vectorize(loops[-1])
 
 
 def _parallel_vectorized(sch, block, target) -> None:
