@@ -1,7 +1,7 @@
 """The explorer's CPU builds against onnxruntime on this machine, in one run, per precision.
 
 For each model, sweeps on the ``cpu`` target the untuned builds of each precision in both layouts
-(``fused`` and ``fused-nhwc`` in fp32; ``fused-int8`` and the same in NHWC in int8), and with
+(``fused`` and ``fused-nhwc`` in fp32; ``fused-int8`` and ``fused-nhwc-int8``), and with
 ``--trials N`` also both precisions tuned with that budget from the records in ``--records``
 (empty records: tuning from scratch, slow on 2 cores; the tuning time is printed). Both runtimes
 use the threads of the ``cpu`` target. Prints the median latency of the untuned ``fused`` builds,
@@ -36,7 +36,7 @@ def main() -> int:
     p.add_argument("--csv", help="also write the table here")
     args = p.parse_args()
     fp32 = ["fused", "fused-nhwc"]
-    int8 = ["fused-int8", Strategy("fused-nhwc-int8", fusion="tvm", layout="nhwc", precision="int8")]
+    int8 = ["fused-int8", "fused-nhwc-int8"]
     if args.trials:
         fp32.append(Strategy("fused-tuned-bench", fusion="tvm", tuning=f"metaschedule:{args.trials}"))
         int8.append(Strategy("fused-int8-tuned-bench", fusion="tvm", precision="int8",

@@ -1,6 +1,11 @@
-"""MetaSchedule trials per minute: TVM's ``LocalBuilder`` (a new process pool every batch, a new
-builder and runner per group of kernels) against the explorer's builder (one pool kept across batches
-and groups, :mod:`explorer.tvm.builder`), paired, each from empty records:
+"""MetaSchedule trials per minute, each run from empty records, in turn:
+
+- ``tvm``: TVM's defaults: ``LocalBuilder`` (a new process pool every batch, a new builder and runner
+  per group of kernels) and its evolutionary search (512 candidates bred for 4 generations per batch);
+- ``pool``: the explorer's builder (one pool kept across batches and groups, :mod:`explorer.tvm.builder`)
+  with TVM's search;
+- ``explorer``: that builder and the search sized to the trials (:func:`explorer.tvm.tuning.search_strategy`),
+  what ``explorer tune`` and tuned strategies use.
 
     python benchmarks/tuning_throughput.py                      # resnet18, 64 trials each
     python benchmarks/tuning_throughput.py --model mobilenetv2 --trials 32
@@ -28,14 +33,15 @@ def main() -> int:
 
     prepared = prepare(args.model)
     rates = {}
-    for builder in ("local", "persistent"):
+    for name, builder, search in (("tvm", "local", "tvm"), ("pool", "persistent", "tvm"),
+                                  ("explorer", "persistent", "sized")):
         with tempfile.TemporaryDirectory(prefix="tuning-throughput-") as records:
             stats = tune_prepared(str(prepared.path), prepared.sha256, get_strategy("fused-tuned"), args.trials,
-                                  records, progress=True, builder=builder)
-        rates[builder] = stats.trials_per_minute
-        print(f"{builder:>10}: {stats.trials} trials in {stats.seconds:.0f} s = {stats.trials_per_minute:.1f} "
+                                  records, progress=True, builder=builder, search=search)
+        rates[name] = stats.trials_per_minute
+        print(f"{name:>10}: {stats.trials} trials in {stats.seconds:.0f} s = {stats.trials_per_minute:.1f} "
               f"trials/min", flush=True)
-    print(f"persistent / local: {rates['persistent'] / rates['local']:.2f}x")
+    print(f"pool / tvm: {rates['pool'] / rates['tvm']:.2f}x; explorer / tvm: {rates['explorer'] / rates['tvm']:.2f}x")
     return 0
 
 

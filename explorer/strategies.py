@@ -99,6 +99,8 @@ register(Strategy("fused-fp16", fusion="tvm", precision="fp16"))
 register(Strategy("fused-bf16", fusion="tvm", precision="bf16"))
 register(Strategy("int8", precision="int8"))
 register(Strategy("fused-int8", fusion="tvm", precision="int8"))
+# channels-last int8: on VNNI the convolutions then read their input without a transposing copy
+register(Strategy("fused-nhwc-int8", fusion="tvm", layout="nhwc", precision="int8"))
 # Tuned strategies: a budget that tunes ResNet-18 in well under 30 minutes on 2 cores (see README).
 register(Strategy("fused-tuned", fusion="tvm", tuning="metaschedule:128"))
 register(Strategy("fused-tuned-energy", fusion="tvm", tuning="metaschedule:128:energy"))

@@ -41,7 +41,7 @@ def test_sweep_writes_variants_kernels_and_report(swept):
     assert proc.returncode == 0, proc.stderr
     variants = pd.read_csv(out / "variants.csv")
     assert set(REQUIRED) <= set(variants.columns)
-    assert len(variants) == 8 * 2  # all strategies x two targets
+    assert len(variants) == 9 * 2  # all strategies x two targets
     kernels = pd.read_csv(out / "kernels.csv")
     assert {"kernel", "energy_j", "dram_bytes", "macs", "ops"} <= set(kernels.columns)
     assert "# Energy exploration report" in (out / "report.md").read_text()
@@ -58,12 +58,12 @@ def test_sweep_reports_traffic_per_level_bound_and_ranking_robustness(swept):
     assert (variants.compulsory_ratio > 1).all()
     assert (variants.energy_p05_j <= variants.energy_j).all() and (variants.energy_j <= variants.energy_p95_j).all()
     rankings = pd.read_csv(out / "rankings.csv")
-    assert len(rankings) == 2 * 28  # every pair of the 8 strategies, per target
+    assert len(rankings) == 2 * 36  # every pair of the 9 strategies, per target
     # every figure of the toy target is exact: no sample moves an energy or reverses a ranking
     toy = variants[variants.target == "toy"]
     assert (toy.energy_p05_j == toy.energy_j).all() and (toy.energy_p95_j == toy.energy_j).all()
     assert (rankings[rankings.target == "toy"].share_lower_wins == 1.0).all()
-    assert "**conv_add_relu on toy**: 28 of 28 pairwise rankings hold" in (out / "report.md").read_text()
+    assert "**conv_add_relu on toy**: 36 of 36 pairwise rankings hold" in (out / "report.md").read_text()
 
 
 def test_cpu_variants_are_built_run_and_match_onnxruntime(swept):

@@ -161,3 +161,12 @@ def test_the_break_even_static_power_is_where_the_best_slower_candidate_ties():
 
 def test_untuned_all_excludes_tuned_strategies():
     assert not any(s.tuned for s in explorer.strategies.parse_strategies("all"))
+
+
+@pytest.mark.parametrize("trials, population, generations", [(1, 64, 1), (4, 128, 1), (8, 256, 1), (16, 512, 2),
+                                                             (64, 512, 4)])
+def test_the_search_is_sized_to_the_trials_each_kernel_gets(trials, population, generations, monkeypatch):
+    made = {}
+    monkeypatch.setattr(tuning.ms.search_strategy, "EvolutionarySearch", lambda **kw: made.update(kw) or kw)
+    tuning.search_strategy(trials)
+    assert made == {"population_size": population, "genetic_num_iters": generations}
