@@ -81,6 +81,31 @@ def reuse_axis(sch: s_tir.Schedule, block, n_spatial: int) -> int | None:
                  if iters[k] not in along_j and (loop_extent(sch, spatial[k]) or 0) > 1), None)
 
 
+def reduction_kernel(sch: s_tir.Schedule):
+    """A kernel that is one reduction block (spatial loops outside, reduction loops inside) with
+    injective epilogues, once its element-wise producers are inlined; padding stays a stage of its
+    own (inlined, every load of the inner loop would test the border). Returns ``(reduction block
+    info, number of spatial loops, epilogue infos, padding infos)``, or ``None`` for another kernel."""
+    infos = normalize_prim_func(sch)
+    if infos is None:
+        return None
+    is_pad = [b.is_data_pad(sch) for b in infos]
+    pads = [b for b, pad in zip(infos, is_pad) if pad]
+    remaining = try_inline(sch, [b for b, pad in zip(infos, is_pad) if not pad])
+    reductions = [b for b in remaining if b.is_reduction()]
+    if len(reductions) != 1:
+        return None
+    red = reductions[0]
+    kinds = red.dom_kind()
+    n_spatial = len(kinds) - len(kinds.lstrip("S"))
+    if n_spatial == 0 or n_spatial == len(kinds) or "S" in kinds[n_spatial:]:
+        return None
+    epilogues = [b for b in remaining if b is not red]
+    if any(not b.is_injective() for b in epilogues):
+        return None
+    return red, n_spatial, epilogues, pads
+
+
 class TiledReduction(ScheduleRule):
     """A reduction kernel (convolution, matmul) tiled for registers, vectorized and parallel.
 
@@ -97,24 +122,10 @@ class TiledReduction(ScheduleRule):
         if not isinstance(func, tirx.PrimFunc) or not _is_cpu(target):
             return None
         sch = s_tir.Schedule(func)
-        infos = normalize_prim_func(sch)
-        if infos is None:
+        kernel = reduction_kernel(sch)
+        if kernel is None:
             return None
-        # padding stays a stage of its own: inlined, every load of the inner loop would test the border
-        is_pad = [b.is_data_pad(sch) for b in infos]
-        pads = [b for b, pad in zip(infos, is_pad) if pad]
-        remaining = try_inline(sch, [b for b, pad in zip(infos, is_pad) if not pad])
-        reductions = [b for b in remaining if b.is_reduction()]
-        if len(reductions) != 1:
-            return None
-        red = reductions[0]
-        kinds = red.dom_kind()
-        n_spatial = len(kinds) - len(kinds.lstrip("S"))
-        if n_spatial == 0 or n_spatial == len(kinds) or "S" in kinds[n_spatial:]:
-            return None
-        epilogues = [b for b in remaining if b is not red]
-        if any(not b.is_injective() for b in epilogues):
-            return None
+        red, n_spatial, epilogues, pads = kernel
         try:
             self._schedule(sch, red, n_spatial, epilogues, target)
             for pad in pads:

@@ -21,11 +21,9 @@ It takes only kernels whose reduction reads integer operands; float kernels keep
 from __future__ import annotations
 
 from tvm import s_tir, tirx
-from tvm.s_tir.dlight.analysis import normalize_prim_func
-from tvm.s_tir.dlight.base.common_schedules import try_inline
 from tvm.s_tir.dlight.gpu.base import GPUScheduleRule
 
-from .cpu_schedules import largest_divisor, loop_extent, reuse_axis, vars_in
+from .cpu_schedules import largest_divisor, loop_extent, reduction_kernel, reuse_axis, vars_in
 
 #: Threads of a block: at most this many, a divisor of the outputs where one is at least
 #: ``MIN_THREADS`` (else this many, the last block partly idle).
@@ -50,25 +48,11 @@ class Int8Reduction(GPUScheduleRule):
         if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
             return None
         sch = s_tir.Schedule(func)
-        infos = normalize_prim_func(sch)
-        if infos is None:
+        kernel = reduction_kernel(sch)
+        if kernel is None:
             return None
-        is_pad = [b.is_data_pad(sch) for b in infos]
-        pads = [b for b, pad in zip(infos, is_pad) if pad]
-        remaining = try_inline(sch, [b for b, pad in zip(infos, is_pad) if not pad])
-        reductions = [b for b in remaining if b.is_reduction()]
-        if len(reductions) != 1:
-            return None
-        red = reductions[0]
-        stmt = sch.get(red.block_rv)
-        if not any(str(r.source.dtype) in _INTEGER for r in stmt.reads):
-            return None
-        kinds = red.dom_kind()
-        n_spatial = len(kinds) - len(kinds.lstrip("S"))
-        if n_spatial == 0 or n_spatial == len(kinds) or "S" in kinds[n_spatial:]:
-            return None
-        epilogues = [b for b in remaining if b is not red]
-        if any(not b.is_injective() for b in epilogues):
+        red, n_spatial, epilogues, pads = kernel
+        if not any(str(r.source.dtype) in _INTEGER for r in sch.get(red.block_rv).reads):
             return None
         try:
             self._schedule(sch, red.block_rv, n_spatial, [b.block_rv for b in epilogues])

@@ -268,8 +268,9 @@ class _Walker:
             if name in _WMMA_CALLS:
                 self._wmma(name, e.args, w)
                 return
-            if name in _LLVM_CALLS and _llvm_intrinsic(e.args[0]) in TENSOR_INTRINSICS:
-                operand, macs = TENSOR_INTRINSICS[_llvm_intrinsic(e.args[0])]
+            intrinsic = _llvm_intrinsic(e.args[0]) if name in _LLVM_CALLS else ""
+            if intrinsic in TENSOR_INTRINSICS:
+                operand, macs = TENSOR_INTRINSICS[intrinsic]
                 self.ops[("mac", operand)] += w * macs
                 self.tensorized_macs += w * macs
                 for a in e.args[1:]:
