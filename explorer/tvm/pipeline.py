@@ -196,7 +196,7 @@ def _legalize(ctx: PipelineContext) -> list:
 
 
 def _int8_kernels(ctx: PipelineContext) -> list:
-    return [vnni_int8_kernels(), relax.transform.FoldConstant()] if ctx.vnni else []
+    return [vnni_int8_kernels()] if ctx.vnni else []  # its constants are folded after LegalizeOps
 
 
 def _cuda_schedule(ctx: PipelineContext) -> list:
