@@ -179,18 +179,3 @@ def test_a_model_with_clipped_activations_builds_and_matches_onnxruntime(model_d
     feed = prepared.sample_inputs(0)
     out = run_executable(lowered.executable, [feed["x"]])
     np.testing.assert_allclose(out[0], reference_outputs(prepared, feed)[0], rtol=1e-2, atol=2e-2)
-
-
-def test_a_clip_with_constant_bounds_imports_as_max_and_min():
-    from onnx import TensorProto, helper, numpy_helper
-
-    from explorer.tvm.frontend import clip_as_max_min
-    from tests.conftest import make_model
-
-    model = make_model([helper.make_node("Clip", ["x", "", "hi"], ["y"])],
-                       [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
-                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
-                       [numpy_helper.from_array(np.array(6.0, np.float32), "hi")])
-    rewritten = clip_as_max_min(model)
-    assert [(n.op_type, list(n.input), list(n.output)) for n in rewritten.graph.node] == [
-        ("Min", ["x", "y__clip_min_bound"], ["y"])]

@@ -192,7 +192,7 @@ def compile_variant(path: str, sha256: str, strategy: Strategy, lowering: str, t
     when ``build``. ``lowering`` is ``generic`` (llvm-scheduled TIR) or ``cuda`` (DLight GPU TIR).
     ``act_scales``: calibrated activation scales for an ``int8`` strategy. A tuned strategy on a
     generic lowering is scheduled by ``tuning`` (:class:`explorer.tvm.tuning.TuningSetup`)."""
-    mod = imported(path, sha256, clip_as_relax=strategy.precision == "fp16")
+    mod = imported(path, sha256)
     tvm_target = tvm.target.Target(target)
     ctx = PipelineContext(strategy, lowering, act_scales, vnni=lowering == "generic" and has_vnni(tvm_target))
     with tvm_target:

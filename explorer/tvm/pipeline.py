@@ -27,6 +27,7 @@ import dataclasses
 from typing import Callable
 
 import tvm
+import tvm_ffi
 from tvm import relax, s_tir
 from tvm.s_tir import dlight as dl
 from tvm.s_tir.dlight.analysis import normalize_prim_func
@@ -140,7 +141,9 @@ def _record_groups(ctx: PipelineContext) -> tvm.transform.Pass:
 
 
 def _rewrite_functions(mod: tvm.IRModule, mutator) -> tvm.IRModule:
-    """``mod`` with every Relax function rewritten by a ``PyExprMutator`` class."""
+    """``mod`` with every Relax function rewritten by a ``PyExprMutator`` class (a copy: a pass may be
+    given the importer's cached module)."""
+    mod = mod.clone()
     for gv, func in mod.functions_items():
         if isinstance(func, relax.Function):
             mod[gv] = mutator(mod).visit_expr(func)
@@ -186,8 +189,58 @@ def clip_as_max_min(mod, _ctx):
     return _rewrite_functions(mod, _ClipAsMaxMin)
 
 
+def _bound_kernel(func) -> tuple[str, object] | None:
+    """``("maximum" | "minimum", bound)`` if the PrimFunc is one element-wise max or min of its first
+    input with a one-element bound: ``bound`` is None for its second input, else the literal), or None."""
+    if not isinstance(func, tvm.tirx.PrimFunc) or len(func.params) not in (2, 3):
+        return None
+    sch = s_tir.Schedule(func)
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    if len(blocks) != 1:
+        return None
+    store = sch.get(blocks[0]).body
+    value = getattr(store, "value", None)
+    op = {"Max": "maximum", "Min": "minimum"}.get(type(value).__name__)
+    x, bound = (getattr(value, "a", None), getattr(value, "b", None))
+    if op is None or type(x).__name__ != "TensorLoad" or not x.source.same_as(func.params[0]) \
+            or not tvm_ffi.structural_equal(list(x.indices), list(store.indices)) \
+            or list(func.params[0].shape) != list(store.buffer.shape):
+        return None
+    if len(func.params) == 3 and type(bound).__name__ == "TensorLoad" and bound.source.same_as(func.params[1]) \
+            and all(int(d) == 1 for d in func.params[1].shape):
+        return op, None
+    if len(func.params) == 2 and type(bound).__name__ in ("FloatImm", "IntImm"):
+        return op, bound.value
+    return None
+
+
+@relax.expr_functor.mutator
+class _BoundKernelsAsOperators(relax.PyExprMutator):
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.call_tir"):
+            return call
+        kernel = _bound_kernel(self.builder_.get()[call.args[0]])
+        if kernel is None:
+            return call
+        op, bound = kernel
+        args = list(call.args[1].fields)
+        # a 0-d bound: ConvertLayout leaves a binary op with a (1,)-shaped operand in the old layout
+        bound = relax.op.reshape(args[1], []) if bound is None else relax.const(bound, args[0].ty.dtype)
+        return getattr(relax.op, op)(args[0], bound)
+
+
+@tvm.transform.module_pass(opt_level=0, name="explorer.BoundKernelsAsOperators")
+def bound_kernels_as_operators(mod, _ctx):
+    """Rewrite the max/min TE kernels TVM's ONNX importer makes of ``Clip`` as Relax ``maximum`` /
+    ``minimum``: ConvertLayout cannot see through a ``call_tir`` (each ReLU6 of an NHWC build was
+    wrapped in two transposes) and ToMixedPrecision cannot type one (``Expected TensorType``)."""
+    return _rewrite_functions(mod, _BoundKernelsAsOperators)
+
+
 def _prepare(ctx: PipelineContext) -> list:
-    return [precision_pass("qdq"), relax.transform.FoldBatchnormToConv2D(), relax.transform.FoldConstant()]
+    return [bound_kernels_as_operators, precision_pass("qdq"), relax.transform.FoldBatchnormToConv2D(),
+            relax.transform.FoldConstant()]
 
 
 def _legalize(ctx: PipelineContext) -> list:
@@ -217,7 +270,8 @@ PRECISION: dict[str, Factory] = {
 
 LAYOUT: dict[str, Factory] = {
     "native": lambda ctx: [],
-    "nhwc": lambda ctx: [non_negative_squeeze_axes, relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "HWIO"]}),
+    # clip has no layout inference in TVM 0.27: ConvertLayout would wrap each one in two transposes
+    "nhwc": lambda ctx: [non_negative_squeeze_axes, clip_as_max_min, relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "HWIO"]}),
                          relax.transform.FoldConstant()],
 }
 

@@ -298,6 +298,5 @@ def tune_prepared(model_path: str, sha256: str, strategy, trials: int, records: 
     target = llvm_target(host_cpu())
     with tvm.target.Target(target):
         ctx = PipelineContext(strategy, "generic", act_scales, vnni=has_vnni(tvm.target.Target(target)))
-        mod = strategy_passes(ctx, schedule=False)(
-            imported(model_path, sha256, clip_as_relax=strategy.precision == "fp16"))
+        mod = strategy_passes(ctx, schedule=False)(imported(model_path, sha256))
     return tune(kernel_tasks(mod, target), trials, records_dir(target, records), progress, builder, search)
