@@ -32,6 +32,23 @@ from .vnni import LANES, VNNI_BLOCK, register_vnni_intrinsic
 
 #: Accumulator rows of a register tile, tried largest first (a divisor of the axis' extent).
 TILE_ROWS = (8, 7, 6, 5, 4, 3, 2)
+#: Vectors along the innermost spatial loop in a register tile of :class:`TiledReduction`.
+TILE_VECTORS = (4, 3, 2, 1)
+#: Accumulator registers a tile may take (AVX-512 and AVX2 have 32 and 16 vector registers; the
+#: rest hold the loaded operand vectors and the broadcast element).
+TILE_REGISTERS = 24
+
+
+def register_tile(row_extent: int, vectors: int, registers: int = TILE_REGISTERS) -> tuple[int, int]:
+    """``(rows, vectors)`` of an accumulator tile: ``rows`` a divisor of ``row_extent`` from
+    :data:`TILE_ROWS` (or 1), ``vectors`` a divisor of the ``vectors`` along the vectorized loop from
+    :data:`TILE_VECTORS`, at most ``registers`` accumulators, and the most multiply-adds per load
+    (``rows * vectors / (rows + vectors)``: each step loads ``vectors`` vectors and broadcasts
+    ``rows`` elements)."""
+    row_options = [r for r in TILE_ROWS if row_extent % r == 0] or [1]
+    vector_options = [v for v in TILE_VECTORS if vectors % v == 0]
+    tiles = [(r, v) for r in row_options for v in vector_options if r * v <= registers] or [(1, 1)]
+    return max(tiles, key=lambda t: (t[0] * t[1] / (t[0] + t[1]), t[0] * t[1]))
 #: Blocks of 16 output channels that one broadcast activation feeds, tried largest first.
 VNNI_BLOCKS = (2, 1)
 #: A kernel with fewer output elements than this stays on one core (forking threads costs more).
@@ -65,7 +82,8 @@ def vars_in(expr) -> set:
 def reuse_axis(sch: s_tir.Schedule, block, n_spatial: int) -> int | None:
     """For a reduction block whose innermost spatial loop is ``j``: the innermost other spatial loop
     (by position) that the operand read along ``j`` does not depend on, so that a tile along it reuses
-    each load of that operand (a matmul's rows, a convolution's output channels); ``None`` if none."""
+    each load of that operand (a matmul's rows, a convolution's output channels); where every operand
+    is read along ``j``, the innermost that some operand does not depend on; ``None`` if none."""
     stmt = sch.get(block)
     iters = [iv.var for iv in stmt.iter_vars]
     spatial = sch.get_loops(block)[:n_spatial]
@@ -77,8 +95,14 @@ def reuse_axis(sch: s_tir.Schedule, block, n_spatial: int) -> int | None:
             used |= vars_in(rng.min)
         if iters[j] in used:
             along_j |= used
-    return next((k for k in range(n_spatial - 2, -1, -1)
-                 if iters[k] not in along_j and (loop_extent(sch, spatial[k]) or 0) > 1), None)
+    candidates = [k for k in range(n_spatial - 2, -1, -1) if (loop_extent(sch, spatial[k]) or 0) > 1]
+    axis = next((k for k in candidates if iters[k] not in along_j), None)
+    if axis is not None:
+        return axis
+    # every operand is read along j (a depthwise convolution): a loop that one operand does not
+    # depend on (the weights, along the output row) still reuses each of that operand's loads
+    independent = [set().union(*(vars_in(r.min) for r in region.region)) for region in stmt.reads]
+    return next((k for k in candidates if any(iters[k] not in used for used in independent)), None)
 
 
 def reduction_kernel(sch: s_tir.Schedule):
@@ -148,11 +172,14 @@ class TiledReduction(ScheduleRule):
             raise ValueError("dynamic extent")
         vec = largest_divisor(j_extent, lanes)
         i = reuse_axis(sch, block, n_spatial)
-        rows = 1
-        if i is not None:
-            rows = next((r for r in TILE_ROWS if loop_extent(sch, spatial[i]) % r == 0), 1)
+        # several vectors along j only when they are whole registers (a row of 56 is 4 x 14 lanes)
+        rows, vectors = register_tile(loop_extent(sch, spatial[i]) if i is not None else 1,
+                                      j_extent // vec if vec == lanes else 1)
 
-        jo, ji = sch.split(spatial[j], factors=[None, vec])
+        if vectors > 1:
+            jo, jv, ji = sch.split(spatial[j], factors=[None, vectors, vec])
+        else:
+            jo, ji = sch.split(spatial[j], factors=[None, vec])
         if rows > 1:
             io, ii = sch.split(spatial[i], factors=[None, rows])
         outer = []
@@ -163,7 +190,7 @@ class TiledReduction(ScheduleRule):
                 outer.append(io)
             else:
                 outer.append(loop)
-        inner = ([ii] if rows > 1 else []) + [ji]
+        inner = ([ii] if rows > 1 else []) + ([jv] if vectors > 1 else []) + [ji]
         sch.reorder(*outer, *reduce, *inner)
         fused = sch.fuse(*outer)
         elements = 1

@@ -1,0 +1,129 @@
+"""The default CPU schedules: register tiles, the loop each one tiles, and exact results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax, s_tir, te, tirx, topi
+
+from explorer.tvm.cpu_schedules import TiledReduction, register_tile, reuse_axis
+from explorer.tvm.pipeline import bound_kernels_as_operators, strategy_passes
+
+AVX512 = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512"})
+
+
+def test_register_tile_takes_the_most_multiply_adds_per_load_in_24_registers():
+    assert register_tile(56, 1) == (8, 1)    # one vector: 8 rows, 8 FMAs for 9 loads
+    assert register_tile(14, 36) == (7, 3)   # 21 FMAs for 10 loads; 7 x 4 = 28 accumulators is too many
+    assert register_tile(8, 4) == (4, 4)     # 16 FMAs for 8 loads beats 8 x 2 (16 for 10)
+    assert register_tile(13, 5) == (1, 1)    # no row tile divides 13, no vector tile divides 5
+
+
+def _kernel(out) -> s_tir.Schedule:
+    return s_tir.Schedule(te.create_prim_func([*out.op.input_tensors, out]))
+
+
+def _nhwc_depthwise(h=14, c=96):
+    x = te.placeholder((1, h + 2, h + 2, c), name="x")
+    w = te.placeholder((3, 3, c), name="w")
+    kh, kw = te.reduce_axis((0, 3), "kh"), te.reduce_axis((0, 3), "kw")
+    return te.compute((1, h, h, c), lambda n, i, j, k: te.sum(x[n, i + kh, j + kw, k] * w[kh, kw, k],
+                                                              axis=[kh, kw]), name="dw")
+
+
+def test_a_depthwise_convolution_tiles_along_the_row_its_weights_do_not_depend_on():
+    sch = _kernel(_nhwc_depthwise())
+    assert reuse_axis(sch, sch.get_sblock("dw"), 4) == 2  # n h [w] c: every operand is read along c
+
+
+def test_a_matmul_tiles_its_rows():
+    a, b = te.placeholder((32, 64), name="a"), te.placeholder((64, 48), name="b")
+    sch = _kernel(topi.matmul(a, b))
+    assert reuse_axis(sch, sch.get_sblock("T_matmul"), 2) == 0
+
+
+def _accumulator_loops(func) -> list[tuple[int, tirx.ForKind]]:
+    """(extent, kind) of the loops inside the reduction of the scheduled kernel's accumulator."""
+    sch = s_tir.Schedule(func)
+    block = sch.get_sblock("T_matmul_update")
+    return [(int(sch.get(loop).extent), sch.get(loop).kind) for loop in sch.get_loops(block)[-3:]]
+
+
+def test_a_wide_matmul_keeps_rows_times_several_vectors_of_accumulators():
+    a, b = te.placeholder((32, 64), name="a"), te.placeholder((64, 64), name="b")  # 64 columns: 4 vectors
+    func = te.create_prim_func([a, b, topi.matmul(a, b)])
+    scheduled = TiledReduction().apply(func, AVX512, False)
+    loops = _accumulator_loops(scheduled.mod["main"])
+    assert [extent for extent, _ in loops] == [4, 4, 16]  # register_tile(32, 4): 4 rows x 4 vectors
+    assert loops[-1][1] == tirx.ForKind.VECTORIZED
+
+
+@pytest.mark.parametrize("kernel", ["depthwise", "matmul"])
+def test_the_tiled_kernels_compute_what_numpy_does(kernel):
+    rng = np.random.default_rng(0)
+    if kernel == "depthwise":
+        out = _nhwc_depthwise(h=14, c=32)
+        x, w = out.op.input_tensors
+    else:
+        x, w = te.placeholder((28, 40), name="a"), te.placeholder((40, 96), name="b")
+        out = topi.matmul(x, w)
+    args = [rng.standard_normal([int(d) for d in t.shape]).astype("float32") for t in (x, w)]
+    func = te.create_prim_func([x, w, out])
+    scheduled = TiledReduction().apply(func, AVX512, False)
+    assert scheduled is not None
+    host = tvm.target.Target({"kind": "llvm"})
+    lib = tvm.compile(scheduled.mod, target=host)
+    result = tvm.runtime.tensor(np.zeros([int(d) for d in out.shape], "float32"))
+    lib["main"](*[tvm.runtime.tensor(a) for a in args], result)
+    if kernel == "depthwise":
+        xa, wa = args
+        expected = sum(xa[:, i:i + 14, j:j + 14, :] * wa[i, j] for i in range(3) for j in range(3))
+    else:
+        expected = args[0] @ args[1]
+    np.testing.assert_allclose(result.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def _relu6_between_convolutions(model_dir):
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.conftest import make_model
+
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.standard_normal((8, 8, 3, 3)).astype(np.float32), "W"),
+             numpy_helper.from_array(np.array([0.0], np.float32), "lo"),  # (1,): as the zoo's mobilenetv2
+             numpy_helper.from_array(np.array([6.0], np.float32), "hi")]
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Clip", ["c", "lo", "hi"], ["r"]),
+             helper.make_node("Conv", ["r", "W"], ["y"], pads=[1, 1, 1, 1])]
+    model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 6, 6])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])], inits)
+    from explorer.tvm.frontend import import_onnx
+
+    return import_onnx(model)
+
+
+def _ops(mod) -> list[str]:
+    found = []
+    for block in mod["main"].body.blocks:
+        for b in block.bindings:
+            if isinstance(b.value, relax.Call):
+                found.append(b.value.op.name if isinstance(b.value.op, tvm.ir.Op) else "kernel")
+    return found
+
+
+def test_a_clip_imports_as_relax_maximum_and_minimum(model_dir):
+    rewrite = tvm.transform.Sequential([bound_kernels_as_operators, relax.transform.FoldConstant()])
+    ops = _ops(rewrite(_relu6_between_convolutions(model_dir)))  # FoldConstant: the importer's NaN checks
+    assert ops == ["relax.nn.conv2d", "relax.maximum", "relax.minimum", "relax.nn.conv2d"]
+
+
+def test_an_nhwc_build_transposes_only_its_input_and_output_around_a_relu6(model_dir):
+    from explorer.strategies import get_strategy
+    from explorer.tvm.pipeline import PipelineContext
+
+    ctx = PipelineContext(get_strategy("fused-nhwc"), "generic")
+    with tvm.target.Target({"kind": "llvm"}):
+        mod = strategy_passes(ctx, schedule=False)(_relu6_between_convolutions(model_dir))
+    transposes = [name for name in (str(gv.name_hint) for gv in mod.functions) if "transpose" in name]
+    assert len(transposes) == 2, transposes  # the input's into NHWC and the output's back
