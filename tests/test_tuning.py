@@ -56,6 +56,45 @@ def test_metaschedule_tuning_measures_the_budget_and_keeps_records(records):
     assert (path / "database_tuning_record.json").read_text().count("\n") == 4
 
 
+def _traces(path: Path) -> list[str]:
+    db = candidates_module.database(path)
+    return [str(rec.trace) for rec in db.get_all_tuning_records()]
+
+
+def _matmul_task(matmul_onnx):
+    import tvm
+
+    from explorer.loading import prepare
+    from explorer.tvm import codegen
+    from explorer.tvm.frontend import imported
+    from explorer.tvm.pipeline import PipelineContext, strategy_passes
+
+    model = prepare(str(matmul_onnx))
+    target = codegen.llvm_target(codegen.host_cpu())
+    with tvm.target.Target(target):
+        mod = strategy_passes(PipelineContext(TINY, "generic"), schedule=False)(imported(str(model.path), model.sha256))
+    (task,) = tuning.kernel_tasks(mod, target)
+    return task
+
+
+@slow
+def test_metaschedule_the_default_schedule_is_measured_as_one_of_the_budget(records, matmul_onnx):
+    path, _ = records
+    task = _matmul_task(matmul_onnx)
+    default = str(tuning.default_trace(task, task.target))
+    assert "cache_write" in default and "vectorize" in default  # TiledReduction's tile, not a bare loop nest
+    assert _traces(path).count(default) == 1
+
+
+@slow
+def test_metaschedule_a_changed_default_schedule_is_measured_again(records, matmul_onnx, tmp_path):
+    copy = shutil.copytree(records[0], tmp_path / "records")
+    seeds = copy / "seeds.json"
+    seeds.write_text(re.sub(r'": "[0-9a-f]+"', '": "0000000000000000"', seeds.read_text()))
+    again = tune_model(str(matmul_onnx), strategy=TINY, records=copy, progress=False)
+    assert (again.tuned, again.reused, again.trials) == (0, 1, 1)  # the budget was met: only the seed
+
+
 @slow
 def test_metaschedule_second_tuning_run_reuses_the_records(records, matmul_onnx):
     path, _ = records
@@ -147,10 +186,10 @@ def test_metaschedule_ctrl_c_stops_after_the_batch_and_the_rerun_measures_only_w
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 130, err
     kept = (records / "database_tuning_record.json").read_text().count("\n")
-    assert kept == tuning.TRIALS_PER_BATCH  # the first batch of 16 finished; the second never started
+    assert kept == 1 + tuning.TRIALS_PER_BATCH  # the default schedule and the first batch; not the second
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr
-    assert re.search(r"1 tuned now \(16 trials in \d+ s, [\d.]+ trials/min\)", again.stdout), again.stdout
+    assert re.search(r"1 tuned now \(15 trials in \d+ s, [\d.]+ trials/min\)", again.stdout), again.stdout
 
 
 def test_the_break_even_static_power_is_where_the_best_slower_candidate_ties():

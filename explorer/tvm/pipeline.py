@@ -280,11 +280,18 @@ FUSION: dict[str, Factory] = {
     "tvm": lambda ctx: [relax.transform.FuseOps(), _record_groups(ctx), relax.transform.FuseTIR()],
 }
 
-def cpu_default_schedule() -> tvm.transform.Pass:
-    """The default schedule of llvm kernels (untuned, or a tuned kernel without records): the rules
-    of :mod:`explorer.tvm.cpu_schedules`, DLight's CPU row reductions, and :class:`InlineElementwise`
+def cpu_default_rules() -> list[ScheduleRule]:
+    """The rules of the default llvm schedule, in the order they are tried: those of
+    :mod:`explorer.tvm.cpu_schedules`, DLight's CPU row reductions, and :class:`InlineElementwise`
     for what none of them takes."""
-    return dl.ApplyDefaultSchedule(VnniReduction(), TiledReduction(), dl.cpu.Reduction(), ParallelElementwise(), InlineElementwise())
+    return [VnniReduction(), TiledReduction(), dl.cpu.Reduction(), ParallelElementwise(), InlineElementwise()]
+
+
+def cpu_default_schedule() -> tvm.transform.Pass:
+    """The default schedule of llvm kernels (untuned, or a tuned kernel without records):
+    :func:`cpu_default_rules`; tuning measures the same schedules first (see
+    :func:`explorer.tvm.tuning.seed_default_schedules`)."""
+    return dl.ApplyDefaultSchedule(*cpu_default_rules())
 
 
 #: The default schedule of each lowering: :func:`cpu_default_schedule` for ``generic`` (CPUs and

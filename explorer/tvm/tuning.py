@@ -4,6 +4,8 @@ A tuned strategy (``tuning="metaschedule:N[:pick]"``) extracts one tuning task p
 the fused graph, gives each kernel ``N // kernels`` measured candidates on this CPU (counting those
 its records database already holds), and then applies one measured schedule per kernel, chosen by
 :func:`explorer.schedules.choose` on the target being built (``latency``, ``energy`` or ``edp``).
+The first measured candidate of every kernel is its default schedule (:func:`seed_default_schedules`):
+the search starts from it, and the fastest pick is never slower than the untuned build.
 
 Records live where :mod:`explorer.tuning_records` says: a larger budget only adds the missing
 trials; an interrupted tuning run keeps every batch it measured. MetaSchedule cannot measure GPU
@@ -146,6 +148,76 @@ def search_strategy(trials: int):
     return ms.search_strategy.EvolutionarySearch(population_size=population, genetic_num_iters=generations)
 
 
+class _Seeds:
+    """``seeds.json`` in a records directory: per kernel (structural hash), the digest of the default
+    schedule whose measurement its database holds (a change to the default schedules seeds again)."""
+
+    def __init__(self, work_dir: Path):
+        self.path = work_dir / "seeds.json"
+        self.done = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def add(self, seeded: dict[str, str]) -> None:
+        with locked(self.path):
+            on_disk = json.loads(self.path.read_text()) if self.path.exists() else {}
+            self.done = {**on_disk, **self.done, **seeded}
+            write_atomic(self.path, json.dumps(self.done, indent=0, sort_keys=True))
+
+
+def default_trace(task, target: tvm.target.Target):
+    """The trace of the schedule :func:`explorer.tvm.pipeline.cpu_default_schedule` gives a task's
+    kernel (its first rule that takes it), or ``None`` when no rule does."""
+    from .pipeline import cpu_default_rules
+
+    func = task.dispatched[0]["main"]
+    for rule in cpu_default_rules():
+        sch = rule.apply(func, target, False)
+        if sch is not None:
+            return (sch[0] if isinstance(sch, list) else sch).trace
+    return None
+
+
+def seed_default_schedules(tasks: list, work_dir: Path, db, builder, runner) -> int:
+    """Measure the default schedule of every kernel of ``tasks`` whose database lacks it and commit it
+    as a tuning record, so tuning starts from it: the search's first population draws on the best
+    measured records, and the schedule applied is the fastest measured, so a tuned kernel is never
+    slower than the untuned build (within measurement noise). Returns the schedules measured."""
+    import hashlib
+
+    seeds = _Seeds(work_dir)
+    todo = []
+    for task in tasks:
+        target = task.target  # the tuning target (with its cores), as MetaSchedule's candidates
+        trace = default_trace(task, target)
+        if trace is None:
+            continue
+        digest = hashlib.sha256(str(trace).encode()).hexdigest()[:16]
+        if seeds.done.get(_Ledger.key(task)) != digest:
+            todo.append((task, target, trace, digest))
+    if not todo:
+        return 0
+    mods = []
+    for task, _, trace, _ in todo:
+        sch = tvm.s_tir.Schedule(task.dispatched[0])
+        trace.apply_to_schedule(sch, remove_postproc=False)
+        mods.append(sch.mod)
+    built = builder.build([ms.builder.BuilderInput(mod, target) for mod, (_, target, _, _) in zip(mods, todo)])
+    args = [ms.arg_info.ArgInfo.from_prim_func(task.dispatched[0]["main"]) for task, *_ in todo]
+    runs = [None] * len(todo)
+    ready = [i for i, b in enumerate(built) if b.error_msg is None]
+    futures = runner.run([ms.runner.RunnerInput(built[i].artifact_path, "cpu", args[i]) for i in ready])
+    for i, future in zip(ready, futures):
+        runs[i] = future.result()
+    seeded = {}
+    for i, (task, target, trace, digest) in enumerate(todo):
+        if runs[i] is None or runs[i].error_msg is not None:
+            continue  # a default schedule that does not build or run here: tuning starts without it
+        workload = db.commit_workload(task.dispatched[0])
+        db.commit_tuning_record(ms.database.TuningRecord(trace, workload, runs[i].run_secs, target, args[i]))
+        seeded[_Ledger.key(task)] = digest
+    seeds.add(seeded)
+    return len(seeded)
+
+
 def per_kernel_budget(trials: int, kernels: int) -> int:
     """Trials each kernel gets from a model-wide budget of ``trials``."""
     return max(1, trials // max(kernels, 1))
@@ -165,6 +237,14 @@ def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True, builde
     db = database(work_dir)
     ledger = _Ledger(work_dir)
     per_kernel = per_kernel_budget(trials, len(tasks))
+    shared = _measurers() if builder == "persistent" else None
+    started = time.perf_counter()
+    try:
+        seeded = seed_default_schedules(tasks, work_dir, db, *(shared or _measurers(local=True)))
+    except BaseException:
+        if shared is not None:
+            shared[0].close()
+        raise
     measured = {key: len(recs) for key, recs in records_by_kernel(db).items()}
     short: dict[int, list] = {}  # missing trials -> the kernels missing that many
     for t in tasks:
@@ -172,14 +252,16 @@ def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True, builde
         if have < per_kernel:
             short.setdefault(per_kernel - have, []).append(t)
     todo = [t for group in short.values() for t in group]
-    stats = TuneStats(len(tasks), len(todo), len(tasks) - len(todo), 0)
+    stats = TuneStats(len(tasks), len(todo), len(tasks) - len(todo), seeded)
     if not todo:
+        if shared is not None:
+            shared[0].close()
+        stats.seconds = time.perf_counter() - started
         return stats
     bar = tqdm(total=sum(n * len(g) for n, g in short.items()), disable=not progress, unit="trial",
                desc=f"tuning {len(todo)} kernels")
 
     stop = _StopOnInterrupt()
-    started = time.perf_counter()
 
     @derived_object
     class _Progress(ms.measure_callback.PyMeasureCallback):
@@ -193,7 +275,6 @@ def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True, builde
                     if not task.is_terminated:
                         task_scheduler.terminate_task(i)
 
-    shared = _measurers() if builder == "persistent" else None
     try:
         for missing, group in sorted(short.items(), reverse=True):
             _quiet_metaschedule_console()
