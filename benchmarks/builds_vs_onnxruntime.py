@@ -7,7 +7,12 @@ For each model, sweeps on the ``cpu`` target the untuned builds of each precisio
 use the threads of the ``cpu`` target. Prints the median latency of the untuned ``fused`` builds,
 of the tuned ones and of the best build of each precision beside onnxruntime's at the same precision
 (fp32 as exported; int8 its own static QDQ build on the same calibration inputs), with the ratios
-(build / onnxruntime: below 1 beats it):
+(build / onnxruntime: below 1 beats it).
+
+Latency on a shared machine drifts by a quarter within minutes, so the sweep's own measurements
+(cached, and onnxruntime's from whenever it was first timed) are not what the ratios use: after the
+sweep, every build and both onnxruntime builds are timed again in ``--rounds`` interleaved rounds
+(each a median of 5 repeats), and each figure is the median over the rounds:
 
     python benchmarks/builds_vs_onnxruntime.py
     python benchmarks/builds_vs_onnxruntime.py --models resnet18 --trials 512 --records /tmp/empty-records
@@ -23,9 +28,47 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from _table import print_table  # noqa: E402
 from explorer import run_sweep  # noqa: E402
-from explorer.strategies import Strategy  # noqa: E402
+from explorer.calibration import calibrate, calibration_feeds  # noqa: E402
+from explorer.deploy import library_path, resolve_mcpu, timing_threads  # noqa: E402
+from explorer.loading import prepare  # noqa: E402
+from explorer.ort_int8 import quantized_path  # noqa: E402
+from explorer.records import TimingRequest  # noqa: E402
+from explorer.reference import onnxruntime_latency, reference  # noqa: E402
+from explorer.strategies import Strategy, get_strategy  # noqa: E402
+from cost_models.targets import load_target  # noqa: E402
+from explorer.timing import LocalTimer  # noqa: E402
+
+
+def paired_latencies_ms(model: str, strategies: list, rounds: int) -> tuple[dict[str, float], float, float]:
+    """Median ms of each strategy's cached CPU library and of onnxruntime fp32 and int8 on the check
+    input, timed in ``rounds`` interleaved rounds with the ``cpu`` target's threads."""
+    prepared = prepare(model)
+    ref = reference(prepared)
+    cal = calibrate(prepared)
+    mcpu, threads = resolve_mcpu(), timing_threads(load_target("cpu"))
+    libraries = {}
+    for s in strategies:
+        strategy = s if isinstance(s, Strategy) else get_strategy(s)
+        key = cal.key if strategy.precision == "int8" else ""
+        libraries[strategy.name] = str(library_path(prepared, strategy, mcpu, key))
+    int8_model = str(quantized_path(prepared, calibration_feeds(prepared)[0], cal.key))
+    timer = LocalTimer(threads, isolate=True)
+    runs: dict[str, list[float]] = {name: [] for name in [*libraries, "ort fp32", "ort int8"]}
+    try:
+        for _ in range(rounds):
+            requests = [TimingRequest(lib, tuple(ref.inputs), 5) for lib in libraries.values()]
+            for i, measured in timer.map(requests, [None] * len(requests)):
+                runs[list(libraries)[i]].append(float(np.median(measured.latency_runs_s)))
+            runs["ort fp32"].append(onnxruntime_latency(prepared, ref.feed(prepared), 5, threads=threads))
+            runs["ort int8"].append(onnxruntime_latency(int8_model, ref.feed(prepared), 5, threads=threads))
+    finally:
+        timer.close()
+    ms = {name: float(np.median(r)) * 1e3 for name, r in runs.items()}
+    return {n: ms[n] for n in libraries}, ms["ort fp32"], ms["ort int8"]
 
 
 def main() -> int:
@@ -33,6 +76,7 @@ def main() -> int:
     p.add_argument("--models", default="resnet18,mobilenetv2,bert-mini,yolo-block")
     p.add_argument("--trials", type=int, default=0, help="also tune fused fp32 with this budget (default: no tuning)")
     p.add_argument("--records", help="tuning-records directory (default: the explorer's cache)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds after the sweep (default 5)")
     p.add_argument("--csv", help="also write the table here")
     args = p.parse_args()
     fp32 = ["fused", "fused-nhwc"]
@@ -47,9 +91,11 @@ def main() -> int:
         result = run_sweep([model], targets=["cpu"], strategies=fp32 + int8, tuning_records=args.records,
                            progress=False)
         v = result.variants.set_index("strategy")
-        ms = v["measured_latency_s"] * 1e3
-        ort_fp32 = v.loc["fused", "onnxruntime_latency_s"] * 1e3
-        ort_int8 = v.loc["fused-int8", "onnxruntime_int8_latency_s"] * 1e3
+        failed = [name for name, latency in v["measured_latency_s"].items() if latency != latency]
+        if failed:
+            raise SystemExit(f"{model}: {', '.join(failed)} did not run: {v.loc[failed, 'status'].tolist()}")
+        times, ort_fp32, ort_int8 = paired_latencies_ms(model, fp32 + int8, args.rounds)
+        ms = pd.Series(times)
         best_fp32 = ms[[s if isinstance(s, str) else s.name for s in fp32]].idxmin()
         best_int8 = ms[[s if isinstance(s, str) else s.name for s in int8]].idxmin()
         row = {"model": model, "ort fp32 ms": ort_fp32, "untuned fp32 ms": ms["fused"],
