@@ -7,7 +7,7 @@ For each model, sweeps on the ``cpu`` target the untuned builds of each precisio
 use the threads of the ``cpu`` target. Prints the median latency of the untuned ``fused`` builds,
 of the tuned ones and of the best build of each precision beside onnxruntime's at the same precision
 (fp32 as exported; int8 its own static QDQ build on the same calibration inputs), with the ratios
-(build / onnxruntime: below 1 beats it).
+(build / onnxruntime: below 1 beats it), and how many builds' outputs match onnxruntime's.
 
 Latency on a shared machine drifts by a quarter within minutes, so the sweep's own measurements
 (cached, and onnxruntime's from whenever it was first timed) are not what the ratios use: after the
@@ -109,7 +109,8 @@ def main() -> int:
             row.update({"tuned int8 ms": ms["fused-int8-tuned-bench"],
                         "tuned int8 / ort int8": ms["fused-int8-tuned-bench"] / ort_int8})
         row.update({"best int8": best_int8, "best int8 / ort int8": ms[best_int8] / ort_int8,
-                    "int8 / fp32 (best)": ms[best_int8] / ms[best_fp32], "threads": v.loc["fused", "tvm_threads"]})
+                    "int8 / fp32 (best)": ms[best_int8] / ms[best_fp32], "threads": v.loc["fused", "tvm_threads"],
+                    "outputs match": f"{int(v.within_tolerance.sum())} of {len(v)}"})
         if args.trials:
             row.update({"trials": f"{args.trials} per strategy", "tuning s": result.phases_s.get("compile", 0.0)})
         row["wall s"] = time.perf_counter() - start
