@@ -106,7 +106,7 @@ def dump_measurement(m: Measurement) -> tuple[str, bytes]:
     buf = io.BytesIO()
     np.savez(buf, **{f"out{i}": o for i, o in enumerate(m.outputs)})
     return json.dumps({"check_run_s": m.check_run_s, "latency_runs_s": m.latency_runs_s, "threads": m.threads,
-                       "node": m.node}), buf.getvalue()
+                       "node": m.node, "kernel_calls_s": m.kernel_calls_s}), buf.getvalue()
 
 
 def load_measurement(text: str, outputs: bytes) -> Measurement:
@@ -114,7 +114,8 @@ def load_measurement(text: str, outputs: bytes) -> Measurement:
     d = json.loads(text)
     with np.load(io.BytesIO(outputs)) as npz:
         arrays = [npz[f"out{i}"] for i in range(len(npz.files))]
-    return Measurement(arrays, d["check_run_s"], list(d["latency_runs_s"]), d["threads"], d["node"])
+    return Measurement(arrays, d["check_run_s"], list(d["latency_runs_s"]), d["threads"], d["node"],
+                       [(str(k), float(s)) for k, s in d["kernel_calls_s"]])
 
 
 class DirectoryStore:

@@ -90,6 +90,8 @@ class Measurement:
     latency_runs_s: list[float]   # seconds per inference, one per timed repeat
     threads: int = 0              # threads TVM's runtime ran with
     node: str = ""                # the machine that ran it
+    # (kernel, median seconds) of every kernel call of one inference, in call order
+    kernel_calls_s: list[tuple[str, float]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)

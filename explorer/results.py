@@ -32,6 +32,7 @@ IDENTITY_COLUMNS = ("model", "strategy", "target", "fusion", "layout", "precisio
 MEASURED_COLUMNS = (
     "planned_memory_bytes", "max_abs_error", "tolerance", "within_tolerance", "sqnr_db", "accuracy_loss_pct",
     "argmax_agreement", "meets_accuracy", "compile_s", "check_run_s", "measured_latency_s", "measured_latency_spread",
+    "kernel_time_share",
     "onnxruntime_latency_s", "latency_vs_onnxruntime", "onnxruntime_int8_latency_s", "tvm_threads", "onnxruntime_threads", "node",
     "tuned_kernels", "reused_kernels", "tuning_trials", "model_hash", "tvm_version")
 #: The columns of ``variants.csv``, in order.
@@ -92,13 +93,32 @@ def _checked(row: dict, run: Measurement, reference: list[np.ndarray], status: S
     return status
 
 
-def kernel_frame(lowering: Lowering, scored: pd.DataFrame, row: dict) -> pd.DataFrame:
+def measured_per_call(kernels: pd.DataFrame, run: Measurement | None) -> list[float]:
+    """Each row's measured seconds (:attr:`Measurement.kernel_calls_s`), NaN where not measured: the
+    k-th call of a kernel in call order is the k-th timed call of that name."""
+    timed: dict[str, list[float]] = {}
+    for name, seconds in run.kernel_calls_s if run is not None else []:
+        timed.setdefault(name, []).append(seconds)
+    out = [float("nan")] * len(kernels)
+    seen: dict[str, int] = {}
+    for pos in np.argsort(kernels["call_index"].to_numpy(), kind="stable"):
+        name = kernels["kernel"].iloc[pos]
+        k = seen.get(name, 0)
+        seen[name] = k + 1
+        if k < len(timed.get(name, [])):
+            out[pos] = timed[name][k]
+    return out
+
+
+def kernel_frame(lowering: Lowering, scored: pd.DataFrame, row: dict, run: Measurement | None = None) -> pd.DataFrame:
     """The per-kernel table of one variant on one target: its scored workload, with the operators
-    each call covers and the intermediates fusion eliminated."""
+    each call covers, the intermediates fusion eliminated and, where the build ran, each call's
+    measured time (``measured_s``)."""
     kernels = scored.copy()
     calls = {c.index: c for c in lowering.calls}
     kernels["ops"] = [" + ".join(calls[i].members) for i in kernels["call_index"]]
     kernels["eliminated"] = [" ".join(calls[i].eliminated) for i in kernels["call_index"]]
+    kernels["measured_s"] = measured_per_call(kernels, run)
     for col in ("model", "strategy", "target"):
         kernels.insert(0, col, row[col])
     return kernels
@@ -129,7 +149,10 @@ def variant_row(row: dict, result: Lowering | Failure, target: TargetSpec, refer
     if dtype and dtype not in target.dtypes and status.kind is not StatusKind.MISMATCH:
         status = status.emulated(f"{target.name} has no {dtype} unit (see its target file): charged as emulated")
     row["status"], row["status_kind"] = status.text, status.kind.value
-    return row, kernel_frame(result, scored, row)
+    kernels = kernel_frame(result, scored, row, run if isinstance(run, Measurement) else None)
+    if row.get("measured_latency_s") and kernels["measured_s"].notna().any():
+        row["kernel_time_share"] = float(kernels["measured_s"].sum() / row["measured_latency_s"])
+    return row, kernels
 
 
 def tuning_tables(result: Lowering | Failure, scoring: TargetSpec, model: str, strategy: str

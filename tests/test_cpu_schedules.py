@@ -20,6 +20,14 @@ def test_register_tile_takes_the_most_multiply_adds_per_load_in_24_registers():
     assert register_tile(13, 5) == (1, 1)    # no row tile divides 13, no vector tile divides 5
 
 
+def test_avx2_tiles_keep_half_the_accumulators_of_avx512():
+    from explorer.tvm.cpu_schedules import tile_registers
+
+    avx2 = tvm.target.Target({"kind": "llvm", "mcpu": "haswell"})
+    assert (tile_registers(AVX512), tile_registers(avx2)) == (24, 12)  # of 32 and 16 vector registers
+    assert register_tile(14, 36, tile_registers(avx2)) == (2, 4)  # 7 x 3 = 21 would spill on 16 registers
+
+
 def _kernel(out) -> s_tir.Schedule:
     return s_tir.Schedule(te.create_prim_func([*out.op.input_tensors, out]))
 

@@ -21,12 +21,14 @@ the fallback schedule of :class:`explorer.tvm.pipeline.InlineElementwise`).
 
 from __future__ import annotations
 
+import functools
+
 from tvm import s_tir, tirx
 from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import ScheduleRule
 from tvm.s_tir.dlight.base.common_schedules import try_inline
 from tvm.target import Target
-from tvm.target.codegen import llvm_get_vector_width
+from tvm.target.codegen import llvm_get_cpu_features, llvm_get_vector_width
 
 from .vnni import LANES, VNNI_BLOCK, register_vnni_intrinsic
 
@@ -34,12 +36,37 @@ from .vnni import LANES, VNNI_BLOCK, register_vnni_intrinsic
 TILE_ROWS = (8, 7, 6, 5, 4, 3, 2)
 #: Vectors along the innermost spatial loop in a register tile of :class:`TiledReduction`.
 TILE_VECTORS = (4, 3, 2, 1)
-#: Accumulator registers a tile may take (AVX-512 and AVX2 have 32 and 16 vector registers; the
-#: rest hold the loaded operand vectors and the broadcast element).
-TILE_REGISTERS = 24
+#: Accumulator registers a tile may take, by the target's vector width in bits: AVX-512 has 32
+#: vector registers, AVX2 and SSE 16; the rest hold the loaded operand vectors and the broadcast.
+TILE_REGISTERS = {512: 24, 256: 12, 128: 12}
+#: Blocks of 16 output channels that one broadcast activation feeds, tried largest first.
+VNNI_BLOCKS = (2, 1)
+#: A kernel with fewer output elements than this stays on one core (forking threads costs more).
+MIN_PARALLEL_ELEMENTS = 4096
 
 
-def register_tile(row_extent: int, vectors: int, registers: int = TILE_REGISTERS) -> tuple[int, int]:
+@functools.lru_cache(maxsize=16)
+def _vector_bits(target_str: str) -> int:
+    # llvm_get_vector_width says 512 for every x86 mcpu with this wheel (haswell too): read the features
+    features = set(llvm_get_cpu_features(Target(target_str)))
+    if "avx512f" in features:
+        return 512
+    if "avx" in features or "avx2" in features:
+        return 256
+    return 128 if features else max(llvm_get_vector_width(Target(target_str)), 128)
+
+
+def vector_bits(target: Target) -> int:
+    """Width in bits of the target's native vector registers (x86: by its CPU features)."""
+    return _vector_bits(str(target))
+
+
+def tile_registers(target: Target) -> int:
+    """Accumulators a register tile may take on ``target`` (:data:`TILE_REGISTERS`)."""
+    return TILE_REGISTERS.get(vector_bits(target), 12)
+
+
+def register_tile(row_extent: int, vectors: int, registers: int = TILE_REGISTERS[512]) -> tuple[int, int]:
     """``(rows, vectors)`` of an accumulator tile: ``rows`` a divisor of ``row_extent`` from
     :data:`TILE_ROWS` (or 1), ``vectors`` a divisor of the ``vectors`` along the vectorized loop from
     :data:`TILE_VECTORS`, at most ``registers`` accumulators, and the most multiply-adds per load
@@ -49,10 +76,6 @@ def register_tile(row_extent: int, vectors: int, registers: int = TILE_REGISTERS
     vector_options = [v for v in TILE_VECTORS if vectors % v == 0]
     tiles = [(r, v) for r in row_options for v in vector_options if r * v <= registers] or [(1, 1)]
     return max(tiles, key=lambda t: (t[0] * t[1] / (t[0] + t[1]), t[0] * t[1]))
-#: Blocks of 16 output channels that one broadcast activation feeds, tried largest first.
-VNNI_BLOCKS = (2, 1)
-#: A kernel with fewer output elements than this stays on one core (forking threads costs more).
-MIN_PARALLEL_ELEMENTS = 4096
 
 
 def _is_cpu(target: Target) -> bool:
@@ -61,8 +84,7 @@ def _is_cpu(target: Target) -> bool:
 
 def vector_lanes(target: Target, dtype_bits: int) -> int:
     """Lanes of ``dtype_bits``-bit elements in the target's native vector register."""
-    width = llvm_get_vector_width(target)
-    return max((width if width > 0 else 128) // max(dtype_bits, 8), 1)
+    return max(vector_bits(target) // max(dtype_bits, 8), 1)
 
 
 def loop_extent(sch: s_tir.Schedule, loop) -> int | None:
@@ -174,7 +196,7 @@ class TiledReduction(ScheduleRule):
         i = reuse_axis(sch, block, n_spatial)
         # several vectors along j only when they are whole registers (a row of 56 is 4 x 14 lanes)
         rows, vectors = register_tile(loop_extent(sch, spatial[i]) if i is not None else 1,
-                                      j_extent // vec if vec == lanes else 1)
+                                      j_extent // vec if vec == lanes else 1, tile_registers(target))
 
         if vectors > 1:
             jo, jv, ji = sch.split(spatial[j], factors=[None, vectors, vec])

@@ -77,10 +77,35 @@ def time_library(library: Path, inputs: list[np.ndarray], repeat: int) -> list[f
     return times
 
 
+def kernel_calls_s(machine, args: list, runs: int) -> list[tuple[str, float]]:
+    """``(kernel, median seconds)`` of every kernel call of one inference, in call order, over ``runs``
+    inferences timed call by call with ``vm.set_instrument`` (which the VM calls around every packed
+    call: its builtins, allocations and shape checks among them, are left out)."""
+    inferences: list[list[tuple[str, float]]] = []
+    started: dict[str, float] = {}
+
+    def instrument(_func, name, before_run, _ret, *_args):
+        name = str(name)
+        if not name.startswith("vm."):
+            if before_run:
+                started[name] = time.perf_counter()
+            else:
+                inferences[-1].append((name, time.perf_counter() - started.pop(name)))
+        return 0  # run the call as usual
+
+    machine.set_instrument(instrument)
+    for _ in range(runs):
+        inferences.append([])
+        machine["main"](*args)
+    first = inferences[0]
+    return [(name, float(np.median([run[i][1] for run in inferences]))) for i, (name, _) in enumerate(first)]
+
+
 def measure(req):
     """Run ``req.library`` (an :class:`explorer.records.TimingRequest`) once on its inputs, for the
     outputs, then time it: TVM's time evaluator after that run, ``req.timed_runs`` repeats, each the
-    mean of as many inferences as last ``req.min_repeat_s``."""
+    mean of as many inferences as last ``req.min_repeat_s``; then each kernel call, over
+    ``req.timed_runs`` more inferences (:func:`kernel_calls_s`)."""
     from ..records import Measurement
 
     tvm, machine = load_vm(Path(req.library))
@@ -92,7 +117,7 @@ def measure(req):
     result = machine.time_evaluator("main", tvm.cpu(), number=1, repeat=req.timed_runs,
                                     min_repeat_ms=int(req.min_repeat_s * 1e3))(*args)
     return Measurement(outputs, check_run_s, [float(x) for x in result.results], int(tvm.runtime.num_threads()),
-                       socket.gethostname())
+                       socket.gethostname(), kernel_calls_s(machine, args, req.timed_runs))
 
 
 def run_executable(executable, inputs: list[np.ndarray]) -> list[np.ndarray]:
