@@ -140,45 +140,50 @@ def _record_groups(ctx: PipelineContext) -> tvm.transform.Pass:
     return record
 
 
-def _rewrite_functions(mod: tvm.IRModule, mutator) -> tvm.IRModule:
-    """``mod`` with every Relax function rewritten by a ``PyExprMutator`` class (a copy: a pass may be
-    given the importer's cached module)."""
+@relax.expr_functor.mutator
+class _CallRewriter(relax.PyExprMutator):
+    """Rewrites every call of one Relax operator with ``rewrite(call, mod)`` (None keeps the call)."""
+
+    def __init__(self, mod: tvm.IRModule, op: str, rewrite):
+        super().__init__(mod)
+        self.op, self.rewrite = op, rewrite
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        if not (isinstance(call.op, tvm.ir.Op) and call.op.name == self.op):
+            return call
+        rewritten = self.rewrite(call, self.builder_.get())
+        return call if rewritten is None else rewritten
+
+
+def _rewrite_calls(mod: tvm.IRModule, op: str, rewrite) -> tvm.IRModule:
+    """``mod`` with every call of ``op`` in its Relax functions rewritten (see :class:`_CallRewriter`;
+    a copy: a pass may be given the importer's cached module)."""
     mod = mod.clone()
     for gv, func in mod.functions_items():
         if isinstance(func, relax.Function):
-            mod[gv] = mutator(mod).visit_expr(func)
+            mod[gv] = _CallRewriter(mod, op, rewrite).visit_expr(func)
     return mod
 
 
-@relax.expr_functor.mutator
-class _NonNegativeSqueezeAxes(relax.PyExprMutator):
-    def visit_call_(self, call):
-        call = super().visit_call_(call)
-        if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.squeeze" and call.attrs.axis is not None):
-            return call
-        axes = [int(a) for a in call.attrs.axis]
-        if all(a >= 0 for a in axes):
-            return call
-        rank = call.args[0].ty.ndim
-        return relax.op.squeeze(call.args[0], [a % rank for a in axes])
+def _non_negative_axes(call, _mod):
+    if call.attrs.axis is None or all(int(a) >= 0 for a in call.attrs.axis):
+        return None
+    rank = call.args[0].ty.ndim
+    return relax.op.squeeze(call.args[0], [int(a) % rank for a in call.attrs.axis])
 
 
 @tvm.transform.module_pass(opt_level=0, name="explorer.NonNegativeSqueezeAxes")
 def non_negative_squeeze_axes(mod, _ctx):
     """Rewrite ``squeeze`` axes counted from the end as axes counted from the front: TVM 0.27's
     ConvertLayout dies with ``std::bad_alloc`` on a negative squeeze axis."""
-    return _rewrite_functions(mod, _NonNegativeSqueezeAxes)
+    return _rewrite_calls(mod, "relax.squeeze", _non_negative_axes)
 
 
-@relax.expr_functor.mutator
-class _ClipAsMaxMin(relax.PyExprMutator):
-    def visit_call_(self, call):
-        call = super().visit_call_(call)
-        if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.clip"):
-            return call
-        dtype = call.args[0].ty.dtype
-        low, high = (relax.const(float(getattr(a.value, "value", a.value)), dtype) for a in call.args[1:3])
-        return relax.op.minimum(relax.op.maximum(call.args[0], low), high)
+def _max_min_of_clip(call, _mod):
+    dtype = call.args[0].ty.dtype
+    low, high = (relax.const(float(getattr(a.value, "value", a.value)), dtype) for a in call.args[1:3])
+    return relax.op.minimum(relax.op.maximum(call.args[0], low), high)
 
 
 @tvm.transform.module_pass(opt_level=0, name="explorer.ClipAsMaxMin")
@@ -186,7 +191,7 @@ def clip_as_max_min(mod, _ctx):
     """Rewrite ``clip(x, a, b)`` (bounds as PrimValues, e.g. TVM's HardSigmoid) as
     ``minimum(maximum(x, a), b)`` with constant bounds: ToMixedPrecision fails on a PrimValue
     argument (``Expected TensorType, but got T.int64``)."""
-    return _rewrite_functions(mod, _ClipAsMaxMin)
+    return _rewrite_calls(mod, "relax.clip", _max_min_of_clip)
 
 
 def _bound_kernel(func) -> tuple[str, object] | None:
@@ -214,20 +219,15 @@ def _bound_kernel(func) -> tuple[str, object] | None:
     return None
 
 
-@relax.expr_functor.mutator
-class _BoundKernelsAsOperators(relax.PyExprMutator):
-    def visit_call_(self, call):
-        call = super().visit_call_(call)
-        if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.call_tir"):
-            return call
-        kernel = _bound_kernel(self.builder_.get()[call.args[0]])
-        if kernel is None:
-            return call
-        op, bound = kernel
-        args = list(call.args[1].fields)
-        # a 0-d bound: ConvertLayout leaves a binary op with a (1,)-shaped operand in the old layout
-        bound = relax.op.reshape(args[1], []) if bound is None else relax.const(bound, args[0].ty.dtype)
-        return getattr(relax.op, op)(args[0], bound)
+def _operator_of_bound_kernel(call, mod):
+    kernel = _bound_kernel(mod[call.args[0]])
+    if kernel is None:
+        return None
+    op, bound = kernel
+    args = list(call.args[1].fields)
+    # a 0-d bound: ConvertLayout leaves a binary op with a (1,)-shaped operand in the old layout
+    bound = relax.op.reshape(args[1], []) if bound is None else relax.const(bound, args[0].ty.dtype)
+    return getattr(relax.op, op)(args[0], bound)
 
 
 @tvm.transform.module_pass(opt_level=0, name="explorer.BoundKernelsAsOperators")
@@ -235,7 +235,7 @@ def bound_kernels_as_operators(mod, _ctx):
     """Rewrite the max/min TE kernels TVM's ONNX importer makes of ``Clip`` as Relax ``maximum`` /
     ``minimum``: ConvertLayout cannot see through a ``call_tir`` (each ReLU6 of an NHWC build was
     wrapped in two transposes) and ToMixedPrecision cannot type one (``Expected TensorType``)."""
-    return _rewrite_functions(mod, _BoundKernelsAsOperators)
+    return _rewrite_calls(mod, "relax.call_tir", _operator_of_bound_kernel)
 
 
 def _prepare(ctx: PipelineContext) -> list:
