@@ -15,6 +15,7 @@ candidates without a GPU, so only CPU variants are tuned here.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -54,6 +55,10 @@ def kernel_tasks(mod: tvm.IRModule, target: dict) -> list:
     return ms.relax_integration.extract_tasks(mod, _tune_target(target))
 
 
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 class _Ledger:
     """``budgets.json`` in a records directory: per kernel (structural hash), the per-kernel trial
     budget already tuned to. A kernel whose search space ran out before its budget still counts as
@@ -61,10 +66,7 @@ class _Ledger:
 
     def __init__(self, work_dir: Path):
         self.path = work_dir / "budgets.json"
-        self.done = self._read()
-
-    def _read(self) -> dict:
-        return json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.done = _read_json(self.path)
 
     @staticmethod
     def key(task) -> str:
@@ -75,7 +77,7 @@ class _Ledger:
 
     def mark(self, tasks, budget: int) -> None:
         with locked(self.path):  # another process may have marked other kernels meanwhile
-            on_disk = self._read()
+            on_disk = _read_json(self.path)
             self.done = {k: max(int(v), int(on_disk.get(k, 0))) for k, v in {**on_disk, **self.done}.items()}
             for t in tasks:
                 self.done[self.key(t)] = max(budget, self.get(t))
@@ -154,25 +156,24 @@ class _Seeds:
 
     def __init__(self, work_dir: Path):
         self.path = work_dir / "seeds.json"
-        self.done = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.done = _read_json(self.path)
 
     def add(self, seeded: dict[str, str]) -> None:
         with locked(self.path):
-            on_disk = json.loads(self.path.read_text()) if self.path.exists() else {}
-            self.done = {**on_disk, **self.done, **seeded}
+            self.done = {**_read_json(self.path), **self.done, **seeded}
             write_atomic(self.path, json.dumps(self.done, indent=0, sort_keys=True))
 
 
-def default_trace(task, target: tvm.target.Target):
-    """The trace of the schedule :func:`explorer.tvm.pipeline.cpu_default_schedule` gives a task's
-    kernel (its first rule that takes it), or ``None`` when no rule does."""
+def default_schedule(task):
+    """The schedule :func:`explorer.tvm.pipeline.cpu_default_schedule` gives a task's kernel (its first
+    rule that takes it, on the task's target), or ``None`` when no rule does."""
     from .pipeline import cpu_default_rules
 
     func = task.dispatched[0]["main"]
     for rule in cpu_default_rules():
-        sch = rule.apply(func, target, False)
+        sch = rule.apply(func, task.target, False)
         if sch is not None:
-            return (sch[0] if isinstance(sch, list) else sch).trace
+            return sch[0] if isinstance(sch, list) else sch
     return None
 
 
@@ -181,38 +182,29 @@ def seed_default_schedules(tasks: list, work_dir: Path, db, builder, runner) -> 
     as a tuning record, so tuning starts from it: the search's first population draws on the best
     measured records, and the schedule applied is the fastest measured, so a tuned kernel is never
     slower than the untuned build (within measurement noise). Returns the schedules measured."""
-    import hashlib
-
     seeds = _Seeds(work_dir)
-    todo = []
+    todo = []  # (task, schedule, digest of its trace)
     for task in tasks:
-        target = task.target  # the tuning target (with its cores), as MetaSchedule's candidates
-        trace = default_trace(task, target)
-        if trace is None:
-            continue
-        digest = hashlib.sha256(str(trace).encode()).hexdigest()[:16]
-        if seeds.done.get(_Ledger.key(task)) != digest:
-            todo.append((task, target, trace, digest))
+        sch = default_schedule(task)
+        if sch is not None:
+            digest = hashlib.sha256(str(sch.trace).encode()).hexdigest()[:16]
+            if seeds.done.get(_Ledger.key(task)) != digest:
+                todo.append((task, sch, digest))
     if not todo:
         return 0
-    mods = []
-    for task, _, trace, _ in todo:
-        sch = tvm.s_tir.Schedule(task.dispatched[0])
-        trace.apply_to_schedule(sch, remove_postproc=False)
-        mods.append(sch.mod)
-    built = builder.build([ms.builder.BuilderInput(mod, target) for mod, (_, target, _, _) in zip(mods, todo)])
-    args = [ms.arg_info.ArgInfo.from_prim_func(task.dispatched[0]["main"]) for task, *_ in todo]
-    runs = [None] * len(todo)
+    # the task's target carries its cores, as MetaSchedule's own candidates are built for
+    built = builder.build([ms.builder.BuilderInput(sch.mod, task.target) for task, sch, _ in todo])
+    args = [ms.arg_info.ArgInfo.from_prim_func(task.dispatched[0]["main"]) for task, _, _ in todo]
     ready = [i for i, b in enumerate(built) if b.error_msg is None]
     futures = runner.run([ms.runner.RunnerInput(built[i].artifact_path, "cpu", args[i]) for i in ready])
-    for i, future in zip(ready, futures):
-        runs[i] = future.result()
     seeded = {}
-    for i, (task, target, trace, digest) in enumerate(todo):
-        if runs[i] is None or runs[i].error_msg is not None:
-            continue  # a default schedule that does not build or run here: tuning starts without it
+    for i, future in zip(ready, futures):
+        run = future.result()
+        if run.error_msg is not None:
+            continue  # a default schedule that does not run here: tuning starts without it
+        task, sch, digest = todo[i]
         workload = db.commit_workload(task.dispatched[0])
-        db.commit_tuning_record(ms.database.TuningRecord(trace, workload, runs[i].run_secs, target, args[i]))
+        db.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, run.run_secs, task.target, args[i]))
         seeded[_Ledger.key(task)] = digest
     seeds.add(seeded)
     return len(seeded)
@@ -231,36 +223,42 @@ def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True, builde
     (:class:`explorer.tvm.builder.PersistentBuilder`, one pool and one runner for every group) or
     ``local`` (TVM's ``LocalBuilder`` and a new runner per group, for comparison); ``search``:
     ``sized`` (:func:`search_strategy`) or ``tvm`` (TVM's default evolutionary search)."""
-    from tqdm.auto import tqdm
-
     register_vnni_intrinsic()  # before MetaSchedule's x86 rules tensorize with it
-    db = database(work_dir)
-    ledger = _Ledger(work_dir)
-    per_kernel = per_kernel_budget(trials, len(tasks))
     shared = _measurers() if builder == "persistent" else None
+    measurers = (lambda: shared) if shared is not None else (lambda: _measurers(local=True))
+    stats = TuneStats(len(tasks), 0, len(tasks), 0)
     started = time.perf_counter()
     try:
-        seeded = seed_default_schedules(tasks, work_dir, db, *(shared or _measurers(local=True)))
-    except BaseException:
+        db = database(work_dir)
+        stats.trials = seed_default_schedules(tasks, work_dir, db, *measurers())
+        _tune_short_kernels(tasks, trials, work_dir, db, measurers, stats, started, progress, search)
+    finally:
         if shared is not None:
             shared[0].close()
-        raise
+        stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _tune_short_kernels(tasks: list, trials: int, work_dir: Path, db, measurers, stats: TuneStats, started: float,
+                        progress: bool, search: str) -> None:
+    """The search of :func:`tune`: the kernels short of their budget, grouped by how many trials each
+    misses, with a builder and runner from ``measurers()``; counts into ``stats`` (timed from ``started``)."""
+    from tqdm.auto import tqdm
+
+    ledger = _Ledger(work_dir)
+    per_kernel = per_kernel_budget(trials, len(tasks))
     measured = {key: len(recs) for key, recs in records_by_kernel(db).items()}
     short: dict[int, list] = {}  # missing trials -> the kernels missing that many
     for t in tasks:
         have = max(ledger.get(t), measured.get(_Ledger.key(t), 0))
         if have < per_kernel:
             short.setdefault(per_kernel - have, []).append(t)
-    todo = [t for group in short.values() for t in group]
-    stats = TuneStats(len(tasks), len(todo), len(tasks) - len(todo), seeded)
-    if not todo:
-        if shared is not None:
-            shared[0].close()
-        stats.seconds = time.perf_counter() - started
-        return stats
+    stats.tuned = sum(len(group) for group in short.values())
+    stats.reused = len(tasks) - stats.tuned
+    if not short:
+        return
     bar = tqdm(total=sum(n * len(g) for n, g in short.items()), disable=not progress, unit="trial",
-               desc=f"tuning {len(todo)} kernels")
-
+               desc=f"tuning {stats.tuned} kernels")
     stop = _StopOnInterrupt()
 
     @derived_object
@@ -281,12 +279,12 @@ def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True, builde
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                 group, work_dir=str(work_dir), seed=0, num_threads=os.cpu_count() or 1,
                 strategy=search_strategy(missing) if search == "sized" else "evolutionary")
+            builder, runner = measurers()
             with stop:
                 ms.tune.tune_tasks(
                     tasks=contexts, task_weights=weights, work_dir=str(work_dir),
                     max_trials_global=missing * len(group), max_trials_per_task=missing,
-                    num_trials_per_iter=min(TRIALS_PER_BATCH, missing),
-                    builder=(shared or _measurers(local=True))[0], runner=(shared or _measurers(local=True))[1],
+                    num_trials_per_iter=min(TRIALS_PER_BATCH, missing), builder=builder, runner=runner,
                     database=db, cost_model=_cost_model(), task_scheduler="round-robin",
                     measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [_Progress()])
             if stop.requested:
@@ -295,10 +293,6 @@ def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True, builde
         bar.total = bar.n  # kernels whose search space ran out measured fewer than their budget
     finally:
         bar.close()
-        if shared is not None:
-            shared[0].close()
-        stats.seconds = time.perf_counter() - started
-    return stats
 
 
 def _measurers(local: bool = False) -> tuple:
