@@ -47,13 +47,16 @@ MIN_PARALLEL_ELEMENTS = 4096
 
 @functools.lru_cache(maxsize=16)
 def _vector_bits(target_str: str) -> int:
-    # llvm_get_vector_width says 512 for every x86 mcpu with this wheel (haswell too): read the features
-    features = set(llvm_get_cpu_features(Target(target_str)))
+    target = Target(target_str)
+    features = set(llvm_get_cpu_features(target))
+    # llvm_get_vector_width says 512 for every x86 mcpu with this wheel (haswell too): x86 by features
     if "avx512f" in features:
         return 512
-    if "avx" in features or "avx2" in features:
+    if "avx" in features:
         return 256
-    return 128 if features else max(llvm_get_vector_width(Target(target_str)), 128)
+    if "sse2" in features:
+        return 128
+    return max(llvm_get_vector_width(target), 128)
 
 
 def vector_bits(target: Target) -> int:
