@@ -13,9 +13,14 @@ Pure numpy/pandas. For each kernel call (one workload row):
   chain level serves every global load and store the loop nest performs (``access_bytes``).
   Explicit on-chip buffers (GPU ``shared`` memory, ``local`` registers) are charged at the level the
   target says serves them;
-- **latency**: a roofline, the largest of the compute time at each dtype's peak rate and each
-  level's bytes over its bandwidth; ``bound`` names the resource (``compute`` or a level name).
-  **Static** energy is static power times that latency;
+- **latency**: the largest of the compute time and each level's bytes over its bandwidth;
+  ``bound`` names the resource (``compute``, a level name, or ``overhead`` for a call whose fixed
+  cost exceeds both). On a CPU target with a ``[core]`` the compute time is the schedule's (see
+  :mod:`cost_models.latency`) and each call adds its overhead; elsewhere it is a roofline at each
+  dtype's peak rate;
+- **static** energy is static power times the kernel's time: its measured time where the workload
+  has one (``run_time_s``: the build ran on the hardware the target describes), else its
+  modelled latency (``latency_source`` says which);
 - **compulsory bound**: the least energy any build of the kernel could use on the target: its
   weights and the model inputs it reads moved from DRAM once (a model output can stay in the
   level it fits in, as the traffic model lets it), its MACs at the target's cheapest MAC, and
@@ -32,6 +37,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from . import latency
 from .targets import TargetSpec
 from .workload import check_workload, curve_at, op_columns
 
@@ -69,6 +75,8 @@ class Quantities:
     level_bytes: dict[str, np.ndarray]     # memory level name -> bytes moved at that level
     compulsory_bytes: np.ndarray           # weights + model inputs/outputs, each from DRAM once
     macs: np.ndarray
+    core: latency.CoreQuantities | None    # what the schedules ask of a CPU core (None: roofline)
+    run_time_s: np.ndarray                 # measured time of each call, NaN where not measured
 
 
 def quantities(workload: pd.DataFrame, target: TargetSpec) -> Quantities:
@@ -100,7 +108,12 @@ def quantities(workload: pd.DataFrame, target: TargetSpec) -> Quantities:
     for access, column in (("shared", "shared_access_bytes"), ("local", "local_access_bytes")):
         level_bytes[target.level_for(access).name] += workload[column].to_numpy(float)
     compulsory = workload["weight_bytes"].to_numpy(float) + workload["model_input_bytes"].to_numpy(float)
-    return Quantities(op_counts, cast_counts, unit_ops, level_bytes, compulsory, workload["macs"].to_numpy(float))
+    core = None
+    if target.core is not None and "schedule" in workload:
+        core = latency.core_quantities(workload["schedule"].fillna("").astype(str).tolist(), target)
+    run = workload["run_time_s"].to_numpy(float) if "run_time_s" in workload else np.full(n, np.nan)
+    return Quantities(op_counts, cast_counts, unit_ops, level_bytes, compulsory, workload["macs"].to_numpy(float),
+                      core, run)
 
 
 def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.ndarray]:
@@ -111,18 +124,27 @@ def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.n
     samples axis)."""
     compute_pj = sum((counts * figures[path] for path, counts in q.op_counts.items()), 0.0)
     cast_pj = sum((counts * figures[path] for path, counts in q.cast_counts.items()), 0.0)
-    compute_s = sum((ops / figures[f"compute.{dtype}.peak_ops_per_s"] for dtype, ops in q.unit_ops.items()), 0.0)
+    if q.core is not None:
+        compute_s = latency.compute_seconds(q.core, figures)
+        overhead_s = latency.overhead_seconds(q.core, figures)
+    else:
+        compute_s = sum((ops / figures[f"compute.{dtype}.peak_ops_per_s"] for dtype, ops in q.unit_ops.items()), 0.0)
+        overhead_s = 0.0
     level_pj, level_s = {}, {}
     for lvl in target.memory:
         b = q.level_bytes[lvl.name]
         level_pj[lvl.name] = b * figures[f"memory.{lvl.name}.energy_pj_per_byte"]
         level_s[lvl.name] = b / figures[f"memory.{lvl.name}.bandwidth_bytes_per_s"]
+        if lvl.private and q.core is not None:
+            level_s[lvl.name] = level_s[lvl.name] / q.core.private_share
     names = [lvl.name for lvl in target.memory]
     times = np.stack(np.broadcast_arrays(compute_s, *[level_s[n] for n in names]), axis=-1)
-    latency = times.max(axis=-1)
+    latency_s = times.max(axis=-1) + overhead_s
+    bounds = np.concatenate([times, np.broadcast_to(overhead_s, latency_s.shape)[..., None]], axis=-1)
+    static_s = np.where(np.isnan(q.run_time_s), latency_s, q.run_time_s)
 
-    def full(x):  # every result has the shape of ``latency``: (kernels,) or (samples, kernels)
-        return np.broadcast_to(x, latency.shape)
+    def full(x):  # every result has the shape of ``latency_s``: (kernels,) or (samples, kernels)
+        return np.broadcast_to(x, latency_s.shape)
 
     dram = names[0]
     onchip_pj = sum((level_pj[n] for n in names[1:]), 0.0)
@@ -138,10 +160,10 @@ def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.n
         "energy_cast_j": full(cast_pj * PJ),
         "energy_dram_j": full(level_pj[dram] * PJ),
         "energy_onchip_j": full(onchip_pj * PJ),
-        "energy_static_j": full(static_w * latency),
-        "latency_s": latency,
+        "energy_static_j": full(static_w * static_s),
+        "latency_s": latency_s,
         "compulsory_energy_j": full(compulsory_j),
-        "bound_index": times.argmax(axis=-1),
+        "bound_index": bounds.argmax(axis=-1),
     }
     for n in names[1:]:
         out[f"energy_{n}_j"] = full(level_pj[n] * PJ)
@@ -157,8 +179,8 @@ def nominal_figures(target: TargetSpec) -> dict[str, float]:
 
 def score(workload: pd.DataFrame, target: TargetSpec) -> pd.DataFrame:
     """Per-kernel energy (J), its breakdown by compute, each memory level and static power,
-    traffic per level (bytes), roofline latency (s), the bounding resource and the compulsory
-    bound, appended to ``workload``."""
+    traffic per level (bytes), modelled latency (s), the bounding resource, the time static power
+    is charged over (``latency_source``) and the compulsory bound, appended to ``workload``."""
     q = quantities(workload, target)
     e = evaluate(q, target, nominal_figures(target))
     names = [lvl.name for lvl in target.memory]
@@ -172,7 +194,8 @@ def score(workload: pd.DataFrame, target: TargetSpec) -> pd.DataFrame:
     for col in ("energy_compute_j", "energy_cast_j", "energy_dram_j", *[f"energy_{n}_j" for n in names[1:]], "energy_onchip_j",
                 "energy_memory_j", "energy_static_j", "energy_j", "latency_s", "compulsory_energy_j"):
         df[col] = e[col]
-    df["bound"] = np.array(["compute", *names])[e["bound_index"]]
+    df["bound"] = np.array(["compute", *names, "overhead"])[e["bound_index"]]
+    df["latency_source"] = np.where(np.isnan(q.run_time_s), "modelled", "measured")
     return df
 
 

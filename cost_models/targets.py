@@ -29,15 +29,34 @@ Schema (see ``cpu.toml`` for a complete, commented example)::
                              # an access kind no level lists is charged at the innermost level
     per_unit = false         # optional: true for a memory private to each compute unit (a GPU SM's
                              # L1); capacity_bytes is then one unit's
+    private = false          # optional: true for a CPU cache each core has its own of (capacity and
+                             # bandwidth are still the target's total): a kernel running on fewer
+                             # threads than the target has cores reaches only their share of it
+    [host]                   # optional: the CPUs this file describes, as /proc/cpuinfo names them
+    vendor = "AuthenticAMD"
+    family = 25
+    models = [17, 160]       # any model of the family when absent
+    [core]                   # optional, for CPUs: the latency model reads the kernels' schedules
+    clock_hz = {figure}      # the clock the cores run at under load
+    call_overhead_s = {figure}      # one kernel call from TVM's Relax VM (packed-function dispatch)
+    parallel_overhead_s = {figure}  # a parallel loop's fork/join in TVM's thread pool
+    special_cycles = {figure}       # cycles per element of exp/tanh/erf/... (a libm call per element)
+    dispatch_per_cycle = 6          # instructions a core issues per cycle
+    source = "..."                  # where the pipe table comes from
+    [[core.pipes]]                  # one table per class of work (see cost_models.latency)
+    work = "fma"; count = 2; width_bits = 256; latency_cycles = 4
 
 Levels from DRAM inward to the one that serves ``global`` accesses act as caches of each other: the
 energy model sends each of them the bytes a cache of the next level's capacity lets through (see
 :mod:`cost_models.energy`). Levels inside it hold only explicit buffers (GPU shared memory, registers).
-"""
 
+The name ``cpu`` is an alias: the shipped CPU file whose ``[host]`` describes this machine (read from
+``/proc/cpuinfo``), else ``cpu-zen4``, the machine the project specifies (:func:`resolve_name`).
+"""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tomllib
 from pathlib import Path
 from typing import Any, Mapping
@@ -46,6 +65,12 @@ TARGETS_DIR = Path(__file__).resolve().parent / "targets"
 
 #: Operation kinds a workload counts (see cost_models.workload).
 OP_KINDS = ("mac", "add", "mul", "div", "cmp", "special", "select", "cast")
+
+#: What the name ``cpu`` stands for on a machine no shipped CPU file describes.
+DEFAULT_CPU = "cpu-zen4"
+
+#: Classes of work a core's pipes execute (see :mod:`cost_models.latency`).
+WORK_CLASSES = ("fma", "imul", "alu", "div", "dot", "load", "store")
 
 #: Kinds of on-chip access a workload distinguishes: loads/stores of kernel arguments and scratch
 #: ("global"), of GPU shared memory ("shared") and of register/local buffers ("local").
@@ -93,6 +118,78 @@ class MemoryLevel:
     energy_pj_per_byte: Figure
     serves: tuple[str, ...] = ()  # access kinds charged here: "global", "shared", "local"
     per_unit: bool = False  # one such memory per compute unit (an SM's L1); capacity is one unit's
+    private: bool = False  # one per CPU core: a kernel on fewer threads reaches only their share
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipe:
+    """Execution pipes of one class of work in a CPU core (:data:`WORK_CLASSES`)."""
+
+    work: str
+    count: int  # pipes per core
+    width_bits: int  # bits one pipe processes per cycle; a wider operation occupies several
+    latency_cycles: int  # cycles from an operation's inputs to its result (bounds a chain of them)
+
+
+@dataclasses.dataclass(frozen=True)
+class CoreSpec:
+    """How fast one core of a CPU target runs a schedule: its clock, pipes and call overheads."""
+
+    clock_hz: Figure
+    call_overhead_s: Figure
+    parallel_overhead_s: Figure
+    special_cycles: Figure
+    dispatch_per_cycle: int
+    pipes: tuple[Pipe, ...]
+    source: str
+
+    def pipe(self, work: str) -> Pipe:
+        """The pipes that execute ``work``."""
+        for p in self.pipes:
+            if p.work == work:
+                return p
+        raise KeyError(work)
+
+
+@dataclasses.dataclass(frozen=True)
+class HostMatch:
+    """The CPUs a target file describes, as ``/proc/cpuinfo`` names them."""
+
+    vendor: str
+    family: int
+    models: tuple[int, ...] = ()  # empty: any model of the family
+
+    def matches(self, cpu: "HostCPU") -> bool:
+        """Whether ``cpu`` is one of the CPUs this file describes."""
+        return (cpu.vendor == self.vendor and cpu.family == self.family
+                and (not self.models or cpu.model in self.models))
+
+
+@dataclasses.dataclass(frozen=True)
+class HostCPU:
+    """This machine's CPU identity from ``/proc/cpuinfo`` (empty off Linux)."""
+
+    vendor: str = ""
+    family: int = -1
+    model: int = -1
+    model_name: str = ""
+
+
+@functools.lru_cache(maxsize=1)
+def host_cpu() -> HostCPU:
+    """The CPU this process runs on (read once; :class:`HostCPU` of ``/proc/cpuinfo``'s first CPU)."""
+    path = Path("/proc/cpuinfo")
+    if not path.exists():
+        return HostCPU()
+    fields = {}
+    for line in path.read_text().split("\n\n")[0].splitlines():
+        name, _, value = line.partition(":")
+        fields[name.strip()] = value.strip()
+    try:
+        return HostCPU(fields.get("vendor_id", ""), int(fields.get("cpu family", -1)), int(fields.get("model", -1)),
+                       fields.get("model name", ""))
+    except ValueError:
+        return HostCPU(fields.get("vendor_id", ""), model_name=fields.get("model name", ""))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +206,15 @@ class TargetSpec:
     memory: tuple[MemoryLevel, ...]  # outermost first
     path: str = dataclasses.field(default="", compare=False)
     cores: int = 0  # cores of the target (0: not said): the threads variants are timed with
+    core: CoreSpec | None = None  # CPU targets: what the latency model reads schedules with
+    host: HostMatch | None = None  # the CPUs this file describes (None: none that runs the explorer)
+    file: str = ""  # the shipped file's name when loaded by an alias (``cpu`` -> ``cpu-zen5``)
+
+    @property
+    def describes_host(self) -> bool:
+        """Whether this target describes the CPU this process runs on (then its builds' measured
+        times are the target's own)."""
+        return self.runs_here and self.host is not None and self.host.matches(host_cpu())
 
     @property
     def dtypes(self) -> tuple[str, ...]:
@@ -147,6 +253,9 @@ class TargetSpec:
         for level in self.memory:
             out[f"memory.{level.name}.bandwidth_bytes_per_s"] = level.bandwidth_bytes_per_s
             out[f"memory.{level.name}.energy_pj_per_byte"] = level.energy_pj_per_byte
+        if self.core is not None:
+            for name in ("clock_hz", "call_overhead_s", "parallel_overhead_s", "special_cycles"):
+                out[f"core.{name}"] = getattr(self.core, name)
         return out
 
 
@@ -173,6 +282,46 @@ def _figure(table: Mapping[str, Any], key: str, where: str) -> Figure:
     if not (0 <= low <= value <= high):
         raise TargetError(f"{at}: need 0 <= low <= value <= high, got {low}, {value}, {high}")
     return Figure(value, low, high, source, str(raw.get("note", "")))
+
+
+def _whole(table: Mapping[str, Any], key: str, where: str) -> int:
+    value = _req(table, key, where, int)
+    if value <= 0:
+        raise TargetError(f"{where}.{key} must be a positive whole number, got {value!r}")
+    return value
+
+
+def _core(raw: Any, where: str) -> CoreSpec:
+    if not isinstance(raw, dict):
+        raise TargetError(f"{where} must be a table")
+    pipes = []
+    for i, p in enumerate(_req(raw, "pipes", where, list)):
+        at = f"{where}.pipes[{i}]"
+        if not isinstance(p, dict):
+            raise TargetError(f"{at} must be a table")
+        work = _req(p, "work", at, str)
+        if work not in WORK_CLASSES:
+            raise TargetError(f"{at}.work must be one of {list(WORK_CLASSES)}, got {work!r}")
+        pipes.append(Pipe(work, _whole(p, "count", at), _whole(p, "width_bits", at), _whole(p, "latency_cycles", at)))
+    missing = sorted(set(WORK_CLASSES) - {p.work for p in pipes})
+    if missing:
+        raise TargetError(f"{where}.pipes lacks the work classes {missing}")
+    source = _req(raw, "source", where, str).strip()
+    if not source:
+        raise TargetError(f"{where}.source is empty: the pipe table must name where it comes from")
+    return CoreSpec(clock_hz=_figure(raw, "clock_hz", where), call_overhead_s=_figure(raw, "call_overhead_s", where),
+                    parallel_overhead_s=_figure(raw, "parallel_overhead_s", where),
+                    special_cycles=_figure(raw, "special_cycles", where),
+                    dispatch_per_cycle=_whole(raw, "dispatch_per_cycle", where), pipes=tuple(pipes), source=source)
+
+
+def _host(raw: Any, where: str) -> HostMatch:
+    if not isinstance(raw, dict):
+        raise TargetError(f"{where} must be a table")
+    models = raw.get("models", [])
+    if not isinstance(models, list) or not all(isinstance(m, int) for m in models):
+        raise TargetError(f"{where}.models must be a list of model numbers")
+    return HostMatch(_req(raw, "vendor", where, str), _req(raw, "family", where, int), tuple(models))
 
 
 def parse_target(data: Mapping[str, Any], where: str) -> TargetSpec:
@@ -218,6 +367,7 @@ def parse_target(data: Mapping[str, Any], where: str) -> TargetSpec:
             energy_pj_per_byte=_figure(raw, "energy_pj_per_byte", at),
             serves=serves,
             per_unit=_req(raw, "per_unit", at, bool) if "per_unit" in raw else False,
+            private=_req(raw, "private", at, bool) if "private" in raw else False,
         ))
     if len(levels) < 2:
         raise TargetError(f"{where}.memory must list DRAM and at least one on-chip level")
@@ -229,6 +379,8 @@ def parse_target(data: Mapping[str, Any], where: str) -> TargetSpec:
     if tvm == "cuda" and not compile_.get("arch"):
         raise TargetError(f"{where}.compile.arch is missing: a cuda target needs one (e.g. 'sm_90')")
     return TargetSpec(
+        core=_core(data["core"], f"{where}.core") if "core" in data else None,
+        host=_host(data["host"], f"{where}.host") if "host" in data else None,
         name=name,
         description=str(data.get("description", "")),
         tvm=tvm,
@@ -242,15 +394,30 @@ def parse_target(data: Mapping[str, Any], where: str) -> TargetSpec:
 
 
 def list_targets() -> list[str]:
-    """Names of the shipped targets."""
-    return sorted(p.stem for p in TARGETS_DIR.glob("*.toml"))
+    """Names of the shipped targets, ``cpu`` (the alias of the host's CPU file) first among them."""
+    return sorted(["cpu", *(p.stem for p in TARGETS_DIR.glob("*.toml"))])
+
+
+def resolve_name(name: str) -> str:
+    """The shipped file a target name stands for: ``cpu`` is the CPU file whose ``[host]`` describes
+    this machine, else :data:`DEFAULT_CPU`; every other name is its own file."""
+    if name != "cpu":
+        return name
+    for path in sorted(TARGETS_DIR.glob("cpu-*.toml")):
+        raw = tomllib.loads(path.read_text()).get("host")
+        if isinstance(raw, dict) and _host(raw, path.name).matches(host_cpu()):
+            return path.stem
+    return DEFAULT_CPU
 
 
 def load_target(name_or_path: str | Path) -> TargetSpec:
-    """Load a shipped target by name (``cpu``, ``gpu``, ``npu``) or any target file by path."""
+    """Load a shipped target by name (``cpu``, ``cpu-zen4``, ``gpu``, ...) or any target file by path.
+    ``cpu`` loads the file of this host's CPU (:func:`resolve_name`) under the name ``cpu``."""
     path = Path(name_or_path)
+    alias = ""
     if path.suffix != ".toml":
-        path = TARGETS_DIR / f"{name_or_path}.toml"
+        alias = str(name_or_path)
+        path = TARGETS_DIR / f"{resolve_name(alias)}.toml"
         if not path.exists():
             raise TargetError(f"unknown target {str(name_or_path)!r}; known targets: {', '.join(list_targets())} "
                               "(or give the path of a .toml target file)")
@@ -261,4 +428,6 @@ def load_target(name_or_path: str | Path) -> TargetSpec:
     except tomllib.TOMLDecodeError as err:
         raise TargetError(f"{path.name}: not valid TOML: {err}") from None
     spec = parse_target(data, path.name)
-    return dataclasses.replace(spec, path=str(path))
+    if alias and alias != spec.name:
+        spec = dataclasses.replace(spec, name=alias)
+    return dataclasses.replace(spec, path=str(path), file=path.stem)

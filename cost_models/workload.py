@@ -31,12 +31,22 @@ Columns (all counts are for one call of the kernel):
                          earlier kernel left in the cache (see :mod:`explorer.reuse`).
 ``unit_traffic_curve``   the same for a cache private to each compute unit (a GPU SM's L1), summed
                          over units: loops spread over units (thread blocks) carry no reuse in it.
+``schedule``             how the schedule runs that work, as ``"kind:dtype:lanes:parallel:chains=count
+                         ..."`` (see :class:`ScheduleKey`): for each kind of operation (the op kinds,
+                         ``dot`` for dot-product instructions, ``mma`` for tensor-core fragment
+                         operations, ``load`` and ``store`` for accesses of memory) the operations or
+                         elements run at that many vector lanes under parallel loops of that extent.
+                         Optional: a table without it is scored by the roofline alone.
+``measured_s``           optional: the call's time measured on the hardware the target describes; where
+                         present (not NaN), static power is charged over it (see ``cost_models.energy``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -49,6 +59,40 @@ REQUIRED_COLUMNS = (
 )
 
 FLOAT_DTYPES = frozenset({"float64", "float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"})
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class ScheduleKey:
+    """How a group of a kernel's operations runs: ``lanes`` at a time (the dtype's lanes times the
+    vectorized loops around them; for ``dot``/``mma`` the MACs of one instruction), under parallel loops
+    of extent ``parallel`` (1: none), and for an accumulation the independent accumulators ``chains``
+    its innermost reduction loop updates (0: not an accumulation)."""
+
+    kind: str
+    dtype: str
+    lanes: int
+    parallel: int = 1
+    chains: int = 0
+
+
+def format_schedule(counts: Mapping[ScheduleKey, float]) -> str:
+    """The ``schedule`` column's text for operation counts by :class:`ScheduleKey`."""
+    return " ".join(f"{k.kind}:{k.dtype}:{k.lanes}:{k.parallel}:{k.chains}={counts[k]:.6g}"
+                    for k in sorted(counts) if counts[k] > 0)
+
+
+@functools.lru_cache(maxsize=65536)
+def parse_schedule(text: str) -> tuple[tuple[ScheduleKey, float], ...]:
+    """``(key, count)`` pairs of a ``schedule`` column's text; raises ``ValueError`` if malformed."""
+    out = []
+    for item in text.split():
+        try:
+            head, count = item.split("=")
+            kind, dtype, lanes, parallel, chains = head.split(":")
+            out.append((ScheduleKey(kind, dtype, int(lanes), int(parallel), int(chains)), float(count)))
+        except ValueError:
+            raise ValueError(f"malformed schedule entry {item[:60]!r}: expected 'kind:dtype:lanes:parallel:chains=count'") from None
+    return tuple(out)
 
 
 def op_columns(df: pd.DataFrame) -> list[tuple[str, str, str]]:

@@ -32,7 +32,7 @@ IDENTITY_COLUMNS = ("model", "strategy", "target", "fusion", "layout", "precisio
 MEASURED_COLUMNS = (
     "planned_memory_bytes", "max_abs_error", "tolerance", "within_tolerance", "sqnr_db", "accuracy_loss_pct",
     "argmax_agreement", "meets_accuracy", "compile_s", "check_run_s", "measured_latency_s", "measured_latency_spread",
-    "kernel_time_share",
+    "latency_source", "kernel_time_share",
     "onnxruntime_latency_s", "latency_vs_onnxruntime", "onnxruntime_int8_latency_s", "tvm_threads", "onnxruntime_threads", "node",
     "tuned_kernels", "reused_kernels", "tuning_trials", "model_hash", "tvm_version")
 #: The columns of ``variants.csv``, in order.
@@ -110,6 +110,16 @@ def measured_per_call(kernels: pd.DataFrame, run: Measurement | None) -> list[fl
     return out
 
 
+def run_times(scored: pd.DataFrame, measured_s: list[float], latency_s: float) -> np.ndarray:
+    """Each call's share of the variant's measured end-to-end ``latency_s``, the time its static power
+    is charged over: its measured time (``measured_s``) scaled so that the calls add up to the whole
+    inference (the VM's own work between calls included), or, where a call was not timed, its modelled
+    latency scaled the same way."""
+    measured = np.asarray(measured_s, float)
+    basis = measured if np.isfinite(measured).all() and measured.sum() > 0 else scored["latency_s"].to_numpy(float)
+    return basis * (latency_s / basis.sum()) if basis.sum() > 0 else np.full(len(basis), latency_s / max(len(basis), 1))
+
+
 def kernel_frame(lowering: Lowering, scored: pd.DataFrame, row: dict, run: Measurement | None = None) -> pd.DataFrame:
     """The per-kernel table of one variant on one target: its scored workload, with the operators
     each call covers, the intermediates fusion eliminated and, where the build ran, each call's
@@ -131,7 +141,11 @@ def variant_row(row: dict, result: Lowering | Failure, target: TargetSpec, refer
     if isinstance(result, Failure):
         return failed_row(row, result.status), pd.DataFrame()
     scored = energy.score(result.workload, target)
+    if isinstance(run, Measurement) and run.latency_runs_s and target.describes_host:
+        times = run_times(scored, measured_per_call(scored, run), float(np.median(run.latency_runs_s)))
+        scored = energy.score(result.workload.assign(run_time_s=times), target)
     row.update(energy.totals(scored).row())
+    row["latency_source"] = "measured" if (scored["latency_source"] == "measured").all() else "modelled"
     row["planned_memory_bytes"] = result.planned_bytes
     if result.tuning is not None:
         row.update(tuned_kernels=result.tuning.tuned, reused_kernels=result.tuning.reused,

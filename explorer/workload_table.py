@@ -15,7 +15,7 @@ from collections import Counter
 
 import pandas as pd
 
-from cost_models.workload import FLOAT_DTYPES
+from cost_models.workload import FLOAT_DTYPES, format_schedule
 
 from . import reuse
 
@@ -104,6 +104,7 @@ class KernelWorkload:
     buffers: list[BufferUse]
     reuse: reuse.ReuseProfile | None = None  # traffic into a cache vs its capacity, keyed by buffer name
     tensorized_macs: float = 0.0  # the MACs done by dot-product instructions (VPDPBUSD) or tensor cores
+    schedule: Counter = dataclasses.field(default_factory=Counter)  # ScheduleKey -> operations
 
     @property
     def macs(self) -> float:
@@ -209,6 +210,7 @@ def workload_table(calls, kernels: dict[str, KernelWorkload]):
                    local_access_bytes=local)
         row["traffic_curve"] = traffic_curve(k, warm)
         row["unit_traffic_curve"] = traffic_curve(k, warm, per_unit=True)
+        row["schedule"] = format_schedule(k.schedule)
         for (kind, dtype), n in sorted(k.ops.items()):
             row[f"op_{kind}_{dtype}"] = n
         rows.append(row)

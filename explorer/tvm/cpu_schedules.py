@@ -382,18 +382,21 @@ def _parallel_rows(sch, block, target) -> None:
 
 
 def _parallel_vectorized(sch, block, target) -> None:
-    """Fuse a spatial block's loops, vectorize the inner ``lanes`` (a divisor of the extent) and run
-    the rest on the cores (when the block is large enough to pay for it)."""
+    """Fuse a spatial block's loops, vectorize the inner ``lanes`` (a divisor of the innermost axis's
+    extent) and run the rest on the cores (when the block is large enough to pay for it)."""
     loops = sch.get_loops(block)
     stmt = sch.get(block)
     if not loops or not stmt.writes:
         raise ValueError("nothing to schedule")
     lanes = vector_lanes(target, stmt.writes[0].source.dtype.bits)
+    innermost = loop_extent(sch, loops[-1])
     fused = sch.fuse(*loops)
     total = loop_extent(sch, fused)
-    if total is None:
+    if total is None or innermost is None:
         raise ValueError("dynamic extent")
-    vec = largest_divisor(total, lanes)
+    # a vector within one row of the innermost axis: across rows its index has a division by the row
+    # length that TVM does not simplify away, and LLVM gathers and scatters it lane by lane
+    vec = largest_divisor(innermost, lanes)
     outer, vector = sch.split(fused, factors=[None, vec])
     if vec > 1:
         sch.vectorize(vector)

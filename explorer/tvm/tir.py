@@ -15,6 +15,12 @@ Counting rules:
 - loads and stores are charged at their buffer's storage scope: kernel parameters and
   kernel-allocated ``global`` buffers are global memory, ``shared``/``local`` are on-chip, and a
   kernel-allocated buffer of at most ``STACK_BYTES`` (a compacted accumulator) is ``local``.
+
+Beside the counts, the walker reads the schedule (:class:`ScheduleKey`): for every operation and
+every memory access, the vector lanes it runs with (its dtype's lanes times the vectorized loops
+around it), the extent of the parallel loops around it, and for an accumulation (``C[i] = C[i] +
+...``, ``max`` and ``min`` too) the independent accumulators its innermost reduction loop updates,
+which bounds it by the operation's latency when they are few.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from collections import Counter
 import tvm
 import tvm_ffi
 from tvm import sym
+
+from cost_models.workload import ScheduleKey
 
 from .. import reuse
 from ..workload_table import BufferUse, KernelWorkload, in_registers
@@ -44,6 +52,8 @@ _SELECT_CALLS = {"if_then_else"}
 WARP_SIZE = 32
 _WMMA_CALLS = {"tvm_mma_sync", "tvm_load_matrix_sync", "tvm_store_matrix_sync", "tvm_fill_fragment"}
 _LLVM_CALLS = {"call_llvm_pure_intrin", "call_llvm_intrin"}
+#: ``tirx.ForKind`` values by name.
+_FOR_KINDS = {0: "serial", 1: "parallel", 2: "vectorized", 3: "unrolled", 4: "thread_binding"}
 #: LLVM intrinsics that are dot-product instructions: (operand dtype, MACs per call).
 TENSOR_INTRINSICS = {"llvm.x86.avx512.vpdpbusd.512": ("int8", 64)}
 
@@ -55,6 +65,11 @@ def _dtype_of(expr) -> tuple[str, int]:
     lanes = max(int(dt.lanes), 1)
     base = str(dt).split("x")[0] if lanes > 1 else str(dt)
     return base, lanes
+
+
+def _vars(expr) -> list:
+    """The variables an expression uses."""
+    return list(tvm.tirx.analysis.undefined_vars(expr))
 
 
 def _bytes_of(dtype: str) -> float:
@@ -80,6 +95,11 @@ class _Walker:
         self.by_data: dict = {}  # buffer data var -> (BufferUse, dtype), for tensor-core intrinsics
         self.fragment = (16, 16, 16)  # (m, n, k) of the last wmma fragment operation seen
         self.tensorized_macs = 0.0  # MACs done by dot-product instructions and tensor cores
+        self.schedule: Counter = Counter()  # ScheduleKey -> operations (or elements accessed)
+        self.frames: list[tuple[object, int, str]] = []  # (loop var, extent, kind) of the enclosing loops
+        self.parallel = 1  # product of the enclosing parallel loops' extents
+        self.vector = 1  # product of the enclosing vectorized loops' extents
+        self.chains = 0  # independent accumulators of the store being walked (0: not an accumulation)
         by_name = {}
         for i, p in enumerate(func.params):
             ty = p.ty
@@ -92,6 +112,36 @@ class _Walker:
                 self.uses[p] = use
         self.param_by_name = by_name
 
+    # --- schedule ---------------------------------------------------------------------------------
+    def _op(self, kind: str, dtype: str, count: float, lanes: int, chains: int = 0) -> None:
+        """Count ``count`` operations of ``kind`` in ``dtype``, run ``lanes`` (of the expression's
+        dtype) at a time, under the current loops."""
+        self.ops[(kind, dtype)] += count
+        self.schedule[ScheduleKey(kind, dtype, lanes * self.vector, self.parallel, chains)] += count
+
+    def _contiguous(self, indices) -> bool:
+        """Whether an access inside vectorized loops is one vector instruction: its (flat) index steps
+        by 0 or 1 along the innermost vectorized loop. Otherwise LLVM gathers or scatters it lane by lane."""
+        inner = next((var for var, _, kind in reversed(self.frames) if kind == "vectorized"), None)
+        if inner is None or len(indices) != 1:
+            return True
+        coeffs = sym.detect_linear_equation(self.analyzer.simplify(indices[0]), [inner])
+        return len(coeffs) == 2 and _int(coeffs[0]) in (0, 1)
+
+    def _chains(self, store) -> int:
+        """Independent accumulators the innermost reduction loop around an accumulating ``store``
+        updates: the elements the loops inside it write, over the vector lanes of one instruction
+        (``0`` when no loop around the store leaves its index unchanged)."""
+        used = [v for idx in store.indices for v in _vars(self.analyzer.simplify(idx))]
+        inner = 1
+        for var, extent, kind in reversed(self.frames):
+            indexes = any(var.same_as(u) for u in used)
+            if not indexes and kind in ("serial", "unrolled"):
+                return max(inner // max(self.vector, 1), 1)
+            if indexes:
+                inner *= extent
+        return 0
+
     # --- statements ---------------------------------------------------------------------------
     def stmt(self, s, w: float) -> None:
         kind = type(s).__name__
@@ -103,7 +153,16 @@ class _Walker:
             ext = ext if ext is not None else 1
             self.loop_extent[s.loop_var] = ext
             self._enter(s.loop_var, ext)
+            loop_kind = _FOR_KINDS.get(int(s.kind), "serial")
+            self.frames.append((s.loop_var, ext, loop_kind))
+            saved = self.parallel, self.vector
+            if loop_kind == "parallel":
+                self.parallel *= ext
+            elif loop_kind == "vectorized":
+                self.vector *= ext
             self.stmt(s.body, w * ext)
+            self.parallel, self.vector = saved
+            self.frames.pop()
             self.path.pop()
         elif kind == "AttrStmt":
             if s.attr_key in ("thread_extent", "virtual_thread"):
@@ -199,8 +258,12 @@ class _Walker:
             use = self.uses[buf] = BufferUse(buf.name, buf.scope() or "global", -1, 0.0)
         dtype, lanes = _dtype_of(dtype_expr)
         n = w * lanes
-        if indices is not None and (use.param_index >= 0 or (use.scope == "global" and not in_registers(use))):
+        in_memory = use.param_index >= 0 or (use.scope == "global" and not in_registers(use))
+        if indices is not None and in_memory:
             self._site(use, indices, int(_bytes_of(dtype)) or 1)
+        if in_memory or use.scope.startswith("shared"):
+            width = lanes * self.vector if indices is None or self._contiguous(indices) else 1
+            self.schedule[ScheduleKey("store" if store else "load", dtype, width, self.parallel)] += n
         if store:
             use.store_count += n
             use.store_bytes += n * _bytes_of(dtype)
@@ -213,19 +276,28 @@ class _Walker:
             self.index(idx, w)
         self._access(s.buffer, s.value, w, store=True, indices=s.indices)
         value = s.value
+        kind = type(value).__name__
+        accumulated = [(acc, other) for acc, other in ((value.a, value.b), (value.b, value.a))
+                       if type(acc).__name__ == "TensorLoad" and acc.source.same_as(s.buffer)
+                       ] if kind in ("Add", "Max", "Min") else []
         # C[i] = C[i] + x * y  ->  one mac
-        if type(value).__name__ == "Add":
-            for acc, prod in ((value.a, value.b), (value.b, value.a)):
-                if (type(acc).__name__ == "TensorLoad" and acc.source.same_as(s.buffer)
-                        and type(prod).__name__ == "Mul"):
-                    self._load(acc, w)
-                    dtype, lanes = _dtype_of(self._uncast(prod.a))
-                    self.ops[("mac", dtype)] += w * lanes
+        for acc, prod in accumulated:
+            if kind == "Add" and type(prod).__name__ == "Mul":
+                self._load(acc, w)
+                dtype, lanes = _dtype_of(self._uncast(prod.a))
+                self._op("mac", dtype, w * lanes, lanes, self._chains(s))
                     # widening the operands to the accumulator's dtype is part of the MAC (int8 x int8
                     # into int32, fp16 x fp16 into fp32), not a cast of its own
-                    self.value(self._uncast(prod.a), w)
-                    self.value(self._uncast(prod.b), w)
-                    return
+                self.value(self._uncast(prod.a), w)
+                self.value(self._uncast(prod.b), w)
+                return
+        if accumulated:  # C[i] = C[i] + x, max(C[i], x), min(C[i], x): a chain through C[i]
+            acc, other = accumulated[0]
+            dtype, lanes = _dtype_of(value)
+            self._op(_BINARY_KIND[kind], dtype, w * lanes, lanes, self._chains(s))
+            self._load(acc, w)
+            self.value(other, w)
+            return
         self.value(value, w)
 
     @staticmethod
@@ -249,16 +321,16 @@ class _Walker:
             dtype, lanes = _dtype_of(e)
             if kind in ("LT", "LE", "GT", "GE", "EQ", "NE"):
                 dtype, lanes = _dtype_of(e.a)
-            self.ops[(_BINARY_KIND[kind], dtype)] += w * lanes
+            self._op(_BINARY_KIND[kind], dtype, w * lanes, lanes)
             self.value(e.a, w)
             self.value(e.b, w)
         elif kind == "Cast":
             dtype, lanes = _dtype_of(e)
-            self.ops[("cast", dtype)] += w * lanes
+            self._op("cast", dtype, w * lanes, lanes)
             self.value(e.value, w)
         elif kind == "Select":
             dtype, lanes = _dtype_of(e)
-            self.ops[("select", dtype)] += w * lanes
+            self._op("select", dtype, w * lanes, lanes)
             self.index(e.condition, w)
             self.value(e.true_value, w)
             self.value(e.false_value, w)
@@ -272,20 +344,21 @@ class _Walker:
             if intrinsic in TENSOR_INTRINSICS:
                 operand, macs = TENSOR_INTRINSICS[intrinsic]
                 self.ops[("mac", operand)] += w * macs
+                self.schedule[ScheduleKey("dot", operand, macs * self.vector, self.parallel)] += w * macs
                 self.tensorized_macs += w * macs
                 for a in e.args[1:]:
                     self.value(a, w)
                 return
             if name in _SELECT_CALLS:
-                self.ops[("select", dtype)] += w * lanes
+                self._op("select", dtype, w * lanes, lanes)
                 self.index(e.args[0], w)
                 for a in e.args[1:]:
                     self.value(a, w)
                 return
             if name in _SPECIAL_CALLS:
-                self.ops[("special", dtype)] += w * lanes
+                self._op("special", dtype, w * lanes, lanes)
             elif name in _CHEAP_CALLS:
-                self.ops[("cmp", dtype)] += w * lanes
+                self._op("cmp", dtype, w * lanes, lanes)
             for a in e.args:
                 if hasattr(a, "ty") or hasattr(a, "dtype"):
                     self.value(a, w)
@@ -320,6 +393,7 @@ class _Walker:
             a, c = frag(args[2]), frag(args[0])
             dtype = a[1] if a else "float16"
             self.ops[("mac", dtype)] += w * m * n * k
+            self.schedule[ScheduleKey("mma", dtype, m * n * k, self.parallel)] += w * m * n * k
             self.tensorized_macs += w * m * n * k
             for f, elems in ((a, m * k), (frag(args[4]), k * n)):
                 if f:
@@ -382,7 +456,7 @@ def analyse_primfunc(func: tvm.tirx.PrimFunc, name: str) -> KernelWorkload:
     buffers = sorted(unique.values(), key=lambda u: (u.param_index < 0, u.param_index, u.name))
     profile = reuse.reuse_profile(walker.loops, list(walker.sites.values()))
     return KernelWorkload(name=name, ops=walker.ops, buffers=buffers, reuse=profile,
-                          tensorized_macs=walker.tensorized_macs)
+                          tensorized_macs=walker.tensorized_macs, schedule=walker.schedule)
 
 
 def analyse_module(mod: tvm.IRModule) -> dict[str, KernelWorkload]:

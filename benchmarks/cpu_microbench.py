@@ -1,0 +1,196 @@
+"""Microbenchmarks of this machine's CPU: the figures a ``[core]`` table of a CPU target file needs.
+
+Each figure is measured with a kernel TVM builds for this host (``llvm -mcpu=<host>``) and timed with
+TVM's own timer, the way the explorer's builds run:
+
+* **FMA rate** at 1, 8 and 16 fp32 lanes with 12 independent accumulators (throughput), and with one
+  scalar accumulator (latency): ``clock_hz = fma_latency_cycles x dependent FMAs per second``, with the
+  FMA latency the vendor's optimization guide gives (``--fma-latency``, 4 on Zen 4 / Zen 5 / Cascade
+  Lake). Lanes per cycle at each width then give the FMA pipes and their width.
+* **fp32 add rate** (16 lanes, 12 accumulators): the ``alu`` pipes.
+* **special_cycles**: cycles per element of ``exp`` over a vectorized loop (LLVM calls libm per element).
+* **call_overhead_s**: one kernel call from TVM's Relax VM: a ``main`` of 200 calls of a 16-element kernel.
+* **parallel_overhead_s**: what a ``parallel`` loop of 2 adds to such a call (the thread pool's fork/join).
+* **read bandwidth** of a 512 MiB buffer (DRAM) and of a 256 KiB one (L2) on 1 and on 2 threads.
+
+    python benchmarks/cpu_microbench.py [--threads 2] [--fma-latency 4]
+
+It prints each figure and the ``[core]`` values it implies; the target file records them as measured
+(``source = "benchmarks/cpu_microbench.py on <CPU>"``). Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+CHAINS = 12
+
+
+def _build(func, mcpu: str):
+    import tvm
+
+    target = tvm.target.Target({"kind": "llvm", "mcpu": mcpu})
+    return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target)
+
+
+def _seconds(lib, *args, number: int = 5, repeat: int = 7) -> float:
+    """Fastest of ``repeat`` runs of ``number`` calls (the quietest moment of a noisy machine)."""
+    import tvm
+
+    mod = lib.mod if hasattr(lib, "mod") else lib
+    return min(mod.time_evaluator("main", tvm.cpu(), number=number, repeat=repeat)(*args).results)
+
+
+def _tensor(a):
+    import tvm
+
+    return tvm.runtime.tensor(a)
+
+
+def fma_rate(lanes: int, chains: int, iters: int, mcpu: str, add_only: bool = False) -> float:
+    """fp32 multiply-adds (or adds) per second on one thread: ``chains`` accumulators of ``lanes``."""
+    from tvm.script import tirx as T
+
+    n = lanes * chains
+
+    @T.prim_func
+    def kernel(A: T.Buffer((n,), "float32"), B: T.Buffer((lanes,), "float32"), C: T.Buffer((lanes,), "float32")):
+        T.func_attr({"tirx.noalias": True})
+        acc = T.alloc_buffer((n,), "float32", scope="local")
+        for k in T.unroll(chains):
+            for v in T.vectorized(lanes):
+                acc[k * lanes + v] = A[k * lanes + v]
+        for i in range(iters):
+            for k in T.unroll(chains):
+                for v in T.vectorized(lanes):
+                    if add_only:
+                        acc[k * lanes + v] = acc[k * lanes + v] + B[v]
+                    else:
+                        acc[k * lanes + v] = acc[k * lanes + v] * B[v] + C[v]
+        for k in T.unroll(chains):
+            for v in T.vectorized(lanes):
+                A[k * lanes + v] = acc[k * lanes + v]
+
+    lib = _build(kernel, mcpu)
+    args = [_tensor(np.ones(n, "float32")), _tensor(np.full(lanes, 0.999, "float32")), _tensor(np.full(lanes, 1e-3, "float32"))]
+    return n * iters / _seconds(lib, *args)
+
+
+def exp_seconds_per_element(mcpu: str, n: int = 1 << 16) -> float:
+    """Seconds per element of a vectorized ``exp`` over ``n`` fp32 elements, on one thread."""
+    from tvm.script import tirx as T
+
+    @T.prim_func
+    def kernel(A: T.Buffer((n,), "float32"), B: T.Buffer((n,), "float32")):
+        T.func_attr({"tirx.noalias": True})
+        for i in range(n // 16):
+            for v in T.vectorized(16):
+                B[i * 16 + v] = T.exp(A[i * 16 + v])
+
+    lib = _build(kernel, mcpu)
+    x = np.random.default_rng(0).standard_normal(n).astype("float32")
+    return _seconds(lib, _tensor(x), _tensor(np.zeros(n, "float32"))) / n
+
+
+def read_bandwidth(nbytes: int, threads: int, mcpu: str, passes: int = 1) -> float:
+    """Bytes per second a vectorized sum of an fp32 buffer of ``nbytes`` reads, on ``threads`` threads."""
+    from tvm.script import tirx as T
+
+    n = nbytes // 4
+    per = n // threads
+
+    @T.prim_func
+    def kernel(A: T.Buffer((n,), "float32"), S: T.Buffer((threads * 16 * 8,), "float32")):
+        T.func_attr({"tirx.noalias": True})
+        for t in T.parallel(threads):
+            acc = T.alloc_buffer((128,), "float32", scope="local")
+            for v in T.vectorized(128):
+                acc[v] = T.float32(0)
+            for p in range(passes):
+                for i in range(per // 128):
+                    for v in T.vectorized(128):
+                        acc[v] = acc[v] + A[t * per + i * 128 + v]
+            for v in T.vectorized(128):
+                S[t * 128 + v] = acc[v]
+
+    lib = _build(kernel, mcpu)
+    args = [_tensor(np.ones(n, "float32")), _tensor(np.zeros(threads * 128, "float32"))]
+    return nbytes * passes / _seconds(lib, *args, number=1 if nbytes > 1 << 24 else 20)
+
+
+def call_overheads(mcpu: str, calls: int = 200) -> tuple[float, float]:
+    """Seconds per kernel call from the Relax VM, serial and with a parallel loop of 2 in the kernel."""
+    import tvm
+    from tvm import relax
+    from tvm.script import tirx as T
+
+    out = []
+    for parallel in (False, True):
+        @T.prim_func
+        def tiny(A: T.Buffer((2, 8), "float32"), B: T.Buffer((2, 8), "float32")):
+            T.func_attr({"tirx.noalias": True})
+            for t in (T.parallel(2) if parallel else T.serial(2)):
+                for v in T.vectorized(8):
+                    B[t, v] = A[t, v] + T.float32(1)
+
+        bb = relax.BlockBuilder()
+        x = relax.Var("x", relax.TensorType((2, 8), "float32"))
+        with bb.function("main", [x]):
+            gv = bb.add_func(tiny.with_attr("global_symbol", "tiny"), "tiny")
+            y = x  # outside a dataflow block: TVM's reshape detection needs TIR with blocks
+            for _ in range(calls):
+                y = bb.emit(relax.call_tir(gv, [y], relax.TensorType((2, 8), "float32")))
+            bb.emit_func_output(y)
+        from explorer.tvm.compile import vm_lower
+
+        ex = tvm.compile(vm_lower(bb.get()), target=tvm.target.Target({"kind": "llvm", "mcpu": mcpu}),
+                         relax_pipeline=None)
+        vm = relax.VirtualMachine(ex, tvm.cpu())
+        arg = _tensor(np.zeros((2, 8), "float32"))
+        seconds = min(vm.time_evaluator("main", tvm.cpu(), number=20, repeat=7)(arg).results)
+        out.append(seconds / calls)
+    return out[0], out[1] - out[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2, help="threads of the parallel measurements (default 2)")
+    ap.add_argument("--fma-latency", type=int, default=4, help="FMA latency in cycles from the vendor's guide (default 4)")
+    args = ap.parse_args()
+    os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
+    from explorer.tvm.codegen import host_cpu
+
+    mcpu = host_cpu()
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    print(f"# {model} (LLVM {mcpu}), TVM_NUM_THREADS={os.environ['TVM_NUM_THREADS']}, {time.strftime('%Y-%m-%d')}")
+    chain = fma_rate(1, 1, 2_000_000, mcpu)
+    clock = args.fma_latency * chain
+    print(f"dependent scalar FMAs       {chain / 1e9:8.3f} G/s  -> clock_hz = {args.fma_latency} x that = {clock / 1e9:.2f} GHz")
+    for lanes in (1, 8, 16):
+        rate = fma_rate(lanes, CHAINS, 200_000, mcpu)
+        print(f"fp32 FMA lanes, {lanes:2d} per op   {rate / 1e9:8.2f} G/s  = {rate / clock:5.1f} lanes/cycle")
+    add = fma_rate(16, CHAINS, 200_000, mcpu, add_only=True)
+    print(f"fp32 add lanes, 16 per op   {add / 1e9:8.2f} G/s  = {add / clock:5.1f} lanes/cycle")
+    exp = exp_seconds_per_element(mcpu)
+    print(f"exp per element             {exp * 1e9:8.2f} ns   = special_cycles {exp * clock:.1f}")
+    serial, fork = call_overheads(mcpu)
+    print(f"kernel call from the VM     {serial * 1e6:8.2f} us   = call_overhead_s {serial:.2e}")
+    print(f"parallel loop's fork/join   {fork * 1e6:8.2f} us   = parallel_overhead_s {fork:.2e}")
+    for label, nbytes, passes in (("DRAM (512 MiB)", 512 << 20, 1), ("L2 (256 KiB per thread)", 256 << 10, 200)):
+        for threads in (1, args.threads):
+            bw = read_bandwidth(nbytes * threads if passes > 1 else nbytes, threads, mcpu, passes)
+            print(f"read {label:24s} {threads} thread(s) {bw / 1e9:8.1f} GB/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""How true the latency model is: modelled against measured latency of every CPU variant and kernel.
+
+Sweeps each model on the ``cpu`` target (the file describing this host, see ``explorer doctor``) under
+every untuned CPU strategy, plus the tuned ones where the tuning records hold trials for the model
+(``--tuned``: tuned strategies are only scheduled from records, never tuned here). Every build runs on
+this machine: its end-to-end median is ``measured_latency_s``, each kernel call's median (timed
+around the VM's calls) ``measured_s``. Nothing in the latency model is fitted to these times: its
+figures are the target file's (cited, or measured by ``benchmarks/cpu_microbench.py``).
+
+Prints, per variant, the modelled latency, the measured one and their ratio; then across all
+variants the median ratio, the Spearman rank correlation, and per model the spread of the ratio
+(worst- over best-predicted strategy); and across kernels the median ratio, the worst and the
+Spearman correlation. Kernels shorter than ``--min-kernel-us`` are left out of the kernel figures:
+the timing callback around each call costs about a microsecond of its own.
+
+    python benchmarks/latency_truth.py [--models mlp,resnet18,...] [--strategies a,b] [--tuned] [--csv PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from _table import print_table  # noqa: E402
+from explorer import list_strategies, run_sweep  # noqa: E402
+
+from cost_models.targets import load_target  # noqa: E402
+
+MODELS = ("mlp", "resnet18", "resnet50", "mobilenetv2", "bert-mini", "yolo-block")
+
+
+def spearman(a, b) -> float:
+    """Spearman's rank correlation of two sequences (ties get their mean rank)."""
+    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
+    return float(np.corrcoef(ra, rb)[0, 1]) if len(ra) > 1 else float("nan")
+
+
+def summary(variants: pd.DataFrame, kernels: pd.DataFrame, min_kernel_s: float) -> dict:
+    """The figures the issue asks for, from swept variants and kernels that ran."""
+    ratio = variants["latency_s"] / variants["measured_latency_s"]
+    spread = (variants.assign(ratio=ratio).groupby("model")["ratio"].agg(lambda r: r.max() / r.min()))
+    timed = kernels[kernels["measured_s"] >= min_kernel_s]
+    kratio = timed["latency_s"] / timed["measured_s"]
+    return {
+        "variants": len(variants), "median_ratio": float(ratio.median()),
+        "spearman": spearman(variants["latency_s"], variants["measured_latency_s"]),
+        "worst_model_spread": float(spread.max()), "spread_by_model": spread.to_dict(),
+        "kernels": len(timed), "kernel_median_ratio": float(kratio.median()),
+        "kernel_ratio_p10": float(kratio.quantile(0.1)), "kernel_ratio_p90": float(kratio.quantile(0.9)),
+        "kernel_worst_ratio": float(kratio.iloc[np.argmax(np.abs(np.log(kratio.to_numpy())))]) if len(kratio) else float("nan"),
+        "kernel_spearman": spearman(timed["latency_s"], timed["measured_s"]),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated zoo models or .onnx files")
+    ap.add_argument("--strategies", default="", help="comma-separated strategies (default: every untuned one)")
+    ap.add_argument("--tuned", action="store_true", help="also the tuned strategies, from the tuning records")
+    ap.add_argument("--min-kernel-us", type=float, default=20.0, help="shortest kernel call counted (default 20 us)")
+    ap.add_argument("--csv", default="", help="also write the variants' table to this CSV file")
+    ap.add_argument("--out", default="", help="keep the sweeps here (default: a temporary directory)")
+    args = ap.parse_args()
+
+    target = load_target("cpu")
+    print(f"target cpu = {target.file}: {'describes this host' if target.describes_host else 'does NOT describe this host'}")
+    if args.strategies:
+        strategies = args.strategies.split(",")
+    else:
+        strategies = [s.name for s in list_strategies() if not s.tuned or args.tuned]
+    out = Path(args.out or tempfile.mkdtemp(prefix="latency-truth-"))
+    variants, kernels = [], []
+    for model in args.models.split(","):
+        result = run_sweep([model], targets=["cpu"], strategies=strategies, out=out / Path(model).stem)
+        ran = result.variants[result.variants["measured_latency_s"].notna()]
+        variants.append(ran)
+        kernels.append(result.kernels[result.kernels["strategy"].isin(ran["strategy"])])
+    v, k = pd.concat(variants, ignore_index=True), pd.concat(kernels, ignore_index=True)
+    v = v.assign(ratio=v["latency_s"] / v["measured_latency_s"])
+    print_table(v[["model", "strategy", "latency_s", "measured_latency_s", "ratio", "bound", "kernel_time_share"]]
+                .to_dict("records"), csv=args.csv or None)
+    s = summary(v, k, args.min_kernel_us * 1e-6)
+    print(f"\n{s['variants']} variants: median modelled/measured {s['median_ratio']:.2f}, "
+          f"Spearman {s['spearman']:.3f}, worst within-model spread {s['worst_model_spread']:.2f}x")
+    print("spread by model: " + ", ".join(f"{m} {x:.2f}x" for m, x in s["spread_by_model"].items()))
+    print(f"{s['kernels']} kernel calls of at least {args.min_kernel_us:g} us: median {s['kernel_median_ratio']:.2f}, "
+          f"10-90% {s['kernel_ratio_p10']:.2f}-{s['kernel_ratio_p90']:.2f}, worst {s['kernel_worst_ratio']:.3g}, "
+          f"Spearman {s['kernel_spearman']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""How long a kernel runs on a CPU target, from the schedule its lowered TIR has.
+
+A roofline at the target's peak assumes every kernel uses every core and every vector lane; a scalar,
+single-threaded loop nest runs a hundred times slower than that. This model reads what the schedule
+does (the workload's ``schedule`` column, :class:`cost_models.workload.ScheduleKey`) and charges it
+to the core the target file describes (``[core]``, :class:`cost_models.targets.CoreSpec`):
+
+- every group of operations is a number of instructions: ``count / lanes``;
+- an instruction occupies ``ceil(lanes x bits / width_bits)`` pipes of its work class for a cycle
+  (Zen 4 runs a 512-bit FMA on its two 256-bit pipes, so 8 and 16 fp32 lanes reach the same rate);
+  multiplies and divisions narrower than 32 bits run widened to 32 (x86 has no 8- or 16-bit
+  multiply but the dot products, which are their own class);
+- an accumulation with ``chains`` independent accumulators cannot go faster than ``instructions /
+  chains x latency_cycles``: one scalar accumulator runs at the operation's latency, not its throughput;
+- the classes run in parallel on their own pipes; the slowest one, or the front end issuing
+  ``dispatch_per_cycle`` instructions, sets the cycles;
+- a group under parallel loops of extent ``p`` runs on ``p / ceil(p / T)`` of the target's ``T``
+  cores (the runtime's threads take the iterations in equal chunks);
+- special functions (``exp``, ``tanh``, ``erf``, ...) cost ``special_cycles`` per element (LLVM calls
+  libm once per element) on top;
+- the private caches (a level marked ``private``, one per core) deliver only the share of their
+  bandwidth that the threads a kernel uses own.
+
+The kernel's time is then the largest of that compute time and each memory level's bytes over its
+bandwidth, plus ``call_overhead_s`` per call and ``parallel_overhead_s`` where it forks the thread pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+import numpy as np
+
+from .targets import CoreSpec, TargetSpec
+from .workload import FLOAT_DTYPES, ScheduleKey, parse_schedule
+
+_BITS = re.compile(r"(\d+)")
+
+
+def dtype_bits(dtype: str) -> int:
+    """Bits of one element of ``dtype`` (``bool``: 8)."""
+    m = _BITS.search(dtype)
+    return int(m.group(1)) if m else 8
+
+
+def work_class(key: ScheduleKey) -> str:
+    """The pipes (:data:`cost_models.targets.WORK_CLASSES`) that run a group of operations;
+    ``special`` for the functions charged per element."""
+    if key.kind in ("dot", "mma"):
+        return "dot"
+    if key.kind in ("load", "store", "special", "div"):
+        return key.kind
+    if key.kind in ("mac", "mul"):
+        return "fma" if key.dtype in FLOAT_DTYPES else "imul"
+    return "alu"
+
+
+def lane_bits(key: ScheduleKey) -> int:
+    """Bits one lane of the group occupies in its pipe."""
+    bits = dtype_bits(key.dtype)
+    return max(bits, 32) if key.kind in ("mac", "mul", "div") else bits
+
+
+def thread_share(parallel: int, threads: int) -> float:
+    """Cores a parallel loop of extent ``parallel`` keeps busy out of ``threads``, on average."""
+    parallel, threads = max(parallel, 1), max(threads, 1)
+    return parallel / math.ceil(parallel / threads)
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelCycles:
+    """What one kernel's schedule asks of a core, before the clock and overheads are applied."""
+
+    cycles: float  # on the busiest pipe class (or the front end), per thread
+    special_elements: float  # elements of special functions, per thread
+    private_share: float  # share of the private levels' bandwidth the kernel's threads reach
+    parallel: bool  # whether it forks the thread pool
+
+
+def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
+    """Cycles of one kernel with ``schedule`` (the workload column's text) on ``threads`` cores."""
+    by_class: dict[str, float] = {}
+    issued = special = accesses = reach = 0.0
+    parallel = False
+    for key, count in parse_schedule(schedule):
+        share = thread_share(key.parallel, threads)
+        parallel |= key.parallel > 1
+        work = work_class(key)
+        instructions = count / max(key.lanes, 1)
+        if work == "special":
+            special += count / share
+            continue
+        pipe = core.pipe(work)
+        slots = math.ceil(max(key.lanes, 1) * lane_bits(key) / pipe.width_bits)
+        cycles = instructions * slots / pipe.count
+        if key.chains:
+            cycles = max(cycles, instructions / key.chains * pipe.latency_cycles)
+        by_class[work] = by_class.get(work, 0.0) + cycles / share
+        issued += instructions / share
+        if work in ("load", "store"):
+            accesses += instructions
+            reach += instructions * share / max(threads, 1)
+    busiest = max([*by_class.values(), issued / core.dispatch_per_cycle, 0.0])
+    return KernelCycles(busiest, special, reach / accesses if accesses else 1.0, parallel)
+
+
+@dataclasses.dataclass
+class CoreQuantities:
+    """Per kernel of a workload: what :func:`kernel_cycles` found, as arrays."""
+
+    cycles: np.ndarray
+    special_elements: np.ndarray
+    private_share: np.ndarray
+    parallel: np.ndarray
+
+
+def core_quantities(schedules: list[str], target: TargetSpec) -> CoreQuantities:
+    """:func:`kernel_cycles` of every kernel, on the target's cores (its ``cores``, else 1)."""
+    assert target.core is not None
+    found = [kernel_cycles(s, target.core, target.cores or 1) for s in schedules]
+    return CoreQuantities(np.array([k.cycles for k in found], float), np.array([k.special_elements for k in found], float),
+                          np.array([k.private_share for k in found], float), np.array([k.parallel for k in found], bool))
+
+
+def compute_seconds(q: CoreQuantities, figures: dict):
+    """Compute time of each kernel at the figures' clock (arrays of figures give samples)."""
+    return (q.cycles + q.special_elements * figures["core.special_cycles"]) / figures["core.clock_hz"]
+
+
+def overhead_seconds(q: CoreQuantities, figures: dict):
+    """Each call's fixed cost: the VM's dispatch, and the thread pool's fork/join where it forks."""
+    return figures["core.call_overhead_s"] + q.parallel * figures["core.parallel_overhead_s"]
