@@ -208,7 +208,7 @@ class TargetSpec:
     cores: int = 0  # cores of the target (0: not said): the threads variants are timed with
     core: CoreSpec | None = None  # CPU targets: what the latency model reads schedules with
     host: HostMatch | None = None  # the CPUs this file describes (None: none that runs the explorer)
-    file: str = ""  # the shipped file's name when loaded by an alias (``cpu`` -> ``cpu-zen5``)
+    file: str = dataclasses.field(default="", compare=False)  # the file's name (``cpu`` loads ``cpu-zen5`` here)
 
     @property
     def describes_host(self) -> bool:

@@ -30,6 +30,7 @@ class Report:
     cores: int
     threads: dict[str, int]
     targets: dict[str, str]
+    cpu_target: str = ""  # which file ``cpu`` names here, and whether it describes this host
 
 
 def _version(name: str) -> str:
@@ -110,7 +111,19 @@ def diagnose() -> Report:
     return Report(packages={p: _version(p) for p in PACKAGES}, tvm=tvm,
                   tools={name: _tool(cmd) for name, cmd in TOOLS.items()}, cores=machine_cores(),
                   threads={"tvm_default": tvm["tvm_default_threads"], "explorer_times_cpu_with": timing_threads(cpu)},
-                  targets=_targets())
+                  targets=_targets(), cpu_target=cpu_target_text(cpu))
+
+
+def cpu_target_text(cpu) -> str:
+    """Which file the ``cpu`` target loads on this host and whether it describes it."""
+    from cost_models.targets import host_cpu
+
+    host = host_cpu()
+    named = f"{host.model_name or 'unknown CPU'} ({host.vendor or '?'} family {host.family} model {host.model})"
+    if cpu.describes_host:
+        return f"cpu = {cpu.file}, which describes this host, {named}: static energy is charged over measured time"
+    return (f"cpu = {cpu.file}, which does NOT describe this host, {named}: no shipped CPU file does, so static "
+            "energy is charged over modelled time")
 
 
 def report_text(r: Report) -> str:
@@ -123,6 +136,7 @@ def report_text(r: Report) -> str:
         f"cores: {r.cores}; TVM's runtime defaults to {r.threads['tvm_default']} thread(s); the explorer times "
         f"cpu variants and onnxruntime with {r.threads['explorer_times_cpu_with']}",
         f"TVM code generators: {gens}",
+        r.cpu_target,
         f"int8 kernels here: {r.tvm['int8_kernels']}; bf16: {r.tvm['bf16_kernels']}",
         "tools: " + "; ".join(f"{k}: {v}" for k, v in r.tools.items()),
         "targets (a one-kernel model swept on each):",

@@ -53,7 +53,7 @@ def test_sweep_reports_traffic_per_level_bound_and_ranking_robustness(swept):
     cpu = kernels[kernels.target == "cpu"]
     assert {"l3_bytes", "l2_bytes", "l1_bytes", "traffic_curve", "compulsory_energy_j", "bound"} <= set(cpu.columns)
     assert (cpu.dram_bytes <= cpu.l3_bytes).all()  # each level passes at least what the one outside it does
-    assert set(cpu.bound) <= {"compute", "dram", "l3", "l2", "l1"}
+    assert set(cpu.bound) <= {"compute", "dram", "l3", "l2", "l1", "overhead"}
     variants = pd.read_csv(out / "variants.csv")
     assert (variants.compulsory_ratio > 1).all()
     assert (variants.energy_p05_j <= variants.energy_j).all() and (variants.energy_j <= variants.energy_p95_j).all()
@@ -186,9 +186,11 @@ def test_doctor_checks_each_target_by_sweeping_a_tiny_model():
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert r["packages"]["apache-tvm"] == "0.27.0.post1" and r["packages"]["apache-tvm-ffi"] == "0.1.14.post1"
-    assert r["targets"] == {"cpu": "build and run (checked against onnxruntime)", "gpu": "build (nothing here runs it)",
-                            "npu": "analyse only"}
+    runs = "build and run (checked against onnxruntime)"
+    assert r["targets"] == {"cpu": runs, "cpu-cascadelake": runs, "cpu-zen4": runs, "cpu-zen5": runs,
+                            "gpu": "build (nothing here runs it)", "npu": "analyse only"}
     assert r["tvm"]["codegen"]["llvm"] and r["tvm"]["codegen"]["cuda"] and r["tvm"]["llvm_version"] >= 15
     assert r["threads"]["explorer_times_cpu_with"] == min(2, r["cores"])
+    assert r["cpu_target"].startswith("cpu = cpu-")
     vnni = r["tvm"]["cpu_features"]["avx512vnni"]
     assert r["tvm"]["int8_kernels"].startswith("u8 x s8 on VPDPBUSD" if vnni else "s8 x s8")

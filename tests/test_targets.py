@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cost_models.targets import OP_KINDS, TARGETS_DIR, TargetError, list_targets, load_target
+from cost_models.targets import OP_KINDS, TARGETS_DIR, TargetError, list_targets, load_target, resolve_name
 
-SHIPPED = ["cpu", "gpu", "npu"]
+SHIPPED = ["cpu", "cpu-cascadelake", "cpu-zen4", "cpu-zen5", "gpu", "npu"]
 
 
 def _toml_value(value) -> str:
@@ -36,7 +36,7 @@ def _write_target(tmp_path: Path, data: dict, name: str = "broken") -> Path:
 
 
 def _raw(name: str) -> dict:
-    return tomllib.loads((TARGETS_DIR / f"{name}.toml").read_text())
+    return tomllib.loads((TARGETS_DIR / f"{resolve_name(name)}.toml").read_text())
 
 
 def test_list_targets():
@@ -49,18 +49,19 @@ def test_shipped_target_loads(name):
     assert spec.name == name
     assert spec.description
     assert spec.compute and len(spec.memory) >= 2
-    assert Path(spec.path).name == f"{name}.toml"
+    assert Path(spec.path).name == f"{resolve_name(name)}.toml" == f"{spec.file}.toml"
 
 
 def test_compile_settings():
-    cpu, gpu, npu = (load_target(n) for n in SHIPPED)
+    cpu, gpu, npu = (load_target(n) for n in ("cpu", "gpu", "npu"))
     assert (cpu.tvm, cpu.runs_here, cpu.builds) == ("llvm", True, True)
     assert (gpu.tvm, gpu.arch, gpu.runs_here, gpu.builds) == ("cuda", "sm_90", False, True)
     assert (npu.tvm, npu.runs_here, npu.builds) == ("none", False, False)
 
 
 def test_dtypes():
-    assert set(load_target("cpu").dtypes) == {"float32", "bfloat16", "int8", "int32"}  # no native fp16
+    assert set(load_target("cpu-zen4").dtypes) == {"float32", "bfloat16", "int8", "int32"}  # no native fp16
+    assert set(load_target("cpu-cascadelake").dtypes) == {"float32", "int8", "int32"}  # no AVX512-BF16 either
     assert set(load_target("gpu").dtypes) == {"float32", "float16", "bfloat16", "int8", "int32"}
     assert set(load_target("npu").dtypes) == {"int8", "bfloat16", "float32", "int32"}
 
@@ -135,7 +136,7 @@ def test_gpu_whole_device_figures():
 
 
 def test_unlisted_dtype_falls_back_to_costliest_unit():
-    assert load_target("cpu").unit_for("float16").dtype == "int32"
+    assert load_target("cpu-zen4").unit_for("float16").dtype == "int32"
     assert load_target("gpu").unit_for("float64").dtype == "float32"
     assert load_target("npu").unit_for("float16").dtype == "float32"
 
@@ -146,7 +147,7 @@ def test_copy_of_shipped_target_loads_from_path(tmp_path):
 
 
 def test_missing_source_is_named(tmp_path):
-    data = _raw("cpu")
+    data = _raw("cpu-zen4")
     del data["compute"][0]["energy_pj"]["mac"]["source"]
     with pytest.raises(TargetError, match=r"broken\.toml\.compute\[0\]\.energy_pj\.mac\.source"):
         load_target(_write_target(tmp_path, data))
@@ -174,7 +175,7 @@ def test_missing_memory_energy_is_named(tmp_path):
 
 
 def test_bad_compile_tvm_is_named(tmp_path):
-    data = _raw("cpu")
+    data = _raw("cpu-zen4")
     data["compile"]["tvm"] = "vulkan"
     with pytest.raises(TargetError, match=r"compile\.tvm") as err:
         load_target(_write_target(tmp_path, data))
@@ -189,14 +190,14 @@ def test_range_outside_value_is_rejected(tmp_path):
 
 
 def test_unknown_op_kind_is_rejected(tmp_path):
-    data = _raw("cpu")
+    data = _raw("cpu-zen4")
     data["compute"][0]["energy_pj"]["fma"] = dict(data["compute"][0]["energy_pj"]["mac"])
     with pytest.raises(TargetError, match=r"unknown operation kinds \['fma'\]"):
         load_target(_write_target(tmp_path, data))
 
 
 def test_memory_out_of_order_is_rejected(tmp_path):
-    data = _raw("cpu")
+    data = _raw("cpu-zen4")
     data["memory"].reverse()
     with pytest.raises(TargetError, match=r"outermost"):
         load_target(_write_target(tmp_path, data))
@@ -212,7 +213,7 @@ def test_invalid_toml_is_rejected(tmp_path):
 def test_unknown_target_lists_known_ones():
     with pytest.raises(TargetError, match=r"unknown target 'tpu'") as err:
         load_target("tpu")
-    assert "cpu, gpu, npu" in str(err.value)
+    assert "cpu, cpu-cascadelake, cpu-zen4, cpu-zen5, gpu, npu" in str(err.value)
 
 
 def test_missing_target_file(tmp_path):

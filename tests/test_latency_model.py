@@ -1,0 +1,171 @@
+"""The latency model that reads the schedule: what the TIR walker finds, the cycles a core spends on
+it, the ``cpu`` alias, and static power over measured time. Exact numbers by hand."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pandas as pd
+import pytest
+from tvm.script import tirx as T
+
+from cost_models import energy, latency, targets
+from cost_models.targets import HostCPU, load_target, parse_target
+from cost_models.workload import ScheduleKey, format_schedule, parse_schedule
+from explorer.results import run_times
+from explorer.tvm import tir as tir_analysis
+
+N = 4096  # elements per kernel below
+
+
+@T.prim_func
+def parallel_vector_fma(A: T.Buffer((N,), "float32"), B: T.Buffer((N,), "float32"), C: T.Buffer((N,), "float32")):
+    # C = C * A + B over 2 parallel chunks of 128 vectors of 16 lanes
+    for p in T.parallel(2):
+        for i in range(N // 32):
+            for v in T.vectorized(16):
+                C[p * 2048 + i * 16 + v] = C[p * 2048 + i * 16 + v] + A[p * 2048 + i * 16 + v] * B[p * 2048 + i * 16 + v]
+
+
+@T.prim_func
+def scalar_dot(A: T.Buffer((N,), "float32"), B: T.Buffer((N,), "float32"), C: T.Buffer((1,), "float32")):
+    # one accumulator: every multiply-add waits for the one before it
+    for k in range(N):
+        C[0] = C[0] + A[k] * B[k]
+
+
+@T.prim_func
+def gathered_copy(A: T.Buffer((N,), "float32"), B: T.Buffer((N,), "float32")):
+    # a vectorized loop whose index is not contiguous along it: loaded lane by lane
+    for i in range(N // 16):
+        for v in T.vectorized(16):
+            B[i * 16 + v] = A[(i * 16 + v) % 64 * 64 + (i * 16 + v) // 64]
+
+
+def schedule_of(func) -> dict[ScheduleKey, float]:
+    return dict(parse_schedule(format_schedule(tir_analysis.analyse_primfunc(func, "k").schedule)))
+
+
+def test_walker_reads_parallel_extent_and_vector_lanes():
+    s = schedule_of(parallel_vector_fma)
+    assert s[ScheduleKey("mac", "float32", 16, 2, 0)] == N  # every C element is updated once: no chain
+    assert s[ScheduleKey("load", "float32", 16, 2)] == 3 * N
+    assert s[ScheduleKey("store", "float32", 16, 2)] == N
+
+
+def test_walker_counts_one_chain_for_a_scalar_accumulator():
+    assert schedule_of(scalar_dot)[ScheduleKey("mac", "float32", 1, 1, 1)] == N
+
+
+def test_walker_reads_a_non_contiguous_vector_access_as_lane_by_lane():
+    s = schedule_of(gathered_copy)
+    assert s[ScheduleKey("load", "float32", 1, 1)] == N  # gathered
+    assert s[ScheduleKey("store", "float32", 16, 1)] == N  # contiguous
+
+
+def test_parallel_2_vector_16_runs_at_the_rate_the_target_gives():
+    # cpu-zen4: two 256-bit FMA pipes, so a 16-lane fp32 FMA takes both for one cycle; two cores
+    core = load_target("cpu-zen4").core
+    k = latency.kernel_cycles(f"mac:float32:16:2:0={N}", core, threads=2)
+    assert k.cycles == N / 16 / 2  # one instruction per cycle per core, 2 cores
+    assert k.parallel
+
+
+def test_zen4_runs_8_and_16_fp32_lanes_at_the_same_rate():
+    core = load_target("cpu-zen4").core
+    eight = latency.kernel_cycles(f"mac:float32:8:1:0={N}", core, threads=1).cycles
+    sixteen = latency.kernel_cycles(f"mac:float32:16:1:0={N}", core, threads=1).cycles
+    assert eight == sixteen == N / 16
+
+
+def test_zen5_runs_16_fp32_lanes_twice_as_fast_as_zen4():
+    fast = latency.kernel_cycles(f"mac:float32:16:1:0={N}", load_target("cpu-zen5").core, threads=1).cycles
+    assert fast == N / 32
+
+
+def test_one_accumulator_runs_at_the_fma_latency():
+    core = load_target("cpu-zen4").core
+    assert latency.kernel_cycles(f"mac:float32:1:1:1={N}", core, threads=1).cycles == N * 4
+
+
+def test_parallel_extent_3_keeps_2_threads_busy_for_two_rounds():
+    assert latency.thread_share(3, 2) == 1.5
+    assert latency.thread_share(1, 2) == 1.0
+    assert latency.thread_share(64, 2) == 2.0
+
+
+def test_front_end_bounds_many_cheap_instructions():
+    # cpu-zen4 issues 6 per cycle: 12 one-lane ops of four classes are 2 cycles, more than any pipe's
+    core = load_target("cpu-zen4").core
+    text = "add:float32:1:1:0=4 cast:int32:1:1:0=2 load:float32:1:1:0=3 store:float32:1:1:0=1 mul:int32:1:1:0=2"
+    assert latency.kernel_cycles(text, core, threads=1).cycles == max(6 / 2, 3 / 2, 1 / 1, 2 / 2, 12 / 6)
+
+
+def _scored(target, **extra):
+    row = dict(kernel="k", call_index=0, macs=float(N), flops=2.0 * N, read_bytes=0.0, write_bytes=0.0, weight_bytes=0.0,
+               model_input_bytes=0.0, scratch_bytes=0.0, access_bytes=0.0, shared_access_bytes=0.0,
+               local_access_bytes=0.0, traffic_curve="0:0", unit_traffic_curve="0:0", op_mac_float32=float(N),
+               schedule=f"mac:float32:16:2:0={N}", **extra)
+    return energy.score(pd.DataFrame([row]), target).iloc[0]
+
+
+def test_kernel_latency_adds_the_call_and_fork_overheads():
+    t = load_target("cpu-zen4")
+    s = _scored(t)
+    compute_s = N / 16 / 2 / t.core.clock_hz.value
+    assert s.latency_s == pytest.approx(compute_s + t.core.call_overhead_s.value + t.core.parallel_overhead_s.value)
+    assert s.latency_source == "modelled"
+
+
+def test_static_power_is_charged_over_the_measured_time_where_there_is_one():
+    t = load_target("cpu-zen4")
+    s = _scored(t, run_time_s=1e-3)
+    assert s.energy_static_j == pytest.approx(t.static_power_w.value * 1e-3)
+    assert s.latency_s < 1e-4  # the modelled figure stays what it was
+    assert s.latency_source == "measured"
+
+
+def test_run_times_add_up_to_the_measured_inference():
+    scored = pd.DataFrame({"latency_s": [1.0, 3.0]})
+    assert list(run_times(scored, [2e-3, 6e-3], 1e-2)) == pytest.approx([2.5e-3, 7.5e-3])
+    assert list(run_times(scored, [2e-3, float("nan")], 1e-2)) == pytest.approx([2.5e-3, 7.5e-3])  # by the model
+
+
+def test_roofline_without_a_schedule_column():
+    t = load_target("cpu-zen4")
+    row = dict(kernel="k", call_index=0, macs=float(N), flops=2.0 * N, read_bytes=0.0, write_bytes=0.0, weight_bytes=0.0,
+               model_input_bytes=0.0, scratch_bytes=0.0, access_bytes=0.0, shared_access_bytes=0.0,
+               local_access_bytes=0.0, traffic_curve="0:0", unit_traffic_curve="0:0", op_mac_float32=float(N))
+    s = energy.score(pd.DataFrame([row]), t).iloc[0]
+    assert s.latency_s == pytest.approx(2 * N / t.compute[0].peak_ops_per_s.value)
+
+
+@pytest.mark.parametrize(("cpu", "expected"), [
+    (HostCPU("AuthenticAMD", 26, 2), "cpu-zen5"),
+    (HostCPU("AuthenticAMD", 25, 17), "cpu-zen4"),
+    (HostCPU("GenuineIntel", 6, 85), "cpu-cascadelake"),
+    (HostCPU("GenuineIntel", 6, 143), "cpu-zen4"),  # no file describes it: the project's default
+])
+def test_cpu_names_the_file_describing_this_host(monkeypatch, cpu, expected):
+    monkeypatch.setattr(targets, "host_cpu", lambda: cpu)
+    assert targets.resolve_name("cpu") == expected
+    spec = load_target("cpu")
+    assert (spec.name, spec.file) == ("cpu", expected)
+    assert spec.describes_host == (expected != "cpu-zen4" or cpu.family == 25)
+
+
+def test_a_core_table_lacking_a_work_class_is_named(tmp_path):
+    data = tomllib.loads((targets.TARGETS_DIR / "cpu-zen4.toml").read_text())
+    data["core"]["pipes"] = [p for p in data["core"]["pipes"] if p["work"] != "dot"]
+    with pytest.raises(targets.TargetError, match=r"core.pipes lacks the work classes \['dot'\]"):
+        parse_target(data, "x.toml")
+
+
+@pytest.mark.parametrize("name", ["cpu-zen4", "cpu-zen5", "cpu-cascadelake"])
+def test_every_cpu_file_has_a_core_and_private_caches(name):
+    t = load_target(name)
+    assert t.core is not None and t.host is not None
+    assert [lvl.name for lvl in t.memory if lvl.private] == ["l2", "l1"]
+    core_figures = {k: f for k, f in t.figures().items() if k.startswith("core.")}
+    assert sorted(core_figures) == ["core.call_overhead_s", "core.clock_hz", "core.parallel_overhead_s", "core.special_cycles"]
+    assert all(f.source and f.low <= f.value <= f.high for f in core_figures.values())
