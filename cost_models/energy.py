@@ -137,6 +137,8 @@ def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.n
         level_s[lvl.name] = b / figures[f"memory.{lvl.name}.bandwidth_bytes_per_s"]
         if lvl.private and q.core is not None:
             level_s[lvl.name] = level_s[lvl.name] / q.core.private_share
+    if q.core is not None:  # the level serving loads and stores is the load/store pipes of the core model
+        level_s[target.level_for("global").name] = np.zeros_like(np.asarray(compute_s, float))
     names = [lvl.name for lvl in target.memory]
     times = np.stack(np.broadcast_arrays(compute_s, *[level_s[n] for n in names]), axis=-1)
     latency_s = times.max(axis=-1) + overhead_s

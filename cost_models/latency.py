@@ -6,6 +6,10 @@ does (the workload's ``schedule`` column, :class:`cost_models.workload.ScheduleK
 to the core the target file describes (``[core]``, :class:`cost_models.targets.CoreSpec`):
 
 - every group of operations is a number of instructions: ``count / lanes``;
+- a dtype the core computes in fp32 (``promoted_dtypes``: x86 has no fp16 or bf16 arithmetic but the
+  bf16 dot product) runs each operation at 32-bit lanes with two conversions on the ``alu`` pipes; a
+  multiply-add of integers narrower than 32 bits that is not a dot product runs widened: two sign
+  extensions and the add on the ``alu`` pipes beside the multiply;
 - an instruction occupies ``ceil(lanes x bits / width_bits)`` pipes of its work class for a cycle
   (Zen 4 runs a 512-bit FMA on its two 256-bit pipes, so 8 and 16 fp32 lanes reach the same rate);
   multiplies and divisions narrower than 32 bits run widened to 32 (x86 has no 8- or 16-bit
@@ -84,6 +88,7 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
     by_class: dict[str, float] = {}
     issued = special = accesses = reach = 0.0
     parallel = False
+    alu = core.pipe("alu")
     for key, count in parse_schedule(schedule):
         share = thread_share(key.parallel, threads)
         parallel |= key.parallel > 1
@@ -92,13 +97,22 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
         if work == "special":
             special += count / share
             continue
+        bits = lane_bits(key)
+        extra = 0  # alu instructions beside each one: conversions, the add of a widened multiply-add
+        if key.dtype in core.promoted_dtypes and work not in ("dot", "load", "store"):
+            bits, extra = 32, 2
+        elif work == "imul" and key.kind == "mac" and dtype_bits(key.dtype) < 32:
+            extra = 3
         pipe = core.pipe(work)
-        slots = math.ceil(max(key.lanes, 1) * lane_bits(key) / pipe.width_bits)
+        slots = math.ceil(max(key.lanes, 1) * bits / pipe.width_bits)
         cycles = instructions * slots / pipe.count
         if key.chains:
             cycles = max(cycles, instructions / key.chains * pipe.latency_cycles)
         by_class[work] = by_class.get(work, 0.0) + cycles / share
-        issued += instructions / share
+        if extra:
+            alu_slots = math.ceil(max(key.lanes, 1) * 32 / alu.width_bits)
+            by_class["alu"] = by_class.get("alu", 0.0) + instructions * extra * alu_slots / alu.count / share
+        issued += instructions * (1 + extra) / share
         if work in ("load", "store"):
             accesses += instructions
             reach += instructions * share / max(threads, 1)

@@ -42,6 +42,7 @@ Schema (see ``cpu.toml`` for a complete, commented example)::
     parallel_overhead_s = {figure}  # a parallel loop's fork/join in TVM's thread pool
     special_cycles = {figure}       # cycles per element of exp/tanh/erf/... (a libm call per element)
     dispatch_per_cycle = 6          # instructions a core issues per cycle
+    promoted_dtypes = ["float16"]   # optional: dtypes the core computes in fp32, converting in and out
     source = "..."                  # where the pipe table comes from
     [[core.pipes]]                  # one table per class of work (see cost_models.latency)
     work = "fma"; count = 2; width_bits = 256; latency_cycles = 4
@@ -142,6 +143,7 @@ class CoreSpec:
     dispatch_per_cycle: int
     pipes: tuple[Pipe, ...]
     source: str
+    promoted_dtypes: tuple[str, ...] = ()  # computed in fp32, converting in and out
 
     def pipe(self, work: str) -> Pipe:
         """The pipes that execute ``work``."""
@@ -312,7 +314,8 @@ def _core(raw: Any, where: str) -> CoreSpec:
     return CoreSpec(clock_hz=_figure(raw, "clock_hz", where), call_overhead_s=_figure(raw, "call_overhead_s", where),
                     parallel_overhead_s=_figure(raw, "parallel_overhead_s", where),
                     special_cycles=_figure(raw, "special_cycles", where),
-                    dispatch_per_cycle=_whole(raw, "dispatch_per_cycle", where), pipes=tuple(pipes), source=source)
+                    dispatch_per_cycle=_whole(raw, "dispatch_per_cycle", where), pipes=tuple(pipes), source=source,
+                    promoted_dtypes=tuple(str(d) for d in raw.get("promoted_dtypes", ())))
 
 
 def _host(raw: Any, where: str) -> HostMatch:

@@ -71,6 +71,23 @@ def variants_table(variants: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def static_time_lines(variants: pd.DataFrame) -> list[str]:
+    """Markdown lines: per target, whether static energy is over measured or modelled time."""
+    if "latency_source" not in variants:
+        return []
+    lines = []
+    for target, g in variants[variants["energy_j"].notna()].groupby("target", sort=False):
+        measured = int((g["latency_source"] == "measured").sum())
+        if measured:
+            lines.append(f"- **{target}**: static energy of {measured} of {len(g)} variants is charged over the "
+                         "time their builds measured on this host (the target describes it); *model latency* is "
+                         "the model's own figure beside *measured*.")
+        else:
+            lines.append(f"- **{target}**: static energy is charged over the modelled latency (nothing measured "
+                         "on hardware this target describes).")
+    return [*lines, ""] if lines else []
+
+
 def rankings_section(rankings: pd.DataFrame) -> list[str]:
     """Markdown lines: per model and target, whether each nominal ranking survives the figures' ranges."""
     if rankings is None or not len(rankings):
@@ -225,10 +242,11 @@ def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.
     parts = ["# Energy exploration report", ""]
     models = ", ".join(dict.fromkeys(variants["model"].astype(str)))
     parts += [f"Models: {models}. Energy is modelled from the lowered TIR of each variant (compute by "
-              "operation kind and dtype, reuse-aware traffic at every memory level, static power over a roofline "
-              "latency); CPU variants were also run and compared with onnxruntime. *x bound* is the energy over "
-              "the compulsory bound (weights, inputs and outputs moved from DRAM once, every MAC at the target's "
-              "cheapest dtype); *bound by* is the resource that sets most of the modelled latency.", ""]
+              "operation kind and dtype, reuse-aware traffic at every memory level, static power over the "
+              "variant's time); CPU variants were also run and compared with onnxruntime. *x bound* is the energy "
+              "over the compulsory bound (weights, inputs and outputs moved from DRAM once, every MAC at the "
+              "target's cheapest dtype); *bound by* is the resource that sets most of the modelled latency.", ""]
+    parts += static_time_lines(variants)
     ok = variants[variants["energy_j"].notna()]
     if len(ok):
         parts += ["## Variants", "", _table(variants_table(variants)), ""]

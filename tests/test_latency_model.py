@@ -57,6 +57,19 @@ def test_walker_counts_one_chain_for_a_scalar_accumulator():
     assert schedule_of(scalar_dot)[ScheduleKey("mac", "float32", 1, 1, 1)] == N
 
 
+@T.prim_func
+def strided_copy(A: T.Buffer((2 * N,), "float32"), B: T.Buffer((N,), "float32")):
+    # every other element: two vector loads and a shuffle per 16 lanes
+    for i in range(N // 16):
+        for v in T.vectorized(16):
+            B[i * 16 + v] = A[i * 32 + v * 2]
+
+
+def test_walker_reads_a_stride_2_vector_access_as_two_vectors():
+    s = schedule_of(strided_copy)
+    assert s[ScheduleKey("load", "float32", 8, 1)] == N
+
+
 def test_walker_reads_a_non_contiguous_vector_access_as_lane_by_lane():
     s = schedule_of(gathered_copy)
     assert s[ScheduleKey("load", "float32", 1, 1)] == N  # gathered
@@ -105,7 +118,8 @@ def _scored(target, **extra):
     row = dict(kernel="k", call_index=0, macs=float(N), flops=2.0 * N, read_bytes=0.0, write_bytes=0.0, weight_bytes=0.0,
                model_input_bytes=0.0, scratch_bytes=0.0, access_bytes=0.0, shared_access_bytes=0.0,
                local_access_bytes=0.0, traffic_curve="0:0", unit_traffic_curve="0:0", op_mac_float32=float(N),
-               schedule=f"mac:float32:16:2:0={N}", **extra)
+               schedule=f"mac:float32:16:2:0={N}")
+    row.update(extra)
     return energy.score(pd.DataFrame([row]), target).iloc[0]
 
 
@@ -169,3 +183,22 @@ def test_every_cpu_file_has_a_core_and_private_caches(name):
     core_figures = {k: f for k, f in t.figures().items() if k.startswith("core.")}
     assert sorted(core_figures) == ["core.call_overhead_s", "core.clock_hz", "core.parallel_overhead_s", "core.special_cycles"]
     assert all(f.source and f.low <= f.value <= f.high for f in core_figures.values())
+
+
+def test_fp16_runs_at_fp32_lanes_with_two_conversions_each():
+    # cpu-zen4: 16 fp16 adds are one 512-bit fp32 add (both 256-bit alu pipes, 1 cycle) + 2 conversions
+    core = load_target("cpu-zen4").core
+    assert latency.kernel_cycles(f"add:float16:16:1:0={N}", core, threads=1).cycles == N / 16 * 3
+
+
+def test_an_int8_mac_that_is_not_a_dot_product_runs_widened():
+    # 16 lanes at 32 bits: one zmm multiply on the two 256-bit imul pipes (1 cycle), 3 alu instructions
+    # of 2 slots each on 2 pipes (3 cycles)
+    core = load_target("cpu-zen4").core
+    assert latency.kernel_cycles(f"mac:int8:16:1:0={N}", core, threads=1).cycles == N / 16 * 3
+
+
+def test_the_load_store_level_has_no_bandwidth_time_of_its_own_under_the_core_model():
+    t = load_target("cpu-zen4")
+    s = _scored(t, access_bytes=1e12)  # a terabyte through the L1 would take seconds at its bandwidth
+    assert s.latency_s < 1e-4 and s.bound != "l1"

@@ -83,3 +83,13 @@ def test_the_fusion_table_charges_each_fused_call_against_the_unfused_calls_it_a
         "kernel": "fused_conv_add_relu", "ops": 3, "eliminated_tensors": 2, "eliminated_bytes": 2304,
         "dram_bytes_unfused": 170.0, "dram_bytes_fused": 60.0, "dram_bytes_saved": 110.0, "l2_bytes_saved": 240.0,
         "energy_unfused_j": 13.0, "energy_fused_j": 9.0, "energy_saved_j": 4.0, "matched": True}]
+
+
+def test_the_report_says_per_target_whether_static_energy_is_over_measured_time():
+    from explorer.report import static_time_lines
+
+    v = pd.DataFrame({"target": ["cpu", "cpu", "npu"], "energy_j": [1.0, 2.0, 3.0],
+                      "latency_source": ["measured", "modelled", "modelled"]})
+    cpu, npu, _ = static_time_lines(v)
+    assert cpu.startswith("- **cpu**: static energy of 1 of 2 variants is charged over the time their builds measured")
+    assert npu.startswith("- **npu**: static energy is charged over the modelled latency")

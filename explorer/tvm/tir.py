@@ -52,6 +52,9 @@ _SELECT_CALLS = {"if_then_else"}
 WARP_SIZE = 32
 _WMMA_CALLS = {"tvm_mma_sync", "tvm_load_matrix_sync", "tvm_store_matrix_sync", "tvm_fill_fragment"}
 _LLVM_CALLS = {"call_llvm_pure_intrin", "call_llvm_intrin"}
+#: The largest stride between a vector's lanes that LLVM loads as whole vectors and shuffles; beyond
+#: it (and for an index that is not linear along the vector) it gathers lane by lane.
+MAX_SHUFFLED_STRIDE = 8
 #: ``tirx.ForKind`` values by name.
 _FOR_KINDS = {0: "serial", 1: "parallel", 2: "vectorized", 3: "unrolled", 4: "thread_binding"}
 #: LLVM intrinsics that are dot-product instructions: (operand dtype, MACs per call).
@@ -119,14 +122,17 @@ class _Walker:
         self.ops[(kind, dtype)] += count
         self.schedule[ScheduleKey(kind, dtype, lanes * self.vector, self.parallel, chains)] += count
 
-    def _contiguous(self, indices) -> bool:
-        """Whether an access inside vectorized loops is one vector instruction: its (flat) index steps
-        by 0 or 1 along the innermost vectorized loop. Otherwise LLVM gathers or scatters it lane by lane."""
+    def _vector_stride(self, indices) -> int:
+        """How far apart the lanes of an access inside vectorized loops lie, in elements: 1 for a
+        contiguous vector or a broadcast (0), the stride of a strided one (LLVM loads that many vectors
+        and shuffles them), a large number where the index is not linear along the innermost vectorized
+        loop (LLVM then gathers or scatters lane by lane)."""
         inner = next((var for var, _, kind in reversed(self.frames) if kind == "vectorized"), None)
         if inner is None or len(indices) != 1:
-            return True
+            return 1
         coeffs = sym.detect_linear_equation(self.analyzer.simplify(indices[0]), [inner])
-        return len(coeffs) == 2 and _int(coeffs[0]) in (0, 1)
+        step = _int(coeffs[0]) if len(coeffs) == 2 else None
+        return max(abs(step), 1) if step is not None else 1 << 30
 
     def _chains(self, store) -> int:
         """Independent accumulators the innermost reduction loop around an accumulating ``store``
@@ -262,7 +268,8 @@ class _Walker:
         if indices is not None and in_memory:
             self._site(use, indices, int(_bytes_of(dtype)) or 1)
         if in_memory or use.scope.startswith("shared"):
-            width = lanes * self.vector if indices is None or self._contiguous(indices) else 1
+            stride = 1 if indices is None else self._vector_stride(indices)
+            width = max(lanes * self.vector // stride, 1) if stride <= MAX_SHUFFLED_STRIDE else 1
             self.schedule[ScheduleKey("store" if store else "load", dtype, width, self.parallel)] += n
         if store:
             use.store_count += n
