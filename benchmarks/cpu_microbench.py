@@ -8,6 +8,8 @@ TVM's own timer, the way the explorer's builds run:
   FMA latency the vendor's optimization guide gives (``--fma-latency``, 4 on Zen 4 / Zen 5 / Cascade
   Lake). Lanes per cycle at each width then give the FMA pipes and their width.
 * **fp32 add rate** (16 lanes, 12 accumulators): the ``alu`` pipes.
+* **fp16 and bf16 FMA rate** (16 lanes, 12 accumulators): cycles per element of arithmetic in a dtype
+  the core has no arithmetic for (``emulated_cycles`` where LLVM converts around every operation).
 * **special_cycles**: cycles per element of ``exp`` over a vectorized loop (LLVM calls libm per element).
 * **call_overhead_s**: one kernel call from TVM's Relax VM: a ``main`` of 200 calls of a 16-element kernel.
 * **parallel_overhead_s**: what a ``parallel`` loop of 2 adds to such a call (the thread pool's fork/join).
@@ -56,16 +58,16 @@ def _tensor(a):
     return tvm.runtime.tensor(a)
 
 
-def fma_rate(lanes: int, chains: int, iters: int, mcpu: str, add_only: bool = False) -> float:
-    """fp32 multiply-adds (or adds) per second on one thread: ``chains`` accumulators of ``lanes``."""
+def fma_rate(lanes: int, chains: int, iters: int, mcpu: str, add_only: bool = False, dtype: str = "float32") -> float:
+    """Multiply-adds (or adds) in ``dtype`` per second on one thread: ``chains`` accumulators of ``lanes``."""
     from tvm.script import tirx as T
 
     n = lanes * chains
 
     @T.prim_func
-    def kernel(A: T.Buffer((n,), "float32"), B: T.Buffer((lanes,), "float32"), C: T.Buffer((lanes,), "float32")):
+    def kernel(A: T.Buffer((n,), dtype), B: T.Buffer((lanes,), dtype), C: T.Buffer((lanes,), dtype)):
         T.func_attr({"tirx.noalias": True})
-        acc = T.alloc_buffer((n,), "float32", scope="local")
+        acc = T.alloc_buffer((n,), dtype, scope="local")
         for k in T.unroll(chains):
             for v in T.vectorized(lanes):
                 acc[k * lanes + v] = A[k * lanes + v]
@@ -81,8 +83,22 @@ def fma_rate(lanes: int, chains: int, iters: int, mcpu: str, add_only: bool = Fa
                 A[k * lanes + v] = acc[k * lanes + v]
 
     lib = _build(kernel, mcpu)
-    args = [_tensor(np.ones(n, "float32")), _tensor(np.full(lanes, 0.999, "float32")), _tensor(np.full(lanes, 1e-3, "float32"))]
+    store = "float32" if dtype == "bfloat16" else dtype  # numpy has no bfloat16: the bits of fp32 halves
+    host = [np.ones(n, store), np.full(lanes, 0.999, store), np.full(lanes, 1e-3, store)]
+    if dtype == "bfloat16":
+        host = [(x.view("uint32") >> 16).astype("uint16") for x in host]
+        args = [_tensor_bf16(x) for x in host]
+    else:
+        args = [_tensor(x) for x in host]
     return n * iters / _seconds(lib, *args)
+
+
+def _tensor_bf16(bits: np.ndarray):
+    import tvm
+
+    t = tvm.runtime.empty(bits.shape, "bfloat16")
+    t.copyfrom(bits)
+    return t
 
 
 def exp_seconds_per_element(mcpu: str, n: int = 1 << 16) -> float:
@@ -181,6 +197,12 @@ def main() -> None:
         print(f"fp32 FMA lanes, {lanes:2d} per op   {rate / 1e9:8.2f} G/s  = {rate / clock:5.1f} lanes/cycle")
     add = fma_rate(16, CHAINS, 200_000, mcpu, add_only=True)
     print(f"fp32 add lanes, 16 per op   {add / 1e9:8.2f} G/s  = {add / clock:5.1f} lanes/cycle")
+    for dtype in ("float16", "bfloat16"):
+        try:
+            rate = fma_rate(16, CHAINS, 20_000, mcpu, dtype=dtype)
+            print(f"{dtype} FMA lanes, 16 per op {rate / 1e9:8.2f} G/s  = {clock / rate:.3f} cycles per element")
+        except Exception as err:
+            print(f"{dtype} FMA: not measured: {str(err).splitlines()[0][:80]}")
     exp = exp_seconds_per_element(mcpu)
     print(f"exp per element             {exp * 1e9:8.2f} ns   = special_cycles {exp * clock:.1f}")
     serial, fork = call_overheads(mcpu)

@@ -6,10 +6,14 @@ does (the workload's ``schedule`` column, :class:`cost_models.workload.ScheduleK
 to the core the target file describes (``[core]``, :class:`cost_models.targets.CoreSpec`):
 
 - every group of operations is a number of instructions: ``count / lanes``;
-- a dtype the core computes in fp32 (``promoted_dtypes``: x86 has no fp16 or bf16 arithmetic but the
-  bf16 dot product) runs each operation at 32-bit lanes with two conversions on the ``alu`` pipes; a
-  multiply-add of integers narrower than 32 bits that is not a dot product runs widened: two sign
+- a dtype the core computes in fp32 (``promoted_dtypes``: TVM legalizes bf16 arithmetic to fp32)
+  runs each operation at 32-bit lanes with two conversions on the ``alu`` pipes; one it emulates
+  operation by operation (``emulated_dtypes``: fp16 on x86 without AVX512-FP16, converted to fp32 and
+  rounded back after every operation) costs ``emulated_cycles`` per element instead, but where a
+  multiply-add of it accumulates into fp32 (``wmac``), which runs promoted; a multiply-add of integers narrower than 32 bits that is not a dot product runs widened: two sign
   extensions and the add on the ``alu`` pipes beside the multiply;
+- a load or store of a lane count that is not a power of two is one access per power-of-two piece
+  (LLVM splits 14 lanes into 8 + 4 + 2);
 - an instruction occupies ``ceil(lanes x bits / width_bits)`` pipes of its work class for a cycle
   (Zen 4 runs a 512-bit FMA on its two 256-bit pipes, so 8 and 16 fp32 lanes reach the same rate);
   multiplies and divisions narrower than 32 bits run widened to 32 (x86 has no 8- or 16-bit
@@ -56,7 +60,7 @@ def work_class(key: ScheduleKey) -> str:
         return "dot"
     if key.kind in ("load", "store", "special", "div"):
         return key.kind
-    if key.kind in ("mac", "mul"):
+    if key.kind in ("mac", "wmac", "mul"):
         return "fma" if key.dtype in FLOAT_DTYPES else "imul"
     return "alu"
 
@@ -64,7 +68,7 @@ def work_class(key: ScheduleKey) -> str:
 def lane_bits(key: ScheduleKey) -> int:
     """Bits one lane of the group occupies in its pipe."""
     bits = dtype_bits(key.dtype)
-    return max(bits, 32) if key.kind in ("mac", "mul", "div") else bits
+    return max(bits, 32) if key.kind in ("mac", "wmac", "mul", "div") else bits
 
 
 def thread_share(parallel: int, threads: int) -> float:
@@ -79,6 +83,7 @@ class KernelCycles:
 
     cycles: float  # on the busiest pipe class (or the front end), per thread
     special_elements: float  # elements of special functions, per thread
+    emulated_elements: float  # elements of arithmetic in emulated dtypes, per thread
     private_share: float  # share of the private levels' bandwidth the kernel's threads reach
     parallel: bool  # whether it forks the thread pool
 
@@ -86,7 +91,7 @@ class KernelCycles:
 def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
     """Cycles of one kernel with ``schedule`` (the workload column's text) on ``threads`` cores."""
     by_class: dict[str, float] = {}
-    issued = special = accesses = reach = 0.0
+    issued = special = emulated = accesses = reach = 0.0
     parallel = False
     alu = core.pipe("alu")
     for key, count in parse_schedule(schedule):
@@ -97,13 +102,19 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
         if work == "special":
             special += count / share
             continue
+        if key.dtype in core.emulated_dtypes and work not in ("load", "store") and key.kind != "wmac":
+            emulated += count / share
+            issued += count / share  # about one instruction per element
+            continue
         bits = lane_bits(key)
         extra = 0  # alu instructions beside each one: conversions, the add of a widened multiply-add
-        if key.dtype in core.promoted_dtypes and work not in ("dot", "load", "store"):
-            bits, extra = 32, 2
-        elif work == "imul" and key.kind == "mac" and dtype_bits(key.dtype) < 32:
+        if (key.dtype in core.promoted_dtypes or key.dtype in core.emulated_dtypes) and work not in ("dot", "load", "store"):
+            bits, extra = 32, 2  # promoted, or an emulated dtype's operands widened into an fp32 accumulator
+        elif work == "imul" and key.kind in ("mac", "wmac") and dtype_bits(key.dtype) < 32:
             extra = 3
         pipe = core.pipe(work)
+        if work in ("load", "store"):
+            instructions *= bin(max(key.lanes, 1)).count("1")
         slots = math.ceil(max(key.lanes, 1) * bits / pipe.width_bits)
         cycles = instructions * slots / pipe.count
         if key.chains:
@@ -117,7 +128,7 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
             accesses += instructions
             reach += instructions * share / max(threads, 1)
     busiest = max([*by_class.values(), issued / core.dispatch_per_cycle, 0.0])
-    return KernelCycles(busiest, special, reach / accesses if accesses else 1.0, parallel)
+    return KernelCycles(busiest, special, emulated, reach / accesses if accesses else 1.0, parallel)
 
 
 @dataclasses.dataclass
@@ -126,6 +137,7 @@ class CoreQuantities:
 
     cycles: np.ndarray
     special_elements: np.ndarray
+    emulated_elements: np.ndarray
     private_share: np.ndarray
     parallel: np.ndarray
 
@@ -134,13 +146,15 @@ def core_quantities(schedules: list[str], target: TargetSpec) -> CoreQuantities:
     """:func:`kernel_cycles` of every kernel, on the target's cores (its ``cores``, else 1)."""
     assert target.core is not None
     found = [kernel_cycles(s, target.core, target.cores or 1) for s in schedules]
-    return CoreQuantities(np.array([k.cycles for k in found], float), np.array([k.special_elements for k in found], float),
-                          np.array([k.private_share for k in found], float), np.array([k.parallel for k in found], bool))
+    return CoreQuantities(*(np.array([getattr(k, f) for k in found], float) for f in
+                            ("cycles", "special_elements", "emulated_elements", "private_share")),
+                          np.array([k.parallel for k in found], bool))
 
 
 def compute_seconds(q: CoreQuantities, figures: dict):
     """Compute time of each kernel at the figures' clock (arrays of figures give samples)."""
-    return (q.cycles + q.special_elements * figures["core.special_cycles"]) / figures["core.clock_hz"]
+    return (q.cycles + q.special_elements * figures["core.special_cycles"]
+            + q.emulated_elements * figures["core.emulated_cycles"]) / figures["core.clock_hz"]
 
 
 def overhead_seconds(q: CoreQuantities, figures: dict):

@@ -41,8 +41,10 @@ Schema (see ``cpu.toml`` for a complete, commented example)::
     call_overhead_s = {figure}      # one kernel call from TVM's Relax VM (packed-function dispatch)
     parallel_overhead_s = {figure}  # a parallel loop's fork/join in TVM's thread pool
     special_cycles = {figure}       # cycles per element of exp/tanh/erf/... (a libm call per element)
+    emulated_cycles = {figure}      # cycles per element of arithmetic in an emulated dtype
     dispatch_per_cycle = 6          # instructions a core issues per cycle
-    promoted_dtypes = ["float16"]   # optional: dtypes the core computes in fp32, converting in and out
+    promoted_dtypes = ["bfloat16"]  # optional: computed in fp32, converted at loads and stores
+    emulated_dtypes = ["float16"]   # optional: converted to fp32 and back around every operation
     source = "..."                  # where the pipe table comes from
     [[core.pipes]]                  # one table per class of work (see cost_models.latency)
     work = "fma"; count = 2; width_bits = 256; latency_cycles = 4
@@ -140,10 +142,12 @@ class CoreSpec:
     call_overhead_s: Figure
     parallel_overhead_s: Figure
     special_cycles: Figure
+    emulated_cycles: Figure
     dispatch_per_cycle: int
     pipes: tuple[Pipe, ...]
     source: str
-    promoted_dtypes: tuple[str, ...] = ()  # computed in fp32, converting in and out
+    promoted_dtypes: tuple[str, ...] = ()  # computed in fp32, converting at loads and stores
+    emulated_dtypes: tuple[str, ...] = ()  # converted to fp32 and back around every operation
 
     def pipe(self, work: str) -> Pipe:
         """The pipes that execute ``work``."""
@@ -256,7 +260,7 @@ class TargetSpec:
             out[f"memory.{level.name}.bandwidth_bytes_per_s"] = level.bandwidth_bytes_per_s
             out[f"memory.{level.name}.energy_pj_per_byte"] = level.energy_pj_per_byte
         if self.core is not None:
-            for name in ("clock_hz", "call_overhead_s", "parallel_overhead_s", "special_cycles"):
+            for name in ("clock_hz", "call_overhead_s", "parallel_overhead_s", "special_cycles", "emulated_cycles"):
                 out[f"core.{name}"] = getattr(self.core, name)
         return out
 
@@ -314,8 +318,10 @@ def _core(raw: Any, where: str) -> CoreSpec:
     return CoreSpec(clock_hz=_figure(raw, "clock_hz", where), call_overhead_s=_figure(raw, "call_overhead_s", where),
                     parallel_overhead_s=_figure(raw, "parallel_overhead_s", where),
                     special_cycles=_figure(raw, "special_cycles", where),
+                    emulated_cycles=_figure(raw, "emulated_cycles", where),
                     dispatch_per_cycle=_whole(raw, "dispatch_per_cycle", where), pipes=tuple(pipes), source=source,
-                    promoted_dtypes=tuple(str(d) for d in raw.get("promoted_dtypes", ())))
+                    promoted_dtypes=tuple(str(d) for d in raw.get("promoted_dtypes", ())),
+                    emulated_dtypes=tuple(str(d) for d in raw.get("emulated_dtypes", ())))
 
 
 def _host(raw: Any, where: str) -> HostMatch:

@@ -33,7 +33,8 @@ Columns (all counts are for one call of the kernel):
                          over units: loops spread over units (thread blocks) carry no reuse in it.
 ``schedule``             how the schedule runs that work, as ``"kind:dtype:lanes:parallel:chains=count
                          ..."`` (see :class:`ScheduleKey`): for each kind of operation (the op kinds,
-                         ``dot`` for dot-product instructions, ``mma`` for tensor-core fragment
+                         ``wmac`` for a multiply-add into a wider accumulator (int8 into int32, fp16
+                         into fp32), ``dot`` for dot-product instructions, ``mma`` for tensor-core fragment
                          operations, ``load`` and ``store`` for accesses of memory) the operations or
                          elements run at that many vector lanes under parallel loops of that extent.
                          Optional: a table without it is scored by the roofline alone.

@@ -181,14 +181,24 @@ def test_every_cpu_file_has_a_core_and_private_caches(name):
     assert t.core is not None and t.host is not None
     assert [lvl.name for lvl in t.memory if lvl.private] == ["l2", "l1"]
     core_figures = {k: f for k, f in t.figures().items() if k.startswith("core.")}
-    assert sorted(core_figures) == ["core.call_overhead_s", "core.clock_hz", "core.parallel_overhead_s", "core.special_cycles"]
+    assert sorted(core_figures) == ["core.call_overhead_s", "core.clock_hz", "core.emulated_cycles", "core.parallel_overhead_s",
+                                    "core.special_cycles"]
     assert all(f.source and f.low <= f.value <= f.high for f in core_figures.values())
 
 
-def test_fp16_runs_at_fp32_lanes_with_two_conversions_each():
-    # cpu-zen4: 16 fp16 adds are one 512-bit fp32 add (both 256-bit alu pipes, 1 cycle) + 2 conversions
+def test_bf16_runs_at_fp32_lanes_with_two_conversions_each():
+    # cpu-zen4: 16 bf16 adds are one 512-bit fp32 add (both 256-bit alu pipes, 1 cycle) + 2 conversions
     core = load_target("cpu-zen4").core
-    assert latency.kernel_cycles(f"add:float16:16:1:0={N}", core, threads=1).cycles == N / 16 * 3
+    assert latency.kernel_cycles(f"add:bfloat16:16:1:0={N}", core, threads=1).cycles == N / 16 * 3
+
+
+def test_fp16_arithmetic_costs_the_emulated_cycles_per_element():
+    t = load_target("cpu-zen4")
+    k = latency.kernel_cycles(f"add:float16:16:2:0={N}", t.core, threads=2)
+    assert k.emulated_elements == N / 2  # per thread
+    q = latency.core_quantities([f"add:float16:16:2:0={N}"], t)
+    seconds = latency.compute_seconds(q, energy.nominal_figures(t))
+    assert seconds[0] == pytest.approx((k.cycles + N / 2 * t.core.emulated_cycles.value) / t.core.clock_hz.value)
 
 
 def test_an_int8_mac_that_is_not_a_dot_product_runs_widened():
@@ -202,3 +212,21 @@ def test_the_load_store_level_has_no_bandwidth_time_of_its_own_under_the_core_mo
     t = load_target("cpu-zen4")
     s = _scored(t, access_bytes=1e12)  # a terabyte through the L1 would take seconds at its bandwidth
     assert s.latency_s < 1e-4 and s.bound != "l1"
+
+
+def test_a_14_lane_load_is_three_accesses():
+    core = load_target("cpu-zen5").core  # two 512-bit load pipes: 8 + 4 + 2 lanes are 3 loads
+    assert latency.kernel_cycles(f"load:float32:14:1:0={14 * 64}", core, threads=1).cycles == 64 * 3 / 2
+
+
+@T.prim_func
+def fp16_into_fp32(A: T.Buffer((N,), "float16"), B: T.Buffer((N,), "float16"), C: T.Buffer((16,), "float32")):
+    for k in range(N // 16):
+        for v in T.vectorized(16):
+            C[v] = C[v] + T.Cast("float32", A[k * 16 + v]) * T.Cast("float32", B[k * 16 + v])
+
+
+def test_a_multiply_add_into_a_wider_accumulator_is_a_wmac_and_runs_promoted():
+    assert schedule_of(fp16_into_fp32)[ScheduleKey("wmac", "float16", 16, 1, 1)] == N
+    k = latency.kernel_cycles(f"wmac:float16:16:1:0={N}", load_target("cpu-zen4").core, threads=1)
+    assert k.emulated_elements == 0 and k.cycles == N / 16 * 2  # the 2 conversions on the alu pipes (2 slots each)

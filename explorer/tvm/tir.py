@@ -116,11 +116,12 @@ class _Walker:
         self.param_by_name = by_name
 
     # --- schedule ---------------------------------------------------------------------------------
-    def _op(self, kind: str, dtype: str, count: float, lanes: int, chains: int = 0) -> None:
+    def _op(self, kind: str, dtype: str, count: float, lanes: int, chains: int = 0, schedule_kind: str = "") -> None:
         """Count ``count`` operations of ``kind`` in ``dtype``, run ``lanes`` (of the expression's
-        dtype) at a time, under the current loops."""
+        dtype) at a time, under the current loops (``schedule_kind``: the kind the schedule records,
+        ``wmac`` for a multiply-add into a wider accumulator)."""
         self.ops[(kind, dtype)] += count
-        self.schedule[ScheduleKey(kind, dtype, lanes * self.vector, self.parallel, chains)] += count
+        self.schedule[ScheduleKey(schedule_kind or kind, dtype, lanes * self.vector, self.parallel, chains)] += count
 
     def _vector_stride(self, indices) -> int:
         """How far apart the lanes of an access inside vectorized loops lie, in elements: 1 for a
@@ -292,7 +293,8 @@ class _Walker:
             if kind == "Add" and type(prod).__name__ == "Mul":
                 self._load(acc, w)
                 dtype, lanes = _dtype_of(self._uncast(prod.a))
-                self._op("mac", dtype, w * lanes, lanes, self._chains(s))
+                widening = _dtype_of(value)[0] != dtype  # int8 x int8 into int32, fp16 x fp16 into fp32
+                self._op("mac", dtype, w * lanes, lanes, self._chains(s), "wmac" if widening else "mac")
                     # widening the operands to the accumulator's dtype is part of the MAC (int8 x int8
                     # into int32, fp16 x fp16 into fp32), not a cast of its own
                 self.value(self._uncast(prod.a), w)
