@@ -146,10 +146,11 @@ class _Tree:
         per_buffer: dict = defaultdict(dict)
         for s in self.under[node]:
             iterating = {lid for lid in s.path if self.depth[lid] >= first_iter}
-            if not s.affine:
-                ext = math.prod(self.loops[lid].extent for lid in iterating)
+            if not s.affine:  # every combination of the iterating loops its index uses, contiguously
+                used = iterating & {lid for lid, _ in s.terms}
+                ext = math.prod(self.loops[lid].extent for lid in used)
                 fp = max(1.0, (ext * s.elem_bytes + self.line - s.elem_bytes) / self.line) * self.line
-                key = ("nonaffine", tuple(sorted(iterating)))
+                key = ("nonaffine", tuple(sorted(used)))
             else:
                 strides = [(stride * s.elem_bytes, self.loops[lid].extent) for lid, stride in s.terms
                            if lid in iterating]

@@ -127,3 +127,21 @@ def test_thread_blocks_share_a_common_cache_but_not_a_per_unit_one():
     profile = reuse.reuse_profile(loops, sites)
     assert profile.at(4096) == {"W": 1024, "X": 4096}                 # a shared L2: W once
     assert profile.at(4096, per_unit=True) == {"W": 4 * 1024, "X": 4096}  # an L1 per SM: W once per block
+
+
+@T.prim_func
+def row_blocked_matmul(A: T.Buffer((8 * 64,), "float32"), B: T.Buffer((64 * 64,), "float32"),
+                       C: T.Buffer((8 * 64,), "float32")):
+    # the weights' index is not affine in the fused loop (b % 4) and does not use the row loop i
+    for b in range(8):
+        for k, i in T.grid(64, 4):
+            for v in T.vectorized(16):
+                C[b // 4 * 256 + i * 64 + b % 4 * 16 + v] = C[b // 4 * 256 + i * 64 + b % 4 * 16 + v] + \
+                    A[b // 4 * 256 + i * 64 + k] * B[k * 64 + b % 4 * 16 + v]
+
+
+def test_a_non_affine_index_counts_only_the_loops_it_uses():
+    # per b iteration B's index spans 64 x 16 floats (taken as contiguous: 4096 B, 4156 B of lines at
+    # its unknown alignment), whatever the row loop i does; in 1 KiB of cache each b iteration fetches that
+    prof = tir_analysis.analyse_primfunc(row_blocked_matmul, "m").reuse
+    assert prof.at(1024)["B"] == 8 * 4156
