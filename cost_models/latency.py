@@ -13,7 +13,8 @@ to the core the target file describes (``[core]``, :class:`cost_models.targets.C
   multiply-add of it accumulates into fp32 (``wmac``), which runs promoted; a multiply-add of integers narrower than 32 bits that is not a dot product runs widened: two sign
   extensions and the add on the ``alu`` pipes beside the multiply;
 - a load or store of a lane count that is not a power of two is one access per power-of-two piece
-  (LLVM splits 14 lanes into 8 + 4 + 2);
+  (LLVM splits 14 lanes into 8 + 4 + 2, as its code for such loops shows); a ``broadcast`` (one
+  element for every lane: a weight of a convolution along its output row) is one load;
 - an instruction occupies ``ceil(lanes x bits / width_bits)`` pipes of its work class for a cycle
   (Zen 4 runs a 512-bit FMA on its two 256-bit pipes, so 8 and 16 fp32 lanes reach the same rate);
   multiplies and divisions narrower than 32 bits run widened to 32 (x86 has no 8- or 16-bit
@@ -60,6 +61,8 @@ def work_class(key: ScheduleKey) -> str:
         return "dot"
     if key.kind in ("load", "store", "special", "div"):
         return key.kind
+    if key.kind == "broadcast":
+        return "load"
     if key.kind in ("mac", "wmac", "mul"):
         return "fma" if key.dtype in FLOAT_DTYPES else "imul"
     return "alu"
@@ -113,7 +116,7 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
         elif work == "imul" and key.kind in ("mac", "wmac") and dtype_bits(key.dtype) < 32:
             extra = 3
         pipe = core.pipe(work)
-        if work in ("load", "store"):
+        if key.kind in ("load", "store"):  # a broadcast is one element loaded, whatever the lanes
             instructions *= bin(max(key.lanes, 1)).count("1")
         slots = math.ceil(max(key.lanes, 1) * bits / pipe.width_bits)
         cycles = instructions * slots / pipe.count

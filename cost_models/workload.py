@@ -35,7 +35,8 @@ Columns (all counts are for one call of the kernel):
                          ..."`` (see :class:`ScheduleKey`): for each kind of operation (the op kinds,
                          ``wmac`` for a multiply-add into a wider accumulator (int8 into int32, fp16
                          into fp32), ``dot`` for dot-product instructions, ``mma`` for tensor-core fragment
-                         operations, ``load`` and ``store`` for accesses of memory) the operations or
+                         operations, ``load`` and ``store`` for accesses of memory, ``broadcast`` for a
+                         load of one element into every lane) the operations or
                          elements run at that many vector lanes under parallel loops of that extent.
                          Optional: a table without it is scored by the roofline alone.
 ``measured_s``           optional: the call's time measured on the hardware the target describes; where

@@ -230,3 +230,19 @@ def test_a_multiply_add_into_a_wider_accumulator_is_a_wmac_and_runs_promoted():
     assert schedule_of(fp16_into_fp32)[ScheduleKey("wmac", "float16", 16, 1, 1)] == N
     k = latency.kernel_cycles(f"wmac:float16:16:1:0={N}", load_target("cpu-zen4").core, threads=1)
     assert k.emulated_elements == 0 and k.cycles == N / 16 * 2  # the 2 conversions on the alu pipes (2 slots each)
+
+
+@T.prim_func
+def broadcast_weight(A: T.Buffer((64 * 14,), "float32"), W: T.Buffer((64,), "float32"), C: T.Buffer((14,), "float32")):
+    # C[v] += A[k, v] * W[k]: W[k] is one element for all 14 lanes
+    for k in range(64):
+        for v in T.vectorized(14):
+            C[v] = C[v] + A[k * 14 + v] * W[k]
+
+
+def test_a_load_invariant_along_the_vector_is_one_broadcast():
+    s = schedule_of(broadcast_weight)
+    assert s[ScheduleKey("broadcast", "float32", 14, 1)] == 64 * 14
+    core = load_target("cpu-zen5").core
+    both = latency.kernel_cycles(f"broadcast:float32:14:1:0={64 * 14} load:float32:14:1:0={64 * 14}", core, 1)
+    assert both.cycles == (64 + 64 * 3) / 2  # one load per broadcast, three per 14-lane vector (8 + 4 + 2)

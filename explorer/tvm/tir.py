@@ -125,15 +125,16 @@ class _Walker:
 
     def _vector_stride(self, indices) -> int:
         """How far apart the lanes of an access inside vectorized loops lie, in elements: 1 for a
-        contiguous vector or a broadcast (0), the stride of a strided one (LLVM loads that many vectors
-        and shuffles them), a large number where the index is not linear along the innermost vectorized
-        loop (LLVM then gathers or scatters lane by lane)."""
+        contiguous vector (and outside vectorized loops), 0 for a broadcast (one element loaded for every
+        lane), the stride of a strided one (LLVM loads that many vectors and shuffles them), a large number
+        where the index is not linear along the innermost vectorized loop (LLVM then gathers or scatters
+        lane by lane)."""
         inner = next((var for var, _, kind in reversed(self.frames) if kind == "vectorized"), None)
         if inner is None or len(indices) != 1:
             return 1
         coeffs = sym.detect_linear_equation(self.analyzer.simplify(indices[0]), [inner])
         step = _int(coeffs[0]) if len(coeffs) == 2 else None
-        return max(abs(step), 1) if step is not None else 1 << 30
+        return abs(step) if step is not None else 1 << 30
 
     def _chains(self, store) -> int:
         """Independent accumulators the innermost reduction loop around an accumulating ``store``
@@ -270,8 +271,9 @@ class _Walker:
             self._site(use, indices, int(_bytes_of(dtype)) or 1)
         if in_memory or use.scope.startswith("shared"):
             stride = 1 if indices is None else self._vector_stride(indices)
-            width = max(lanes * self.vector // stride, 1) if stride <= MAX_SHUFFLED_STRIDE else 1
-            self.schedule[ScheduleKey("store" if store else "load", dtype, width, self.parallel)] += n
+            width = max(lanes * self.vector // max(stride, 1), 1) if stride <= MAX_SHUFFLED_STRIDE else 1
+            kind = "store" if store else "broadcast" if stride == 0 and lanes * self.vector > 1 else "load"
+            self.schedule[ScheduleKey(kind, dtype, width, self.parallel)] += n
         if store:
             use.store_count += n
             use.store_bytes += n * _bytes_of(dtype)
