@@ -246,3 +246,21 @@ def test_a_load_invariant_along_the_vector_is_one_broadcast():
     core = load_target("cpu-zen5").core
     both = latency.kernel_cycles(f"broadcast:float32:14:1:0={64 * 14} load:float32:14:1:0={64 * 14}", core, 1)
     assert both.cycles == (64 + 64 * 3) / 2  # one load per broadcast, three per 14-lane vector (8 + 4 + 2)
+
+
+@T.prim_func
+def transposed_tile(C: T.Buffer((8 * 32,), "float32")):
+    # a 32 x 8 register tile written row by row and read across its rows (stride 32 along the vector)
+    acc = T.alloc_buffer((8 * 32,), "float32")
+    for i in range(8):
+        for v in T.vectorized(32):
+            acc[i * 32 + v] = T.float32(1)
+    for j in range(32):
+        for v in T.vectorized(8):
+            C[j * 8 + v] = acc[v * 32 + j]
+
+
+def test_a_register_tile_read_across_its_rows_is_assembled_lane_by_lane():
+    s = schedule_of(transposed_tile)
+    assert s[ScheduleKey("load", "float32", 1, 1)] == 256  # the tile's loads, one per element
+    assert ScheduleKey("store", "float32", 1, 1) not in s  # its contiguous writes stay in registers

@@ -274,6 +274,9 @@ class _Walker:
             width = max(lanes * self.vector // max(stride, 1), 1) if stride <= MAX_SHUFFLED_STRIDE else 1
             kind = "store" if store else "broadcast" if stride == 0 and lanes * self.vector > 1 else "load"
             self.schedule[ScheduleKey(kind, dtype, width, self.parallel)] += n
+        elif indices is not None and self.vector > 1 and self._vector_stride(indices) > 1:
+            # a register tile read or written across its rows: LLVM assembles the vector lane by lane
+            self.schedule[ScheduleKey("store" if store else "load", dtype, 1, self.parallel)] += n
         if store:
             use.store_count += n
             use.store_bytes += n * _bytes_of(dtype)
