@@ -13,7 +13,12 @@ variants the median ratio, the Spearman rank correlation, and per model the spre
 Spearman correlation. Kernels shorter than ``--min-kernel-us`` are left out of the kernel figures:
 the timing callback around each call costs about a microsecond of its own.
 
-    python benchmarks/latency_truth.py [--models mlp,resnet18,...] [--strategies a,b] [--tuned] [--csv PATH]
+Latency on a shared machine drifts by a quarter or more within minutes, so after each model's sweep
+its builds are timed again in ``--rounds`` interleaved rounds (each a median of 5 repeats; 0: keep the
+sweep's own figure), and the variant's measured latency is the median over the rounds: the strategies
+of a model, which the spread compares, then share whatever the machine did.
+
+    python benchmarks/latency_truth.py [--models mlp,resnet18,...] [--strategies a,b] [--tuned] [--rounds 5] [--csv PATH]
 """
 
 from __future__ import annotations
@@ -30,6 +35,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from _table import print_table  # noqa: E402
 from explorer import list_strategies, run_sweep  # noqa: E402
+from explorer.calibration import calibrate  # noqa: E402
+from explorer.deploy import library_path, resolve_mcpu, timing_threads  # noqa: E402
+from explorer.loading import prepare  # noqa: E402
+from explorer.records import TimingRequest  # noqa: E402
+from explorer.reference import reference  # noqa: E402
+from explorer.strategies import get_strategy  # noqa: E402
+from explorer.timing import LocalTimer  # noqa: E402
 
 from cost_models.targets import load_target  # noqa: E402
 
@@ -40,6 +52,29 @@ def spearman(a, b) -> float:
     """Spearman's rank correlation of two sequences (ties get their mean rank)."""
     ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
     return float(np.corrcoef(ra, rb)[0, 1]) if len(ra) > 1 else float("nan")
+
+
+def interleaved_latency_s(model: str, strategies: list[str], rounds: int) -> dict[str, float]:
+    """Median seconds of each strategy's cached CPU library on the check input over ``rounds`` rounds
+    that time every library once each, with the ``cpu`` target's threads."""
+    prepared = prepare(model)
+    ref = reference(prepared)
+    cal = calibrate(prepared) if any(get_strategy(s).precision == "int8" for s in strategies) else None
+    mcpu = resolve_mcpu()
+    libraries = {s: str(library_path(prepared, get_strategy(s), mcpu,
+                                     cal.key if get_strategy(s).precision == "int8" else "")) for s in strategies}
+    timer = LocalTimer(timing_threads(load_target("cpu")), isolate=True)
+    runs: dict[str, list[float]] = {s: [] for s in libraries}
+    try:
+        for _ in range(rounds):
+            names = list(libraries)
+            requests = [TimingRequest(libraries[n], tuple(ref.inputs), 5) for n in names]
+            for i, measured in timer.map(requests, [None] * len(requests)):
+                if hasattr(measured, "latency_runs_s"):
+                    runs[names[i]].append(float(np.median(measured.latency_runs_s)))
+    finally:
+        timer.close()
+    return {s: float(np.median(r)) for s, r in runs.items() if r}
 
 
 def summary(variants: pd.DataFrame, kernels: pd.DataFrame, min_kernel_s: float) -> dict:
@@ -65,6 +100,7 @@ def main() -> None:
     ap.add_argument("--strategies", default="", help="comma-separated strategies (default: every untuned one)")
     ap.add_argument("--tuned", action="store_true", help="also the tuned strategies, from the tuning records")
     ap.add_argument("--min-kernel-us", type=float, default=20.0, help="shortest kernel call counted (default 20 us)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved re-timing rounds per model (default 5; 0: none)")
     ap.add_argument("--csv", default="", help="also write the variants' table to this CSV file")
     ap.add_argument("--out", default="", help="keep the sweeps here (default: a temporary directory)")
     args = ap.parse_args()
@@ -79,7 +115,10 @@ def main() -> None:
     variants, kernels = [], []
     for model in args.models.split(","):
         result = run_sweep([model], targets=["cpu"], strategies=strategies, out=out / Path(model).stem)
-        ran = result.variants[result.variants["measured_latency_s"].notna()]
+        ran = result.variants[result.variants["measured_latency_s"].notna()].copy()
+        if args.rounds and len(ran):
+            retimed = interleaved_latency_s(model, list(ran["strategy"]), args.rounds)
+            ran["measured_latency_s"] = [retimed.get(s, m) for s, m in zip(ran["strategy"], ran["measured_latency_s"])]
         variants.append(ran)
         kernels.append(result.kernels[result.kernels["strategy"].isin(ran["strategy"])])
     v, k = pd.concat(variants, ignore_index=True), pd.concat(kernels, ignore_index=True)
