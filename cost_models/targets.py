@@ -105,10 +105,7 @@ class ComputeUnit:
 
     def energy_of(self, kind: str) -> Figure:
         """The energy figure for an operation kind on this unit."""
-        for name, fig in self.energy_pj:
-            if name == kind:
-                return fig
-        raise KeyError(kind)
+        return dict(self.energy_pj)[kind]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,10 +148,7 @@ class CoreSpec:
 
     def pipe(self, work: str) -> Pipe:
         """The pipes that execute ``work``."""
-        for p in self.pipes:
-            if p.work == work:
-                return p
-        raise KeyError(work)
+        return {p.work: p for p in self.pipes}[work]
 
 
 @dataclasses.dataclass(frozen=True)

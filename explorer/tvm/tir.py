@@ -102,7 +102,6 @@ class _Walker:
         self.frames: list[tuple[object, int, str]] = []  # (loop var, extent, kind) of the enclosing loops
         self.parallel = 1  # product of the enclosing parallel loops' extents
         self.vector = 1  # product of the enclosing vectorized loops' extents
-        self.chains = 0  # independent accumulators of the store being walked (0: not an accumulation)
         by_name = {}
         for i, p in enumerate(func.params):
             ty = p.ty
@@ -300,8 +299,8 @@ class _Walker:
                 dtype, lanes = _dtype_of(self._uncast(prod.a))
                 widening = _dtype_of(value)[0] != dtype  # int8 x int8 into int32, fp16 x fp16 into fp32
                 self._op("mac", dtype, w * lanes, lanes, self._chains(s), "wmac" if widening else "mac")
-                    # widening the operands to the accumulator's dtype is part of the MAC (int8 x int8
-                    # into int32, fp16 x fp16 into fp32), not a cast of its own
+                # widening the operands to the accumulator's dtype is part of the MAC (int8 x int8
+                # into int32, fp16 x fp16 into fp32), not a cast of its own
                 self.value(self._uncast(prod.a), w)
                 self.value(self._uncast(prod.b), w)
                 return
