@@ -140,10 +140,13 @@ def variant_row(row: dict, result: Lowering | Failure, target: TargetSpec, refer
     on this machine checked against ``reference``; return the row and the kernels."""
     if isinstance(result, Failure):
         return failed_row(row, result.status), pd.DataFrame()
-    scored = energy.score(result.workload, target)
+    workload = result.workload
     if isinstance(run, Measurement) and run.latency_runs_s and target.describes_host:
-        times = run_times(scored, measured_per_call(scored, run), float(np.median(run.latency_runs_s)))
-        scored = energy.score(result.workload.assign(run_time_s=times), target)
+        measured = measured_per_call(workload, run)
+        timed = np.isfinite(measured).all() and sum(measured) > 0
+        modelled = workload if timed else energy.score(workload, target)  # the model's shares stand in
+        workload = workload.assign(run_time_s=run_times(modelled, measured, float(np.median(run.latency_runs_s))))
+    scored = energy.score(workload, target)
     row.update(energy.totals(scored).row())
     row["latency_source"] = "measured" if (scored["latency_source"] == "measured").all() else "modelled"
     row["planned_memory_bytes"] = result.planned_bytes
