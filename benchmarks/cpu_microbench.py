@@ -117,6 +117,22 @@ def exp_seconds_per_element(mcpu: str, n: int = 1 << 16) -> float:
     return _seconds(lib, _tensor(x), _tensor(np.zeros(n, "float32"))) / n
 
 
+def gather_seconds_per_element(mcpu: str, dtype: str, n: int = 1 << 14) -> float:
+    """Seconds per element of a 16-lane vector assembled from every other ``dtype`` element (TVM emits a
+    strided vector load as one load and insert per lane), on one thread, from L1/L2."""
+    from tvm.script import tirx as T
+
+    @T.prim_func
+    def kernel(A: T.Buffer((2 * n,), dtype), B: T.Buffer((n,), dtype)):
+        T.func_attr({"tirx.noalias": True})
+        for i in range(n // 16):
+            for v in T.vectorized(16):
+                B[i * 16 + v] = A[i * 32 + v * 2]
+
+    lib = _build(kernel, mcpu)
+    return _seconds(lib, _tensor(np.ones(2 * n, dtype)), _tensor(np.zeros(n, dtype)), number=50) / n
+
+
 def read_bandwidth(nbytes: int, threads: int, mcpu: str, passes: int = 1) -> float:
     """Bytes per second a vectorized sum of an fp32 buffer of ``nbytes`` reads, on ``threads`` threads."""
     from tvm.script import tirx as T
@@ -205,6 +221,9 @@ def main() -> None:
             print(f"{dtype} FMA: not measured: {str(err).splitlines()[0][:80]}")
     exp = exp_seconds_per_element(mcpu)
     print(f"exp per element             {exp * 1e9:8.2f} ns   = special_cycles {exp * clock:.1f}")
+    for dtype in ("int8", "float32"):
+        gather = gather_seconds_per_element(mcpu, dtype)
+        print(f"{dtype:7s} lane-by-lane insert {gather * 1e9:8.3f} ns   = {gather * clock:.2f} cycles per element")
     serial, fork = call_overheads(mcpu)
     print(f"kernel call from the VM     {serial * 1e6:8.2f} us   = call_overhead_s {serial:.2e}")
     print(f"parallel loop's fork/join   {fork * 1e6:8.2f} us   = parallel_overhead_s {fork:.2e}")

@@ -14,7 +14,9 @@ to the core the target file describes (``[core]``, :class:`cost_models.targets.C
   extensions and the add on the ``alu`` pipes beside the multiply;
 - a load or store of a lane count that is not a power of two is one access per power-of-two piece
   (LLVM splits 14 lanes into 8 + 4 + 2, as its code for such loops shows); a ``broadcast`` (one
-  element for every lane: a weight of a convolution along its output row) is one load;
+  element for every lane: a weight of a convolution along its output row) is one load; a ``gather``
+  or ``scatter`` (a strided vector, or a register tile read across its rows) is one scalar access and
+  one insert or extract on the ``insert`` pipes per lane (``vpinsrb``, ``vinsertps``, ``vpextrb``);
 - an instruction occupies ``ceil(lanes x bits / width_bits)`` pipes of its work class for a cycle
   (Zen 4 runs a 512-bit FMA on its two 256-bit pipes, so 8 and 16 fp32 lanes reach the same rate);
   multiplies and divisions narrower than 32 bits run widened to 32 (x86 has no 8- or 16-bit
@@ -61,8 +63,10 @@ def work_class(key: ScheduleKey) -> str:
         return "dot"
     if key.kind in ("load", "store", "special", "div"):
         return key.kind
-    if key.kind == "broadcast":
+    if key.kind in ("broadcast", "gather"):
         return "load"
+    if key.kind == "scatter":
+        return "store"
     if key.kind in ("mac", "wmac", "mul"):
         return "fma" if key.dtype in FLOAT_DTYPES else "imul"
     return "alu"
@@ -96,12 +100,19 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
     by_class: dict[str, float] = {}
     issued = special = emulated = accesses = reach = 0.0
     parallel = False
-    alu = core.pipe("alu")
+    alu, insert = core.pipe("alu"), core.pipe("insert")
     for key, count in parse_schedule(schedule):
         share = thread_share(key.parallel, threads)
         parallel |= key.parallel > 1
         work = work_class(key)
         instructions = count / max(key.lanes, 1)
+        if key.kind in ("gather", "scatter"):  # one scalar access and one insert or extract per lane
+            by_class[work] = by_class.get(work, 0.0) + count / core.pipe(work).count / share
+            by_class["insert"] = by_class.get("insert", 0.0) + count / insert.count / share
+            issued += count / share
+            accesses += count
+            reach += count * share / max(threads, 1)
+            continue
         if work == "special":
             special += count / share
             continue

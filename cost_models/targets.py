@@ -73,7 +73,7 @@ OP_KINDS = ("mac", "add", "mul", "div", "cmp", "special", "select", "cast")
 DEFAULT_CPU = "cpu-zen4"
 
 #: Classes of work a core's pipes execute (see :mod:`cost_models.latency`).
-WORK_CLASSES = ("fma", "imul", "alu", "div", "dot", "load", "store")
+WORK_CLASSES = ("fma", "imul", "alu", "div", "dot", "load", "store", "insert")
 
 #: Kinds of on-chip access a workload distinguishes: loads/stores of kernel arguments and scratch
 #: ("global"), of GPU shared memory ("shared") and of register/local buffers ("local").

@@ -68,7 +68,9 @@ class ScheduleKey:
     """How a group of a kernel's operations runs: ``lanes`` at a time (the dtype's lanes times the
     vectorized loops around them; for ``dot``/``mma`` the MACs of one instruction), under parallel loops
     of extent ``parallel`` (1: none), and for an accumulation the independent accumulators ``chains``
-    its innermost reduction loop updates (0: not an accumulation)."""
+    its innermost reduction loop updates (0: not an accumulation). Accesses are ``load``/``store``
+    (contiguous vectors), ``broadcast`` (one element for every lane) and ``gather``/``scatter`` (a
+    vector assembled or taken apart one lane at a time)."""
 
     kind: str
     dtype: str

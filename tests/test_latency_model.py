@@ -59,21 +59,28 @@ def test_walker_counts_one_chain_for_a_scalar_accumulator():
 
 @T.prim_func
 def strided_copy(A: T.Buffer((2 * N,), "float32"), B: T.Buffer((N,), "float32")):
-    # every other element: two vector loads and a shuffle per 16 lanes
+    # every other element: TVM's codegen loads and inserts it lane by lane
     for i in range(N // 16):
         for v in T.vectorized(16):
             B[i * 16 + v] = A[i * 32 + v * 2]
 
 
-def test_walker_reads_a_stride_2_vector_access_as_two_vectors():
+def test_walker_reads_a_stride_2_vector_access_as_a_gather():
     s = schedule_of(strided_copy)
-    assert s[ScheduleKey("load", "float32", 8, 1)] == N
-
-
-def test_walker_reads_a_non_contiguous_vector_access_as_lane_by_lane():
-    s = schedule_of(gathered_copy)
-    assert s[ScheduleKey("load", "float32", 1, 1)] == N  # gathered
+    assert s[ScheduleKey("gather", "float32", 16, 1)] == N
     assert s[ScheduleKey("store", "float32", 16, 1)] == N  # contiguous
+
+
+def test_walker_reads_a_non_contiguous_vector_access_as_a_gather():
+    s = schedule_of(gathered_copy)
+    assert s[ScheduleKey("gather", "float32", 16, 1)] == N
+
+
+def test_a_gathered_lane_is_one_load_and_one_insert():
+    # cpu-cascadelake: two load ports, one port-5 insert per cycle, so the inserts bound a gather
+    core = load_target("cpu-cascadelake").core
+    assert latency.kernel_cycles("gather:int8:16:1:0=1600", core, 1).cycles == 1600
+    assert latency.kernel_cycles("gather:int8:16:2:0=1600", core, 2).cycles == 800  # over two cores
 
 
 def test_parallel_2_vector_16_runs_at_the_rate_the_target_gives():
@@ -262,5 +269,22 @@ def transposed_tile(C: T.Buffer((8 * 32,), "float32")):
 
 def test_a_register_tile_read_across_its_rows_is_assembled_lane_by_lane():
     s = schedule_of(transposed_tile)
-    assert s[ScheduleKey("load", "float32", 1, 1)] == 256  # the tile's loads, one per element
-    assert ScheduleKey("store", "float32", 1, 1) not in s  # its contiguous writes stay in registers
+    assert s[ScheduleKey("gather", "float32", 8, 1)] == 256  # the tile's loads, one per element
+    assert ScheduleKey("scatter", "float32", 32, 1) not in s  # its contiguous writes stay in registers
+
+
+@T.prim_func
+def strided_tile(A: T.Buffer((2 * 64 * 16,), "float32"), W: T.Buffer((8 * 64,), "float32"),
+                 C: T.Buffer((8 * 16,), "float32")):
+    # an 8-accumulator tile (output channels) over a 16-lane row read with stride 2 (a stride-2 conv)
+    for k in range(64):
+        for c in T.unroll(8):
+            for v in T.vectorized(16):
+                C[c * 16 + v] = C[c * 16 + v] + A[k * 32 + v * 2] * W[c * 64 + k]
+
+
+def test_a_gather_the_tile_shares_is_assembled_once_per_tile():
+    s = schedule_of(strided_tile)
+    assert s[ScheduleKey("mac", "float32", 16, 1, 8)] == 64 * 8 * 16
+    assert s[ScheduleKey("gather", "float32", 16, 1)] == 64 * 16  # the same input row for all 8 channels
+    assert s[ScheduleKey("broadcast", "float32", 16, 1)] == 64 * 8 * 16  # one weight per channel

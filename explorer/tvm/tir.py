@@ -52,9 +52,6 @@ _SELECT_CALLS = {"if_then_else"}
 WARP_SIZE = 32
 _WMMA_CALLS = {"tvm_mma_sync", "tvm_load_matrix_sync", "tvm_store_matrix_sync", "tvm_fill_fragment"}
 _LLVM_CALLS = {"call_llvm_pure_intrin", "call_llvm_intrin"}
-#: The largest stride between a vector's lanes that LLVM loads as whole vectors and shuffles; beyond
-#: it (and for an index that is not linear along the vector) it gathers lane by lane.
-MAX_SHUFFLED_STRIDE = 8
 #: ``tirx.ForKind`` values by name.
 _FOR_KINDS = {0: "serial", 1: "parallel", 2: "vectorized", 3: "unrolled", 4: "thread_binding"}
 #: LLVM intrinsics that are dot-product instructions: (operand dtype, MACs per call).
@@ -102,6 +99,7 @@ class _Walker:
         self.frames: list[tuple[object, int, str]] = []  # (loop var, extent, kind) of the enclosing loops
         self.parallel = 1  # product of the enclosing parallel loops' extents
         self.vector = 1  # product of the enclosing vectorized loops' extents
+        self.accumulating = None  # the store of the multiply-add whose operands are being walked
         by_name = {}
         for i, p in enumerate(func.params):
             ty = p.ty
@@ -125,15 +123,34 @@ class _Walker:
     def _vector_stride(self, indices) -> int:
         """How far apart the lanes of an access inside vectorized loops lie, in elements: 1 for a
         contiguous vector (and outside vectorized loops), 0 for a broadcast (one element loaded for every
-        lane), the stride of a strided one (LLVM loads that many vectors and shuffles them), a large number
-        where the index is not linear along the innermost vectorized loop (LLVM then gathers or scatters
-        lane by lane)."""
+        lane), the stride of a strided one, a large number where the index is not linear along the
+        innermost vectorized loop. Any stride but 0 and 1 is accessed lane by lane: TVM's codegen emits a
+        strided vector as one scalar load and insert per lane (``vpinsrb``, ``vinsertps``)."""
         inner = next((var for var, _, kind in reversed(self.frames) if kind == "vectorized"), None)
         if inner is None or len(indices) != 1:
             return 1
         coeffs = sym.detect_linear_equation(self.analyzer.simplify(indices[0]), [inner])
         step = _int(coeffs[0]) if len(coeffs) == 2 else None
         return abs(step) if step is not None else 1 << 30
+
+    def _tile_sharing(self, indices) -> int:
+        """How many accumulators of the register tile around the multiply-add being walked share one
+        load of an operand at ``indices``: the extents of the loops inside its innermost reduction loop
+        that the operand's index does not use (LLVM loads it once for all of them); 1 outside one."""
+        store = self.accumulating
+        if store is None:
+            return 1
+        written = [v for idx in store.indices for v in _vars(self.analyzer.simplify(idx))]
+        read = [v for idx in indices for v in _vars(self.analyzer.simplify(idx))]
+        shared = 1
+        for var, extent, kind in reversed(self.frames):
+            if kind == "vectorized":
+                continue
+            if kind in ("serial", "unrolled") and not any(var.same_as(u) for u in written):
+                return shared  # the reduction loop: the tile is the loops inside it
+            if not any(var.same_as(u) for u in read):
+                shared *= extent
+        return 1
 
     def _chains(self, store) -> int:
         """Independent accumulators the innermost reduction loop around an accumulating ``store``
@@ -268,14 +285,18 @@ class _Walker:
         in_memory = use.param_index >= 0 or (use.scope == "global" and not in_registers(use))
         if indices is not None and in_memory:
             self._site(use, indices, int(_bytes_of(dtype)) or 1)
+        width = lanes * self.vector
         if in_memory or use.scope.startswith("shared"):
             stride = 1 if indices is None else self._vector_stride(indices)
-            width = max(lanes * self.vector // max(stride, 1), 1) if stride <= MAX_SHUFFLED_STRIDE else 1
-            kind = "store" if store else "broadcast" if stride == 0 and lanes * self.vector > 1 else "load"
-            self.schedule[ScheduleKey(kind, dtype, width, self.parallel)] += n
+            if stride > 1:  # TVM's LLVM codegen loads or stores a strided vector one lane at a time
+                kind = "scatter" if store else "gather"
+            else:
+                kind = "store" if store else "broadcast" if stride == 0 and width > 1 else "load"
+            self.schedule[ScheduleKey(kind, dtype, width, self.parallel)] += \
+                n if store or indices is None else n / self._tile_sharing(indices)
         elif indices is not None and self.vector > 1 and self._vector_stride(indices) > 1:
             # a register tile read or written across its rows: LLVM assembles the vector lane by lane
-            self.schedule[ScheduleKey("store" if store else "load", dtype, 1, self.parallel)] += n
+            self.schedule[ScheduleKey("scatter" if store else "gather", dtype, width, self.parallel)] += n
         if store:
             use.store_count += n
             use.store_bytes += n * _bytes_of(dtype)
@@ -301,8 +322,10 @@ class _Walker:
                 self._op("mac", dtype, w * lanes, lanes, self._chains(s), "wmac" if widening else "mac")
                 # widening the operands to the accumulator's dtype is part of the MAC (int8 x int8
                 # into int32, fp16 x fp16 into fp32), not a cast of its own
+                self.accumulating, outer = s, self.accumulating
                 self.value(self._uncast(prod.a), w)
                 self.value(self._uncast(prod.b), w)
+                self.accumulating = outer
                 return
         if accumulated:  # C[i] = C[i] + x, max(C[i], x), min(C[i], x): a chain through C[i]
             acc, other = accumulated[0]
