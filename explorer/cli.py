@@ -14,8 +14,9 @@ import sys
 import pandas as pd
 
 
-#: Status kinds that make a sweep's variant a problem: no numbers, or wrong ones.
-PROBLEM_KINDS = ("failed", "crashed", "timed-out", "mismatch")
+from .results import PROBLEM_KINDS
+
+
 def failed_variants(variants: pd.DataFrame) -> pd.Series:
     """Which variants make a sweep exit 1: no numbers, an fp32 mismatch with onnxruntime, or (with
     --max-accuracy-loss) a reduced precision over the limit."""
@@ -186,6 +187,48 @@ RUN_JSON_KEYS = ("model", "strategy", "target", "mcpu", "repeat", "latency_ms", 
                  "build_cached", "library", "threads")
 
 
+def _cmd_best(args) -> int:
+    from .best import Limits, objective_text
+    from .export import export_best
+    from .loading import parse_input_shapes, parse_input_values
+
+    if args.max_latency_ms is not None and args.max_latency_ms <= 0:
+        raise ValueError(f"--max-latency-ms must be positive, got {args.max_latency_ms:g}")
+    if args.max_accuracy_loss < 0:
+        raise ValueError(f"--max-accuracy-loss must not be negative, got {args.max_accuracy_loss:g}")
+    limits = Limits(None if args.max_latency_ms is None else args.max_latency_ms / 1e3, args.max_accuracy_loss)
+    done = export_best(args.model, target=args.target, objective=args.objective, out=args.out, limits=limits,
+                       run=args.from_run, strategies=args.strategies, portable=args.portable, progress=not args.quiet,
+                       input_shapes=parse_input_shapes(args.input_shape),
+                       input_values=parse_input_values(args.input_value), calibration=args.calibration,
+                       inputs=args.inputs)
+    m = done.manifest
+    shown = done.candidates[["strategy", "energy_j", "latency_used_s", "accuracy_loss_pct", "ineligible_because"]]
+    print(shown.rename(columns={"latency_used_s": "latency_s", "ineligible_because": "not chosen because"})
+          .to_string(index=False))
+    value = float(done.candidates.iloc[0]["objective_value"])
+    print(f"\nbest by {m.objective}: {m.strategy['name']} ({objective_text(m.objective, value)}); accuracy loss "
+          f"{'n/a' if m.accuracy_loss_pct is None else f'{m.accuracy_loss_pct:.3g}%'} "
+          f"(limit {m.max_accuracy_loss_pct:g}%)")
+    inputs = " ".join(f"--input {i['name']}={done.out}/inputs/{i['name']}.npy" for i in m.inputs)
+    print(f"exported to {done.out}/ (model.so for mcpu {m.target['mcpu']}, manifest.json, run.py)\n"
+          f"run it: python {done.out}/run.py {inputs} --output out.npz")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from pathlib import Path
+
+    from .compare import compare_html, compare_runs, compare_text
+
+    c = compare_runs(args.run_a, args.run_b, args.min_change / 100)
+    print(compare_text(c, args.limit))
+    if args.html:
+        Path(args.html).write_text(compare_html(c))
+        print(f"\nwrote {args.html}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -206,6 +249,8 @@ def _cmd_doctor(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``explorer`` command."""
+    from .compare import DEFAULT_MIN_CHANGE
+
     p = argparse.ArgumentParser(prog="explorer", description="Energy explorer for deep-learning compilation on Apache TVM.")
     sub = p.add_subparsers(dest="verb", required=True)
     sub.add_parser("models", help="list the built-in model zoo").set_defaults(func=_cmd_models)
@@ -280,6 +325,39 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tuning-records", metavar="DIR", help="records directory (default: one per target in the cache)")
     calibration_arg(t)
     t.set_defaults(func=_cmd_tune)
+
+    b = sub.add_parser("best", help="choose the best variant under latency and accuracy limits and export its build")
+    model_args(b)
+    b.add_argument("--target", default="cpu", help="a CPU target that runs here (default: cpu)")
+    b.add_argument("--objective", choices=("energy", "latency", "edp"), default="energy",
+                   help="what to minimise: modelled energy, latency (measured where measured), or their product "
+                        "(default: energy)")
+    b.add_argument("--max-latency-ms", type=float, metavar="MS", help="latency limit per inference")
+    b.add_argument("--max-accuracy-loss", type=float, default=1.0, metavar="PCT",
+                   help="a reduced-precision build is chosen only within this relative L2 error of its outputs "
+                        "against fp32, in percent (default: 1)")
+    b.add_argument("--from", dest="from_run", metavar="RUN",
+                   help="choose among the variants of this sweep's --out directory (read from its store) "
+                        "instead of sweeping now")
+    b.add_argument("--strategies", default="all", help="strategies to sweep without --from (default: all untuned)")
+    b.add_argument("--portable", action="store_true", help="compile for generic x86-64 (runs on any x86 machine) "
+                                                           "instead of this host's CPU")
+    b.add_argument("--inputs", metavar="DIR", help="real inputs, as for sweep: the first is the check input")
+    calibration_arg(b)
+    b.add_argument("-o", "--out", required=True, metavar="DIR", help="directory to export the build into")
+    b.set_defaults(func=_cmd_best)
+
+    c = sub.add_parser("compare", help="what changed between two sweeps, per variant and per kernel")
+    c.add_argument("run_a", metavar="RUN_A", help="a sweep's --out directory")
+    c.add_argument("run_b", metavar="RUN_B", help="another sweep's --out directory")
+    c.add_argument("--min-change", type=float, default=100 * DEFAULT_MIN_CHANGE, metavar="PCT",
+                   help=f"list a figure's change only from this many percent (default: {100 * DEFAULT_MIN_CHANGE:g}; "
+                        "re-timing alone moves measured latency by more)")
+    c.add_argument("--limit", type=_positive_int, default=20, help="kernel changes printed (default: 20; "
+                                                                    "compare.html has all)")
+    c.add_argument("--html", default="compare.html", metavar="FILE",
+                   help="also write the comparison here (default: compare.html; '' for none)")
+    c.set_defaults(func=_cmd_compare)
 
     r = sub.add_parser("run", help="build one variant for this CPU (cached) and time inferences")
     model_args(r)

@@ -29,11 +29,11 @@ from cost_models.targets import TargetSpec, load_target
 
 from . import lowerings
 from .cache import cache_dir, code_fingerprint, make_key, tvm_version, write_atomic
-from .calibration import calibrate, load_samples
+from .calibration import Calibration, calibrate, load_samples
 from .errors import ExplorerError
 from .host import cpu_fingerprint, in_compiler_process
 from .loading import PreparedModel, prepare
-from .records import Failure, LoweringRequest
+from .records import Failure, Lowering, LoweringRequest
 from .strategies import Strategy, get_strategy
 from .version import __version__
 from .workers import machine_cores
@@ -112,6 +112,45 @@ def _compile(req: LoweringRequest):
     return lower_variant(req)
 
 
+@dataclasses.dataclass(frozen=True)
+class Build:
+    """A CPU library in the build cache, with the lowering its figures are scored from."""
+
+    library: Path
+    lowering: Lowering | None  # None: only with cached_only, where the analysis is not cached
+    was_cached: bool  # the library was there before
+
+
+def ensure_library(prepared: PreparedModel, strategy: Strategy, spec: TargetSpec, mcpu: str,
+                   calibration: Calibration | None = None, cached_only: bool = False, progress=None) -> Build:
+    """The library of ``prepared`` under ``strategy`` for ``mcpu`` (an int8 strategy with its
+    ``calibration``), compiled and exported into the build cache unless it is there (a sweep that
+    ran the variant exported it), with its lowering (compiled too where the analysis is missing).
+    ``cached_only`` never compiles: :class:`ExplorerError` when the library is not cached."""
+    cal_key = calibration.key if calibration else ""
+    key = build_key(prepared, strategy, mcpu, cal_key)
+    library = library_path(prepared, strategy, mcpu, cal_key)
+    was_cached = library.exists()
+    if cached_only and not was_cached:
+        raise ExplorerError(f"the build of {prepared.name} / {strategy.name} / mcpu {mcpu} is not cached "
+                            f"(key {key}); run it once without --cached-only")
+    req = LoweringRequest(str(prepared.path), prepared.sha256, strategy, "generic", mcpu=mcpu, build=True,
+                          scoring=spec, act_scales=calibration.scales if calibration else None)
+    lowered = lowerings.get(lowerings.lowering_key(req, cal_key))
+    if (lowered is None or not was_cached) and not cached_only:
+        if progress:
+            progress(f"{'analysing' if was_cached else 'compiling'} {prepared.name} / {strategy.name} for mcpu {mcpu} ...")
+        lowered = in_compiler_process(_compile, dataclasses.replace(req, export=str(library)))
+        if isinstance(lowered, Failure):
+            raise ExplorerError(f"{prepared.name} / {strategy.name}: {lowered.status.detail}")
+        lowerings.put(lowerings.lowering_key(req, cal_key), lowered)
+        write_atomic(library.with_suffix(".json"), json.dumps(
+            {"key": key, "model": prepared.name, "model_sha256": prepared.sha256, "strategy": strategy.key,
+             "mcpu": mcpu, "tvm_version": tvm_version(), "explorer_version": __version__,
+             "library": library.name}, indent=1))
+    return Build(library, lowered, was_cached)
+
+
 def run_variant(model: str, strategy: str | Strategy = "fused", target: str | TargetSpec = "cpu", repeat: int = 1,
                 mcpu: str | None = None, input_shapes: dict | None = None, seed: int = 0,
                 cached_only: bool = False, progress=None, input_values: dict[str, float] | None = None,
@@ -142,28 +181,9 @@ def run_variant(model: str, strategy: str | Strategy = "fused", target: str | Ta
     strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
     prepared = prepare(model, input_shapes, input_values=input_values)
     cal = calibrate(prepared, calibration or inputs) if strat.precision == "int8" else None
-    cal_key = cal.key if cal else ""
     cpu = resolve_mcpu(mcpu)
-    key = build_key(prepared, strat, cpu, cal_key)
-    library = library_path(prepared, strat, cpu, cal_key)
-    meta = library.with_suffix(".json")
-    build_cached = library.exists()
-    if cached_only and not build_cached:
-        raise ExplorerError(f"the build of {prepared.name} / {strat.name} / mcpu {cpu} is not cached "
-                            f"(key {key}); run it once without --cached-only")
-    req = LoweringRequest(str(prepared.path), prepared.sha256, strat, "generic", mcpu=cpu, build=True, scoring=spec,
-                          act_scales=cal.scales if cal else None)
-    lowered = lowerings.get(lowerings.lowering_key(req, cal_key))
-    if (lowered is None or not build_cached) and not cached_only:
-        if progress:
-            progress(f"{'analysing' if build_cached else 'compiling'} {prepared.name} / {strat.name} for mcpu {cpu} ...")
-        lowered = in_compiler_process(_compile, dataclasses.replace(req, export=str(library)))
-        if isinstance(lowered, Failure):
-            raise ExplorerError(f"{prepared.name} / {strat.name}: {lowered.status.detail}")
-        lowerings.put(lowerings.lowering_key(req, cal_key), lowered)
-        write_atomic(meta, json.dumps({"key": key, "model": prepared.name, "model_sha256": prepared.sha256,
-                                       "strategy": strat.key, "mcpu": cpu, "tvm_version": tvm_version(),
-                                       "explorer_version": __version__, "library": library.name}, indent=1))
+    build = ensure_library(prepared, strat, spec, cpu, cal, cached_only, progress)
+    library, lowered, build_cached = build.library, build.lowering, build.was_cached
     predicted = {"dram_bytes": None, "energy_j": None, "latency_s": None}
     if lowered is None:
         if progress:

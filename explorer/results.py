@@ -24,6 +24,9 @@ from .strategies import Strategy
 #: Relative tolerance of the numerical check against onnxruntime (fp32).
 RTOL = 1e-3
 
+#: Status kinds (their values) that leave a variant without trustworthy numbers: none, or wrong ones.
+PROBLEM_KINDS = ("failed", "crashed", "timed-out", "mismatch")
+
 #: The compute dtype each reduced precision needs from a target.
 PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
 

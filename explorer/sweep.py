@@ -148,7 +148,8 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
               tuning_records: str | Path | None = None, jobs: int | None = None,
               variant_timeout: float | None = None, backend: str = "local", address: str | None = None,
               strict: bool = False, max_tensor_bytes: int | None = None,
-              input_values: dict[str, float] | None = None, inputs: str | Path | None = None) -> SweepResult:
+              input_values: dict[str, float] | None = None, inputs: str | Path | None = None,
+              tables: bool = True) -> SweepResult:
     """Compile every model under every strategy for every target; return variant and kernel tables.
 
     ``targets`` are names of shipped targets or paths of target files (default ``["cpu"]``).
@@ -162,7 +163,8 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     ``jobs`` worker processes compile at once (default: what the cores and memory allow), each
     variant within ``variant_timeout`` seconds (default: no limit). ``backend="ray"`` compiles on
     the Ray cluster at ``address`` instead (see :mod:`explorer.ray_backend`).
-    ``out`` keeps every finished variant in ``out/results.sqlite`` and writes the tables and report.
+    ``out`` keeps every finished variant in ``out/results.sqlite`` and writes the tables and report
+    (with ``tables=False`` it only reads and extends the store, leaving the tables as they are).
     ``strict`` stops at the first variant that fails (:class:`~explorer.errors.SweepStopped`);
     ``max_tensor_bytes`` limits the size of every tensor a model declares (see :mod:`explorer.validation`);
     ``input_values`` freezes inputs to constants (an ``If`` on a sample rate then keeps one branch).
@@ -242,7 +244,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
         rankings = rank(variants, kernels, {t.name: t for t in specs}, seed)
         schedules, candidates = (pd.concat(f, ignore_index=True) if f else pd.DataFrame()
                                  for f in tuning_frames.values())
-        if out:
+        if out and tables:
             from .writer import write_results
 
             write_results(Path(out), variants, kernels, rankings, schedules, candidates)

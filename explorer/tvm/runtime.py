@@ -61,6 +61,13 @@ def load_vm(library: Path):
     return tvm, VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())
 
 
+def library_outputs(library: Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The outputs of ``main`` of an exported library on ``inputs`` (in the model's input order)."""
+    tvm, machine = load_vm(library)
+    out = machine["main"](*[tvm.runtime.tensor(x) for x in inputs])
+    return [out.numpy()] if hasattr(out, "numpy") else [o.numpy() for o in out]
+
+
 def time_library(library: Path, inputs: list[np.ndarray], repeat: int) -> list[float]:
     """Run ``main`` of an exported library ``repeat`` times on ``inputs``; seconds per run.
 
