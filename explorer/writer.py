@@ -7,14 +7,15 @@ from pathlib import Path
 import pandas as pd
 
 from .report import candidates_svg, markdown_report
+from .report_html import html_report
 
 
 def write_results(out: Path, variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.DataFrame,
                   schedules: pd.DataFrame | None = None, candidates: pd.DataFrame | None = None) -> None:
     """Write ``variants.csv``, ``kernels.csv``, ``rankings.csv``, for tuned strategies
     ``schedules.csv`` (per kernel, the latency-, energy- and EDP-best candidate) and
-    ``candidates.csv`` (every scored candidate) with its plot ``candidates.svg``, and ``report.md``
-    into ``out``."""
+    ``candidates.csv`` (every scored candidate) with its plot ``candidates.svg``, ``report.md`` and
+    ``report.html`` (the plots, :mod:`explorer.report_html`) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     variants.to_csv(out / "variants.csv", index=False)
     kernels.to_csv(out / "kernels.csv", index=False)
@@ -27,3 +28,4 @@ def write_results(out: Path, variants: pd.DataFrame, kernels: pd.DataFrame, rank
         plot = "candidates.svg"
         (out / plot).write_text(candidates_svg(candidates))
     (out / "report.md").write_text(markdown_report(variants, kernels, rankings, schedules, plot))
+    (out / "report.html").write_text(html_report(variants, kernels))

@@ -45,6 +45,8 @@ def test_sweep_writes_variants_kernels_and_report(swept):
     kernels = pd.read_csv(out / "kernels.csv")
     assert {"kernel", "energy_j", "dram_bytes", "macs", "ops"} <= set(kernels.columns)
     assert "# Energy exploration report" in (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    assert page.count("<div class='plot' id=") >= 5 and "Plotly.newPlot" in page
 
 
 def test_sweep_reports_traffic_per_level_bound_and_ranking_robustness(swept):

@@ -1,0 +1,345 @@
+"""``report.html``: a sweep's answer as interactive plots, in one file that opens offline.
+
+The page inlines plotly.js (its ``basic`` bundle, MIT, vendored under ``templates/``: scatter and bar
+charts are all it draws) and one JSON document per plot. It loads nothing from the network. Plots:
+energy per variant split into compute, each memory level and static power; energy against latency
+with the Pareto front per target; the traffic and energy fusion saves per fused kernel; a roofline of
+the kernels per target; energy against accuracy loss for the reduced precisions. Each plot has the
+table of the numbers it draws beneath it.
+
+Every string that comes from a model (model, node, kernel and tensor names) is escaped: as HTML in
+the page's text and tables, and inside the embedded JSON both for the HTML parser (``<``, ``>``,
+``&`` as ``\\u`` escapes, so no ``</script>`` can end a script early) and for plotly, which renders a
+subset of HTML tags in its labels (names are entity-escaped, so plotly shows ``<b>`` as text).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from cost_models.targets import TargetError, TargetSpec, load_target
+
+from .fusion import fusion_table, unfused_counterpart
+from .strategies import get_strategy
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+PLOTLY_JS = TEMPLATES / "plotly-basic.min.js"
+
+#: Colours of the energy components: compute, DRAM and static fixed, the on-chip levels from the rest.
+_FIXED_COLOURS = {"compute": "#4c78a8", "dram": "#e45756", "static": "#9d9d9d"}
+_LEVEL_COLOURS = ("#f58518", "#eeca3b", "#72b7b2", "#54a24b", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac", "#8cd17d",
+                  "#499894")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plot:
+    """One plot of the report: plotly traces and layout, and the table of what it draws."""
+
+    id: str
+    title: str
+    caption: str
+    traces: tuple
+    layout: dict
+    table: pd.DataFrame
+
+
+def _label(text) -> str:
+    """A string as plotly shows it literally: its markup entity-escaped."""
+    return html.escape(str(text), quote=False)
+
+
+def _clean(obj):
+    """``obj`` with NaN and infinities as ``None`` (JSON has neither)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def script_json(obj) -> str:
+    """``obj`` as JSON that is safe inside a ``<script>`` element: ``<``, ``>``, ``&`` and the two
+    JavaScript line separators are ``\\u`` escapes, so no string in it can close the element."""
+    text = json.dumps(_clean(obj), ensure_ascii=False, allow_nan=False)
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(ch, esc)
+    return text
+
+
+def _latency(frame: pd.DataFrame, measured: str) -> tuple[pd.Series, pd.Series]:
+    """Measured latency where there is one, else the model's; and which one each row uses."""
+    m = pd.to_numeric(frame.get(measured), errors="coerce") if measured in frame else pd.Series(math.nan, frame.index)
+    used = m.where(m.notna(), pd.to_numeric(frame["latency_s"], errors="coerce"))
+    return used, m.notna().map({True: "measured", False: "modelled"})
+
+
+def _variant_label(frame: pd.DataFrame) -> pd.Series:
+    models = frame["model"].nunique() > 1
+    return (frame["model"].astype(str) + " / " if models else "") + frame["strategy"].astype(str)
+
+
+def energy_components(variants: pd.DataFrame, kernels: pd.DataFrame) -> pd.DataFrame:
+    """Per variant with numbers: energy in compute, at each memory level (summed over its kernels'
+    ``energy_<level>_j``) and static, in joules."""
+    ok = variants[variants["energy_j"].notna()]
+    keys = ["model", "strategy", "target"]
+    levels = [c for c in kernels.columns if c.startswith("energy_") and c.endswith("_j")
+              and c not in ("energy_j", "energy_compute_j", "energy_memory_j", "energy_onchip_j", "energy_static_j",
+                            "energy_cast_j", "compulsory_energy_j")] if len(kernels) else []
+    table = ok[keys + ["energy_j", "energy_compute_j", "energy_static_j", "energy_dram_j", "energy_onchip_j"]].copy()
+    if levels:
+        per_level = kernels.groupby(keys)[levels].sum().reset_index()
+        table = table.drop(columns=["energy_dram_j", "energy_onchip_j"]).merge(per_level, on=keys, how="left")
+    ordered = ["energy_compute_j"] + (["energy_dram_j"] + [c for c in levels if c != "energy_dram_j"]
+                                      if levels else ["energy_dram_j", "energy_onchip_j"]) + ["energy_static_j"]
+    return table[keys + ["energy_j"] + ordered].fillna(0.0)
+
+
+def breakdown_plot(variants: pd.DataFrame, kernels: pd.DataFrame) -> Plot:
+    """Stacked bars: each variant's energy in compute, each memory level and static power."""
+    table = energy_components(variants, kernels).sort_values("target", kind="stable")
+    parts = [c for c in table.columns[4:]]
+    x = (_variant_label(table) + " @ " + table["target"].astype(str)).map(_label).tolist()
+    names = [c[len("energy_"):-len("_j")] for c in parts]
+    levels = iter(_LEVEL_COLOURS * (1 + len(names) // len(_LEVEL_COLOURS)))
+    colours = [_FIXED_COLOURS.get(n) or next(levels) for n in names]
+    traces = tuple({"type": "bar", "name": _label(n), "x": x, "y": (table[c] * 1e3).tolist(),
+                    "marker": {"color": colour}, "hovertemplate": "%{x}<br>%{y:.4g} mJ<extra>%{fullData.name}</extra>"}
+                   for n, c, colour in zip(names, parts, colours))
+    layout = {"barmode": "stack", "yaxis": {"title": {"text": "energy per inference (mJ)"}},
+              "xaxis": {"tickangle": -35, "automargin": True}, "legend": {"orientation": "h", "y": -0.35},
+              "margin": {"l": 120, "b": 160}}
+    return Plot("breakdown", "Energy per variant", "Modelled energy of one inference: compute, each memory level "
+                "(the traffic there times its energy per byte) and static power over the variant's time.",
+                traces, layout, table)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both coordinates (smaller is better), in order
+    of the first coordinate."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1]))
+    front, best = [], math.inf
+    for i in order:
+        if points[i][1] < best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def pareto_plot(variants: pd.DataFrame) -> Plot:
+    """Energy against latency per target, with each target's Pareto front as a line."""
+    ok = variants[variants["energy_j"].notna()].copy()
+    ok["latency_used_s"], ok["latency_is"] = _latency(ok, "measured_latency_s")
+    ok["on_front"] = False
+    traces = []
+    for target, group in ok.groupby("target", sort=False):
+        group = group[group["latency_used_s"].notna()]
+        pts = list(zip(group["latency_used_s"], group["energy_j"]))
+        front = group.iloc[pareto_front(pts)] if pts else group
+        ok.loc[front.index, "on_front"] = True
+        labels = _variant_label(group).map(_label).tolist()
+        traces.append({"type": "scatter", "mode": "markers", "name": _label(target), "x": (group["latency_used_s"] * 1e3).tolist(),
+                       "y": (group["energy_j"] * 1e3).tolist(), "text": labels,
+                       "customdata": group["latency_is"].tolist(), "marker": {"size": 9},
+                       "hovertemplate": "%{text}<br>%{x:.4g} ms (%{customdata})<br>%{y:.4g} mJ<extra>%{fullData.name}</extra>"})
+        traces.append({"type": "scatter", "mode": "lines+markers", "name": _label(f"{target}: Pareto front"),
+                       "x": (front["latency_used_s"] * 1e3).tolist(), "y": (front["energy_j"] * 1e3).tolist(),
+                       "line": {"dash": "dot", "color": "black"},
+                       "marker": {"symbol": "circle-open", "size": 16, "color": "black"}, "hoverinfo": "skip"})
+    layout = {"xaxis": {"title": {"text": "latency per inference (ms)"}, "type": "log"},
+              "yaxis": {"title": {"text": "energy per inference (mJ)"}, "type": "log"}}
+    table = ok[["model", "strategy", "target", "energy_j", "latency_used_s", "latency_is", "on_front"]]
+    return Plot("pareto", "Energy against latency", "Latency is measured where the variant ran on the hardware its "
+                "target describes, modelled otherwise. The ringed variants, joined by a dotted line, are each target's "
+                "Pareto front: no other variant on it is both faster and cheaper.",
+                tuple(traces), layout, table)
+
+
+def fusion_savings(kernels: pd.DataFrame, variants: pd.DataFrame) -> pd.DataFrame:
+    """Per fused kernel of every fused strategy whose unfused counterpart is in the sweep: the DRAM
+    traffic and energy it saves (:func:`explorer.fusion.fusion_table`)."""
+    frames = []
+    if not len(kernels):
+        return pd.DataFrame()
+    for (model, target), ks in kernels.groupby(["model", "target"], sort=False):
+        present = set(ks["strategy"])
+        for name in dict.fromkeys(ks["strategy"]):
+            try:
+                strategy = get_strategy(name)
+                unfused = unfused_counterpart(strategy).name if strategy.fusion != "none" else None
+            except KeyError:
+                unfused = None
+            if unfused is None or unfused not in present:
+                continue
+            t = fusion_table(ks, name, unfused)
+            if len(t):
+                frames.append(t.assign(model=model, target=target, strategy=name))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def fusion_plot(kernels: pd.DataFrame, variants: pd.DataFrame, top: int = 30) -> Plot | None:
+    """Bars: the energy each fused kernel saves against its unfused operators, largest first."""
+    table = fusion_savings(kernels, variants)
+    if not len(table):
+        return None
+    traces = []
+    for (model, strategy, target), t in table.groupby(["model", "strategy", "target"], sort=False):
+        t = t.sort_values("energy_saved_j", ascending=False).head(top)
+        traces.append({"type": "bar", "name": _label(f"{model} / {strategy} @ {target}"),
+                       "x": t["kernel"].map(_label).tolist(), "y": (t["energy_saved_j"] * 1e3).tolist(),
+                       "customdata": (t["dram_bytes_saved"] / 1e6).tolist() if "dram_bytes_saved" in t else None,
+                       "hovertemplate": "%{x}<br>%{y:.4g} mJ saved<br>%{customdata:.4g} MB less DRAM traffic<extra></extra>"})
+    layout = {"barmode": "group", "yaxis": {"title": {"text": "energy saved per inference (mJ)"}},
+              "xaxis": {"tickangle": -35, "automargin": True, "showticklabels": len(table) <= 60}}
+    cols = ["model", "strategy", "target", "kernel", "ops", "eliminated_bytes", "dram_bytes_unfused", "dram_bytes_fused",
+            "dram_bytes_saved", "energy_saved_j"]
+    return Plot("fusion", "What fusion saves, per fused kernel", f"Each fused kernel against the unfused kernels of its "
+                f"operators (the {top} largest savings per strategy): modelled energy saved, with the DRAM traffic "
+                "saved on hover.", tuple(traces), layout,
+                table[[c for c in cols if c in table]].sort_values("energy_saved_j", ascending=False))
+
+
+def _target_spec(name: str) -> TargetSpec | None:
+    try:
+        return load_target(name)
+    except (TargetError, KeyError, FileNotFoundError, ValueError):
+        return None
+
+
+def roofline_plots(kernels: pd.DataFrame) -> list[Plot]:
+    """Per target: every kernel at its arithmetic intensity (operations per DRAM byte) and achieved
+    rate (operations over its measured time where measured, else its modelled latency), under the
+    target's peak compute rate and DRAM bandwidth."""
+    plots = []
+    if not len(kernels):
+        return plots
+    for target, ks in kernels.groupby("target", sort=False):
+        ks = ks.copy()
+        ks["ops"] = 2 * ks["macs"].fillna(0) + ks["flops"].fillna(0)
+        ks["time_s"], ks["time_is"] = _latency(ks, "measured_s")
+        ks = ks[(ks["ops"] > 0) & (ks["dram_bytes"] > 0) & (ks["time_s"] > 0)]
+        if not len(ks):
+            continue
+        ks["ops_per_byte"] = ks["ops"] / ks["dram_bytes"]
+        ks["ops_per_s"] = ks["ops"] / ks["time_s"]
+        traces = []
+        for strategy, g in ks.groupby("strategy", sort=False):
+            traces.append({"type": "scatter", "mode": "markers", "name": _label(strategy),
+                           "x": g["ops_per_byte"].tolist(), "y": (g["ops_per_s"] / 1e9).tolist(),
+                           "text": (g["model"].astype(str) + ": " + g["kernel"].astype(str)).map(_label).tolist(),
+                           "customdata": g["time_is"].tolist(), "marker": {"size": 6, "opacity": 0.75},
+                           "hovertemplate": "%{text}<br>%{x:.3g} op/B, %{y:.4g} Gop/s (%{customdata})<extra>%{fullData.name}</extra>"})
+        spec = _target_spec(str(target))
+        ceiling = ""
+        if spec is not None and spec.compute and spec.memory:
+            peak = max(u.peak_ops_per_s.value for u in spec.compute)
+            bw = spec.memory[0].bandwidth_bytes_per_s.value
+            lo, hi = float(ks["ops_per_byte"].min()) / 2, float(ks["ops_per_byte"].max()) * 2
+            ridge = peak / bw
+            xs = sorted({lo, min(max(ridge, lo), hi), hi})
+            traces.append({"type": "scatter", "mode": "lines", "name": "roofline", "x": xs,
+                           "y": [min(peak, bw * x) / 1e9 for x in xs], "line": {"color": "black"}, "hoverinfo": "skip"})
+            ceiling = (f" The line is the target's roofline: {peak / 1e9:.4g} Gop/s peak "
+                       f"({max(spec.compute, key=lambda u: u.peak_ops_per_s.value).dtype}) and "
+                       f"{bw / 1e9:.4g} GB/s from {spec.memory[0].name}.")
+        layout = {"xaxis": {"title": {"text": "operations per DRAM byte"}, "type": "log"},
+                  "yaxis": {"title": {"text": "achieved Gop/s"}, "type": "log"}}
+        table = ks[["model", "strategy", "kernel", "ops", "dram_bytes", "time_s", "time_is", "ops_per_byte", "ops_per_s"]]
+        plots.append(Plot(f"roofline-{len(plots)}", f"Roofline of the kernels on {target}",
+                          "A multiply-add counts as two operations; time is measured per kernel call where the "
+                          "variant ran on this target's hardware, modelled otherwise." + ceiling,
+                          tuple(traces), layout, table.sort_values("ops_per_s", ascending=False)))
+    return plots
+
+
+def precision_plot(variants: pd.DataFrame) -> Plot | None:
+    """Energy against accuracy loss (relative L2 error against fp32) of the variants that ran."""
+    ok = variants[variants["energy_j"].notna() & pd.to_numeric(variants["accuracy_loss_pct"], errors="coerce").notna()]
+    if not len(ok):
+        return None
+    traces = []
+    for precision, g in ok.groupby("precision", sort=False):
+        loss = pd.to_numeric(g["accuracy_loss_pct"]).clip(lower=1e-6)  # fp32's exact 0 on a log axis
+        traces.append({"type": "scatter", "mode": "markers", "name": _label(precision), "x": loss.tolist(),
+                       "y": (g["energy_j"] * 1e3).tolist(),
+                       "text": (_variant_label(g) + " @ " + g["target"].astype(str)).map(_label).tolist(),
+                       "marker": {"size": 9},
+                       "hovertemplate": "%{text}<br>%{x:.3g}% error<br>%{y:.4g} mJ<extra>%{fullData.name}</extra>"})
+    layout = {"xaxis": {"title": {"text": "accuracy loss: relative L2 error against fp32 (%)"}, "type": "log"},
+              "yaxis": {"title": {"text": "energy per inference (mJ)"}}}
+    table = ok[["model", "strategy", "target", "precision", "energy_j", "accuracy_loss_pct", "sqnr_db"]]
+    return Plot("precision", "Precision trade-offs", "Each variant that ran here, at its outputs' error against the "
+                "fp32 reference (onnxruntime) on the check input; fp32 builds sit at the left edge.",
+                tuple(traces), layout, table)
+
+
+def report_plots(variants: pd.DataFrame, kernels: pd.DataFrame) -> list[Plot]:
+    """Every plot the sweep's tables give (a plot without data is left out)."""
+    plots = []
+    if variants["energy_j"].notna().any():
+        plots += [breakdown_plot(variants, kernels), pareto_plot(variants)]
+    plots += [p for p in (fusion_plot(kernels, variants),) if p is not None]
+    plots += roofline_plots(kernels)
+    plots += [p for p in (precision_plot(variants),) if p is not None]
+    return plots
+
+
+def _table_html(table: pd.DataFrame, limit: int = 200) -> str:
+    shown = table.head(limit)
+    more = f"<p class='more'>{len(table) - limit} more rows in the CSV files.</p>" if len(table) > limit else ""
+    return shown.to_html(index=False, escape=True, na_rep="", float_format=lambda x: f"{x:.4g}", border=0) + more
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+.plot { width: 100%; height: 520px; }
+table { border-collapse: collapse; font-size: 12px; }
+td, th { padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }
+details { margin: 0.5em 0 2em; }
+.caption { color: #555; }
+"""
+
+
+def html_page(title: str, intro: list[str], plots: list[Plot], sections: list[tuple[str, str]] = ()) -> str:
+    """A self-contained page: ``intro`` paragraphs (plain text, escaped), the plots with their tables,
+    then ``sections`` of (heading, HTML already escaped)."""
+    body = [f"<h1>{html.escape(title)}</h1>"] + [f"<p>{html.escape(p)}</p>" for p in intro]
+    body.append("<ul>" + "".join(f"<li><a href='#{p.id}-section'>{html.escape(p.title)}</a></li>" for p in plots) + "</ul>")
+    scripts = []
+    for p in plots:
+        body += [f"<section id='{p.id}-section'><h2>{html.escape(p.title)}</h2>",
+                 f"<p class='caption'>{html.escape(p.caption)}</p>", f"<div class='plot' id='{p.id}'></div>",
+                 f"<details><summary>table ({len(p.table)} rows)</summary>{_table_html(p.table)}</details></section>"]
+        scripts.append(f"Plotly.newPlot({script_json(p.id)}, {script_json(list(p.traces))}, "
+                       f"{script_json({'margin': {'t': 30}, **p.layout})}, {{displaylogo: false, responsive: true}});")
+    for heading, content in sections:
+        body += [f"<section><h2>{html.escape(heading)}</h2>", content, "</section>"]
+    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
+            f"<script>{PLOTLY_JS.read_text()}</script></head>\n<body>\n" + "\n".join(body)
+            + "\n<script>\n" + "\n".join(scripts) + "\n</script>\n</body></html>\n")
+
+
+def html_report(variants: pd.DataFrame, kernels: pd.DataFrame) -> str:
+    """``report.html`` of a sweep's variants and kernels tables."""
+    models = ", ".join(dict.fromkeys(variants["model"].astype(str)))
+    targets = ", ".join(dict.fromkeys(variants["target"].astype(str)))
+    ok = variants[variants["energy_j"].notna()]
+    intro = [f"Models: {models}. Targets: {targets}. {len(variants)} variants, {len(ok)} with numbers.",
+             "Energy is modelled from each variant's lowered TIR: operations by kind and dtype, traffic at every "
+             "memory level, static power over the variant's time (measured where the variant ran on the hardware "
+             "its target describes). report.md has the same results as text; the CSV files have every column."]
+    problems = variants[~variants["status_kind"].isin(("ok", "analysed", "built-not-run", "emulated"))]
+    sections = []
+    if len(problems):
+        sections.append(("Variants without numbers or with problems", _table_html(
+            problems[["model", "strategy", "target", "status_kind", "status"]])))
+    return html_page("Energy exploration report", intro, report_plots(variants, kernels), sections)

@@ -1,0 +1,89 @@
+"""``explorer compare``: two sweeps that differ in one target figure name exactly what it changed."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cost_models.targets import load_target
+from explorer.compare import diff_rows, relative_change
+
+
+def cli(*args, cwd=None, timeout=900):
+    return subprocess.run([sys.executable, "-m", "explorer.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env={**os.environ, "PYTHONPATH": os.getcwd()})
+
+
+def test_relative_change():
+    assert relative_change(2.0, 3.0) == 0.5
+    assert relative_change(2.0, 2.0) == 0.0 and relative_change(math.nan, math.nan) == 0.0
+    assert math.isinf(relative_change(math.nan, 1.0)) and math.isinf(relative_change(0.0, 1.0))
+
+
+def test_diff_rows_lists_changed_and_one_sided_rows_largest_first():
+    a = pd.DataFrame({"k": ["x", "y", "z"], "energy_j": [1.0, 1.0, 1.0], "status": ["ok"] * 3})
+    b = pd.DataFrame({"k": ["x", "y", "w"], "energy_j": [1.001, 1.5, 1.0], "status": ["ok"] * 3})
+    table, unchanged = diff_rows(a, b, ["k"], ("energy_j",), min_change=0.01)
+    assert unchanged == 1  # x moved by 0.1%, under the limit
+    assert table["k"].tolist() == ["w", "z", "y"]  # new and gone first (by key), then +50%
+    assert table["in"].tolist() == ["B only", "A only", "both"] and table["changed"].iloc[2] == "energy_j"
+
+
+@pytest.fixture(scope="module")
+def two_sweeps(conv_add_relu_onnx, tmp_path_factory):
+    """One sweep on cpu; one on a copy of its file whose DRAM energy per byte is doubled."""
+    root = tmp_path_factory.mktemp("compare")
+    spec = load_target("cpu")
+    text = Path(spec.path).read_text()
+    dram = re.search(r'\[\[memory\]\]\nname = "dram".*?\[memory\.energy_pj_per_byte\]\nvalue = ([0-9.e+-]+)\nlow = '
+                     r'([0-9.e+-]+)\nhigh = ([0-9.e+-]+)', text, re.S)
+    doubled = (text[:dram.start(1)] + f"{2 * float(dram.group(1))}\nlow = {2 * float(dram.group(2))}\nhigh = "
+               f"{2 * float(dram.group(3))}" + text[dram.end(3):])
+    (root / "dram2x.toml").write_text(doubled)
+    runs = []
+    for name, target in (("a", "cpu"), ("b", str(root / "dram2x.toml"))):
+        done = cli("sweep", str(conv_add_relu_onnx), "--targets", target, "--strategies", "baseline,fused",
+                   "--out", str(root / name), "--quiet")
+        assert done.returncode == 0, done.stderr
+        runs.append(root / name)
+    return runs
+
+
+def test_compare_names_the_changed_variants_and_kernels_and_nothing_else(two_sweeps, tmp_path):
+    a, b = two_sweeps
+    done = cli("compare", str(a), str(b), "--html", str(tmp_path / "compare.html"))
+    assert done.returncode == 0, done.stderr
+    ka = pd.read_csv(a / "kernels.csv")
+    with_dram = ka[ka["energy_dram_j"] / ka["energy_j"] >= 0.01]  # doubling moves their energy by 1% or more
+    assert len(with_dram) and len(with_dram) < len(ka)  # the test needs kernels on both sides of the line
+    assert "2 variant(s) changed (0 unchanged)" in done.stdout
+    assert f"{len(with_dram)} kernel call(s) changed ({len(ka) - len(with_dram)} unchanged)" in done.stdout
+    for _, k in ka.iterrows():
+        named = re.search(rf"\b{re.escape(k['kernel'])}\b", done.stdout) is not None
+        if k["kernel"] not in set(with_dram["kernel"]):
+            assert not named, k["kernel"]
+    page = (tmp_path / "compare.html").read_text()
+    assert "Energy of the changed variants" in page and "Plotly.newPlot" in page
+
+
+def test_only_energy_moved_and_by_the_dram_share(two_sweeps):
+    from explorer.compare import compare_runs
+
+    a, b = two_sweeps
+    c = compare_runs(a, b)
+    assert set(c.variants["changed"]) == {"energy_j"}
+    va = pd.read_csv(a / "variants.csv").set_index("strategy")
+    for _, r in c.variants.iterrows():
+        assert r["energy_j_b"] - r["energy_j_a"] == pytest.approx(va.loc[r["strategy"], "energy_dram_j"], rel=1e-9)
+
+
+def test_compare_of_a_directory_that_is_no_sweep_is_one_line(tmp_path):
+    done = cli("compare", str(tmp_path), str(tmp_path), "--html", "")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "is not a sweep's --out directory" in done.stderr

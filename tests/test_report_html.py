@@ -1,0 +1,93 @@
+"""report.html: self-contained plots, escaped model strings; one test draws it in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from explorer.report_html import html_report, pareto_front, report_plots, script_json
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "reports" / "resnet18"
+#: A model name that would be markup, a script end and an event handler if it were not escaped.
+EVIL = "</script><b>bold</b><img src=x onerror=\"document.title='pwned'\">"
+
+
+@pytest.fixture(scope="module")
+def example():
+    """The example resnet18 sweep's tables, with its model renamed to markup."""
+    v = pd.read_csv(EXAMPLE / "variants.csv")
+    k = pd.read_csv(EXAMPLE / "kernels.csv")
+    v["model"], k["model"] = EVIL, EVIL
+    k.loc[k.index[:3], "kernel"] = EVIL
+    return v, k
+
+
+def test_script_json_cannot_close_a_script_element():
+    text = script_json({"name": "</script><!--", "x": [float("nan"), 1.0], "amp": "a&b\u2028"})
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert json.loads(text) == {"name": "</script><!--", "x": [None, 1.0], "amp": "a&b\u2028"}
+
+
+def test_pareto_front_keeps_the_points_nothing_beats_on_both():
+    # (latency, energy): (2, 5) is beaten by (1, 4); (3, 1) is the cheapest
+    assert pareto_front([(1, 4), (2, 5), (3, 1), (4, 2)]) == [0, 2]
+
+
+def test_every_plot_of_the_example_sweep_is_there(example):
+    ids = [p.id for p in report_plots(*example)]
+    assert ids == ["breakdown", "pareto", "fusion", "roofline-0", "roofline-1", "roofline-2", "precision"]
+
+
+def test_breakdown_components_add_up_to_the_energy(example):
+    table = next(p for p in report_plots(*example) if p.id == "breakdown").table
+    parts = table.columns[4:]
+    assert (table[parts].sum(axis=1) - table["energy_j"]).abs().max() < 1e-9 * table["energy_j"].max()
+
+
+def test_model_strings_are_escaped_in_text_and_json(example):
+    page = html_report(*example)
+    body = page.split("</head>", 1)[1]
+    assert "<b>" not in body and "<img" not in body and body.count("</script>") == 1
+    assert "&lt;/script&gt;&lt;b&gt;bold&lt;/b&gt;" in body  # in the tables and headings as text
+    # inside the plots' JSON: \u escapes for the HTML parser, entities for plotly's label markup
+    assert "\\u0026lt;b\\u0026gt;bold" in body
+
+
+def test_the_page_loads_nothing_from_the_network(example):
+    page = html_report(*example)
+    outside_scripts = re.sub(r"<script>.*?</script>", "", page, flags=re.S)
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", outside_scripts)
+    assert "<link" not in outside_scripts and "@import" not in page.split("<script>")[0]
+
+
+def _chromium() -> str | None:
+    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+
+
+def test_headless_chromium_browser_draws_every_plot_offline(example, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs it")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    page = tmp_path / "report.html"
+    page.write_text(html_report(*example))
+    # a proxy that refuses every connection: anything the page fetched would fail to load
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--proxy-server=127.0.0.1:9",
+                          "--virtual-time-budget=20000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=180).stdout
+    ids = [p.id for p in report_plots(*example)]
+    for plot_id in ids:
+        start = dom.find(f'<div class="plot js-plotly-plot" id="{plot_id}">')
+        assert start >= 0, f"plot {plot_id} was not drawn"
+        drawn = dom[start:dom.find("<details>", start)]
+        assert "main-svg" in drawn and "<path" in drawn, f"plot {plot_id} has no marks"
+    assert "<title>Energy exploration report</title>" in dom  # the onerror handler never ran
+    assert "<b>bold</b>" not in dom and "<img" not in dom
