@@ -3,6 +3,8 @@
     import explorer
     df = explorer.sweep("resnet18", targets=["cpu", "npu"], strategies="all")
     timing = explorer.run_variant("resnet18", strategy="fused", repeat=10)  # build once, time on this CPU
+    build = explorer.export_best("resnet18", target="cpu", objective="energy", out="build")  # deploy
+    changes = explorer.compare_runs("runs/a", "runs/b")  # .variants and .kernels that changed
 
 Everything the ``explorer`` command does is available here and returns pandas DataFrames.
 """
@@ -14,6 +16,10 @@ from .sweep import run_sweep, sweep  # noqa: E402
 from .fusion import fusion_report  # noqa: E402
 from .deploy import run_variant  # noqa: E402
 from .records import Status, StatusKind  # noqa: E402
+from .best import Limits  # noqa: E402
+from .export import export_best  # noqa: E402
+from .compare import compare_runs  # noqa: E402
 
 __all__ = ["ExplorerError", "Strategy", "get_strategy", "list_strategies", "register", "run_sweep", "sweep",
-           "fusion_report", "run_variant", "Status", "StatusKind", "__version__"]
+           "fusion_report", "run_variant", "Status", "StatusKind", "Limits", "export_best", "compare_runs",
+           "__version__"]
