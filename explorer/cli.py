@@ -85,7 +85,7 @@ def _cmd_sweep(args) -> int:
           f"(in workers: compile {w['compile']:.1f} s, analyse {w['analyse']:.2f} s), time {p['time']:.1f} s "
           f"(of which running the checks {w['run']:.2f} s), score {p['score']:.2f} s")
     if args.out:
-        print(f"wrote {os.path.join(args.out, 'variants.csv')}, kernels.csv and report.md")
+        print(f"wrote {os.path.join(args.out, 'variants.csv')}, kernels.csv, report.md and report.html")
     for _, r in v[v["meets_accuracy"].eq(False)].iterrows():
         print(f"{r['model']} / {r['strategy']} / {r['target']}: accuracy loss {r['accuracy_loss_pct']:.3g}% > "
               f"{args.max_accuracy_loss:g}%", file=sys.stderr)

@@ -6,7 +6,8 @@ by row. Variants pair up by (model, strategy, target) and kernels by (model, str
 index); where each run has one target of different names (a copied target file), rows pair up by
 model and strategy alone. A row is listed when its status differs, when it is in one run only, or when
 one of its figures (energy, DRAM bytes, modelled and measured latency) moved by at least
-``min_change`` (relative); the largest changes come first.
+``min_change`` (relative); the largest changes come first. Status is compared by kind (``ok``,
+``emulated``, ``failed``, ...): its text names the target, which a copied target file renames.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def diff_rows(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], figures: tuple[
             row[f"{f}_a"], row[f"{f}_b"] = fa, fb
             ch = relative_change(fa, fb)
             row[f"{f}_change"] = ch
-            if abs(ch) >= min_change:
+            if ch != 0 and abs(ch) >= min_change:
                 moved.append(f)
                 biggest = max(biggest, abs(ch))
         changed_status = False
@@ -120,7 +121,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, min_change: float = DEFAU
     vb, kb = read_run(run_b)
     pair = _align_targets(va, vb)
     vkeys = ["model", "strategy"] if pair else ["model", "strategy", "target"]
-    variants, same_v = diff_rows(va, vb, vkeys, VARIANT_FIGURES, min_change)
+    variants, same_v = diff_rows(va, vb, vkeys, VARIANT_FIGURES, min_change, status="status_kind")
     kernels, same_k = pd.DataFrame(), 0
     if len(ka) and len(kb):
         kkeys = vkeys + ["call_index", "kernel"]

@@ -87,3 +87,12 @@ def test_only_energy_moved_and_by_the_dram_share(two_sweeps):
 def test_compare_of_a_directory_that_is_no_sweep_is_one_line(tmp_path):
     done = cli("compare", str(tmp_path), str(tmp_path), "--html", "")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "is not a sweep's --out directory" in done.stderr
+
+
+def test_with_no_smallest_change_every_kernel_with_dram_traffic_is_named(two_sweeps):
+    from explorer.compare import compare_runs
+
+    a, b = two_sweeps
+    ka = pd.read_csv(a / "kernels.csv")
+    c = compare_runs(a, b, min_change=0)
+    assert len(c.kernels) == int((ka["dram_bytes"] > 0).sum()) and set(c.kernels["changed"]) == {"energy_j"}
