@@ -69,7 +69,8 @@ def _cmd_sweep(args) -> int:
                        calibration=args.calibration, tuning_records=args.tuning_records, jobs=args.jobs,
                        variant_timeout=args.variant_timeout, backend=args.backend, address=args.address,
                        strict=args.strict, max_tensor_bytes=args.max_tensor_bytes,
-                       input_values=parse_input_values(args.input_value), inputs=args.inputs)
+                       input_values=parse_input_values(args.input_value), inputs=args.inputs,
+                       phases=args.phase, batches=args.batch)
     v = result.variants
     if v["energy_j"].notna().any():
         print(variants_table(v).to_string(index=False))
@@ -229,6 +230,16 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _batches(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"every batch must be at least 1, got {text!r}")
+    return list(dict.fromkeys(values))
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -302,6 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="real inputs: .npy files, one sample each (a folder per input for models with several); "
                         "the first is the check input, all calibrate int8 (default: seeded samples)")
     calibration_arg(s)
+    s.add_argument("--phase", metavar="PHASES",
+                   help="decoders: comma-separated phases, prefill:P (a prompt of P tokens, no cache) and decode:L "
+                        "(one token against a cache of L), each swept as its own model, e.g. prefill:128,decode:128")
+    s.add_argument("--batch", type=_batches, metavar="B1,B2,...",
+                   help="sweep every model at each batch (the symbolic first dimension of its inputs), e.g. 1,8,32")
     s.add_argument("--max-accuracy-loss", type=float, metavar="PCT",
                    help="mark variants whose outputs differ from the fp32 reference by more than PCT percent "
                         "(relative L2 error; 1%% is an SQNR of 40 dB)")

@@ -20,6 +20,7 @@ from .cache import atomic_path, cache_dir, write_atomic
 from .batchnorm import fold_batchnorm
 from .control_flow import fold_constant_if
 from .errors import ExplorerError
+from .phases import Phase
 from .qlinear import expand_integer_ops
 from .recurrent import RECURRENT_OPS, expand_recurrent
 from .shape_folding import fold_shape_computations
@@ -51,6 +52,10 @@ class PreparedModel:
     sha256: str
     inputs: tuple[InputSpec, ...]
     preparation: str = "simplified"  # "shapes folded by onnxruntime" or "shapes only": see _prepared
+    phase: str = ""  # a decoder's phase (explorer.phases.Phase.label: "prefill:128", "decode:128"); "" otherwise
+    batch: int = 1  # the first input's first dimension
+    tokens: int = 0  # tokens one inference of a decoder's phase produces, over the batch (0: not a decoder)
+    kv_cache_bytes: int = 0  # bytes of KV cache a decode step reads (the past inputs)
 
     @property
     def key(self) -> str:
@@ -171,7 +176,8 @@ def _resolve_source(model: str) -> tuple[str, Path]:
     return model, zoo.onnx_path(model, cache_dir() / "models")
 
 
-def _static_shapes(model: onnx.ModelProto, overrides: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+def _static_shapes(model: onnx.ModelProto, overrides: dict[str, tuple[int, ...]],
+                   batch: int = 1) -> dict[str, tuple[int, ...]]:
     inits = {i.name for i in model.graph.initializer}
     graph_inputs = [i for i in model.graph.input if i.name not in inits]
     names = {i.name for i in graph_inputs}
@@ -196,7 +202,7 @@ def _static_shapes(model: onnx.ModelProto, overrides: dict[str, tuple[int, ...]]
             if d.HasField("dim_value") and d.dim_value >= 0:  # some exporters write -1 for a symbolic one
                 shape.append(d.dim_value)
             elif pos == 0:
-                shape.append(1)  # symbolic batch dimension
+                shape.append(batch)  # symbolic batch dimension
             else:
                 label = d.dim_param or "?"
                 raise ExplorerError(f"input {inp.name!r} has symbolic dimension {label!r} at position {pos}: "
@@ -341,10 +347,13 @@ def _names_are_text(graph: onnx.GraphProto) -> bool:
 
 
 def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
-            max_tensor_bytes: int | None = None, input_values: dict[str, float] | None = None) -> PreparedModel:
+            max_tensor_bytes: int | None = None, input_values: dict[str, float] | None = None,
+            phase: Phase | None = None, batch: int | None = None) -> PreparedModel:
     """Load a zoo model or ONNX file, check it (:mod:`explorer.validation`) and return it static and
     simplified, cached on disk by content. ``max_tensor_bytes`` limits every tensor's size (default: a
     quarter of this machine's memory); ``input_values`` freezes inputs to constants (``--input-value``).
+    A decoder is prepared for one ``phase`` (:mod:`explorer.phases`; its name gets the phase's suffix);
+    ``batch`` sets every input's symbolic first dimension (default 1; its name gets ``@bN``).
 
     Raises :class:`ExplorerError` with a one-line message for anything a user can fix.
     """
@@ -368,9 +377,25 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
     validation.load_external_data(proto, src.parent)
     if input_values:
         _freeze_inputs(proto, input_values)
-    shapes = _static_shapes(proto, input_shapes or {})
+    overrides, kv_bytes = dict(input_shapes or {}), 0
+    if phase is not None:
+        from . import phases
+
+        at_phase = phases.phase_shapes(proto, phase, batch or 1)
+        kv_bytes = phases.kv_cache_bytes(proto, at_phase)
+        if phase.kind == "prefill":
+            proto = phases.drop_past(proto, at_phase)
+            at_phase = {k: v for k, v in at_phase.items() if not phases.PAST.match(k)}
+        overrides = {**at_phase, **overrides}
+        name += phase.suffix
+    elif _is_decoder_without_shapes(proto, overrides):
+        raise ExplorerError(f"{name} is a decoder (KV cache inputs): sweep it with --phase prefill:P,decode:L, "
+                            "or give every input's shape with --input-shape")
+    if batch is not None:
+        name += f"@b{batch}"
+    shapes = _static_shapes(proto, overrides, batch or 1)
     validation.check_declared_sizes(proto, shapes, limit)
-    content = proto.SerializeToString() if input_values or any(
+    content = proto.SerializeToString() if input_values or phase is not None or any(
         i.data_location == onnx.TensorProto.EXTERNAL or i.external_data for i in proto.graph.initializer) else raw
     frozen = sorted((input_values or {}).items())
     key = hashlib.sha256(content + repr((sorted(shapes.items()), frozen, PREPARE_VERSION)).encode()).hexdigest()[:20]
@@ -391,5 +416,15 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
         preparation = json.loads(out.with_suffix(".json").read_text())["preparation"]
     data = out.read_bytes()
     prepared = onnx.load_from_string(data)
-    return PreparedModel(name=name, path=out, sha256=hashlib.sha256(data).hexdigest(), inputs=_input_specs(prepared),
-                         preparation=preparation)
+    specs = _input_specs(prepared)
+    first = specs[0].shape if specs and specs[0].shape else (1,)
+    return PreparedModel(name=name, path=out, sha256=hashlib.sha256(data).hexdigest(), inputs=specs,
+                         preparation=preparation, phase=phase.label if phase else "", batch=int(first[0]),
+                         tokens=phase.new_tokens(int(first[0])) if phase else 0, kv_cache_bytes=kv_bytes)
+
+
+def _is_decoder_without_shapes(model: onnx.ModelProto, overrides: dict) -> bool:
+    from .phases import is_decoder
+
+    return is_decoder(model) and not {i.name for i in model.graph.input} <= set(overrides) | {
+        i.name for i in model.graph.initializer}

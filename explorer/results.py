@@ -30,8 +30,11 @@ PROBLEM_KINDS = ("failed", "crashed", "timed-out", "mismatch")
 #: The compute dtype each reduced precision needs from a target.
 PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
 
-IDENTITY_COLUMNS = ("model", "strategy", "target", "fusion", "layout", "precision", "tuning", "status", "status_kind",
-                    "built", "ran")
+IDENTITY_COLUMNS = ("model", "strategy", "target", "fusion", "layout", "precision", "tuning", "phase", "batch",
+                    "status", "status_kind", "built", "ran")
+#: Per sample (a batch element) and, for a decoder's phase, per token: energy, rate and the KV cache.
+THROUGHPUT_COLUMNS = ("tokens", "kv_cache_bytes", "energy_per_sample_j", "samples_per_s", "measured_samples_per_s",
+                      "energy_per_token_j", "tokens_per_j", "tokens_per_s", "measured_tokens_per_s")
 MEASURED_COLUMNS = (
     "planned_memory_bytes", "max_abs_error", "tolerance", "within_tolerance", "sqnr_db", "accuracy_loss_pct",
     "argmax_agreement", "meets_accuracy", "compile_s", "check_run_s", "measured_latency_s", "measured_latency_spread",
@@ -39,7 +42,8 @@ MEASURED_COLUMNS = (
     "onnxruntime_latency_s", "latency_vs_onnxruntime", "onnxruntime_int8_latency_s", "tvm_threads", "onnxruntime_threads", "node",
     "tuned_kernels", "reused_kernels", "tuning_trials", "model_hash", "tvm_version")
 #: The columns of ``variants.csv``, in order.
-VARIANT_COLUMNS = [*IDENTITY_COLUMNS, *Totals.COLUMNS, "energy_p05_j", "energy_p95_j", *MEASURED_COLUMNS]
+VARIANT_COLUMNS = [*IDENTITY_COLUMNS, *Totals.COLUMNS, "energy_p05_j", "energy_p95_j", *THROUGHPUT_COLUMNS,
+                   *MEASURED_COLUMNS]
 
 
 def base_row(model: str, strategy: Strategy, target: str) -> dict:
@@ -47,6 +51,23 @@ def base_row(model: str, strategy: Strategy, target: str) -> dict:
     row = dict.fromkeys(VARIANT_COLUMNS)
     row.update(model=model, strategy=strategy.name, target=target, **strategy.axes(), built=False, ran=False)
     return row
+
+
+def throughput(row: dict, batch: int, tokens: int) -> dict:
+    """The :data:`THROUGHPUT_COLUMNS` of a scored row: per sample of the ``batch`` and, where the model is a
+    decoder's phase producing ``tokens`` per inference, per token (measured rates where it was measured)."""
+    energy_j, latency_s, measured_s = (row.get(c) for c in ("energy_j", "latency_s", "measured_latency_s"))
+
+    def per(n, x):
+        return None if x is None or not n or not np.isfinite(x) or x <= 0 else n / x
+
+    out = {"energy_per_sample_j": None if energy_j is None else energy_j / max(batch, 1),
+           "samples_per_s": per(batch, latency_s), "measured_samples_per_s": per(batch, measured_s)}
+    if tokens:
+        out.update(tokens=tokens, energy_per_token_j=None if energy_j is None else energy_j / tokens,
+                   tokens_per_j=per(tokens, energy_j), tokens_per_s=per(tokens, latency_s),
+                   measured_tokens_per_s=per(tokens, measured_s))
+    return out
 
 
 def failed_row(row: dict, status: Status) -> dict:

@@ -34,10 +34,11 @@ from .deploy import resolve_mcpu, timing_threads
 from .errors import ExplorerError
 from .loading import PreparedModel, prepare
 from .loading import model_name as model_name_of
+from .phases import Phase, parse_phases
 from .plan import Plan, lowering_of, make_plan
 from .records import Lowering, Measurement, Status, StatusKind
 from .reference import Reference, reference
-from .results import VARIANT_COLUMNS, base_row, failed_row, rank, tuning_tables, variant_row
+from .results import VARIANT_COLUMNS, base_row, failed_row, rank, throughput, tuning_tables, variant_row
 from .strategies import parse_strategies
 from .ort_int8 import int8_latency
 from .timing import TIMED_RUNS, needs_run, time_builds
@@ -109,7 +110,7 @@ def _score(prepared: dict, plans: list[Plan], strats: list, specs: list[TargetSp
         if isinstance(model, ExplorerError):
             for s in strats:
                 for t in specs:
-                    rows.append(failed_row(base_row(model_name_of(model_name), s, t.name),
+                    rows.append(failed_row(base_row(model_name, s, t.name),
                                            Status(StatusKind.FAILED, str(model))))
             continue
         ref = references.get(model.name)
@@ -118,13 +119,15 @@ def _score(prepared: dict, plans: list[Plan], strats: list, specs: list[TargetSp
                 tuning_frames[name].append(table)
             for t in plan.group:
                 row = base_row(model.name, plan.strategy, t.name)
-                row.update(model_hash=model.key, tvm_version=tvm_version())
+                row.update(model_hash=model.key, tvm_version=tvm_version(), phase=model.phase or None, batch=model.batch,
+                           kv_cache_bytes=model.kv_cache_bytes if model.phase else None)
                 threads = timing_threads(t)
                 measurement = plan.measurements.get(threads) if t.tvm == "llvm" and t.runs_here else None
                 if isinstance(measurement, Measurement):
                     row.update(onnxruntime_latency_s=ort.get((model.name, threads)), onnxruntime_threads=threads,
                                onnxruntime_int8_latency_s=ort_int8.get((model.name, plan.calibration, threads)))
                 row, kern = variant_row(row, plan.result, t, ref.outputs if ref else None, measurement)
+                row.update(throughput(row, model.batch, model.tokens))
                 rows.append(row)
                 kernel_frames.append(kern)
     return rows, kernel_frames, tuning_frames
@@ -149,7 +152,8 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
               variant_timeout: float | None = None, backend: str = "local", address: str | None = None,
               strict: bool = False, max_tensor_bytes: int | None = None,
               input_values: dict[str, float] | None = None, inputs: str | Path | None = None,
-              tables: bool = True) -> SweepResult:
+              tables: bool = True, phases: list[Phase] | str | None = None,
+              batches: list[int] | None = None) -> SweepResult:
     """Compile every model under every strategy for every target; return variant and kernel tables.
 
     ``targets`` are names of shipped targets or paths of target files (default ``["cpu"]``).
@@ -170,6 +174,8 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     ``input_values`` freezes inputs to constants (an ``If`` on a sample rate then keeps one branch).
     ``inputs`` is a directory of real ``.npy`` inputs: the first sample is the check input every CPU
     variant and onnxruntime run on, and (without ``calibration``) all of them calibrate int8.
+    ``phases`` (``prefill:P``, ``decode:L``: :mod:`explorer.phases`) sweeps each decoder once per phase;
+    ``batches`` sweeps every model at each batch (the symbolic first dimension of its inputs).
     """
     from .progress import Progress
 
@@ -187,17 +193,20 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
         _check_writable(Path(out))
         store = SQLiteStore(Path(out) / "results.sqlite")
     stores = lowerings.Stores(store, lowerings.CACHE)
-    bar = Progress(len(models) * len(strats) * len(specs), enabled=progress)
+    phase_list = parse_phases(phases) if isinstance(phases, str) else list(phases or [])
+    instances = [(m, ph, b) for m in models for ph in (phase_list or [None]) for b in (batches or [None])]
+    bar = Progress(len(instances) * len(strats) * len(specs), enabled=progress)
     try:
         with clock("prepare"):
             prepared: dict[str, PreparedModel | ExplorerError] = {}
-            for model_name in models:  # validate every model before any work starts
+            for model_name, phase, batch in instances:  # validate every model before any work starts
+                label = model_name_of(model_name) + (phase.suffix if phase else "") + (f"@b{batch}" if batch else "")
                 try:
-                    prepared[model_name] = prepare(model_name, input_shapes, max_tensor_bytes, input_values)
+                    prepared[label] = prepare(model_name, input_shapes, max_tensor_bytes, input_values, phase, batch)
                 except ExplorerError as err:
-                    if len(models) == 1:
+                    if len(instances) == 1:
                         raise
-                    prepared[model_name] = err
+                    prepared[label] = err
             mcpu = resolve_mcpu() if "generic" in groups else ""
             plans: list[Plan] = []
             references: dict[str, Reference] = {}

@@ -1,6 +1,7 @@
 """Deterministic, code-built ONNX model zoo (no downloads).
 
-Models: ``mlp``, ``resnet18``, ``resnet50``, ``mobilenetv2``, ``bert-mini``, ``yolo-block``.
+Models: ``mlp``, ``resnet18``, ``resnet50``, ``mobilenetv2``, ``bert-mini``, ``yolo-block``, and the
+decoders ``gpt2`` and ``llama-mini`` (KV cache as inputs and outputs; swept per phase).
 """
 
 from .zoo import ZOO_VERSION, ModelInfo, count_macs, get_model, list_models, onnx_path

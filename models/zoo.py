@@ -21,6 +21,7 @@ import onnx
 from onnx import shape_inference
 
 from . import architectures as _arch
+from . import decoders as _dec
 
 # Bump when the serialised form changes for a reason the source hash cannot see.
 ZOO_VERSION = "1"
@@ -36,6 +37,7 @@ class ModelInfo:
     published_macs: float | None  # multiply-adds from the literature, None if no published figure
     macs_source: str  # citation for published_macs (paper, table) or how it was derived
     build: Callable[[], onnx.ModelProto] = dataclasses.field(compare=False, hash=False, repr=False)
+    decoder: _dec.DecoderConfig | None = None  # a decoder's shape; its inputs' symbolic dims are -1 above
 
 
 _MLP_MACS = 8 * (784 * 512 + 512 * 256 + 256 * 10)  # 4_280_320
@@ -107,6 +109,39 @@ _MODELS: tuple[ModelInfo, ...] = (
         build=_arch.build_yolo_block,
     ),
 )
+
+def _decoder_inputs(cfg: _dec.DecoderConfig) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    past = tuple((f"past_key_values.{i}.{kind}", (-1, cfg.kv_heads, -1, cfg.head_dim))
+                 for i in range(cfg.layers) for kind in ("key", "value"))
+    return (("input_ids", (-1, -1)), ("attention_mask", (-1, -1)), *past)
+
+
+#: Decoders: symbolic batch and sequence lengths, fixed by a phase (``--phase prefill:P,decode:L``).
+_DECODERS: tuple[ModelInfo, ...] = (
+    ModelInfo(
+        name="gpt2",
+        description="GPT-2 small (124 M parameters: 12 layers, d_model 768, 12 heads, vocabulary 50257), KV cache in and out",
+        inputs=_decoder_inputs(_dec.GPT2),
+        published_macs=None,
+        macs_source=(
+            "per token: Kaplan et al. 2020, 'Scaling Laws for Neural Language Models', Table 1: forward FLOPs "
+            "2N + 2 n_layer n_ctx d_model (+ 2 d_model n_vocab for the LM head), N = 12 n_layer d_model^2; "
+            "multiply-adds are half of that"
+        ),
+        build=_dec.build_gpt2,
+        decoder=_dec.GPT2,
+    ),
+    ModelInfo(
+        name="llama-mini",
+        description="Llama-style decoder (RMSNorm, rotary, grouped-query attention 8/2 heads, SwiGLU), 4 layers, d_model 256, KV cache",
+        inputs=_decoder_inputs(_dec.LLAMA_MINI),
+        published_macs=None,
+        macs_source="no published figure (a small Llama-architecture model sized for this machine); use count_macs at a phase",
+        build=_dec.build_llama,
+        decoder=_dec.LLAMA_MINI,
+    ),
+)
+_MODELS = _MODELS + _DECODERS
 
 _BY_NAME = {m.name: m for m in _MODELS}
 

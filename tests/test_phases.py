@@ -1,0 +1,120 @@
+"""Decoder phases: prefill without past inputs, decode against a cache, and a decoder file exported in the
+common KV-cache naming swept through both."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pandas as pd
+import pytest
+
+from explorer.errors import ExplorerError
+from explorer.loading import prepare
+from explorer.phases import Phase, drop_past, is_decoder, parse_phases, phase_shapes
+from models.decoders import DecoderConfig, build_gpt2, build_llama
+
+TINY = DecoderConfig(layers=2, d_model=64, heads=4, kv_heads=4, ffn=256, vocab=500, n_ctx=64)
+TINY_GQA = DecoderConfig(layers=2, d_model=64, heads=4, kv_heads=2, ffn=192, vocab=500, n_ctx=64)
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    """A GPT-2 of 2 layers, as an exporter writes it (symbolic batch and lengths, past_key_values.N.*)."""
+    path = tmp_path_factory.mktemp("decoders") / "tiny-gpt2.onnx"
+    onnx.save(build_gpt2(seed=1, cfg=TINY), path)
+    return path
+
+
+def run_ort(model: onnx.ModelProto, ids: np.ndarray, past: list[np.ndarray] | None, cfg: DecoderConfig):
+    feed = {"input_ids": ids, "attention_mask": np.ones((ids.shape[0], ids.shape[1] + (past[0].shape[2] if past else 0)),
+                                                        np.int64)}
+    names = {i.name for i in model.graph.input}
+    for i in range(cfg.layers):
+        for j, kind in enumerate(("key", "value")):
+            name = f"past_key_values.{i}.{kind}"
+            if name in names:
+                feed[name] = past[2 * i + j] if past else np.zeros((ids.shape[0], cfg.kv_heads, 0, cfg.head_dim), np.float32)
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
+
+
+def test_parse_phases():
+    assert parse_phases("prefill:128,decode:64") == [Phase("prefill", 128), Phase("decode", 64)]
+    with pytest.raises(ExplorerError, match="bad --phase 'decode:0'"):
+        parse_phases("decode:0")
+    with pytest.raises(ExplorerError, match="bad --phase 'warmup:3'"):
+        parse_phases("warmup:3")
+
+
+def test_phase_shapes_of_a_decode_step():
+    model = build_gpt2(cfg=TINY)
+    shapes = phase_shapes(model, Phase("decode", 10), batch=3)
+    assert shapes["input_ids"] == (3, 1) and shapes["attention_mask"] == (3, 11)
+    assert shapes["past_key_values.1.value"] == (3, 4, 10, 16)
+
+
+@pytest.mark.parametrize("build,cfg", [(build_gpt2, TINY), (build_llama, TINY_GQA)])
+def test_the_cache_a_prefill_writes_is_what_decode_continues_from(build, cfg):
+    # the zoo's decoders are real decoders: prefill of 5 tokens then decode of 1 = prefill of all 6
+    model = build(cfg=cfg)
+    ids = np.random.default_rng(0).integers(0, cfg.vocab, (2, 6)).astype(np.int64)
+    first = run_ort(model, ids[:, :5], None, cfg)
+    step = run_ort(model, ids[:, 5:], first[1:], cfg)
+    full = run_ort(model, ids, None, cfg)
+    assert np.abs(full[0][:, -1] - step[0][:, 0]).max() < 1e-4
+
+
+def test_prefill_drops_the_past_inputs_and_computes_the_same():
+    model = build_gpt2(cfg=TINY)
+    shapes = phase_shapes(model, Phase("prefill", 5))
+    dropped = drop_past(model, shapes)
+    assert not is_decoder(dropped) and [i.name for i in dropped.graph.input] == ["input_ids", "attention_mask"]
+    ids = np.random.default_rng(1).integers(0, TINY.vocab, (1, 5)).astype(np.int64)
+    want, got = run_ort(model, ids, None, TINY), run_ort(dropped, ids, None, TINY)
+    assert all(np.array_equal(a, b) for a, b in zip(want, got))
+
+
+def test_prepared_phases_are_static_and_count_the_cache(tiny_gpt2):
+    prefill = prepare(str(tiny_gpt2), phase=Phase("prefill", 8), batch=2)
+    decode = prepare(str(tiny_gpt2), phase=Phase("decode", 8), batch=2)
+    assert (prefill.name, prefill.tokens, prefill.kv_cache_bytes) == ("tiny-gpt2@prefill8@b2", 16, 0)
+    assert [i.name for i in prefill.inputs] == ["input_ids", "attention_mask"]
+    assert decode.name == "tiny-gpt2@decode8@b2" and decode.tokens == 2
+    # keys and values, 2 layers, batch 2, 4 heads, 8 positions, 16 per head, 4 bytes
+    assert decode.kv_cache_bytes == 2 * 2 * 2 * 4 * 8 * 16 * 4
+    assert dict((i.name, i.shape) for i in decode.inputs)["past_key_values.0.key"] == (2, 4, 8, 16)
+
+
+def test_a_decoder_without_a_phase_is_one_clear_error(tiny_gpt2):
+    with pytest.raises(ExplorerError, match="is a decoder .* --phase prefill:P,decode:L"):
+        prepare(str(tiny_gpt2))
+
+
+def test_a_phase_on_a_model_that_is_no_decoder_is_one_clear_error(matmul_onnx):
+    with pytest.raises(ExplorerError, match="--phase needs a decoder"):
+        prepare(str(matmul_onnx), phase=Phase("decode", 4))
+
+
+def test_an_exported_decoder_sweeps_through_both_phases(tiny_gpt2, tmp_path):
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "explorer.cli", "sweep", str(tiny_gpt2), "--phase", "prefill:8,decode:8",
+                           "--targets", "cpu,npu", "--strategies", "fused,fused-fp16", "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.returncode == 0, done.stderr
+    v = pd.read_csv(out / "variants.csv").set_index(["model", "strategy", "target"])
+    assert set(v.index.get_level_values("model")) == {"tiny-gpt2@prefill8", "tiny-gpt2@decode8"}
+    fp32 = v.xs(("fused", "cpu"), level=("strategy", "target"))
+    assert fp32["within_tolerance"].all()  # both phases match onnxruntime
+    prefill, decode = fp32.loc["tiny-gpt2@prefill8"], fp32.loc["tiny-gpt2@decode8"]
+    assert (prefill["phase"], prefill["tokens"], decode["phase"], decode["tokens"]) == ("prefill:8", 8, "decode:8", 1)
+    assert decode["energy_per_token_j"] == decode["energy_j"] and prefill["energy_per_token_j"] == prefill["energy_j"] / 8
+    assert prefill["energy_per_token_j"] < decode["energy_per_token_j"]  # the weights are read once for 8 tokens
+    assert decode["tokens_per_j"] == pytest.approx(1 / decode["energy_j"])
+    assert decode["measured_tokens_per_s"] == pytest.approx(1 / decode["measured_latency_s"])
+    assert decode["kv_cache_bytes"] == 2 * 2 * 4 * 8 * 16 * 4
+    fp16 = v.xs(("fused-fp16", "cpu"), level=("strategy", "target"))
+    assert fp16["accuracy_loss_pct"].notna().all()  # reduced precision: judged by its accuracy
