@@ -160,7 +160,7 @@ def model_name(model: str) -> str:
     return path.stem if path.suffix == ".onnx" or path.exists() else model
 
 
-def _resolve_source(model: str) -> tuple[str, Path]:
+def _resolve_source(model: str, batch: int | None = None) -> tuple[str, Path]:
     path = Path(model)
     if path.suffix == ".onnx" or path.exists():
         if not path.exists():
@@ -173,7 +173,7 @@ def _resolve_source(model: str) -> tuple[str, Path]:
     except KeyError:
         known = ", ".join(m.name for m in zoo.list_models())
         raise ExplorerError(f"{model!r} is neither an ONNX file nor a zoo model; zoo models: {known}") from None
-    return model, zoo.onnx_path(model, cache_dir() / "models")
+    return model, zoo.onnx_path(model, cache_dir() / "models", batch=batch)
 
 
 def _static_shapes(model: onnx.ModelProto, overrides: dict[str, tuple[int, ...]],
@@ -360,7 +360,7 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
     from . import validation
 
     limit = max_tensor_bytes or validation.default_max_tensor_bytes()
-    name, src = _resolve_source(model)
+    name, src = _resolve_source(model, batch)
     raw = src.read_bytes()
     try:
         proto = onnx.load_from_string(raw)
@@ -393,6 +393,7 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
                             "or give every input's shape with --input-shape")
     if batch is not None:
         name += f"@b{batch}"
+        _check_batch(proto, batch, src.name, overrides)
     shapes = _static_shapes(proto, overrides, batch or 1)
     validation.check_declared_sizes(proto, shapes, limit)
     content = proto.SerializeToString() if input_values or phase is not None or any(
@@ -421,6 +422,19 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
     return PreparedModel(name=name, path=out, sha256=hashlib.sha256(data).hexdigest(), inputs=specs,
                          preparation=preparation, phase=phase.label if phase else "", batch=int(first[0]),
                          tokens=phase.new_tokens(int(first[0])) if phase else 0, kv_cache_bytes=kv_bytes)
+
+
+def _check_batch(model: onnx.ModelProto, batch: int, where: str, overrides: dict) -> None:
+    """``--batch`` sets a symbolic first dimension; one a file fixes to another value is refused."""
+    inits = {i.name for i in model.graph.initializer}
+    for inp in model.graph.input:
+        dims = inp.type.tensor_type.shape.dim
+        if inp.name in inits or inp.name in overrides or not dims:
+            continue
+        if dims[0].HasField("dim_value") and dims[0].dim_value > 0 and dims[0].dim_value != batch:
+            raise ExplorerError(f"--batch {batch}: input {inp.name!r} of {where} has a static batch of "
+                                f"{dims[0].dim_value}; only a symbolic first dimension can be set (export the model "
+                                "with a dynamic batch axis)")
 
 
 def _is_decoder_without_shapes(model: onnx.ModelProto, overrides: dict) -> bool:

@@ -34,17 +34,17 @@ RESIDUAL_GAMMA = 0.2
 
 
 # --------------------------------------------------------------------------- MLP
-def build_mlp(seed: int = 0) -> onnx.ModelProto:
+def build_mlp(seed: int = 0, batch: int = 8) -> onnx.ModelProto:
     """784 -> 512 -> 256 -> 10 MLP with Gemm+ReLU, batch 8."""
     g = GraphBuilder(seed)
-    x = g.add_input("input", (8, 784))
+    x = g.add_input("input", (batch, 784))
     x = g.linear(x, "fc1", 784, 512, gain=2.0)
     x = g.node("Relu", [x], "relu1")
     x = g.linear(x, "fc2", 512, 256, gain=2.0)
     x = g.node("Relu", [x], "relu2")
     x = g.linear(x, "fc3", 256, 10, gain=1.0)
-    g.add_output(x, (8, 10))
-    return g.build("mlp", "MLP 784-512-256-10 (Gemm+ReLU), batch 8")
+    g.add_output(x, (batch, 10))
+    return g.build("mlp", f"MLP 784-512-256-10 (Gemm+ReLU), batch {batch}")
 
 
 # ------------------------------------------------------------------------ ResNet
@@ -79,9 +79,9 @@ def _bottleneck(g: GraphBuilder, x, p, cin, planes, stride):
     return g.node("Relu", [out], f"{p}.relu3"), cout
 
 
-def _resnet(name: str, block, layers: list[int], seed: int) -> onnx.ModelProto:
+def _resnet(name: str, block, layers: list[int], seed: int, batch: int = 1) -> onnx.ModelProto:
     g = GraphBuilder(seed)
-    x = g.add_input("input", (1, 3, 224, 224))
+    x = g.add_input("input", (batch, 3, 224, 224))
     x = _conv_bn(g, x, "conv1", 3, 64, 7, 2, pad=3, bn_name="bn1")
     x = g.node("Relu", [x], "relu")
     x = g.node("MaxPool", [x], "maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
@@ -94,16 +94,16 @@ def _resnet(name: str, block, layers: list[int], seed: int) -> onnx.ModelProto:
     x = g.node("Flatten", [x], "flatten", axis=1)
     x = g.linear(x, "fc", cin, 1000, gain=1.0)
     out = g.node("Identity", [x], "logits")
-    g.add_output(out, (1, 1000))
-    return g.build(name, f"torchvision {name} (v1.5), 1x3x224x224, inference BatchNormalization")
+    g.add_output(out, (batch, 1000))
+    return g.build(name, f"torchvision {name} (v1.5), {batch}x3x224x224, inference BatchNormalization")
 
 
-def build_resnet18(seed: int = 18) -> onnx.ModelProto:
-    return _resnet("resnet18", _basic_block, [2, 2, 2, 2], seed)
+def build_resnet18(seed: int = 18, batch: int = 1) -> onnx.ModelProto:
+    return _resnet("resnet18", _basic_block, [2, 2, 2, 2], seed, batch)
 
 
-def build_resnet50(seed: int = 50) -> onnx.ModelProto:
-    return _resnet("resnet50", _bottleneck, [3, 4, 6, 3], seed)
+def build_resnet50(seed: int = 50, batch: int = 1) -> onnx.ModelProto:
+    return _resnet("resnet50", _bottleneck, [3, 4, 6, 3], seed, batch)
 
 
 # ------------------------------------------------------------------- MobileNetV2
@@ -122,10 +122,10 @@ def _conv_bn_relu6(g: GraphBuilder, x, p, cin, cout, k, stride=1, groups=1):
     return g.node("Clip", [y, lo, hi], f"{p}.2")
 
 
-def build_mobilenetv2(seed: int = 2) -> onnx.ModelProto:
+def build_mobilenetv2(seed: int = 2, batch: int = 1) -> onnx.ModelProto:
     """torchvision mobilenet_v2(width_mult=1.0) at 1x3x224x224."""
     g = GraphBuilder(seed)
-    x = g.add_input("input", (1, 3, 224, 224))
+    x = g.add_input("input", (batch, 3, 224, 224))
     settings = [  # t, c, n, s  (Sandler et al. 2018, Table 2)
         (1, 16, 1, 1),
         (6, 24, 2, 2),
@@ -164,8 +164,8 @@ def build_mobilenetv2(seed: int = 2) -> onnx.ModelProto:
     x = g.node("Flatten", [x], "flatten", axis=1)
     x = g.linear(x, "classifier.1", last, 1000, gain=1.0)
     out = g.node("Identity", [x], "logits")
-    g.add_output(out, (1, 1000))
-    return g.build("mobilenetv2", "torchvision MobileNetV2 (width 1.0), 1x3x224x224, ReLU6 as Clip(0, 6)")
+    g.add_output(out, (batch, 1000))
+    return g.build("mobilenetv2", f"torchvision MobileNetV2 (width 1.0), {batch}x3x224x224, ReLU6 as Clip(0, 6)")
 
 
 # ---------------------------------------------------------------------- BERT-mini
@@ -271,7 +271,7 @@ def _sppf(g: GraphBuilder, x, p, cin, cout, k=5):
     return _yconv(g, cat, f"{p}.cv2", 4 * c_, cout, 1)
 
 
-def build_yolo_block(seed: int = 5) -> onnx.ModelProto:
+def build_yolo_block(seed: int = 5, batch: int = 1) -> onnx.ModelProto:
     """YOLOv5n (v6.0 yolov5n.yaml: depth 0.33, width 0.25) layers 0-13 + a 1x1 detect conv, at 320x320.
 
     Backbone: stem Conv 6x6/2, Conv 3x3/2, C3x1, Conv/2, C3x2 (P3), Conv/2, C3x3 (P4),
@@ -279,7 +279,7 @@ def build_yolo_block(seed: int = 5) -> onnx.ModelProto:
     shortcut). Head: 1x1 conv to 3 * (5 + 80) = 255 channels at stride 16.
     """
     g = GraphBuilder(seed)
-    x = g.add_input("images", (1, 3, 320, 320))
+    x = g.add_input("images", (batch, 3, 320, 320))
     x = _yconv(g, x, "model.0", 3, 16, 6, stride=2, pad=2)  # 160
     x = _yconv(g, x, "model.1", 16, 32, 3, stride=2)  # 80
     x = _c3(g, x, "model.2", 32, 32, 1)
@@ -303,5 +303,5 @@ def build_yolo_block(seed: int = 5) -> onnx.ModelProto:
     x = g.node("Concat", [x, p4], "model.12", axis=1)
     x = _c3(g, x, "model.13", 256, 128, 1, shortcut=False)
     x = g.conv(x, "head", 128, 3 * (5 + 80), 1, bias=True, gain=1.0)
-    g.add_output(x, (1, 255, 20, 20))
-    return g.build("yolo-block", "YOLOv5n backbone + upsample/concat neck block + 1x1 head, 1x3x320x320, SiLU")
+    g.add_output(x, (batch, 255, 20, 20))
+    return g.build("yolo-block", f"YOLOv5n backbone + upsample/concat neck block + 1x1 head, {batch}x3x320x320, SiLU")

@@ -177,21 +177,23 @@ def _default_cache_dir() -> pathlib.Path:
     return pathlib.Path.home() / ".cache" / "tvm-energy-explorer" / "models"
 
 
-def onnx_path(name: str, cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
+def onnx_path(name: str, cache_dir: str | os.PathLike | None = None, batch: int | None = None) -> pathlib.Path:
     """Write the model to ONNX on first use and return the cached path.
 
     Default cache dir: $EXPLORER_CACHE/models if the env var is set, else
     ~/.cache/tvm-energy-explorer/models. The file name includes a hash of the
     builder source so a changed architecture never reuses an old file. Writes
-    are atomic (temp file in the same directory + os.replace).
+    are atomic (temp file in the same directory + os.replace). ``batch`` builds
+    the model at that batch (a decoder's batch is symbolic and ignores it).
     """
     info = get_model(name)
     d = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
-    path = d / f"{info.name}-{_builder_hash()}.onnx"
+    batch = None if info.decoder is not None else batch  # a decoder's batch is symbolic: its phase sets it
+    path = d / f"{info.name}{'' if batch is None else f'-b{batch}'}-{_builder_hash()}.onnx"
     if path.is_file():
         return path
     d.mkdir(parents=True, exist_ok=True)
-    data = info.build().SerializeToString()
+    data = (info.build() if batch is None else info.build(batch=batch)).SerializeToString()
     fd, tmp = tempfile.mkstemp(prefix=f".{info.name}-", suffix=".onnx.tmp", dir=d)
     try:
         with os.fdopen(fd, "wb") as f:

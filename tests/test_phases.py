@@ -1,5 +1,5 @@
-"""Decoder phases: prefill without past inputs, decode against a cache, and a decoder file exported in the
-common KV-cache naming swept through both."""
+"""Decoder phases (prefill without past inputs, decode against a cache; a decoder file exported in the
+common KV-cache naming swept through both) and the batch axis."""
 
 from __future__ import annotations
 
@@ -118,3 +118,25 @@ def test_an_exported_decoder_sweeps_through_both_phases(tiny_gpt2, tmp_path):
     assert decode["kv_cache_bytes"] == 2 * 2 * 4 * 8 * 16 * 4
     fp16 = v.xs(("fused-fp16", "cpu"), level=("strategy", "target"))
     assert fp16["accuracy_loss_pct"].notna().all()  # reduced precision: judged by its accuracy
+
+
+# --- the batch axis ------------------------------------------------------------------------------
+
+def test_the_zoo_builds_at_the_batch_and_rows_count_per_sample(tmp_path):
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "explorer.cli", "sweep", "mlp", "--batch", "2,4", "--targets", "cpu",
+                           "--strategies", "fused", "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.returncode == 0, done.stderr
+    v = pd.read_csv(out / "variants.csv").set_index("model")
+    assert list(v.index) == ["mlp@b2", "mlp@b4"] and list(v["batch"]) == [2, 4]
+    assert v.loc["mlp@b4", "macs"] == 2 * v.loc["mlp@b2", "macs"] == 4 * (784 * 512 + 512 * 256 + 256 * 10)
+    for _, r in v.iterrows():
+        assert r["energy_per_sample_j"] == r["energy_j"] / r["batch"]
+        assert r["measured_samples_per_s"] == pytest.approx(r["batch"] / r["measured_latency_s"])
+    assert pd.isna(v["tokens"]).all()  # not a decoder
+
+
+def test_a_static_batch_of_another_size_is_refused(matmul_onnx):
+    with pytest.raises(ExplorerError, match="--batch 3: input 'x' of matmul.onnx has a static batch of 1"):
+        prepare(str(matmul_onnx), batch=3)
