@@ -135,3 +135,43 @@ def test_an_nhwc_build_transposes_only_its_input_and_output_around_a_relu6(model
         mod = strategy_passes(ctx, schedule=False)(_relu6_between_convolutions(model_dir))
     transposes = [name for name in (str(gv.name_hint) for gv in mod.functions) if "transpose" in name]
     assert len(transposes) == 2, transposes  # the input's into NHWC and the output's back
+
+
+def _one_row_layer_norm(width=768):
+    """Relax's LayerNorm of one token, legalized: a sum, a mean, a variance sum, then the output."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 1, width), "float32"))
+    g, b = relax.Var("g", relax.TensorType((width,), "float32")), relax.Var("b", relax.TensorType((width,), "float32"))
+    with bb.function("main", [x, g, b]):
+        with bb.dataflow():
+            out = bb.emit_output(bb.emit(relax.op.nn.layer_norm(x, g, b, axes=[-1], epsilon=1e-5)))
+        bb.emit_func_output(out)
+    return relax.transform.LegalizeOps()(bb.get())["layer_norm"]
+
+
+def test_a_one_row_layer_norm_reduces_once_not_once_per_element():
+    # DLight's CPU rule alone computes the row's sums under the output's loop: 768 x 768 additions
+    from explorer.tvm.pipeline import cpu_default_schedule
+
+    mod = tvm.IRModule({"layer_norm": _one_row_layer_norm().with_attr("global_symbol", "layer_norm")})
+    with AVX512:
+        sch = s_tir.Schedule(cpu_default_schedule()(mod)["layer_norm"])
+    for reduction in ("x_sum", "x_var_sum"):
+        iterations = int(np.prod([int(sch.get(loop).extent) for loop in sch.get_loops(sch.get_sblock(reduction))]))
+        assert iterations == 768, reduction
+
+
+def test_a_one_row_layer_norm_computes_what_numpy_does():
+    from explorer.tvm.pipeline import cpu_default_schedule
+
+    mod = tvm.IRModule({"layer_norm": _one_row_layer_norm(64).with_attr("global_symbol", "layer_norm")})
+    with AVX512:
+        scheduled = cpu_default_schedule()(mod)
+    lib = tvm.tirx.build(scheduled, target=tvm.target.Target({"kind": "llvm"}))
+    rng = np.random.default_rng(0)
+    x, g, b = rng.standard_normal((1, 1, 64)).astype("float32"), rng.standard_normal(64).astype("float32"), \
+        rng.standard_normal(64).astype("float32")
+    out = tvm.runtime.tensor(np.zeros((1, 1, 64), "float32"))
+    lib["layer_norm"](*(tvm.runtime.tensor(a) for a in (x, g, b)), out)
+    want = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * g + b
+    assert np.allclose(out.numpy(), want, atol=1e-5)

@@ -358,6 +358,33 @@ class ParallelElementwise(ScheduleRule):
         return sch
 
 
+class SingleRowReduction(ScheduleRule):
+    """A row reduction (LayerNorm, RMSNorm, softmax) whose reductions have one row: a decode step's
+    norms at batch 1. DLight's CPU ``Reduction`` makes the output's loop over the row the parallel
+    loop and computes the reductions under it, once per element (a 768-wide LayerNorm did 768 x 768
+    additions); here each reduction runs once, at the root, and the element-wise rest is inlined into
+    the output, which is vectorized."""
+
+    def apply(self, func, target, _):
+        if not isinstance(func, tirx.PrimFunc) or not _is_cpu(target):
+            return None
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if infos is None:
+            return None
+        reductions = [b for b in infos if b.is_reduction()]
+        if not reductions or any(i.kind == "S" and i.dom != 1 for b in reductions for i in b.iters):
+            return None
+        remaining = try_inline(sch, infos)
+        if not remaining or remaining[-1].is_reduction() or not remaining[-1].is_injective():
+            return None
+        try:
+            _parallel_vectorized(sch, remaining[-1].block_rv, target)
+        except (RuntimeError, ValueError):
+            return None
+        return sch
+
+
 def _parallel_rows(sch, block, target) -> None:
     """A padding (or copying) stage: its loops but the innermost fused and run on the cores, the
     innermost (one row: the border test there is on its own index) vectorized where a divisor of its

@@ -36,7 +36,7 @@ from tvm.s_tir.dlight.base.common_schedules import try_inline
 
 from ..strategies import Strategy
 from ..workload_table import Tensor
-from .cpu_schedules import ParallelElementwise, TiledReduction, VnniReduction
+from .cpu_schedules import ParallelElementwise, SingleRowReduction, TiledReduction, VnniReduction
 from .gpu_schedules import Int8Reduction
 from .precision import precision_pass
 from .vnni import vnni_int8_kernels
@@ -282,9 +282,11 @@ FUSION: dict[str, Factory] = {
 
 def cpu_default_rules() -> list[ScheduleRule]:
     """The rules of the default llvm schedule, in the order they are tried: those of
-    :mod:`explorer.tvm.cpu_schedules`, DLight's CPU row reductions, and :class:`InlineElementwise`
+    :mod:`explorer.tvm.cpu_schedules` (one-row reductions before DLight's, which recomputes them per
+    element), DLight's CPU row reductions, and :class:`InlineElementwise`
     for what none of them takes."""
-    return [VnniReduction(), TiledReduction(), dl.cpu.Reduction(), ParallelElementwise(), InlineElementwise()]
+    return [VnniReduction(), TiledReduction(), SingleRowReduction(), dl.cpu.Reduction(), ParallelElementwise(),
+            InlineElementwise()]
 
 
 def cpu_default_schedule() -> tvm.transform.Pass:
