@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from .records import FAILURE_KINDS
@@ -149,6 +151,39 @@ def precision_section(variants: pd.DataFrame) -> list[str]:
     return parts + [_table(pd.DataFrame(rows)), ""]
 
 
+#: What a phase or batch adds to a model's name in tables (explorer.phases, explorer.loading.prepare).
+_INSTANCE_SUFFIX = re.compile(r"(@(prefill|decode)\d+)?(@b\d+)?$")
+
+
+def base_model(name: str) -> str:
+    """A model's name without the phase and batch its table name carries (``gpt2@decode128@b8`` -> ``gpt2``)."""
+    return _INSTANCE_SUFFIX.sub("", str(name))
+
+
+def phases_section(variants: pd.DataFrame) -> list[str]:
+    """Markdown lines: per decoder, strategy, target and batch, prefill and decode side by side: energy
+    and rate per token, and what bounds each."""
+    ok = variants[variants["energy_j"].notna() & variants.get("phase", pd.Series(dtype=object)).notna()]
+    if not len(ok) or ok["phase"].nunique() < 1:
+        return []
+    rows = []
+    ok = ok.assign(base=ok["model"].map(base_model))
+    for (base, strategy, target, batch), g in ok.groupby(["base", "strategy", "target", "batch"], sort=False):
+        row = {"model": base, "strategy": strategy, "target": target, "batch": int(batch)}
+        for _, r in g.iterrows():
+            kind = str(r["phase"]).split(":")[0]
+            rate = r.get("measured_tokens_per_s") if pd.notna(r.get("measured_tokens_per_s")) else r["tokens_per_s"]
+            row[f"{kind}"] = r["phase"]
+            row[f"{kind} energy / token"] = _fmt_j(r["energy_per_token_j"])
+            row[f"{kind} tokens/s"] = f"{rate:.4g}" + (" (measured)" if pd.notna(r.get("measured_tokens_per_s")) else "")
+            row[f"{kind} bound by"] = r["bound"]
+        rows.append(row)
+    return ["## Prefill and decode", "",
+            "Per token: a prefill of P tokens reads the weights once for all of them; a decode step reads them "
+            "(and the KV cache) for one token per sequence, so at small batch it is bound by memory. Rates are "
+            "measured where the build ran here, modelled otherwise.", "", _table(pd.DataFrame(rows).fillna("")), ""]
+
+
 def schedules_section(schedules: pd.DataFrame | None, plot: str | None = None) -> list[str]:
     """Markdown lines: per tuned kernel, the latency-best and energy-best measured schedules, and a
     link to ``plot`` (the candidates' scatter, see :func:`candidates_svg`) where one was written."""
@@ -258,6 +293,7 @@ def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.
                          f"({worst / r.energy_j:.2f}x less than the worst strategy), "
                          f"{_fmt_bytes(r.dram_bytes)} of DRAM traffic, {int(r.kernels)} kernels.")
         parts.append("")
+    parts += phases_section(variants)
     parts += precision_section(variants)
     parts += schedules_section(schedules, plot)
     parts += rankings_section(rankings)

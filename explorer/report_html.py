@@ -3,7 +3,8 @@
 The page inlines plotly.js (its ``basic`` bundle, MIT, vendored under ``templates/``: scatter and bar
 charts are all it draws) and one JSON document per plot. It loads nothing from the network. Plots:
 energy per variant split into compute, each memory level and static power; energy against latency
-with the Pareto front per target; the traffic and energy fusion saves per fused kernel; a roofline of
+with the Pareto front per target; a decoder's prefill and decode per token; latency against
+throughput over the batches; the traffic and energy fusion saves per fused kernel; a roofline of
 the kernels per target; energy against accuracy loss for the reduced precisions. Each plot has the
 table of the numbers it draws beneath it.
 
@@ -281,12 +282,66 @@ def precision_plot(variants: pd.DataFrame) -> Plot | None:
                 tuple(traces), layout, table)
 
 
+def phases_plot(variants: pd.DataFrame) -> Plot | None:
+    """Bars: energy per token of each decoder's prefill and decode, per strategy, target and batch."""
+    if "phase" not in variants:
+        return None
+    ok = variants[variants["energy_j"].notna() & variants["phase"].notna()].copy()
+    if not len(ok):
+        return None
+    from .report import base_model
+
+    ok["kind"] = ok["phase"].astype(str).str.split(":").str[0]
+    ok["label"] = (ok["model"].map(base_model) + " / " + ok["strategy"].astype(str) + " @ " + ok["target"].astype(str)
+                   + " b" + ok["batch"].astype(int).astype(str))
+    traces = tuple({"type": "bar", "name": _label(phase), "x": g["label"].map(_label).tolist(),
+                    "y": (g["energy_per_token_j"] * 1e3).tolist(), "customdata": g["bound"].tolist(),
+                    "hovertemplate": "%{x}<br>%{y:.4g} mJ per token<br>bound by %{customdata}<extra>%{fullData.name}</extra>"}
+                   for phase, g in ok.groupby("phase", sort=False))
+    layout = {"barmode": "group", "yaxis": {"title": {"text": "energy per token (mJ)"}, "type": "log"},
+              "xaxis": {"tickangle": -35, "automargin": True}}
+    table = ok[["model", "strategy", "target", "phase", "batch", "tokens", "energy_per_token_j", "tokens_per_s",
+                "measured_tokens_per_s", "kv_cache_bytes", "bound"]]
+    return Plot("phases", "Prefill and decode, per token", "Modelled energy per generated or prompt token; hover for "
+                "what bounds each phase (decode at small batch streams the weights and the KV cache for one token).",
+                traces, layout, table)
+
+
+def throughput_plot(variants: pd.DataFrame) -> Plot | None:
+    """Latency against throughput per target, one line per model and strategy through its batches."""
+    if "batch" not in variants:
+        return None
+    ok = variants[variants["energy_j"].notna()].copy()
+    if ok["batch"].nunique() < 2:
+        return None
+    from .report import base_model
+
+    ok["latency_used_s"], ok["latency_is"] = _latency(ok, "measured_latency_s")
+    per_token = ok["tokens"].notna() & (ok["tokens"] > 0) if "tokens" in ok else pd.Series(False, ok.index)
+    ok["rate"] = (ok["tokens"].where(per_token, ok["batch"])) / ok["latency_used_s"]
+    ok["unit"] = per_token.map({True: "tokens/s", False: "samples/s"})
+    traces = []
+    for (model, strategy, target), g in ok.groupby([ok["model"].map(base_model) + ok["phase"].fillna("").map(
+            lambda p: f" {p}" if p else ""), "strategy", "target"], sort=False):
+        g = g.sort_values("batch")
+        traces.append({"type": "scatter", "mode": "lines+markers", "name": _label(f"{model} / {strategy} @ {target}"),
+                       "x": g["rate"].tolist(), "y": (g["latency_used_s"] * 1e3).tolist(),
+                       "text": ("batch " + g["batch"].astype(int).astype(str) + ", " + g["unit"]).tolist(),
+                       "hovertemplate": "%{text}<br>%{x:.4g} per s<br>%{y:.4g} ms<extra>%{fullData.name}</extra>"})
+    layout = {"xaxis": {"title": {"text": "throughput (samples or tokens per second)"}, "type": "log"},
+              "yaxis": {"title": {"text": "latency per inference (ms)"}, "type": "log"}}
+    table = ok[["model", "strategy", "target", "batch", "latency_used_s", "latency_is", "rate", "unit", "energy_per_sample_j"]]
+    return Plot("throughput", "Latency against throughput", "Each line is one model and strategy on one target through "
+                "its batches: a larger batch raises throughput and latency together.", tuple(traces), layout, table)
+
+
 def report_plots(variants: pd.DataFrame, kernels: pd.DataFrame) -> list[Plot]:
     """Every plot the sweep's tables give (a plot without data is left out)."""
     plots = []
     if variants["energy_j"].notna().any():
         plots += [breakdown_plot(variants, kernels), pareto_plot(variants)]
-    plots += [p for p in (fusion_plot(kernels, variants),) if p is not None]
+    plots += [p for p in (phases_plot(variants), throughput_plot(variants), fusion_plot(kernels, variants))
+              if p is not None]
     plots += roofline_plots(kernels)
     plots += [p for p in (precision_plot(variants),) if p is not None]
     return plots

@@ -91,3 +91,25 @@ def test_headless_chromium_browser_draws_every_plot_offline(example, tmp_path):
         assert "main-svg" in drawn and "<path" in drawn, f"plot {plot_id} has no marks"
     assert "<title>Energy exploration report</title>" in dom  # the onerror handler never ran
     assert "<b>bold</b>" not in dom and "<img" not in dom
+
+
+def _phase_rows():
+    rows = []
+    for phase, tokens, energy, latency in (("prefill:8", 8, 4e-3, 2e-3), ("decode:8", 1, 2e-3, 1e-3)):
+        rows.append({"model": f"tiny@{phase.replace(':', '')}", "strategy": "fused", "target": "cpu", "phase": phase,
+                     "batch": 1, "tokens": tokens, "energy_j": energy, "latency_s": latency, "measured_latency_s": None,
+                     "energy_per_token_j": energy / tokens, "tokens_per_s": tokens / latency,
+                     "measured_tokens_per_s": None, "kv_cache_bytes": 0 if tokens > 1 else 4096, "bound": "dram"})
+    return pd.DataFrame(rows)
+
+
+def test_prefill_and_decode_are_side_by_side_per_token():
+    from explorer.report import phases_section
+    from explorer.report_html import phases_plot
+
+    v = _phase_rows()
+    plot = phases_plot(v)
+    assert [t["name"] for t in plot.traces] == ["prefill:8", "decode:8"]
+    assert [t["y"] for t in plot.traces] == [[0.5], [2.0]]  # mJ per token: 4 mJ / 8 tokens, 2 mJ / 1
+    text = "\n".join(phases_section(v))
+    assert "| tiny | fused | cpu | 1 | prefill:8 | 500 uJ | 4000 | dram | decode:8 | 2 mJ | 1000 | dram |" in text
