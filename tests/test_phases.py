@@ -140,3 +140,18 @@ def test_the_zoo_builds_at_the_batch_and_rows_count_per_sample(tmp_path):
 def test_a_static_batch_of_another_size_is_refused(matmul_onnx):
     with pytest.raises(ExplorerError, match="--batch 3: input 'x' of matmul.onnx has a static batch of 1"):
         prepare(str(matmul_onnx), batch=3)
+
+
+def test_gpt2_decode_flops_are_kaplans_per_token_formula():
+    # Kaplan et al. 2020, Table 1: forward FLOPs per token 2N + 2 n_layer n_ctx d_model + 2 d_model n_vocab,
+    # N = 12 n_layer d_model^2; the TIR's multiply-adds x 2, decode at a context of 128 (analysed, not built)
+    from explorer.sweep import run_sweep
+
+    v = run_sweep(["gpt2"], targets=["npu"], strategies=["fused"], phases="decode:128", build=False,
+                  progress=False).variants.iloc[0]
+    layers, d, vocab, ctx = 12, 768, 50257, 128
+    kaplan = 2 * 12 * layers * d * d + 2 * layers * ctx * d + 2 * d * vocab
+    assert abs(2 * v["macs"] / kaplan - 1) < 0.02
+    # exactly: the weights once, both context products (q.k and p.v) over the 129 positions, the tied LM head,
+    # and each of the 25 LayerNorms' sum of squared deviations
+    assert v["macs"] == 12 * layers * d * d + 2 * layers * (ctx + 1) * d + d * vocab + (2 * layers + 1) * d
