@@ -18,7 +18,8 @@ Columns (all counts are for one call of the kernel):
                          add/mul/div/cmp/special operation (casts and selects are not FLOPs)
 ``read_bytes``           bytes of the kernel's global input buffers (each buffer counted once)
 ``write_bytes``          bytes of the kernel's global output buffers (each buffer counted once)
-``weight_bytes``         the part of ``read_bytes`` that are constants (weights)
+``weight_bytes``         the constants (weights) the kernel reads, each at most once: no more than its
+                         loads of it (a gather from an embedding table reads one row per token)
 ``model_input_bytes``    bytes of model inputs the kernel reads (what must come from DRAM at least once)
 ``scratch_bytes``        bytes of global buffers the kernel allocates for itself
 ``access_bytes``         loop-trip-weighted bytes of every load and store of a global buffer

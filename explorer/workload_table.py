@@ -193,7 +193,8 @@ def workload_table(calls, kernels: dict[str, KernelWorkload]):
                 elif use.load_count > 0:
                     read += use.size_bytes
                     if arg is not None and arg.origin == "const":
-                        weight += use.size_bytes
+                        # a gather reads only the rows it gathers: an embedding table is one row per token
+                        weight += min(use.size_bytes, use.load_bytes)
                     elif arg is not None and arg.origin == "input":
                         model_in += use.size_bytes
                 access += use.load_bytes + use.store_bytes

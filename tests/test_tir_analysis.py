@@ -103,3 +103,20 @@ def test_planned_memory_is_reported(conv_add_relu_onnx, strategy, tensors):
     # and y; fused, only y
     _, lowered = workload(conv_add_relu_onnx, strategy)
     assert lowered.planned_bytes == tensors * 8 * 6 * 6 * 4
+
+
+def test_a_gather_from_a_table_counts_the_rows_it_reads_as_weights(tmp_path):
+    # an embedding lookup of 3 tokens from a 1000 x 16 table: its compulsory bytes are 3 rows, not the table
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.conftest import make_model
+
+    table = numpy_helper.from_array(np.random.default_rng(0).standard_normal((1000, 16)).astype("float32"), "table")
+    m = make_model([helper.make_node("Gather", ["table", "ids"], ["y"])],
+                   [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 3])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 16])], [table])
+    onnx.save(m, tmp_path / "embed.onnx")
+    df, _ = workload(tmp_path / "embed.onnx")
+    assert df["weight_bytes"].sum() == 3 * 16 * 4
