@@ -13,7 +13,7 @@ from .version import __version__  # noqa: E402
 from .errors import ExplorerError  # noqa: E402
 from .strategies import Strategy, get_strategy, list_strategies, register  # noqa: E402
 from .sweep import run_sweep, sweep  # noqa: E402
-from .fusion import fusion_report  # noqa: E402
+from .fusion_report import fusion_report  # noqa: E402
 from .deploy import run_variant  # noqa: E402
 from .records import Status, StatusKind  # noqa: E402
 from .best import Limits  # noqa: E402

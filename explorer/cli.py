@@ -94,7 +94,7 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_fusion(args) -> int:
-    from .fusion import fusion_report
+    from .fusion_report import fusion_report
     from .loading import parse_input_shapes, parse_input_values
     from .report import _fmt_bytes, _fmt_j
 

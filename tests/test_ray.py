@@ -17,7 +17,8 @@ MEASURED = ["compile_s", "check_run_s", "measured_latency_s", "measured_latency_
             "onnxruntime_int8_latency_s", "kernel_time_share",
             "latency_vs_onnxruntime",
             # static power is charged over the measured time on the cpu target
-            "energy_j", "energy_static_j", "compulsory_ratio", "energy_p05_j", "energy_p95_j"]
+            "energy_j", "energy_static_j", "compulsory_ratio", "energy_p05_j", "energy_p95_j",
+            "energy_per_sample_j", "measured_samples_per_s"]
 MEASURED_KERNELS = ["measured_s", "run_time_s", "energy_j", "energy_static_j"]
 
 
