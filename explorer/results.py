@@ -37,7 +37,7 @@ THROUGHPUT_COLUMNS = ("tokens", "kv_cache_bytes", "energy_per_sample_j", "sample
                       "energy_per_token_j", "tokens_per_j", "tokens_per_s", "measured_tokens_per_s")
 MEASURED_COLUMNS = (
     "planned_memory_bytes", "max_abs_error", "tolerance", "within_tolerance", "sqnr_db", "accuracy_loss_pct",
-    "argmax_agreement", "meets_accuracy", "compile_s", "check_run_s", "measured_latency_s", "measured_latency_spread",
+    "argmax_agreement", "next_token_agreement", "meets_accuracy", "compile_s", "check_run_s", "measured_latency_s", "measured_latency_spread",
     "latency_source", "kernel_time_share",
     "onnxruntime_latency_s", "latency_vs_onnxruntime", "onnxruntime_int8_latency_s", "tvm_threads", "onnxruntime_threads", "node",
     "tuned_kernels", "reused_kernels", "tuning_trials", "model_hash", "tvm_version")
@@ -105,6 +105,8 @@ def _checked(row: dict, run: Measurement, reference: list[np.ndarray], status: S
         if row.get("onnxruntime_latency_s"):
             row["latency_vs_onnxruntime"] = row["measured_latency_s"] / row["onnxruntime_latency_s"]
     row.update(accuracy_metrics(run.outputs, reference))
+    if row.get("phase") and run.outputs and reference:  # a decoder's first output is its logits
+        row["next_token_agreement"] = accuracy_metrics(run.outputs[:1], reference[:1])["argmax_agreement"]
     status = dataclasses.replace(status, kind=StatusKind.OK)
     if row["precision"] != "fp32":
         return status

@@ -118,6 +118,9 @@ def test_an_exported_decoder_sweeps_through_both_phases(tiny_gpt2, tmp_path):
     assert decode["kv_cache_bytes"] == 2 * 2 * 4 * 8 * 16 * 4
     fp16 = v.xs(("fused-fp16", "cpu"), level=("strategy", "target"))
     assert fp16["accuracy_loss_pct"].notna().all()  # reduced precision: judged by its accuracy
+    # the arg-max over the vocabulary of every position's logits, against fp32 (the caches left out)
+    assert fp32["next_token_agreement"].eq(1.0).all() and fp16["next_token_agreement"].between(0, 1).all()
+    assert v["next_token_agreement"].notna().sum() == 4  # the cpu rows, which ran
 
 
 # --- the batch axis ------------------------------------------------------------------------------
