@@ -168,13 +168,13 @@ def compare_text(c: Comparison, limit: int = 20) -> str:
 
 def compare_html(c: Comparison) -> str:
     """``compare.html``: the changed variants' energy in A and B, the largest kernel changes, and both tables."""
-    from .report_html import Plot, _label, html_page
+    from .report_html import Plot, html_page, plot_label
 
     plots = []
     if len(c.variants):
         v = c.variants
         x = (v["model"].astype(str) + " / " + v["strategy"].astype(str)
-             + ((" @ " + v["target"].astype(str)) if "target" in v else "")).map(_label).tolist()
+             + ((" @ " + v["target"].astype(str)) if "target" in v else "")).map(plot_label).tolist()
         traces = tuple({"type": "bar", "name": name, "x": x, "y": (v[f"energy_j_{side}"] * 1e3).tolist()}
                        for name, side in (("A", "a"), ("B", "b")))
         plots.append(Plot("variants", "Energy of the changed variants", "Modelled energy per inference in run A and "
@@ -184,7 +184,7 @@ def compare_html(c: Comparison) -> str:
     if len(c.kernels):
         k = c.kernels[c.kernels["in"] == "both"].head(40)
         x = (k["model"].astype(str) + " / " + k["strategy"].astype(str) + ": " + k["kernel"].astype(str)
-             + " #" + k["call_index"].astype(str)).map(_label).tolist()
+             + " #" + k["call_index"].astype(str)).map(plot_label).tolist()
         traces = ({"type": "bar", "name": "energy change (%)", "x": x, "y": (k["energy_j_change"] * 100).tolist()},)
         plots.append(Plot("kernels", "Largest kernel changes", "Relative change of each changed kernel call's modelled "
                           "energy from A to B (the 40 largest).", traces,

@@ -123,8 +123,9 @@ def export_best(model: str, target: str = "cpu", objective: str = "energy", out:
         strategies = strategies_in_run(Path(run), prepared.name, spec.name)
     result = run_sweep([model], targets=[target], strategies=strategies, out=run, tables=False, progress=progress,
                        **sweep_options)
-    choose(result.variants, prepared.name, spec.name, objective, limits)  # one line if nothing is eligible
     candidates = rank_candidates(result.variants, prepared.name, spec.name, objective, limits)
+    if not candidates["eligible"].any():
+        choose(result.variants, prepared.name, spec.name, objective, limits)  # raises, naming the closest miss
     feeds = validation_inputs(prepared, sweep_options.get("inputs"), sweep_options.get("seed", 0))
     mcpu = PORTABLE_MCPU if portable else resolve_mcpu()
     say = (lambda line: print(line, flush=True)) if progress else None

@@ -20,6 +20,7 @@ from .cache import atomic_path, cache_dir, write_atomic
 from .batchnorm import fold_batchnorm
 from .control_flow import fold_constant_if
 from .errors import ExplorerError
+from . import phases
 from .phases import Phase
 from .qlinear import expand_integer_ops
 from .recurrent import RECURRENT_OPS, expand_recurrent
@@ -152,6 +153,11 @@ def _freeze_inputs(model: onnx.ModelProto, values: dict[str, float]) -> None:
         model.graph.initializer.append(numpy_helper.from_array(
             np.full([d.dim_value for d in dims], value).astype(dtype), name))
         model.graph.input.remove(inp)
+
+
+def instance_name(name: str, phase: Phase | None = None, batch: int | None = None) -> str:
+    """The name tables give a model prepared for ``phase`` at ``batch``: ``gpt2@decode128@b8``."""
+    return name + (phase.suffix if phase else "") + (f"@b{batch}" if batch is not None else "")
 
 
 def model_name(model: str) -> str:
@@ -379,21 +385,18 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
         _freeze_inputs(proto, input_values)
     overrides, kv_bytes = dict(input_shapes or {}), 0
     if phase is not None:
-        from . import phases
-
         at_phase = phases.phase_shapes(proto, phase, batch or 1)
         kv_bytes = phases.kv_cache_bytes(proto, at_phase)
         if phase.kind == "prefill":
             proto = phases.drop_past(proto, at_phase)
             at_phase = {k: v for k, v in at_phase.items() if not phases.PAST.match(k)}
         overrides = {**at_phase, **overrides}
-        name += phase.suffix
     elif _is_decoder_without_shapes(proto, overrides):
         raise ExplorerError(f"{name} is a decoder (KV cache inputs): sweep it with --phase prefill:P,decode:L, "
                             "or give every input's shape with --input-shape")
     if batch is not None:
-        name += f"@b{batch}"
         _check_batch(proto, batch, src.name, overrides)
+    name = instance_name(name, phase, batch)
     shapes = _static_shapes(proto, overrides, batch or 1)
     validation.check_declared_sizes(proto, shapes, limit)
     content = proto.SerializeToString() if input_values or phase is not None or any(
@@ -438,7 +441,5 @@ def _check_batch(model: onnx.ModelProto, batch: int, where: str, overrides: dict
 
 
 def _is_decoder_without_shapes(model: onnx.ModelProto, overrides: dict) -> bool:
-    from .phases import is_decoder
-
-    return is_decoder(model) and not {i.name for i in model.graph.input} <= set(overrides) | {
+    return phases.is_decoder(model) and not {i.name for i in model.graph.input} <= set(overrides) | {
         i.name for i in model.graph.initializer}

@@ -27,6 +27,7 @@ import pandas as pd
 from cost_models.targets import TargetError, TargetSpec, load_target
 
 from .fusion import fusion_table, unfused_counterpart
+from .report import base_model
 from .strategies import get_strategy
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -50,7 +51,7 @@ class Plot:
     table: pd.DataFrame
 
 
-def _label(text) -> str:
+def plot_label(text) -> str:
     """A string as plotly shows it literally: its markup entity-escaped."""
     return html.escape(str(text), quote=False)
 
@@ -108,11 +109,11 @@ def breakdown_plot(variants: pd.DataFrame, kernels: pd.DataFrame) -> Plot:
     """Stacked bars: each variant's energy in compute, each memory level and static power."""
     table = energy_components(variants, kernels).sort_values("target", kind="stable")
     parts = [c for c in table.columns[4:]]
-    x = (_variant_label(table) + " @ " + table["target"].astype(str)).map(_label).tolist()
+    x = (_variant_label(table) + " @ " + table["target"].astype(str)).map(plot_label).tolist()
     names = [c[len("energy_"):-len("_j")] for c in parts]
     levels = iter(_LEVEL_COLOURS * (1 + len(names) // len(_LEVEL_COLOURS)))
     colours = [_FIXED_COLOURS.get(n) or next(levels) for n in names]
-    traces = tuple({"type": "bar", "name": _label(n), "x": x, "y": (table[c] * 1e3).tolist(),
+    traces = tuple({"type": "bar", "name": plot_label(n), "x": x, "y": (table[c] * 1e3).tolist(),
                     "marker": {"color": colour}, "hovertemplate": "%{x}<br>%{y:.4g} mJ<extra>%{fullData.name}</extra>"}
                    for n, c, colour in zip(names, parts, colours))
     layout = {"barmode": "stack", "yaxis": {"title": {"text": "energy per inference (mJ)"}},
@@ -146,12 +147,12 @@ def pareto_plot(variants: pd.DataFrame) -> Plot:
         pts = list(zip(group["latency_used_s"], group["energy_j"]))
         front = group.iloc[pareto_front(pts)] if pts else group
         ok.loc[front.index, "on_front"] = True
-        labels = _variant_label(group).map(_label).tolist()
-        traces.append({"type": "scatter", "mode": "markers", "name": _label(target), "x": (group["latency_used_s"] * 1e3).tolist(),
+        labels = _variant_label(group).map(plot_label).tolist()
+        traces.append({"type": "scatter", "mode": "markers", "name": plot_label(target), "x": (group["latency_used_s"] * 1e3).tolist(),
                        "y": (group["energy_j"] * 1e3).tolist(), "text": labels,
                        "customdata": group["latency_is"].tolist(), "marker": {"size": 9},
                        "hovertemplate": "%{text}<br>%{x:.4g} ms (%{customdata})<br>%{y:.4g} mJ<extra>%{fullData.name}</extra>"})
-        traces.append({"type": "scatter", "mode": "lines+markers", "name": _label(f"{target}: Pareto front"),
+        traces.append({"type": "scatter", "mode": "lines+markers", "name": plot_label(f"{target}: Pareto front"),
                        "x": (front["latency_used_s"] * 1e3).tolist(), "y": (front["energy_j"] * 1e3).tolist(),
                        "line": {"dash": "dot", "color": "black"},
                        "marker": {"symbol": "circle-open", "size": 16, "color": "black"}, "hoverinfo": "skip"})
@@ -164,7 +165,7 @@ def pareto_plot(variants: pd.DataFrame) -> Plot:
                 tuple(traces), layout, table)
 
 
-def fusion_savings(kernels: pd.DataFrame, variants: pd.DataFrame) -> pd.DataFrame:
+def fusion_savings(kernels: pd.DataFrame) -> pd.DataFrame:
     """Per fused kernel of every fused strategy whose unfused counterpart is in the sweep: the DRAM
     traffic and energy it saves (:func:`explorer.fusion.fusion_table`)."""
     frames = []
@@ -186,16 +187,16 @@ def fusion_savings(kernels: pd.DataFrame, variants: pd.DataFrame) -> pd.DataFram
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def fusion_plot(kernels: pd.DataFrame, variants: pd.DataFrame, top: int = 30) -> Plot | None:
+def fusion_plot(kernels: pd.DataFrame, top: int = 30) -> Plot | None:
     """Bars: the energy each fused kernel saves against its unfused operators, largest first."""
-    table = fusion_savings(kernels, variants)
+    table = fusion_savings(kernels)
     if not len(table):
         return None
     traces = []
     for (model, strategy, target), t in table.groupby(["model", "strategy", "target"], sort=False):
         t = t.sort_values("energy_saved_j", ascending=False).head(top)
-        traces.append({"type": "bar", "name": _label(f"{model} / {strategy} @ {target}"),
-                       "x": t["kernel"].map(_label).tolist(), "y": (t["energy_saved_j"] * 1e3).tolist(),
+        traces.append({"type": "bar", "name": plot_label(f"{model} / {strategy} @ {target}"),
+                       "x": t["kernel"].map(plot_label).tolist(), "y": (t["energy_saved_j"] * 1e3).tolist(),
                        "customdata": (t["dram_bytes_saved"] / 1e6).tolist() if "dram_bytes_saved" in t else None,
                        "hovertemplate": "%{x}<br>%{y:.4g} mJ saved<br>%{customdata:.4g} MB less DRAM traffic<extra></extra>"})
     layout = {"barmode": "group", "yaxis": {"title": {"text": "energy saved per inference (mJ)"}},
@@ -233,9 +234,9 @@ def roofline_plots(kernels: pd.DataFrame) -> list[Plot]:
         ks["ops_per_s"] = ks["ops"] / ks["time_s"]
         traces = []
         for strategy, g in ks.groupby("strategy", sort=False):
-            traces.append({"type": "scatter", "mode": "markers", "name": _label(strategy),
+            traces.append({"type": "scatter", "mode": "markers", "name": plot_label(strategy),
                            "x": g["ops_per_byte"].tolist(), "y": (g["ops_per_s"] / 1e9).tolist(),
-                           "text": (g["model"].astype(str) + ": " + g["kernel"].astype(str)).map(_label).tolist(),
+                           "text": (g["model"].astype(str) + ": " + g["kernel"].astype(str)).map(plot_label).tolist(),
                            "customdata": g["time_is"].tolist(), "marker": {"size": 6, "opacity": 0.75},
                            "hovertemplate": "%{text}<br>%{x:.3g} op/B, %{y:.4g} Gop/s (%{customdata})<extra>%{fullData.name}</extra>"})
         spec = _target_spec(str(target))
@@ -269,9 +270,9 @@ def precision_plot(variants: pd.DataFrame) -> Plot | None:
     traces = []
     for precision, g in ok.groupby("precision", sort=False):
         loss = pd.to_numeric(g["accuracy_loss_pct"]).clip(lower=1e-6)  # fp32's exact 0 on a log axis
-        traces.append({"type": "scatter", "mode": "markers", "name": _label(precision), "x": loss.tolist(),
+        traces.append({"type": "scatter", "mode": "markers", "name": plot_label(precision), "x": loss.tolist(),
                        "y": (g["energy_j"] * 1e3).tolist(),
-                       "text": (_variant_label(g) + " @ " + g["target"].astype(str)).map(_label).tolist(),
+                       "text": (_variant_label(g) + " @ " + g["target"].astype(str)).map(plot_label).tolist(),
                        "marker": {"size": 9},
                        "hovertemplate": "%{text}<br>%{x:.3g}% error<br>%{y:.4g} mJ<extra>%{fullData.name}</extra>"})
     layout = {"xaxis": {"title": {"text": "accuracy loss: relative L2 error against fp32 (%)"}, "type": "log"},
@@ -289,12 +290,10 @@ def phases_plot(variants: pd.DataFrame) -> Plot | None:
     ok = variants[variants["energy_j"].notna() & variants["phase"].notna()].copy()
     if not len(ok):
         return None
-    from .report import base_model
-
     ok["kind"] = ok["phase"].astype(str).str.split(":").str[0]
     ok["label"] = (ok["model"].map(base_model) + " / " + ok["strategy"].astype(str) + " @ " + ok["target"].astype(str)
                    + " b" + ok["batch"].astype(int).astype(str))
-    traces = tuple({"type": "bar", "name": _label(phase), "x": g["label"].map(_label).tolist(),
+    traces = tuple({"type": "bar", "name": plot_label(phase), "x": g["label"].map(plot_label).tolist(),
                     "y": (g["energy_per_token_j"] * 1e3).tolist(), "customdata": g["bound"].tolist(),
                     "hovertemplate": "%{x}<br>%{y:.4g} mJ per token<br>bound by %{customdata}<extra>%{fullData.name}</extra>"}
                    for phase, g in ok.groupby("phase", sort=False))
@@ -314,8 +313,6 @@ def throughput_plot(variants: pd.DataFrame) -> Plot | None:
     ok = variants[variants["energy_j"].notna()].copy()
     if ok["batch"].nunique() < 2:
         return None
-    from .report import base_model
-
     ok["latency_used_s"], ok["latency_is"] = _latency(ok, "measured_latency_s")
     per_token = ok["tokens"].notna() & (ok["tokens"] > 0) if "tokens" in ok else pd.Series(False, ok.index)
     ok["rate"] = (ok["tokens"].where(per_token, ok["batch"])) / ok["latency_used_s"]
@@ -324,7 +321,7 @@ def throughput_plot(variants: pd.DataFrame) -> Plot | None:
     for (model, strategy, target), g in ok.groupby([ok["model"].map(base_model) + ok["phase"].fillna("").map(
             lambda p: f" {p}" if p else ""), "strategy", "target"], sort=False):
         g = g.sort_values("batch")
-        traces.append({"type": "scatter", "mode": "lines+markers", "name": _label(f"{model} / {strategy} @ {target}"),
+        traces.append({"type": "scatter", "mode": "lines+markers", "name": plot_label(f"{model} / {strategy} @ {target}"),
                        "x": g["rate"].tolist(), "y": (g["latency_used_s"] * 1e3).tolist(),
                        "text": ("batch " + g["batch"].astype(int).astype(str) + ", " + g["unit"]).tolist(),
                        "hovertemplate": "%{text}<br>%{x:.4g} per s<br>%{y:.4g} ms<extra>%{fullData.name}</extra>"})
@@ -340,7 +337,7 @@ def report_plots(variants: pd.DataFrame, kernels: pd.DataFrame) -> list[Plot]:
     plots = []
     if variants["energy_j"].notna().any():
         plots += [breakdown_plot(variants, kernels), pareto_plot(variants)]
-    plots += [p for p in (phases_plot(variants), throughput_plot(variants), fusion_plot(kernels, variants))
+    plots += [p for p in (phases_plot(variants), throughput_plot(variants), fusion_plot(kernels))
               if p is not None]
     plots += roofline_plots(kernels)
     plots += [p for p in (precision_plot(variants),) if p is not None]

@@ -32,7 +32,7 @@ from .cache import tvm_version
 from .calibration import calibrate, calibration_feeds
 from .deploy import resolve_mcpu, timing_threads
 from .errors import ExplorerError
-from .loading import PreparedModel, prepare
+from .loading import PreparedModel, instance_name, prepare
 from .loading import model_name as model_name_of
 from .phases import Phase, parse_phases
 from .plan import Plan, lowering_of, make_plan
@@ -200,7 +200,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
         with clock("prepare"):
             prepared: dict[str, PreparedModel | ExplorerError] = {}
             for model_name, phase, batch in instances:  # validate every model before any work starts
-                label = model_name_of(model_name) + (phase.suffix if phase else "") + (f"@b{batch}" if batch else "")
+                label = instance_name(model_name_of(model_name), phase, batch)
                 try:
                     prepared[label] = prepare(model_name, input_shapes, max_tensor_bytes, input_values, phase, batch)
                 except ExplorerError as err:

@@ -42,13 +42,14 @@ class GraphBuilder:
         self._tensor_names.add(name)
         return name
 
-    def add_input(self, name: str, shape: Sequence[int]) -> str:
+    def add_input(self, name: str, shape: Sequence[int | str], elem_type: int = TensorProto.FLOAT) -> str:
+        """A graph input; a ``str`` dimension is symbolic (its name)."""
         self._claim(name)
-        self.inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)))
+        self.inputs.append(helper.make_tensor_value_info(name, elem_type, list(shape)))
         return name
 
-    def add_output(self, name: str, shape: Sequence[int]) -> None:
-        self.outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)))
+    def add_output(self, name: str, shape: Sequence[int | str], elem_type: int = TensorProto.FLOAT) -> None:
+        self.outputs.append(helper.make_tensor_value_info(name, elem_type, list(shape)))
 
     def init(self, name: str, array: np.ndarray) -> str:
         """Add an initializer (weights are stored as float32 / int64 as given)."""

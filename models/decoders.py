@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from ._graph import GraphBuilder
 
@@ -52,27 +52,19 @@ LLAMA_MINI = DecoderConfig(layers=4, d_model=256, heads=8, kv_heads=2, ffn=768, 
 
 def _io(g: GraphBuilder, cfg: DecoderConfig):
     """Declare the exporter-named inputs and return (input_ids, attention_mask, past keys, past values)."""
-    g.inputs.append(helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]))
-    g.inputs.append(helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "total_sequence"]))
-    past = []
-    for i in range(cfg.layers):
-        for kind in ("key", "value"):
-            name = f"past_key_values.{i}.{kind}"
-            g.inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT,
-                                                          ["batch", cfg.kv_heads, "past_sequence", cfg.head_dim]))
-            past.append(name)
-    for n in ("input_ids", "attention_mask", *past):
-        g._claim(n)
+    g.add_input("input_ids", ["batch", "sequence"], TensorProto.INT64)
+    g.add_input("attention_mask", ["batch", "total_sequence"], TensorProto.INT64)
+    past = [g.add_input(f"past_key_values.{i}.{kind}", ["batch", cfg.kv_heads, "past_sequence", cfg.head_dim])
+            for i in range(cfg.layers) for kind in ("key", "value")]
     return "input_ids", "attention_mask", past[0::2], past[1::2]
 
 
 def _outputs(g: GraphBuilder, cfg: DecoderConfig, logits: str, presents: list[tuple[str, str]]) -> None:
-    g.outputs.append(helper.make_tensor_value_info(logits, TensorProto.FLOAT, ["batch", "sequence", cfg.vocab]))
+    g.add_output(logits, ["batch", "sequence", cfg.vocab])
     for i, (k, v) in enumerate(presents):
         for kind, t in (("key", k), ("value", v)):
-            name = g.node("Identity", [t], f"present.{i}.{kind}")
-            g.outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT,
-                                                           ["batch", cfg.kv_heads, "total_sequence", cfg.head_dim]))
+            g.add_output(g.node("Identity", [t], f"present.{i}.{kind}"),
+                         ["batch", cfg.kv_heads, "total_sequence", cfg.head_dim])
 
 
 def _positions_and_masks(g: GraphBuilder, input_ids: str, attention_mask: str, past_key: str):

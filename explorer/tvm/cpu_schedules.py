@@ -337,25 +337,37 @@ def _vectorize_innermost(sch, block, lanes: int) -> None:
         sch.vectorize(loops[-1])
 
 
+def _normalized(func, target):
+    """``(schedule, block infos)`` of a CPU PrimFunc, normalized as DLight's rules want it; infos are
+    ``None`` where the function is not one or does not normalize."""
+    if not isinstance(func, tirx.PrimFunc) or not _is_cpu(target):
+        return None, None
+    sch = s_tir.Schedule(func)
+    return sch, normalize_prim_func(sch)
+
+
+def _with_vectorized_output(sch, output, target):
+    """``sch`` with the ``output`` block fused, vectorized and parallel (:func:`_parallel_vectorized`),
+    or ``None`` where its loops do not allow it."""
+    try:
+        _parallel_vectorized(sch, output.block_rv, target)
+    except (RuntimeError, ValueError):
+        return None
+    return sch
+
+
 class ParallelElementwise(ScheduleRule):
     """A kernel of injective blocks: inlined into its last block, whose loops are fused, split by the
     vector width, vectorized inside and parallel outside."""
 
     def apply(self, func, target, _):
-        if not isinstance(func, tirx.PrimFunc) or not _is_cpu(target):
-            return None
-        sch = s_tir.Schedule(func)
-        infos = normalize_prim_func(sch)
+        sch, infos = _normalized(func, target)
         if infos is None or any(not b.is_injective() for b in infos):
             return None
         remaining = try_inline(sch, infos)
         if len(remaining) != 1:
             return None
-        try:
-            _parallel_vectorized(sch, remaining[0].block_rv, target)
-        except (RuntimeError, ValueError):
-            return None
-        return sch
+        return _with_vectorized_output(sch, remaining[0], target)
 
 
 class SingleRowReduction(ScheduleRule):
@@ -366,10 +378,7 @@ class SingleRowReduction(ScheduleRule):
     the output, which is vectorized."""
 
     def apply(self, func, target, _):
-        if not isinstance(func, tirx.PrimFunc) or not _is_cpu(target):
-            return None
-        sch = s_tir.Schedule(func)
-        infos = normalize_prim_func(sch)
+        sch, infos = _normalized(func, target)
         if infos is None:
             return None
         reductions = [b for b in infos if b.is_reduction()]
@@ -378,11 +387,7 @@ class SingleRowReduction(ScheduleRule):
         remaining = try_inline(sch, infos)
         if not remaining or remaining[-1].is_reduction() or not remaining[-1].is_injective():
             return None
-        try:
-            _parallel_vectorized(sch, remaining[-1].block_rv, target)
-        except (RuntimeError, ValueError):
-            return None
-        return sch
+        return _with_vectorized_output(sch, remaining[-1], target)
 
 
 def _parallel_rows(sch, block, target) -> None:
