@@ -15,8 +15,10 @@ import re
 AXES: dict[str, tuple[str, ...]] = {
     "fusion": ("none", "tvm"),
     "layout": ("native", "nhwc"),
-    "precision": ("fp32", "fp16", "bf16", "int8"),
+    "precision": ("fp32", "fp16", "bf16", "int8", "int8w", "int4w"),
 }
+#: The weight-only precisions (see :mod:`explorer.tvm.weight_only`).
+WEIGHT_ONLY = ("int8w", "int4w")
 #: ``none``, or ``metaschedule:N`` (N trials across the model, latency-best schedules) and
 #: ``metaschedule:N:energy`` / ``metaschedule:N:edp`` (the measured candidate with the least
 #: modelled energy, or energy x measured latency, per kernel).
@@ -33,7 +35,10 @@ class Strategy:
     ToMixedPrecision: conv2d/matmul in float16 accumulating in float32); ``bf16`` (the same casts in
     bfloat16, by this project's pass, since TVM's only knows float16); ``int8`` (this project's
     post-training quantization: int8 weights per output channel, int8 activations per tensor from
-    calibration, int32 accumulation). ``tuning``: ``none`` or ``metaschedule:N[:energy|edp]``
+    calibration, int32 accumulation); ``int8w`` / ``int4w`` (weight-only: every matmul's constant weight
+    in symmetric int8 or int4, packed two per byte, with an fp16 scale per 128 rows of the reduction
+    axis; activations stay float32, the weight is dequantized inside the matmul kernel when fused;
+    see :mod:`explorer.tvm.weight_only`). ``tuning``: ``none`` or ``metaschedule:N[:energy|edp]``
     (see ``TUNING_PATTERN``).
     """
 
@@ -101,6 +106,11 @@ register(Strategy("int8", precision="int8"))
 register(Strategy("fused-int8", fusion="tvm", precision="int8"))
 # channels-last int8: on VNNI the convolutions then read their input without a transposing copy
 register(Strategy("fused-nhwc-int8", fusion="tvm", layout="nhwc", precision="int8"))
+# Weight-only: what decode at small batch, bound by streaming its weights, is built with. Unfused, the
+# int4 weights are dequantized by a kernel of their own that writes the float weight back out.
+register(Strategy("int4w", precision="int4w"))
+register(Strategy("fused-int8w", fusion="tvm", precision="int8w"))
+register(Strategy("fused-int4w", fusion="tvm", precision="int4w"))
 # Tuned strategies: a budget that tunes ResNet-18 in well under 30 minutes on 2 cores (see README).
 register(Strategy("fused-tuned", fusion="tvm", tuning="metaschedule:128"))
 register(Strategy("fused-tuned-energy", fusion="tvm", tuning="metaschedule:128:energy"))
@@ -122,8 +132,9 @@ def get_strategy(name: str) -> Strategy:
 def parse_strategies(spec: str | list[str | Strategy] | None) -> list[Strategy]:
     """Strategies from a comma-separated list of names, a list of names or :class:`Strategy`
     values (unregistered ones too), or ``all`` (every registered strategy that does not tune:
-    tuning costs minutes to hours, so name those)."""
-    untuned = [s for s in list_strategies() if not s.tuned]
+    tuning costs minutes to hours, so name those; nor the weight-only ones, which change only
+    matmul weights and are named for the decoders and MLPs they are for)."""
+    untuned = [s for s in list_strategies() if not s.tuned and s.precision not in WEIGHT_ONLY]
     if spec is None or spec == "all" or spec == ["all"]:
         return untuned
     names = spec.split(",") if isinstance(spec, str) else list(spec)

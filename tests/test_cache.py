@@ -63,6 +63,7 @@ def test_pipeline_factory_maps_are_the_strategy_axes():
 
     assert {"fusion": list(pipeline.FUSION), "layout": list(pipeline.LAYOUT),
             "precision": list(pipeline.PRECISION)} == {k: list(v) for k, v in AXES.items()}
+    assert list(pipeline.PRECISION_AFTER_LEGALIZE) == list(pipeline.PRECISION)
 
 
 def test_an_unknown_axis_value_lists_the_known_ones():

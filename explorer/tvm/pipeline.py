@@ -11,7 +11,9 @@ choice on every axis, and :func:`strategy_passes` composes them in a fixed order
    then, where the target has VNNI, int8 conv2d/matmul become the u8 x s8 kernels of
    :mod:`explorer.tvm.vnni` (after layout, so they are made in the layout chosen);
 4. ``LEGALIZE``: decomposition of the remaining inference-mode ops, LegalizeOps, op patterns;
-5. ``FUSION``;
+   then ``PRECISION_AFTER_LEGALIZE``: weight-only quantization (after the last FoldConstant, which
+   would fold the dequantization of its packed weights back into float ones);
+5. ``FUSION`` (a weight-only matmul's dequantization joins it by pattern before FuseOps);
 6. ``SCHEDULE`` of the lowering (``generic``: CPU and analysis-only targets; ``cuda``), unless a
    tuned strategy schedules a generic lowering with MetaSchedule (``TUNING``, run after the
    ``Sequential`` by :mod:`explorer.tvm.compile`: TVM's pass infrastructure would turn the
@@ -40,6 +42,7 @@ from .cpu_schedules import ParallelElementwise, SingleRowReduction, TiledReducti
 from .gpu_schedules import Int8Reduction
 from .precision import precision_pass
 from .vnni import vnni_int8_kernels
+from .weight_only import fuse_dequantize_matmul, weight_only_pass
 
 
 @dataclasses.dataclass
@@ -134,7 +137,14 @@ def _group_members(mod: tvm.IRModule) -> dict[str, tuple[list[str], list[Tensor]
 def _record_groups(ctx: PipelineContext) -> tvm.transform.Pass:
     @tvm.transform.module_pass(opt_level=0, name="explorer.RecordFusionGroups")
     def record(mod, _ctx):
-        ctx.groups.update(_group_members(mod))
+        for name, (members, inner) in _group_members(mod).items():
+            # a member fused by an earlier grouping (a dequantized matmul) stands for its own members
+            expanded, nested = [], []
+            for m in members:
+                earlier = ctx.groups.pop(m, ([m], []))
+                expanded += earlier[0]
+                nested += earlier[1]
+            ctx.groups[name] = (expanded, nested + inner)
         return mod
 
     return record
@@ -266,6 +276,19 @@ PRECISION: dict[str, Factory] = {
                          relax.transform.FoldConstant()],
     "bf16": lambda ctx: [precision_pass("bf16"), relax.transform.FoldConstant()],
     "int8": lambda ctx: [precision_pass("int8", ctx.act_scales), relax.transform.FoldConstant()],
+    "int8w": lambda ctx: [],
+    "int4w": lambda ctx: [],
+}
+
+#: The precision passes that run on the legalized module, after the last FoldConstant: weight-only
+#: quantization keeps its weights packed only where nothing folds their dequantization afterwards.
+PRECISION_AFTER_LEGALIZE: dict[str, Factory] = {
+    "fp32": lambda ctx: [],
+    "fp16": lambda ctx: [],
+    "bf16": lambda ctx: [],
+    "int8": lambda ctx: [],
+    "int8w": lambda ctx: [weight_only_pass("int8w"), relax.transform.AnnotateTIROpPattern()],
+    "int4w": lambda ctx: [weight_only_pass("int4w"), relax.transform.AnnotateTIROpPattern()],
 }
 
 LAYOUT: dict[str, Factory] = {
@@ -277,7 +300,11 @@ LAYOUT: dict[str, Factory] = {
 
 FUSION: dict[str, Factory] = {
     "none": lambda ctx: [],
-    "tvm": lambda ctx: [relax.transform.FuseOps(), _record_groups(ctx), relax.transform.FuseTIR()],
+    # a weight-only matmul's dequantize kernel first, by pattern (FuseOps leaves it apart), then
+    # FuseOps over the result, which it sees as a matmul kernel and gives its epilogue
+    "tvm": lambda ctx: [fuse_dequantize_matmul(), _record_groups(ctx), relax.transform.FuseTIR(),
+                        relax.transform.AnnotateTIROpPattern(), relax.transform.FuseOps(), _record_groups(ctx),
+                        relax.transform.FuseTIR()],
 }
 
 def cpu_default_rules() -> list[ScheduleRule]:
@@ -324,6 +351,7 @@ def strategy_passes(ctx: PipelineContext, schedule: bool = True) -> tvm.transfor
     s = ctx.strategy
     passes = [*_prepare(ctx), *lookup(PRECISION, "precision", s.precision)(ctx),
               *lookup(LAYOUT, "layout", s.layout)(ctx), *_int8_kernels(ctx), *_legalize(ctx),
+              *lookup(PRECISION_AFTER_LEGALIZE, "precision", s.precision)(ctx),
               *lookup(FUSION, "fusion", s.fusion)(ctx), relax.transform.DeadCodeElimination()]
     if schedule and not schedules_by_tuning(ctx):
         passes += lookup(SCHEDULE, "lowering", ctx.lowering)(ctx)

@@ -40,6 +40,8 @@ _BINARY_KIND = {
     "Add": "add", "Sub": "add", "Mul": "mul", "Div": "div", "FloorDiv": "div", "FloorMod": "div",
     "Mod": "div", "Max": "cmp", "Min": "cmp", "LT": "cmp", "LE": "cmp", "GT": "cmp", "GE": "cmp",
     "EQ": "cmp", "NE": "cmp",
+    # bit operations (unpacking int4 weights) take an integer ALU slot as an add does
+    "RShift": "add", "LShift": "add", "BitwiseAnd": "add", "BitwiseOr": "add", "BitwiseXor": "add",
 }
 _SPECIAL_CALLS = {
     "exp", "exp2", "exp10", "log", "log2", "log10", "log1p", "tanh", "sigmoid", "sqrt", "rsqrt", "erf",
@@ -360,6 +362,8 @@ class _Walker:
             self._op(_BINARY_KIND[kind], dtype, w * lanes, lanes)
             self.value(e.a, w)
             self.value(e.b, w)
+        elif kind == "Cast" and _is_index_arithmetic(e.value):
+            self.index(e.value, w)  # e.g. an int4 nibble's shift, from the loop variables
         elif kind == "Cast":
             dtype, lanes = _dtype_of(e)
             self._op("cast", dtype, w * lanes, lanes)
@@ -470,6 +474,16 @@ class _Walker:
         if kind == "Call":
             for a in e.args:
                 self.index(a, w)
+
+
+def _is_index_arithmetic(e) -> bool:
+    """Whether an expression is integer arithmetic of loop variables and constants alone (no loads):
+    work LLVM strength-reduces or hoists, kept apart from the kernel's arithmetic as indices are."""
+    if not _dtype_of(e)[0].startswith(("int", "uint")):
+        return False
+    loads = []
+    tvm_ffi.structural_visit(e, [((tvm.ir.expr.TensorLoad,), lambda *node: loads.append(node))])
+    return not loads
 
 
 def _llvm_intrinsic(arg) -> str:

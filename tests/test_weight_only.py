@@ -1,0 +1,51 @@
+"""Weight-only quantization (int8w, int4w): packing, group scales, and the fused kernel's bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from explorer.tvm.weight_only import pack_int4, quantize, unpack_int4
+
+
+def test_int4_packs_two_rows_per_byte_offset_by_seven():
+    q = np.array([[-7, 0], [7, 3]], np.int8)  # rows 0 and 1 of one byte row
+    packed = pack_int4(q)
+    assert packed.tolist() == [[0 | (14 << 4), 7 | (10 << 4)]]
+    assert unpack_int4(packed, 2).tolist() == q.tolist()
+
+
+def test_group_scales_are_the_group_peak_over_qmax_along_the_reduction_axis():
+    w = np.zeros((4, 2), np.float32)
+    w[:, 0] = [0.6, -1.4, 0.35, 0.0]   # group 0 (rows 0-1) peak 1.4, group 1 (rows 2-3) peak 0.35
+    w[:, 1] = [7.0, 3.5, -70.0, 7.0]
+    q = quantize(w, bits=4, group_size=2, scale_dtype="float32")
+    assert np.allclose(q.scales, [[0.2, 1.0], [0.05, 10.0]])
+    assert unpack_int4(q.values, 4).tolist() == [[3, 7], [-7, 4], [7, -7], [0, 1]]
+    assert np.allclose(q.dequantize(), [[0.6, 7.0], [-1.4, 4.0], [0.35, -70.0], [0.0, 10.0]])
+
+
+def test_int8_weights_round_to_the_nearest_step_of_their_group():
+    w = np.array([[1.27], [-0.5]], np.float32)
+    q = quantize(w, bits=8, group_size=2, scale_dtype="float32")
+    assert q.values.tolist() == [[127], [-50]]
+    assert np.allclose(q.scales, [[0.01]])
+
+
+def test_fused_int4w_matmul_reads_the_packed_weight_and_its_scales(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.conftest import lower, make_model
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((256, 64)).astype("float32"), "W")
+    m = make_model([helper.make_node("MatMul", ["x", "W"], ["y"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 256])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 64])], [w])
+    onnx.save(m, tmp_path / "mm.onnx")
+    _, _, table = lower(tmp_path / "mm.onnx", "fused-int4w")
+    assert len(table) == 1  # the dequantization is inside the matmul kernel
+    row = table.iloc[0]
+    # 256 x 64 int4 values in 128 x 64 bytes, and 2 groups x 64 fp16 scales
+    assert row.weight_bytes == 128 * 64 + 2 * 64 * 2
+    assert row.read_bytes == row.weight_bytes + 256 * 4
+    assert row.macs == 256 * 64
