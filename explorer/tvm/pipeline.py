@@ -36,7 +36,7 @@ from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import ScheduleRule
 from tvm.s_tir.dlight.base.common_schedules import try_inline
 
-from ..strategies import Strategy
+from ..strategies import WEIGHT_ONLY, Strategy
 from ..workload_table import Tensor
 from .cpu_schedules import ParallelElementwise, SingleRowReduction, TiledReduction, VnniReduction
 from .gpu_schedules import Int8Reduction
@@ -287,8 +287,8 @@ PRECISION_AFTER_LEGALIZE: dict[str, Factory] = {
     "fp16": lambda ctx: [],
     "bf16": lambda ctx: [],
     "int8": lambda ctx: [],
-    "int8w": lambda ctx: [weight_only_pass("int8w"), relax.transform.AnnotateTIROpPattern()],
-    "int4w": lambda ctx: [weight_only_pass("int4w"), relax.transform.AnnotateTIROpPattern()],
+    "int8w": lambda ctx: [weight_only_pass("int8w")],
+    "int4w": lambda ctx: [weight_only_pass("int4w")],
 }
 
 LAYOUT: dict[str, Factory] = {
@@ -298,12 +298,18 @@ LAYOUT: dict[str, Factory] = {
                          relax.transform.FoldConstant()],
 }
 
+def _dequantize_into_matmuls(ctx: PipelineContext) -> list:
+    """A weight-only matmul's dequantize kernel joins it by pattern (FuseOps leaves it apart); FuseOps
+    then sees the result as a matmul kernel and gives it its epilogue."""
+    if ctx.strategy.precision not in WEIGHT_ONLY:
+        return []
+    return [fuse_dequantize_matmul(), _record_groups(ctx), relax.transform.FuseTIR(),
+            relax.transform.AnnotateTIROpPattern()]
+
+
 FUSION: dict[str, Factory] = {
     "none": lambda ctx: [],
-    # a weight-only matmul's dequantize kernel first, by pattern (FuseOps leaves it apart), then
-    # FuseOps over the result, which it sees as a matmul kernel and gives its epilogue
-    "tvm": lambda ctx: [fuse_dequantize_matmul(), _record_groups(ctx), relax.transform.FuseTIR(),
-                        relax.transform.AnnotateTIROpPattern(), relax.transform.FuseOps(), _record_groups(ctx),
+    "tvm": lambda ctx: [*_dequantize_into_matmuls(ctx), relax.transform.FuseOps(), _record_groups(ctx),
                         relax.transform.FuseTIR()],
 }
 

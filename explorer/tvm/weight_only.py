@@ -158,14 +158,16 @@ class _WeightOnlyRewriter(relax.PyExprMutator):
     def __init__(self, mod: tvm.IRModule, bits: int, group_size: int, scale_dtype: str):
         super().__init__(mod)
         self.mod, self.bits, self.group_size, self.scale_dtype = mod, bits, group_size, scale_dtype
-        self.quantized = 0
+        self.weight_operands: dict = {}  # kernel -> its weight's parameter index (once per kernel, not per call)
 
     def visit_call_(self, call):
         call = super().visit_call_(call)
         if not (isinstance(call.op, tvm.ir.Op) and call.op.name == _CALL_TIR):
             return call
-        func = self.mod[call.args[0]]
-        index = _weight_operand(func)
+        kernel = call.args[0]
+        if kernel not in self.weight_operands:
+            self.weight_operands[kernel] = _weight_operand(self.mod[kernel])
+        index = self.weight_operands[kernel]
         args = list(call.args[1].fields)
         if index is None or index >= len(args) or not isinstance(args[index], Constant):
             return call
@@ -179,7 +181,6 @@ class _WeightOnlyRewriter(relax.PyExprMutator):
         args[index] = self.builder_.emit(
             relax.call_tir(gv, relax.Tuple([relax.const(q.values), relax.const(q.scales)]), out_ty=weight.ty),
             name_hint="dequantized")
-        self.quantized += 1
         return relax.call_tir(call.args[0], relax.Tuple(args), out_ty=call.ty)
 
 
@@ -201,11 +202,7 @@ def weight_only_pass(precision: str, group_size: int = GROUP_SIZE, scale_dtype: 
 
 
 def _is_dequantize(ctx) -> bool:
-    return relax_name(ctx.annotated_expr["dequantize"].args[0]).startswith(DEQUANTIZE_PREFIX)
-
-
-def relax_name(gv) -> str:
-    return getattr(gv, "name_hint", "")
+    return ctx.annotated_expr["dequantize"].args[0].name_hint.startswith(DEQUANTIZE_PREFIX)
 
 
 def fuse_dequantize_matmul() -> tvm.transform.Pass:
