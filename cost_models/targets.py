@@ -10,8 +10,8 @@ Schema (see ``cpu.toml`` for a complete, commented example)::
     name = "cpu"
     description = "..."
     [compile]                # how the explorer compiles for this target (data only; no tvm here)
-    tvm = "llvm"             # "llvm", "cuda" or "none" (analysed from the lowered TIR, not built)
-    arch = ""                # e.g. "sm_90" for cuda; empty for the host CPU
+    tvm = "llvm"             # "llvm", "cuda", "rocm" or "none" (analysed from the lowered TIR, not built)
+    arch = ""                # e.g. "sm_90" for cuda, "gfx942" for rocm; empty for the host CPU
     runs_here = true         # whether built variants run on the explorer's machine
     cores = 2                # optional: cores the target has, and the threads its builds and onnxruntime
                              # are timed with (default: every core of the machine that times them)
@@ -32,6 +32,12 @@ Schema (see ``cpu.toml`` for a complete, commented example)::
     private = false          # optional: true for a CPU cache each core has its own of (capacity and
                              # bandwidth are still the target's total): a kernel running on fewer
                              # threads than the target has cores reaches only their share of it
+    [sparsity]               # optional: the sparse weights the hardware exploits (absent: it runs dense)
+    source = "..."           # where the support is documented
+    two_four_dtypes = ["float16"]    # MAC dtypes whose kernels run 2:4 weights at half the MACs, the
+    two_four_metadata_bits = 2       # weights stored as the kept half plus this many bits per kept value
+    unstructured_dtypes = ["int8"]   # MAC dtypes whose zero weights are skipped and not stored, the
+    unstructured_index_bits = 4      # kept weights stored with this many bits of index per kept value
     [host]                   # optional: the CPUs this file describes, as /proc/cpuinfo names them
     vendor = "AuthenticAMD"
     family = 25
@@ -74,6 +80,10 @@ DEFAULT_CPU = "cpu-zen4"
 
 #: Classes of work a core's pipes execute (see :mod:`cost_models.latency`).
 WORK_CLASSES = ("fma", "imul", "alu", "div", "dot", "load", "store", "insert")
+
+#: How a target is compiled: TVM's llvm (CPU), cuda or rocm code generators, or not at all (analysed
+#: from the generic lowering's TIR).
+COMPILE_KINDS = ("llvm", "cuda", "rocm", "none")
 
 #: Kinds of on-chip access a workload distinguishes: loads/stores of kernel arguments and scratch
 #: ("global"), of GPU shared memory ("shared") and of register/local buffers ("local").
@@ -152,6 +162,23 @@ class CoreSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class SparsitySupport:
+    """What a target's hardware makes of sparse weights (see :mod:`cost_models.sparsity`): the MAC
+    dtypes whose kernels run 2:4 structured weights at half the MACs, and those whose zero weights are
+    skipped, with the metadata each stores per kept weight. A dtype in neither list runs dense."""
+
+    source: str
+    note: str = ""
+    two_four_dtypes: tuple[str, ...] = ()
+    two_four_metadata_bits: int = 2
+    unstructured_dtypes: tuple[str, ...] = ()
+    unstructured_index_bits: int = 0
+
+
+DENSE = SparsitySupport(source="no [sparsity] table: the hardware runs sparse weights dense")
+
+
+@dataclasses.dataclass(frozen=True)
 class HostMatch:
     """The CPUs a target file describes, as ``/proc/cpuinfo`` names them."""
 
@@ -208,6 +235,7 @@ class TargetSpec:
     cores: int = 0  # cores of the target (0: not said): the threads variants are timed with
     core: CoreSpec | None = None  # CPU targets: what the latency model reads schedules with
     host: HostMatch | None = None  # the CPUs this file describes (None: none that runs the explorer)
+    sparsity: SparsitySupport = DENSE  # what the hardware exploits of sparse weights
     file: str = dataclasses.field(default="", compare=False)  # the file's name (``cpu`` loads ``cpu-zen5`` here)
 
     @property
@@ -318,6 +346,30 @@ def _core(raw: Any, where: str) -> CoreSpec:
                     emulated_dtypes=tuple(str(d) for d in raw.get("emulated_dtypes", ())))
 
 
+def _dtypes(raw: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
+        raise TargetError(f"{where}.{key} must be a list of dtype names")
+    return tuple(value)
+
+
+def _sparsity(raw: Any, where: str) -> SparsitySupport:
+    if not isinstance(raw, dict):
+        raise TargetError(f"{where} must be a table")
+    unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(SparsitySupport)})
+    if unknown:
+        raise TargetError(f"{where} has unknown fields {unknown}")
+    source = _req(raw, "source", where, str).strip()
+    if not source:
+        raise TargetError(f"{where}.source is empty: say where the hardware's sparsity support is documented")
+    bits = {k: _req(raw, k, where, int) for k in ("two_four_metadata_bits", "unstructured_index_bits") if k in raw}
+    if any(b < 0 for b in bits.values()):
+        raise TargetError(f"{where}: metadata bits must not be negative")
+    return SparsitySupport(source=source, note=str(raw.get("note", "")),
+                           two_four_dtypes=_dtypes(raw, "two_four_dtypes", where),
+                           unstructured_dtypes=_dtypes(raw, "unstructured_dtypes", where), **bits)
+
+
 def _host(raw: Any, where: str) -> HostMatch:
     if not isinstance(raw, dict):
         raise TargetError(f"{where} must be a table")
@@ -332,8 +384,8 @@ def parse_target(data: Mapping[str, Any], where: str) -> TargetSpec:
     name = _req(data, "name", where, str)
     compile_ = _req(data, "compile", where, dict)
     tvm = _req(compile_, "tvm", f"{where}.compile", str)
-    if tvm not in ("llvm", "cuda", "none"):
-        raise TargetError(f"{where}.compile.tvm must be 'llvm', 'cuda' or 'none', got {tvm!r}")
+    if tvm not in COMPILE_KINDS:
+        raise TargetError(f"{where}.compile.tvm must be one of {', '.join(map(repr, COMPILE_KINDS))}, got {tvm!r}")
     units = []
     for i, raw in enumerate(_req(data, "compute", where, list)):
         at = f"{where}.compute[{i}]"
@@ -379,11 +431,12 @@ def parse_target(data: Mapping[str, Any], where: str) -> TargetSpec:
     cores = compile_.get("cores", 0)
     if isinstance(cores, bool) or not isinstance(cores, int) or cores < 0:
         raise TargetError(f"{where}.compile.cores must be a whole number of cores, got {cores!r}")
-    if tvm == "cuda" and not compile_.get("arch"):
-        raise TargetError(f"{where}.compile.arch is missing: a cuda target needs one (e.g. 'sm_90')")
+    if tvm in ("cuda", "rocm") and not compile_.get("arch"):
+        raise TargetError(f"{where}.compile.arch is missing: a {tvm} target needs one (e.g. 'sm_90', 'gfx942')")
     return TargetSpec(
         core=_core(data["core"], f"{where}.core") if "core" in data else None,
         host=_host(data["host"], f"{where}.host") if "host" in data else None,
+        sparsity=_sparsity(data["sparsity"], f"{where}.sparsity") if "sparsity" in data else DENSE,
         name=name,
         description=str(data.get("description", "")),
         tvm=tvm,

@@ -14,6 +14,7 @@ import sys
 import pandas as pd
 
 
+from .phases import KV_CACHE_DTYPES
 from .results import PROBLEM_KINDS
 
 
@@ -70,7 +71,7 @@ def _cmd_sweep(args) -> int:
                        variant_timeout=args.variant_timeout, backend=args.backend, address=args.address,
                        strict=args.strict, max_tensor_bytes=args.max_tensor_bytes,
                        input_values=parse_input_values(args.input_value), inputs=args.inputs,
-                       phases=args.phase, batches=args.batch)
+                       phases=args.phase, batches=args.batch, kv_cache_dtype=args.kv_cache_dtype)
     v = result.variants
     if v["energy_j"].notna().any():
         print(variants_table(v).to_string(index=False))
@@ -318,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(one token against a cache of L), each swept as its own model, e.g. prefill:128,decode:128")
     s.add_argument("--batch", type=_batches, metavar="B1,B2,...",
                    help="sweep every model at each batch (the symbolic first dimension of its inputs), e.g. 1,8,32")
+    s.add_argument("--kv-cache-dtype", choices=list(KV_CACHE_DTYPES), default="auto",
+                   help="decoders: the dtype the KV cache is kept in between steps (auto: the model's own; "
+                        "float16 as deployments keep it: past inputs and presents in half precision)")
     s.add_argument("--max-accuracy-loss", type=float, metavar="PCT",
                    help="mark variants whose outputs differ from the fp32 reference by more than PCT percent "
                         "(relative L2 error; 1%% is an SQNR of 40 dB)")

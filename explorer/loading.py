@@ -57,6 +57,7 @@ class PreparedModel:
     batch: int = 1  # the first input's first dimension
     tokens: int = 0  # tokens one inference of a decoder's phase produces, over the batch (0: not a decoder)
     kv_cache_bytes: int = 0  # bytes of KV cache a decode step reads (the past inputs)
+    kv_cache_dtype: str = ""  # the dtype the cache is kept in between steps ("" when not a decoder's phase)
 
     @property
     def key(self) -> str:
@@ -155,9 +156,12 @@ def _freeze_inputs(model: onnx.ModelProto, values: dict[str, float]) -> None:
         model.graph.input.remove(inp)
 
 
-def instance_name(name: str, phase: Phase | None = None, batch: int | None = None) -> str:
-    """The name tables give a model prepared for ``phase`` at ``batch``: ``gpt2@decode128@b8``."""
-    return name + (phase.suffix if phase else "") + (f"@b{batch}" if batch is not None else "")
+def instance_name(name: str, phase: Phase | None = None, batch: int | None = None,
+                  kv_cache_dtype: str = "auto") -> str:
+    """The name tables give a model prepared for ``phase`` at ``batch`` with its cache in
+    ``kv_cache_dtype``: ``gpt2@decode128@b8``, ``gpt2@decode128@kv-float16``."""
+    kv = f"@kv-{kv_cache_dtype}" if phase and kv_cache_dtype != "auto" else ""
+    return name + (phase.suffix if phase else "") + kv + (f"@b{batch}" if batch is not None else "")
 
 
 def model_name(model: str) -> str:
@@ -354,12 +358,13 @@ def _names_are_text(graph: onnx.GraphProto) -> bool:
 
 def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
             max_tensor_bytes: int | None = None, input_values: dict[str, float] | None = None,
-            phase: Phase | None = None, batch: int | None = None) -> PreparedModel:
+            phase: Phase | None = None, batch: int | None = None, kv_cache_dtype: str = "auto") -> PreparedModel:
     """Load a zoo model or ONNX file, check it (:mod:`explorer.validation`) and return it static and
     simplified, cached on disk by content. ``max_tensor_bytes`` limits every tensor's size (default: a
     quarter of this machine's memory); ``input_values`` freezes inputs to constants (``--input-value``).
     A decoder is prepared for one ``phase`` (:mod:`explorer.phases`; its name gets the phase's suffix);
-    ``batch`` sets every input's symbolic first dimension (default 1; its name gets ``@bN``).
+    ``batch`` sets every input's symbolic first dimension (default 1; its name gets ``@bN``);
+    ``kv_cache_dtype`` keeps a phase's cache in that dtype (:func:`explorer.phases.with_kv_cache_dtype`).
 
     Raises :class:`ExplorerError` with a one-line message for anything a user can fix.
     """
@@ -383,20 +388,23 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
     validation.load_external_data(proto, src.parent)
     if input_values:
         _freeze_inputs(proto, input_values)
-    overrides, kv_bytes = dict(input_shapes or {}), 0
+    overrides, kv_bytes, kv_dtype = dict(input_shapes or {}), 0, ""
     if phase is not None:
         at_phase = phases.phase_shapes(proto, phase, batch or 1)
-        kv_bytes = phases.kv_cache_bytes(proto, at_phase)
-        if phase.kind == "prefill":
-            proto = phases.drop_past(proto, at_phase)
+        cached = phases.with_kv_cache_dtype(proto, kv_cache_dtype)
+        kv_bytes, kv_dtype = phases.kv_cache_bytes(cached, at_phase), phases.kv_cache_dtype(cached)
+        if phase.kind == "prefill":  # the past inputs go first: their casts would feed neither a Concat nor a Shape
+            proto = phases.with_kv_cache_dtype(phases.drop_past(proto, at_phase), kv_cache_dtype)
             at_phase = {k: v for k, v in at_phase.items() if not phases.PAST.match(k)}
+        else:
+            proto = cached
         overrides = {**at_phase, **overrides}
     elif _is_decoder_without_shapes(proto, overrides):
         raise ExplorerError(f"{name} is a decoder (KV cache inputs): sweep it with --phase prefill:P,decode:L, "
                             "or give every input's shape with --input-shape")
     if batch is not None:
         _check_batch(proto, batch, src.name, overrides)
-    name = instance_name(name, phase, batch)
+    name = instance_name(name, phase, batch, kv_cache_dtype)
     shapes = _static_shapes(proto, overrides, batch or 1)
     validation.check_declared_sizes(proto, shapes, limit)
     content = proto.SerializeToString() if input_values or phase is not None or any(
@@ -424,7 +432,8 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
     first = specs[0].shape if specs and specs[0].shape else (1,)
     return PreparedModel(name=name, path=out, sha256=hashlib.sha256(data).hexdigest(), inputs=specs,
                          preparation=preparation, phase=phase.label if phase else "", batch=int(first[0]),
-                         tokens=phase.new_tokens(int(first[0])) if phase else 0, kv_cache_bytes=kv_bytes)
+                         tokens=phase.new_tokens(int(first[0])) if phase else 0, kv_cache_bytes=kv_bytes,
+                         kv_cache_dtype=kv_dtype)
 
 
 def _check_batch(model: onnx.ModelProto, batch: int, where: str, overrides: dict) -> None:

@@ -9,6 +9,11 @@ kv_heads, past, head_dim]`` (outputs ``present.N.*``). A phase fixes those shape
   constant shape of an empty cache), so the prepared model has no zero-length tensors;
 - ``decode:L`` runs one new token against a cache of L tokens.
 
+The cache is kept between steps in the dtype the model gives it, or in ``float16`` with
+``--kv-cache-dtype float16`` (:func:`with_kv_cache_dtype`, as vLLM's ``kv_cache_dtype`` and MLC-LLM's
+half-precision caches keep it): the past inputs are then half precision, cast to the model's dtype where
+they enter, and the presents are cast to half precision where they leave.
+
 Each phase then goes through preparation like any model (:func:`explorer.loading.prepare`); its name in
 tables is the model's with ``@prefill128`` or ``@decode128`` appended.
 """
@@ -25,6 +30,9 @@ from onnx import helper, numpy_helper
 from .errors import ExplorerError
 
 PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
+PRESENT = re.compile(r"^present\.(\d+)\.(key|value)$")
+#: ``--kv-cache-dtype`` values: ``auto`` keeps the model's own dtype (vLLM's default of the same name).
+KV_CACHE_DTYPES = {"auto": None, "float16": onnx.TensorProto.FLOAT16, "float32": onnx.TensorProto.FLOAT}
 _PHASE = re.compile(r"^(?P<kind>prefill|decode):(?P<tokens>\d+)$")
 
 
@@ -138,6 +146,80 @@ def drop_past(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> onn
     del g.input[:]
     g.input.extend(kept)
     return model
+
+
+def with_kv_cache_dtype(model: onnx.ModelProto, dtype: str) -> onnx.ModelProto:
+    """The decoder with its KV cache kept in ``dtype`` between steps (a key of :data:`KV_CACHE_DTYPES`).
+
+    Each floating-point past input becomes ``dtype``. Where it is appended to (a ``Concat`` with the
+    step's new keys or values), the new part is cast to ``dtype`` instead, so the cache is extended in
+    ``dtype`` and a present that is that ``Concat`` (directly or through an ``Identity``) leaves as it is;
+    the model's layers read the extended cache through a ``Cast`` back to their own dtype. Any other
+    use of a past input reads it through such a ``Cast``, and any other present is cast to ``dtype``
+    where it leaves. ``auto``, or a cache already in ``dtype``, gives the model unchanged."""
+    if dtype not in KV_CACHE_DTYPES:
+        raise ExplorerError(f"bad --kv-cache-dtype {dtype!r}: expected one of {', '.join(KV_CACHE_DTYPES)}")
+    want = KV_CACHE_DTYPES[dtype]
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE)
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = model.graph
+    if want is None:
+        return model
+    own = {i.name: i.type.tensor_type.elem_type for i in g.input
+           if PAST.match(i.name) and i.type.tensor_type.elem_type in floats and i.type.tensor_type.elem_type != want}
+    nodes, in_cache = [], {}  # in_cache: a tensor of the model's dtype -> the same values kept in ``dtype``
+    for node in g.node:
+        pasts = [x for x in node.input if x in own]
+        if node.op_type == "Concat" and pasts:
+            kind = own[pasts[0]]
+            parts = []
+            for x in node.input:
+                if x in own:
+                    parts.append(x)
+                else:
+                    parts.append(f"{x}.{dtype}")
+                    nodes.append(helper.make_node("Cast", [x], [parts[-1]], to=want, name=f"{x}.kv_cache_cast"))
+            kept = f"{node.output[0]}.{dtype}"
+            nodes.append(helper.make_node("Concat", parts, [kept], name=node.name, axis=next(a.i for a in node.attribute if a.name == "axis")))
+            nodes.append(helper.make_node("Cast", [kept], [node.output[0]], to=kind, name=f"{kept}.read"))
+            in_cache[node.output[0]] = kept
+            continue
+        if node.op_type == "Identity" and node.input[0] in in_cache:
+            in_cache[node.output[0]] = in_cache[node.input[0]]
+        for x in pasts:
+            if node.op_type != "Shape":
+                read = f"{x}.read"
+                if all(n.output[0] != read for n in nodes):
+                    nodes.append(helper.make_node("Cast", [x], [read], to=own[x], name=f"{x}.kv_cache_cast"))
+                node.input[:] = [read if i == x else i for i in node.input]
+        nodes.append(node)
+    for out in g.output:
+        if not PRESENT.match(out.name) or out.type.tensor_type.elem_type not in floats \
+                or out.type.tensor_type.elem_type == want:
+            continue
+        inner = f"{out.name}.model_dtype"
+        for node in nodes:
+            node.output[:] = [inner if x == out.name else x for x in node.output]
+        source = next((n.input[0] for n in nodes if n.output[0] == inner and n.op_type == "Identity"), inner)
+        if source in in_cache:
+            nodes.append(helper.make_node("Identity", [in_cache[source]], [out.name], name=f"{out.name}.kv_cache"))
+        else:
+            nodes.append(helper.make_node("Cast", [inner], [out.name], to=want, name=f"{out.name}.kv_cache_cast"))
+        out.type.tensor_type.elem_type = want
+    for inp in g.input:
+        if inp.name in own:
+            inp.type.tensor_type.elem_type = want
+    del g.node[:]
+    g.node.extend(nodes)
+    return model
+
+
+def kv_cache_dtype(model: onnx.ModelProto) -> str:
+    """The dtype of a decoder's cache: its first past input's, else its first present output's."""
+    for value in (*model.graph.input, *model.graph.output):
+        if PAST.match(value.name) or PRESENT.match(value.name):
+            return str(helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
+    return ""
 
 
 def kv_cache_bytes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> int:

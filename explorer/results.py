@@ -33,7 +33,7 @@ PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
 IDENTITY_COLUMNS = ("model", "strategy", "target", "fusion", "layout", "precision", "tuning", "phase", "batch",
                     "status", "status_kind", "built", "ran")
 #: Per sample (a batch element) and, for a decoder's phase, per token: energy, rate and the KV cache.
-THROUGHPUT_COLUMNS = ("tokens", "kv_cache_bytes", "energy_per_sample_j", "samples_per_s", "measured_samples_per_s",
+THROUGHPUT_COLUMNS = ("tokens", "kv_cache_bytes", "kv_cache_dtype", "energy_per_sample_j", "samples_per_s", "measured_samples_per_s",
                       "energy_per_token_j", "tokens_per_j", "tokens_per_s", "measured_tokens_per_s")
 MEASURED_COLUMNS = (
     "planned_memory_bytes", "max_abs_error", "tolerance", "within_tolerance", "sqnr_db", "accuracy_loss_pct",

@@ -120,7 +120,8 @@ def _score(prepared: dict, plans: list[Plan], strats: list, specs: list[TargetSp
             for t in plan.group:
                 row = base_row(model.name, plan.strategy, t.name)
                 row.update(model_hash=model.key, tvm_version=tvm_version(), phase=model.phase or None, batch=model.batch,
-                           kv_cache_bytes=model.kv_cache_bytes if model.phase else None)
+                           kv_cache_bytes=model.kv_cache_bytes if model.phase else None,
+                           kv_cache_dtype=model.kv_cache_dtype or None)
                 threads = timing_threads(t)
                 measurement = plan.measurements.get(threads) if t.tvm == "llvm" and t.runs_here else None
                 if isinstance(measurement, Measurement):
@@ -153,7 +154,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
               strict: bool = False, max_tensor_bytes: int | None = None,
               input_values: dict[str, float] | None = None, inputs: str | Path | None = None,
               tables: bool = True, phases: list[Phase] | str | None = None,
-              batches: list[int] | None = None) -> SweepResult:
+              batches: list[int] | None = None, kv_cache_dtype: str = "auto") -> SweepResult:
     """Compile every model under every strategy for every target; return variant and kernel tables.
 
     ``targets`` are names of shipped targets or paths of target files (default ``["cpu"]``).
@@ -175,7 +176,9 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     ``inputs`` is a directory of real ``.npy`` inputs: the first sample is the check input every CPU
     variant and onnxruntime run on, and (without ``calibration``) all of them calibrate int8.
     ``phases`` (``prefill:P``, ``decode:L``: :mod:`explorer.phases`) sweeps each decoder once per phase;
-    ``batches`` sweeps every model at each batch (the symbolic first dimension of its inputs).
+    ``batches`` sweeps every model at each batch (the symbolic first dimension of its inputs);
+    ``kv_cache_dtype`` keeps a decoder's cache in ``float16`` or ``float32`` between steps (``auto``:
+    the model's own; see :func:`explorer.phases.with_kv_cache_dtype`).
     """
     from .progress import Progress
 
@@ -200,9 +203,10 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
         with clock("prepare"):
             prepared: dict[str, PreparedModel | ExplorerError] = {}
             for model_name, phase, batch in instances:  # validate every model before any work starts
-                label = instance_name(model_name_of(model_name), phase, batch)
+                label = instance_name(model_name_of(model_name), phase, batch, kv_cache_dtype)
                 try:
-                    prepared[label] = prepare(model_name, input_shapes, max_tensor_bytes, input_values, phase, batch)
+                    prepared[label] = prepare(model_name, input_shapes, max_tensor_bytes, input_values, phase, batch,
+                                              kv_cache_dtype)
                 except ExplorerError as err:
                     if len(instances) == 1:
                         raise

@@ -15,7 +15,7 @@ import pytest
 
 from explorer.errors import ExplorerError
 from explorer.loading import prepare
-from explorer.phases import Phase, drop_past, is_decoder, parse_phases, phase_shapes
+from explorer.phases import Phase, drop_past, is_decoder, parse_phases, phase_shapes, with_kv_cache_dtype
 from models.decoders import DecoderConfig, build_gpt2, build_llama
 
 TINY = DecoderConfig(layers=2, d_model=64, heads=4, kv_heads=4, ffn=256, vocab=500, n_ctx=64)
@@ -87,6 +87,33 @@ def test_prepared_phases_are_static_and_count_the_cache(tiny_gpt2):
     # keys and values, 2 layers, batch 2, 4 heads, 8 positions, 16 per head, 4 bytes
     assert decode.kv_cache_bytes == 2 * 2 * 2 * 4 * 8 * 16 * 4
     assert dict((i.name, i.shape) for i in decode.inputs)["past_key_values.0.key"] == (2, 4, 8, 16)
+
+
+def test_a_half_precision_cache_is_extended_in_half_precision():
+    model = build_gpt2(seed=1, cfg=TINY)
+    half = with_kv_cache_dtype(model, "float16")
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, TINY.vocab, (1, 1)).astype(np.int64)
+    past = [rng.standard_normal((1, 4, 6, 16)).astype(np.float32) for _ in range(2 * TINY.layers)]
+    want = run_ort(model, ids, [p.astype(np.float16).astype(np.float32) for p in past], TINY)
+    got = run_ort(half, ids, [p.astype(np.float16) for p in past], TINY)
+    # the presents: the past as given, then the step's keys and values rounded once to half precision
+    # (exactly the fp32 model's in the first layer, which reads nothing rounded before it makes them)
+    assert all(g.dtype == np.float16 for g in got[1:])
+    assert all(np.array_equal(w.astype(np.float16), g) for w, g in zip(want[1:3], got[1:3]))
+    assert all(np.array_equal(g[:, :, :6], p.astype(np.float16)) for g, p in zip(got[1:], past))
+    # the layers read the step's keys and values from the cache, rounded: the logits move by that much
+    assert 0 < np.abs(want[0] - got[0]).max() < 1e-2 * np.abs(want[0]).max()
+
+
+def test_prepared_half_precision_cache_counts_half_the_bytes(tiny_gpt2):
+    decode = prepare(str(tiny_gpt2), phase=Phase("decode", 8), batch=2, kv_cache_dtype="float16")
+    prefill = prepare(str(tiny_gpt2), phase=Phase("prefill", 8), kv_cache_dtype="float16")
+    assert decode.name == "tiny-gpt2@decode8@kv-float16@b2" and decode.kv_cache_dtype == "float16"
+    assert decode.kv_cache_bytes == 2 * 2 * 2 * 4 * 8 * 16 * 2
+    assert dict((i.name, i.dtype) for i in decode.inputs)["past_key_values.1.value"] == "float16"
+    outputs = {o.name: o.type.tensor_type.elem_type for o in prefill.load().graph.output}
+    assert outputs["present.0.key"] == onnx.TensorProto.FLOAT16 and outputs["logits"] == onnx.TensorProto.FLOAT
 
 
 def test_a_decoder_without_a_phase_is_one_clear_error(tiny_gpt2):
