@@ -165,6 +165,7 @@ def test_roofline_without_a_schedule_column():
     (HostCPU("AuthenticAMD", 26, 2), "cpu-zen5"),
     (HostCPU("AuthenticAMD", 25, 17), "cpu-zen4"),
     (HostCPU("GenuineIntel", 6, 85), "cpu-cascadelake"),
+    (HostCPU("GenuineIntel", 6, 173), "cpu-graniterapids"),
     (HostCPU("GenuineIntel", 6, 143), "cpu-zen4"),  # no file describes it: the project's default
 ])
 def test_cpu_names_the_file_describing_this_host(monkeypatch, cpu, expected):
@@ -182,7 +183,7 @@ def test_a_core_table_lacking_a_work_class_is_named(tmp_path):
         parse_target(data, "x.toml")
 
 
-@pytest.mark.parametrize("name", ["cpu-zen4", "cpu-zen5", "cpu-cascadelake"])
+@pytest.mark.parametrize("name", ["cpu-zen4", "cpu-zen5", "cpu-cascadelake", "cpu-graniterapids"])
 def test_every_cpu_file_has_a_core_and_private_caches(name):
     t = load_target(name)
     assert t.core is not None and t.host is not None
