@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tvm
+import tvm_ffi
 from tvm import relax, s_tir, te, tirx, topi
 
 from explorer.tvm.cpu_schedules import TiledReduction, register_tile, reuse_axis
@@ -175,3 +176,52 @@ def test_a_one_row_layer_norm_computes_what_numpy_does():
     lib["layer_norm"](*(tvm.runtime.tensor(a) for a in (x, g, b)), out)
     want = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * g + b
     assert np.allclose(out.numpy(), want, atol=1e-5)
+
+
+def _outer_loop_kind(func, block: str) -> tirx.ForKind:
+    sch = s_tir.Schedule(func)
+    return sch.get(sch.get_loops(sch.get_sblock(block))[0]).kind
+
+
+def test_a_decode_gemv_runs_on_every_core_though_it_has_few_outputs():
+    # 2304 outputs (under MIN_PARALLEL_ELEMENTS) of a 768-long reduction each: 1.8 M multiply-adds
+    x, w = te.placeholder((1, 768), name="x"), te.placeholder((768, 2304), name="w")
+    gemv = TiledReduction().apply(te.create_prim_func([x, w, topi.matmul(x, w)]), AVX512, False)
+    assert _outer_loop_kind(gemv.mod["main"], "T_matmul_update") == tirx.ForKind.PARALLEL
+    # the same outputs from a 4-long reduction: 9 k multiply-adds stay on one core
+    x, w = te.placeholder((1, 4), name="x"), te.placeholder((4, 2304), name="w")
+    small = TiledReduction().apply(te.create_prim_func([x, w, topi.matmul(x, w)]), AVX512, False)
+    assert _outer_loop_kind(small.mod["main"], "T_matmul_update") == tirx.ForKind.SERIAL
+
+
+def _matmul_module(columns: int, rows: int = 32):
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, rows), "float32"))
+    weight = np.random.default_rng(3).standard_normal((rows, columns)).astype("float32")
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(bb.emit(relax.op.matmul(x, relax.const(weight))))
+        bb.emit_func_output(out)
+    return bb.get(), weight
+
+
+def test_a_prime_vocabulary_is_padded_to_whole_vectors_and_sliced_back():
+    from explorer.tvm.pipeline import pad_matmul_columns
+
+    mod, weight = _matmul_module(columns=67)  # 67 is prime: one lane at a time
+    padded = relax.transform.LegalizeOps()(pad_matmul_columns(mod))
+    kernels = {gv.name_hint: f for gv, f in padded.functions_items() if isinstance(f, tirx.PrimFunc)}
+    assert [int(d) for d in kernels["matmul"].params[1].shape] == [32, 80]  # 67 -> 5 x 16 columns of zeros after
+    assert "strided_slice" in kernels
+    lib = tvm.compile(padded, target=tvm.target.Target({"kind": "llvm"}))
+    vm = relax.VirtualMachine(lib, tvm.cpu())
+    x = np.random.default_rng(4).standard_normal((1, 32)).astype("float32")
+    np.testing.assert_allclose(vm["main"](tvm.runtime.tensor(x)).numpy(), x @ weight, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("columns", [40, 72, 96])  # too few columns; 72 = 8 x 9 and 96 = 16 x 6 vectorize
+def test_columns_that_vectorize_are_left_alone(columns):
+    from explorer.tvm.pipeline import pad_matmul_columns
+
+    mod, _ = _matmul_module(columns)
+    assert tvm_ffi.structural_equal(pad_matmul_columns(mod), mod)

@@ -41,8 +41,11 @@ TILE_VECTORS = (4, 3, 2, 1)
 TILE_REGISTERS = {512: 24, 256: 12, 128: 12}
 #: Blocks of 16 output channels that one broadcast activation feeds, tried largest first.
 VNNI_BLOCKS = (2, 1)
-#: A kernel with fewer output elements than this stays on one core (forking threads costs more).
+#: A kernel with fewer output elements than this stays on one core (forking threads costs more)...
 MIN_PARALLEL_ELEMENTS = 4096
+#: ...unless each output takes a long reduction: a decode step's GEMV has a few thousand outputs but
+#: 768 x 2304 multiply-adds, some 10 us on one core against about 1 us to fork and join the pool.
+MIN_PARALLEL_WORK = 1 << 18
 
 
 @functools.lru_cache(maxsize=16)
@@ -221,7 +224,10 @@ class TiledReduction(ScheduleRule):
         elements = 1
         for buf_dim in stmt.writes[0].source.shape:
             elements *= int(buf_dim) if isinstance(buf_dim, tirx.IntImm) else 1
-        if elements >= MIN_PARALLEL_ELEMENTS:
+        work = elements
+        for loop in reduce:
+            work *= loop_extent(sch, loop) or 1
+        if (elements >= MIN_PARALLEL_ELEMENTS or work >= MIN_PARALLEL_WORK) and (loop_extent(sch, fused) or 0) > 1:
             sch.parallel(fused)
 
         acc = sch.cache_write(block, 0, "local")

@@ -28,9 +28,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+import numpy as np
+
 import tvm
 import tvm_ffi
 from tvm import relax, s_tir
+from tvm.ir.expr import Constant
 from tvm.s_tir import dlight as dl
 from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import ScheduleRule
@@ -248,13 +251,46 @@ def bound_kernels_as_operators(mod, _ctx):
     return _rewrite_calls(mod, "relax.call_tir", _operator_of_bound_kernel)
 
 
+#: A matmul whose constant weight has at least this many columns...
+PAD_MIN_COLUMNS = 64
+#: ...and whose column count has no divisor of at least half a vector's lanes gets its columns padded to
+#: a multiple of this (16 fp32 lanes of AVX-512): a vocabulary of 50257 columns (prime) otherwise runs
+#: one lane at a time.
+PAD_COLUMNS_TO = 16
+
+
+def _padded_columns(call, _mod):
+    weight = call.args[1]
+    if not isinstance(weight, Constant) or weight.ty.ndim != 2:
+        return None
+    columns = int(weight.ty.shape.values[1])
+    if columns < PAD_MIN_COLUMNS or max(d for d in range(1, PAD_COLUMNS_TO + 1) if columns % d == 0) >= PAD_COLUMNS_TO // 2:
+        return None
+    value = weight.value.numpy()
+    padded = np.zeros((value.shape[0], -(-columns // PAD_COLUMNS_TO) * PAD_COLUMNS_TO), value.dtype)
+    padded[:, :columns] = value
+    out = relax.op.matmul(call.args[0], relax.const(padded), out_dtype=call.attrs.out_dtype)
+    return relax.op.strided_slice(out, axes=[call.ty.ndim - 1], begin=[0], end=[columns])
+
+
+@tvm.transform.module_pass(opt_level=0, name="explorer.PadMatmulColumns")
+def pad_matmul_columns(mod, _ctx):
+    """Pad the columns of a constant matmul weight whose count vectorizes badly (see
+    :data:`PAD_COLUMNS_TO`) with zeros, and slice the result back: the LM head of a vocabulary of 50257
+    then runs 16 lanes at a time, as deployments pad their vocabularies. The weight grows by under
+    :data:`PAD_COLUMNS_TO` columns (0.03% for GPT-2's)."""
+    return _rewrite_calls(mod, "relax.matmul", _padded_columns)
+
+
 def _prepare(ctx: PipelineContext) -> list:
     return [bound_kernels_as_operators, precision_pass("qdq"), relax.transform.FoldBatchnormToConv2D(),
             relax.transform.FoldConstant()]
 
 
 def _legalize(ctx: PipelineContext) -> list:
-    return [relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
+    # CPU vectors need the columns padded; a cuda kernel's threads take any count
+    pad = [pad_matmul_columns] if ctx.lowering == "generic" else []
+    return [*pad, relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
             relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant()]
 
 
