@@ -19,9 +19,13 @@ from .strategies import Strategy
 from .tuning_records import records_digest, records_dir
 
 
+#: The lowerings of GPU targets (DLight-scheduled TIR for TVM's code generator of that name).
+GPU_LOWERINGS = ("cuda", "rocm")
+
+
 def lowering_of(target: TargetSpec) -> str:
-    """Which lowering a target's workload comes from: ``cuda`` or ``generic``."""
-    return "cuda" if target.tvm == "cuda" else "generic"
+    """Which lowering a target's workload comes from: ``cuda``, ``rocm`` or ``generic``."""
+    return target.tvm if target.tvm in GPU_LOWERINGS else "generic"
 
 
 def scoring_target(group: list[TargetSpec]) -> TargetSpec:
@@ -58,17 +62,17 @@ class Plan:
 
 def make_plan(model: PreparedModel, strategy: Strategy, lowering: str, group: list[TargetSpec], build: bool,
           check: bool, calibration: Calibration | None, tuning_records, mcpu: str, progress: bool) -> Plan:
-    cuda = lowering == "cuda"
-    builds = build and any(t.tvm in ("llvm", "cuda") for t in group)
-    runs = builds and check and not cuda and any(t.tvm == "llvm" and t.runs_here for t in group)
+    gpu = lowering in GPU_LOWERINGS
+    builds = build and any(t.tvm in ("llvm", *GPU_LOWERINGS) for t in group)
+    runs = builds and check and not gpu and any(t.tvm == "llvm" and t.runs_here for t in group)
     req = LoweringRequest(
-        str(model.path), model.sha256, strategy, lowering, mcpu="" if cuda else mcpu,
-        arch=next((t.arch for t in group if t.tvm == "cuda"), "") or ("sm_90" if cuda else ""), build=builds,
+        str(model.path), model.sha256, strategy, lowering, mcpu="" if gpu else mcpu,
+        arch=next((t.arch for t in group if t.tvm == lowering), "") if gpu else "", build=builds,
         act_scales=calibration.scales if calibration else None,
         tuning_records=str(tuning_records) if tuning_records else None, scoring=scoring_target(group),
         export=str(library_path(model, strategy, mcpu, calibration.key if calibration else "")) if runs else "", progress=progress)
     plan = Plan(model, strategy, group, req, calibration.key if calibration else "")
-    if strategy.tuned and not cuda:
+    if strategy.tuned and not gpu:
         plan.records = records_digest(records_dir({"kind": "llvm", "mcpu": mcpu}, req.tuning_records))
     plan.key = lowerings.lowering_key(req, plan.calibration, plan.records)
     return plan

@@ -149,10 +149,10 @@ class LoweringRequest:
     model_path: str
     model_sha256: str
     strategy: object                         # explorer.strategies.Strategy
-    lowering: str                            # "generic" (llvm for ``mcpu``) or "cuda" (for ``arch``)
+    lowering: str                            # "generic" (llvm for ``mcpu``), "cuda" or "rocm" (for ``arch``)
     mcpu: str = ""
     arch: str = ""
-    build: bool = False                      # generate code (and, for cuda, compile it with nvcc)
+    build: bool = False                      # generate code (for cuda, compiled with nvcc; rocm, linked by ld.lld)
     act_scales: tuple[float, ...] | None = None  # calibrated activation scales (int8)
     tuning_records: str | None = None        # records directory of a tuned strategy
     scoring: object = None                   # cost_models.targets.TargetSpec the energy/EDP picks use
@@ -161,5 +161,5 @@ class LoweringRequest:
 
     @property
     def lowering_id(self) -> str:
-        """``llvm:<mcpu>`` or ``cuda:<arch>``: what the TIR was lowered for."""
-        return f"cuda:{self.arch}" if self.lowering == "cuda" else f"llvm:{self.mcpu}"
+        """``llvm:<mcpu>``, ``cuda:<arch>`` or ``rocm:<arch>``: what the TIR was lowered for."""
+        return f"llvm:{self.mcpu}" if self.lowering == "generic" else f"{self.lowering}:{self.arch}"

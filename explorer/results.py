@@ -38,7 +38,7 @@ THROUGHPUT_COLUMNS = ("tokens", "kv_cache_bytes", "kv_cache_dtype", "energy_per_
 MEASURED_COLUMNS = (
     "planned_memory_bytes", "max_abs_error", "tolerance", "within_tolerance", "sqnr_db", "accuracy_loss_pct",
     "argmax_agreement", "next_token_agreement", "meets_accuracy", "compile_s", "check_run_s", "measured_latency_s", "measured_latency_spread",
-    "latency_source", "kernel_time_share",
+    "latency_source", "kernel_time_share", "tensorized_share",
     "onnxruntime_latency_s", "latency_vs_onnxruntime", "onnxruntime_int8_latency_s", "tvm_threads", "onnxruntime_threads", "node",
     "tuned_kernels", "reused_kernels", "tuning_trials", "model_hash", "tvm_version")
 #: The columns of ``variants.csv``, in order.
@@ -75,9 +75,29 @@ def failed_row(row: dict, status: Status) -> dict:
     return {**row, "status": status.text, "status_kind": status.kind.value}
 
 
+#: A GPU variant with less than this share of its low-precision multiply-adds on tensor or matrix units
+#: is flagged: its figures are those of SIMT kernels, whatever the hardware's matrix units could do.
+MIN_TENSORIZED_SHARE = 0.5
+#: The dtypes whose multiply-adds a GPU's peak rate assumes on tensor or matrix units.
+MATRIX_DTYPES = frozenset({"float16", "bfloat16", "int8", "uint8"})
+
+
+def row_dtypes(workload: pd.DataFrame) -> list[str]:
+    """The dtypes of a workload's multiply-adds (from its ``op_mac_<dtype>`` columns with work)."""
+    return [c.removeprefix("op_mac_") for c in workload.columns if c.startswith("op_mac_") and workload[c].sum() > 0]
+
+
 def _build_status(lowering: Lowering, target: TargetSpec, row: dict) -> Status:
     if target.tvm == "none":
         return Status(StatusKind.ANALYSED, "analysed from lowered TIR (not built)")
+    if target.tvm == "rocm":
+        if lowering.build_error:
+            return Status(StatusKind.CODEGEN_FAILED, "analysed from ROCm TIR; not built here "
+                                                     f"({lowering.build_error[:200]})")
+        if not lowering.built:
+            return Status(StatusKind.ANALYSED, "analysed from ROCm TIR (not built)")
+        row["built"] = True
+        return Status(StatusKind.BUILT_NOT_RUN, "built by TVM's AMDGPU code generator and ld.lld (not run: no GPU here)")
     if target.tvm == "cuda":
         if lowering.build_error:
             return Status(StatusKind.CODEGEN_FAILED, "analysed from CUDA TIR; TVM's CUDA code generation failed "
@@ -188,6 +208,17 @@ def variant_row(row: dict, result: Lowering | Failure, target: TargetSpec, refer
         status = status.noted(f"not run: {run.status.detail}")
     if row["tuning"] != "none" and target.tvm != "llvm":
         status = status.noted("not tuned: MetaSchedule needs a GPU here to measure candidates (DLight schedules used)")
+    macs = float(result.workload["macs"].sum()) if "macs" in result.workload else 0.0
+    if macs > 0:
+        tensorized = float(result.workload["tensorized_macs"].sum())
+        row["tensorized_share"] = tensorized / macs
+        matrix_macs = sum(float(result.workload[c].sum()) for c in result.workload.columns
+                          if c.startswith("op_mac_") and c.removeprefix("op_mac_") in MATRIX_DTYPES)
+        if target.tvm in ("cuda", "rocm") and matrix_macs > 0 and tensorized < MIN_TENSORIZED_SHARE * matrix_macs:
+            status = status.noted(f"not tensorized: {min(tensorized / matrix_macs, 1):.0%} of the "
+                                  f"{'/'.join(sorted(MATRIX_DTYPES & set(row_dtypes(result.workload))))} multiply-adds "
+                                  f"on {target.name}'s tensor/matrix units (TVM's schedules keep the rest on SIMT lanes: "
+                                  "a schedule gap, not the hardware's)")
     dtype = PRECISION_DTYPE.get(row["precision"])
     if dtype and dtype not in target.dtypes and status.kind is not StatusKind.MISMATCH:
         status = status.emulated(f"{target.name} has no {dtype} unit (see its target file): charged as emulated")

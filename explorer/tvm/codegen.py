@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -33,6 +34,100 @@ def llvm_target(mcpu: str) -> dict:
 def cuda_target(arch: str) -> dict:
     """CUDA target for ``arch`` (e.g. ``sm_90``) with an LLVM host."""
     return {"kind": "cuda", "arch": arch or "sm_90", "host": {"kind": "llvm"}}
+
+
+def rocm_target(arch: str) -> dict:
+    """ROCm target (LLVM's AMDGPU back end) for ``arch`` (e.g. ``gfx942``) with an LLVM host."""
+    return {"kind": "rocm", "mcpu": arch or "gfx942", "host": {"kind": "llvm"}}
+
+
+def gpu_target(lowering: str, arch: str) -> dict:
+    """The target dict of a GPU lowering (``cuda`` or ``rocm``) for ``arch``."""
+    return {"cuda": cuda_target, "rocm": rocm_target}[lowering](arch)
+
+
+#: Where Debian's ``rocm-device-libs`` puts the AMDGPU device bitcode (``amdgcn/bitcode/*.bc``).
+DEBIAN_ROCM_PATH = "/usr/lib/x86_64-linux-gnu"
+#: The oldest ld.lld that links what TVM's LLVM emits for AMDGPU: code object v6 (ELF ABI version 4)
+#: is unknown to lld 14 ("unknown abi version"), linked by lld 19.
+MIN_LLD_MAJOR = 19
+
+
+def rocm_path() -> str:
+    """The ROCm root whose ``amdgcn/bitcode`` holds the device libraries (``ROCM_PATH``, ``/opt/rocm``
+    or Debian's ``rocm-device-libs``), or '' where none is installed."""
+    for root in (os.environ.get("ROCM_PATH", ""), "/opt/rocm", DEBIAN_ROCM_PATH):
+        if root and (Path(root) / "amdgcn" / "bitcode" / "ocml.bc").exists():
+            return root
+    return ""
+
+
+def _lld_major(path: str) -> int:
+    import re
+    import subprocess
+
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    m = re.search(r"LLD (\d+)", out)
+    return int(m.group(1)) if m else 0
+
+
+def find_lld() -> str:
+    """An ``ld.lld`` of version :data:`MIN_LLD_MAJOR` or later (``ld.lld-N``, LLVM's own folders, or
+    ``ld.lld``), or '' where there is none."""
+    candidates = [f"ld.lld-{n}" for n in range(30, MIN_LLD_MAJOR - 1, -1)]
+    candidates += [f"/usr/lib/llvm-{n}/bin/ld.lld" for n in range(30, MIN_LLD_MAJOR - 1, -1)]
+    candidates += ["ld.lld", "/opt/rocm/llvm/bin/ld.lld"]
+    for name in candidates:
+        path = shutil.which(name) or (name if os.path.isfile(name) else None)
+        if path and _lld_major(path) >= MIN_LLD_MAJOR:
+            return path
+    return ""
+
+
+def rocm_missing() -> str:
+    """What this machine lacks to build ROCm code here, in words ('' when nothing is missing)."""
+    missing = []
+    if not rocm_path():
+        missing.append("the AMDGPU device bitcode (Debian's rocm-device-libs, or ROCM_PATH)")
+    if not find_lld():
+        missing.append(f"ld.lld {MIN_LLD_MAJOR} or later (Debian's lld-{MIN_LLD_MAJOR})")
+    return " and ".join(missing)
+
+
+@contextlib.contextmanager
+def rocm_toolchain():
+    """TVM's ROCm build pointed at this machine's device bitcode and a new enough ld.lld (TVM takes the
+    first ``ld.lld`` on the path, and ``ROCM_PATH`` or ``/opt/rocm``); a one-line error naming what is
+    missing when the build needs it."""
+    import tvm_ffi
+    from tvm.support import rocm
+
+    missing = rocm_missing()
+    if missing:
+        raise ExplorerError(f"TVM's ROCm build needs {missing}")
+    lld, old_path = find_lld(), os.environ.get("ROCM_PATH")
+    os.environ["ROCM_PATH"] = rocm_path()
+    tvm_ffi.register_global_func("tvm_callback_rocm_link", lambda obj: _rocm_link(rocm, obj, lld), override=True)
+    try:
+        yield
+    finally:
+        tvm_ffi.register_global_func("tvm_callback_rocm_link", rocm.callback_rocm_link, override=True)
+        if old_path is None:
+            os.environ.pop("ROCM_PATH", None)
+        else:
+            os.environ["ROCM_PATH"] = old_path
+
+
+def _rocm_link(rocm, obj_bin, lld: str):
+    """TVM's ``tvm_callback_rocm_link`` with ``lld``: the relocatable AMDGPU object to a code object."""
+    with tempfile.TemporaryDirectory() as tmp:
+        obj, cobj = os.path.join(tmp, "kernel.o"), os.path.join(tmp, "kernel.co")
+        Path(obj).write_bytes(bytes(obj_bin))
+        rocm.rocm_link(obj, cobj, lld=lld)
+        return bytearray(Path(cobj).read_bytes())
 
 
 def runtime_modules(mod):

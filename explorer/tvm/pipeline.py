@@ -298,7 +298,7 @@ def _int8_kernels(ctx: PipelineContext) -> list:
     return [vnni_int8_kernels()] if ctx.vnni else []  # its constants are folded after LegalizeOps
 
 
-def _cuda_schedule(ctx: PipelineContext) -> list:
+def _gpu_schedule(ctx: PipelineContext) -> list:
     # Int8Reduction first: DLight's Matmul rule tensorizes int8 (of an int8 strategy or of an imported
     # QDQ model) with wmma fragments that TVM 0.27 then fails to lower (fragment_info_ check)
     return [dl.ApplyDefaultSchedule(Int8Reduction(), dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
@@ -366,10 +366,12 @@ def cpu_default_schedule() -> tvm.transform.Pass:
 
 
 #: The default schedule of each lowering: :func:`cpu_default_schedule` for ``generic`` (CPUs and
-#: analysis-only targets); DLight's GPU rules for cuda.
+#: analysis-only targets); DLight's GPU rules for cuda and rocm (whose ``Matmul`` rule tensorizes for
+#: CUDA only: ROCm kernels stay on the SIMT lanes, no MFMA).
 SCHEDULE: dict[str, Factory] = {
     "generic": lambda ctx: [cpu_default_schedule()],
-    "cuda": _cuda_schedule,
+    "cuda": _gpu_schedule,
+    "rocm": _gpu_schedule,
 }
 
 

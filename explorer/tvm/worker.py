@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 import traceback
@@ -54,17 +55,19 @@ def _lower(req: LoweringRequest) -> Lowering:
 
     start = time.perf_counter()
     cuda = req.lowering == "cuda"
-    target = codegen.cuda_target(req.arch) if cuda else codegen.llvm_target(req.mcpu)
-    tuning = None if cuda else TuningSetup(target, req.scoring, req.tuning_records, req.progress)
+    gpu = req.lowering != "generic"
+    target = codegen.gpu_target(req.lowering, req.arch) if gpu else codegen.llvm_target(req.mcpu)
+    tuning = None if gpu else TuningSetup(target, req.scoring, req.tuning_records, req.progress)
     args = (req.model_path, req.model_sha256, req.strategy, req.lowering, target)
     build_error = ""
     try:
-        compiled = compile_variant(*args, build=req.build, act_scales=req.act_scales, tuning=tuning)
+        with codegen.rocm_toolchain() if req.lowering == "rocm" else contextlib.nullcontext():
+            compiled = compile_variant(*args, build=req.build, act_scales=req.act_scales, tuning=tuning)
     except Exception as err:
-        if not (req.build and cuda):
+        if not (req.build and gpu):
             raise
-        # code generation can fail where the lowered TIR is still sound (e.g. an int8 tensor-core
-        # kernel): keep the analysis and say why nothing was built
+        # code generation can fail where the lowered TIR is still sound (an int8 tensor-core kernel, a
+        # ROCm toolchain missing here): keep the analysis and say why nothing was built
         build_error = one_line(err)
         compiled = compile_variant(*args, build=False, act_scales=req.act_scales)
     compile_s = time.perf_counter() - start
@@ -74,7 +77,7 @@ def _lower(req: LoweringRequest) -> Lowering:
              for c in compiled.calls]
     exe = compiled.executable
     nvcc_error = codegen.nvcc_compile(codegen.cuda_source(exe), req.arch) if cuda and exe is not None else ""
-    if req.export and exe is not None and not cuda:
+    if req.export and exe is not None and not gpu:
         from pathlib import Path
 
         codegen.export_library(exe, Path(req.export))
