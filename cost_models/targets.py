@@ -16,6 +16,9 @@ Schema (see ``cpu.toml`` for a complete, commented example)::
     cores = 2                # optional: cores the target has, and the threads its builds and onnxruntime
                              # are timed with (default: every core of the machine that times them)
     [static_power_w]         # a figure
+    [power_limit_w]          # optional figure: the device's power limit (TDP, board power), what a GEMM at
+                             # peak and a copy at peak bandwidth must model under (a physical sanity check)
+    [full_load_power_w]      # optional figure: a published measurement of the device under a dense GEMM
     [[compute]]              # one table per dtype the compute units support natively
     dtype = "float32"
     peak_ops_per_s = {value=..., low=..., high=..., source="..."}   # multiply-adds count as 2 ops
@@ -236,6 +239,8 @@ class TargetSpec:
     core: CoreSpec | None = None  # CPU targets: what the latency model reads schedules with
     host: HostMatch | None = None  # the CPUs this file describes (None: none that runs the explorer)
     sparsity: SparsitySupport = DENSE  # what the hardware exploits of sparse weights
+    power_limit_w: Figure | None = None  # the device's power limit (TDP or board power)
+    full_load_power_w: Figure | None = None  # a published measurement of it under a dense GEMM
     file: str = dataclasses.field(default="", compare=False)  # the file's name (``cpu`` loads ``cpu-zen5`` here)
 
     @property
@@ -437,6 +442,8 @@ def parse_target(data: Mapping[str, Any], where: str) -> TargetSpec:
         core=_core(data["core"], f"{where}.core") if "core" in data else None,
         host=_host(data["host"], f"{where}.host") if "host" in data else None,
         sparsity=_sparsity(data["sparsity"], f"{where}.sparsity") if "sparsity" in data else DENSE,
+        power_limit_w=_figure(data, "power_limit_w", where) if "power_limit_w" in data else None,
+        full_load_power_w=_figure(data, "full_load_power_w", where) if "full_load_power_w" in data else None,
         name=name,
         description=str(data.get("description", "")),
         tvm=tvm,

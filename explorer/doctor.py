@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 PACKAGES = ("apache-tvm", "apache-tvm-ffi", "onnx", "onnxruntime", "onnxsim", "numpy", "pandas", "xgboost-cpu", "ray")
-TOOLS = {"nvcc": ["nvcc", "--version"], "ld.lld (ROCm)": ["ld.lld", "--version"], "valgrind": ["valgrind", "--version"]}
+TOOLS = {"nvcc": ["nvcc", "--version"], "valgrind": ["valgrind", "--version"]}
 
 
 @dataclasses.dataclass
@@ -50,6 +50,13 @@ def _tool(cmd: list[str]) -> str:
     lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
     return (next((ln for ln in lines if "release" in ln.lower() or "version" in ln.lower()), lines[-1] if lines else "")
             .strip()[:80])
+
+
+def _rocm_tools() -> str:
+    from .toolchain import find_lld, rocm_missing, rocm_path
+
+    missing = rocm_missing()
+    return f"missing {missing}" if missing else f"{find_lld()} with the device bitcode of {rocm_path()}"
 
 
 def _probe() -> dict:
@@ -109,7 +116,8 @@ def diagnose() -> Report:
     tvm = in_compiler_process(_probe)
     cpu = load_target("cpu")
     return Report(packages={p: _version(p) for p in PACKAGES}, tvm=tvm,
-                  tools={name: _tool(cmd) for name, cmd in TOOLS.items()}, cores=machine_cores(),
+                  tools={**{name: _tool(cmd) for name, cmd in TOOLS.items()}, "ROCm build": _rocm_tools()},
+                  cores=machine_cores(),
                   threads={"tvm_default": tvm["tvm_default_threads"], "explorer_times_cpu_with": timing_threads(cpu)},
                   targets=_targets(), cpu_target=cpu_target_text(cpu))
 

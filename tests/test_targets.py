@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 
 from cost_models.targets import OP_KINDS, TARGETS_DIR, TargetError, list_targets, load_target, resolve_name
+from explorer.workload_table import dtype_bytes
 
-SHIPPED = ["cpu", "cpu-cascadelake", "cpu-graniterapids", "cpu-zen4", "cpu-zen5", "gpu", "npu"]
+SHIPPED = ["cpu", "cpu-cascadelake", "cpu-graniterapids", "cpu-zen4", "cpu-zen5", "gpu", "mi300x", "npu", "phone-npu",
+           "tpu"]
+#: The targets that describe a whole device with a power limit (the CPU files describe a 2-core slice).
+DEVICES = ["gpu", "mi300x", "npu", "phone-npu", "tpu"]
 
 
 def _toml_value(value) -> str:
@@ -101,7 +105,8 @@ def test_every_unit_prices_every_op_kind(name):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_dram_byte_costs_10_to_1000_cheapest_macs(name):
     spec = load_target(name)
-    cheapest_mac = min(unit.energy_of("mac").value for unit in spec.compute)
+    # of byte-wide or wider operands: a DRAM byte carries two int4 weights, each multiply-add of which is cheaper
+    cheapest_mac = min(unit.energy_of("mac").value for unit in spec.compute if dtype_bytes(unit.dtype) >= 1)
     dram = spec.memory[0]
     assert dram.capacity_bytes == max(level.capacity_bytes for level in spec.memory)
     ratio = dram.energy_pj_per_byte.value / cheapest_mac
@@ -244,3 +249,46 @@ def test_global_accesses_are_charged_where_the_target_says():
     assert gpu.level_for("global").name == "shared"
     assert gpu.level_for("local").name == "registers"
     assert load_target("npu").level_for("global").name == "scratchpad"
+
+
+def _gemm(dtype: str, n: int = 8192) -> dict:
+    """One n x n x n GEMM in ``dtype`` as a tiled kernel moves it: each operand and the fp32 result once
+    through DRAM, operand tiles re-read on chip once per 128 multiply-adds, an eighth of an operand per
+    multiply-add through registers."""
+    b = dtype_bytes(dtype)
+    return dict(kernel="gemm", call_index=0, macs=float(n ** 3), tensorized_macs=float(n ** 3), flops=2.0 * n ** 3,
+                read_bytes=2 * n * n * b, write_bytes=4 * n * n, weight_bytes=n * n * b, model_input_bytes=0.0,
+                scratch_bytes=0.0, access_bytes=n ** 3 * 2 * b / 128, shared_access_bytes=n ** 3 * 2 * b / 128,
+                local_access_bytes=n ** 3 * b / 8, traffic_curve=f"0:{int((2 * b + 4) * n * n)}",
+                unit_traffic_curve=f"0:{int((2 * b + 4) * n * n)}", **{f"op_mac_{dtype}": float(n ** 3)})
+
+
+def _copy(nbytes: int = 1 << 30) -> dict:
+    return dict(kernel="copy", call_index=0, macs=0.0, flops=0.0, read_bytes=nbytes, write_bytes=nbytes, weight_bytes=0.0,
+                model_input_bytes=0.0, scratch_bytes=0.0, access_bytes=2.0 * nbytes, shared_access_bytes=0.0,
+                local_access_bytes=0.0, traffic_curve=f"0:{2 * nbytes}", unit_traffic_curve=f"0:{2 * nbytes}")
+
+
+def _modelled_power_w(row: dict, spec) -> float:
+    import pandas as pd
+
+    from cost_models import energy
+
+    scored = energy.score(pd.DataFrame([row]), spec).iloc[0]
+    return scored.energy_j / scored.latency_s
+
+
+@pytest.mark.parametrize("name", DEVICES)
+def test_a_gemm_at_peak_and_a_copy_at_peak_bandwidth_stay_under_the_device_power_limit(name):
+    spec = load_target(name)
+    limit = spec.power_limit_w.value
+    for unit in spec.compute:
+        assert _modelled_power_w(_gemm(unit.dtype), spec) <= 1.01 * limit, unit.dtype
+    assert _modelled_power_w(_copy(), spec) <= limit
+
+
+@pytest.mark.parametrize(("name", "dtype"), [("gpu", "float32"), ("tpu", "bfloat16")])
+def test_a_gemm_at_peak_draws_near_the_published_full_load_power(name, dtype):
+    spec = load_target(name)
+    measured = spec.full_load_power_w.value
+    assert 0.7 * measured <= _modelled_power_w(_gemm(dtype), spec) <= 1.15 * measured

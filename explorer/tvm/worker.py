@@ -61,7 +61,7 @@ def _lower(req: LoweringRequest) -> Lowering:
     args = (req.model_path, req.model_sha256, req.strategy, req.lowering, target)
     build_error = ""
     try:
-        with codegen.rocm_toolchain() if req.lowering == "rocm" else contextlib.nullcontext():
+        with codegen.rocm_toolchain() if req.lowering == "rocm" and req.build else contextlib.nullcontext():
             compiled = compile_variant(*args, build=req.build, act_scales=req.act_scales, tuning=tuning)
     except Exception as err:
         if not (req.build and gpu):
