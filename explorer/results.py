@@ -32,8 +32,10 @@ PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
 
 IDENTITY_COLUMNS = ("model", "strategy", "target", "fusion", "layout", "precision", "tuning", "phase", "batch",
                     "status", "status_kind", "built", "ran")
-#: Per sample (a batch element) and, for a decoder's phase, per token: energy, rate and the KV cache.
+#: Per sample (a batch element) and, for a decoder's phase, per token: energy, rate and the KV cache; and
+#: performance per watt: inferences (samples) and GFLOP per joule, and the mean power the energy implies.
 THROUGHPUT_COLUMNS = ("tokens", "kv_cache_bytes", "kv_cache_dtype", "energy_per_sample_j", "samples_per_s", "measured_samples_per_s",
+                      "inferences_per_j", "gflop_per_j", "mean_power_w",
                       "energy_per_token_j", "tokens_per_j", "tokens_per_s", "measured_tokens_per_s")
 MEASURED_COLUMNS = (
     "planned_memory_bytes", "max_abs_error", "tolerance", "within_tolerance", "sqnr_db", "accuracy_loss_pct",
@@ -61,8 +63,12 @@ def throughput(row: dict, batch: int, tokens: int) -> dict:
     def per(n, x):
         return None if x is None or not n or not np.isfinite(x) or x <= 0 else n / x
 
+    # the time the static power was charged over: measured where the variant ran on its own hardware
+    charged_s = measured_s if row.get("latency_source") == "measured" else latency_s
     out = {"energy_per_sample_j": None if energy_j is None else energy_j / max(batch, 1),
-           "samples_per_s": per(batch, latency_s), "measured_samples_per_s": per(batch, measured_s)}
+           "samples_per_s": per(batch, latency_s), "measured_samples_per_s": per(batch, measured_s),
+           "inferences_per_j": per(batch, energy_j), "gflop_per_j": per((row.get("flops") or 0) / 1e9, energy_j),
+           "mean_power_w": None if energy_j is None or not charged_s else energy_j / charged_s}
     if tokens:
         out.update(tokens=tokens, energy_per_token_j=None if energy_j is None else energy_j / tokens,
                    tokens_per_j=per(tokens, energy_j), tokens_per_s=per(tokens, latency_s),
