@@ -39,6 +39,7 @@ Schema (see ``cpu.toml`` for a complete, commented example)::
     source = "..."           # where the support is documented
     two_four_dtypes = ["float16"]    # MAC dtypes whose kernels run 2:4 weights at half the MACs, the
     two_four_metadata_bits = 2       # weights stored as the kept half plus this many bits per kept value
+    two_four_tensorized_only = true  # only multiply-adds on tensor/matrix units run sparse
     unstructured_dtypes = ["int8"]   # MAC dtypes whose zero weights are skipped and not stored, the
     unstructured_index_bits = 4      # kept weights stored with this many bits of index per kept value
     [host]                   # optional: the CPUs this file describes, as /proc/cpuinfo names them
@@ -174,6 +175,7 @@ class SparsitySupport:
     note: str = ""
     two_four_dtypes: tuple[str, ...] = ()
     two_four_metadata_bits: int = 2
+    two_four_tensorized_only: bool = False  # the sparse units are the tensor/matrix units: SIMT MACs run dense
     unstructured_dtypes: tuple[str, ...] = ()
     unstructured_index_bits: int = 0
 
@@ -370,6 +372,8 @@ def _sparsity(raw: Any, where: str) -> SparsitySupport:
     bits = {k: _req(raw, k, where, int) for k in ("two_four_metadata_bits", "unstructured_index_bits") if k in raw}
     if any(b < 0 for b in bits.values()):
         raise TargetError(f"{where}: metadata bits must not be negative")
+    if "two_four_tensorized_only" in raw:
+        bits["two_four_tensorized_only"] = _req(raw, "two_four_tensorized_only", where, bool)
     return SparsitySupport(source=source, note=str(raw.get("note", "")),
                            two_four_dtypes=_dtypes(raw, "two_four_dtypes", where),
                            unstructured_dtypes=_dtypes(raw, "unstructured_dtypes", where), **bits)

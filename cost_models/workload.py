@@ -20,6 +20,8 @@ Columns (all counts are for one call of the kernel):
 ``write_bytes``          bytes of the kernel's global output buffers (each buffer counted once)
 ``weight_bytes``         the constants (weights) the kernel reads, each at most once: no more than its
                          loads of it (a gather from an embedding table reads one row per token)
+``weight_density``       optional: the share of the kernel's weight matrix (its largest constant) that is
+                         not zero: below 1 where a sparse strategy pruned it (see ``cost_models.sparsity``)
 ``model_input_bytes``    bytes of model inputs the kernel reads (what must come from DRAM at least once)
 ``scratch_bytes``        bytes of global buffers the kernel allocates for itself
 ``access_bytes``         loop-trip-weighted bytes of every load and store of a global buffer

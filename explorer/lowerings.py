@@ -35,7 +35,7 @@ FORMAT = "2"
 LOWERING_CODE = tuple(f"explorer/tvm/{m}.py" for m in ("frontend", "pipeline", "cpu_schedules", "gpu_schedules", "precision", "vnni", "compile",
                                                         "tir", "tuning", "builder", "candidates", "codegen",
                                                         "worker")) + (
-    "explorer/workload_table.py", "explorer/reuse.py", "explorer/records.py")
+    "explorer/workload_table.py", "explorer/reuse.py", "explorer/records.py", "explorer/sparsity.py")
 
 #: What the energy and EDP picks of a tuned strategy also depend on: they choose schedules by score.
 SCORING_CODE = ("cost_models/*.py", "explorer/schedules.py")

@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from cost_models import energy
+from cost_models import energy, sparsity
 from cost_models.energy import Totals
 from cost_models.targets import TargetSpec
 
@@ -30,7 +30,7 @@ PROBLEM_KINDS = ("failed", "crashed", "timed-out", "mismatch")
 #: The compute dtype each reduced precision needs from a target.
 PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
 
-IDENTITY_COLUMNS = ("model", "strategy", "target", "fusion", "layout", "precision", "tuning", "phase", "batch",
+IDENTITY_COLUMNS = ("model", "strategy", "target", "fusion", "layout", "precision", "tuning", "sparsity", "phase", "batch",
                     "status", "status_kind", "built", "ran")
 #: Per sample (a batch element) and, for a decoder's phase, per token: energy, rate and the KV cache; and
 #: performance per watt: inferences (samples) and GFLOP per joule, and the mean power the energy implies.
@@ -40,7 +40,7 @@ THROUGHPUT_COLUMNS = ("tokens", "kv_cache_bytes", "kv_cache_dtype", "energy_per_
 MEASURED_COLUMNS = (
     "planned_memory_bytes", "max_abs_error", "tolerance", "within_tolerance", "sqnr_db", "accuracy_loss_pct",
     "argmax_agreement", "next_token_agreement", "meets_accuracy", "compile_s", "check_run_s", "measured_latency_s", "measured_latency_spread",
-    "latency_source", "kernel_time_share", "tensorized_share",
+    "latency_source", "kernel_time_share", "tensorized_share", "weight_density",
     "onnxruntime_latency_s", "latency_vs_onnxruntime", "onnxruntime_int8_latency_s", "tvm_threads", "onnxruntime_threads", "node",
     "tuned_kernels", "reused_kernels", "tuning_trials", "model_hash", "tvm_version")
 #: The columns of ``variants.csv``, in order.
@@ -134,7 +134,7 @@ def _checked(row: dict, run: Measurement, reference: list[np.ndarray], status: S
     if row.get("phase") and run.outputs and reference:  # a decoder's first output is its logits
         row["next_token_agreement"] = accuracy_metrics(run.outputs[:1], reference[:1])["argmax_agreement"]
     status = dataclasses.replace(status, kind=StatusKind.OK)
-    if row["precision"] != "fp32":
+    if row["precision"] != "fp32" or row.get("sparsity") not in (None, "none"):  # judged by its accuracy
         return status
     # full precision must match the reference to rounding
     tols = [RTOL * max(1.0, float(np.max(np.abs(want))) if want.size else 1.0) for want in reference]
@@ -186,6 +186,13 @@ def kernel_frame(lowering: Lowering, scored: pd.DataFrame, row: dict, run: Measu
     return kernels
 
 
+def _weight_density(workload: pd.DataFrame) -> float | None:
+    """The share of a variant's weight bytes that are not zero (over the kernels that read weights)."""
+    if "weight_density" not in workload or workload["weight_bytes"].sum() <= 0:
+        return None
+    return float((workload["weight_density"] * workload["weight_bytes"]).sum() / workload["weight_bytes"].sum())
+
+
 def variant_row(row: dict, result: Lowering | Failure, target: TargetSpec, reference: list[np.ndarray] | None,
                 run: Measurement | Failure | None = None) -> tuple[dict, pd.DataFrame]:
     """Score ``result`` on ``target`` into ``row`` (from :func:`base_row`), with the build's ``run``
@@ -198,6 +205,7 @@ def variant_row(row: dict, result: Lowering | Failure, target: TargetSpec, refer
         timed = np.isfinite(measured).all() and sum(measured) > 0
         modelled = workload if timed else energy.score(workload, target)  # the model's shares stand in
         workload = workload.assign(run_time_s=run_times(modelled, measured, float(np.median(run.latency_runs_s))))
+    workload, effect = sparsity.effective_workload(workload, target, row.get("sparsity") or "none")
     scored = energy.score(workload, target)
     row.update(energy.totals(scored).row())
     row["latency_source"] = "measured" if (scored["latency_source"] == "measured").all() else "modelled"
@@ -208,6 +216,9 @@ def variant_row(row: dict, result: Lowering | Failure, target: TargetSpec, refer
     row["compile_s"] = round(result.compile_s, 3)
     row["node"] = result.node or None
     status = _build_status(result, target, row)
+    if row.get("sparsity") not in (None, "none"):
+        status = status.noted(effect.note(target))
+        row["weight_density"] = _weight_density(result.workload)
     if isinstance(run, Measurement) and reference is not None:
         status = _checked(row, run, reference, status)
     elif isinstance(run, Failure):

@@ -23,6 +23,9 @@ WEIGHT_ONLY = ("int8w", "int4w")
 #: ``metaschedule:N:energy`` / ``metaschedule:N:edp`` (the measured candidate with the least
 #: modelled energy, or energy x measured latency, per kernel).
 TUNING_PATTERN = re.compile(r"^(none|metaschedule:(?P<trials>[1-9]\d*)(:(?P<pick>latency|energy|edp))?)$")
+#: ``none``, ``2:4`` (two of every four weights along the reduction axis kept) or ``unstructured:P`` (the
+#: P% smallest-magnitude weights of each conv and matmul zeroed): see :mod:`explorer.sparsity`.
+SPARSITY_PATTERN = re.compile(r"^(none|2:4|unstructured:(?P<percent>[1-9]\d?))$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +42,9 @@ class Strategy:
     in symmetric int8 or int4, packed two per byte, with an fp16 scale per 128 rows of the reduction
     axis; activations stay float32, the weight is dequantized inside the matmul kernel when fused;
     see :mod:`explorer.tvm.weight_only`). ``tuning``: ``none`` or ``metaschedule:N[:energy|edp]``
-    (see ``TUNING_PATTERN``).
+    (see ``TUNING_PATTERN``). ``sparsity``: ``none``, ``2:4`` or ``unstructured:P`` (magnitude pruning of
+    conv and matmul weights before import, see :mod:`explorer.sparsity`; the build runs the pruned weights
+    dense, and each target is charged what its hardware makes of them, see :mod:`cost_models.sparsity`).
     """
 
     name: str
@@ -47,6 +52,7 @@ class Strategy:
     layout: str = "native"
     precision: str = "fp32"
     tuning: str = "none"
+    sparsity: str = "none"
 
     def __post_init__(self) -> None:
         for axis, allowed in AXES.items():
@@ -56,6 +62,9 @@ class Strategy:
         if not TUNING_PATTERN.match(self.tuning):
             raise ValueError(f"strategy {self.name!r}: tuning={self.tuning!r} is not 'none', 'metaschedule:N' "
                              "or 'metaschedule:N:energy|edp|latency'")
+        if not SPARSITY_PATTERN.match(self.sparsity):
+            raise ValueError(f"strategy {self.name!r}: sparsity={self.sparsity!r} is not 'none', '2:4' or "
+                             "'unstructured:P' (P the percent of weights zeroed, 1-99)")
 
     @property
     def tuned(self) -> bool:
@@ -74,15 +83,22 @@ class Strategy:
         m = TUNING_PATTERN.match(self.tuning)
         return (m["pick"] or "latency") if m and m["trials"] else ""
 
+    @property
+    def sparse(self) -> bool:
+        """Whether the strategy prunes weights."""
+        return self.sparsity != "none"
+
     def axes(self) -> dict[str, str]:
-        """The four axis values, for tables."""
+        """The axis values, for tables."""
         return {"fusion": self.fusion, "layout": self.layout, "precision": self.precision,
-                "tuning": self.tuning}
+                "tuning": self.tuning, "sparsity": self.sparsity}
 
     @property
     def key(self) -> str:
-        """A stable identifier of the choices (not the name), for cache keys."""
-        return f"fusion={self.fusion},layout={self.layout},precision={self.precision},tuning={self.tuning}"
+        """A stable identifier of the choices (not the name), for cache keys (a dense strategy's is what it
+        was before the sparsity axis, so its cached lowerings stay valid)."""
+        key = f"fusion={self.fusion},layout={self.layout},precision={self.precision},tuning={self.tuning}"
+        return key + (f",sparsity={self.sparsity}" if self.sparse else "")
 
 
 _REGISTRY: dict[str, Strategy] = {}
@@ -112,6 +128,11 @@ register(Strategy("int4w", precision="int4w"))
 register(Strategy("fused-int8w", fusion="tvm", precision="int8w"))
 register(Strategy("fused-int4w", fusion="tvm", precision="int4w"))
 # Tuned strategies: a budget that tunes ResNet-18 in well under 30 minutes on 2 cores (see README).
+# Sparsity: magnitude-pruned weights, built dense, charged as each target's hardware runs them.
+register(Strategy("fused-2:4", fusion="tvm", sparsity="2:4"))
+register(Strategy("fused-fp16-2:4", fusion="tvm", precision="fp16", sparsity="2:4"))
+register(Strategy("fused-int8-2:4", fusion="tvm", precision="int8", sparsity="2:4"))
+register(Strategy("fused-unstructured:50", fusion="tvm", sparsity="unstructured:50"))
 register(Strategy("fused-tuned", fusion="tvm", tuning="metaschedule:128"))
 register(Strategy("fused-tuned-energy", fusion="tvm", tuning="metaschedule:128:energy"))
 
@@ -133,8 +154,9 @@ def parse_strategies(spec: str | list[str | Strategy] | None) -> list[Strategy]:
     """Strategies from a comma-separated list of names, a list of names or :class:`Strategy`
     values (unregistered ones too), or ``all`` (every registered strategy that does not tune:
     tuning costs minutes to hours, so name those; nor the weight-only ones, which change only
-    matmul weights and are named for the decoders and MLPs they are for)."""
-    untuned = [s for s in list_strategies() if not s.tuned and s.precision not in WEIGHT_ONLY]
+    matmul weights and are named for the decoders and MLPs they are for; nor the sparse ones, which
+    change the model's weights and are named where pruning is the question)."""
+    untuned = [s for s in list_strategies() if not s.tuned and s.precision not in WEIGHT_ONLY and not s.sparse]
     if spec is None or spec == "all" or spec == ["all"]:
         return untuned
     names = spec.split(",") if isinstance(spec, str) else list(spec)

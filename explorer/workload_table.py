@@ -49,6 +49,7 @@ class Tensor:
     origin: str  # "input", "const", "kernel" (written by a kernel call), "view"
     storage: int = -1  # identity of the memory it occupies: a view shares its source's storage
     model_output: bool = False  # returned by ``main``
+    density: float = 1.0  # a constant's share of elements that are not zero (pruned weights have less)
 
     @property
     def nbytes(self) -> int:
@@ -184,6 +185,7 @@ def workload_table(calls, kernels: dict[str, KernelWorkload]):
         row = {"call_index": call.index, "kernel": call.kernel, "fused_ops": len(call.members),
                "eliminated_bytes": sum(t.nbytes for t in call.eliminated)}
         read = write = weight = model_in = 0.0
+        largest = None  # the kernel's weight matrix: the largest constant it reads (not a bias or scales)
         access = shared = local = scratch = 0.0
         for use in k.buffers:
             if use.param_index >= 0:
@@ -195,6 +197,8 @@ def workload_table(calls, kernels: dict[str, KernelWorkload]):
                     if arg is not None and arg.origin == "const":
                         # a gather reads only the rows it gathers: an embedding table is one row per token
                         weight += min(use.size_bytes, use.load_bytes)
+                        if largest is None or arg.nbytes > largest.nbytes:
+                            largest = arg
                     elif arg is not None and arg.origin == "input":
                         model_in += use.size_bytes
                 access += use.load_bytes + use.store_bytes
@@ -209,6 +213,7 @@ def workload_table(calls, kernels: dict[str, KernelWorkload]):
         row.update(macs=k.macs, tensorized_macs=k.tensorized_macs, flops=k.flops, read_bytes=read, write_bytes=write, weight_bytes=weight,
                    model_input_bytes=model_in, scratch_bytes=scratch, access_bytes=access, shared_access_bytes=shared,
                    local_access_bytes=local)
+        row["weight_density"] = largest.density if largest is not None else 1.0
         row["traffic_curve"] = traffic_curve(k, warm)
         row["unit_traffic_curve"] = traffic_curve(k, warm, per_unit=True)
         row["schedule"] = format_schedule(k.schedule)

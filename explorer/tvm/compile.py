@@ -14,6 +14,7 @@ import tvm
 from tvm import relax
 from tvm.ir.instrument import pass_instrument
 
+from ..sparsity import density
 from ..strategies import Strategy
 from ..workload_table import CallSite, Tensor
 from .frontend import imported
@@ -60,6 +61,7 @@ def call_sites(mod: tvm.IRModule, groups: dict) -> tuple[list[CallSite], int]:
         if isinstance(expr, tvm.ir.expr.Constant):
             if expr not in consts:
                 consts[expr] = fresh(sinfo_tensors(expr.ty, f"const{len(consts)}", "const"))[0]
+                consts[expr].density = density(expr.value.numpy())
             return [consts[expr]]
         if isinstance(expr, relax.Tuple):
             return [t for f in expr.fields for t in tensor_of(f)]
@@ -192,7 +194,7 @@ def compile_variant(path: str, sha256: str, strategy: Strategy, lowering: str, t
     when ``build``. ``lowering`` is ``generic`` (llvm-scheduled TIR) or ``cuda`` (DLight GPU TIR).
     ``act_scales``: calibrated activation scales for an ``int8`` strategy. A tuned strategy on a
     generic lowering is scheduled by ``tuning`` (:class:`explorer.tvm.tuning.TuningSetup`)."""
-    mod = imported(path, sha256)
+    mod = imported(path, sha256, strategy.sparsity)
     tvm_target = tvm.target.Target(target)
     ctx = PipelineContext(strategy, lowering, act_scales, vnni=lowering == "generic" and has_vnni(tvm_target))
     with tvm_target:

@@ -9,6 +9,7 @@ import onnx
 import tvm
 
 from ..errors import ExplorerError
+from ..sparsity import prune
 
 #: Control flow TVM 0.27's ONNX frontend imports itself, not through its converter table.
 FRONTEND_OPS = frozenset({"If"})
@@ -45,7 +46,8 @@ def import_onnx(model: onnx.ModelProto) -> tvm.IRModule:
 
 
 @functools.lru_cache(maxsize=4)
-def imported(path: str, sha256: str) -> tvm.IRModule:
-    """The Relax module of the prepared model at ``path`` (``sha256`` keys the in-process cache:
-    a worker compiling several strategies of one model imports it once)."""
-    return import_onnx(onnx.load(path))
+def imported(path: str, sha256: str, sparsity: str = "none") -> tvm.IRModule:
+    """The Relax module of the prepared model at ``path``, its weights pruned to ``sparsity`` (see
+    :mod:`explorer.sparsity`); ``sha256`` keys the in-process cache: a worker compiling several
+    strategies of one model imports it once per sparsity."""
+    return import_onnx(prune(onnx.load(path), sparsity))
