@@ -270,6 +270,34 @@ def candidates_svg(candidates: pd.DataFrame, width: int = 640, height: int = 400
     return "\n".join(out) + "\n"
 
 
+def targets_section(variants: pd.DataFrame) -> list[str]:
+    """Where to run each model: its targets ranked by the energy of their best variant per inference,
+    with inferences per joule, the latency and the mean power, and what the figures rest on (a GPU whose
+    kernels were not tensorized is charged for SIMT kernels, a schedule gap rather than the hardware's)."""
+    ok = variants[variants["energy_j"].notna() & variants["target"].notna()]
+    if ok["target"].nunique() < 2:
+        return []
+    out = ["## Targets ranked per inference", "",
+           "Each target's lowest-energy variant of each model, cheapest first; *inferences/J* counts samples of the "
+           "batch (tokens for a decoder's phase are in the phases section).", ""]
+    for model, group in ok.groupby("model", sort=False):
+        best = group.loc[group.groupby("target")["energy_j"].idxmin()].sort_values("energy_j")
+        batch = best["batch"].fillna(1).clip(lower=1) if "batch" in best else pd.Series(1, best.index)
+        rows = pd.DataFrame({
+            "rank": range(1, len(best) + 1), "target": best["target"], "strategy": best["strategy"],
+            "energy/inference": (best["energy_j"] / batch).map(_fmt_j),
+            "inferences/J": (batch / best["energy_j"]).map(lambda x: f"{x:,.3g}"),
+            "GFLOP/J": best.get("gflop_per_j", pd.Series(index=best.index, dtype=float)).map(
+                lambda x: "" if pd.isna(x) else f"{x:,.3g}"),
+            "latency": best["latency_s"].map(lambda x: f"{x * 1e3:.3g} ms"),
+            "mean power": best.get("mean_power_w", pd.Series(index=best.index, dtype=float)).map(
+                lambda x: "" if pd.isna(x) else f"{x:.3g} W"),
+            "notes": best["status"].fillna("").map(lambda t: "not tensorized (SIMT kernels)" if "not tensorized" in t
+                                                   else "emulated dtype" if "charged as emulated" in t else "")})
+        out += [f"**{model}**", "", _table(rows), ""]
+    return out
+
+
 def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.DataFrame | None = None,
                     schedules: pd.DataFrame | None = None, plot: str | None = None) -> str:
     """A short report: the variants side by side, the best per target, how robust the rankings
@@ -293,6 +321,7 @@ def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.
                          f"({worst / r.energy_j:.2f}x less than the worst strategy), "
                          f"{_fmt_bytes(r.dram_bytes)} of DRAM traffic, {int(r.kernels)} kernels.")
         parts.append("")
+    parts += targets_section(variants)
     parts += phases_section(variants)
     parts += precision_section(variants)
     parts += schedules_section(schedules, plot)

@@ -332,12 +332,35 @@ def throughput_plot(variants: pd.DataFrame) -> Plot | None:
                 "its batches: a larger batch raises throughput and latency together.", tuple(traces), layout, table)
 
 
+def targets_plot(variants: pd.DataFrame) -> Plot | None:
+    """Bars: inferences per joule of each model's best variant on each target (where there are several)."""
+    ok = variants[variants["energy_j"].notna()].copy()
+    if ok["target"].nunique() < 2:
+        return None
+    best = ok.loc[ok.groupby(["model", "target"])["energy_j"].idxmin()].copy()
+    batch = best["batch"].fillna(1).clip(lower=1) if "batch" in best else 1
+    best["inferences_per_j_best"] = batch / best["energy_j"]
+    best["tensorized"] = best["status"].fillna("").map(lambda t: "no (SIMT kernels)" if "not tensorized" in t else "")
+    traces = tuple({"type": "bar", "name": plot_label(model), "x": g["target"].map(plot_label).tolist(),
+                    "y": g["inferences_per_j_best"].tolist(), "customdata": g[["strategy", "tensorized"]].values.tolist(),
+                    "hovertemplate": "%{x}: %{y:.4g} inferences/J<br>%{customdata[0]}<br>%{customdata[1]}"
+                                     "<extra>%{fullData.name}</extra>"}
+                   for model, g in best.groupby("model", sort=False))
+    layout = {"barmode": "group", "yaxis": {"title": {"text": "inferences per joule (best variant)"}, "type": "log"}}
+    table = best[["model", "target", "strategy", "energy_j", "inferences_per_j_best", "latency_s", "mean_power_w",
+                  "tensorized"]] if "mean_power_w" in best else best[["model", "target", "strategy", "energy_j",
+                                                                       "inferences_per_j_best", "latency_s"]]
+    return Plot("targets", "Targets per joule", "Each model's lowest-energy variant on each target, as inferences per "
+                "joule (higher is better). A GPU whose kernels stayed on SIMT lanes is marked: that is TVM's schedule, "
+                "not the hardware.", traces, layout, table)
+
+
 def report_plots(variants: pd.DataFrame, kernels: pd.DataFrame) -> list[Plot]:
     """Every plot the sweep's tables give (a plot without data is left out)."""
     plots = []
     if variants["energy_j"].notna().any():
         plots += [breakdown_plot(variants, kernels), pareto_plot(variants)]
-    plots += [p for p in (phases_plot(variants), throughput_plot(variants), fusion_plot(kernels))
+    plots += [p for p in (targets_plot(variants), phases_plot(variants), throughput_plot(variants), fusion_plot(kernels))
               if p is not None]
     plots += roofline_plots(kernels)
     plots += [p for p in (precision_plot(variants),) if p is not None]

@@ -42,7 +42,7 @@ def test_pareto_front_keeps_the_points_nothing_beats_on_both():
 
 def test_every_plot_of_the_example_sweep_is_there(example):
     ids = [p.id for p in report_plots(*example)]
-    assert ids == ["breakdown", "pareto", "fusion", "roofline-0", "roofline-1", "roofline-2", "precision"]
+    assert ids == ["breakdown", "pareto", "targets", "fusion", "roofline-0", "roofline-1", "roofline-2", "precision"]
 
 
 def test_breakdown_components_add_up_to_the_energy(example):
