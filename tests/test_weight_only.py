@@ -31,21 +31,57 @@ def test_int8_weights_round_to_the_nearest_step_of_their_group():
     assert np.allclose(q.scales, [[0.01]])
 
 
-def test_fused_int4w_matmul_reads_the_packed_weight_and_its_scales(tmp_path):
+def _gemv_onnx(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from tests.conftest import lower, make_model
+    from tests.conftest import make_model
 
     w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((256, 64)).astype("float32"), "W")
     m = make_model([helper.make_node("MatMul", ["x", "W"], ["y"])],
                    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 256])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 64])], [w])
     onnx.save(m, tmp_path / "mm.onnx")
-    _, _, table = lower(tmp_path / "mm.onnx", "fused-int4w")
+    return tmp_path / "mm.onnx"
+
+
+def test_fused_int4w_matmul_reads_the_packed_weight_and_its_scales(tmp_path):
+    from tests.conftest import lower
+
+    _, _, table = lower(_gemv_onnx(tmp_path), "fused-int4w")
     assert len(table) == 1  # the dequantization is inside the matmul kernel
     row = table.iloc[0]
     # 256 x 64 int4 values in 128 x 64 bytes, and 2 groups x 64 fp16 scales
     assert row.weight_bytes == 128 * 64 + 2 * 64 * 2
     assert row.read_bytes == row.weight_bytes + 256 * 4
     assert row.macs == 256 * 64
+
+
+def test_a_gpu_keeps_the_int4_weight_along_k_and_dlight_schedules_the_gemv(tmp_path):
+    import tvm
+
+    from tests.conftest import lower
+
+    _, compiled, table = lower(_gemv_onnx(tmp_path), "fused-int4w", lowering="cuda")
+    assert len(table) == 1 and table.iloc[0].weight_bytes == 128 * 64 + 2 * 64 * 2  # the same bytes, laid out [N, K]
+    kernel = next(f for gv, f in compiled.tir.functions_items() if isinstance(f, tvm.tirx.PrimFunc))
+    shapes = [(tuple(int(d) for d in p.shape), str(p.dtype)) for p in kernel.params]
+    assert ((64, 128), "uint8") in shapes and ((64, 2), "float16") in shapes  # 64 outputs x 256 / 2 bytes along K
+    # DLight's GEMV: threads split each output's reduction (rfactor) and meet across threadIdx.y
+    assert "_rf" in kernel.script() and "threadIdx.y" in kernel.script()
+
+
+def test_the_dequantize_kernel_of_a_weight_kept_along_k_gives_the_transposed_weight():
+    import tvm
+
+    from explorer.tvm.weight_only import _dequantize_func, stored
+
+    w = np.random.default_rng(1).standard_normal((8, 3)).astype(np.float32)  # [K, N]
+    q = quantize(w, bits=4, group_size=4, scale_dtype="float32")
+    values, scales = stored(q, transposed=True)
+    assert values.shape == (3, 4) and scales.shape == (3, 2)
+    func = _dequantize_func(q, "float32", transposed=True).with_attr("global_symbol", "main")
+    lib = tvm.tirx.build(tvm.IRModule({"main": func}), target=tvm.target.Target({"kind": "llvm"}))
+    out = tvm.runtime.tensor(np.zeros((3, 8), np.float32))
+    lib["main"](tvm.runtime.tensor(values), tvm.runtime.tensor(scales), out)
+    np.testing.assert_allclose(out.numpy(), q.dequantize().T, rtol=1e-6)

@@ -42,7 +42,7 @@ from tvm.s_tir.dlight.base.common_schedules import try_inline
 from ..strategies import WEIGHT_ONLY, Strategy
 from ..workload_table import Tensor
 from .cpu_schedules import ParallelElementwise, SingleRowReduction, TiledReduction, VnniReduction
-from .gpu_schedules import Int8Reduction
+from .gpu_schedules import DecodeGEMV, Int8Reduction
 from .precision import precision_pass
 from .vnni import vnni_int8_kernels
 from .weight_only import fuse_dequantize_matmul, weight_only_pass
@@ -273,6 +273,23 @@ def _padded_columns(call, _mod):
     return relax.op.strided_slice(out, axes=[call.ty.ndim - 1], begin=[0], end=[columns])
 
 
+def _nt_weight(call, _mod):
+    weight = call.args[1]
+    if not isinstance(weight, Constant) or weight.ty.ndim != 2 or not str(weight.ty.dtype).startswith(("float", "bfloat")):
+        return None
+    kept = relax.const(np.ascontiguousarray(weight.value.numpy().T))
+    return relax.op.matmul(call.args[0], relax.op.permute_dims(kept), out_dtype=call.attrs.out_dtype)
+
+
+@tvm.transform.module_pass(opt_level=0, name="explorer.WeightsAlongK")
+def weights_along_k(mod, _ctx):
+    """Keep each constant float matmul weight ``[N, K]`` (``x @ W^T``, which ``FuseTransposeMatmul`` makes
+    one kernel), as GPU deployments keep them (PyTorch's Linear, MLC-LLM's ``NT_matmul``): a decode step's
+    GEMV then reads each output's weights along K, and DLight's ``GEMV`` rule schedules it (its
+    outer-reduction schedule, for ``[K, N]``, has parameters for OpenCL and Metal only)."""
+    return _rewrite_calls(mod, "relax.matmul", _nt_weight)
+
+
 @tvm.transform.module_pass(opt_level=0, name="explorer.PadMatmulColumns")
 def pad_matmul_columns(mod, _ctx):
     """Pad the columns of a constant matmul weight whose count vectorizes badly (see
@@ -288,9 +305,11 @@ def _prepare(ctx: PipelineContext) -> list:
 
 
 def _legalize(ctx: PipelineContext) -> list:
-    # CPU vectors need the columns padded; a cuda kernel's threads take any count
-    pad = [pad_matmul_columns] if ctx.lowering == "generic" else []
-    return [*pad, relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
+    # CPU vectors need the columns padded; a GPU kernel's threads take any count, and a GPU reads its
+    # weights along K
+    layout = ([pad_matmul_columns] if ctx.lowering == "generic" else
+              [weights_along_k, relax.transform.FuseTransposeMatmul()])
+    return [*layout, relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
             relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant()]
 
 
@@ -299,9 +318,10 @@ def _int8_kernels(ctx: PipelineContext) -> list:
 
 
 def _gpu_schedule(ctx: PipelineContext) -> list:
-    # Int8Reduction first: DLight's Matmul rule tensorizes int8 (of an int8 strategy or of an imported
-    # QDQ model) with wmma fragments that TVM 0.27 then fails to lower (fragment_info_ check)
-    return [dl.ApplyDefaultSchedule(Int8Reduction(), dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
+    # DecodeGEMV first: a weight-only GEMV reads packed integers, which Int8Reduction would take. Then
+    # Int8Reduction: DLight's Matmul rule tensorizes int8 (of an int8 strategy or of an imported QDQ
+    # model) with wmma fragments that TVM 0.27 then fails to lower (fragment_info_ check)
+    return [dl.ApplyDefaultSchedule(DecodeGEMV(), Int8Reduction(), dl.gpu.Matmul(), dl.gpu.Reduction(),
                                     dl.gpu.GeneralReduction(), dl.gpu.Fallback())]
 
 

@@ -103,21 +103,36 @@ def unpack_int4(packed: np.ndarray, rows: int) -> np.ndarray:
     return out - qmax(4)
 
 
-def _dequantize_func(weight: QuantizedWeight, dtype: str) -> tirx.PrimFunc:
-    """The TE kernel that reads the stored weight and scales back into a ``dtype`` ``[K, N]`` weight."""
+def stored(weight: QuantizedWeight, transposed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The values and scales as a kernel stores them: ``[K(/2), N]`` and ``[K / group, N]``, or for a
+    weight kept ``[N, K]`` (``transposed``, the layout GPU GEMVs read along K) ``[N, K(/2)]`` and
+    ``[N, K / group]``: int4 pairs stay along K either way."""
+    if not transposed:
+        return weight.values, weight.scales
+    return np.ascontiguousarray(weight.values.T), np.ascontiguousarray(weight.scales.T)
+
+
+def _dequantize_func(weight: QuantizedWeight, dtype: str, transposed: bool = False) -> tirx.PrimFunc:
+    """The TE kernel that reads the stored weight and scales back into a ``dtype`` ``[K, N]`` weight
+    (``[N, K]`` where ``transposed``; see :func:`stored`)."""
     rows, cols = weight.rows, weight.values.shape[1]
-    values = te.placeholder(_int64(weight.values.shape), str(weight.values.dtype), name="weight")
-    scales = te.placeholder(_int64(weight.scales.shape), str(weight.scales.dtype), name="scales")
+    held, held_scales = stored(weight, transposed)
+    values = te.placeholder(_int64(held.shape), str(held.dtype), name="weight")
+    scales = te.placeholder(_int64(held_scales.shape), str(held_scales.dtype), name="scales")
+
+    def at(buffer, k, n):
+        return buffer[n, k] if transposed else buffer[k, n]
 
     def element(k, n):
         if weight.bits == 4:
             shift = (k % 2 * 4).astype("uint8")
-            q = ((values[k // 2, n] >> shift) & tirx.const(15, "uint8")).astype(dtype) - tirx.const(qmax(4), dtype)
+            q = ((at(values, k // 2, n) >> shift) & tirx.const(15, "uint8")).astype(dtype) - tirx.const(qmax(4), dtype)
         else:
-            q = values[k, n].astype(dtype)
-        return q * scales[k // weight.group_size, n].astype(dtype)
+            q = at(values, k, n).astype(dtype)
+        return q * at(scales, k // weight.group_size, n).astype(dtype)
 
-    out = te.compute(_int64((rows, cols)), element, name="dequantize")
+    shape = (cols, rows) if transposed else (rows, cols)
+    out = te.compute(_int64(shape), (lambda n, k: element(k, n)) if transposed else element, name="dequantize")
     func = te.create_prim_func([values, scales, out]).without_attr("global_symbol")
     return func.with_attr("op_pattern", _INJECTIVE)
 
@@ -127,28 +142,34 @@ def _int64(shape) -> list:
     return [tirx.IntImm("int64", int(d)) for d in shape]
 
 
-def _weight_operand(func) -> int | None:
-    """The parameter index of a matmul kernel's ``[K, N]`` weight: the 2-D input whose first index
-    is the kernel's one reduction axis and whose second a spatial one, or None for any other kernel."""
+def _weight_operand(func) -> list[tuple[int, bool]]:
+    """The parameters a matmul kernel's weight may be, each with whether it is kept ``[N, K]``: the 2-D
+    inputs indexed by the kernel's one reduction axis and a spatial one (``[K, N]``, or ``[N, K]`` as a
+    GPU lowering keeps it; a 2-D activation ``[M, K]`` looks the same, so the caller takes the one that
+    is a constant); empty for any other kernel."""
     attrs = func.attrs if isinstance(func, tirx.PrimFunc) else None
     if attrs is None or int(attrs.get("op_pattern", -1)) != _OUT_EWISE_FUSABLE:
-        return None
+        return []
     sch = s_tir.Schedule(func)
     blocks = sch.get_child_blocks(sch.get_sblock("root"))
     if len(blocks) != 1:
-        return None
+        return []
     block = sch.get(blocks[0])
     reduce = [iv.var for iv in block.iter_vars if iv.iter_type == tirx.IterVar.CommReduce]
     spatial = [iv.var for iv in block.iter_vars if iv.iter_type == tirx.IterVar.DataPar]
     if len(reduce) != 1:
-        return None
+        return []
+    found = []
     for read in block.reads:
         if len(read.region) != 2:
             continue
         first, second = (r.min for r in read.region)
-        if first.same_as(reduce[0]) and any(second.same_as(v) for v in spatial):
-            return next((i for i, p in enumerate(func.params) if p.same_as(read.source)), None)
-    return None
+        for k, n, transposed in ((first, second, False), (second, first, True)):
+            if k.same_as(reduce[0]) and any(n.same_as(v) for v in spatial):
+                index = next((i for i, p in enumerate(func.params) if p.same_as(read.source)), None)
+                if index is not None:
+                    found.append((index, transposed))
+    return found
 
 
 @relax.expr_functor.mutator
@@ -158,7 +179,7 @@ class _WeightOnlyRewriter(relax.PyExprMutator):
     def __init__(self, mod: tvm.IRModule, bits: int, group_size: int, scale_dtype: str):
         super().__init__(mod)
         self.mod, self.bits, self.group_size, self.scale_dtype = mod, bits, group_size, scale_dtype
-        self.weight_operands: dict = {}  # kernel -> its weight's parameter index (once per kernel, not per call)
+        self.weight_operands: dict = {}  # kernel -> its weight's candidate parameters (once per kernel, not per call)
 
     def visit_call_(self, call):
         call = super().visit_call_(call)
@@ -167,19 +188,23 @@ class _WeightOnlyRewriter(relax.PyExprMutator):
         kernel = call.args[0]
         if kernel not in self.weight_operands:
             self.weight_operands[kernel] = _weight_operand(self.mod[kernel])
-        index = self.weight_operands[kernel]
         args = list(call.args[1].fields)
-        if index is None or index >= len(args) or not isinstance(args[index], Constant):
+        found = [(i, t) for i, t in self.weight_operands[kernel] if i < len(args) and isinstance(args[i], Constant)]
+        if not found:
             return call
+        index, transposed = found[0]
         weight = args[index]
         dtype = str(weight.ty.dtype)
-        group = group_size_for(int(weight.ty.shape.values[0]), self.group_size, self.bits)
+        matrix = weight.value.numpy().astype(np.float32)
+        matrix = matrix.T if transposed else matrix  # quantized as [K, N]: groups along K
+        group = group_size_for(matrix.shape[0], self.group_size, self.bits)
         if dtype not in ("float32", "float16", "bfloat16") or group is None:
             return call
-        q = quantize(weight.value.numpy().astype(np.float32), self.bits, group, self.scale_dtype)
-        gv = self.builder_.add_func(_dequantize_func(q, dtype), f"{DEQUANTIZE_PREFIX}int{self.bits}")
+        q = quantize(matrix, self.bits, group, self.scale_dtype)
+        gv = self.builder_.add_func(_dequantize_func(q, dtype, transposed), f"{DEQUANTIZE_PREFIX}int{self.bits}")
+        values, scales = stored(q, transposed)
         args[index] = self.builder_.emit(
-            relax.call_tir(gv, relax.Tuple([relax.const(q.values), relax.const(q.scales)]), out_ty=weight.ty),
+            relax.call_tir(gv, relax.Tuple([relax.const(values), relax.const(scales)]), out_ty=weight.ty),
             name_hint="dequantized")
         return relax.call_tir(call.args[0], relax.Tuple(args), out_ty=call.ty)
 
