@@ -31,7 +31,7 @@ from .backends import compile_missing
 from .cache import tvm_version
 from .calibration import calibrate, calibration_feeds
 from .deploy import resolve_mcpu, timing_threads
-from .errors import ExplorerError
+from .errors import ExplorerError, one_line
 from .loading import PreparedModel, instance_name, prepare
 from .loading import model_name as model_name_of
 from .phases import Phase, parse_phases
@@ -81,8 +81,9 @@ class _Clock:
 
 def _time_onnxruntime_int8(plans: list[Plan], references: dict[str, Reference], calibration, bar) -> dict:
     """onnxruntime's own int8 build (static QDQ on the int8 pass's calibration inputs) timed with the
-    threads of every measured int8 variant: ``{(model, calibration key, threads): seconds}``."""
-    out: dict[tuple[str, str, int], float] = {}
+    threads of every measured int8 variant: ``{(model, calibration key, threads): seconds}`` (None where
+    onnxruntime's quantizer makes a model its runtime refuses: gpt2's quantized embedding table)."""
+    out: dict[tuple[str, str, int], float | None] = {}
     feeds: dict[str, list] = {}  # per model: the calibration inputs (seeded samples are drawn once)
     for plan in plans:
         if plan.strategy.precision != "int8" or not plan.measurements:
@@ -93,8 +94,13 @@ def _time_onnxruntime_int8(plans: list[Plan], references: dict[str, Reference], 
                 bar.phase(f"{plan.model.name}: timing onnxruntime's int8 build with {threads} threads")
                 if plan.model.name not in feeds:
                     feeds[plan.model.name] = calibration_feeds(plan.model, calibration)[0]
-                out[key] = int8_latency(plan.model, feeds[plan.model.name], plan.calibration, references[plan.model.name], threads,
-                                        repeat=TIMED_RUNS)
+                try:
+                    out[key] = int8_latency(plan.model, feeds[plan.model.name], plan.calibration,
+                                            references[plan.model.name], threads, repeat=TIMED_RUNS)
+                except Exception as err:  # a comparison that cannot be made leaves the column empty, never the sweep
+                    out[key] = None
+                    bar.phase(f"{plan.model.name}: onnxruntime's int8 build does not run ({one_line(err)}): "
+                              "onnxruntime_int8_latency_s left empty")
     return out
 
 

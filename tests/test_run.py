@@ -142,3 +142,22 @@ def test_after_a_sweep_timed_a_variant_explorer_run_compiles_nothing(conv_add_re
     r = json.loads(proc.stdout)
     assert r["build_cached"] is True and r["predicted_energy_j"] > 0
     assert r["threads"] == min(2, len(os.sched_getaffinity(0)))
+
+
+def test_an_onnxruntime_int8_build_that_does_not_run_leaves_its_column_empty_not_the_sweep(monkeypatch):
+    # onnxruntime's quantizer makes gpt2 a model its own runtime refuses (the quantized embedding table)
+    import types
+
+    from explorer import sweep
+
+    def refuse(*_args, **_kw):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : QuantizeLinear node 'transformer.wte_QuantizeLinear'")
+
+    monkeypatch.setattr(sweep, "int8_latency", refuse)
+    monkeypatch.setattr(sweep, "calibration_feeds", lambda *_a: ([{}], None))
+    plan = types.SimpleNamespace(strategy=types.SimpleNamespace(precision="int8"), measurements={2: object()},
+                                 model=types.SimpleNamespace(name="gpt2@prefill128"), calibration="c")
+    said = []
+    bar = types.SimpleNamespace(phase=said.append)
+    assert sweep._time_onnxruntime_int8([plan], {"gpt2@prefill128": None}, None, bar) == {("gpt2@prefill128", "c", 2): None}
+    assert "does not run (RuntimeError" in said[-1]

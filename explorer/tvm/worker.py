@@ -5,17 +5,10 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-import traceback
 
-from ..errors import ExplorerError
+from ..errors import ExplorerError, one_line
 from ..records import Failure, KernelCall, Lowering, LoweringRequest, Measurement, Status, StatusKind, TimingRequest
 from ..workload_table import workload_table
-
-
-def one_line(err: BaseException) -> str:
-    """``Type: last line of the message`` (at most 300 characters of it)."""
-    last = traceback.format_exception_only(type(err), err)[-1].strip().splitlines()[-1]
-    return f"{type(err).__name__}: {last[:300]}"
 
 
 def warm_up() -> None:
