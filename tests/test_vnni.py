@@ -126,3 +126,17 @@ def test_a_sweep_of_a_vnni_model_logs_its_tensorized_share(conv16_onnx, tmp_path
     proc = cli("sweep", str(conv16_onnx), "--strategies", "fused-int8", "--targets", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert "int8 MACs 100% tensorized (1 of 1 int8 kernels)" in proc.stderr
+
+
+@needs_vnni
+def test_a_vnni_matmul_fetches_its_whole_packed_weight_from_memory(matmul_onnx):
+    # VPDPBUSD reads its weight operand as one 64-byte vector (a Ramp index): counted as 64 bytes per
+    # access, the 2 kB of packed weights are each fetched once at any cache size; counted as one byte,
+    # the reuse model saw 1/64 of them
+    from cost_models.workload import curve_at
+    from explorer.tvm.codegen import host_cpu
+
+    _, _, wl = _lower_for(matmul_onnx, host_cpu())
+    row = wl[wl["tensorized_macs"] > 0].iloc[0]
+    packed = 64 * 32  # the [2, 16, 16, 4] int8 weight (besides it, 256 B of per-channel constants)
+    assert curve_at(row.traffic_curve, 1 << 40) >= packed  # cold at its first touch, whatever holds it

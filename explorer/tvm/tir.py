@@ -230,6 +230,12 @@ class _Walker:
 
     def _site(self, use: BufferUse, indices, elem_bytes: int) -> None:
         """Record an access site for the reuse model: its loops and index strides."""
+        if len(indices) == 1 and type(indices[0]).__name__ == "Ramp" and _int(indices[0].stride) == 1:
+            # a contiguous vector (a tensor intrinsic's 64-byte operand): one access of all its lanes
+            elem_bytes *= int(indices[0].lanes)
+            indices = [indices[0].base]
+        elif len(indices) == 1 and type(indices[0]).__name__ == "Broadcast":
+            indices = [indices[0].value]
         path = tuple(lid for lid, _ in self.path)
         key = (id(use), path, tuple(tvm_ffi.structural_hash(i) for i in indices))
         if key in self.sites:
