@@ -93,27 +93,24 @@ def row_dtypes(workload: pd.DataFrame) -> list[str]:
     return [c.removeprefix("op_mac_") for c in workload.columns if c.startswith("op_mac_") and workload[c].sum() > 0]
 
 
+#: Per GPU code generator: its name in a status, and what built its code where nothing failed.
+_GPU_BUILDS = {"cuda": ("CUDA", "built with nvcc"), "rocm": ("ROCm", "built by TVM's AMDGPU code generator and ld.lld")}
+
+
 def _build_status(lowering: Lowering, target: TargetSpec, row: dict) -> Status:
     if target.tvm == "none":
         return Status(StatusKind.ANALYSED, "analysed from lowered TIR (not built)")
-    if target.tvm == "rocm":
+    if target.tvm in _GPU_BUILDS:
+        name, built = _GPU_BUILDS[target.tvm]
         if lowering.build_error:
-            return Status(StatusKind.CODEGEN_FAILED, "analysed from ROCm TIR; not built here "
+            return Status(StatusKind.CODEGEN_FAILED, f"analysed from {name} TIR; not built here "
                                                      f"({lowering.build_error[:200]})")
         if not lowering.built:
-            return Status(StatusKind.ANALYSED, "analysed from ROCm TIR (not built)")
-        row["built"] = True
-        return Status(StatusKind.BUILT_NOT_RUN, "built by TVM's AMDGPU code generator and ld.lld (not run: no GPU here)")
-    if target.tvm == "cuda":
-        if lowering.build_error:
-            return Status(StatusKind.CODEGEN_FAILED, "analysed from CUDA TIR; TVM's CUDA code generation failed "
-                                                     f"({lowering.build_error[:160]})")
-        if not lowering.built:
-            return Status(StatusKind.ANALYSED, "analysed from CUDA TIR (not built)")
+            return Status(StatusKind.ANALYSED, f"analysed from {name} TIR (not built)")
         if lowering.nvcc_error:
             return Status(StatusKind.CODEGEN_FAILED, f"analysed; CUDA source not compiled ({lowering.nvcc_error})")
         row["built"] = True
-        return Status(StatusKind.BUILT_NOT_RUN, "built with nvcc (not run: no GPU here)")
+        return Status(StatusKind.BUILT_NOT_RUN, f"{built} (not run: no GPU here)")
     row["built"] = lowering.built
     return Status(StatusKind.ANALYSED if not lowering.built else StatusKind.BUILT_NOT_RUN)
 
