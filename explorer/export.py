@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shutil
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from .cache import tvm_version
 from .calibration import calibrate
 from .deploy import ensure_library, resolve_mcpu, runnable_target
 from .errors import ExplorerError
+from .records import finite
 from .loading import prepare
 from .strategies import get_strategy
 from .version import __version__
@@ -45,14 +45,6 @@ PORTABLE_MCPU = "x86-64"
 
 #: The runner copied into every build directory.
 RUNNER = Path(__file__).resolve().parent / "templates" / "run.py"
-
-
-def _number(value) -> float | None:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +146,7 @@ def export_best(model: str, target: str = "cpu", objective: str = "energy", out:
     (out / "inputs").mkdir(exist_ok=True)
     for spec_in in prepared.inputs:
         np.save(out / "inputs" / f"{spec_in.name}.npy", feeds[0][spec_in.name])
-    measured = _number(row["measured_latency_s"])
+    measured = finite(row["measured_latency_s"])
     manifest = Manifest(
         model={"name": prepared.name, "sha256": prepared.sha256},
         strategy={"name": strategy.name, **strategy.axes()},
@@ -165,10 +157,10 @@ def export_best(model: str, target: str = "cpu", objective: str = "energy", out:
         objective=objective,
         limits={"max_latency_ms": None if limits.max_latency_s is None else limits.max_latency_s * 1e3,
                 "max_accuracy_loss_pct": limits.max_accuracy_loss_pct},
-        energy_j=_number(row["energy_j"]), energy_p05_j=_number(row["energy_p05_j"]),
-        energy_p95_j=_number(row["energy_p95_j"]), modelled_latency_s=_number(row["latency_s"]),
+        energy_j=finite(row["energy_j"]), energy_p05_j=finite(row["energy_p05_j"]),
+        energy_p95_j=finite(row["energy_p95_j"]), modelled_latency_s=finite(row["latency_s"]),
         measured_latency_s=measured, measured_on=(host_cpu().model_name or "unknown") if measured is not None else None,
-        threads=int(row["tvm_threads"]) if _number(row["tvm_threads"]) else None,
+        threads=int(row["tvm_threads"]) if finite(row["tvm_threads"]) else None,
         accuracy_loss_pct=loss, accuracy_inputs=len(feeds), max_accuracy_loss_pct=limits.max_accuracy_loss_pct,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     manifest.write(out / "manifest.json")

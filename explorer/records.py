@@ -10,6 +10,7 @@ None of these hold TVM objects, so they pickle between processes and serialise t
 from __future__ import annotations
 
 import dataclasses
+import math
 import enum
 
 import numpy as np
@@ -163,3 +164,12 @@ class LoweringRequest:
     def lowering_id(self) -> str:
         """``llvm:<mcpu>``, ``cuda:<arch>`` or ``rocm:<arch>``: what the TIR was lowered for."""
         return f"llvm:{self.mcpu}" if self.lowering == "generic" else f"{self.lowering}:{self.arch}"
+
+
+def finite(value) -> float | None:
+    """``value`` as a float, or None where it is missing or not a finite number (a CSV's empty cell)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None

@@ -22,7 +22,6 @@ that has TVM's runtime library only.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import re
@@ -34,7 +33,7 @@ import tvm
 from tvm import relax
 
 from ..cache import atomic_path
-from ..measure import cubin_payload, parse_library_blob, write_library_blob
+from ..library_format import LibraryRequest, cubin_payload, parse_library_blob, write_library_blob
 from .codegen import cuda_source, runtime_modules
 from .pipeline import name_of
 
@@ -48,23 +47,6 @@ GENERIC_X86_64 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "x86-64
 def cuda_target(arch: str) -> dict:
     """The CUDA target for ``arch`` with generic x86-64 host code."""
     return {"kind": "cuda", "arch": arch, "host": dict(GENERIC_X86_64)}
-
-
-@dataclasses.dataclass(frozen=True)
-class LibraryRequest:
-    """Compile one variant into ``out``."""
-
-    model_path: str
-    model_sha256: str
-    strategy: object                  # explorer.strategies.Strategy
-    lowering: str                     # "cuda" or "generic"
-    out: str
-    arch: str = ""                    # cuda: e.g. sm_90
-    act_scales: tuple[float, ...] | None = None
-    inline_limit: int | None = None   # lift constants of at least lift_min_bytes to parameters where the
-    lift_min_bytes: int = 4096        # constants add up to more than this (None: never)
-    draws: dict | None = None         # sha256 of an array's bytes -> (zoo draw index, transform)
-    tuning: object = None             # explorer.tvm.tuning.TuningSetup for a tuned generic strategy
 
 
 def pack_with_cubin(cubin: bytes, source: str):
@@ -186,7 +168,7 @@ def build_library(req: LibraryRequest) -> dict:
     with target:
         mod = strategy_passes(ctx)(mod)
     if schedules_by_tuning(ctx):
-        mod, _ = req.tuning.schedule(mod, req.strategy)
+        raise RuntimeError("tuned CPU strategies are not bundled (their MetaSchedule records are this CPU's)")
     total_constants = constant_bytes(mod)
     params: list[dict] = []
     if req.inline_limit is not None and total_constants > req.inline_limit:
