@@ -182,6 +182,22 @@ def test_gpt2_decode_flops_are_kaplans_per_token_formula():
     layers, d, vocab, ctx = 12, 768, 50257, 128
     kaplan = 2 * 12 * layers * d * d + 2 * layers * ctx * d + 2 * d * vocab
     assert abs(2 * v["macs"] / kaplan - 1) < 0.02
-    # exactly: the weights once, both context products (q.k and p.v) over the 129 positions, the tied LM head,
-    # and each of the 25 LayerNorms' sum of squared deviations
-    assert v["macs"] == 12 * layers * d * d + 2 * layers * (ctx + 1) * d + d * vocab + (2 * layers + 1) * d
+    # exactly: the weights once, both context products (q.k and p.v) over the 129 positions, the tied LM head
+    # (its 50257 columns padded to 50272, whole 16-lane vectors: pad_matmul_columns), and each of the 25
+    # LayerNorms' sum of squared deviations
+    assert v["macs"] == 12 * layers * d * d + 2 * layers * (ctx + 1) * d + d * 50272 + (2 * layers + 1) * d
+
+
+def test_gpt2_fp16_decode_moves_little_more_than_its_weights_and_cache():
+    # a decode step streams the weights and the KV cache (read, and the present written): the fused fp16
+    # build's DRAM traffic within 1.25x of those compulsory bytes on the gpu and the npu (issue 16)
+    from explorer.sweep import run_sweep
+
+    result = run_sweep(["gpt2"], targets=["gpu", "npu"], strategies=["fused-fp16"], phases="decode:128", build=False,
+                       kv_cache_dtype="float16", progress=False)
+    v = result.variants.set_index("target")
+    k = result.kernels.groupby("target")[["compulsory_bytes", "dram_bytes"]].sum()
+    for target in ("gpu", "npu"):
+        compulsory = k.loc[target, "compulsory_bytes"]  # the weights and model inputs (the past cache among them)
+        assert compulsory >= v.loc[target, "weight_bytes"] + v.loc[target, "kv_cache_bytes"]
+        assert k.loc[target, "dram_bytes"] == v.loc[target, "dram_bytes"] <= 1.25 * compulsory, target
