@@ -116,7 +116,7 @@ def test_fusion_report_per_kernel_and_totals(conv_add_relu_onnx):
 
 @pytest.mark.parametrize("args, message", [
     (["sweep", "no-such-model"], "zoo models: mlp"),
-    (["sweep", "mlp", "--targets", "tpu"], "known targets: cpu"),
+    (["sweep", "mlp", "--targets", "abacus"], "known targets: cpu"),
     (["sweep", "mlp", "--strategies", "turbo"], "known strategies: baseline"),
     (["sweep", "mlp", "--input-shape", "bad"], "expected NAME:D1,D2"),
     (["fusion", "mlp", "--strategy", "baseline"], "does not fuse"),

@@ -18,7 +18,7 @@ MEASURED = ["compile_s", "check_run_s", "measured_latency_s", "measured_latency_
             "latency_vs_onnxruntime",
             # static power is charged over the measured time on the cpu target
             "energy_j", "energy_static_j", "compulsory_ratio", "energy_p05_j", "energy_p95_j",
-            "energy_per_sample_j", "measured_samples_per_s"]
+            "energy_per_sample_j", "measured_samples_per_s", "inferences_per_j", "gflop_per_j", "mean_power_w"]
 MEASURED_KERNELS = ["measured_s", "run_time_s", "energy_j", "energy_static_j"]
 
 
