@@ -147,13 +147,18 @@ def test_metaschedule_candidates_are_lowered_once_and_scored_from_the_cache(reco
 
 @slow
 def test_metaschedule_energy_pick_scores_on_the_target_being_built(records, matmul_onnx, tmp_path):
-    # a copy of cpu.toml whose static power is 1000x: the table's static energies follow it
-    text = Path(load_target("cpu").path).read_text()
-    figure = "[static_power_w]\nvalue = 4.0\nlow = 1.5\nhigh = 10.0"
-    assert figure in text
+    # a copy of the host's CPU file whose static power is 1000x: the table's static energies follow it
+    import re
+    import tomllib
+
+    cpu = load_target("cpu")
+    text = Path(cpu.path).read_text()
+    static = tomllib.loads(text)["static_power_w"]
+    figure = re.search(r"\[static_power_w\]\nvalue = [^\n]+\nlow = [^\n]+\nhigh = [^\n]+", text).group(0)
     hot = tmp_path / "hot.toml"
-    hot.write_text(text.replace('name = "cpu"', 'name = "hot"', 1).replace(
-        figure, "[static_power_w]\nvalue = 4000.0\nlow = 1500.0\nhigh = 10000.0"))
+    hot.write_text(re.sub(r'^name = "[^"]+"', 'name = "hot"', text, count=1, flags=re.M).replace(
+        figure, f"[static_power_w]\nvalue = {1000 * static['value']}\nlow = {1000 * static['low']}\n"
+                f"high = {1000 * static['high']}"))
     spec = load_target(str(hot))
     result = explorer.run_sweep([str(matmul_onnx)], targets=[str(hot)], strategies=[TINY_ENERGY], progress=False,
                                 isolate=False, tuning_records=records[0])
