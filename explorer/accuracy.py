@@ -17,6 +17,21 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
+
+#: The accuracy loss (percent relative L2 error; 1% is an SQNR of 40 dB) within which ``explorer best``
+#: chooses a build and reports rank targets, unless a user sets another.
+DEFAULT_MAX_ACCURACY_LOSS_PCT = 1.0
+
+
+def within_accuracy(variants: pd.DataFrame, limit_pct: float = DEFAULT_MAX_ACCURACY_LOSS_PCT) -> pd.Series:
+    """Which rows' builds are not known to lose more than ``limit_pct``: a strategy's accuracy is the
+    model's under that strategy wherever it ran (analysis-only targets compile the same weights), and
+    a row whose strategy never ran is kept."""
+    if "accuracy_loss_pct" not in variants:
+        return pd.Series(True, index=variants.index)
+    worst = variants.groupby(["model", "strategy"])["accuracy_loss_pct"].transform("max")
+    return ~(worst > limit_pct)
 
 
 def accuracy_metrics(outputs: list[np.ndarray], reference: list[np.ndarray]) -> dict[str, float]:

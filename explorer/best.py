@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .accuracy import DEFAULT_MAX_ACCURACY_LOSS_PCT
 from .errors import ExplorerError
 from .results import PROBLEM_KINDS
 
@@ -26,7 +27,6 @@ OBJECTIVES = ("energy", "latency", "edp")
 
 #: The accuracy limit a reduced-precision build is chosen within unless one is given: 1% relative L2
 #: error of the outputs against fp32 (an SQNR of 40 dB).
-DEFAULT_MAX_ACCURACY_LOSS_PCT = 1.0
 
 @dataclasses.dataclass(frozen=True)
 class Limits:

@@ -6,6 +6,7 @@ import re
 
 import pandas as pd
 
+from .accuracy import DEFAULT_MAX_ACCURACY_LOSS_PCT, within_accuracy
 from .records import FAILURE_KINDS
 
 
@@ -274,12 +275,13 @@ def targets_section(variants: pd.DataFrame) -> list[str]:
     """Where to run each model: its targets ranked by the energy of their best variant per inference,
     with inferences per joule, the latency and the mean power, and what the figures rest on (a GPU whose
     kernels were not tensorized is charged for SIMT kernels, a schedule gap rather than the hardware's)."""
-    ok = variants[variants["energy_j"].notna() & variants["target"].notna()]
+    ok = variants[variants["energy_j"].notna() & variants["target"].notna() & within_accuracy(variants)]
     if ok["target"].nunique() < 2:
         return []
     out = ["## Targets ranked per inference", "",
-           "Each target's lowest-energy variant of each model, cheapest first; *inferences/J* counts samples of the "
-           "batch (tokens for a decoder's phase are in the phases section).", ""]
+           "Each target's lowest-energy variant of each model, cheapest first, among the strategies not known to "
+           f"lose more than {DEFAULT_MAX_ACCURACY_LOSS_PCT:g}% accuracy (measured where they ran); *inferences/J* "
+           "counts samples of the batch (tokens for a decoder's phase are in the phases section).", ""]
     for model, group in ok.groupby("model", sort=False):
         best = group.loc[group.groupby("target")["energy_j"].idxmin()].sort_values("energy_j")
         batch = best["batch"].fillna(1).clip(lower=1) if "batch" in best else pd.Series(1, best.index)

@@ -26,6 +26,7 @@ import pandas as pd
 
 from cost_models.targets import TargetError, TargetSpec, load_target
 
+from .accuracy import DEFAULT_MAX_ACCURACY_LOSS_PCT, within_accuracy
 from .fusion import fusion_table, unfused_counterpart
 from .report import base_model
 from .strategies import get_strategy
@@ -334,7 +335,7 @@ def throughput_plot(variants: pd.DataFrame) -> Plot | None:
 
 def targets_plot(variants: pd.DataFrame) -> Plot | None:
     """Bars: inferences per joule of each model's best variant on each target (where there are several)."""
-    ok = variants[variants["energy_j"].notna()].copy()
+    ok = variants[variants["energy_j"].notna() & within_accuracy(variants)].copy()
     if ok["target"].nunique() < 2:
         return None
     best = ok.loc[ok.groupby(["model", "target"])["energy_j"].idxmin()].copy()
@@ -350,8 +351,8 @@ def targets_plot(variants: pd.DataFrame) -> Plot | None:
     table = best[["model", "target", "strategy", "energy_j", "inferences_per_j_best", "latency_s", "mean_power_w",
                   "tensorized"]] if "mean_power_w" in best else best[["model", "target", "strategy", "energy_j",
                                                                        "inferences_per_j_best", "latency_s"]]
-    return Plot("targets", "Targets per joule", "Each model's lowest-energy variant on each target, as inferences per "
-                "joule (higher is better). A GPU whose kernels stayed on SIMT lanes is marked: that is TVM's schedule, "
+    return Plot("targets", "Targets per joule", "Each model's lowest-energy variant on each target, among strategies "
+                f"not known to lose more than {DEFAULT_MAX_ACCURACY_LOSS_PCT:g}% accuracy, as inferences per joule (higher is better). A GPU whose kernels stayed on SIMT lanes is marked: that is TVM's schedule, "
                 "not the hardware.", traces, layout, table)
 
 
