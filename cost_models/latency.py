@@ -23,7 +23,9 @@ to the core the target file describes (``[core]``, :class:`cost_models.targets.C
   multiply but the dot products, which are their own class);
 - an accumulation with ``chains`` independent accumulators cannot go faster than ``instructions /
   chains x latency_cycles``: one scalar accumulator runs at the operation's latency, not its throughput;
-- the classes run in parallel on their own pipes; the slowest one, or the front end issuing
+- the classes run in parallel on their own pipes, but for those the core's ``shared`` groups name,
+  which issue on the same pipes (Intel's 512-bit FMAs and vector ALU operations, conversions
+  included, all go to ports 0 and 5) and whose cycles add; the slowest, or the front end issuing
   ``dispatch_per_cycle`` instructions, sets the cycles;
 - a group under parallel loops of extent ``p`` runs on ``p / ceil(p / T)`` of the target's ``T``
   cores (the runtime's threads take the iterations in equal chunks);
@@ -141,6 +143,11 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
         if work in ("load", "store"):
             accesses += instructions
             reach += instructions * share / max(threads, 1)
+    for group in core.shared:  # classes that issue on the same pipes take their turns
+        total = sum(by_class.get(w, 0.0) for w in group)
+        for w in group:
+            if w in by_class:
+                by_class[w] = total
     busiest = max([*by_class.values(), issued / core.dispatch_per_cycle, 0.0])
     return KernelCycles(busiest, special, emulated, reach / accesses if accesses else 1.0, parallel)
 

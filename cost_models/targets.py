@@ -54,6 +54,8 @@ Schema (see ``cpu.toml`` for a complete, commented example)::
     emulated_cycles = {figure}      # cycles per element of arithmetic in an emulated dtype
     dispatch_per_cycle = 6          # instructions a core issues per cycle
     promoted_dtypes = ["bfloat16"]  # optional: computed in fp32, converted at loads and stores
+    shared = [["fma", "alu"]]       # optional: work classes that issue on the same pipes (Intel's 512-bit
+                                    # FMA and vector ALU on ports 0 and 5): their cycles add
     emulated_dtypes = ["float16"]   # optional: converted to fp32 and back around every operation
     source = "..."                  # where the pipe table comes from
     [[core.pipes]]                  # one table per class of work (see cost_models.latency)
@@ -159,6 +161,7 @@ class CoreSpec:
     source: str
     promoted_dtypes: tuple[str, ...] = ()  # computed in fp32, converting at loads and stores
     emulated_dtypes: tuple[str, ...] = ()  # converted to fp32 and back around every operation
+    shared: tuple[tuple[str, ...], ...] = ()  # work classes that issue on the same pipes: their cycles add
 
     def pipe(self, work: str) -> Pipe:
         """The pipes that execute ``work``."""
@@ -350,7 +353,8 @@ def _core(raw: Any, where: str) -> CoreSpec:
                     emulated_cycles=_figure(raw, "emulated_cycles", where),
                     dispatch_per_cycle=_whole(raw, "dispatch_per_cycle", where), pipes=tuple(pipes), source=source,
                     promoted_dtypes=tuple(str(d) for d in raw.get("promoted_dtypes", ())),
-                    emulated_dtypes=tuple(str(d) for d in raw.get("emulated_dtypes", ())))
+                    emulated_dtypes=tuple(str(d) for d in raw.get("emulated_dtypes", ())),
+                    shared=_shared(raw.get("shared", []), where))
 
 
 def _dtypes(raw: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
@@ -377,6 +381,12 @@ def _sparsity(raw: Any, where: str) -> SparsitySupport:
     return SparsitySupport(source=source, note=str(raw.get("note", "")),
                            two_four_dtypes=_dtypes(raw, "two_four_dtypes", where),
                            unstructured_dtypes=_dtypes(raw, "unstructured_dtypes", where), **bits)
+
+
+def _shared(raw: Any, where: str) -> tuple[tuple[str, ...], ...]:
+    if not isinstance(raw, list) or not all(isinstance(g, list) and all(w in WORK_CLASSES for w in g) for g in raw):
+        raise TargetError(f"{where}.shared must be a list of lists of work classes ({', '.join(WORK_CLASSES)})")
+    return tuple(tuple(g) for g in raw)
 
 
 def _host(raw: Any, where: str) -> HostMatch:

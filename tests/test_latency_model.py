@@ -289,3 +289,12 @@ def test_a_gather_the_tile_shares_is_assembled_once_per_tile():
     assert s[ScheduleKey("mac", "float32", 16, 1, 8)] == 64 * 8 * 16
     assert s[ScheduleKey("gather", "float32", 16, 1)] == 64 * 16  # the same input row for all 8 channels
     assert s[ScheduleKey("broadcast", "float32", 16, 1)] == 64 * 8 * 16  # one weight per channel
+
+
+def test_intel_512_bit_fmas_and_vector_alu_work_take_turns_on_the_same_ports():
+    # 16-lane fp32 FMAs and adds, N of each: Zen 4's adds run on pipes of their own (the FMAs set the
+    # cycles); Granite Rapids issues both on ports 0 and 5, so their cycles add
+    text = f"mac:float32:16:1:0={N} add:float32:16:1:0={N}"
+    zen4, gnr = load_target("cpu-zen4").core, load_target("cpu-graniterapids").core
+    assert latency.kernel_cycles(text, zen4, threads=1).cycles == N / 16 * 2 / 2  # 512-bit FMA on two 256-bit pipes
+    assert latency.kernel_cycles(text, gnr, threads=1).cycles == N / 16 / 2 + N / 16 / 2
