@@ -1,6 +1,6 @@
 """The zoo's weights as a measurement bundle regenerates them: the seeded draws a zoo model is built
 from, recorded while it builds, replayed with numpy, and the sha256 of every way a strategy's passes
-keep a draw (as it is, transposed, in float16), so that a lifted weight can be named by its draw.
+keep a draw (as it is, transposed, in float16, packed in blocks of columns), so that a lifted weight can be named by its draw.
 """
 
 from __future__ import annotations
@@ -60,18 +60,45 @@ def replay_draws(seed: int, draws: list[list]):
             yield rng.uniform(a, b, size=tuple(shape)).astype(np.float32)
 
 
-#: How a lifted weight may derive from a zoo draw, as the runner applies it.
-TRANSFORMS = {"identity": lambda w: w, "transpose": lambda w: w.T, "float16": lambda w: w.astype(np.float16),
-              "transpose,float16": lambda w: w.T.astype(np.float16)}
+#: How a lifted weight may derive from a zoo draw (steps applied in order, as the runner applies them);
+#: each may be followed by ``pack<B>``, the CPU's blocks of ``B`` output columns
+#: (:func:`explorer.tvm.packed_weights.pack_columns`).
+TRANSFORMS = ("identity", "transpose", "float16", "transpose,float16")
+#: Vector lanes a packed block may have been cut to (128- to 512-bit vectors of fp32 and fp16).
+PACK_LANES = (4, 8, 16, 32)
+
+
+def transform(array: np.ndarray, how: str) -> np.ndarray:
+    """A zoo draw as a strategy's passes left it (``how``: comma-separated steps of :data:`TRANSFORMS`
+    and ``pack<B>``)."""
+    for step in how.split(","):
+        if step == "transpose":
+            array = array.T
+        elif step == "float16":
+            array = array.astype(np.float16)
+        elif step.startswith("pack"):
+            block = int(step[4:])
+            *lead, n = array.shape
+            array = np.moveaxis(array.reshape(*lead, n // block, block), -2, 0)
+    return np.ascontiguousarray(array)
+
+
+def _ways(w: np.ndarray) -> list[str]:
+    ways = []
+    for name in TRANSFORMS:
+        if "transpose" in name and w.ndim != 2:
+            continue
+        ways.append(name)
+        columns = w.shape[0] if name.startswith("transpose") else w.shape[-1]
+        blocks = {next(d for d in range(min(lanes, columns), 0, -1) if columns % d == 0) for lanes in PACK_LANES}
+        ways += [f"{name},pack{block}" for block in sorted(blocks) if block > 1]
+    return ways
 
 
 def draw_index(seed: int, draws: list[list]) -> dict[str, tuple[int, str]]:
-    """sha256 of each draw's bytes under each :data:`TRANSFORMS` -> (draw index, transform)."""
+    """sha256 of each draw's bytes in each way :func:`transform` may keep it -> (draw index, way)."""
     index: dict[str, tuple[int, str]] = {}
     for i, w in enumerate(replay_draws(seed, draws)):
-        for name, fn in TRANSFORMS.items():
-            if "transpose" in name and w.ndim != 2:
-                continue
-            digest = hashlib.sha256(np.ascontiguousarray(fn(w)).tobytes()).hexdigest()
-            index.setdefault(digest, (i, name))
+        for how in _ways(w):
+            index.setdefault(hashlib.sha256(transform(w, how).tobytes()).hexdigest(), (i, how))
     return index

@@ -88,7 +88,7 @@ def test_run_bundle_and_the_report_read_back_the_runner(cpu_bundle, tmp_path):
 
 def test_lifted_zoo_weights_are_regenerated_exactly_by_the_runner(tmp_path):
     """mlp with every weight lifted out of the library: the runner replays the zoo's seeded draws
-    (transposed, cast to fp16) and its outputs are onnxruntime's."""
+    (transposed, cast to fp16, packed) and its outputs are onnxruntime's."""
     from explorer.loading import prepare
     from explorer.measure import build_bundle
     from explorer.reference import reference
@@ -97,7 +97,10 @@ def test_lifted_zoo_weights_are_regenerated_exactly_by_the_runner(tmp_path):
                      inline_limit_bytes=0, progress=False)
     params = {k: a for k, a in b.manifest["arrays"].items() if a["role"] == "param"}
     assert len(params) == 6 and {a["kind"] for a in params.values()} == {"zoo"}
-    assert {a["transform"] for a in params.values()} == {"transpose", "transpose,float16"}
+    # Gemm's [N, K] weights, transposed and packed in blocks of one 128-bit vector of fp32 outputs (the
+    # bundle's CPU libraries are built for any x86-64): 512 and 256 columns in blocks of 4, 10 in blocks of 2
+    assert {a["transform"] for a in params.values()} == {"transpose,pack4", "transpose,pack2",
+                                                         "transpose,float16,pack4", "transpose,float16,pack2"}
     assert all(v["lifted"] and v["exact_weights"] and v["library_bytes"] < 200_000 for v in b.manifest["variants"])
     ran = run_runner(b.out, tmp_path, "--device", "cpu", "--out", str(tmp_path / "r.json"), "--repeat", "1",
                      "--outputs", str(tmp_path / "o"))

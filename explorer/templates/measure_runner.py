@@ -242,7 +242,8 @@ def replay_draws(seed: int, draws: list):
 
 
 def transform(array, how: str):
-    """A zoo draw as a strategy's passes left it: ``identity``, ``transpose``, ``float16`` or both."""
+    """A zoo draw as a strategy's passes left it: ``identity``, ``transpose``, ``float16`` or both, then
+    perhaps ``pack<B>`` (blocks of ``B`` output columns, the CPU's packed weights)."""
     import numpy as np
 
     for step in how.split(","):
@@ -250,6 +251,10 @@ def transform(array, how: str):
             array = array.T
         elif step == "float16":
             array = array.astype(np.float16)
+        elif step.startswith("pack"):
+            block = int(step[4:])
+            *lead, n = array.shape
+            array = np.moveaxis(array.reshape(*lead, n // block, block), -2, 0)
     return np.ascontiguousarray(array)
 
 

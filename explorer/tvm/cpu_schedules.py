@@ -22,6 +22,7 @@ the fallback schedule of :class:`explorer.tvm.pipeline.InlineElementwise`).
 from __future__ import annotations
 
 import functools
+import math
 
 from tvm import s_tir, tirx
 from tvm.s_tir.dlight.analysis import normalize_prim_func
@@ -133,6 +134,49 @@ def reuse_axis(sch: s_tir.Schedule, block, n_spatial: int) -> int | None:
     return next((k for k in candidates if any(iters[k] not in used for used in independent)), None)
 
 
+def _operand_bytes(region) -> float:
+    size = region.source.dtype.bits // 8
+    for dim in region.source.shape:
+        size *= int(dim) if isinstance(dim, tirx.IntImm) else 1
+    return size
+
+
+def task_order(sch: s_tir.Schedule, block, extents: list[int]) -> list[int]:
+    """The order of a tiled reduction's outer spatial loops (their ``extents`` by the position of
+    the block's spatial axes, outside the register tile), which are fused into its parallel tasks:
+    consecutive tasks should share the larger operand's slab.
+
+    The operand read along the innermost spatial loop ``j`` (the weights of a channels-last
+    convolution or a matmul) depends on some outer loops; the other operands on the rest. Loops
+    both depend on (a batch) stay outermost. With the loops only the ``j`` operand depends on
+    innermost (the spatial order), each of its slabs is read once per task of the other loops; with
+    them outermost, the other operands are read once per task of these instead. The order that
+    reads fewer bytes is taken (a channels-last convolution of 7x7 pixels and 512 channels read its
+    9.4 MB of weights once per output row, 66 MB, from DRAM: 4x slower than reading them once)."""
+    stmt = sch.get(block)
+    iters = [iv.var for iv in stmt.iter_vars]
+    n_spatial = len(extents)
+    j = n_spatial - 1
+    along_j, others, along_j_bytes, other_bytes = set(), set(), 0.0, 0.0
+    for region in stmt.reads:
+        used = set().union(*(vars_in(rng.min) for rng in region.region))
+        if iters[j] in used:
+            along_j |= used
+            along_j_bytes += _operand_bytes(region)
+        else:
+            others |= used
+            other_bytes += _operand_bytes(region)
+    outer = range(n_spatial)
+    shared = [k for k in outer if iters[k] in along_j and iters[k] in others]
+    own = [k for k in outer if k not in shared and iters[k] in along_j]
+    rest = [k for k in outer if k not in shared and k not in own]
+    reread_along_j = along_j_bytes * math.prod(extents[k] for k in rest) + other_bytes
+    reread_others = other_bytes * math.prod(extents[k] for k in own) + along_j_bytes
+    if reread_others < reread_along_j:
+        return shared + own + rest
+    return list(outer)
+
+
 def reduction_kernel(sch: s_tir.Schedule):
     """A kernel that is one reduction block (spatial loops outside, reduction loops inside) with
     injective epilogues, once its element-wise producers are inlined; padding stays a stage of its
@@ -219,6 +263,7 @@ class TiledReduction(ScheduleRule):
             else:
                 outer.append(loop)
         inner = ([ii] if rows > 1 else []) + ([jv] if vectors > 1 else []) + [ji]
+        outer = [outer[k] for k in task_order(sch, block, [loop_extent(sch, loop) or 1 for loop in outer])]
         sch.reorder(*outer, *reduce, *inner)
         fused = sch.fuse(*outer)
         elements = 1

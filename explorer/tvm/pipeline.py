@@ -10,7 +10,9 @@ choice on every axis, and :func:`strategy_passes` composes them in a fixed order
 3. ``LAYOUT``;
    then, where the target has VNNI, int8 conv2d/matmul become the u8 x s8 kernels of
    :mod:`explorer.tvm.vnni` (after layout, so they are made in the layout chosen);
-4. ``LEGALIZE``: decomposition of the remaining inference-mode ops, LegalizeOps, op patterns;
+4. ``LEGALIZE``: on CPUs, constant float weights packed a vector of output channels at a time
+   (:mod:`explorer.tvm.packed_weights`); decomposition of the remaining inference-mode ops,
+   LegalizeOps, op patterns;
    then ``PRECISION_AFTER_LEGALIZE``: weight-only quantization (after the last FoldConstant, which
    would fold the dequantization of its packed weights back into float ones);
 5. ``FUSION`` (a weight-only matmul's dequantization joins it by pattern before FuseOps);
@@ -43,6 +45,7 @@ from ..strategies import WEIGHT_ONLY, Strategy
 from ..workload_table import Tensor
 from .cpu_schedules import ParallelElementwise, SingleRowReduction, TiledReduction, VnniReduction
 from .gpu_schedules import DecodeGEMV, Int8Reduction
+from .packed_weights import packed_float_weights
 from .precision import precision_pass
 from .vnni import vnni_int8_kernels
 from .weight_only import fuse_dequantize_matmul, weight_only_pass
@@ -305,9 +308,11 @@ def _prepare(ctx: PipelineContext) -> list:
 
 
 def _legalize(ctx: PipelineContext) -> list:
-    # CPU vectors need the columns padded; a GPU kernel's threads take any count, and a GPU reads its
-    # weights along K
-    layout = ([pad_matmul_columns] if ctx.lowering == "generic" else
+    # CPU vectors need the columns padded, and weights packed a vector of columns at a time (not those
+    # of weight-only kernels, whose weights its pass finds as legalized matmuls' constants); a GPU
+    # kernel's threads take any count, and a GPU reads its weights along K
+    packed = [] if ctx.strategy.precision in WEIGHT_ONLY else [packed_float_weights]
+    layout = ([pad_matmul_columns, *packed] if ctx.lowering == "generic" else
               [weights_along_k, relax.transform.FuseTransposeMatmul()])
     return [*layout, relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
             relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant()]
