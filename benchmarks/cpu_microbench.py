@@ -213,10 +213,11 @@ def main() -> None:
         print(f"fp32 FMA lanes, {lanes:2d} per op   {rate / 1e9:8.2f} G/s  = {rate / clock:5.1f} lanes/cycle")
     add = fma_rate(16, CHAINS, 200_000, mcpu, add_only=True)
     print(f"fp32 add lanes, 16 per op   {add / 1e9:8.2f} G/s  = {add / clock:5.1f} lanes/cycle")
-    for dtype in ("float16", "bfloat16"):
+    for dtype, lanes in (("float16", 16), ("float16", 32), ("bfloat16", 16)):  # 32 fp16 lanes: a zmm of AVX512-FP16
         try:
-            rate = fma_rate(16, CHAINS, 20_000, mcpu, dtype=dtype)
-            print(f"{dtype} FMA lanes, 16 per op {rate / 1e9:8.2f} G/s  = {clock / rate:.3f} cycles per element")
+            rate = fma_rate(lanes, CHAINS, 20_000, mcpu, dtype=dtype)
+            print(f"{dtype} FMA lanes, {lanes} per op {rate / 1e9:8.2f} G/s  = {clock / rate:.3f} cycles per element"
+                  f" = {rate / clock:5.1f} lanes/cycle")
         except Exception as err:
             print(f"{dtype} FMA: not measured: {str(err).splitlines()[0][:80]}")
     exp = exp_seconds_per_element(mcpu)

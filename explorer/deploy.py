@@ -85,11 +85,12 @@ def _llvm_host_cpu() -> str:
 
 
 def resolve_mcpu(mcpu: str | None = None) -> str:
-    """``mcpu`` itself, or for ``None`` LLVM's name of this host's CPU. The host's name is cached per
-    CPU fingerprint (``cache_dir()/host-cpu.json``), so finding it costs TVM's import once per machine."""
+    """``mcpu`` itself, or for ``None`` LLVM's name of this host's CPU (:func:`explorer.tvm.codegen.host_cpu`).
+    The host's name is cached per CPU fingerprint (``cache_dir()/host-llvm-cpu.json``), so finding it
+    costs TVM's import once per machine."""
     if mcpu:
         return mcpu
-    path = cache_dir() / "host-cpu.json"
+    path = cache_dir() / "host-llvm-cpu.json"
     fp = cpu_fingerprint()
     try:
         known = json.loads(path.read_text())

@@ -134,13 +134,18 @@ def cpu_target_text(cpu) -> str:
             "energy is charged over modelled time")
 
 
+def _renamed(tvm: dict) -> str:
+    own = tvm.get("llvm_own_name", tvm["llvm_cpu"])
+    return "" if own == tvm["llvm_cpu"] else f" (LLVM names this host {own}, which lacks extensions its flags show)"
+
+
 def report_text(r: Report) -> str:
     """The report as a person reads it."""
     flags = ", ".join(f"{f} {'yes' if on else 'no'}" for f, on in r.tvm["cpu_features"].items())
     gens = ", ".join(k for k, on in r.tvm["codegen"].items() if on)
     lines = [
         "packages: " + ", ".join(f"{k} {v}" for k, v in r.packages.items()),
-        f"LLVM {r.tvm['llvm_version']}: host CPU {r.tvm['llvm_cpu']} ({r.tvm['llvm_triple']}); {flags}",
+        f"LLVM {r.tvm['llvm_version']}: builds for {r.tvm['llvm_cpu']}{_renamed(r.tvm)} ({r.tvm['llvm_triple']}); {flags}",
         f"cores: {r.cores}; TVM's runtime defaults to {r.threads['tvm_default']} thread(s); the explorer times "
         f"cpu variants and onnxruntime with {r.threads['explorer_times_cpu_with']}",
         f"TVM code generators: {gens}",

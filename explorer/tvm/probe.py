@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 #: CPU features that decide which int8 and bf16 kernels LLVM can emit.
-CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512vnni", "avx512bf16", "amx-int8", "amx-bf16")
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512vnni", "avx512bf16", "avx512fp16", "amx-int8", "amx-bf16")
 
 
 def probe() -> dict:
@@ -12,14 +12,16 @@ def probe() -> dict:
     import tvm
     from tvm.target import codegen
 
+    from .codegen import host_cpu
     from .vnni import has_vnni
 
-    cpu = str(codegen.llvm_get_system_cpu())
+    cpu = host_cpu()
     host = tvm.target.Target({"kind": "llvm", "mcpu": cpu})
     features = set(codegen.llvm_get_cpu_features(host))
     return {
         "llvm_version": int(codegen.llvm_version_major()),
         "llvm_cpu": cpu,
+        "llvm_own_name": str(codegen.llvm_get_system_cpu()),
         "llvm_triple": str(codegen.llvm_get_system_triple()),
         "cpu_features": {f: f in features for f in CPU_FEATURES},
         "int8_kernels": ("u8 x s8 on VPDPBUSD (dot_16x4_vnni) for conv2d and matmul; s8 x s8 vector code for "
