@@ -101,19 +101,26 @@ def _tensor_bf16(bits: np.ndarray):
     return t
 
 
-def exp_seconds_per_element(mcpu: str, n: int = 1 << 16) -> float:
-    """Seconds per element of a vectorized ``exp`` over ``n`` fp32 elements, on one thread."""
+#: Special functions timed beside exp, for a core's ``special_relative``.
+SPECIAL_FUNCTIONS = ("erf", "tanh", "sigmoid", "log", "sqrt")
+
+
+def special_seconds_per_element(mcpu: str, function: str = "exp", n: int = 1 << 16) -> float:
+    """Seconds per element of a vectorized special ``function`` (``T.<function>``) over ``n`` fp32
+    elements, on one thread."""
     from tvm.script import tirx as T
+
+    fn = getattr(T, function)
 
     @T.prim_func
     def kernel(A: T.Buffer((n,), "float32"), B: T.Buffer((n,), "float32")):
         T.func_attr({"tirx.noalias": True})
         for i in range(n // 16):
             for v in T.vectorized(16):
-                B[i * 16 + v] = T.exp(A[i * 16 + v])
+                B[i * 16 + v] = fn(A[i * 16 + v])
 
     lib = _build(kernel, mcpu)
-    x = np.random.default_rng(0).standard_normal(n).astype("float32")
+    x = np.abs(np.random.default_rng(0).standard_normal(n)).astype("float32") + np.float32(0.1)  # log, sqrt
     return _seconds(lib, _tensor(x), _tensor(np.zeros(n, "float32"))) / n
 
 
@@ -220,8 +227,11 @@ def main() -> None:
                   f" = {rate / clock:5.1f} lanes/cycle")
         except Exception as err:
             print(f"{dtype} FMA: not measured: {str(err).splitlines()[0][:80]}")
-    exp = exp_seconds_per_element(mcpu)
+    exp = special_seconds_per_element(mcpu)
     print(f"exp per element             {exp * 1e9:8.2f} ns   = special_cycles {exp * clock:.1f}")
+    for function in SPECIAL_FUNCTIONS:
+        other = special_seconds_per_element(mcpu, function)
+        print(f"{function:8s} per element        {other * 1e9:8.2f} ns   = special_relative {other / exp:.2f}")
     for dtype in ("int8", "float32"):
         gather = gather_seconds_per_element(mcpu, dtype)
         print(f"{dtype:7s} lane-by-lane insert {gather * 1e9:8.3f} ns   = {gather * clock:.2f} cycles per element")

@@ -29,8 +29,8 @@ to the core the target file describes (``[core]``, :class:`cost_models.targets.C
   ``dispatch_per_cycle`` instructions, sets the cycles;
 - a group under parallel loops of extent ``p`` runs on ``p / ceil(p / T)`` of the target's ``T``
   cores (the runtime's threads take the iterations in equal chunks);
-- special functions (``exp``, ``tanh``, ``erf``, ...) cost ``special_cycles`` per element (LLVM calls
-  libm once per element) on top;
+- special functions (``exp``, ``tanh``, ``erf``, ...) cost ``special_cycles`` per element (exp's;
+  another function's times its ``special_relative`` where the core gives one) on top;
 - the private caches (a level marked ``private``, one per core) deliver only the share of their
   bandwidth that the threads a kernel uses own.
 
@@ -63,7 +63,9 @@ def work_class(key: ScheduleKey) -> str:
     ``special`` for the functions charged per element."""
     if key.kind in ("dot", "mma"):
         return "dot"
-    if key.kind in ("load", "store", "special", "div"):
+    if key.kind.startswith("special"):  # special-<function>
+        return "special"
+    if key.kind in ("load", "store", "div"):
         return key.kind
     if key.kind in ("broadcast", "gather"):
         return "load"
@@ -91,7 +93,7 @@ class KernelCycles:
     """What one kernel's schedule asks of a core, before the clock and overheads are applied."""
 
     cycles: float  # on the busiest pipe class (or the front end), per thread
-    special_elements: float  # elements of special functions, per thread
+    special_elements: float  # elements of special functions, per thread, weighted by their cost against exp's
     emulated_elements: float  # elements of arithmetic in emulated dtypes, per thread
     private_share: float  # share of the private levels' bandwidth the kernel's threads reach
     parallel: bool  # whether it forks the thread pool
@@ -116,7 +118,7 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
             reach += count * share / max(threads, 1)
             continue
         if work == "special":
-            special += count / share
+            special += count / share * core.special_weight(key.kind.partition("-")[2])
             continue
         if key.dtype in core.emulated_dtypes and work not in ("load", "store") and key.kind != "wmac":
             emulated += count / share

@@ -50,7 +50,8 @@ Schema (see ``cpu.toml`` for a complete, commented example)::
     clock_hz = {figure}      # the clock the cores run at under load
     call_overhead_s = {figure}      # one kernel call from TVM's Relax VM (packed-function dispatch)
     parallel_overhead_s = {figure}  # a parallel loop's fork/join in TVM's thread pool
-    special_cycles = {figure}       # cycles per element of exp/tanh/erf/... (a libm call per element)
+    special_cycles = {figure}       # cycles per element of exp (and of the special functions not below)
+    special_relative = {erf = 5.6}  # optional: another special function's cycles per element over exp's
     emulated_cycles = {figure}      # cycles per element of arithmetic in an emulated dtype
     dispatch_per_cycle = 6          # instructions a core issues per cycle
     promoted_dtypes = ["bfloat16"]  # optional: computed in fp32, converted at loads and stores
@@ -162,10 +163,15 @@ class CoreSpec:
     promoted_dtypes: tuple[str, ...] = ()  # computed in fp32, converting at loads and stores
     emulated_dtypes: tuple[str, ...] = ()  # converted to fp32 and back around every operation
     shared: tuple[tuple[str, ...], ...] = ()  # work classes that issue on the same pipes: their cycles add
+    special_relative: tuple[tuple[str, float], ...] = ()  # (function, its cycles per element over exp's)
 
     def pipe(self, work: str) -> Pipe:
         """The pipes that execute ``work``."""
         return {p.work: p for p in self.pipes}[work]
+
+    def special_weight(self, function: str) -> float:
+        """A special function's cycles per element over ``special_cycles`` (1 where none is given)."""
+        return dict(self.special_relative).get(function, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,7 +360,15 @@ def _core(raw: Any, where: str) -> CoreSpec:
                     dispatch_per_cycle=_whole(raw, "dispatch_per_cycle", where), pipes=tuple(pipes), source=source,
                     promoted_dtypes=tuple(str(d) for d in raw.get("promoted_dtypes", ())),
                     emulated_dtypes=tuple(str(d) for d in raw.get("emulated_dtypes", ())),
-                    shared=_shared(raw.get("shared", []), where))
+                    shared=_shared(raw.get("shared", []), where),
+                    special_relative=_special_relative(raw.get("special_relative", {}), where))
+
+
+def _special_relative(raw: Any, where: str) -> tuple[tuple[str, float], ...]:
+    if not isinstance(raw, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                                            for v in raw.values()):
+        raise TargetError(f"{where}.special_relative must be a table of function names to positive numbers")
+    return tuple(sorted((str(k), float(v)) for k, v in raw.items()))
 
 
 def _dtypes(raw: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:

@@ -298,3 +298,29 @@ def test_intel_512_bit_fmas_and_vector_alu_work_take_turns_on_the_same_ports():
     zen4, gnr = load_target("cpu-zen4").core, load_target("cpu-graniterapids").core
     assert latency.kernel_cycles(text, zen4, threads=1).cycles == N / 16 * 2 / 2  # 512-bit FMA on two 256-bit pipes
     assert latency.kernel_cycles(text, gnr, threads=1).cycles == N / 16 / 2 + N / 16 / 2
+
+
+@T.prim_func
+def vector_erf(A: T.Buffer((N,), "float32"), B: T.Buffer((N,), "float32")):
+    for i in range(N // 16):
+        for v in T.vectorized(16):
+            B[i * 16 + v] = T.erf(A[i * 16 + v])
+
+
+def test_the_walker_names_each_special_function():
+    assert schedule_of(vector_erf)[ScheduleKey("special-erf", "float32", 16, 1)] == N
+
+
+def test_a_special_function_costs_its_measured_multiple_of_exp():
+    # cpu-graniterapids measured erf at 3.32 and sqrt at 0.08 times exp's cycles; exp itself counts once
+    gnr = load_target("cpu-graniterapids").core
+    assert latency.kernel_cycles(f"special-erf:float32:16:1:0={N}", gnr, threads=1).special_elements == N * 3.32
+    assert latency.kernel_cycles(f"special-sqrt:float32:16:1:0={N}", gnr, threads=1).special_elements == N * 0.08
+    assert latency.kernel_cycles(f"special-exp:float32:16:1:0={N}", gnr, threads=1).special_elements == N
+
+
+def test_special_relative_must_map_functions_to_positive_numbers():
+    data = tomllib.loads((targets.TARGETS_DIR / "cpu-graniterapids.toml").read_text())
+    data["core"]["special_relative"] = {"erf": -1}
+    with pytest.raises(targets.TargetError, match="core.special_relative must be a table"):
+        parse_target(data, "x.toml")

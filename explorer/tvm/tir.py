@@ -401,8 +401,8 @@ class _Walker:
                 for a in e.args[1:]:
                     self.value(a, w)
                 return
-            if name in _SPECIAL_CALLS:
-                self._op("special", dtype, w * lanes, lanes)
+            if name in _SPECIAL_CALLS:  # the schedule keeps the function: their costs differ 5x
+                self._op("special", dtype, w * lanes, lanes, schedule_kind=f"special-{name}")
             elif name in _CHEAP_CALLS:
                 self._op("cmp", dtype, w * lanes, lanes)
             for a in e.args:
