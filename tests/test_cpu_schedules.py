@@ -225,3 +225,16 @@ def test_columns_that_vectorize_are_left_alone(columns):
 
     mod, _ = _matmul_module(columns)
     assert tvm_ffi.structural_equal(pad_matmul_columns(mod), mod)
+
+
+def test_an_element_wise_kernel_runs_only_enough_outer_loops_in_parallel_tasks():
+    from explorer.tvm.cpu_schedules import ParallelElementwise
+
+    a = te.placeholder((784, 512), name="a")
+    out = te.compute((784, 512), lambda i, j: a[i, j] * 2.0, name="scaled")
+    scheduled = ParallelElementwise().apply(te.create_prim_func([a, out]), AVX512, False)
+    sch = s_tir.Schedule(scheduled.mod["main"])
+    loops = [sch.get(loop) for loop in sch.get_loops(sch.get_sblock("scaled"))]
+    # rows in parallel, 32 vectors of 16 lanes in each: no lane's index divides a fused one
+    assert [(int(loop.extent), loop.kind) for loop in loops] == [
+        (784, tirx.ForKind.PARALLEL), (32, tirx.ForKind.SERIAL), (16, tirx.ForKind.VECTORIZED)]

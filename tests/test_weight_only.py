@@ -85,3 +85,30 @@ def test_the_dequantize_kernel_of_a_weight_kept_along_k_gives_the_transposed_wei
     out = tvm.runtime.tensor(np.zeros((3, 8), np.float32))
     lib["main"](tvm.runtime.tensor(values), tvm.runtime.tensor(scales), out)
     np.testing.assert_allclose(out.numpy(), q.dequantize().T, rtol=1e-6)
+
+
+def test_the_dequantize_kernel_of_a_packed_weight_gives_blocks_of_columns():
+    import tvm
+
+    from explorer.tvm.packed_weights import pack_columns
+    from explorer.tvm.weight_only import _dequantize_func
+
+    w = np.random.default_rng(2).standard_normal((8, 6)).astype(np.float32)  # [K, N], packed in blocks of 2
+    q = quantize(w, bits=4, group_size=4, scale_dtype="float32")
+    func = _dequantize_func(q, "float32", block=2).with_attr("global_symbol", "main")
+    lib = tvm.tirx.build(tvm.IRModule({"main": func}), target=tvm.target.Target({"kind": "llvm"}))
+    out = tvm.runtime.tensor(np.zeros((3, 8, 2), np.float32))
+    lib["main"](tvm.runtime.tensor(q.values), tvm.runtime.tensor(q.scales), out)
+    np.testing.assert_allclose(out.numpy(), pack_columns(q.dequantize(), 2), rtol=1e-6)
+
+
+def test_an_unfused_int4w_matmul_on_a_cpu_reads_its_dequantized_weight_packed(tmp_path):
+    import tvm
+
+    from tests.conftest import lower
+
+    _, compiled, table = lower(_gemv_onnx(tmp_path), "int4w")
+    dequantize = next(f for gv, f in compiled.tir.functions_items()
+                      if isinstance(f, tvm.tirx.PrimFunc) and gv.name_hint.startswith("dequantize"))
+    assert [int(d) for d in dequantize.params[-1].shape] == [4, 256, 16]  # 64 columns in 4 blocks of 16
+    assert table.weight_bytes.sum() == 128 * 64 + 2 * 64 * 2  # the packed int4 bytes and scales, as fused

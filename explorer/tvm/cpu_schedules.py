@@ -47,6 +47,8 @@ MIN_PARALLEL_ELEMENTS = 4096
 #: ...unless each output takes a long reduction: a decode step's GEMV has a few thousand outputs but
 #: 768 x 2304 multiply-adds, some 10 us on one core against about 1 us to fork and join the pool.
 MIN_PARALLEL_WORK = 1 << 18
+#: Parallel tasks an element-wise kernel's outer loops are fused into, at least (the rest stay serial loops).
+PARALLEL_TASKS = 32
 
 
 @functools.lru_cache(maxsize=16)
@@ -473,15 +475,26 @@ def _parallel_vectorized(sch, block, target) -> None:
         raise ValueError("nothing to schedule")
     lanes = vector_lanes(target, stmt.writes[0].source.dtype.bits)
     innermost = loop_extent(sch, loops[-1])
-    fused = sch.fuse(*loops)
-    total = loop_extent(sch, fused)
-    if total is None or innermost is None:
+    extents = [loop_extent(sch, loop) for loop in loops]
+    if any(e is None for e in extents):
         raise ValueError("dynamic extent")
     # a vector within one row of the innermost axis: across rows its index has a division by the row
-    # length that TVM does not simplify away, and LLVM gathers and scatters it lane by lane
+    # length that TVM does not simplify away, and LLVM gathers and scatters it lane by lane. The vector
+    # is split off the innermost loop before the rest is fused, so that each lane's index is the loop's
+    # own and not a division of the fused index (evaluated lane by lane in int64)
     vec = largest_divisor(innermost, lanes)
-    outer, vector = sch.split(fused, factors=[None, vec])
+    serial = list(loops)
     if vec > 1:
+        rest, vector = sch.split(loops[-1], factors=[None, vec])
         sch.vectorize(vector)
-    if total >= MIN_PARALLEL_ELEMENTS:
+        serial = [*loops[:-1], rest]
+    # only as many outer loops as make PARALLEL_TASKS are fused: each lane's indices are then the inner
+    # loops' own, not divisions of one fused index (a dequantize kernel spent 30 scalar instructions
+    # a vector on them, 4x its arithmetic)
+    count, tasks = 0, 1
+    while count < len(serial) and tasks < PARALLEL_TASKS:
+        tasks *= loop_extent(sch, serial[count]) or 1
+        count += 1
+    outer = sch.fuse(*serial[:count]) if count > 1 else serial[0]
+    if math.prod(extents) >= MIN_PARALLEL_ELEMENTS:
         sch.parallel(outer)

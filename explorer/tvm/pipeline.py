@@ -308,11 +308,9 @@ def _prepare(ctx: PipelineContext) -> list:
 
 
 def _legalize(ctx: PipelineContext) -> list:
-    # CPU vectors need the columns padded, and weights packed a vector of columns at a time (not those
-    # of weight-only kernels, whose weights its pass finds as legalized matmuls' constants); a GPU
+    # CPU vectors need the columns padded, and weights packed a vector of columns at a time; a GPU
     # kernel's threads take any count, and a GPU reads its weights along K
-    packed = [] if ctx.strategy.precision in WEIGHT_ONLY else [packed_float_weights]
-    layout = ([pad_matmul_columns, *packed] if ctx.lowering == "generic" else
+    layout = ([pad_matmul_columns, packed_float_weights] if ctx.lowering == "generic" else
               [weights_along_k, relax.transform.FuseTransposeMatmul()])
     return [*layout, relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
             relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant()]

@@ -112,9 +112,10 @@ def stored(weight: QuantizedWeight, transposed: bool) -> tuple[np.ndarray, np.nd
     return np.ascontiguousarray(weight.values.T), np.ascontiguousarray(weight.scales.T)
 
 
-def _dequantize_func(weight: QuantizedWeight, dtype: str, transposed: bool = False) -> tirx.PrimFunc:
+def _dequantize_func(weight: QuantizedWeight, dtype: str, transposed: bool = False, block: int = 0) -> tirx.PrimFunc:
     """The TE kernel that reads the stored weight and scales back into a ``dtype`` ``[K, N]`` weight
-    (``[N, K]`` where ``transposed``; see :func:`stored`)."""
+    (``[N, K]`` where ``transposed``; see :func:`stored`), or with ``block`` into the CPU's packed
+    ``[N / block, K, block]`` (see :mod:`explorer.tvm.packed_weights`)."""
     rows, cols = weight.rows, weight.values.shape[1]
     held, held_scales = stored(weight, transposed)
     values = te.placeholder(_int64(held.shape), str(held.dtype), name="weight")
@@ -131,8 +132,11 @@ def _dequantize_func(weight: QuantizedWeight, dtype: str, transposed: bool = Fal
             q = at(values, k, n).astype(dtype)
         return q * at(scales, k // weight.group_size, n).astype(dtype)
 
-    shape = (cols, rows) if transposed else (rows, cols)
-    out = te.compute(_int64(shape), (lambda n, k: element(k, n)) if transposed else element, name="dequantize")
+    if block:
+        out = te.compute(_int64((cols // block, rows, block)), lambda o, k, b: element(k, o * block + b), name="dequantize")
+    else:
+        shape = (cols, rows) if transposed else (rows, cols)
+        out = te.compute(_int64(shape), (lambda n, k: element(k, n)) if transposed else element, name="dequantize")
     func = te.create_prim_func([values, scales, out]).without_attr("global_symbol")
     return func.with_attr("op_pattern", _INJECTIVE)
 
@@ -142,11 +146,12 @@ def _int64(shape) -> list:
     return [tirx.IntImm("int64", int(d)) for d in shape]
 
 
-def _weight_operand(func) -> list[tuple[int, bool]]:
-    """The parameters a matmul kernel's weight may be, each with whether it is kept ``[N, K]``: the 2-D
-    inputs indexed by the kernel's one reduction axis and a spatial one (``[K, N]``, or ``[N, K]`` as a
-    GPU lowering keeps it; a 2-D activation ``[M, K]`` looks the same, so the caller takes the one that
-    is a constant); empty for any other kernel."""
+def _weight_operand(func) -> list[tuple[int, str]]:
+    """The parameters a matmul kernel's weight may be, each with its layout: the 2-D inputs indexed by
+    the kernel's one reduction axis and a spatial one (``kn``, or ``nk`` as a GPU lowering keeps it; a
+    2-D activation ``[M, K]`` looks the same, so the caller takes the one that is a constant), and the
+    3-D ones indexed by the reduction axis in the middle (``packed``: the CPU's ``[N / B, K, B]``);
+    empty for any other kernel."""
     attrs = func.attrs if isinstance(func, tirx.PrimFunc) else None
     if attrs is None or int(attrs.get("op_pattern", -1)) != _OUT_EWISE_FUSABLE:
         return []
@@ -161,14 +166,17 @@ def _weight_operand(func) -> list[tuple[int, bool]]:
         return []
     found = []
     for read in block.reads:
-        if len(read.region) != 2:
+        index = next((i for i, p in enumerate(func.params) if p.same_as(read.source)), None)
+        if index is None:
             continue
-        first, second = (r.min for r in read.region)
-        for k, n, transposed in ((first, second, False), (second, first, True)):
+        mins = [r.min for r in read.region]
+        if len(mins) == 3 and mins[1].same_as(reduce[0]) and not any(m.same_as(reduce[0]) for m in (mins[0], mins[2])):
+            found.append((index, "packed"))
+        if len(mins) != 2:
+            continue
+        for k, n, layout in ((mins[0], mins[1], "kn"), (mins[1], mins[0], "nk")):
             if k.same_as(reduce[0]) and any(n.same_as(v) for v in spatial):
-                index = next((i for i, p in enumerate(func.params) if p.same_as(read.source)), None)
-                if index is not None:
-                    found.append((index, transposed))
+                found.append((index, layout))
     return found
 
 
@@ -192,16 +200,19 @@ class _WeightOnlyRewriter(relax.PyExprMutator):
         found = [(i, t) for i, t in self.weight_operands[kernel] if i < len(args) and isinstance(args[i], Constant)]
         if not found:
             return call
-        index, transposed = found[0]
+        index, layout = found[0]
         weight = args[index]
         dtype = str(weight.ty.dtype)
         matrix = weight.value.numpy().astype(np.float32)
+        transposed, block = layout == "nk", matrix.shape[2] if layout == "packed" else 0
+        if block:  # [N / B, K, B] -> [K, N]
+            matrix = matrix.transpose(1, 0, 2).reshape(matrix.shape[1], -1)
         matrix = matrix.T if transposed else matrix  # quantized as [K, N]: groups along K
         group = group_size_for(matrix.shape[0], self.group_size, self.bits)
         if dtype not in ("float32", "float16", "bfloat16") or group is None:
             return call
         q = quantize(matrix, self.bits, group, self.scale_dtype)
-        gv = self.builder_.add_func(_dequantize_func(q, dtype, transposed), f"{DEQUANTIZE_PREFIX}int{self.bits}")
+        gv = self.builder_.add_func(_dequantize_func(q, dtype, transposed, block), f"{DEQUANTIZE_PREFIX}int{self.bits}")
         values, scales = stored(q, transposed)
         args[index] = self.builder_.emit(
             relax.call_tir(gv, relax.Tuple([relax.const(values), relax.const(scales)]), out_ty=weight.ty),
