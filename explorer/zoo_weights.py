@@ -1,6 +1,7 @@
 """The zoo's weights as a measurement bundle regenerates them: the seeded draws a zoo model is built
 from, recorded while it builds, replayed with numpy, and the sha256 of every way a strategy's passes
-keep a draw (as it is, transposed, in float16, packed in blocks of columns), so that a lifted weight can be named by its draw.
+keep a draw (as it is, transposed, in float16, packed in blocks of columns), so that a lifted weight
+can be named by its draw.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+
+from .templates.measure_runner import transform
 
 
 def zoo_draws(base: str, batch: int | None) -> tuple[int, list[list]] | None:
@@ -60,27 +63,13 @@ def replay_draws(seed: int, draws: list[list]):
             yield rng.uniform(a, b, size=tuple(shape)).astype(np.float32)
 
 
-#: How a lifted weight may derive from a zoo draw (steps applied in order, as the runner applies them);
+#: How a lifted weight may derive from a zoo draw (steps applied in order by the runner's own
+#: :func:`~explorer.templates.measure_runner.transform`, so that the two never disagree);
 #: each may be followed by ``pack<B>``, the CPU's blocks of ``B`` output columns
 #: (:func:`explorer.tvm.packed_weights.pack_columns`).
 TRANSFORMS = ("identity", "transpose", "float16", "transpose,float16")
 #: Vector lanes a packed block may have been cut to (128- to 512-bit vectors of fp32 and fp16).
 PACK_LANES = (4, 8, 16, 32)
-
-
-def transform(array: np.ndarray, how: str) -> np.ndarray:
-    """A zoo draw as a strategy's passes left it (``how``: comma-separated steps of :data:`TRANSFORMS`
-    and ``pack<B>``)."""
-    for step in how.split(","):
-        if step == "transpose":
-            array = array.T
-        elif step == "float16":
-            array = array.astype(np.float16)
-        elif step.startswith("pack"):
-            block = int(step[4:])
-            *lead, n = array.shape
-            array = np.moveaxis(array.reshape(*lead, n // block, block), -2, 0)
-    return np.ascontiguousarray(array)
 
 
 def _ways(w: np.ndarray) -> list[str]:
