@@ -25,8 +25,6 @@ from .results import PROBLEM_KINDS
 #: What ``--objective`` minimises.
 OBJECTIVES = ("energy", "latency", "edp")
 
-#: The accuracy limit a reduced-precision build is chosen within unless one is given: 1% relative L2
-#: error of the outputs against fp32 (an SQNR of 40 dB).
 
 @dataclasses.dataclass(frozen=True)
 class Limits:

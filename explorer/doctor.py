@@ -135,7 +135,7 @@ def cpu_target_text(cpu) -> str:
 
 
 def _renamed(tvm: dict) -> str:
-    own = tvm.get("llvm_own_name", tvm["llvm_cpu"])
+    own = tvm["llvm_own_name"]
     return "" if own == tvm["llvm_cpu"] else f" (LLVM names this host {own}, which lacks extensions its flags show)"
 
 

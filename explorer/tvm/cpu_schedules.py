@@ -136,11 +136,13 @@ def reuse_axis(sch: s_tir.Schedule, block, n_spatial: int) -> int | None:
     return next((k for k in candidates if any(iters[k] not in used for used in independent)), None)
 
 
+def static_elements(buffer) -> int:
+    """Elements of ``buffer``, its dynamic dimensions counted as 1."""
+    return math.prod(int(d) if isinstance(d, tirx.IntImm) else 1 for d in buffer.shape)
+
+
 def _operand_bytes(region) -> float:
-    size = region.source.dtype.bits // 8
-    for dim in region.source.shape:
-        size *= int(dim) if isinstance(dim, tirx.IntImm) else 1
-    return size
+    return static_elements(region.source) * region.source.dtype.bits // 8
 
 
 def task_order(sch: s_tir.Schedule, block, extents: list[int]) -> list[int]:
@@ -268,9 +270,7 @@ class TiledReduction(ScheduleRule):
         outer = [outer[k] for k in task_order(sch, block, [loop_extent(sch, loop) or 1 for loop in outer])]
         sch.reorder(*outer, *reduce, *inner)
         fused = sch.fuse(*outer)
-        elements = 1
-        for buf_dim in stmt.writes[0].source.shape:
-            elements *= int(buf_dim) if isinstance(buf_dim, tirx.IntImm) else 1
+        elements = static_elements(stmt.writes[0].source)
         work = elements
         for loop in reduce:
             work *= loop_extent(sch, loop) or 1
@@ -474,7 +474,6 @@ def _parallel_vectorized(sch, block, target) -> None:
     if not loops or not stmt.writes:
         raise ValueError("nothing to schedule")
     lanes = vector_lanes(target, stmt.writes[0].source.dtype.bits)
-    innermost = loop_extent(sch, loops[-1])
     extents = [loop_extent(sch, loop) for loop in loops]
     if any(e is None for e in extents):
         raise ValueError("dynamic extent")
@@ -482,7 +481,7 @@ def _parallel_vectorized(sch, block, target) -> None:
     # length that TVM does not simplify away, and LLVM gathers and scatters it lane by lane. The vector
     # is split off the innermost loop before the rest is fused, so that each lane's index is the loop's
     # own and not a division of the fused index (evaluated lane by lane in int64)
-    vec = largest_divisor(innermost, lanes)
+    vec = largest_divisor(extents[-1], lanes)
     serial = list(loops)
     if vec > 1:
         rest, vector = sch.split(loops[-1], factors=[None, vec])

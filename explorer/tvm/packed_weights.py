@@ -23,6 +23,7 @@ from tvm import relax, te, topi
 from tvm.ir.expr import Constant
 
 from .cpu_schedules import largest_divisor, vector_lanes
+from .rewriting import rewritten
 
 #: Dtypes whose weights are packed (integer kernels have their own layouts: see explorer.tvm.vnni).
 FLOAT_DTYPES = ("float32", "float16", "bfloat16")
@@ -83,22 +84,22 @@ class _Packer(relax.PyExprMutator):
         if (not isinstance(weight, Constant) or str(weight.ty.dtype) not in FLOAT_DTYPES
                 or out_dtype not in FLOAT_DTYPES or data.ty.shape is None):
             return call
-        w = weight.value.numpy()
-        block = vector_block(w.shape[-1], tvm.DataType(out_dtype).bits, self.target)
+        block = vector_block(int(weight.ty.shape.values[-1]), tvm.DataType(out_dtype).bits, self.target)
         if block == 1:
             return call
         if call.op.name == "relax.matmul":
-            if w.ndim != 2 or data.ty.ndim < 2:
+            if weight.ty.ndim != 2 or data.ty.ndim < 2:
                 return call
-            return self.builder_.call_te(_matmul_te, data, relax.const(pack_columns(w, block)), out_dtype,
-                                         primfunc_name_hint="matmul")
+            return self.builder_.call_te(_matmul_te, data, relax.const(pack_columns(weight.value.numpy(), block)),
+                                         out_dtype, primfunc_name_hint="matmul")
         a = call.attrs
         out_layout = str(a.out_layout) if a.out_layout else str(a.data_layout)
         if int(a.groups) != 1 or str(a.data_layout) != "NHWC" or str(a.kernel_layout) != "HWIO" or out_layout != "NHWC":
             return call
         return self.builder_.call_te(
-            _conv_te, data, relax.const(pack_columns(w, block)), out_dtype, [int(s) for s in a.strides],
-            [int(p) for p in a.padding], [int(d) for d in a.dilation], primfunc_name_hint="conv2d")
+            _conv_te, data, relax.const(pack_columns(weight.value.numpy(), block)), out_dtype,
+            [int(s) for s in a.strides], [int(p) for p in a.padding], [int(d) for d in a.dilation],
+            primfunc_name_hint="conv2d")
 
 
 @tvm.transform.module_pass(opt_level=0, name="explorer.PackedFloatWeights")
@@ -107,8 +108,4 @@ def packed_float_weights(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
     target = tvm.target.Target.current(allow_none=True)
     if target is None or target.kind.name != "llvm":
         return mod
-    packer = _Packer(mod, target)
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            packer.builder_.update_func(gv, packer.visit_expr(func))
-    return packer.builder_.get()
+    return rewritten(_Packer(mod, target), mod)

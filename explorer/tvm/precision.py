@@ -27,6 +27,7 @@ from tvm.ir.expr import Constant
 from tvm.relax import expr_functor
 
 from ..errors import ExplorerError
+from .rewriting import rewritten
 
 _CONV = "relax.nn.conv2d"
 _MATMUL = "relax.matmul"
@@ -158,12 +159,10 @@ def precision_pass(precision: str, act_scales: tuple[float, ...] | None = None) 
     @tvm.transform.module_pass(opt_level=0, name=f"explorer.Precision[{precision}]")
     def apply(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         rewriter = _PrecisionRewriter(mod, precision, act_scales)
-        for gv, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
+        out = rewritten(rewriter, mod)
         if precision == "int8" and act_scales is not None and rewriter.used != len(act_scales):
             raise ExplorerError(f"int8 quantization matched {rewriter.used} conv2d/matmul calls with constant weights "
                                 f"but the calibration measured {len(act_scales)} activations")
-        return rewriter.builder_.get()
+        return out
 
     return apply

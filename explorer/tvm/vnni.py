@@ -32,6 +32,8 @@ from tvm import relax, te
 from tvm.ir.expr import Constant
 from tvm.script import tirx as T
 
+from .rewriting import rewritten
+
 #: TVM's name of the VPDPBUSD tensor intrinsic (its implementation replaced: :func:`register_vnni_intrinsic`).
 VNNI_INTRIN = "dot_16x4_vnni"
 #: The annotation of the accumulator block that the default schedule tensorizes.
@@ -254,10 +256,6 @@ def vnni_int8_kernels() -> tvm.transform.Pass:
 
     @tvm.transform.module_pass(opt_level=0, name="explorer.VnniInt8Kernels")
     def apply(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        rewriter = _VnniRewriter(mod)
-        for gv, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
+        return rewritten(_VnniRewriter(mod), mod)
 
     return apply

@@ -29,6 +29,8 @@ from tvm import relax, s_tir, te, tirx
 from tvm.ir.expr import Constant
 from tvm.relax.dpl import GlobalVarPattern, TuplePattern, is_op, wildcard
 
+from .rewriting import rewritten
+
 #: The bits of each weight-only precision.
 BITS = {"int8w": 8, "int4w": 4}
 #: Rows of ``K`` that share one scale, unless a pass is told otherwise.
@@ -203,13 +205,15 @@ class _WeightOnlyRewriter(relax.PyExprMutator):
         index, layout = found[0]
         weight = args[index]
         dtype = str(weight.ty.dtype)
+        if dtype not in ("float32", "float16", "bfloat16"):
+            return call
         matrix = weight.value.numpy().astype(np.float32)
         transposed, block = layout == "nk", matrix.shape[2] if layout == "packed" else 0
         if block:  # [N / B, K, B] -> [K, N]
             matrix = matrix.transpose(1, 0, 2).reshape(matrix.shape[1], -1)
         matrix = matrix.T if transposed else matrix  # quantized as [K, N]: groups along K
         group = group_size_for(matrix.shape[0], self.group_size, self.bits)
-        if dtype not in ("float32", "float16", "bfloat16") or group is None:
+        if group is None:
             return call
         q = quantize(matrix, self.bits, group, self.scale_dtype)
         gv = self.builder_.add_func(_dequantize_func(q, dtype, transposed, block), f"{DEQUANTIZE_PREFIX}int{self.bits}")
@@ -228,11 +232,7 @@ def weight_only_pass(precision: str, group_size: int = GROUP_SIZE, scale_dtype: 
 
     @tvm.transform.module_pass(opt_level=0, name=f"explorer.WeightOnly[{precision}]")
     def apply(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        rewriter = _WeightOnlyRewriter(mod, bits, group_size, scale_dtype)
-        for gv, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
+        return rewritten(_WeightOnlyRewriter(mod, bits, group_size, scale_dtype), mod)
 
     return apply
 
