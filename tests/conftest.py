@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -13,7 +14,14 @@ from onnx import TensorProto, helper, numpy_helper
 # Every test session gets its own cache, so tests never depend on (or pollute) the user's, even
 # where the user's shell sets EXPLORER_CACHE.
 USER_CACHE = os.environ.get("EXPLORER_CACHE")
-os.environ["EXPLORER_CACHE"] = tempfile.mkdtemp(prefix="explorer-test-cache-")
+SESSION_CACHE = os.environ["EXPLORER_CACHE"] = tempfile.mkdtemp(prefix="explorer-test-cache-")
+
+
+def pytest_unconfigure(config):
+    """The session's cache goes with the session: it holds about 2 GB (gpt2's prepared phases), and
+    a full disk after a few local runs fails every later command."""
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)
+
 
 TOY_TARGET = os.path.join(os.path.dirname(__file__), "data", "toy.toml")
 
