@@ -21,10 +21,11 @@ Pure numpy/pandas. For each kernel call (one workload row):
 - **static** energy is static power times the kernel's time: its measured time where the workload
   has one (``run_time_s``: the build ran on the hardware the target describes), else its
   modelled latency (``latency_source`` says which);
-- **compulsory bound**: the least energy any build of the kernel could use on the target: its
-  weights and the model inputs it reads moved from DRAM once (a model output can stay in the
-  level it fits in, as the traffic model lets it), its MACs at the target's cheapest MAC, and
-  static power over the roofline time of just that.
+- **compulsory bound**: the least energy any build of the kernel could use on the target: the
+  model inputs it reads moved from DRAM once and its weights once from the level that holds all
+  the workload's weights (DRAM unless they fit in a cache: from one inference to the next they stay
+  there, as the traffic model lets them; a model output can stay in the level it fits in too), its
+  MACs at the target's cheapest MAC, and static power over the roofline time of just that.
 
 The same computation runs on nominal figures (:func:`score`) and on sampled figures
 (:mod:`cost_models.uncertainty`): :func:`quantities` extracts what the figures multiply, once.
@@ -73,7 +74,9 @@ class Quantities:
     cast_counts: dict[str, np.ndarray]     # the part of op_counts that are casts
     unit_ops: dict[str, np.ndarray]        # compute-unit dtype -> ops (a MAC is 2) run on that unit
     level_bytes: dict[str, np.ndarray]     # memory level name -> bytes moved at that level
-    compulsory_bytes: np.ndarray           # weights + model inputs/outputs, each from DRAM once
+    compulsory_bytes: np.ndarray           # weights + model inputs, each moved once
+    weight_bytes: np.ndarray               # the weights among them, moved from ``weight_level``
+    weight_level: str                      # the innermost level holding all the workload's weights
     macs: np.ndarray
     core: latency.CoreQuantities | None    # what the schedules ask of a CPU core (None: roofline)
     run_time_s: np.ndarray                 # measured time of each call, NaN where not measured
@@ -107,13 +110,16 @@ def quantities(workload: pd.DataFrame, target: TargetSpec) -> Quantities:
     level_bytes[levels[chain[-1]].name] += workload["access_bytes"].to_numpy(float)
     for access, column in (("shared", "shared_access_bytes"), ("local", "local_access_bytes")):
         level_bytes[target.level_for(access).name] += workload[column].to_numpy(float)
-    compulsory = workload["weight_bytes"].to_numpy(float) + workload["model_input_bytes"].to_numpy(float)
+    weights = workload["weight_bytes"].to_numpy(float)
+    compulsory = weights + workload["model_input_bytes"].to_numpy(float)
+    holding = [levels[i] for i in chain if levels[i].capacity_bytes >= weights.sum()]
+    weight_level = holding[-1].name if holding else levels[chain[0]].name
     core = None
     if target.core is not None and "schedule" in workload:
         core = latency.core_quantities(workload["schedule"].fillna("").astype(str).tolist(), target)
     run = workload["run_time_s"].to_numpy(float) if "run_time_s" in workload else np.full(n, np.nan)
-    return Quantities(op_counts, cast_counts, unit_ops, level_bytes, compulsory, workload["macs"].to_numpy(float),
-                      core, run)
+    return Quantities(op_counts, cast_counts, unit_ops, level_bytes, compulsory, weights, weight_level,
+                      workload["macs"].to_numpy(float), core, run)
 
 
 def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.ndarray]:
@@ -154,9 +160,12 @@ def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.n
 
     cheapest_mac = np.minimum.reduce([np.asarray(figures[f"compute.{u.dtype}.energy_pj.mac"]) for u in target.compute])
     fastest = np.maximum.reduce([np.asarray(figures[f"compute.{u.dtype}.peak_ops_per_s"]) for u in target.compute])
-    bound_s = np.maximum(2 * q.macs / fastest, q.compulsory_bytes / figures[f"memory.{dram}.bandwidth_bytes_per_s"])
-    compulsory_j = (q.compulsory_bytes * figures[f"memory.{dram}.energy_pj_per_byte"] + q.macs * cheapest_mac) * PJ \
-        + static_w * bound_s
+    moved = {dram: q.compulsory_bytes - q.weight_bytes}
+    moved[q.weight_level] = moved.get(q.weight_level, 0.0) + q.weight_bytes
+    move_s = sum(b / figures[f"memory.{n}.bandwidth_bytes_per_s"] for n, b in moved.items())
+    bound_s = np.maximum(2 * q.macs / fastest, move_s)
+    compulsory_j = (sum(b * figures[f"memory.{n}.energy_pj_per_byte"] for n, b in moved.items())
+                    + q.macs * cheapest_mac) * PJ + static_w * bound_s
     out = {
         "energy_compute_j": full(compute_pj * PJ),
         "energy_cast_j": full(cast_pj * PJ),

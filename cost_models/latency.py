@@ -9,9 +9,13 @@ to the core the target file describes (``[core]``, :class:`cost_models.targets.C
 - a dtype the core computes in fp32 (``promoted_dtypes``: TVM legalizes bf16 arithmetic to fp32)
   runs each operation at 32-bit lanes with two conversions on the ``alu`` pipes; one it emulates
   operation by operation (``emulated_dtypes``: fp16 on x86 without AVX512-FP16, converted to fp32 and
-  rounded back after every operation) costs ``emulated_cycles`` per element instead, but where a
-  multiply-add of it accumulates into fp32 (``wmac``), which runs promoted; a multiply-add of integers narrower than 32 bits that is not a dot product runs widened: two sign
-  extensions and the add on the ``alu`` pipes beside the multiply;
+  rounded back after every operation) costs ``emulated_cycles`` per element instead; a multiply-add of
+  integers narrower than 32 bits that is not a dot product runs widened: two sign extensions and the
+  add on the ``alu`` pipes beside the multiply;
+- a multiply-add into a wider accumulator (``wmac``: fp16 or bf16 into fp32, int8 into int32) runs at
+  the accumulator's width; the widening of its operands is in the schedule as ``cast`` groups, once
+  per operand value the register tile loads (the TIR walker counts them so), and an integer one adds
+  its add beside the multiply;
 - a load or store of a lane count that is not a power of two is one access per power-of-two piece
   (LLVM splits 14 lanes into 8 + 4 + 2, as its code for such loops shows); a ``broadcast`` (one
   element for every lane: a weight of a convolution along its output row) is one load; a ``gather``
@@ -126,10 +130,12 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
             continue
         bits = lane_bits(key)
         extra = 0  # alu instructions beside each one: conversions, the add of a widened multiply-add
-        if (key.dtype in core.promoted_dtypes or key.dtype in core.emulated_dtypes) and work not in ("dot", "load", "store"):
-            bits, extra = 32, 2  # promoted, or an emulated dtype's operands widened into an fp32 accumulator
-        elif work == "imul" and key.kind in ("mac", "wmac") and dtype_bits(key.dtype) < 32:
-            extra = 3
+        if key.kind == "wmac":  # the operands' widening is in the schedule, once per value (a ``cast``)
+            bits, extra = 32, 1 if work == "imul" else 0  # an integer one's add is separate from its multiply
+        elif (key.dtype in core.promoted_dtypes or key.dtype in core.emulated_dtypes) and work not in ("dot", "load", "store"):
+            bits, extra = 32, 2  # promoted: converted to fp32 and back around the operation
+        elif work == "imul" and key.kind == "mac" and dtype_bits(key.dtype) < 32:
+            extra = 3  # widened: two sign extensions and the add beside the multiply
         pipe = core.pipe(work)
         if key.kind in ("load", "store"):  # a broadcast is one element loaded, whatever the lanes
             instructions *= bin(max(key.lanes, 1)).count("1")

@@ -49,6 +49,12 @@ def tvm_version() -> str:
     return version("apache-tvm")
 
 
+#: The code that decides what a compiled module contains: part of the key of every lowering and build.
+COMPILE_CODE = tuple(f"explorer/tvm/{m}.py" for m in (
+    "frontend", "pipeline", "rewriting", "packed_weights", "precision", "vnni", "weight_only", "cpu_schedules",
+    "gpu_schedules", "compile", "codegen", "tuning")) + ("explorer/sparsity.py",)
+
+
 def code_fingerprint(*patterns: str) -> str:
     """A short hash of the explorer's source files matching ``patterns`` (globs from the repository
     root, e.g. ``"explorer/tvm/*.py"``): part of the key of whatever that code produces."""

@@ -28,7 +28,7 @@ from cost_models import energy
 from cost_models.targets import TargetSpec, load_target
 
 from . import lowerings
-from .cache import cache_dir, code_fingerprint, make_key, tvm_version, write_atomic
+from .cache import COMPILE_CODE, cache_dir, code_fingerprint, make_key, tvm_version, write_atomic
 from .calibration import Calibration, calibrate, load_samples
 from .errors import ExplorerError
 from .host import cpu_fingerprint, in_compiler_process
@@ -41,18 +41,12 @@ from .workers import machine_cores
 #: Bump when the layout of the build cache changes.
 BUILD_FORMAT = "2"
 
-#: The code that decides what a library contains (part of the build key).
-BUILD_CODE = ("explorer/tvm/frontend.py", "explorer/tvm/pipeline.py", "explorer/tvm/cpu_schedules.py", "explorer/tvm/gpu_schedules.py",
-              "explorer/tvm/precision.py", "explorer/tvm/vnni.py",
-              "explorer/tvm/compile.py", "explorer/tvm/codegen.py", "explorer/tvm/tuning.py")
-
-
 def build_key(model: PreparedModel, strategy: Strategy, mcpu: str, calibration: str = "") -> str:
     """Cache key of a CPU build: model content, strategy choices, ``mcpu``, the int8 calibration's
     key (:attr:`explorer.calibration.Calibration.key`, empty for other precisions), TVM and explorer
     versions, and a fingerprint of the explorer's compile code."""
     return make_key("build", BUILD_FORMAT, model.sha256, strategy.key, f"mcpu={mcpu}", f"calibration={calibration}",
-                    code_fingerprint(*BUILD_CODE))
+                    code_fingerprint(*COMPILE_CODE))
 
 
 def builds_dir() -> Path:

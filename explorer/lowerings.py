@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cache import cache_dir, code_fingerprint, make_key, staged_dir
+from .cache import COMPILE_CODE, cache_dir, code_fingerprint, make_key, staged_dir
 from .host import cpu_fingerprint
 from .records import KernelCall, Lowering, LoweringRequest, Measurement, TuningOutcome
 
@@ -32,10 +32,8 @@ FORMAT = "2"
 
 #: The code whose output a lowering is: the TVM side (but for running builds, which measurements
 #: cover), the workload table and the records' format.
-LOWERING_CODE = tuple(f"explorer/tvm/{m}.py" for m in ("frontend", "pipeline", "cpu_schedules", "gpu_schedules", "precision", "vnni", "compile",
-                                                        "tir", "tuning", "builder", "candidates", "codegen",
-                                                        "worker")) + (
-    "explorer/workload_table.py", "explorer/reuse.py", "explorer/records.py", "explorer/sparsity.py")
+LOWERING_CODE = COMPILE_CODE + tuple(f"explorer/tvm/{m}.py" for m in ("tir", "builder", "candidates", "worker")) + (
+    "explorer/workload_table.py", "explorer/reuse.py", "explorer/records.py")
 
 #: What the energy and EDP picks of a tuned strategy also depend on: they choose schedules by score.
 SCORING_CODE = ("cost_models/*.py", "explorer/schedules.py")

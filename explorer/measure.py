@@ -54,7 +54,7 @@ import pandas as pd
 
 from cost_models.targets import TargetSpec, load_target
 
-from .cache import cache_dir, code_fingerprint, make_key, tvm_version, write_atomic
+from .cache import COMPILE_CODE, cache_dir, code_fingerprint, make_key, tvm_version, write_atomic
 from .errors import ExplorerError
 from .records import finite
 from .library_format import LibraryRequest
@@ -86,10 +86,7 @@ BUNDLE_FORMAT = "1"
 RUNNER = Path(__file__).resolve().parent / "templates" / "measure_runner.py"
 
 #: Code that decides what a bundle's library contains (part of its cache key).
-BUILD_CODE = ("explorer/tvm/frontend.py", "explorer/tvm/pipeline.py", "explorer/tvm/cpu_schedules.py",
-              "explorer/tvm/gpu_schedules.py", "explorer/tvm/precision.py", "explorer/tvm/vnni.py",
-              "explorer/tvm/weight_only.py", "explorer/tvm/compile.py", "explorer/tvm/codegen.py",
-              "explorer/tvm/bundle.py", "explorer/sparsity.py")
+BUILD_CODE = (*COMPILE_CODE, "explorer/tvm/bundle.py")
 
 #: Subpackages of tvm a runtime-only process never imports (not copied: they are most of its Python).
 SKIPPED_TVM_DIRS = ("3rdparty", "web", "relax", "s_tir", "topi", "include", "src", "cmake", "licenses")

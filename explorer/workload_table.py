@@ -125,11 +125,13 @@ def _warm_capacities(calls) -> list[dict[int, float]]:
     already cached when the call starts: its own storage's bytes plus every other storage touched
     since that storage was last touched, at tensor granularity.
 
-    Activation memory is the static memory planner's storage (``assign_planned_storage``): the
-    same buffers every inference, so a storage first touched in this inference was last touched in
-    the previous one (steady state). Weights and model inputs are cold at their first touch."""
+    Inferences follow one another (steady state): weights are the same memory every inference, and
+    so is activation memory (the static memory planner's storage, ``assign_planned_storage``), so a
+    storage first touched in this inference was last touched in the previous one, and whatever the
+    whole inference touches in between decides the caches it is still in. A model that fits in a
+    cache is served from it. Model inputs are new data: cold at their first touch."""
     n = len(calls)
-    seq = [[(t.storage, t.origin not in ("const", "input")) for t in call.args] for call in calls]
+    seq = [[(t.storage, t.origin != "input") for t in call.args] for call in calls]
     size: dict[int, int] = {}
     for call in calls:
         for t in call.args:

@@ -74,15 +74,25 @@ def test_shared_and_local_accesses_go_to_the_level_that_serves_them(toy):
     assert s.sram_bytes == 1000.0  # the toy's innermost level serves everything
 
 
-def test_compulsory_bound_moves_weights_and_model_inputs_once_and_macs_at_the_cheapest_dtype(toy):
+def test_compulsory_bound_moves_model_inputs_from_dram_and_weights_from_the_cache_they_fit(toy):
     df = pd.DataFrame([row(macs=1e6, op_mac_float32=1e6, weight_bytes=3000.0, model_input_bytes=1000.0,
                            traffic_curve="0:9000")])
     s = energy.score(df, toy).iloc[0]
-    # 4000 B x 100 pJ + 1e6 MACs x 1 pJ + 1 W static x max(2e6 ops / 1e9, 4000 B / 1e9 B/s)
-    assert s.compulsory_energy_j == pytest.approx(4000 * 100e-12 + 1e6 * 1e-12 + 2e6 / 1e9)
+    # the 3000 B of weights stay in the 1 MB SRAM from one inference to the next:
+    # 3000 B x 1 pJ + 1000 B x 100 pJ + 1e6 MACs x 1 pJ + 1 W static x max(2e6 ops / 1e9, 3000 B / 1e10 + 1000 B / 1e9)
+    assert s.compulsory_energy_j == pytest.approx(3000 * 1e-12 + 1000 * 100e-12 + 1e6 * 1e-12 + 2e6 / 1e9)
     tot = energy.totals(energy.score(df, toy))
     assert tot.compulsory_ratio == pytest.approx(s.energy_j / s.compulsory_energy_j)
     assert tot.compulsory_ratio > 1
+
+
+def test_compulsory_bound_moves_weights_larger_than_every_cache_from_dram(toy):
+    # two kernels' 1.2 MB of weights together exceed the 1 MB SRAM
+    df = pd.DataFrame([row(macs=1e3, op_mac_float32=1e3, weight_bytes=6e5, traffic_curve="0:600000"),
+                       row(call_index=1, macs=1e3, op_mac_float32=1e3, weight_bytes=6e5, traffic_curve="0:600000")])
+    s = energy.score(df, toy).iloc[0]
+    # 6e5 B x 100 pJ + 1e3 MACs x 1 pJ + 1 W static x 6e5 B / 1e9 B/s
+    assert s.compulsory_energy_j == pytest.approx(6e5 * 100e-12 + 1e3 * 1e-12 + 6e5 / 1e9)
 
 
 def test_unlisted_op_kind_is_charged_as_an_add(toy):

@@ -234,10 +234,45 @@ def fp16_into_fp32(A: T.Buffer((N,), "float16"), B: T.Buffer((N,), "float16"), C
             C[v] = C[v] + T.Cast("float32", A[k * 16 + v]) * T.Cast("float32", B[k * 16 + v])
 
 
-def test_a_multiply_add_into_a_wider_accumulator_is_a_wmac_and_runs_promoted():
-    assert schedule_of(fp16_into_fp32)[ScheduleKey("wmac", "float16", 16, 1, 1)] == N
-    k = latency.kernel_cycles(f"wmac:float16:16:1:0={N}", load_target("cpu-zen4").core, threads=1)
-    assert k.emulated_elements == 0 and k.cycles == N / 16 * 2  # the 2 conversions on the alu pipes (2 slots each)
+def test_a_multiply_add_into_a_wider_accumulator_is_a_wmac_and_its_operands_are_widened_by_casts():
+    s = schedule_of(fp16_into_fp32)
+    assert s[ScheduleKey("wmac", "float16", 16, 1, 1)] == N
+    assert s[ScheduleKey("cast", "float32", 16, 1)] == 2 * N  # both operands, every element
+    k = latency.kernel_cycles(f"wmac:float16:16:1:0={N} cast:float32:16:1:0={2 * N}", load_target("cpu-zen4").core,
+                              threads=1)
+    # not emulated; the 2 conversions per fp32 FMA's worth of lanes on the alu pipes (2 slots each) bound it
+    assert k.emulated_elements == 0 and k.cycles == N / 16 * 2
+
+
+@T.prim_func
+def fp16_tile(A: T.Buffer((4 * 64,), "float16"), B: T.Buffer((64 * 16,), "float16"), C: T.Buffer((4 * 16,), "float32")):
+    # a register tile of 4 rows x 16 lanes: B[k, v] is loaded, and widened, once for the 4 rows
+    for k in range(64):
+        for i in range(4):
+            for v in T.vectorized(16):
+                C[i * 16 + v] = C[i * 16 + v] + T.Cast("float32", A[i * 64 + k]) * T.Cast("float32", B[k * 16 + v])
+
+
+def test_a_register_tile_widens_an_operand_once_for_the_rows_that_share_it():
+    s = schedule_of(fp16_tile)
+    # A: one broadcast per (row, k), 16 lanes each; B: one vector per k for all 4 rows
+    assert s[ScheduleKey("cast", "float32", 16, 1)] == 4 * 64 * 16 + 64 * 16
+
+
+@T.prim_func
+def dequantized_tile(A: T.Buffer((4 * 64,), "float32"), Q: T.Buffer((64 * 16,), "int8"), S: T.Buffer((16,), "float32"),
+                     C: T.Buffer((4 * 16,), "float32")):
+    # a weight dequantized in the matmul: its cast and multiply do not depend on the tile's row
+    for k in range(64):
+        for i in range(4):
+            for v in T.vectorized(16):
+                C[i * 16 + v] = C[i * 16 + v] + A[i * 64 + k] * (T.Cast("float32", Q[k * 16 + v]) * S[v])
+
+
+def test_an_operand_dequantized_in_a_register_tile_is_computed_once_for_its_rows():
+    ops = tir_analysis.analyse_primfunc(dequantized_tile, "k").ops
+    assert ops[("mac", "float32")] == 4 * 64 * 16
+    assert ops[("cast", "float32")] == ops[("mul", "float32")] == 64 * 16  # not 4 x 64 x 16
 
 
 @T.prim_func

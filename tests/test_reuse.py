@@ -114,10 +114,22 @@ def test_a_tensor_left_in_cache_by_the_previous_kernel_is_not_fetched_again(conv
 
     wl = lower(conv_add_relu_onnx, "baseline")[2].set_index("kernel")
     add = wl.loc["add"]  # reads the conv's 1152 B output c and the 1152 B constant B, writes 1152 B
-    # c is still cached and the output goes to recycled, cached memory: only the constant B moves
-    assert curve_at(add.traffic_curve, 1 << 20) == 1152
+    # in 4 kB c is still cached and the output goes to recycled, cached memory: only the constant B moves
+    assert curve_at(add.traffic_curve, 4096) == 1152
     # in 1000 B neither c nor the output fits: all three tensors move
     assert curve_at(add.traffic_curve, 1000) == 3 * 1152
+
+
+def test_a_weight_stays_cached_from_one_inference_to_the_next_where_the_whole_inference_fits(conv_add_relu_onnx):
+    from cost_models.workload import curve_at
+    from tests.conftest import lower
+
+    wl = lower(conv_add_relu_onnx, "baseline")[2].set_index("kernel")
+    add = wl.loc["add"]
+    # what one inference touches from one read of B to the next: the input (576 B), W, c, B, c + B and the
+    # output (1152 B each): 6336 B
+    assert curve_at(add.traffic_curve, 6335) == 1152
+    assert curve_at(add.traffic_curve, 6336) == 0
 
 
 def test_thread_blocks_share_a_common_cache_but_not_a_per_unit_one():

@@ -10,6 +10,10 @@ Counting rules:
 - ``C[i] = C[i] + a * b`` is one multiply-accumulate (``mac``) in the dtype of ``a`` and ``b``
   before any widening cast (int8 x int8 accumulated in int32 is an int8 mac, and the widening
   casts are part of it); every other cast is counted as a ``cast`` in its destination dtype;
+- the arithmetic of a multiply-add's operand (a weight dequantized inside a matmul) counts once per
+  register-tile position it depends on: LLVM unrolls the tile and computes the operand once for the
+  accumulators that differ only along loops it does not use, as it loads it once for them. So does
+  the schedule's conversion of an operand widened into the accumulator (not an operation of its own);
 - an ``if`` whose condition is ``v == 0`` for loop variables runs ``1/extent`` as often as its
   loop body; any other condition is assumed true (an upper bound);
 - loads and stores are charged at their buffer's storage scope: kernel parameters and
@@ -102,6 +106,7 @@ class _Walker:
         self.parallel = 1  # product of the enclosing parallel loops' extents
         self.vector = 1  # product of the enclosing vectorized loops' extents
         self.accumulating = None  # the store of the multiply-add whose operands are being walked
+        self.sharing = 1  # accumulators of the register tile that share the operand being walked
         by_name = {}
         for i, p in enumerate(func.params):
             ty = p.ty
@@ -119,6 +124,7 @@ class _Walker:
         """Count ``count`` operations of ``kind`` in ``dtype``, run ``lanes`` (of the expression's
         dtype) at a time, under the current loops (``schedule_kind``: the kind the schedule records,
         ``wmac`` for a multiply-add into a wider accumulator)."""
+        count /= self.sharing
         self.ops[(kind, dtype)] += count
         self.schedule[ScheduleKey(schedule_kind or kind, dtype, lanes * self.vector, self.parallel, chains)] += count
 
@@ -137,8 +143,9 @@ class _Walker:
 
     def _tile_sharing(self, indices) -> int:
         """How many accumulators of the register tile around the multiply-add being walked share one
-        load of an operand at ``indices``: the extents of the loops inside its innermost reduction loop
-        that the operand's index does not use (LLVM loads it once for all of them); 1 outside one."""
+        load of an operand at ``indices``, or one evaluation of an operand expression that uses those
+        indices: the extents of the loops inside its innermost reduction loop that they do not use
+        (LLVM unrolls the tile and loads or computes it once for all of them); 1 outside one."""
         store = self.accumulating
         if store is None:
             return 1
@@ -331,8 +338,17 @@ class _Walker:
                 # widening the operands to the accumulator's dtype is part of the MAC (int8 x int8
                 # into int32, fp16 x fp16 into fp32), not a cast of its own
                 self.accumulating, outer = s, self.accumulating
-                self.value(self._uncast(prod.a), w)
-                self.value(self._uncast(prod.b), w)
+                for operand in (prod.a, prod.b):
+                    inner = self._uncast(operand)
+                    # an operand computed from its loads (a weight dequantized in the kernel) is
+                    # computed once per tile position it does not depend on, as its loads are
+                    self.sharing = self._tile_sharing([inner])
+                    if type(operand).__name__ == "Cast":  # widened once per value, not per multiply-add
+                        widened = _dtype_of(operand)
+                        self.schedule[ScheduleKey("cast", widened[0], widened[1] * self.vector, self.parallel)] += \
+                            w * widened[1] / self.sharing
+                    self.value(inner, w)
+                self.sharing = 1
                 self.accumulating = outer
                 return
         if accumulated:  # C[i] = C[i] + x, max(C[i], x), min(C[i], x): a chain through C[i]
