@@ -309,8 +309,8 @@ def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.
     parts += [f"Models: {models}. Energy is modelled from the lowered TIR of each variant (compute by "
               "operation kind and dtype, reuse-aware traffic at every memory level, static power over the "
               "variant's time); CPU variants were also run and compared with onnxruntime. *x bound* is the energy "
-              "over the compulsory bound (weights, inputs and outputs moved from DRAM once, every MAC at the "
-              "target's cheapest dtype); *bound by* is the resource that sets most of the modelled latency.", ""]
+              "over the compulsory bound (inputs moved from DRAM once, weights once from the level that holds them "
+              "all, every MAC at the target's cheapest dtype); *bound by* is the resource that sets most of the modelled latency.", ""]
     parts += static_time_lines(variants)
     ok = variants[variants["energy_j"].notna()]
     if len(ok):
