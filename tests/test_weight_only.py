@@ -91,14 +91,18 @@ def test_the_dequantize_kernel_of_a_packed_weight_gives_blocks_of_columns():
     import tvm
 
     from explorer.tvm.packed_weights import pack_columns
-    from explorer.tvm.weight_only import _dequantize_func
+    from explorer.tvm.weight_only import _dequantize_func, stored
 
     w = np.random.default_rng(2).standard_normal((8, 6)).astype(np.float32)  # [K, N], packed in blocks of 2
     q = quantize(w, bits=4, group_size=4, scale_dtype="float32")
+    values, scales = stored(q, transposed=False, block=2)
+    # each block of 2 columns keeps its 4 bytes of int4 pairs and its 2 groups' scales together
+    np.testing.assert_array_equal(values[1], q.values[:, 2:4])
+    np.testing.assert_array_equal(scales[2], q.scales[:, 4:6])
     func = _dequantize_func(q, "float32", block=2).with_attr("global_symbol", "main")
     lib = tvm.tirx.build(tvm.IRModule({"main": func}), target=tvm.target.Target({"kind": "llvm"}))
     out = tvm.runtime.tensor(np.zeros((3, 8, 2), np.float32))
-    lib["main"](tvm.runtime.tensor(q.values), tvm.runtime.tensor(q.scales), out)
+    lib["main"](tvm.runtime.tensor(values), tvm.runtime.tensor(scales), out)
     np.testing.assert_allclose(out.numpy(), pack_columns(q.dequantize(), 2), rtol=1e-6)
 
 

@@ -47,8 +47,9 @@ DEQUANTIZE_PREFIX = "dequantize_"
 
 @dataclasses.dataclass(frozen=True)
 class QuantizedWeight:
-    """One matrix's weight-only quantization: ``values`` as stored (int8 ``[K, N]``, or int4 packed as
-    uint8 ``[K / 2, N]``), ``scales`` ``[K / group_size, N]``, and the layout that reads them back."""
+    """One matrix's weight-only quantization: ``values`` (int8 ``[K, N]``, or int4 packed as uint8
+    ``[K / 2, N]``), ``scales`` ``[K / group_size, N]``, and the layout that reads them back (a kernel
+    may keep them in another order: :func:`stored`)."""
 
     values: np.ndarray
     scales: np.ndarray
@@ -105,40 +106,49 @@ def unpack_int4(packed: np.ndarray, rows: int) -> np.ndarray:
     return out - qmax(4)
 
 
-def stored(weight: QuantizedWeight, transposed: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The values and scales as a kernel stores them: ``[K(/2), N]`` and ``[K / group, N]``, or for a
+def stored(weight: QuantizedWeight, transposed: bool, block: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The values and scales as a kernel stores them: ``[K(/2), N]`` and ``[K / group, N]``; for a
     weight kept ``[N, K]`` (``transposed``, the layout GPU GEMVs read along K) ``[N, K(/2)]`` and
-    ``[N, K / group]``: int4 pairs stay along K either way."""
-    if not transposed:
-        return weight.values, weight.scales
-    return np.ascontiguousarray(weight.values.T), np.ascontiguousarray(weight.scales.T)
+    ``[N, K / group]``; with ``block`` (a CPU matmul's packed weight, see
+    :mod:`explorer.tvm.packed_weights`) ``[N / block, K(/2), block]`` and ``[N / block, K / group,
+    block]``, so that a task of ``block`` columns reads its bytes in one contiguous run, not ``block``
+    bytes of every row of the whole matrix. int4 pairs stay along K in every layout."""
+    if transposed:
+        return np.ascontiguousarray(weight.values.T), np.ascontiguousarray(weight.scales.T)
+    if block:
+        return tuple(np.ascontiguousarray(a.reshape(a.shape[0], -1, block).transpose(1, 0, 2))
+                     for a in (weight.values, weight.scales))
+    return weight.values, weight.scales
 
 
 def _dequantize_func(weight: QuantizedWeight, dtype: str, transposed: bool = False, block: int = 0) -> tirx.PrimFunc:
-    """The TE kernel that reads the stored weight and scales back into a ``dtype`` ``[K, N]`` weight
-    (``[N, K]`` where ``transposed``; see :func:`stored`), or with ``block`` into the CPU's packed
-    ``[N / block, K, block]`` (see :mod:`explorer.tvm.packed_weights`)."""
+    """The TE kernel that reads the stored weight and scales (:func:`stored`, in the same layout) back
+    into a ``dtype`` ``[K, N]`` weight, ``[N, K]`` where ``transposed``, or the CPU's packed
+    ``[N / block, K, block]`` with ``block``."""
     rows, cols = weight.rows, weight.values.shape[1]
-    held, held_scales = stored(weight, transposed)
+    held, held_scales = stored(weight, transposed, block)
     values = te.placeholder(_int64(held.shape), str(held.dtype), name="weight")
     scales = te.placeholder(_int64(held_scales.shape), str(held_scales.dtype), name="scales")
 
-    def at(buffer, k, n):
-        return buffer[n, k] if transposed else buffer[k, n]
-
-    def element(k, n):
+    def element(k, value_at, scale_at):
+        """Row ``k`` of a column whose stored value row ``r`` is ``value_at(r)`` and scale ``scale_at(g)``."""
         if weight.bits == 4:
             shift = (k % 2 * 4).astype("uint8")
-            q = ((at(values, k // 2, n) >> shift) & tirx.const(15, "uint8")).astype(dtype) - tirx.const(qmax(4), dtype)
+            q = ((value_at(k // 2) >> shift) & tirx.const(15, "uint8")).astype(dtype) - tirx.const(qmax(4), dtype)
         else:
-            q = at(values, k, n).astype(dtype)
-        return q * at(scales, k // weight.group_size, n).astype(dtype)
+            q = value_at(k).astype(dtype)
+        return q * scale_at(k // weight.group_size).astype(dtype)
 
     if block:
-        out = te.compute(_int64((cols // block, rows, block)), lambda o, k, b: element(k, o * block + b), name="dequantize")
+        out = te.compute(_int64((cols // block, rows, block)),
+                         lambda o, k, b: element(k, lambda r: values[o, r, b], lambda g: scales[o, g, b]),
+                         name="dequantize")
+    elif transposed:
+        out = te.compute(_int64((cols, rows)), lambda n, k: element(k, lambda r: values[n, r], lambda g: scales[n, g]),
+                         name="dequantize")
     else:
-        shape = (cols, rows) if transposed else (rows, cols)
-        out = te.compute(_int64(shape), (lambda n, k: element(k, n)) if transposed else element, name="dequantize")
+        out = te.compute(_int64((rows, cols)), lambda k, n: element(k, lambda r: values[r, n], lambda g: scales[g, n]),
+                         name="dequantize")
     func = te.create_prim_func([values, scales, out]).without_attr("global_symbol")
     return func.with_attr("op_pattern", _INJECTIVE)
 
@@ -217,7 +227,7 @@ class _WeightOnlyRewriter(relax.PyExprMutator):
             return call
         q = quantize(matrix, self.bits, group, self.scale_dtype)
         gv = self.builder_.add_func(_dequantize_func(q, dtype, transposed, block), f"{DEQUANTIZE_PREFIX}int{self.bits}")
-        values, scales = stored(q, transposed)
+        values, scales = stored(q, transposed, block)
         args[index] = self.builder_.emit(
             relax.call_tir(gv, relax.Tuple([relax.const(values), relax.const(scales)]), out_ty=weight.ty),
             name_hint="dequantized")
