@@ -19,6 +19,7 @@ sweep's own figure), and the variant's measured latency is the median over the r
 of a model, which the spread compares, then share whatever the machine did.
 
     python benchmarks/latency_truth.py [--models mlp,resnet18,...] [--strategies a,b] [--tuned] [--rounds 5] [--csv PATH]
+    python benchmarks/latency_truth.py --models gpt2 --phase decode:128 --kv-cache-dtype float16   # a decoder
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from explorer import list_strategies, run_sweep  # noqa: E402
 from explorer.calibration import calibrate  # noqa: E402
 from explorer.deploy import library_path, resolve_mcpu, timing_threads  # noqa: E402
 from explorer.loading import prepare  # noqa: E402
+from explorer.phases import Phase, parse_phases  # noqa: E402
 from explorer.records import TimingRequest  # noqa: E402
 from explorer.reference import reference  # noqa: E402
 from explorer.strategies import get_strategy  # noqa: E402
@@ -54,10 +56,11 @@ def spearman(a, b) -> float:
     return float(np.corrcoef(ra, rb)[0, 1]) if len(ra) > 1 else float("nan")
 
 
-def interleaved_latency_s(model: str, strategies: list[str], rounds: int) -> dict[str, float]:
+def interleaved_latency_s(model: str, strategies: list[str], rounds: int, phase: Phase | None = None,
+                          kv_cache_dtype: str = "auto") -> dict[str, float]:
     """Median seconds of each strategy's cached CPU library on the check input over ``rounds`` rounds
-    that time every library once each, with the ``cpu`` target's threads."""
-    prepared = prepare(model)
+    that time every library once each, with the ``cpu`` target's threads (a decoder in ``phase``)."""
+    prepared = prepare(model, phase=phase, kv_cache_dtype=kv_cache_dtype)
     ref = reference(prepared)
     cal = calibrate(prepared) if any(get_strategy(s).precision == "int8" for s in strategies) else None
     mcpu = resolve_mcpu()
@@ -103,7 +106,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved re-timing rounds per model (default 5; 0: none)")
     ap.add_argument("--csv", default="", help="also write the variants' table to this CSV file")
     ap.add_argument("--out", default="", help="keep the sweeps here (default: a temporary directory)")
+    ap.add_argument("--phase", default="", help="a decoder's phase (prefill:P or decode:L), e.g. for gpt2")
+    ap.add_argument("--kv-cache-dtype", default="auto", help="the dtype a phase keeps its cache in (default: auto)")
     args = ap.parse_args()
+    phase = parse_phases(args.phase)[0] if args.phase else None
 
     target = load_target("cpu")
     print(f"target cpu = {target.file}: {'describes this host' if target.describes_host else 'does NOT describe this host'}")
@@ -114,10 +120,11 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="latency-truth-"))
     variants, kernels = [], []
     for model in args.models.split(","):
-        result = run_sweep([model], targets=["cpu"], strategies=strategies, out=out / Path(model).stem)
+        result = run_sweep([model], targets=["cpu"], strategies=strategies, out=out / Path(model).stem,
+                           phases=[phase] if phase else None, kv_cache_dtype=args.kv_cache_dtype)
         ran = result.variants[result.variants["measured_latency_s"].notna()].copy()
         if args.rounds and len(ran):
-            retimed = interleaved_latency_s(model, list(ran["strategy"]), args.rounds)
+            retimed = interleaved_latency_s(model, list(ran["strategy"]), args.rounds, phase, args.kv_cache_dtype)
             ran["measured_latency_s"] = [retimed.get(s, m) for s, m in zip(ran["strategy"], ran["measured_latency_s"])]
         variants.append(ran)
         kernels.append(result.kernels[result.kernels["strategy"].isin(ran["strategy"])])
