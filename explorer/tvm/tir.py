@@ -344,9 +344,9 @@ class _Walker:
                     # computed once per tile position it does not depend on, as its loads are
                     self.sharing = self._tile_sharing([inner])
                     if type(operand).__name__ == "Cast":  # widened once per value, not per multiply-add
-                        widened = _dtype_of(operand)
-                        self.schedule[ScheduleKey("cast", widened[0], widened[1] * self.vector, self.parallel)] += \
-                            w * widened[1] / self.sharing
+                        wide, wide_lanes = _dtype_of(operand)
+                        self.schedule[ScheduleKey("cast", wide, wide_lanes * self.vector, self.parallel)] += \
+                            w * wide_lanes / self.sharing
                     self.value(inner, w)
                 self.sharing = 1
                 self.accumulating = outer

@@ -29,6 +29,7 @@ from tvm import relax, s_tir, te, tirx
 from tvm.ir.expr import Constant
 from tvm.relax.dpl import GlobalVarPattern, TuplePattern, is_op, wildcard
 
+from .packed_weights import pack_columns
 from .rewriting import rewritten
 
 #: The bits of each weight-only precision.
@@ -116,17 +117,17 @@ def stored(weight: QuantizedWeight, transposed: bool, block: int = 0) -> tuple[n
     if transposed:
         return np.ascontiguousarray(weight.values.T), np.ascontiguousarray(weight.scales.T)
     if block:
-        return tuple(np.ascontiguousarray(a.reshape(a.shape[0], -1, block).transpose(1, 0, 2))
-                     for a in (weight.values, weight.scales))
+        return pack_columns(weight.values, block), pack_columns(weight.scales, block)
     return weight.values, weight.scales
 
 
-def _dequantize_func(weight: QuantizedWeight, dtype: str, transposed: bool = False, block: int = 0) -> tirx.PrimFunc:
-    """The TE kernel that reads the stored weight and scales (:func:`stored`, in the same layout) back
-    into a ``dtype`` ``[K, N]`` weight, ``[N, K]`` where ``transposed``, or the CPU's packed
-    ``[N / block, K, block]`` with ``block``."""
+def _dequantize_func(weight: QuantizedWeight, dtype: str, transposed: bool = False, block: int = 0,
+                     held: tuple[np.ndarray, np.ndarray] | None = None) -> tirx.PrimFunc:
+    """The TE kernel that reads the stored weight and scales (``held``, :func:`stored`'s arrays for the
+    same layout, made here when not given) back into a ``dtype`` ``[K, N]`` weight, ``[N, K]`` where
+    ``transposed``, or the CPU's packed ``[N / block, K, block]`` with ``block``."""
     rows, cols = weight.rows, weight.values.shape[1]
-    held, held_scales = stored(weight, transposed, block)
+    held, held_scales = held or stored(weight, transposed, block)
     values = te.placeholder(_int64(held.shape), str(held.dtype), name="weight")
     scales = te.placeholder(_int64(held_scales.shape), str(held_scales.dtype), name="scales")
 
@@ -226,8 +227,9 @@ class _WeightOnlyRewriter(relax.PyExprMutator):
         if group is None:
             return call
         q = quantize(matrix, self.bits, group, self.scale_dtype)
-        gv = self.builder_.add_func(_dequantize_func(q, dtype, transposed, block), f"{DEQUANTIZE_PREFIX}int{self.bits}")
         values, scales = stored(q, transposed, block)
+        gv = self.builder_.add_func(_dequantize_func(q, dtype, transposed, block, (values, scales)),
+                                    f"{DEQUANTIZE_PREFIX}int{self.bits}")
         args[index] = self.builder_.emit(
             relax.call_tir(gv, relax.Tuple([relax.const(values), relax.const(scales)]), out_ty=weight.ty),
             name_hint="dequantized")
