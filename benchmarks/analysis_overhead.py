@@ -18,13 +18,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cost_models import energy  # noqa: E402
 from cost_models.targets import list_targets, load_target  # noqa: E402
-from explorer.deploy import resolve_mcpu  # noqa: E402
-from explorer.loading import prepare  # noqa: E402
-from explorer.strategies import get_strategy  # noqa: E402
+from explorer.core.strategies import get_strategy  # noqa: E402
+from explorer.model.prepare import prepare  # noqa: E402
 from explorer.tvm import codegen  # noqa: E402
 from explorer.tvm.compile import compile_variant  # noqa: E402
-from explorer.tvm.tir import analyse_module  # noqa: E402
-from explorer.workload_table import workload_table  # noqa: E402
+from explorer.tvm.llvm_host import resolve_mcpu  # noqa: E402
+from explorer.tvm.tir.walker import analyse_module  # noqa: E402
+from explorer.workload.table import workload_table  # noqa: E402
 
 
 def main(names: list[str]) -> None:

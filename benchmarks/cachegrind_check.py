@@ -64,6 +64,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cost_models.targets import load_target  # noqa: E402
+from explorer.core.units import fmt_bytes  # noqa: E402
 
 LINE = 64
 TOLERANCE = 1.5
@@ -152,13 +153,8 @@ class Variant:
                 "lld_misses_1": self.lld.get(1), f"lld_misses_{n}": self.lld.get(n), "error": self.error}
 
 
-def _fmt_bytes(b) -> str:
-    if b is None:
-        return "-"
-    for scale, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
-        if abs(b) >= scale:
-            return f"{b / scale:.2f} {unit}"
-    return f"{b:.0f} B"
+def _bytes_or_dash(b) -> str:
+    return "-" if b is None or b != b else fmt_bytes(b)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 if kind == "native":
                     v.predicted_bytes = result["predicted_dram_bytes"]
-                    log(f"done {label} ({took:.1f} s): predicted {_fmt_bytes(v.predicted_bytes)}, "
+                    log(f"done {label} ({took:.1f} s): predicted {fmt_bytes(v.predicted_bytes)}, "
                         f"{'cached build' if result['build_cached'] else 'built'}")
                     for r in (n, 1):  # the long run first: it finishes last
                         submit("cachegrind", v, r)
@@ -221,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     table = pd.DataFrame([v.row(n) for v in variants])
     shown = pd.DataFrame({
         "model": table["model"], "strategy": table["strategy"],
-        "predicted": table["predicted_bytes"].map(_fmt_bytes),
-        "simulated": table["simulated_bytes"].map(_fmt_bytes),
+        "predicted": table["predicted_bytes"].map(_bytes_or_dash),
+        "simulated": table["simulated_bytes"].map(_bytes_or_dash),
         "predicted/simulated": table["ratio"].map(lambda r: "-" if r is None or pd.isna(r) else f"{r:.2f}"),
         f"within {TOLERANCE}x": table["within_1.5x"].map(lambda w: "-" if w is None or pd.isna(w) else ("yes" if w else "no")),
     })

@@ -206,9 +206,9 @@ def main() -> None:
     ap.add_argument("--fma-latency", type=int, default=4, help="FMA latency in cycles from the vendor's guide (default 4)")
     args = ap.parse_args()
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
-    from explorer.tvm.codegen import host_cpu
+    from explorer.tvm.llvm_host import host_llvm_cpu
 
-    mcpu = host_cpu()
+    mcpu = host_llvm_cpu()
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
     print(f"# {model} (LLVM {mcpu}), TVM_NUM_THREADS={os.environ['TVM_NUM_THREADS']}, {time.strftime('%Y-%m-%d')}")

@@ -35,17 +35,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from _table import print_table  # noqa: E402
-from explorer import list_strategies, run_sweep  # noqa: E402
-from explorer.calibration import calibrate  # noqa: E402
-from explorer.deploy import library_path, resolve_mcpu, timing_threads  # noqa: E402
-from explorer.loading import prepare  # noqa: E402
-from explorer.phases import Phase, parse_phases  # noqa: E402
-from explorer.records import TimingRequest  # noqa: E402
-from explorer.reference import reference  # noqa: E402
-from explorer.strategies import get_strategy  # noqa: E402
-from explorer.timing import LocalTimer  # noqa: E402
 
 from cost_models.targets import load_target  # noqa: E402
+from explorer import list_strategies, run_sweep  # noqa: E402
+from explorer.core.strategies import get_strategy  # noqa: E402
+from explorer.core.variant import TimingRequest  # noqa: E402
+from explorer.host.cpu import timing_threads  # noqa: E402
+from explorer.model.int8_calibration import calibrate  # noqa: E402
+from explorer.model.phases import Phase, parse_phases  # noqa: E402
+from explorer.model.prepare import prepare  # noqa: E402
+from explorer.store.builds import library_path
+from explorer.sweep.reference import reference  # noqa: E402
+from explorer.sweep.timing import LocalTimer  # noqa: E402
+from explorer.tvm.llvm_host import resolve_mcpu
 
 MODELS = ("mlp", "resnet18", "resnet50", "mobilenetv2", "bert-mini", "yolo-block")
 

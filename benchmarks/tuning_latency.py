@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _table import print_table  # noqa: E402
+
 from explorer import run_sweep  # noqa: E402
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from explorer.loading import prepare  # noqa: E402
-from explorer.strategies import get_strategy  # noqa: E402
+from explorer.core.strategies import get_strategy  # noqa: E402
+from explorer.model.prepare import prepare  # noqa: E402
 
 
 def main() -> int:
@@ -29,7 +29,7 @@ def main() -> int:
     p.add_argument("--model", default="resnet18")
     p.add_argument("--trials", type=int, default=64, help="model-wide budget of each run (default 64)")
     args = p.parse_args()
-    from explorer.tvm.tuning import tune_prepared
+    from explorer.tvm.tuning.search import tune_prepared
 
     prepared = prepare(args.model)
     rates = {}

@@ -17,7 +17,8 @@ import dataclasses
 import tomllib
 from pathlib import Path
 
-from .targets import Figure, TargetError, _figure
+from .spec import Figure
+from .target_file import TargetError, parse_figure
 
 DATACENTRE_FILE = Path(__file__).resolve().parent / "datacentre.toml"
 J_PER_KWH = 3.6e6
@@ -51,7 +52,7 @@ def load_datacentre(path: str | Path = DATACENTRE_FILE, **overrides: float | Non
     figures = {}
     for field in dataclasses.fields(DataCentre):
         given = overrides.get(field.name)
-        figures[field.name] = (_figure(data, field.name, path.name) if given is None
+        figures[field.name] = (parse_figure(data, field.name, path.name) if given is None
                                else Figure(float(given), float(given), float(given), "given on the command line"))
     if not 0 < figures["utilization"].value <= 1:
         raise TargetError(f"utilization must be in (0, 1], got {figures['utilization'].value:g}")

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from . import latency
-from .targets import TargetSpec
+from .spec import TargetSpec
 from .workload import check_workload, curve_at, op_columns
 
 PJ = 1e-12

@@ -46,20 +46,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 
 import numpy as np
 
-from .targets import CoreSpec, TargetSpec
-from .workload import FLOAT_DTYPES, ScheduleKey, parse_schedule
-
-_BITS = re.compile(r"(\d+)")
-
-
-def dtype_bits(dtype: str) -> int:
-    """Bits of one element of ``dtype`` (``bool``: 8)."""
-    m = _BITS.search(dtype)
-    return int(m.group(1)) if m else 8
+from .spec import CoreSpec, TargetSpec
+from .workload import FLOAT_DTYPES, ScheduleKey, dtype_bits, parse_schedule
 
 
 def work_class(key: ScheduleKey) -> str:

@@ -22,15 +22,13 @@ the on-chip accesses of the loop nest are left as they are.
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import numpy as np
 import pandas as pd
 
-from .targets import TargetSpec
-from .workload import op_columns
+from .spec import TargetSpec
+from .workload import dtype_bytes, op_columns
 
-_BITS = re.compile(r"(\d+)$")
 #: A kernel whose weights are denser than this is not pruned (its density comes from the data).
 PRUNED_BELOW = 0.99
 #: 2:4 hardware needs at most 2 of every 4 weights kept.
@@ -56,11 +54,6 @@ class SparsityEffect:
         return (f"sparsity {self.sparsity} modelled: {target.name} skips {self.exploited_macs / self.dense_macs:.0%} of "
                 f"the pruned kernels' multiply-adds and reads {self.weight_bytes_saved / 1e6:.3g} MB less of their "
                 "compressed weights; the build itself runs dense")
-
-
-def _element_bytes(dtype: str) -> float:
-    m = _BITS.search(dtype)
-    return int(m.group(1)) / 8 if m else 4.0
 
 
 def _less(curve: str, saved: float) -> str:
@@ -95,7 +88,7 @@ def effective_workload(workload: pd.DataFrame, target: TargetSpec, sparsity: str
             skipped = count * share * (1 - kept)
             out.at[i, col] = count - skipped
             exploited_total += skipped
-            b = _element_bytes(dtype)
+            b = dtype_bytes(dtype)
             stored = (0.5 + 0.5 * support.two_four_metadata_bits / (8 * b) if two_four
                       else density * (1 + support.unstructured_index_bits / (8 * b)))
             saved = max(saved, float(row["weight_bytes"]) * share * max(1 - stored, 0.0))

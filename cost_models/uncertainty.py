@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import energy
-from .targets import TargetSpec
+from .spec import TargetSpec
 
 #: Samples drawn per target unless a caller asks otherwise.
 SAMPLES = 1000

@@ -7,7 +7,7 @@ Columns (all counts are for one call of the kernel):
 
 ``kernel``               name of the TIR PrimFunc
 ``call_index``           position of the call in the Relax ``main`` function
-``op_<kind>_<dtype>``    operations of ``kind`` (see :data:`cost_models.targets.OP_KINDS`) in ``dtype``
+``op_<kind>_<dtype>``    operations of ``kind`` (see :data:`cost_models.spec.OP_KINDS`) in ``dtype``
                          (``float32``, ``float16``, ``bfloat16``, ``int8``, ``int32``, ...). Index
                          arithmetic is not counted; a multiply feeding an accumulation is one ``mac``.
                          For ``cast`` the dtype is the destination dtype.
@@ -31,7 +31,7 @@ Columns (all counts are for one call of the kernel):
                          ``"c0:b0 c1:b1 ..."`` (``c0`` = 0, capacities ascending, bytes non-increasing):
                          a cache of capacity ``C`` receives ``b_i`` for the largest ``c_i <= C``. It
                          counts 64-byte lines, reuse inside the kernel's loop nest, and tensors an
-                         earlier kernel left in the cache (see :mod:`explorer.reuse`).
+                         earlier kernel left in the cache (see :mod:`explorer.workload.reuse`).
 ``unit_traffic_curve``   the same for a cache private to each compute unit (a GPU SM's L1), summed
                          over units: loops spread over units (thread blocks) carry no reuse in it.
 ``schedule``             how the schedule runs that work, as ``"kind:dtype:lanes:parallel:chains=count
@@ -57,6 +57,26 @@ import numpy as np
 import pandas as pd
 
 OP_COLUMN = re.compile(r"^op_(?P<kind>[a-z]+)_(?P<dtype>[a-z0-9]+)$")
+
+_DTYPE_BITS = re.compile(r"^[a-z]+?(\d+)")
+
+
+def dtype_bits(dtype: str) -> int:
+    """Bits of one element of ``dtype`` as TVM counts them (``bool`` is 8, ``float8_e4m3fn`` 8, a vector
+    type ``float32x16`` one lane's); :class:`ValueError` for a name that carries no width."""
+    if dtype == "bool":
+        return 8
+    if dtype == "handle":
+        return 64
+    m = _DTYPE_BITS.match(dtype.split("x")[0] if re.search(r"x\d+$", dtype) else dtype)
+    if not m:
+        raise ValueError(f"unknown dtype {dtype!r}")
+    return int(m.group(1))
+
+
+def dtype_bytes(dtype: str) -> float:
+    """Bytes of one element of ``dtype`` (fractional for sub-byte types)."""
+    return dtype_bits(dtype) / 8
 
 REQUIRED_COLUMNS = (
     "kernel", "call_index", "macs", "flops", "read_bytes", "write_bytes", "weight_bytes", "model_input_bytes",

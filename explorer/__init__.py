@@ -9,16 +9,16 @@
 Everything the ``explorer`` command does is available here and returns pandas DataFrames.
 """
 
-from .version import __version__  # noqa: E402
-from .errors import ExplorerError  # noqa: E402
-from .strategies import Strategy, get_strategy, list_strategies, register  # noqa: E402
-from .sweep import run_sweep, sweep  # noqa: E402
-from .fusion_report import fusion_report  # noqa: E402
-from .deploy import run_variant  # noqa: E402
-from .records import Status, StatusKind  # noqa: E402
-from .best import Limits  # noqa: E402
-from .export import export_best  # noqa: E402
-from .compare import compare_runs  # noqa: E402
+from explorer.core.errors import ExplorerError  # noqa: E402
+from explorer.core.strategies import Strategy, get_strategy, list_strategies, register  # noqa: E402
+from explorer.core.variant import Status, StatusKind  # noqa: E402
+from explorer.core.version import __version__  # noqa: E402
+from explorer.deploy.best import Limits  # noqa: E402
+from explorer.deploy.export import export_best  # noqa: E402
+from explorer.deploy.run import run_variant  # noqa: E402
+from explorer.reports.compare import compare_runs  # noqa: E402
+from explorer.sweep.fusion_report import fusion_report  # noqa: E402
+from explorer.sweep.sweep import run_sweep, sweep  # noqa: E402
 
 __all__ = ["ExplorerError", "Strategy", "get_strategy", "list_strategies", "register", "run_sweep", "sweep",
            "fusion_report", "run_variant", "Status", "StatusKind", "Limits", "export_best", "compare_runs",

@@ -23,8 +23,8 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["explorer"]):
-    from explorer.errors import ExplorerError
-    from explorer.loading import prepare
+    from explorer.core.errors import ExplorerError
+    from explorer.model.prepare import prepare
 
 _WORK = Path(tempfile.mkdtemp(prefix="explorer-atheris-"))
 os.environ["EXPLORER_CACHE"] = str(_WORK / "cache")

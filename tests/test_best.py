@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from explorer.accuracy import accuracy_metrics
-from explorer.best import Limits, choose, rank_candidates
-from explorer.errors import ExplorerError
+from explorer.core.errors import ExplorerError
+from explorer.deploy.best import Limits, choose, rank_candidates
+from explorer.scoring.accuracy import accuracy_metrics
 
 
 def cli(*args, env=None, cwd=None, timeout=900):

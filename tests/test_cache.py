@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-from dataclasses import replace
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 
 import explorer
-from explorer import lowerings
-from explorer.records import Failure, KernelCall, Lowering, Measurement, Status, StatusKind
-from explorer.store import SQLiteStore
-from explorer.strategies import AXES, Strategy, get_strategy
+from explorer.core.strategies import AXES, Strategy, get_strategy
+from explorer.core.variant import Failure, KernelCall, Lowering, Measurement, Status, StatusKind
+from explorer.store import lowerings
+from explorer.store.results_db import SQLiteStore
 from tests.conftest import TOY_TARGET
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,7 +173,7 @@ def test_an_interrupted_sweep_resumes_and_recompiles_nothing_it_finished(conv_ad
     proc.wait()
     finished = sorted(p.name for p in entries.glob("*") if not p.name.startswith("."))
     assert 2 <= len(finished) < 9
-    from explorer.store import SQLiteStore
+    from explorer.store.results_db import SQLiteStore
 
     stored = SQLiteStore(tmp_path / "out" / "results.sqlite")
     kept = stored.counts()[0]  # every finished lowering is in --out's store (written first) too
@@ -228,8 +228,8 @@ def test_status_text_keeps_the_columns_users_script_against():
 
 
 def test_keys_separate_strategies_lowerings_and_runs(matmul_onnx):
-    from explorer.loading import prepare
-    from explorer.records import LoweringRequest
+    from explorer.core.variant import LoweringRequest
+    from explorer.model.prepare import prepare
 
     m = prepare(str(matmul_onnx))
     req = LoweringRequest(str(m.path), m.sha256, get_strategy("fused"), "generic", mcpu="haswell", build=True)
@@ -264,7 +264,7 @@ def test_processes_filling_one_key_at_once_leave_one_whole_entry(tmp_path, monke
 
 
 def test_a_strict_sweep_stops_at_the_first_failure_and_keeps_what_finished(matmul_onnx, tmp_path, monkeypatch):
-    from explorer.errors import SweepStopped
+    from explorer.core.errors import SweepStopped
 
     monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
     crash = _AbortingStrategy("crash", fusion="tvm", layout="nhwc")
@@ -276,8 +276,8 @@ def test_a_strict_sweep_stops_at_the_first_failure_and_keeps_what_finished(matmu
 
 
 def test_real_inputs_from_files_are_the_check_input_of_every_run(conv_add_relu_onnx, tmp_path, monkeypatch):
-    from explorer.loading import prepare
-    from explorer.reference import reference, reference_outputs
+    from explorer.model.prepare import prepare
+    from explorer.sweep.reference import reference, reference_outputs
 
     monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
     (tmp_path / "inputs").mkdir()

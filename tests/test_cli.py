@@ -138,14 +138,14 @@ def test_unsupported_operator_is_refused_up_front_in_one_line(unsupported_onnx):
 
 def test_a_failure_shared_by_many_variants_is_one_line_and_exit_1(unsupported_onnx, matmul_onnx):
     # with two models, one that cannot be imported is rows, not a refusal: the other still sweeps
-    proc = subprocess.run([sys.executable, "-c", "import sys; from explorer.cli import main; sys.exit(main(sys.argv[1:]))",
+    proc = subprocess.run([sys.executable, "-c", "import sys; from explorer.cli.main import main; sys.exit(main(sys.argv[1:]))",
                            "sweep", str(unsupported_onnx), "--targets", TOY_TARGET, "--strategies", "baseline,fused",
                            "--quiet"], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert proc.returncode == 2  # one model: refused before any work
     result = explorer.run_sweep([str(unsupported_onnx), str(matmul_onnx)], targets=[TOY_TARGET],
                                 strategies=["baseline", "fused"], progress=False, isolate=False)
-    from explorer.cli import failed_variants
+    from explorer.cli.sweep import failed_variants
 
     assert list(failed_variants(result.variants)) == [True, True, False, False]
 
@@ -185,7 +185,7 @@ def test_without_a_terminal_the_sweep_prints_a_line_per_variant_and_its_time_spl
 def test_doctor_checks_each_target_by_sweeping_a_tiny_model():
     import json
 
-    from explorer.toolchain import rocm_missing
+    from explorer.host.toolchain import rocm_missing
 
     proc = cli("doctor", "--json")
     assert proc.returncode == 0, proc.stderr

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from cost_models.targets import load_target
-from explorer.compare import diff_rows, relative_change
+from explorer.reports.compare import diff_rows, relative_change
 
 
 def cli(*args, cwd=None, timeout=900):
@@ -75,7 +75,7 @@ def test_compare_names_the_changed_variants_and_kernels_and_nothing_else(two_swe
 
 
 def test_only_energy_moved_and_by_the_dram_share(two_sweeps):
-    from explorer.compare import compare_runs
+    from explorer.reports.compare import compare_runs
 
     a, b = two_sweeps
     c = compare_runs(a, b)
@@ -91,7 +91,7 @@ def test_compare_of_a_directory_that_is_no_sweep_is_one_line(tmp_path):
 
 
 def test_with_no_smallest_change_every_kernel_with_dram_traffic_is_named(two_sweeps):
-    from explorer.compare import compare_runs
+    from explorer.reports.compare import compare_runs
 
     a, b = two_sweeps
     ka = pd.read_csv(a / "kernels.csv")

@@ -8,8 +8,10 @@ import tvm
 import tvm_ffi
 from tvm import relax, s_tir, te, tirx, topi
 
-from explorer.tvm.cpu_schedules import TiledReduction, register_tile, reuse_axis
-from explorer.tvm.pipeline import bound_kernels_as_operators, strategy_passes
+from explorer.tvm.passes.operator_rewrites import bound_kernels_as_operators
+from explorer.tvm.pipeline import strategy_passes
+from explorer.tvm.schedules.tiled_reduction import TiledReduction
+from explorer.tvm.schedules.tiling import register_tile, reuse_axis
 
 AVX512 = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512"})
 
@@ -22,7 +24,7 @@ def test_register_tile_takes_the_most_multiply_adds_per_load_in_24_registers():
 
 
 def test_avx2_tiles_keep_half_the_accumulators_of_avx512():
-    from explorer.tvm.cpu_schedules import tile_registers
+    from explorer.tvm.schedules.tiling import tile_registers
 
     avx2 = tvm.target.Target({"kind": "llvm", "mcpu": "haswell"})
     assert (tile_registers(AVX512), tile_registers(avx2)) == (24, 12)  # of 32 and 16 vector registers
@@ -128,7 +130,7 @@ def test_a_clip_imports_as_relax_maximum_and_minimum(model_dir):
 
 
 def test_an_nhwc_build_transposes_only_its_input_and_output_around_a_relu6(model_dir):
-    from explorer.strategies import get_strategy
+    from explorer.core.strategies import get_strategy
     from explorer.tvm.pipeline import PipelineContext
 
     ctx = PipelineContext(get_strategy("fused-nhwc"), "generic")
@@ -206,7 +208,7 @@ def _matmul_module(columns: int, rows: int = 32):
 
 
 def test_a_prime_vocabulary_is_padded_to_whole_vectors_and_sliced_back():
-    from explorer.tvm.pipeline import pad_matmul_columns
+    from explorer.tvm.passes.matmul_weights import pad_matmul_columns
 
     mod, weight = _matmul_module(columns=67)  # 67 is prime: one lane at a time
     padded = relax.transform.LegalizeOps()(pad_matmul_columns(mod))
@@ -221,14 +223,14 @@ def test_a_prime_vocabulary_is_padded_to_whole_vectors_and_sliced_back():
 
 @pytest.mark.parametrize("columns", [40, 72, 96])  # too few columns; 72 = 8 x 9 and 96 = 16 x 6 vectorize
 def test_columns_that_vectorize_are_left_alone(columns):
-    from explorer.tvm.pipeline import pad_matmul_columns
+    from explorer.tvm.passes.matmul_weights import pad_matmul_columns
 
     mod, _ = _matmul_module(columns)
     assert tvm_ffi.structural_equal(pad_matmul_columns(mod), mod)
 
 
 def test_an_element_wise_kernel_runs_only_enough_outer_loops_in_parallel_tasks():
-    from explorer.tvm.cpu_schedules import ParallelElementwise
+    from explorer.tvm.schedules.parallel_elementwise import ParallelElementwise
 
     a = te.placeholder((784, 512), name="a")
     out = te.compute((784, 512), lambda i, j: a[i, j] * 2.0, name="scaled")

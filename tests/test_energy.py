@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from cost_models import energy
-from cost_models.targets import parse_target
+from cost_models.target_file import parse_target
 from cost_models.workload import curve_at
 from tests.conftest import TOY_TARGET
 

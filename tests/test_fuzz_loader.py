@@ -97,8 +97,8 @@ def _byte_mutation(data: st.DataObject) -> bytes:
 
 def _prepare_in_child(path: str, cache: str, conn) -> None:
     os.environ["EXPLORER_CACHE"] = cache
-    from explorer.errors import ExplorerError
-    from explorer.loading import prepare
+    from explorer.core.errors import ExplorerError
+    from explorer.model.prepare import prepare
 
     try:
         prepare(path, max_tensor_bytes=1 << 30)

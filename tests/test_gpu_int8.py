@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import explorer
-from explorer.tvm.tir import analyse_module
+from explorer.tvm.tir.walker import analyse_module
 from tests.conftest import lower
 
 

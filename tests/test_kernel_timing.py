@@ -7,8 +7,8 @@ import math
 import pandas as pd
 
 import explorer
-from explorer.records import Measurement
-from explorer.results import measured_per_call
+from explorer.core.variant import Measurement
+from explorer.scoring.rows import measured_per_call
 
 
 def _run(calls) -> Measurement:

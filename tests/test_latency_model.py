@@ -9,11 +9,13 @@ import pandas as pd
 import pytest
 from tvm.script import tirx as T
 
-from cost_models import energy, latency, targets
-from cost_models.targets import HostCPU, load_target, parse_target
+from cost_models import energy, host, latency, targets
+from cost_models.host import HostCPU
+from cost_models.target_file import parse_target
+from cost_models.targets import load_target
 from cost_models.workload import ScheduleKey, format_schedule, parse_schedule
-from explorer.results import run_times
-from explorer.tvm import tir as tir_analysis
+from explorer.scoring.rows import run_times
+from explorer.tvm.tir import walker as tir_analysis
 
 N = 4096  # elements per kernel below
 
@@ -169,7 +171,7 @@ def test_roofline_without_a_schedule_column():
     (HostCPU("GenuineIntel", 6, 143), "cpu-zen4"),  # no file describes it: the project's default
 ])
 def test_cpu_names_the_file_describing_this_host(monkeypatch, cpu, expected):
-    monkeypatch.setattr(targets, "host_cpu", lambda: cpu)
+    monkeypatch.setattr(host, "host_cpu", lambda: cpu)
     assert targets.resolve_name("cpu") == expected
     spec = load_target("cpu")
     assert (spec.name, spec.file) == ("cpu", expected)

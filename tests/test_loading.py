@@ -8,9 +8,10 @@ import numpy as np
 import onnx
 import pytest
 
-from explorer.errors import ExplorerError
-from explorer.loading import parse_input_shapes, prepare
-from explorer.reference import reference_outputs
+from explorer.core.errors import ExplorerError
+from explorer.model.arguments import parse_input_shapes
+from explorer.model.prepare import prepare
+from explorer.sweep.reference import reference_outputs
 from explorer.tvm.frontend import import_onnx, unsupported_ops
 
 
@@ -124,10 +125,10 @@ def _refused(model, shapes):
 
 def test_a_preparation_onnxruntime_refuses_falls_back_to_folding_shapes_in_onnxruntime(symbolic_batch_onnx,
                                                                                         monkeypatch, tmp_path):
-    from explorer import loading
+    from explorer.model import static
 
     monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
-    monkeypatch.setattr(loading, "_simplify", _refused)
+    monkeypatch.setattr(static, "_simplify", _refused)
     model = prepare(str(symbolic_batch_onnx))
     assert model.preparation == "shapes folded by onnxruntime"
     assert [n.op_type for n in model.load().graph.node] == ["Reshape", "Gemm"]
@@ -138,26 +139,26 @@ def test_a_preparation_onnxruntime_refuses_falls_back_to_folding_shapes_in_onnxr
 def test_a_preparation_that_changes_the_outputs_is_not_used(symbolic_batch_onnx, monkeypatch, tmp_path):
     from onnx import numpy_helper
 
-    from explorer import loading
+    from explorer.model import static
 
     def wrong(model, shapes):  # runs, but computes something else
-        out = loading.onnx.ModelProto()
+        out = static.onnx.ModelProto()
         out.CopyFrom(model)
         w = next(i for i in out.graph.initializer if i.name == "W")
         w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * 2, "W"))
         return out
 
     monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
-    monkeypatch.setattr(loading, "_simplify", wrong)
+    monkeypatch.setattr(static, "_simplify", wrong)
     assert prepare(str(symbolic_batch_onnx)).preparation == "shapes folded by onnxruntime"
 
 
 def test_when_every_fold_breaks_the_model_only_shapes_are_fixed(symbolic_batch_onnx, monkeypatch, tmp_path):
-    from explorer import loading
+    from explorer.model import static
 
     monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
-    monkeypatch.setattr(loading, "_simplify", _refused)
-    monkeypatch.setattr(loading, "fold_shape_computations", lambda model, feed: _refused(model, None))
+    monkeypatch.setattr(static, "_simplify", _refused)
+    monkeypatch.setattr(static, "fold_shape_computations", lambda model, feed: _refused(model, None))
     model = prepare(str(symbolic_batch_onnx))
     assert model.preparation == "shapes only"
     assert [n.op_type for n in model.load().graph.node][0] == "Shape"
@@ -256,10 +257,10 @@ def test_onnxruntime_crashing_on_a_model_is_one_clear_error_not_a_dead_process(c
     # silero-vad with its sample rate frozen made onnxruntime segfault while creating the session
     import signal
 
-    from explorer import loading
+    from explorer.model import static
 
     monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
-    monkeypatch.setattr(loading, "_ort_outputs", lambda blob, feed, conn: os.kill(os.getpid(), signal.SIGSEGV))
+    monkeypatch.setattr(static, "_ort_outputs", lambda blob, feed, conn: os.kill(os.getpid(), signal.SIGSEGV))
     with pytest.raises(ExplorerError, match="onnxruntime cannot run the model at the chosen input shapes: "
                                             "onnxruntime crashed on it"):
         prepare(str(conv_add_relu_onnx))

@@ -15,9 +15,7 @@ import pandas as pd
 import pytest
 
 from cost_models.targets import load_target
-from explorer.errors import ExplorerError
-
-RUNNER = Path(__file__).resolve().parent.parent / "explorer" / "templates" / "measure_runner.py"
+from explorer.core.errors import ExplorerError
 
 
 def clean_env(**extra) -> dict:
@@ -33,7 +31,7 @@ def run_runner(bundle: Path, cwd: Path, *args: str, env=None) -> subprocess.Comp
 
 @pytest.fixture(scope="module")
 def cpu_bundle(matmul_onnx, tmp_path_factory):
-    from explorer.measure import build_bundle
+    from explorer.measure.bundle import build_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "cpu"
     return build_bundle(str(matmul_onnx), target="cpu", strategies="fused,baseline", out=out, wheel=None, progress=False)
@@ -70,8 +68,8 @@ def test_the_runner_times_a_cpu_variant_runtime_only_in_a_fresh_process(cpu_bund
 
 
 def test_run_bundle_and_the_report_read_back_the_runner(cpu_bundle, tmp_path):
-    from explorer.measure import run_bundle
-    from explorer.measure_report import measure_report
+    from explorer.measure.report import measure_report
+    from explorer.measure.run import run_bundle
 
     results = run_bundle(cpu_bundle.out, device="cpu", out=tmp_path / "r.json", runner_args=["--repeat", "2"],
                          progress=False)
@@ -79,19 +77,22 @@ def test_run_bundle_and_the_report_read_back_the_runner(cpu_bundle, tmp_path):
     rep = measure_report(cpu_bundle.out, results, out=tmp_path / "report")
     assert rep.variants["measured_latency_s"].gt(0).all() and rep.kernels["measured_s"].notna().all()
     assert (tmp_path / "report" / "measure_variants.csv").is_file() and (tmp_path / "report" / "measure.html").is_file()
-    with pytest.raises(ExplorerError, match="not done here"):
-        if shutil.which("nvidia-smi") is None:
-            run_bundle(cpu_bundle.out, device="cuda")
-        else:  # pragma: no cover - a machine with a GPU
-            raise ExplorerError("not done here")
+
+
+def test_run_bundle_refuses_cuda_on_a_machine_without_a_gpu(cpu_bundle, monkeypatch):
+    from explorer.measure import run
+
+    monkeypatch.setattr(run, "local_gpu", lambda: "no NVIDIA driver here (libcuda.so.1 does not load)")
+    with pytest.raises(ExplorerError, match=r"cannot measure on cuda here: no NVIDIA driver .*\(not done here\)"):
+        run.run_bundle(cpu_bundle.out, device="cuda")
 
 
 def test_lifted_zoo_weights_are_regenerated_exactly_by_the_runner(tmp_path):
     """mlp with every weight lifted out of the library: the runner replays the zoo's seeded draws
     (transposed, cast to fp16, packed) and its outputs are onnxruntime's."""
-    from explorer.loading import prepare
-    from explorer.measure import build_bundle
-    from explorer.reference import reference
+    from explorer.measure.bundle import build_bundle
+    from explorer.model.prepare import prepare
+    from explorer.sweep.reference import reference
 
     b = build_bundle("mlp", target="cpu", strategies="fused,fused-fp16", out=tmp_path / "b", wheel=None,
                      inline_limit_bytes=0, progress=False)
@@ -111,13 +112,12 @@ def test_lifted_zoo_weights_are_regenerated_exactly_by_the_runner(tmp_path):
 
 
 def test_the_runner_regenerates_inputs_as_the_explorer_samples_them(matmul_onnx):
-    from explorer.loading import prepare
-    from explorer.measure_report import runner_module
+    from explorer.measure.runner.arrays import sample_inputs
+    from explorer.model.prepare import prepare
 
-    runner = runner_module()
     p = prepare("mlp")
     specs = [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype, "high": i.high, "fill": i.fill} for i in p.inputs]
-    got, want = runner.sample_inputs(specs, 3), p.sample_inputs(3)
+    got, want = sample_inputs(specs, 3), p.sample_inputs(3)
     assert all(np.array_equal(got[k], want[k]) for k in want)
 
 
@@ -140,8 +140,8 @@ def _stub_libcuda(folder: Path) -> Path | None:
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
 def test_a_gpu_bundle_carries_cubins_that_the_runtime_only_cuda_runtime_loads(matmul_onnx, tmp_path):
-    from explorer.library_format import library_modules
-    from explorer.measure import MAX_BUNDLE_BYTES, build_bundle
+    from explorer.measure.bundle import MAX_BUNDLE_BYTES, build_bundle
+    from explorer.tvm.library_format import library_modules
 
     b = build_bundle(str(matmul_onnx), target="gpu", strategies="fused", out=tmp_path / "gpu", wheel=None, micro=False,
                      progress=False)
@@ -153,12 +153,13 @@ def test_a_gpu_bundle_carries_cubins_that_the_runtime_only_cuda_runtime_loads(ma
     assert b.size_bytes < MAX_BUNDLE_BYTES
     lib = b.out / "python" / "tvm" / "lib"
     assert (lib / "libtvm_runtime_cuda.so").is_file() and list(lib.glob("libcudart.so.*"))
+    assert (b.out / "python" / "pynvml.py").is_file() and (b.out / "runner" / "nvml.py").is_file()
     assert not list(b.out.rglob("libtvm_compiler*"))
     stub = _stub_libcuda(tmp_path)
     if stub is None:
         pytest.skip("no C compiler for the stub driver")
     probe = (f"import ctypes, json, sys; ctypes.CDLL({str(stub)!r}, mode=ctypes.RTLD_GLOBAL); "
-             f"sys.path.insert(0, {str(b.out)!r}); import measure_runner as r; "
+             f"sys.path.insert(0, {str(b.out)!r}); from runner import environment as r; "
              f"m = json.load(open({str(b.out / 'manifest.json')!r})); r.setup_imports(m); tvm = r.import_tvm('cuda'); "
              f"mod = tvm.runtime.load_module({str(b.out / v['library'])!r}); "
              "print(json.dumps({'runtime_only': tvm.base._RUNTIME_ONLY, 'libs': r.loaded_libraries(), "
@@ -174,8 +175,8 @@ def test_a_gpu_bundle_carries_cubins_that_the_runtime_only_cuda_runtime_loads(ma
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
 def test_a_zoo_gpu_bundle_with_microbenchmarks_and_the_tvm_ffi_wheel_fits_a_device_call(tmp_path):
-    from explorer.library_format import library_modules
-    from explorer.measure import MAX_BUNDLE_BYTES, build_bundle
+    from explorer.measure.bundle import MAX_BUNDLE_BYTES, build_bundle
+    from explorer.tvm.library_format import library_modules
 
     b = build_bundle("resnet18", target="gpu", strategies="fused,fused-fp16", out=tmp_path / "gpu", progress=False)
     ids = [v["id"] for v in b.manifest["variants"]]
@@ -205,26 +206,26 @@ profiled mlp__fused
 
 
 def test_the_ncu_csv_parser_gives_bytes_per_launch_and_per_kernel_call():
-    from explorer.measure_report import runner_module
+    from explorer.measure.runner.bundle import BadInput
+    from explorer.measure.runner.ncu import bytes_per_call, function_of, parse_ncu_csv
 
-    r = runner_module()
-    launches = r.parse_ncu_csv(NCU_CSV)
+    launches = parse_ncu_csv(NCU_CSV)
     assert [x["kernel"] for x in launches] == ["fused_matmul_add_relu_kernel", "fused_matmul1_add1_relu1_kernel",
                                                 "fused_softmax_kernel", "fused_softmax_kernel_1"]
     assert launches[0]["metrics"] == {"dram__bytes_read.sum": 1605632.0, "dram__bytes_write.sum": 16384.0,
                                       "gpu__time_duration.sum": pytest.approx(5.12e-6)}
     assert launches[1]["metrics"]["dram__bytes_read.sum"] == pytest.approx(524290.0)
-    calls = r.bytes_per_call(launches, ["fused_matmul_add_relu", "fused_matmul1_add1_relu1", "fused_softmax"])
+    calls = bytes_per_call(launches, ["fused_matmul_add_relu", "fused_matmul1_add1_relu1", "fused_softmax"])
     assert [c["launches"] for c in calls] == [1, 1, 2]
     assert [c["dram_bytes"] for c in calls] == [pytest.approx(1622016.0), pytest.approx(524290.0), pytest.approx(704.0)]
     assert calls[2]["dram_read_bytes"] == 384.0 and calls[0]["gpu_time_s"] == pytest.approx(5.12e-6)
-    assert r.function_of("fused_add_kernel_12(float*, float*)") == "fused_add"
-    with pytest.raises(r.BadInput):
-        r.parse_ncu_csv("==PROF== nothing profiled\n")
+    assert function_of("fused_add_kernel_12(float*, float*)") == "fused_add"
+    with pytest.raises(BadInput):
+        parse_ncu_csv("==PROF== nothing profiled\n")
 
 
 def test_the_report_sets_ncu_bytes_beside_the_models_per_kernel_call(tmp_path):
-    from explorer.measure_report import measure_report
+    from explorer.measure.report import measure_report
 
     bundle = tmp_path / "b"
     (bundle / "ncu").mkdir(parents=True)
@@ -265,18 +266,8 @@ def _truth(target, rng, paths):
     return truth
 
 
-def test_bounded_least_squares_keeps_to_its_box():
-    from explorer.gpu_calibration import bounded_lstsq
-
-    a = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    x = bounded_lstsq(a, a @ np.array([3.0, -1.0]), np.array([0.0, 0.0]), np.array([2.0, 2.0]))
-    assert x == pytest.approx([2.0, 0.0])
-    inside = bounded_lstsq(a, a @ np.array([0.5, 1.5]), np.zeros(2), np.full(2, 2.0))
-    assert inside == pytest.approx([0.5, 1.5])
-
-
 def test_the_fit_recovers_known_coefficients_within_their_bounds():
-    from explorer.gpu_calibration import energy_paths, features, fit_figures, predict
+    from explorer.measure.fit import energy_paths, features, fit_figures, predict
 
     gpu = load_target("gpu")
     rng = np.random.default_rng(1)
@@ -295,7 +286,7 @@ def test_the_fit_recovers_known_coefficients_within_their_bounds():
 
 
 def test_a_measurement_outside_the_cited_range_is_fitted_to_the_bound():
-    from explorer.gpu_calibration import features, fit_figures
+    from explorer.measure.fit import features, fit_figures
 
     gpu = load_target("gpu")
     rows = [features(_workload(0, 0, 0, 1e9, 0, 0, 0), gpu, 1e-3)]
@@ -306,7 +297,7 @@ def test_a_measurement_outside_the_cited_range_is_fitted_to_the_bound():
 
 def _fake_bundle(tmp_path: Path, truth: dict, gpu, noise: float = 0.0) -> tuple[Path, Path]:
     """A bundle and results whose energies come from ``truth``: three models of several variants."""
-    from explorer.gpu_calibration import features, predict
+    from explorer.measure.fit import features, predict
 
     rng = np.random.default_rng(7)
     bundle = tmp_path / "bundle"
@@ -336,7 +327,7 @@ def _fake_bundle(tmp_path: Path, truth: dict, gpu, noise: float = 0.0) -> tuple[
 
 
 def test_calibration_writes_a_separate_target_file_and_never_the_cited_one(tmp_path):
-    from explorer.gpu_calibration import calibrate_target, energy_paths
+    from explorer.measure.fit import calibrate_target, energy_paths
 
     gpu = load_target("gpu")
     cited = Path(gpu.path)
@@ -366,8 +357,8 @@ def test_calibration_writes_a_separate_target_file_and_never_the_cited_one(tmp_p
 
 
 def test_calibrate_cli_writes_the_file_and_refuses_bad_input_in_one_line(tmp_path):
-    from explorer.cli import main
-    from explorer.gpu_calibration import energy_paths
+    from explorer.cli.main import main
+    from explorer.measure.fit import energy_paths
 
     gpu = load_target("gpu")
     bundle, results = _fake_bundle(tmp_path, {p: f.value * 1.1 if p == "static_power_w" else f.value
@@ -390,9 +381,9 @@ def test_measure_cli_refuses_a_target_it_cannot_build_in_one_line(matmul_onnx, t
 
 
 def test_spearman_ranks_ties_together():
-    from explorer.gpu_calibration import rankdata, spearman
+    from explorer.measure.agreement import spearman
 
-    assert rankdata([3, 1, 3, 2]).tolist() == [3.5, 1.0, 3.5, 2.0]
+    assert spearman([3, 1, 3, 2], [4, 1, 4, 2]) == pytest.approx(1.0)  # the tied pair ranks 3.5 on both sides
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert np.isnan(spearman([1, 2], [1, 2]))

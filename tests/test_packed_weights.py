@@ -6,8 +6,8 @@ import numpy as np
 import tvm
 from tvm import relax, s_tir, te, tirx
 
-from explorer.tvm.cpu_schedules import TiledReduction, task_order
-from explorer.tvm.packed_weights import pack_columns, packed_float_weights, vector_block
+from explorer.tvm.passes.packed_weights import pack_columns, packed_float_weights, vector_block
+from explorer.tvm.schedules.tiling import task_order
 
 AVX512 = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512"})
 

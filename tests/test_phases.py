@@ -13,9 +13,9 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 
-from explorer.errors import ExplorerError
-from explorer.loading import prepare
-from explorer.phases import Phase, drop_past, is_decoder, parse_phases, phase_shapes, with_kv_cache_dtype
+from explorer.core.errors import ExplorerError
+from explorer.model.phases import Phase, drop_past, is_decoder, parse_phases, phase_shapes, with_kv_cache_dtype
+from explorer.model.prepare import prepare
 from models.decoders import DecoderConfig, build_gpt2, build_llama
 
 TINY = DecoderConfig(layers=2, d_model=64, heads=4, kv_heads=4, ffn=256, vocab=500, n_ctx=64)
@@ -175,7 +175,7 @@ def test_a_static_batch_of_another_size_is_refused(matmul_onnx):
 def test_gpt2_decode_flops_are_kaplans_per_token_formula():
     # Kaplan et al. 2020, Table 1: forward FLOPs per token 2N + 2 n_layer n_ctx d_model + 2 d_model n_vocab,
     # N = 12 n_layer d_model^2; the TIR's multiply-adds x 2, decode at a context of 128 (analysed, not built)
-    from explorer.sweep import run_sweep
+    from explorer.sweep.sweep import run_sweep
 
     v = run_sweep(["gpt2"], targets=["npu"], strategies=["fused"], phases="decode:128", build=False,
                   progress=False).variants.iloc[0]
@@ -191,7 +191,7 @@ def test_gpt2_decode_flops_are_kaplans_per_token_formula():
 def test_gpt2_fp16_decode_moves_little_more_than_its_weights_and_cache():
     # a decode step streams the weights and the KV cache (read, and the present written): the fused fp16
     # build's DRAM traffic within 1.25x of those compulsory bytes on the gpu and the npu (issue 16)
-    from explorer.sweep import run_sweep
+    from explorer.sweep.sweep import run_sweep
 
     result = run_sweep(["gpt2"], targets=["gpu", "npu"], strategies=["fused-fp16"], phases="decode:128", build=False,
                        kv_cache_dtype="float16", progress=False)

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 import explorer
-from explorer import calibration
-from explorer.accuracy import accuracy_metrics
-from explorer.loading import prepare
-from explorer.reference import reference_outputs
-from explorer.tvm.precision import quantize_weight
+from explorer.model import int8_calibration as calibration
+from explorer.model.prepare import prepare
+from explorer.scoring.accuracy import accuracy_metrics
+from explorer.sweep.reference import reference_outputs
+from explorer.tvm.passes.precision import quantize_weight
 from explorer.tvm.runtime import run_executable
 from tests.conftest import lower
 

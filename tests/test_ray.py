@@ -24,7 +24,7 @@ MEASURED_KERNELS = ["measured_s", "run_time_s", "energy_j", "energy_static_j"]
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    from explorer.ray_backend import connect
+    from explorer.sweep.ray_backend import connect
 
     ray = connect()
     yield ray

@@ -13,9 +13,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from explorer.errors import ExplorerError
-from explorer.loading import prepare
-from explorer.reference import reference_outputs
+from explorer.core.errors import ExplorerError
+from explorer.model.prepare import prepare
+from explorer.sweep.reference import reference_outputs
 from tests.conftest import make_model
 
 SEQ, BATCH, INPUT, HIDDEN = 5, 2, 3, 4

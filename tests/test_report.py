@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
 import pandas as pd
+import pytest
 
-from explorer.report import candidates_svg, schedules_section
+from explorer.reports.markdown import schedules_section
+from explorer.reports.plots import candidates_plot
 
 
 def _candidates() -> pd.DataFrame:
@@ -27,8 +27,8 @@ def _schedules() -> pd.DataFrame:
 
 
 def test_the_schedule_section_counts_and_lists_differing_kernels_first():
-    text = "\n".join(schedules_section(_schedules(), "candidates.svg"))
-    assert "They differ for 1 of 2 kernels." in text and "](candidates.svg)" in text
+    text = "\n".join(schedules_section(_schedules(), "report.html#candidates-section"))
+    assert "They differ for 1 of 2 kernels." in text and "](report.html#candidates-section)" in text
     assert "the target charges 4 W." in text
     rows = [line for line in text.splitlines() if line.startswith("| m |")]
     assert rows[0] == "| m | t | a | 3 | 1 ms, 5 mJ | 1.1 ms, 4 mJ | 20.0% | 10.0% | 2.00 MB / 1.00 MB | 12 W |"
@@ -36,18 +36,19 @@ def test_the_schedule_section_counts_and_lists_differing_kernels_first():
 
 
 def test_the_candidate_plot_places_every_candidate_and_rings_energy_best_ones_that_are_not_fastest():
-    root = ET.fromstring(candidates_svg(_candidates()))
-    dots = [e for e in root if e.tag.endswith("circle") and e.get("r") == "3"]
-    rings = [e for e in root if e.tag.endswith("circle") and e.get("r") == "7"]
-    assert len(dots) == 5 and len(rings) == 1
+    plot = candidates_plot(_candidates())
+    dots, rings = [tr for tr in plot.traces if tr["marker"]["size"] == 6], [tr for tr in plot.traces if tr["marker"]["size"] == 14]
+    points = [(x, y) for tr in dots for x, y in zip(tr["x"], tr["y"])]
+    assert len(points) == 5 and len(rings) == 1
     # the ring sits on kernel a's candidate 1: 1.1x the fastest's latency, 0.8x its energy
-    ring = rings[0]
-    same = [d for d in dots if (d.get("cx"), d.get("cy")) == (ring.get("cx"), ring.get("cy"))]
-    assert len(same) == 1
-    fastest = [d for d in dots if float(d.get("cx")) == min(float(x.get("cx")) for x in dots)]
-    assert len({(d.get("cx"), d.get("cy")) for d in fastest}) == 1  # both kernels' fastest sit at (1x, 1x)
-    # right of the fastest (slower) and below it (less energy; SVG's y grows downwards)
-    assert float(ring.get("cx")) > float(fastest[0].get("cx")) and float(ring.get("cy")) > float(fastest[0].get("cy"))
+    assert list(zip(rings[0]["x"], rings[0]["y"])) == [pytest.approx((1.1, 0.8))]
+    assert points.count((1.0, 1.0)) == 2  # both kernels' fastest sit at (1x, 1x)
+    assert plot.layout["xaxis"]["type"] == plot.layout["yaxis"]["type"] == "log"
+
+
+def test_the_candidate_plot_escapes_a_model_name_as_text():
+    plot = candidates_plot(_candidates().assign(model="<b>m</b>"))
+    assert [tr["name"] for tr in plot.traces][0] == "&lt;b&gt;m&lt;/b&gt;"
 
 
 def test_strategies_tuned_from_the_same_records_share_one_row_per_kernel():
@@ -57,7 +58,7 @@ def test_strategies_tuned_from_the_same_records_share_one_row_per_kernel():
 
 
 def test_the_rankings_line_counts_the_pairs_that_hold_in_95_percent_of_samples():
-    from explorer.report import rankings_section
+    from explorer.reports.markdown import rankings_section
 
     rankings = pd.DataFrame({"model": "m", "target": "cpu", "lower": ["a", "a", "b"], "higher": ["b", "c", "c"],
                              "nominal_ratio": [1.1, 1.5, 1.36], "share_lower_wins": [1.0, 0.95, 0.94]})
@@ -67,7 +68,7 @@ def test_the_rankings_line_counts_the_pairs_that_hold_in_95_percent_of_samples()
 
 
 def test_the_fusion_table_charges_each_fused_call_against_the_unfused_calls_it_absorbed():
-    from explorer.fusion import fusion_table
+    from explorer.scoring.fusion import fusion_table
 
     # unfused: conv (100 B DRAM, 10 J), add (40 B, 2 J), relu (30 B, 1 J), then another conv;
     # fused: conv+add+relu in one call (60 B, 9 J), the second conv alone
@@ -86,7 +87,7 @@ def test_the_fusion_table_charges_each_fused_call_against_the_unfused_calls_it_a
 
 
 def test_the_report_says_per_target_whether_static_energy_is_over_measured_time():
-    from explorer.report import static_time_lines
+    from explorer.reports.markdown import static_time_lines
 
     v = pd.DataFrame({"target": ["cpu", "cpu", "npu"], "energy_j": [1.0, 2.0, 3.0],
                       "latency_source": ["measured", "modelled", "modelled"]})

@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from explorer.report_html import html_report, pareto_front, report_plots, script_json
+from explorer.reports.html import html_report, script_json
+from explorer.reports.plots import pareto_front, report_plots
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "reports" / "resnet18"
 #: A model name that would be markup, a script end and an event handler if it were not escaped.
@@ -104,8 +105,8 @@ def _phase_rows():
 
 
 def test_prefill_and_decode_are_side_by_side_per_token():
-    from explorer.report import phases_section
-    from explorer.report_html import phases_plot
+    from explorer.reports.markdown import phases_section
+    from explorer.reports.plots import phases_plot
 
     v = _phase_rows()
     plot = phases_plot(v)

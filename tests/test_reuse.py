@@ -7,8 +7,8 @@ import random
 import pytest
 from tvm.script import tirx as T
 
-from explorer import reuse
-from explorer.tvm import tir as tir_analysis
+from explorer.tvm.tir import walker as tir_analysis
+from explorer.workload import reuse
 
 
 @T.prim_func

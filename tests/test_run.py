@@ -10,9 +10,8 @@ import sys
 import pytest
 
 import explorer
-from explorer import deploy
-from explorer.errors import ExplorerError
-
+from explorer.core.errors import ExplorerError
+from explorer.deploy import run as deploy
 from tests.conftest import TOY_TARGET
 
 
@@ -82,7 +81,7 @@ def test_text_output_prints_latency_and_predictions(first_run, matmul_onnx, cach
 
 
 def test_prepare_does_not_import_tvm(matmul_onnx):
-    probe = ("import sys\nfrom explorer.loading import prepare\nfrom explorer import deploy\n"
+    probe = ("import sys\nfrom explorer.model.prepare import prepare\nfrom explorer.deploy import run\n"
              f"prepare({str(matmul_onnx)!r})\nprint('tvm' in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": os.getcwd()})
@@ -112,8 +111,8 @@ def test_cached_only_never_compiles(conv_add_relu_onnx, tmp_path):
 
 
 def test_keys_separate_cpus_strategies_models_and_calibrations(matmul_onnx, conv_add_relu_onnx):
-    from explorer.loading import prepare
-    from explorer.strategies import get_strategy
+    from explorer.core.strategies import get_strategy
+    from explorer.model.prepare import prepare
 
     m, c = prepare(str(matmul_onnx)), prepare(str(conv_add_relu_onnx))
     fused, base = get_strategy("fused"), get_strategy("baseline")
@@ -147,10 +146,9 @@ def test_after_a_sweep_timed_a_variant_explorer_run_compiles_nothing(conv_add_re
 
 def test_an_onnxruntime_int8_build_that_does_not_run_leaves_its_column_empty_not_the_sweep(monkeypatch):
     # onnxruntime's quantizer makes gpt2 a model its own runtime refuses (the quantized embedding table)
-    import importlib
     import types
 
-    sweep = importlib.import_module("explorer.sweep")  # the module (``explorer.sweep`` is also the API function)
+    from explorer.sweep import sweep
 
     def refuse(*_args, **_kw):
         raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : QuantizeLinear node 'transformer.wte_QuantizeLinear'")

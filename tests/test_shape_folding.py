@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from explorer.shape_folding import fold_shape_computations, input_independent
+from explorer.model.shape_folding import fold_shape_computations, input_independent
 from tests.conftest import make_model
 
 

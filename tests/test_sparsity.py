@@ -9,15 +9,15 @@ import subprocess
 import sys
 
 import numpy as np
-import onnx
 import pandas as pd
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from cost_models.sparsity import effective_workload
-from cost_models.targets import SparsitySupport, load_target
-from explorer.sparsity import prune, prune_2_4, prune_unstructured
-from explorer.strategies import Strategy, get_strategy, parse_strategies
+from cost_models.spec import SparsitySupport
+from cost_models.targets import load_target
+from explorer.core.strategies import Strategy, get_strategy, parse_strategies
+from explorer.tvm.passes.pruning import prune, prune_2_4, prune_unstructured
 from tests.conftest import make_model
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from explorer.strategies import Strategy, get_strategy, list_strategies, parse_strategies
+from explorer.core.strategies import Strategy, get_strategy, list_strategies, parse_strategies
 
 
 def test_registered_names():

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cost_models.targets import OP_KINDS, TARGETS_DIR, TargetError, list_targets, load_target, resolve_name
-from explorer.workload_table import dtype_bytes
+from cost_models.spec import OP_KINDS
+from cost_models.target_file import TargetError
+from cost_models.targets import TARGETS_DIR, list_targets, load_target, resolve_name
+from cost_models.workload import dtype_bytes
 
 SHIPPED = ["cpu", "cpu-cascadelake", "cpu-graniterapids", "cpu-zen4", "cpu-zen5", "gpu", "mi300x", "npu", "phone-npu",
            "tpu"]

@@ -72,7 +72,7 @@ def test_nhwc_compiles_a_squeeze_counted_from_the_end(model_dir):
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
-    from explorer.reference import reference_outputs
+    from explorer.sweep.reference import reference_outputs
     from explorer.tvm.runtime import run_executable
     from tests.conftest import _save, _w, make_model
 

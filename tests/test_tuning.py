@@ -20,11 +20,11 @@ import pytest
 
 import explorer
 from cost_models.targets import load_target
-from explorer import schedules
-from explorer.strategies import Strategy
-from explorer.tvm import candidates as candidates_module
-from explorer.tvm import tuning
-from explorer.tune import tune_model
+from explorer.core.strategies import Strategy, parse_strategies
+from explorer.scoring import picks as schedules
+from explorer.sweep.tune import tune_model
+from explorer.tvm.tuning import candidates as candidates_module
+from explorer.tvm.tuning import search as tuning
 
 #: The zoo's tuned strategies spend 128 trials; these spend 4 on the one-kernel fixture.
 TINY = Strategy("tiny-tuned", fusion="tvm", tuning="metaschedule:4")
@@ -64,13 +64,14 @@ def _traces(path: Path) -> list[str]:
 def _matmul_task(matmul_onnx):
     import tvm
 
-    from explorer.loading import prepare
+    from explorer.model.prepare import prepare
     from explorer.tvm import codegen
     from explorer.tvm.frontend import imported
+    from explorer.tvm.llvm_host import host_llvm_cpu
     from explorer.tvm.pipeline import PipelineContext, strategy_passes
 
     model = prepare(str(matmul_onnx))
-    target = codegen.llvm_target(codegen.host_cpu())
+    target = codegen.llvm_target(host_llvm_cpu())
     with tvm.target.Target(target):
         mod = strategy_passes(PipelineContext(TINY, "generic"), schedule=False)(imported(str(model.path), model.sha256))
     (task,) = tuning.kernel_tasks(mod, target)
@@ -135,7 +136,7 @@ def test_metaschedule_every_measured_candidate_is_scored_and_each_pick_marked_on
 
 @slow
 def test_metaschedule_candidates_are_lowered_once_and_scored_from_the_cache(records, swept, monkeypatch):
-    from explorer.deploy import resolve_mcpu
+    from explorer.tvm.llvm_host import resolve_mcpu
 
     calls = []
     real = candidates_module._candidate_workload
@@ -204,7 +205,7 @@ def test_the_break_even_static_power_is_where_the_best_slower_candidate_ties():
 
 
 def test_untuned_all_excludes_tuned_strategies():
-    assert not any(s.tuned for s in explorer.strategies.parse_strategies("all"))
+    assert not any(s.tuned for s in parse_strategies("all"))
 
 
 @pytest.mark.parametrize("trials, population, generations", [(1, 64, 1), (4, 128, 1), (8, 256, 1), (16, 512, 2),

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from cost_models import uncertainty
-from cost_models.targets import parse_target
+from cost_models.target_file import parse_target
 from tests.conftest import TOY_TARGET
 from tests.test_energy import row
 

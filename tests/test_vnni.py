@@ -5,16 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explorer.tvm.vnni import pack_conv_weight, pack_matmul_weight, padded_work, shift_correction
+from explorer.tvm.passes.vnni import pack_conv_weight, pack_matmul_weight, padded_work, shift_correction
 
 
 def _host_has_vnni() -> bool:
     import tvm
 
     from explorer.tvm import codegen
-    from explorer.tvm.vnni import has_vnni
+    from explorer.tvm.llvm_host import host_llvm_cpu
+    from explorer.tvm.passes.vnni import has_vnni
 
-    return has_vnni(tvm.target.Target(codegen.llvm_target(codegen.host_cpu())))
+    return has_vnni(tvm.target.Target(codegen.llvm_target(host_llvm_cpu())))
 
 
 needs_vnni = pytest.mark.skipif(not _host_has_vnni(), reason="this CPU has no AVX-512 VNNI (both of this "
@@ -49,12 +50,12 @@ def test_padded_work_by_hand():
 
 
 def _lower_for(path, mcpu: str, strategy: str = "fused-int8", scales=(0.03,)):
-    from explorer.loading import prepare
-    from explorer.strategies import get_strategy
+    from explorer.core.strategies import get_strategy
+    from explorer.model.prepare import prepare
     from explorer.tvm import codegen
     from explorer.tvm.compile import compile_variant
-    from explorer.tvm.tir import analyse_module
-    from explorer.workload_table import workload_table
+    from explorer.tvm.tir.walker import analyse_module
+    from explorer.workload.table import workload_table
 
     model = prepare(str(path))
     compiled = compile_variant(str(model.path), model.sha256, get_strategy(strategy), "generic",
@@ -64,9 +65,9 @@ def _lower_for(path, mcpu: str, strategy: str = "fused-int8", scales=(0.03,)):
 
 @needs_vnni
 def test_every_int8_mac_of_a_convolution_runs_on_vpdpbusd(conv16_onnx):
-    from explorer.tvm.codegen import host_cpu
+    from explorer.tvm.llvm_host import host_llvm_cpu
 
-    _, _, wl = _lower_for(conv16_onnx, host_cpu())
+    _, _, wl = _lower_for(conv16_onnx, host_llvm_cpu())
     assert wl["op_mac_int8"].sum() == 41472
     assert wl["tensorized_macs"].sum() == 41472
 
@@ -79,10 +80,10 @@ def test_without_vnni_the_convolution_stays_s8_by_s8(conv16_onnx):
 @needs_vnni
 @pytest.mark.parametrize("strategy", ["fused-int8", "int8"])
 def test_the_vnni_build_computes_exactly_what_the_s8_by_s8_build_does(conv16_onnx, strategy):
-    from explorer.tvm.codegen import host_cpu
+    from explorer.tvm.llvm_host import host_llvm_cpu
     from explorer.tvm.runtime import run_executable
 
-    model, vnni, _ = _lower_for(conv16_onnx, host_cpu(), strategy)
+    model, vnni, _ = _lower_for(conv16_onnx, host_llvm_cpu(), strategy)
     _, plain, _ = _lower_for(conv16_onnx, "skylake-avx512", strategy)
     x = model.sample_inputs(0)["x"]
     np.testing.assert_array_equal(run_executable(vnni.executable, [x])[0], run_executable(plain.executable, [x])[0])
@@ -90,10 +91,10 @@ def test_the_vnni_build_computes_exactly_what_the_s8_by_s8_build_does(conv16_onn
 
 @needs_vnni
 def test_a_matmul_on_vnni_is_tensorized_and_exact(matmul_onnx):
-    from explorer.tvm.codegen import host_cpu
+    from explorer.tvm.llvm_host import host_llvm_cpu
     from explorer.tvm.runtime import run_executable
 
-    model, vnni, wl = _lower_for(matmul_onnx, host_cpu())
+    model, vnni, wl = _lower_for(matmul_onnx, host_llvm_cpu())
     _, plain, _ = _lower_for(matmul_onnx, "skylake-avx512")
     assert wl["tensorized_macs"].sum() == 64 * 32
     x = model.sample_inputs(0)["x"]
@@ -102,16 +103,16 @@ def test_a_matmul_on_vnni_is_tensorized_and_exact(matmul_onnx):
 
 @needs_vnni
 def test_a_convolution_with_too_few_channels_keeps_the_s8_by_s8_kernel(conv_add_relu_onnx):
-    from explorer.tvm.codegen import host_cpu
+    from explorer.tvm.llvm_host import host_llvm_cpu
 
-    _, _, wl = _lower_for(conv_add_relu_onnx, host_cpu(), scales=(0.02,))  # 8 output channels
+    _, _, wl = _lower_for(conv_add_relu_onnx, host_llvm_cpu(), scales=(0.02,))  # 8 output channels
     assert wl["op_mac_int8"].sum() == 10368 and wl["tensorized_macs"].sum() == 0
 
 
 def test_the_sweep_log_says_how_much_int8_work_is_tensorized():
     import pandas as pd
 
-    from explorer.workload_table import tensorized_note
+    from explorer.workload.table import tensorized_note
 
     wl = pd.DataFrame({"op_mac_int8": [300.0, 100.0, 0.0], "tensorized_macs": [300.0, 0.0, 0.0]})
     assert tensorized_note(wl) == "int8 MACs 75% tensorized (1 of 2 int8 kernels)"
@@ -134,9 +135,9 @@ def test_a_vnni_matmul_fetches_its_whole_packed_weight_from_memory(matmul_onnx):
     # access, the 2 kB of packed weights are each fetched once in a cache too small for the whole inference;
     # counted as one byte, the reuse model saw 1/64 of them
     from cost_models.workload import curve_at
-    from explorer.tvm.codegen import host_cpu
+    from explorer.tvm.llvm_host import host_llvm_cpu
 
-    _, _, wl = _lower_for(matmul_onnx, host_cpu())
+    _, _, wl = _lower_for(matmul_onnx, host_llvm_cpu())
     row = wl[wl["tensorized_macs"] > 0].iloc[0]
     packed = 64 * 32  # the [2, 16, 16, 4] int8 weight (besides it, 256 B of per-channel constants)
     assert curve_at(row.traffic_curve, packed) >= packed

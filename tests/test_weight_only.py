@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from explorer.tvm.weight_only import pack_int4, quantize, unpack_int4
+from explorer.tvm.passes.weight_only import pack_int4, quantize, unpack_int4
 
 
 def test_int4_packs_two_rows_per_byte_offset_by_seven():
@@ -74,7 +74,7 @@ def test_a_gpu_keeps_the_int4_weight_along_k_and_dlight_schedules_the_gemv(tmp_p
 def test_the_dequantize_kernel_of_a_weight_kept_along_k_gives_the_transposed_weight():
     import tvm
 
-    from explorer.tvm.weight_only import _dequantize_func, stored
+    from explorer.tvm.passes.weight_only import _dequantize_func, stored
 
     w = np.random.default_rng(1).standard_normal((8, 3)).astype(np.float32)  # [K, N]
     q = quantize(w, bits=4, group_size=4, scale_dtype="float32")
@@ -90,8 +90,8 @@ def test_the_dequantize_kernel_of_a_weight_kept_along_k_gives_the_transposed_wei
 def test_the_dequantize_kernel_of_a_packed_weight_gives_blocks_of_columns():
     import tvm
 
-    from explorer.tvm.packed_weights import pack_columns
-    from explorer.tvm.weight_only import _dequantize_func, stored
+    from explorer.tvm.passes.packed_weights import pack_columns
+    from explorer.tvm.passes.weight_only import _dequantize_func, stored
 
     w = np.random.default_rng(2).standard_normal((8, 6)).astype(np.float32)  # [K, N], packed in blocks of 2
     q = quantize(w, bits=4, group_size=4, scale_dtype="float32")

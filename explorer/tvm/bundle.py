@@ -32,10 +32,10 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from ..cache import atomic_path
-from ..library_format import LibraryRequest, cubin_payload, parse_library_blob, write_library_blob
-from .codegen import cuda_source, runtime_modules
-from .pipeline import name_of
+from explorer.store.cache import atomic_path
+from explorer.tvm.codegen import cuda_source, runtime_modules
+from explorer.tvm.library_format import LibraryRequest, cubin_payload, parse_library_blob, write_library_blob
+from explorer.tvm.relax_ir import name_of
 
 #: A kernel's declaration in generated CUDA source (its name is group 1).
 KERNEL_DECL = re.compile(r'extern "C" __global__\s+void\s+(?:__launch_bounds__\(\d+\)\s+)?(\w+)\s*\(')
@@ -152,10 +152,10 @@ def lift_constants(mod: tvm.IRModule, min_bytes: int, draws: dict | None) -> tup
 
 def build_library(req: LibraryRequest) -> dict:
     """Compile ``req``'s variant and export it to ``req.out``; a dict of what was built (plain data)."""
-    from .compile import lower_tir, vm_lower
-    from .frontend import imported
-    from .pipeline import PipelineContext, schedules_by_tuning, strategy_passes
-    from .vnni import has_vnni
+    from explorer.tvm.compile import lower_tir, vm_lower
+    from explorer.tvm.frontend import imported
+    from explorer.tvm.passes.vnni import has_vnni
+    from explorer.tvm.pipeline import PipelineContext, schedules_by_tuning, strategy_passes
 
     start = time.perf_counter()
     cuda = req.lowering == "cuda"

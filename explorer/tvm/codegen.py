@@ -1,4 +1,4 @@
-"""Target dicts and code generation outside ``tvm.compile``: the host CPU, CUDA via nvcc, exports."""
+"""Target dicts and code generation outside ``tvm.compile``: CUDA via nvcc, ROCm via ld.lld, exports."""
 
 from __future__ import annotations
 
@@ -10,61 +10,9 @@ from pathlib import Path
 
 import tvm
 
-from ..cache import atomic_path
-from ..errors import ExplorerError
-from ..toolchain import find_lld, rocm_missing, rocm_path
-
-
-#: Instruction-set extensions the kernels use, by LLVM's feature names: the host's CPU name must not
-#: leave out one that the host has.
-KEY_FEATURES = ("fma", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512vnni", "avxvnni", "avx512bf16",
-                "avx512fp16", "amx-tile", "amx-int8", "amx-bf16", "amx-fp16")
-
-
-def _flag(name: str) -> str:
-    return name.replace("_", "").replace("-", "")
-
-
-def _host_flags() -> set[str]:
-    """The CPU flags of ``/proc/cpuinfo`` (empty where there is none), spelled without ``_`` or ``-``."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    return {_flag(f) for f in line.partition(":")[2].split()}
-
-
-def _key_features(mcpu: str) -> frozenset[str]:
-    from tvm.target import codegen
-
-    features = set(codegen.llvm_get_cpu_features(tvm.target.Target({"kind": "llvm", "mcpu": mcpu})))
-    return frozenset(f for f in KEY_FEATURES if f in features)
-
-
-def host_cpu() -> str:
-    """LLVM's name of this host's CPU (e.g. ``znver4``, ``cascadelake``), or where that name lacks an
-    extension of :data:`KEY_FEATURES` that the host's flags show, the CPU LLVM knows with exactly the
-    host's extensions (the fewest features, then by name). A VM may report a model number that LLVM
-    maps to an older core: this project's Granite Rapids sandbox reports model 167, which LLVM names
-    ``rocketlake`` (no AVX512-FP16, BF16 or AMX), and its fp16 kernels then ran 2.2x slower,
-    converting around every operation."""
-    from tvm.target import codegen
-
-    name = str(codegen.llvm_get_system_cpu())
-    flags = _host_flags()
-    host = frozenset(f for f in KEY_FEATURES if _flag(f) in flags)
-    if not flags or host <= _key_features(name):
-        return name
-    archlist = codegen.llvm_get_cpu_archlist(tvm.target.Target({"kind": "llvm"}))
-    matches = [str(cpu) for cpu in archlist if _key_features(str(cpu)) == host]
-    if not matches:
-        return name
-
-    def size(cpu: str) -> int:
-        return len(codegen.llvm_get_cpu_features(tvm.target.Target({"kind": "llvm", "mcpu": cpu})))
-
-    return min(matches, key=lambda cpu: (size(cpu), cpu))
+from explorer.core.errors import ExplorerError
+from explorer.host.toolchain import find_lld, rocm_missing, rocm_path
+from explorer.store.cache import atomic_path
 
 
 def llvm_target(mcpu: str) -> dict:

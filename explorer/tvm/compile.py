@@ -14,12 +14,13 @@ import tvm
 from tvm import relax
 from tvm.ir.instrument import pass_instrument
 
-from ..sparsity import density
-from ..strategies import Strategy
-from ..workload_table import CallSite, Tensor
-from .frontend import imported
-from .pipeline import PipelineContext, bindings, name_of, schedules_by_tuning, sinfo_tensors, strategy_passes
-from .vnni import has_vnni
+from explorer.core.strategies import Strategy
+from explorer.tvm.frontend import imported
+from explorer.tvm.passes.pruning import density
+from explorer.tvm.passes.vnni import has_vnni
+from explorer.tvm.pipeline import PipelineContext, schedules_by_tuning, strategy_passes
+from explorer.tvm.relax_ir import bindings, name_of, sinfo_tensors
+from explorer.workload.table import CallSite, Tensor
 
 #: The pass after which the analysed TIR is captured.
 CAPTURE_AFTER = "tirx.FlattenBuffer"

@@ -8,8 +8,8 @@ from collections import Counter
 import onnx
 import tvm
 
-from ..errors import ExplorerError
-from ..sparsity import prune
+from explorer.core.errors import ExplorerError
+from explorer.tvm.passes.pruning import prune
 
 #: Control flow TVM 0.27's ONNX frontend imports itself, not through its converter table.
 FRONTEND_OPS = frozenset({"If"})

@@ -30,25 +30,26 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-import numpy as np
-
 import tvm
-import tvm_ffi
-from tvm import relax, s_tir
-from tvm.ir.expr import Constant
+from tvm import relax
 from tvm.s_tir import dlight as dl
-from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import ScheduleRule
-from tvm.s_tir.dlight.base.common_schedules import try_inline
 
-from ..strategies import WEIGHT_ONLY, Strategy
-from ..workload_table import Tensor
-from .cpu_schedules import ParallelElementwise, SingleRowReduction, TiledReduction, VnniReduction
-from .gpu_schedules import DecodeGEMV, Int8Reduction
-from .packed_weights import packed_float_weights
-from .precision import precision_pass
-from .vnni import vnni_int8_kernels
-from .weight_only import fuse_dequantize_matmul, weight_only_pass
+from explorer.core.strategies import WEIGHT_ONLY, Strategy
+from explorer.tvm.passes.fusion_groups import record_fusion_groups
+from explorer.tvm.passes.matmul_weights import pad_matmul_columns, weights_along_k
+from explorer.tvm.passes.operator_rewrites import bound_kernels_as_operators, clip_as_max_min, non_negative_squeeze_axes
+from explorer.tvm.passes.packed_weights import packed_float_weights
+from explorer.tvm.passes.precision import precision_pass
+from explorer.tvm.passes.vnni import vnni_int8_kernels
+from explorer.tvm.passes.weight_only import fuse_dequantize_matmul, weight_only_pass
+from explorer.tvm.schedules.decode_gemv import DecodeGEMV
+from explorer.tvm.schedules.inline_elementwise import InlineElementwise
+from explorer.tvm.schedules.int8_reduction import Int8Reduction
+from explorer.tvm.schedules.parallel_elementwise import ParallelElementwise
+from explorer.tvm.schedules.single_row_reduction import SingleRowReduction
+from explorer.tvm.schedules.tiled_reduction import TiledReduction
+from explorer.tvm.schedules.vnni_reduction import VnniReduction
 
 
 @dataclasses.dataclass
@@ -63,243 +64,6 @@ class PipelineContext:
 
 
 Factory = Callable[[PipelineContext], list]
-
-
-class InlineElementwise(ScheduleRule):
-    """Inline injective blocks into their neighbours and place epilogues after a reduction inside
-    the reduction's spatial loops, so a fused kernel keeps no full-size intermediate buffer."""
-
-    def apply(self, func, target, _):
-        if not isinstance(func, tvm.tirx.PrimFunc) or not self.is_target_available(target):
-            return None
-        sch = s_tir.Schedule(func)
-        infos = normalize_prim_func(sch)
-        if infos is None:
-            return None
-        remaining = try_inline(sch, infos)
-        reductions = [b for b in remaining if b.is_reduction()]
-        for info in remaining:
-            if info.is_reduction():
-                continue
-            producers = [p for p in sch.get_producers(info.block_rv)]
-            for red in reductions:
-                if any(sch.get(p).same_as(sch.get(red.block_rv)) for p in producers):
-                    kinds = red.dom_kind()
-                    n_spatial = len(kinds) - len(kinds.lstrip("S"))
-                    loops = sch.get_loops(red.block_rv)
-                    if 0 < n_spatial <= len(loops):
-                        try:
-                            sch.reverse_compute_at(info.block_rv, loops[n_spatial - 1], preserve_unit_loops=True)
-                        except Exception:  # not placeable (e.g. a transposing epilogue): stays separate
-                            pass
-                    break
-        return sch
-
-
-def name_of(var) -> str:
-    """The name of a Relax variable or global."""
-    return getattr(var, "name_hint", None) or var.name
-
-
-def sinfo_tensors(sinfo, name: str, origin: str) -> list[Tensor]:
-    """The tensors of a Relax type (a tuple type gives one per field)."""
-    if isinstance(sinfo, relax.TupleType):
-        out = []
-        for i, f in enumerate(sinfo.fields):
-            out += sinfo_tensors(f, f"{name}.{i}", origin)
-        return out
-    shape = tuple(int(d) for d in sinfo.shape.values) if sinfo.shape is not None else ()
-    return [Tensor(name, shape, str(sinfo.dtype), origin)]
-
-
-def bindings(func: relax.Function):
-    """Every binding of a Relax function, in order."""
-    for block in func.body.blocks:
-        yield from block.bindings
-
-
-def _group_members(mod: tvm.IRModule) -> dict[str, tuple[list[str], list[Tensor]]]:
-    """After FuseOps: for each fused group (by function name, which FuseTIR gives the fused kernel),
-    the operator kernels it contains and the intermediate tensors inside it."""
-    out = {}
-    for binding in bindings(mod["main"]):
-        call = binding.value
-        if not isinstance(call, relax.Call) or not isinstance(call.op, tvm.ir.GlobalVar):
-            continue
-        group = mod[call.op]
-        if not isinstance(group, relax.Function):
-            continue
-        members, inner = [], []
-        result = group.body.body
-        for b in bindings(group):
-            if isinstance(b.value, relax.Call) and b.value.op.same_as(tvm.ir.Op.get("relax.call_tir")):
-                members.append(name_of(b.value.args[0]))
-                if not b.var.same_as(result):
-                    inner += sinfo_tensors(b.var.ty, name_of(b.var), "kernel")
-        out[name_of(call.op)] = (members, inner)
-    return out
-
-
-def _record_groups(ctx: PipelineContext) -> tvm.transform.Pass:
-    @tvm.transform.module_pass(opt_level=0, name="explorer.RecordFusionGroups")
-    def record(mod, _ctx):
-        for name, (members, inner) in _group_members(mod).items():
-            # a member fused by an earlier grouping (a dequantized matmul) stands for its own members
-            expanded, nested = [], []
-            for m in members:
-                earlier = ctx.groups.pop(m, ([m], []))
-                expanded += earlier[0]
-                nested += earlier[1]
-            ctx.groups[name] = (expanded, nested + inner)
-        return mod
-
-    return record
-
-
-@relax.expr_functor.mutator
-class _CallRewriter(relax.PyExprMutator):
-    """Rewrites every call of one Relax operator with ``rewrite(call, mod)`` (None keeps the call)."""
-
-    def __init__(self, mod: tvm.IRModule, op: str, rewrite):
-        super().__init__(mod)
-        self.op, self.rewrite = op, rewrite
-
-    def visit_call_(self, call):
-        call = super().visit_call_(call)
-        if not (isinstance(call.op, tvm.ir.Op) and call.op.name == self.op):
-            return call
-        rewritten = self.rewrite(call, self.builder_.get())
-        return call if rewritten is None else rewritten
-
-
-def _rewrite_calls(mod: tvm.IRModule, op: str, rewrite) -> tvm.IRModule:
-    """``mod`` with every call of ``op`` in its Relax functions rewritten (see :class:`_CallRewriter`;
-    a copy: a pass may be given the importer's cached module)."""
-    mod = mod.clone()
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            mod[gv] = _CallRewriter(mod, op, rewrite).visit_expr(func)
-    return mod
-
-
-def _non_negative_axes(call, _mod):
-    if call.attrs.axis is None or all(int(a) >= 0 for a in call.attrs.axis):
-        return None
-    rank = call.args[0].ty.ndim
-    return relax.op.squeeze(call.args[0], [int(a) % rank for a in call.attrs.axis])
-
-
-@tvm.transform.module_pass(opt_level=0, name="explorer.NonNegativeSqueezeAxes")
-def non_negative_squeeze_axes(mod, _ctx):
-    """Rewrite ``squeeze`` axes counted from the end as axes counted from the front: TVM 0.27's
-    ConvertLayout dies with ``std::bad_alloc`` on a negative squeeze axis."""
-    return _rewrite_calls(mod, "relax.squeeze", _non_negative_axes)
-
-
-def _max_min_of_clip(call, _mod):
-    dtype = call.args[0].ty.dtype
-    low, high = (relax.const(float(getattr(a.value, "value", a.value)), dtype) for a in call.args[1:3])
-    return relax.op.minimum(relax.op.maximum(call.args[0], low), high)
-
-
-@tvm.transform.module_pass(opt_level=0, name="explorer.ClipAsMaxMin")
-def clip_as_max_min(mod, _ctx):
-    """Rewrite ``clip(x, a, b)`` (bounds as PrimValues, e.g. TVM's HardSigmoid) as
-    ``minimum(maximum(x, a), b)`` with constant bounds: ToMixedPrecision fails on a PrimValue
-    argument (``Expected TensorType, but got T.int64``)."""
-    return _rewrite_calls(mod, "relax.clip", _max_min_of_clip)
-
-
-def _bound_kernel(func) -> tuple[str, object] | None:
-    """``("maximum" | "minimum", bound)`` if the PrimFunc is one element-wise max or min of its first
-    input with a one-element bound: ``bound`` is None for its second input, else the literal), or None."""
-    if not isinstance(func, tvm.tirx.PrimFunc) or len(func.params) not in (2, 3):
-        return None
-    sch = s_tir.Schedule(func)
-    blocks = sch.get_child_blocks(sch.get_sblock("root"))
-    if len(blocks) != 1:
-        return None
-    store = sch.get(blocks[0]).body
-    value = getattr(store, "value", None)
-    op = {"Max": "maximum", "Min": "minimum"}.get(type(value).__name__)
-    x, bound = (getattr(value, "a", None), getattr(value, "b", None))
-    if op is None or type(x).__name__ != "TensorLoad" or not x.source.same_as(func.params[0]) \
-            or not tvm_ffi.structural_equal(list(x.indices), list(store.indices)) \
-            or list(func.params[0].shape) != list(store.buffer.shape):
-        return None
-    if len(func.params) == 3 and type(bound).__name__ == "TensorLoad" and bound.source.same_as(func.params[1]) \
-            and all(int(d) == 1 for d in func.params[1].shape):
-        return op, None
-    if len(func.params) == 2 and type(bound).__name__ in ("FloatImm", "IntImm"):
-        return op, bound.value
-    return None
-
-
-def _operator_of_bound_kernel(call, mod):
-    kernel = _bound_kernel(mod[call.args[0]])
-    if kernel is None:
-        return None
-    op, bound = kernel
-    args = list(call.args[1].fields)
-    # a 0-d bound: ConvertLayout leaves a binary op with a (1,)-shaped operand in the old layout
-    bound = relax.op.reshape(args[1], []) if bound is None else relax.const(bound, args[0].ty.dtype)
-    return getattr(relax.op, op)(args[0], bound)
-
-
-@tvm.transform.module_pass(opt_level=0, name="explorer.BoundKernelsAsOperators")
-def bound_kernels_as_operators(mod, _ctx):
-    """Rewrite the max/min TE kernels TVM's ONNX importer makes of ``Clip`` as Relax ``maximum`` /
-    ``minimum``: ConvertLayout cannot see through a ``call_tir`` (each ReLU6 of an NHWC build was
-    wrapped in two transposes) and ToMixedPrecision cannot type one (``Expected TensorType``)."""
-    return _rewrite_calls(mod, "relax.call_tir", _operator_of_bound_kernel)
-
-
-#: A matmul whose constant weight has at least this many columns...
-PAD_MIN_COLUMNS = 64
-#: ...and whose column count has no divisor of at least half a vector's lanes gets its columns padded to
-#: a multiple of this (16 fp32 lanes of AVX-512): a vocabulary of 50257 columns (prime) otherwise runs
-#: one lane at a time.
-PAD_COLUMNS_TO = 16
-
-
-def _padded_columns(call, _mod):
-    weight = call.args[1]
-    if not isinstance(weight, Constant) or weight.ty.ndim != 2:
-        return None
-    columns = int(weight.ty.shape.values[1])
-    if columns < PAD_MIN_COLUMNS or max(d for d in range(1, PAD_COLUMNS_TO + 1) if columns % d == 0) >= PAD_COLUMNS_TO // 2:
-        return None
-    value = weight.value.numpy()
-    padded = np.zeros((value.shape[0], -(-columns // PAD_COLUMNS_TO) * PAD_COLUMNS_TO), value.dtype)
-    padded[:, :columns] = value
-    out = relax.op.matmul(call.args[0], relax.const(padded), out_dtype=call.attrs.out_dtype)
-    return relax.op.strided_slice(out, axes=[call.ty.ndim - 1], begin=[0], end=[columns])
-
-
-def _nt_weight(call, _mod):
-    weight = call.args[1]
-    if not isinstance(weight, Constant) or weight.ty.ndim != 2 or not str(weight.ty.dtype).startswith(("float", "bfloat")):
-        return None
-    kept = relax.const(np.ascontiguousarray(weight.value.numpy().T))
-    return relax.op.matmul(call.args[0], relax.op.permute_dims(kept), out_dtype=call.attrs.out_dtype)
-
-
-@tvm.transform.module_pass(opt_level=0, name="explorer.WeightsAlongK")
-def weights_along_k(mod, _ctx):
-    """Keep each constant float matmul weight ``[N, K]`` (``x @ W^T``, which ``FuseTransposeMatmul`` makes
-    one kernel), as GPU deployments keep them (PyTorch's Linear, MLC-LLM's ``NT_matmul``): a decode step's
-    GEMV then reads each output's weights along K, and DLight's ``GEMV`` rule schedules it (its
-    outer-reduction schedule, for ``[K, N]``, has parameters for OpenCL and Metal only)."""
-    return _rewrite_calls(mod, "relax.matmul", _nt_weight)
-
-
-@tvm.transform.module_pass(opt_level=0, name="explorer.PadMatmulColumns")
-def pad_matmul_columns(mod, _ctx):
-    """Pad the columns of a constant matmul weight whose count vectorizes badly (see
-    :data:`PAD_COLUMNS_TO`) with zeros, and slice the result back: the LM head of a vocabulary of 50257
-    then runs 16 lanes at a time, as deployments pad their vocabularies. The weight grows by under
-    :data:`PAD_COLUMNS_TO` columns (0.03% for GPT-2's)."""
-    return _rewrite_calls(mod, "relax.matmul", _padded_columns)
 
 
 def _prepare(ctx: PipelineContext) -> list:
@@ -362,13 +126,13 @@ def _dequantize_into_matmuls(ctx: PipelineContext) -> list:
     then sees the result as a matmul kernel and gives it its epilogue."""
     if ctx.strategy.precision not in WEIGHT_ONLY:
         return []
-    return [fuse_dequantize_matmul(), _record_groups(ctx), relax.transform.FuseTIR(),
+    return [fuse_dequantize_matmul(), record_fusion_groups(ctx.groups), relax.transform.FuseTIR(),
             relax.transform.AnnotateTIROpPattern()]
 
 
 FUSION: dict[str, Factory] = {
     "none": lambda ctx: [],
-    "tvm": lambda ctx: [*_dequantize_into_matmuls(ctx), relax.transform.FuseOps(), _record_groups(ctx),
+    "tvm": lambda ctx: [*_dequantize_into_matmuls(ctx), relax.transform.FuseOps(), record_fusion_groups(ctx.groups),
                         relax.transform.FuseTIR()],
 }
 

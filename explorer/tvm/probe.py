@@ -12,10 +12,10 @@ def probe() -> dict:
     import tvm
     from tvm.target import codegen
 
-    from .codegen import host_cpu
-    from .vnni import has_vnni
+    from explorer.tvm.llvm_host import host_llvm_cpu
+    from explorer.tvm.passes.vnni import has_vnni
 
-    cpu = host_cpu()
+    cpu = host_llvm_cpu()
     host = tvm.target.Target({"kind": "llvm", "mcpu": cpu})
     features = set(codegen.llvm_get_cpu_features(host))
     return {

@@ -113,7 +113,7 @@ def measure(req):
     outputs, then time it: TVM's time evaluator after that run, ``req.timed_runs`` repeats, each the
     mean of as many inferences as last ``req.min_repeat_s``; then each kernel call, over
     ``req.timed_runs`` more inferences (:func:`kernel_calls_s`)."""
-    from ..records import Measurement
+    from explorer.core.variant import Measurement
 
     tvm, machine = load_vm(Path(req.library))
     args = [tvm.runtime.tensor(x) for x in req.inputs]

@@ -6,16 +6,25 @@ import contextlib
 import socket
 import time
 
-from ..errors import ExplorerError, one_line
-from ..records import Failure, KernelCall, Lowering, LoweringRequest, Measurement, Status, StatusKind, TimingRequest
-from ..workload_table import workload_table
+from explorer.core.errors import ExplorerError, one_line
+from explorer.core.variant import (
+    Failure,
+    KernelCall,
+    Lowering,
+    LoweringRequest,
+    Measurement,
+    Status,
+    StatusKind,
+    TimingRequest,
+)
+from explorer.workload.table import workload_table
 
 
 def warm_up() -> None:
     """Import TVM's compiler once per worker process (it takes seconds)."""
     import tvm  # noqa: F401
 
-    from . import compile  # noqa: F401
+    from explorer.tvm import compile  # noqa: F401
 
 
 def lower_variant(req: LoweringRequest) -> Lowering | Failure:
@@ -32,7 +41,7 @@ def lower_variant(req: LoweringRequest) -> Lowering | Failure:
 def time_variant(req: TimingRequest) -> Measurement | Failure:
     """Run ``req``'s library once (its outputs) and time it, in this process, with the threads its
     TVM runtime was started with (``TVM_NUM_THREADS``)."""
-    from . import runtime
+    from explorer.tvm import runtime
 
     try:
         return runtime.measure(req)
@@ -41,10 +50,10 @@ def time_variant(req: TimingRequest) -> Measurement | Failure:
 
 
 def _lower(req: LoweringRequest) -> Lowering:
-    from . import codegen
-    from .compile import compile_variant
-    from .tir import analyse_module
-    from .tuning import TuningSetup
+    from explorer.tvm import codegen
+    from explorer.tvm.compile import compile_variant
+    from explorer.tvm.tir.walker import analyse_module
+    from explorer.tvm.tuning.search import TuningSetup
 
     start = time.perf_counter()
     cuda = req.lowering == "cuda"

@@ -1,0 +1,42 @@
+"""Arguments several verbs share, and the argument types of the ``explorer`` command."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def model_args(sp) -> None:
+    """The model and how to make it static: a zoo name or ONNX file, input shapes and frozen inputs."""
+    sp.add_argument("model", help="a zoo model name (see `explorer models`) or the path of an .onnx file")
+    sp.add_argument("--input-shape", action="append", metavar="NAME:D1,D2,...",
+                    help="static shape of an input (repeatable); a symbolic batch dimension defaults to 1")
+    sp.add_argument("--input-value", action="append", metavar="NAME=VALUE",
+                    help="freeze an input to a constant (repeatable), e.g. sr=16000: what depends on it is "
+                         "folded, and an If on it keeps one branch")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def calibration_arg(sp) -> None:
+    """Where int8 calibration inputs come from."""
+    sp.add_argument("--calibration", metavar="DIR",
+                    help="int8 calibration inputs: .npy files, one sample each (a folder per input for models "
+                         "with several); default: 4 seeded random samples")
+
+
+def batches(text: str) -> list[int]:
+    """A comma-separated list of batch sizes, each at least 1, without repeats."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"every batch must be at least 1, got {text!r}")
+    return list(dict.fromkeys(values))
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -1,0 +1,19 @@
+"""The ``explorer`` command's argument parser: one subparser per verb, each from its own module."""
+
+from __future__ import annotations
+
+import argparse
+
+from explorer.cli import best, calibrate, catalogue, compare, doctor, fusion, measure, project, run, sweep, tune
+
+#: The verb modules, in the order ``explorer --help`` lists them.
+VERBS = (catalogue, doctor, sweep, fusion, tune, best, compare, project, run, measure, calibrate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``explorer`` command."""
+    p = argparse.ArgumentParser(prog="explorer", description="Energy explorer for deep-learning compilation on Apache TVM.")
+    sub = p.add_subparsers(dest="verb", required=True)
+    for verb in VERBS:
+        verb.add_parser(sub)
+    return p

@@ -1,0 +1,144 @@
+"""Local worker processes for a sweep: spawned (TVM is not fork-safe), isolated, under a time limit.
+
+Each of ``jobs`` slots is one spawned process that imports TVM once and then compiles the requests it
+is sent, one at a time. A request whose process dies (a segfault inside TVM) or runs past
+``timeout_s`` costs that request alone: its result is a :class:`~explorer.records.Failure` of kind
+``crashed`` or ``timed-out``, the slot's process is replaced, and the other slots go on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import deque
+from multiprocessing.connection import wait
+from typing import Callable, Iterable, Iterator
+
+from explorer.core.variant import Failure, Status, StatusKind
+from explorer.host.cpu import machine_cores
+
+CRASHED = Status(StatusKind.CRASHED, "the TVM worker process crashed (a segfault inside TVM); see the worker's stderr")
+
+#: Memory a compile worker may need at its peak (TVM, a ResNet-50-sized module and its lowering).
+WORKER_BYTES = 3 << 30
+
+
+def default_jobs() -> int:
+    """Workers this machine can run at once: one per core, as many as its free memory holds."""
+    cores = machine_cores()
+    try:
+        import psutil
+
+        fit = max(1, int(psutil.virtual_memory().available // WORKER_BYTES))
+    except ImportError:
+        fit = cores
+    return max(1, min(cores, fit))
+
+
+_READY = "ready"
+
+
+def _serve(conn, fn: Callable) -> None:
+    """A slot's process: run ``fn`` on every request received, send back what it returns."""
+    from explorer.tvm.worker import warm_up
+
+    warm_up()
+    conn.send((_READY, None))  # the time limit counts from here, not from the process's start
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        conn.send((job[0], fn(job[1])))
+
+
+class _Slot:
+    def __init__(self, fn: Callable, env: dict[str, str]):
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(child, fn), daemon=True)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)  # a spawned process starts with this process's environment
+        try:
+            self.process.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        child.close()
+        self.job = None
+        self.started = 0.0
+
+    def send(self, job_id, request) -> None:
+        self.job = job_id
+        self.started = time.monotonic()
+        self.conn.send((job_id, request))
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+
+class WorkerPool:
+    """``jobs`` isolated worker processes running ``fn`` (a picklable, module-level function of one
+    request); ``timeout_s`` limits each request (None: no limit); ``env`` is set in the workers'
+    environment (e.g. ``TVM_NUM_THREADS``, which TVM's runtime reads once, at start)."""
+
+    def __init__(self, fn: Callable, jobs: int = 1, timeout_s: float | None = None, env: dict | None = None):
+        self.fn, self.jobs, self.timeout_s, self.env = fn, max(1, jobs), timeout_s, dict(env or {})
+        self.slots: list[_Slot] = []
+
+    def map(self, requests: Iterable, on_start: Callable | None = None) -> Iterator[tuple[int, object]]:
+        """Run every request; yield ``(index, result)`` as each finishes, in any order. ``on_start``
+        is called with the index of each request as a worker takes it."""
+        pending = deque(enumerate(requests))
+        busy: list[_Slot] = []
+        while pending or busy:
+            while pending and len(busy) < self.jobs:
+                slot = next((s for s in self.slots if s.job is None), None)
+                if slot is None:
+                    slot = _Slot(self.fn, self.env)
+                    self.slots.append(slot)
+                index, req = pending.popleft()
+                if on_start:
+                    on_start(index)
+                slot.send(index, req)
+                busy.append(slot)
+            limit = None
+            if self.timeout_s is not None:
+                limit = max(0.0, min(s.started + self.timeout_s for s in busy) - time.monotonic())
+            ready = set(wait([s.conn for s in busy] + [s.process.sentinel for s in busy], timeout=limit))
+            for slot in list(busy):
+                result = None
+                if slot.conn in ready:
+                    try:
+                        tag, result = slot.conn.recv()
+                    except (EOFError, OSError):
+                        tag, result = None, Failure(CRASHED)
+                    if tag == _READY:
+                        slot.started = time.monotonic()
+                        continue
+                elif slot.process.sentinel in ready:
+                    result = Failure(CRASHED)
+                elif self.timeout_s is not None and time.monotonic() - slot.started >= self.timeout_s:
+                    result = Failure(Status(StatusKind.TIMED_OUT, f"ran past its time limit of {self.timeout_s:g} s "
+                                                                   "(--variant-timeout)"))
+                if result is None:
+                    continue
+                busy.remove(slot)
+                index, slot.job = slot.job, None
+                if isinstance(result, Failure) and result.status.kind in (StatusKind.CRASHED, StatusKind.TIMED_OUT):
+                    slot.stop()
+                    self.slots.remove(slot)
+                yield index, result
+
+    def close(self) -> None:
+        """Stop every worker process."""
+        for slot in self.slots:
+            slot.stop()
+        self.slots = []

@@ -1,0 +1,162 @@
+"""What the CPU schedule rules share: the target's vector registers, loop extents, and the stages
+they make parallel and vectorized."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+from tvm import s_tir, tirx
+from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm.target import Target
+from tvm.target.codegen import llvm_get_cpu_features, llvm_get_vector_width
+
+#: A kernel with fewer output elements than this stays on one core (forking threads costs more)...
+MIN_PARALLEL_ELEMENTS = 4096
+
+
+#: Parallel tasks an element-wise kernel's outer loops are fused into, at least (the rest stay serial loops).
+PARALLEL_TASKS = 32
+
+
+@functools.lru_cache(maxsize=16)
+def _vector_bits(target_str: str) -> int:
+    target = Target(target_str)
+    features = set(llvm_get_cpu_features(target))
+    # llvm_get_vector_width says 512 for every x86 mcpu with this wheel (haswell too): x86 by features
+    if "avx512f" in features:
+        return 512
+    if "avx" in features:
+        return 256
+    if "sse2" in features:
+        return 128
+    return max(llvm_get_vector_width(target), 128)
+
+
+def vector_bits(target: Target) -> int:
+    """Width in bits of the target's native vector registers (x86: by its CPU features)."""
+    return _vector_bits(str(target))
+
+
+def is_cpu(target: Target) -> bool:
+    """Whether ``target`` is a CPU (an llvm target)."""
+    return target.kind.name == "llvm"
+
+
+def vector_lanes(target: Target, dtype_bits: int) -> int:
+    """Lanes of ``dtype_bits``-bit elements in the target's native vector register."""
+    return max(vector_bits(target) // max(dtype_bits, 8), 1)
+
+
+def loop_extent(sch: s_tir.Schedule, loop) -> int | None:
+    """A loop's extent, or None where it is not a constant."""
+    extent = sch.get(loop).extent
+    return int(extent) if isinstance(extent, tirx.IntImm) else None
+
+
+def largest_divisor(extent: int, limit: int) -> int:
+    """The largest divisor of ``extent`` not above ``limit`` (1 when none is)."""
+    return next((d for d in range(min(limit, extent), 0, -1) if extent % d == 0), 1)
+
+
+def vars_in(expr) -> set:
+    """The variables an expression reads."""
+    return set(tirx.analysis.undefined_vars(expr))
+
+
+def static_elements(buffer) -> int:
+    """Elements of ``buffer``, its dynamic dimensions counted as 1."""
+    return math.prod(int(d) if isinstance(d, tirx.IntImm) else 1 for d in buffer.shape)
+
+
+def vectorize_innermost(sch, block, lanes: int) -> None:
+    """Vectorize a block's innermost loop by the largest divisor of its extent up to ``lanes``."""
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    extent = loop_extent(sch, loops[-1])
+    if extent is None or extent < 2:
+        return
+    vec = largest_divisor(extent, lanes)
+    if vec < 2:
+        return
+    if vec < extent:
+        _, loops_inner = sch.split(loops[-1], factors=[None, vec])
+        sch.vectorize(loops_inner)
+    else:
+        sch.vectorize(loops[-1])
+
+
+def normalized(func, target):
+    """``(schedule, block infos)`` of a CPU PrimFunc, normalized as DLight's rules want it; infos are
+    ``None`` where the function is not one or does not normalize."""
+    if not isinstance(func, tirx.PrimFunc) or not is_cpu(target):
+        return None, None
+    sch = s_tir.Schedule(func)
+    return sch, normalize_prim_func(sch)
+
+
+def with_vectorized_output(sch, output, target):
+    """``sch`` with the ``output`` block fused, vectorized and parallel (:func:`parallel_vectorized`),
+    or ``None`` where its loops do not allow it."""
+    try:
+        parallel_vectorized(sch, output.block_rv, target)
+    except (RuntimeError, ValueError):
+        return None
+    return sch
+
+
+def parallel_rows(sch, block, target) -> None:
+    """A padding (or copying) stage: its loops but the innermost fused and run on the cores, the
+    innermost (one row: the border test there is on its own index) vectorized where a divisor of its
+    extent fills at least a quarter of a vector register."""
+    loops = sch.get_loops(block)
+    stmt = sch.get(block)
+    if not loops or not stmt.writes:
+        raise ValueError("nothing to schedule")
+    if len(loops) > 1:
+        outer = sch.fuse(*loops[:-1])
+        if (loop_extent(sch, outer) or 0) * (loop_extent(sch, loops[-1]) or 0) >= MIN_PARALLEL_ELEMENTS:
+            sch.parallel(outer)
+    lanes = vector_lanes(target, stmt.writes[0].source.dtype.bits)
+    extent = loop_extent(sch, loops[-1]) or 1
+    vec = largest_divisor(extent, lanes)
+    if vec >= max(lanes // 4, 2):
+        if vec < extent:
+            _, inner = sch.split(loops[-1], factors=[None, vec])
+            sch.vectorize(inner)
+        else:
+            sch.vectorize(loops[-1])
+
+
+def parallel_vectorized(sch, block, target) -> None:
+    """Fuse a spatial block's loops, vectorize the inner ``lanes`` (a divisor of the innermost axis's
+    extent) and run the rest on the cores (when the block is large enough to pay for it)."""
+    loops = sch.get_loops(block)
+    stmt = sch.get(block)
+    if not loops or not stmt.writes:
+        raise ValueError("nothing to schedule")
+    lanes = vector_lanes(target, stmt.writes[0].source.dtype.bits)
+    extents = [loop_extent(sch, loop) for loop in loops]
+    if any(e is None for e in extents):
+        raise ValueError("dynamic extent")
+    # a vector within one row of the innermost axis: across rows its index has a division by the row
+    # length that TVM does not simplify away, and LLVM gathers and scatters it lane by lane. The vector
+    # is split off the innermost loop before the rest is fused, so that each lane's index is the loop's
+    # own and not a division of the fused index (evaluated lane by lane in int64)
+    vec = largest_divisor(extents[-1], lanes)
+    serial = list(loops)
+    if vec > 1:
+        rest, vector = sch.split(loops[-1], factors=[None, vec])
+        sch.vectorize(vector)
+        serial = [*loops[:-1], rest]
+    # only as many outer loops as make PARALLEL_TASKS are fused: each lane's indices are then the inner
+    # loops' own, not divisions of one fused index (a dequantize kernel spent 30 scalar instructions
+    # a vector on them, 4x its arithmetic)
+    count, tasks = 0, 1
+    while count < len(serial) and tasks < PARALLEL_TASKS:
+        tasks *= loop_extent(sch, serial[count]) or 1
+        count += 1
+    outer = sch.fuse(*serial[:count]) if count > 1 else serial[0]
+    if math.prod(extents) >= MIN_PARALLEL_ELEMENTS:
+        sch.parallel(outer)

@@ -1,0 +1,103 @@
+"""The CPU's schedule of an int8 kernel of :mod:`explorer.tvm.passes.vnni`: ``VPDPBUSD`` tensorized over
+a register tile of output rows and blocks of 16 channels."""
+
+from __future__ import annotations
+
+from tvm import s_tir, tirx
+from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm.s_tir.dlight.base import ScheduleRule
+from tvm.s_tir.dlight.base.common_schedules import try_inline
+
+from explorer.tvm.passes.vnni import LANES, VNNI_BLOCK, register_vnni_intrinsic
+from explorer.tvm.schedules.common import (
+    MIN_PARALLEL_ELEMENTS,
+    is_cpu,
+    loop_extent,
+    parallel_vectorized,
+    vector_lanes,
+    vectorize_innermost,
+)
+from explorer.tvm.schedules.tiling import TILE_ROWS
+
+#: Blocks of 16 output channels that one broadcast activation feeds, tried largest first.
+VNNI_BLOCKS = (2, 1)
+
+
+class VnniReduction(ScheduleRule):
+    """An int8 kernel of :mod:`explorer.tvm.vnni`, tensorized with ``dot_16x4_vnni``.
+
+    The accumulator block's loops are ``s... / rows / block / lane`` (spatial; ``lane`` the 16 output
+    channels of one instruction) and ``r... / group`` (reduction; ``group`` its 4 bytes). ``rows``
+    (output pixels or matmul rows) is split into a register tile of :data:`TILE_ROWS` and ``block``
+    into :data:`VNNI_BLOCKS` blocks of 16 channels, so each weight load feeds ``rows`` instructions
+    and each broadcast activation ``blocks`` of them. Loop order: ``parallel(outer) / r... /
+    blocks / rows / [lane x group: VPDPBUSD]``, accumulators in a local tile initialised before the
+    reduction, the epilogue (shift correction, dequantization, fused element-wise work) applied to
+    the tile after it; the padded channels-last copy of the input is a parallel stage of its own.
+    """
+
+    def apply(self, func, target, _):
+        if not isinstance(func, tirx.PrimFunc) or not is_cpu(target):
+            return None
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if infos is None:
+            return None
+        acc = [b for b in infos if VNNI_BLOCK in sch.get(b.block_rv).annotations]
+        if len(acc) != 1:
+            return None
+        acc = acc[0]
+        pads = [b for b in infos if sch.get(b.block_rv).name_hint == "vnni_pad"]
+        remaining = try_inline(sch, [b for b in infos if b is not acc and b not in pads])
+        epilogues = [b for b in remaining if b is not acc]
+        if len(epilogues) != 1 or not epilogues[0].is_injective():
+            return None
+        try:
+            self._schedule(sch, acc, epilogues[0].block_rv, target)
+            for pad in pads:
+                parallel_vectorized(sch, pad.block_rv, target)
+        except (RuntimeError, ValueError):
+            return None
+        return sch
+
+    def _schedule(self, sch, acc, epilogue, target):
+        block = acc.block_rv
+        kinds = acc.dom_kind()
+        n_spatial = len(kinds) - len(kinds.lstrip("S"))
+        loops = sch.get_loops(block)
+        spatial, reduce = list(loops[:n_spatial]), list(loops[n_spatial:])
+        # which loop is which, by the accumulator dimension its iterator indexes (normalisation drops
+        # unit loops: one matmul row, a single block of 16 channels)
+        iters = [iv.var for iv in sch.get(block).iter_vars][:n_spatial]
+        region = sch.get(block).writes[0].region
+        role = {}
+        for name, dim in (("lane", -1), ("block", -2), ("rows", -3)):
+            if len(region) >= -dim and isinstance(region[dim].min, tirx.Var) and region[dim].min in iters:
+                role[name] = spatial[iters.index(region[dim].min)]
+        if "lane" not in role or len(reduce) < 2 or loop_extent(sch, role["lane"]) != LANES:
+            raise ValueError("not a VNNI accumulator")
+        lane = role["lane"]
+        outer = [loop for loop in spatial if all(not sch.get(loop).same_as(sch.get(r)) for r in role.values())]
+        row_tile, block_tile = [], []
+        for name, sizes, tile in (("rows", TILE_ROWS, row_tile), ("block", VNNI_BLOCKS, block_tile)):
+            if name in role:
+                size = next((r for r in sizes if (loop_extent(sch, role[name]) or 0) % r == 0), 1)
+                lo, hi = sch.split(role[name], factors=[None, size])
+                outer.append(lo)
+                tile.append(hi)
+        sch.reorder(*outer, *reduce[:-1], *block_tile, *row_tile, lane, reduce[-1])
+        fused = sch.fuse(*outer)
+        elements = 1
+        for dim in sch.get(block).writes[0].source.shape:
+            elements *= int(dim) if isinstance(dim, tirx.IntImm) else 1
+        if elements >= MIN_PARALLEL_ELEMENTS:
+            sch.parallel(fused)
+        # the accumulator is the kernel's own buffer: under the parallel loop it compacts to the tile
+        # (a stack array; the intrinsic's buffers are in the default scope, so it cannot be "local")
+        sch.reverse_compute_at(epilogue, fused, preserve_unit_loops=True)
+        init = sch.decompose_reduction(block, reduce[0])
+        sch.vectorize(sch.get_loops(init)[-1])
+        sch.tensorize(lane, register_vnni_intrinsic())
+        for loop in (*row_tile, *block_tile):
+            sch.unroll(loop)
+        vectorize_innermost(sch, epilogue, vector_lanes(target, 32))

@@ -1,0 +1,98 @@
+"""The buffers a kernel touches: each one's use (where it lives, bytes loaded and stored) and the access
+sites the reuse model reads (their loops and index strides)."""
+
+from __future__ import annotations
+
+import tvm
+import tvm_ffi
+from tvm import sym
+
+from explorer.tvm.tir.expr import bytes_of, int_of
+from explorer.tvm.tir.loops import LoopNest
+from explorer.workload import reuse
+from explorer.workload.table import BufferUse
+
+
+class Buffers:
+    """Every buffer of one kernel: its parameters from the start, the rest as they are declared."""
+
+    def __init__(self, func: tvm.tirx.PrimFunc):
+        self.uses: dict = {}  # buffer var -> BufferUse
+        self.sites: dict = {}  # site key -> reuse.Site
+        self.by_data: dict = {}  # buffer data var -> (BufferUse, dtype), for tensor-core intrinsics
+        self.param_by_name: dict = {}
+        for i, p in enumerate(func.params):
+            ty = p.ty
+            if hasattr(ty, "shape") and hasattr(ty, "dtype"):
+                size = 1
+                for d in ty.shape:
+                    size *= int_of(d) or 1
+                use = BufferUse(p.name, "param", i, size * bytes_of(str(ty.dtype)))
+                self.param_by_name[p.name] = use
+                self.uses[p] = use
+
+    def declare(self, s) -> None:
+        """A ``DeclBuffer`` or ``AllocBuffer``: a flat view of a parameter, or a buffer of its own."""
+        buf = s.buffer
+        size = 1
+        for d in buf.shape:
+            size *= int_of(d) or 1
+        nbytes = size * bytes_of(str(buf.dtype))
+        if type(s).__name__ == "DeclBuffer" and buf.name in self.param_by_name:
+            self.uses[buf] = self.param_by_name[buf.name]  # a flat view of the parameter
+        else:
+            scope = buf.scope() or "global"
+            self.uses[buf] = BufferUse(buf.name, scope, -1, nbytes)
+        self.by_data[buf.data] = (self.uses[buf], str(buf.dtype))
+
+    def use(self, buf) -> BufferUse:
+        """The use of ``buf`` (a buffer seen without declaration is kernel scratch)."""
+        found = self.uses.get(buf)
+        if found is None:
+            found = self.uses[buf] = BufferUse(buf.name, buf.scope() or "global", -1, 0.0)
+        return found
+
+    def fragment(self, arg):
+        """``(use, dtype)`` of the buffer a tensor-core intrinsic's argument names, or None."""
+        return self.by_data.get(arg) if isinstance(arg, tvm.tirx.Var) else None
+
+    def site(self, use: BufferUse, indices, elem_bytes: int, nest: LoopNest) -> None:
+        """Record an access site for the reuse model: its loops and index strides."""
+        if len(indices) == 1 and type(indices[0]).__name__ == "Ramp" and int_of(indices[0].stride) == 1:
+            # a contiguous vector (a tensor intrinsic's 64-byte operand): one access of all its lanes
+            elem_bytes *= int(indices[0].lanes)
+            indices = [indices[0].base]
+        elif len(indices) == 1 and type(indices[0]).__name__ == "Broadcast":
+            indices = [indices[0].value]
+        path = tuple(lid for lid, _ in nest.path)
+        key = (id(use), path, tuple(tvm_ffi.structural_hash(i) for i in indices))
+        if key in self.sites:
+            return
+        loop_vars = [v for _, v in nest.path]
+        terms, offset, affine = (), None, False
+        if len(indices) == 1:
+            index = nest.analyzer.simplify(indices[0])
+            coeffs = sym.detect_linear_equation(index, loop_vars) if loop_vars else [index]
+            if len(coeffs) == len(loop_vars) + 1 and all(int_of(c) is not None for c in coeffs[:-1]):
+                affine = True
+                terms = tuple((lid, int_of(c)) for (lid, _), c in zip(nest.path, coeffs) if int_of(c))
+                offset = int_of(coeffs[-1])
+        if not affine:  # which loops the index uses, for the non-affine estimate
+            used = [v for idx in indices for v in tvm.tirx.analysis.undefined_vars(nest.analyzer.simplify(idx))]
+            terms = tuple((lid, 1) for lid, v in nest.path if any(v.same_as(u) for u in used))
+        self.sites[key] = reuse.Site(use.name, elem_bytes, use.size_bytes, path, terms, offset, affine)
+
+    @staticmethod
+    def count(use: BufferUse, elems: float, elem_bytes: float, w: float, store: bool) -> None:
+        """``w`` accesses of ``elems`` elements of ``elem_bytes`` each, stored or loaded."""
+        if store:
+            use.store_count += w * elems
+            use.store_bytes += w * elems * elem_bytes
+        else:
+            use.load_count += w * elems
+            use.load_bytes += w * elems * elem_bytes
+
+    def all_uses(self) -> list[BufferUse]:
+        """Each buffer's use once: parameters in order, then the kernel's own by name."""
+        unique = {id(u): u for u in self.uses.values()}
+        return sorted(unique.values(), key=lambda u: (u.param_index < 0, u.param_index, u.name))

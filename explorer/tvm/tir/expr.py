@@ -1,0 +1,87 @@
+"""What a TIR expression is, to the walker: its dtype and lanes, the operation kind of a node or call,
+and whether it is index arithmetic."""
+
+from __future__ import annotations
+
+import tvm
+import tvm_ffi
+
+#: The operation kind each binary node counts as.
+BINARY_KIND = {
+    "Add": "add", "Sub": "add", "Mul": "mul", "Div": "div", "FloorDiv": "div", "FloorMod": "div",
+    "Mod": "div", "Max": "cmp", "Min": "cmp", "LT": "cmp", "LE": "cmp", "GT": "cmp", "GE": "cmp",
+    "EQ": "cmp", "NE": "cmp",
+    # bit operations (unpacking int4 weights) take an integer ALU slot as an add does
+    "RShift": "add", "LShift": "add", "BitwiseAnd": "add", "BitwiseOr": "add", "BitwiseXor": "add",
+}
+#: Calls of transcendental functions: ``special`` operations, each function costed on its own.
+SPECIAL_CALLS = {
+    "exp", "exp2", "exp10", "log", "log2", "log10", "log1p", "tanh", "sigmoid", "sqrt", "rsqrt", "erf",
+    "pow", "sin", "cos", "tan", "atan", "asin", "acos", "sinh", "cosh", "atanh", "asinh", "acosh",
+}
+#: Calls as cheap as a comparison.
+CHEAP_CALLS = {"fabs", "floor", "ceil", "round", "trunc", "nearbyint", "copysign", "isnan", "isinf", "isfinite"}
+SELECT_CALLS = {"if_then_else"}
+#: Threads that execute one tensor-core fragment operation together.
+WARP_SIZE = 32
+WMMA_CALLS = {"tvm_mma_sync", "tvm_load_matrix_sync", "tvm_store_matrix_sync", "tvm_fill_fragment"}
+LLVM_CALLS = {"call_llvm_pure_intrin", "call_llvm_intrin"}
+#: ``tirx.ForKind`` values by name.
+FOR_KINDS = {0: "serial", 1: "parallel", 2: "vectorized", 3: "unrolled", 4: "thread_binding"}
+#: LLVM intrinsics that are dot-product instructions: (operand dtype, MACs per call).
+TENSOR_INTRINSICS = {"llvm.x86.avx512.vpdpbusd.512": ("int8", 64)}
+
+
+def dtype_of(expr) -> tuple[str, int]:
+    """(scalar dtype string, lanes) of a TIR expression."""
+    dt = expr.ty.dtype if hasattr(expr, "ty") and hasattr(expr.ty, "dtype") else getattr(expr, "dtype", "handle")
+    dt = tvm.DataType(str(dt))
+    lanes = max(int(dt.lanes), 1)
+    base = str(dt).split("x")[0] if lanes > 1 else str(dt)
+    return base, lanes
+
+
+def vars_of(expr) -> list:
+    """The variables an expression uses."""
+    return list(tvm.tirx.analysis.undefined_vars(expr))
+
+
+def bytes_of(dtype: str) -> float:
+    """Bytes of one element of ``dtype`` as TVM counts its bits."""
+    return tvm.DataType(dtype).bits / 8
+
+
+def int_of(expr) -> int | None:
+    """The value of a constant integer (an ``int`` or an ``IntImm``), else None."""
+    if isinstance(expr, int):
+        return expr
+    return int(expr.value) if hasattr(expr, "value") and type(expr).__name__ == "IntImm" else None
+
+
+def uncast(e):
+    """``e`` without the casts around it."""
+    while type(e).__name__ == "Cast":
+        e = e.value
+    return e
+
+
+def is_index_arithmetic(e) -> bool:
+    """Whether an expression is integer arithmetic of loop variables and constants alone (no loads):
+    work LLVM strength-reduces or hoists, kept apart from the kernel's arithmetic as indices are."""
+    if not dtype_of(e)[0].startswith(("int", "uint")):
+        return False
+    loads = []
+    tvm_ffi.structural_visit(e, [((tvm.ir.expr.TensorLoad,), lambda *node: loads.append(node))])
+    return not loads
+
+
+def llvm_intrinsic(arg) -> str:
+    """The name of the LLVM intrinsic a ``call_llvm_(pure_)intrin`` names (by string or by id)."""
+    if type(arg).__name__ == "StringImm":
+        return str(arg.value)
+    ident = int_of(arg)
+    if ident is None:
+        return ""
+    from tvm.target import codegen
+
+    return next((n for n in TENSOR_INTRINSICS if int(codegen.llvm_lookup_intrinsic_id(n)) == ident), "")

@@ -1,0 +1,377 @@
+"""MetaSchedule tuning with reusable records and an energy-aware choice of schedule.
+
+A tuned strategy (``tuning="metaschedule:N[:pick]"``) extracts one tuning task per distinct kernel of
+the fused graph, gives each kernel ``N // kernels`` measured candidates on this CPU (counting those
+its records database already holds), and then applies one measured schedule per kernel, chosen by
+:func:`explorer.schedules.choose` on the target being built (``latency``, ``energy`` or ``edp``).
+The first measured candidate of every kernel is its default schedule (:func:`seed_default_schedules`):
+the search starts from it, and the fastest pick is never slower than the untuned build.
+
+Records live where :mod:`explorer.tuning_records` says: a larger budget only adds the missing
+trials; an interrupted tuning run keeps every batch it measured. MetaSchedule cannot measure GPU
+candidates without a GPU, so only CPU variants are tuned here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import tvm
+from tvm import relax
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+
+from cost_models.spec import TargetSpec
+from explorer.core.variant import TuningOutcome
+from explorer.scoring import picks as schedules
+from explorer.store.cache import locked, write_atomic
+from explorer.store.tuning_records import records_digest, records_dir
+from explorer.tvm.passes.vnni import register_vnni_intrinsic
+from explorer.tvm.tuning.candidates import database, kernel_key, measured_candidates, records_by_kernel
+
+#: Candidates built and measured per MetaSchedule iteration: builder workers re-import TVM for
+#: every batch (about 30 s here), so larger batches waste less.
+TRIALS_PER_BATCH = 16
+
+
+def _tune_target(target: dict) -> tvm.target.Target:
+    import psutil
+
+    return tvm.target.Target({**target, "num-cores": psutil.cpu_count(logical=False) or 1})
+
+
+def kernel_tasks(mod: tvm.IRModule, target: dict) -> list:
+    """MetaSchedule's tuning tasks for the kernels of ``mod`` (unscheduled TIR) on ``target``."""
+    return ms.relax_integration.extract_tasks(mod, _tune_target(target))
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+class _Ledger:
+    """``budgets.json`` in a records directory: per kernel (structural hash), the per-kernel trial
+    budget already tuned to. A kernel whose search space ran out before its budget still counts as
+    done, so it is not tuned again for nothing."""
+
+    def __init__(self, work_dir: Path):
+        self.path = work_dir / "budgets.json"
+        self.done = _read_json(self.path)
+
+    @staticmethod
+    def key(task) -> str:
+        return kernel_key(task.dispatched[0])
+
+    def get(self, task) -> int:
+        return int(self.done.get(self.key(task), 0))
+
+    def mark(self, tasks, budget: int) -> None:
+        with locked(self.path):  # another process may have marked other kernels meanwhile
+            on_disk = _read_json(self.path)
+            self.done = {k: max(int(v), int(on_disk.get(k, 0))) for k, v in {**on_disk, **self.done}.items()}
+            for t in tasks:
+                self.done[self.key(t)] = max(budget, self.get(t))
+            write_atomic(self.path, json.dumps(self.done, indent=0, sort_keys=True))
+
+
+@dataclasses.dataclass
+class TuneStats:
+    """What one tuning call did."""
+
+    tasks: int
+    tuned: int     # tasks tuned now
+    reused: int    # tasks whose records already met the budget
+    trials: int    # candidates measured now
+    seconds: float = 0.0  # wall time of the tuning now
+
+    @property
+    def trials_per_minute(self) -> float:
+        """Candidates measured per minute of tuning (0 when nothing was tuned)."""
+        return self.trials / self.seconds * 60 if self.seconds else 0.0
+
+
+def _quiet_metaschedule_console() -> None:
+    """Keep MetaSchedule's console output to warnings (the progress bar shows progress; its full log
+    still goes to ``work_dir/logs``). Its console level is its logger's level when tuning starts, and
+    its logging config re-lists that logger's handlers by name, so a handler attached by anyone else
+    (pytest's log capture, for one) would make it fail: those are detached."""
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    logger.setLevel(logging.WARNING)
+    for handler in list(logger.handlers):
+        if handler.get_name() not in (f"{logger.name}.console", f"{logger.name}.file"):
+            logger.removeHandler(handler)
+
+
+class _StopOnInterrupt:
+    """While active, the first Ctrl-C asks tuning to stop after the batch being measured (MetaSchedule
+    ignores Python's KeyboardInterrupt inside its loop); a second one stops at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous or signal.SIG_DFL)
+        print("\nexplorer: stopping after the batch being measured (Ctrl-C again to stop now)", file=sys.stderr)
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: no handler, Ctrl-C behaves as before
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None and signal.getsignal(signal.SIGINT) == self._handle:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def search_strategy(trials: int):
+    """The evolutionary search for kernels each tuned to ``trials`` more candidates: a population of
+    32 per trial (64 to TVM's default of 512) bred for 1 generation up to 8 trials, 2 up to 32 and
+    TVM's 4 above. With TVM's defaults at a few trials per kernel, breeding 512 candidates for 4
+    generations (mutation, postprocessing, features for the cost model) took 70% of tuning time
+    for resnet18 (``MetaSchedule``'s profiler: 2.4 of 4.4 minutes in mutation alone), and the cost
+    model learns little from so few measurements."""
+    population = min(512, max(64, 32 * trials))
+    generations = 1 if trials <= 8 else 2 if trials <= 32 else 4
+    return ms.search_strategy.EvolutionarySearch(population_size=population, genetic_num_iters=generations)
+
+
+class _Seeds:
+    """``seeds.json`` in a records directory: per kernel (structural hash), the digest of the default
+    schedule whose measurement its database holds (a change to the default schedules seeds again)."""
+
+    def __init__(self, work_dir: Path):
+        self.path = work_dir / "seeds.json"
+        self.done = _read_json(self.path)
+
+    def add(self, seeded: dict[str, str]) -> None:
+        with locked(self.path):
+            self.done = {**_read_json(self.path), **self.done, **seeded}
+            write_atomic(self.path, json.dumps(self.done, indent=0, sort_keys=True))
+
+
+def default_schedule(task):
+    """The schedule :func:`explorer.tvm.pipeline.cpu_default_schedule` gives a task's kernel (its first
+    rule that takes it, on the task's target), or ``None`` when no rule does."""
+    from explorer.tvm.pipeline import cpu_default_rules
+
+    func = task.dispatched[0]["main"]
+    for rule in cpu_default_rules():
+        sch = rule.apply(func, task.target, False)
+        if sch is not None:
+            return sch[0] if isinstance(sch, list) else sch
+    return None
+
+
+def seed_default_schedules(tasks: list, work_dir: Path, db, builder, runner) -> int:
+    """Measure the default schedule of every kernel of ``tasks`` whose database lacks it and commit it
+    as a tuning record, so tuning starts from it: the search's first population draws on the best
+    measured records, and the schedule applied is the fastest measured, so a tuned kernel is never
+    slower than the untuned build (within measurement noise). Returns the schedules measured."""
+    seeds = _Seeds(work_dir)
+    todo = []  # (task, schedule, digest of its trace)
+    for task in tasks:
+        sch = default_schedule(task)
+        if sch is not None:
+            digest = hashlib.sha256(str(sch.trace).encode()).hexdigest()[:16]
+            if seeds.done.get(_Ledger.key(task)) != digest:
+                todo.append((task, sch, digest))
+    if not todo:
+        return 0
+    # the task's target carries its cores, as MetaSchedule's own candidates are built for
+    built = builder.build([ms.builder.BuilderInput(sch.mod, task.target) for task, sch, _ in todo])
+    args = [ms.arg_info.ArgInfo.from_prim_func(task.dispatched[0]["main"]) for task, _, _ in todo]
+    ready = [i for i, b in enumerate(built) if b.error_msg is None]
+    futures = runner.run([ms.runner.RunnerInput(built[i].artifact_path, "cpu", args[i]) for i in ready])
+    seeded = {}
+    for i, future in zip(ready, futures):
+        run = future.result()
+        if run.error_msg is not None:
+            continue  # a default schedule that does not run here: tuning starts without it
+        task, sch, digest = todo[i]
+        workload = db.commit_workload(task.dispatched[0])
+        db.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, run.run_secs, task.target, args[i]))
+        seeded[_Ledger.key(task)] = digest
+    seeds.add(seeded)
+    return len(seeded)
+
+
+def per_kernel_budget(trials: int, kernels: int) -> int:
+    """Trials each kernel gets from a model-wide budget of ``trials``."""
+    return max(1, trials // max(kernels, 1))
+
+
+def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True, builder: str = "persistent",
+         search: str = "sized") -> TuneStats:
+    """Tune every kernel of ``tasks`` (:func:`kernel_tasks`) to ``trials // kernels`` measured candidates,
+    counting the candidates ``work_dir``'s database already holds: a kernel is never measured twice
+    for the same budget, and a larger budget only adds the missing trials. ``builder``: ``persistent``
+    (:class:`explorer.tvm.builder.PersistentBuilder`, one pool and one runner for every group) or
+    ``local`` (TVM's ``LocalBuilder`` and a new runner per group, for comparison); ``search``:
+    ``sized`` (:func:`search_strategy`) or ``tvm`` (TVM's default evolutionary search)."""
+    register_vnni_intrinsic()  # before MetaSchedule's x86 rules tensorize with it
+    shared = _measurers() if builder == "persistent" else None
+    measurers = (lambda: shared) if shared is not None else (lambda: _measurers(local=True))
+    stats = TuneStats(len(tasks), 0, len(tasks), 0)
+    started = time.perf_counter()
+    try:
+        db = database(work_dir)
+        stats.trials = seed_default_schedules(tasks, work_dir, db, *measurers())
+        _tune_short_kernels(tasks, trials, work_dir, db, measurers, stats, started, progress, search)
+    finally:
+        if shared is not None:
+            shared[0].close()
+        stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _tune_short_kernels(tasks: list, trials: int, work_dir: Path, db, measurers, stats: TuneStats, started: float,
+                        progress: bool, search: str) -> None:
+    """The search of :func:`tune`: the kernels short of their budget, grouped by how many trials each
+    misses, with a builder and runner from ``measurers()``; counts into ``stats`` (timed from ``started``)."""
+    from tqdm.auto import tqdm
+
+    ledger = _Ledger(work_dir)
+    per_kernel = per_kernel_budget(trials, len(tasks))
+    measured = {key: len(recs) for key, recs in records_by_kernel(db).items()}
+    short: dict[int, list] = {}  # missing trials -> the kernels missing that many
+    for t in tasks:
+        have = max(ledger.get(t), measured.get(_Ledger.key(t), 0))
+        if have < per_kernel:
+            short.setdefault(per_kernel - have, []).append(t)
+    stats.tuned = sum(len(group) for group in short.values())
+    stats.reused = len(tasks) - stats.tuned
+    if not short:
+        return
+    bar = tqdm(total=sum(n * len(g) for n, g in short.items()), disable=not progress, unit="trial",
+               desc=f"tuning {stats.tuned} kernels")
+    stop = _StopOnInterrupt()
+
+    @derived_object
+    class _Progress(ms.measure_callback.PyMeasureCallback):
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+            stats.trials += len(measure_candidates)
+            per_min = stats.trials / max(time.perf_counter() - started, 1e-9) * 60
+            bar.set_postfix_str(f"{per_min:.1f} trials/min, {task_scheduler.tasks_[task_id].ctx.task_name[:40]}")
+            bar.update(len(measure_candidates))
+            if stop.requested:  # this batch is in the database already (AddToDatabase runs first)
+                for i, task in enumerate(task_scheduler.tasks_):
+                    if not task.is_terminated:
+                        task_scheduler.terminate_task(i)
+
+    try:
+        for missing, group in sorted(short.items(), reverse=True):
+            _quiet_metaschedule_console()
+            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                group, work_dir=str(work_dir), seed=0, num_threads=os.cpu_count() or 1,
+                strategy=search_strategy(missing) if search == "sized" else "evolutionary")
+            builder, runner = measurers()
+            with stop:
+                ms.tune.tune_tasks(
+                    tasks=contexts, task_weights=weights, work_dir=str(work_dir),
+                    max_trials_global=missing * len(group), max_trials_per_task=missing,
+                    num_trials_per_iter=min(TRIALS_PER_BATCH, missing), builder=builder, runner=runner,
+                    database=db, cost_model=_cost_model(), task_scheduler="round-robin",
+                    measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [_Progress()])
+            if stop.requested:
+                raise KeyboardInterrupt  # raised here: MetaSchedule swallows exceptions from its callbacks
+            ledger.mark(group, per_kernel)  # only once the group finished: an interrupted run resumes
+        bar.total = bar.n  # kernels whose search space ran out measured fewer than their budget
+    finally:
+        bar.close()
+
+
+def _measurers(local: bool = False) -> tuple:
+    """A builder (TVM's ``LocalBuilder`` if ``local``, else one that keeps its pool) and a runner."""
+    from explorer.tvm.tuning.builder import PersistentBuilder
+
+    workers = os.cpu_count() or 1
+    builder = (ms.builder.LocalBuilder(max_workers=workers, timeout_sec=600) if local
+               else PersistentBuilder(max_workers=workers, timeout_sec=600))
+    runner = ms.runner.LocalRunner(timeout_sec=600, evaluator_config=ms.runner.EvaluatorConfig(
+        number=3, repeat=1, min_repeat_ms=0, enable_cpu_cache_flush=False))
+    return builder, runner
+
+
+def _cost_model() -> str:
+    try:
+        import xgboost  # noqa: F401
+    except ImportError:
+        return "random"  # MetaSchedule's learned model needs xgboost; random still measures every pick
+    return "xgb"
+
+
+def apply(mod: tvm.IRModule, tasks: list, target: dict, work_dir: Path, pick: str, scoring: TargetSpec,
+          progress: bool = False) -> tuple[tvm.IRModule, pd.DataFrame]:
+    """Schedule ``mod`` (whose kernels are ``tasks``) with the ``pick`` candidate of each kernel from
+    ``work_dir``'s records, chosen on the ``scoring`` target; kernels without records get the default
+    schedule. Returns the module and the measured candidates (for the tables every run recomputes)."""
+    from explorer.tvm.pipeline import cpu_default_schedule
+
+    register_vnni_intrinsic()  # records tensorized with it replay here
+    mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)  # DLight rewrites its input in place
+    candidates, records = measured_candidates(work_dir, target, tasks, progress)
+    choice = schedules.choose(candidates, scoring)
+    # every pick, latency too, builds exactly the candidate the choice table names
+    database = ms.database.MemoryDatabase()
+    for kernel, best in choice.picked.items():
+        rec = records[(kernel, best[pick])]
+        committed = database.commit_workload(rec.workload.mod)
+        database.commit_tuning_record(ms.database.TuningRecord(rec.trace, committed, rec.run_secs, rec.target,
+                                                               rec.args_info))
+    with tvm.target.Target(target):
+        with database:
+            mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+        mod = cpu_default_schedule()(mod)
+    return mod, candidates
+
+
+@dataclasses.dataclass(frozen=True)
+class TuningSetup:
+    """How a compile tunes: on which CPU, with which records, scored on which target."""
+
+    target: dict                     # the LLVM target dict being built
+    scoring: TargetSpec              # the target whose figures the energy and EDP picks use
+    records: str | None = None       # records directory (default: one per CPU in the cache)
+    progress: bool = False
+
+    def schedule(self, mod: tvm.IRModule, strategy) -> tuple[tvm.IRModule, TuningOutcome]:
+        """Tune ``mod``'s kernels to ``strategy``'s budget and apply its pick."""
+        work = records_dir(self.target, self.records)
+        tasks = kernel_tasks(mod, self.target)
+        stats = tune(tasks, strategy.trials, work, self.progress)
+        mod, candidates = apply(mod, tasks, self.target, work, strategy.pick, self.scoring, self.progress)
+        return mod, TuningOutcome(stats.tasks, stats.tuned, stats.reused, stats.trials, str(work), candidates,
+                                  records_digest(work))
+
+
+def tune_prepared(model_path: str, sha256: str, strategy, trials: int, records: str | os.PathLike | None = None,
+                  progress: bool = True, act_scales: tuple[float, ...] | None = None,
+                  builder: str = "persistent", search: str = "sized") -> TuneStats:
+    """Fill the tuning-records database for a prepared model under a tuned ``strategy`` on this CPU,
+    to ``trials`` trials across the model, without building (``act_scales``: an int8 strategy's
+    calibrated activation scales)."""
+    from explorer.tvm.codegen import llvm_target
+    from explorer.tvm.frontend import imported
+    from explorer.tvm.llvm_host import host_llvm_cpu
+    from explorer.tvm.passes.vnni import has_vnni
+    from explorer.tvm.pipeline import PipelineContext, strategy_passes
+
+    target = llvm_target(host_llvm_cpu())
+    with tvm.target.Target(target):
+        ctx = PipelineContext(strategy, "generic", act_scales, vnni=has_vnni(tvm.target.Target(target)))
+        mod = strategy_passes(ctx, schedule=False)(imported(model_path, sha256))
+    return tune(kernel_tasks(mod, target), trials, records_dir(target, records), progress, builder, search)
