@@ -29,7 +29,7 @@ def main() -> int:
     p.add_argument("--model", default="resnet18")
     p.add_argument("--trials", type=int, default=64, help="model-wide budget of each run (default 64)")
     args = p.parse_args()
-    from explorer.tvm.tuning.search import tune_prepared
+    from explorer.tvm.tuning.apply import tune_prepared
 
     prepared = prepare(args.model)
     rates = {}

@@ -25,6 +25,7 @@ from explorer.scoring import picks as schedules
 from explorer.sweep.tune import tune_model
 from explorer.tvm.tuning import candidates as candidates_module
 from explorer.tvm.tuning import search as tuning
+from explorer.tvm.tuning.seeds import default_schedule
 
 #: The zoo's tuned strategies spend 128 trials; these spend 4 on the one-kernel fixture.
 TINY = Strategy("tiny-tuned", fusion="tvm", tuning="metaschedule:4")
@@ -82,7 +83,7 @@ def _matmul_task(matmul_onnx):
 def test_metaschedule_the_default_schedule_is_measured_as_one_of_the_budget(records, matmul_onnx):
     path, _ = records
     task = _matmul_task(matmul_onnx)
-    default = str(tuning.default_schedule(task).trace)
+    default = str(default_schedule(task).trace)
     assert "cache_write" in default and "vectorize" in default  # TiledReduction's tile, not a bare loop nest
     assert _traces(path).count(default) == 1
 

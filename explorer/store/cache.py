@@ -53,7 +53,7 @@ def tvm_version() -> str:
 #: The code that decides what a compiled module contains: part of the key of every lowering and build.
 COMPILE_CODE = ("explorer/tvm/frontend.py", "explorer/tvm/pipeline.py", "explorer/tvm/passes/*.py",
                 "explorer/tvm/schedules/*.py", "explorer/tvm/compile.py", "explorer/tvm/codegen.py",
-                "explorer/tvm/tuning/search.py")
+                "explorer/tvm/tuning/*.py")
 
 
 def code_fingerprint(*patterns: str) -> str:

@@ -23,7 +23,7 @@ def tune_model(model: str, strategy: str | Strategy = "fused-tuned", trials: int
         raise ExplorerError(f"strategy {strat.name!r} does not tune; tuned strategies have tuning='metaschedule:N'")
     prepared = prepare(model, input_shapes, input_values=input_values)
     scales = calibrate(prepared, calibration).scales if strat.precision == "int8" else None
-    from explorer.tvm.tuning.search import tune_prepared
+    from explorer.tvm.tuning.apply import tune_prepared
 
     return tune_prepared(str(prepared.path), prepared.sha256, strat, trials or strat.trials, records, progress,
                          scales)

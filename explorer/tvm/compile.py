@@ -194,7 +194,7 @@ def compile_variant(path: str, sha256: str, strategy: Strategy, lowering: str, t
     """Compile one variant: strategy passes, VM lowering and TIR lowering, plus code generation
     when ``build``. ``lowering`` is ``generic`` (llvm-scheduled TIR) or ``cuda`` (DLight GPU TIR).
     ``act_scales``: calibrated activation scales for an ``int8`` strategy. A tuned strategy on a
-    generic lowering is scheduled by ``tuning`` (:class:`explorer.tvm.tuning.TuningSetup`)."""
+    generic lowering is scheduled by ``tuning`` (:class:`explorer.tvm.tuning.apply.TuningSetup`)."""
     mod = imported(path, sha256, strategy.sparsity)
     tvm_target = tvm.target.Target(target)
     ctx = PipelineContext(strategy, lowering, act_scales, vnni=lowering == "generic" and has_vnni(tvm_target))

@@ -148,7 +148,7 @@ def cpu_default_rules() -> list[ScheduleRule]:
 def cpu_default_schedule() -> tvm.transform.Pass:
     """The default schedule of llvm kernels (untuned, or a tuned kernel without records):
     :func:`cpu_default_rules`; tuning measures the same schedules first (see
-    :func:`explorer.tvm.tuning.seed_default_schedules`)."""
+    :func:`explorer.tvm.tuning.seeds.seed_default_schedules`)."""
     return dl.ApplyDefaultSchedule(*cpu_default_rules())
 
 

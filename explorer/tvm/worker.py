@@ -53,7 +53,7 @@ def _lower(req: LoweringRequest) -> Lowering:
     from explorer.tvm import codegen
     from explorer.tvm.compile import compile_variant
     from explorer.tvm.tir.walker import analyse_module
-    from explorer.tvm.tuning.search import TuningSetup
+    from explorer.tvm.tuning.apply import TuningSetup
 
     start = time.perf_counter()
     cuda = req.lowering == "cuda"

@@ -2,12 +2,13 @@
 
 A tuned strategy (``tuning="metaschedule:N[:pick]"``) extracts one tuning task per distinct kernel of
 the fused graph, gives each kernel ``N // kernels`` measured candidates on this CPU (counting those
-its records database already holds), and then applies one measured schedule per kernel, chosen by
-:func:`explorer.schedules.choose` on the target being built (``latency``, ``energy`` or ``edp``).
-The first measured candidate of every kernel is its default schedule (:func:`seed_default_schedules`):
+its records database already holds), and then applies one measured schedule per kernel
+(:mod:`explorer.tvm.tuning.apply`), chosen by :func:`explorer.scoring.picks.choose` on the target being
+built (``latency``, ``energy`` or ``edp``).
+The first measured candidate of every kernel is its default schedule (:mod:`explorer.tvm.tuning.seeds`):
 the search starts from it, and the fastest pick is never slower than the untuned build.
 
-Records live where :mod:`explorer.tuning_records` says: a larger budget only adds the missing
+Records live where :mod:`explorer.store.tuning_records` says: a larger budget only adds the missing
 trials; an interrupted tuning run keeps every batch it measured. MetaSchedule cannot measure GPU
 candidates without a GPU, so only CPU variants are tuned here.
 """
@@ -15,8 +16,6 @@ candidates without a GPU, so only CPU variants are tuned here.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 import signal
@@ -24,19 +23,14 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import tvm
-from tvm import relax
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
-from cost_models.spec import TargetSpec
-from explorer.core.variant import TuningOutcome
-from explorer.scoring import picks as schedules
-from explorer.store.cache import locked, write_atomic
-from explorer.store.tuning_records import records_digest, records_dir
 from explorer.tvm.passes.vnni import register_vnni_intrinsic
-from explorer.tvm.tuning.candidates import database, kernel_key, measured_candidates, records_by_kernel
+from explorer.tvm.tuning.candidates import database, records_by_kernel
+from explorer.tvm.tuning.ledgers import Budgets
+from explorer.tvm.tuning.seeds import seed_default_schedules
 
 #: Candidates built and measured per MetaSchedule iteration: builder workers re-import TVM for
 #: every batch (about 30 s here), so larger batches waste less.
@@ -52,35 +46,6 @@ def _tune_target(target: dict) -> tvm.target.Target:
 def kernel_tasks(mod: tvm.IRModule, target: dict) -> list:
     """MetaSchedule's tuning tasks for the kernels of ``mod`` (unscheduled TIR) on ``target``."""
     return ms.relax_integration.extract_tasks(mod, _tune_target(target))
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-class _Ledger:
-    """``budgets.json`` in a records directory: per kernel (structural hash), the per-kernel trial
-    budget already tuned to. A kernel whose search space ran out before its budget still counts as
-    done, so it is not tuned again for nothing."""
-
-    def __init__(self, work_dir: Path):
-        self.path = work_dir / "budgets.json"
-        self.done = _read_json(self.path)
-
-    @staticmethod
-    def key(task) -> str:
-        return kernel_key(task.dispatched[0])
-
-    def get(self, task) -> int:
-        return int(self.done.get(self.key(task), 0))
-
-    def mark(self, tasks, budget: int) -> None:
-        with locked(self.path):  # another process may have marked other kernels meanwhile
-            on_disk = _read_json(self.path)
-            self.done = {k: max(int(v), int(on_disk.get(k, 0))) for k, v in {**on_disk, **self.done}.items()}
-            for t in tasks:
-                self.done[self.key(t)] = max(budget, self.get(t))
-            write_atomic(self.path, json.dumps(self.done, indent=0, sort_keys=True))
 
 
 @dataclasses.dataclass
@@ -149,66 +114,6 @@ def search_strategy(trials: int):
     return ms.search_strategy.EvolutionarySearch(population_size=population, genetic_num_iters=generations)
 
 
-class _Seeds:
-    """``seeds.json`` in a records directory: per kernel (structural hash), the digest of the default
-    schedule whose measurement its database holds (a change to the default schedules seeds again)."""
-
-    def __init__(self, work_dir: Path):
-        self.path = work_dir / "seeds.json"
-        self.done = _read_json(self.path)
-
-    def add(self, seeded: dict[str, str]) -> None:
-        with locked(self.path):
-            self.done = {**_read_json(self.path), **self.done, **seeded}
-            write_atomic(self.path, json.dumps(self.done, indent=0, sort_keys=True))
-
-
-def default_schedule(task):
-    """The schedule :func:`explorer.tvm.pipeline.cpu_default_schedule` gives a task's kernel (its first
-    rule that takes it, on the task's target), or ``None`` when no rule does."""
-    from explorer.tvm.pipeline import cpu_default_rules
-
-    func = task.dispatched[0]["main"]
-    for rule in cpu_default_rules():
-        sch = rule.apply(func, task.target, False)
-        if sch is not None:
-            return sch[0] if isinstance(sch, list) else sch
-    return None
-
-
-def seed_default_schedules(tasks: list, work_dir: Path, db, builder, runner) -> int:
-    """Measure the default schedule of every kernel of ``tasks`` whose database lacks it and commit it
-    as a tuning record, so tuning starts from it: the search's first population draws on the best
-    measured records, and the schedule applied is the fastest measured, so a tuned kernel is never
-    slower than the untuned build (within measurement noise). Returns the schedules measured."""
-    seeds = _Seeds(work_dir)
-    todo = []  # (task, schedule, digest of its trace)
-    for task in tasks:
-        sch = default_schedule(task)
-        if sch is not None:
-            digest = hashlib.sha256(str(sch.trace).encode()).hexdigest()[:16]
-            if seeds.done.get(_Ledger.key(task)) != digest:
-                todo.append((task, sch, digest))
-    if not todo:
-        return 0
-    # the task's target carries its cores, as MetaSchedule's own candidates are built for
-    built = builder.build([ms.builder.BuilderInput(sch.mod, task.target) for task, sch, _ in todo])
-    args = [ms.arg_info.ArgInfo.from_prim_func(task.dispatched[0]["main"]) for task, _, _ in todo]
-    ready = [i for i, b in enumerate(built) if b.error_msg is None]
-    futures = runner.run([ms.runner.RunnerInput(built[i].artifact_path, "cpu", args[i]) for i in ready])
-    seeded = {}
-    for i, future in zip(ready, futures):
-        run = future.result()
-        if run.error_msg is not None:
-            continue  # a default schedule that does not run here: tuning starts without it
-        task, sch, digest = todo[i]
-        workload = db.commit_workload(task.dispatched[0])
-        db.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, run.run_secs, task.target, args[i]))
-        seeded[_Ledger.key(task)] = digest
-    seeds.add(seeded)
-    return len(seeded)
-
-
 def per_kernel_budget(trials: int, kernels: int) -> int:
     """Trials each kernel gets from a model-wide budget of ``trials``."""
     return max(1, trials // max(kernels, 1))
@@ -219,7 +124,7 @@ def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True, builde
     """Tune every kernel of ``tasks`` (:func:`kernel_tasks`) to ``trials // kernels`` measured candidates,
     counting the candidates ``work_dir``'s database already holds: a kernel is never measured twice
     for the same budget, and a larger budget only adds the missing trials. ``builder``: ``persistent``
-    (:class:`explorer.tvm.builder.PersistentBuilder`, one pool and one runner for every group) or
+    (:class:`explorer.tvm.tuning.builder.PersistentBuilder`, one pool and one runner for every group) or
     ``local`` (TVM's ``LocalBuilder`` and a new runner per group, for comparison); ``search``:
     ``sized`` (:func:`search_strategy`) or ``tvm`` (TVM's default evolutionary search)."""
     register_vnni_intrinsic()  # before MetaSchedule's x86 rules tensorize with it
@@ -244,12 +149,12 @@ def _tune_short_kernels(tasks: list, trials: int, work_dir: Path, db, measurers,
     misses, with a builder and runner from ``measurers()``; counts into ``stats`` (timed from ``started``)."""
     from tqdm.auto import tqdm
 
-    ledger = _Ledger(work_dir)
+    ledger = Budgets(work_dir)
     per_kernel = per_kernel_budget(trials, len(tasks))
     measured = {key: len(recs) for key, recs in records_by_kernel(db).items()}
     short: dict[int, list] = {}  # missing trials -> the kernels missing that many
     for t in tasks:
-        have = max(ledger.get(t), measured.get(_Ledger.key(t), 0))
+        have = max(ledger.get(t), measured.get(Budgets.key(t), 0))
         if have < per_kernel:
             short.setdefault(per_kernel - have, []).append(t)
     stats.tuned = sum(len(group) for group in short.values())
@@ -312,66 +217,3 @@ def _cost_model() -> str:
     except ImportError:
         return "random"  # MetaSchedule's learned model needs xgboost; random still measures every pick
     return "xgb"
-
-
-def apply(mod: tvm.IRModule, tasks: list, target: dict, work_dir: Path, pick: str, scoring: TargetSpec,
-          progress: bool = False) -> tuple[tvm.IRModule, pd.DataFrame]:
-    """Schedule ``mod`` (whose kernels are ``tasks``) with the ``pick`` candidate of each kernel from
-    ``work_dir``'s records, chosen on the ``scoring`` target; kernels without records get the default
-    schedule. Returns the module and the measured candidates (for the tables every run recomputes)."""
-    from explorer.tvm.pipeline import cpu_default_schedule
-
-    register_vnni_intrinsic()  # records tensorized with it replay here
-    mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)  # DLight rewrites its input in place
-    candidates, records = measured_candidates(work_dir, target, tasks, progress)
-    choice = schedules.choose(candidates, scoring)
-    # every pick, latency too, builds exactly the candidate the choice table names
-    database = ms.database.MemoryDatabase()
-    for kernel, best in choice.picked.items():
-        rec = records[(kernel, best[pick])]
-        committed = database.commit_workload(rec.workload.mod)
-        database.commit_tuning_record(ms.database.TuningRecord(rec.trace, committed, rec.run_secs, rec.target,
-                                                               rec.args_info))
-    with tvm.target.Target(target):
-        with database:
-            mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
-        mod = cpu_default_schedule()(mod)
-    return mod, candidates
-
-
-@dataclasses.dataclass(frozen=True)
-class TuningSetup:
-    """How a compile tunes: on which CPU, with which records, scored on which target."""
-
-    target: dict                     # the LLVM target dict being built
-    scoring: TargetSpec              # the target whose figures the energy and EDP picks use
-    records: str | None = None       # records directory (default: one per CPU in the cache)
-    progress: bool = False
-
-    def schedule(self, mod: tvm.IRModule, strategy) -> tuple[tvm.IRModule, TuningOutcome]:
-        """Tune ``mod``'s kernels to ``strategy``'s budget and apply its pick."""
-        work = records_dir(self.target, self.records)
-        tasks = kernel_tasks(mod, self.target)
-        stats = tune(tasks, strategy.trials, work, self.progress)
-        mod, candidates = apply(mod, tasks, self.target, work, strategy.pick, self.scoring, self.progress)
-        return mod, TuningOutcome(stats.tasks, stats.tuned, stats.reused, stats.trials, str(work), candidates,
-                                  records_digest(work))
-
-
-def tune_prepared(model_path: str, sha256: str, strategy, trials: int, records: str | os.PathLike | None = None,
-                  progress: bool = True, act_scales: tuple[float, ...] | None = None,
-                  builder: str = "persistent", search: str = "sized") -> TuneStats:
-    """Fill the tuning-records database for a prepared model under a tuned ``strategy`` on this CPU,
-    to ``trials`` trials across the model, without building (``act_scales``: an int8 strategy's
-    calibrated activation scales)."""
-    from explorer.tvm.codegen import llvm_target
-    from explorer.tvm.frontend import imported
-    from explorer.tvm.llvm_host import host_llvm_cpu
-    from explorer.tvm.passes.vnni import has_vnni
-    from explorer.tvm.pipeline import PipelineContext, strategy_passes
-
-    target = llvm_target(host_llvm_cpu())
-    with tvm.target.Target(target):
-        ctx = PipelineContext(strategy, "generic", act_scales, vnni=has_vnni(tvm.target.Target(target)))
-        mod = strategy_passes(ctx, schedule=False)(imported(model_path, sha256))
-    return tune(kernel_tasks(mod, target), trials, records_dir(target, records), progress, builder, search)
