@@ -2,9 +2,9 @@
 
 - ``tvm``: TVM's defaults: ``LocalBuilder`` (a new process pool every batch, a new builder and runner
   per group of kernels) and its evolutionary search (512 candidates bred for 4 generations per batch);
-- ``pool``: the explorer's builder (one pool kept across batches and groups, :mod:`explorer.tvm.builder`)
+- ``pool``: the explorer's builder (one pool kept across batches and groups, :mod:`explorer.tvm.tuning.builder`)
   with TVM's search;
-- ``explorer``: that builder and the search sized to the trials (:func:`explorer.tvm.tuning.search_strategy`),
+- ``explorer``: that builder and the search sized to the trials (:func:`explorer.tvm.tuning.search.search_strategy`),
   what ``explorer tune`` and tuned strategies use.
 
     python benchmarks/tuning_throughput.py                      # resnet18, 64 trials each

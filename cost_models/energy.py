@@ -7,7 +7,7 @@ Pure numpy/pandas. For each kernel call (one workload row):
   an ``add`` there, the cheapest ALU operation every unit has);
 - **traffic per level**: the levels from DRAM inward to the innermost level that serves ``global``
   accesses form the cache chain. The bytes moved between chain level ``i`` and level ``i + 1`` are
-  the kernel's traffic curve (``traffic_curve``: reuse-aware, see :mod:`explorer.reuse`) evaluated
+  the kernel's traffic curve (``traffic_curve``: reuse-aware, see :mod:`explorer.workload.reuse`) evaluated
   at level ``i + 1``'s capacity (``unit_traffic_curve`` when that level is private to each compute
   unit), and are charged at level ``i``'s energy per byte. The innermost
   chain level serves every global load and store the loop nest performs (``access_bytes``).

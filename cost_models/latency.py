@@ -3,7 +3,7 @@
 A roofline at the target's peak assumes every kernel uses every core and every vector lane; a scalar,
 single-threaded loop nest runs a hundred times slower than that. This model reads what the schedule
 does (the workload's ``schedule`` column, :class:`cost_models.workload.ScheduleKey`) and charges it
-to the core the target file describes (``[core]``, :class:`cost_models.targets.CoreSpec`):
+to the core the target file describes (``[core]``, :class:`cost_models.spec.CoreSpec`):
 
 - every group of operations is a number of instructions: ``count / lanes``;
 - a dtype the core computes in fp32 (``promoted_dtypes``: TVM legalizes bf16 arithmetic to fp32)
@@ -54,7 +54,7 @@ from .workload import FLOAT_DTYPES, ScheduleKey, dtype_bits, parse_schedule
 
 
 def work_class(key: ScheduleKey) -> str:
-    """The pipes (:data:`cost_models.targets.WORK_CLASSES`) that run a group of operations;
+    """The pipes (:data:`cost_models.spec.WORK_CLASSES`) that run a group of operations;
     ``special`` for the functions charged per element."""
     if key.kind in ("dot", "mma"):
         return "dot"

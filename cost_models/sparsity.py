@@ -3,7 +3,7 @@
 A sparse strategy's build runs its pruned weights dense (TVM has no schedule that uses sparse tensor
 cores), and its workload records each kernel's measured ``weight_density`` (the share of its weights
 that are not zero). :func:`effective_workload` turns that workload into the one the target's hardware
-would run, as its ``[sparsity]`` table says (:class:`cost_models.targets.SparsitySupport`):
+would run, as its ``[sparsity]`` table says (:class:`cost_models.spec.SparsitySupport`):
 
 - **2:4** on a unit that runs it (NVIDIA's sparse tensor cores, AMD's sparse MFMA): half of each
   exploited kernel's multiply-adds, and its weights stored as the kept half plus

@@ -19,7 +19,7 @@ OPSET = 17
 # onnx.helper's newest) keeps older onnxruntime / TVM importers happy and the
 # bytes independent of the installed onnx version.
 IR_VERSION = 8
-PRODUCER = "tvm-energy-explorer.models"
+PRODUCER = "tvm-energy-models"
 
 
 class GraphBuilder:

@@ -7,7 +7,7 @@ Run as a program (``tests/test_fuzz_loader.py`` runs it for ``ATHERIS_SECONDS`` 
 
 The corpus starts from the seed models of the hypothesis fuzzer and zoo-sized variants of them;
 libFuzzer mutates their bytes, guided by the coverage of the explorer's loading code. A Python
-exception other than :class:`explorer.errors.ExplorerError`, a multi-line message, a native crash
+exception other than :class:`explorer.core.errors.ExplorerError`, a multi-line message, a native crash
 (onnx, onnx-simplifier and onnxruntime are C++), an input slower than ``-timeout`` or memory over
 ``-rss_limit_mb`` is a finding: libFuzzer stops, writes the input as ``crash-*``/``timeout-*`` and
 exits non-zero.

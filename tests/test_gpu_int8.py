@@ -1,4 +1,4 @@
-"""The CUDA schedule of int8 convolutions and matmuls (explorer.tvm.gpu_schedules)."""
+"""The CUDA schedule of int8 convolutions and matmuls (explorer.tvm.schedules)."""
 
 from __future__ import annotations
 

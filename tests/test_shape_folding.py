@@ -1,4 +1,4 @@
-"""Folding shape computations by evaluating them in onnxruntime (:mod:`explorer.shape_folding`)."""
+"""Folding shape computations by evaluating them in onnxruntime (:mod:`explorer.model.shape_folding`)."""
 
 from __future__ import annotations
 

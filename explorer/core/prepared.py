@@ -40,7 +40,7 @@ class PreparedModel:
     sha256: str
     inputs: tuple[InputSpec, ...]
     preparation: str = "simplified"  # "shapes folded by onnxruntime" or "shapes only": see :func:`explorer.model.static.make_static`
-    phase: str = ""  # a decoder's phase (explorer.phases.Phase.label: "prefill:128", "decode:128"); "" otherwise
+    phase: str = ""  # a decoder's phase (explorer.model.phases.Phase.label: "prefill:128", "decode:128"); "" otherwise
     batch: int = 1  # the first input's first dimension
     tokens: int = 0  # tokens one inference of a decoder's phase produces, over the batch (0: not a decoder)
     kv_cache_bytes: int = 0  # bytes of KV cache a decode step reads (the past inputs)

@@ -17,14 +17,14 @@ AXES: dict[str, tuple[str, ...]] = {
     "layout": ("native", "nhwc"),
     "precision": ("fp32", "fp16", "bf16", "int8", "int8w", "int4w"),
 }
-#: The weight-only precisions (see :mod:`explorer.tvm.weight_only`).
+#: The weight-only precisions (see :mod:`explorer.tvm.passes.weight_only`).
 WEIGHT_ONLY = ("int8w", "int4w")
 #: ``none``, or ``metaschedule:N`` (N trials across the model, latency-best schedules) and
 #: ``metaschedule:N:energy`` / ``metaschedule:N:edp`` (the measured candidate with the least
 #: modelled energy, or energy x measured latency, per kernel).
 TUNING_PATTERN = re.compile(r"^(none|metaschedule:(?P<trials>[1-9]\d*)(:(?P<pick>latency|energy|edp))?)$")
 #: ``none``, ``2:4`` (two of every four weights along the reduction axis kept) or ``unstructured:P`` (the
-#: P% smallest-magnitude weights of each conv and matmul zeroed): see :mod:`explorer.sparsity`.
+#: P% smallest-magnitude weights of each conv and matmul zeroed): see :mod:`explorer.tvm.passes.pruning`.
 SPARSITY_PATTERN = re.compile(r"^(none|2:4|unstructured:(?P<percent>[1-9]\d?))$")
 
 
@@ -41,9 +41,9 @@ class Strategy:
     calibration, int32 accumulation); ``int8w`` / ``int4w`` (weight-only: every matmul's constant weight
     in symmetric int8 or int4, packed two per byte, with an fp16 scale per 128 rows of the reduction
     axis; activations stay float32, the weight is dequantized inside the matmul kernel when fused;
-    see :mod:`explorer.tvm.weight_only`). ``tuning``: ``none`` or ``metaschedule:N[:energy|edp]``
+    see :mod:`explorer.tvm.passes.weight_only`). ``tuning``: ``none`` or ``metaschedule:N[:energy|edp]``
     (see ``TUNING_PATTERN``). ``sparsity``: ``none``, ``2:4`` or ``unstructured:P`` (magnitude pruning of
-    conv and matmul weights before import, see :mod:`explorer.sparsity`; the build runs the pruned weights
+    conv and matmul weights before import, see :mod:`explorer.tvm.passes.pruning`; the build runs the pruned weights
     dense, and each target is charged what its hardware makes of them, see :mod:`cost_models.sparsity`).
     """
 

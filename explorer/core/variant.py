@@ -149,7 +149,7 @@ class LoweringRequest:
 
     model_path: str
     model_sha256: str
-    strategy: object                         # explorer.strategies.Strategy
+    strategy: object                         # explorer.core.strategies.Strategy
     lowering: str                            # "generic" (llvm for ``mcpu``), "cuda" or "rocm" (for ``arch``)
     mcpu: str = ""
     arch: str = ""

@@ -5,7 +5,7 @@ The candidates are a sweep's variants of the model on the target, scored now (th
 the cache holds their lowerings; nothing is compiled twice). A variant is eligible when it has
 numbers and no problem status, when its latency (measured where it ran here, else modelled) is
 within ``max_latency_s``, and, for a reduced precision, when its measured relative output error
-against the fp32 reference (``accuracy_loss_pct``, see :mod:`explorer.accuracy`) is within
+against the fp32 reference (``accuracy_loss_pct``, see :mod:`explorer.scoring.accuracy`) is within
 ``max_accuracy_loss_pct``: a reduced-precision build whose accuracy was not measured is never chosen.
 Among the eligible ones the objective decides: least energy, least latency, or least energy x latency.
 """

@@ -93,12 +93,12 @@ class Exported:
 def export_best(model: str, target: str = "cpu", objective: str = "energy", out: str | Path = "build",
                 limits: Limits = Limits(), run: str | Path | None = None, strategies: str | list[str] = "all",
                 portable: bool = False, progress: bool = True, **sweep_options) -> Exported:
-    """Choose the best variant of ``model`` on ``target`` under ``limits`` (:func:`explorer.best.choose`)
+    """Choose the best variant of ``model`` on ``target`` under ``limits`` (:func:`explorer.deploy.best.choose`)
     and export its build into ``out``.
 
     The variants come from the sweep in ``run`` (its ``--out`` directory: its store is read, nothing
     in it is rewritten) or, without ``run``, from a sweep of ``strategies`` made now (cached lowerings
-    and builds are read back). ``sweep_options`` go to :func:`explorer.sweep.run_sweep` (input shapes,
+    and builds are read back). ``sweep_options`` go to :func:`explorer.sweep.sweep.run_sweep` (input shapes,
     calibration, inputs). Only a CPU target that runs here has a build to export.
     """
     from explorer.deploy.best import rank_candidates

@@ -102,7 +102,7 @@ def run_variant(model: str, strategy: str | Strategy = "fused", target: str | Ta
     ``model`` is a zoo name or an ONNX file; ``strategy`` a registered name or a :class:`Strategy`;
     ``target`` an llvm target that runs here (its figures give the predictions); ``mcpu`` the LLVM
     CPU to build for (default: this host). The inputs are the first sample of ``inputs`` (a folder of
-    ``.npy`` files, see :func:`explorer.calibration.load_samples`), else ``PreparedModel.sample_inputs(seed)``;
+    ``.npy`` files, see :func:`explorer.model.samples.load_samples`), else ``PreparedModel.sample_inputs(seed)``;
     ``input_values`` freezes inputs to constants (``--input-value``). An int8 strategy is calibrated as
     a sweep calibrates it (``calibration``, else ``inputs``, else seeded samples), so a sweep's int8
     library is the one this runs.

@@ -23,7 +23,7 @@ class Instance:
 
     label: str           # the model's name in tables
     model: str           # zoo name or ONNX path
-    phase: object        # explorer.phases.Phase or None
+    phase: object        # explorer.model.phases.Phase or None
     batch: int | None
     kv_cache_dtype: str
     strategies: tuple[str, ...]

@@ -64,9 +64,9 @@ def replay_draws(seed: int, draws: list[list]):
 
 
 #: How a lifted weight may derive from a zoo draw (steps applied in order by the runner's own
-#: :func:`~explorer.templates.measure_runner.transform`, so that the two never disagree);
+#: :func:`~explorer.measure.runner.arrays.transform`, so that the two never disagree);
 #: each may be followed by ``pack<B>``, the CPU's blocks of ``B`` output columns
-#: (:func:`explorer.tvm.packed_weights.pack_columns`).
+#: (:func:`explorer.tvm.passes.packed_weights.pack_columns`).
 TRANSFORMS = ("identity", "transpose", "float16", "transpose,float16")
 #: Vector lanes a packed block may have been cut to (128- to 512-bit vectors of fp32 and fp16).
 PACK_LANES = (4, 8, 16, 32)

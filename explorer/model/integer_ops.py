@@ -3,7 +3,7 @@
 ``QLinearConv`` becomes DequantizeLinear (data, weight, int32 bias) -> Conv -> QuantizeLinear, and
 ``MatMulInteger`` becomes DequantizeLinear (scale 1, the zero points) -> MatMul -> Cast to int32.
 Both are exact rewrites of the integer arithmetic for the sizes int8 models use; the int8 pass
-(:mod:`explorer.quantize`, ``qdq``) then turns every such conv and matmul back into an int8 kernel
+(:mod:`explorer.tvm.passes.precision`, ``qdq``) then turns every such conv and matmul back into an int8 kernel
 accumulating in int32, so the model is analysed and run as int8.
 """
 

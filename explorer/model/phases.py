@@ -14,7 +14,7 @@ The cache is kept between steps in the dtype the model gives it, or in ``float16
 half-precision caches keep it): the past inputs are then half precision, cast to the model's dtype where
 they enter, and the presents are cast to half precision where they leave.
 
-Each phase then goes through preparation like any model (:func:`explorer.loading.prepare`); its name in
+Each phase then goes through preparation like any model (:func:`explorer.model.prepare.prepare`); its name in
 tables is the model's with ``@prefill128`` or ``@decode128`` appended.
 """
 

@@ -72,12 +72,12 @@ def _names_are_text(graph: onnx.GraphProto) -> bool:
 def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
             max_tensor_bytes: int | None = None, input_values: dict[str, float] | None = None,
             phase: Phase | None = None, batch: int | None = None, kv_cache_dtype: str = "auto") -> PreparedModel:
-    """Load a zoo model or ONNX file, check it (:mod:`explorer.validation`) and return it static and
+    """Load a zoo model or ONNX file, check it (:mod:`explorer.model.validation`) and return it static and
     simplified, cached on disk by content. ``max_tensor_bytes`` limits every tensor's size (default: a
     quarter of this machine's memory); ``input_values`` freezes inputs to constants (``--input-value``).
-    A decoder is prepared for one ``phase`` (:mod:`explorer.phases`; its name gets the phase's suffix);
+    A decoder is prepared for one ``phase`` (:mod:`explorer.model.phases`; its name gets the phase's suffix);
     ``batch`` sets every input's symbolic first dimension (default 1; its name gets ``@bN``);
-    ``kv_cache_dtype`` keeps a phase's cache in that dtype (:func:`explorer.phases.with_kv_cache_dtype`).
+    ``kv_cache_dtype`` keeps a phase's cache in that dtype (:func:`explorer.model.phases.with_kv_cache_dtype`).
 
     Raises :class:`ExplorerError` with a one-line message for anything a user can fix.
     """

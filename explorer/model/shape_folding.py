@@ -3,7 +3,7 @@
 onnx-simplifier folds ``Shape -> Slice -> Concat -> Reshape`` chains from its own shape inference,
 and on some exports that inference is wrong (PP-OCRv4's recogniser: a Reshape target folded to 78
 tokens where the model computes 40), which breaks a model that ran. This is the gentler fold that
-:mod:`explorer.loading` falls back to: with every input shape fixed, a tensor computed only from
+:mod:`explorer.model.prepare` falls back to: with every input shape fixed, a tensor computed only from
 constants and tensor shapes has one value whatever the inputs hold, so onnxruntime computes it once
 on a sample input and it becomes an initializer. Nothing else is rewritten.
 

@@ -150,7 +150,7 @@ def check_operators(proto: onnx.ModelProto) -> None:
                             "(a static workload needs a fixed number of iterations)")
     from explorer.model.recurrent import RECURRENT_OPS
 
-    known = supported_ops() | frozenset(RECURRENT_OPS)  # unrolled before import (explorer.recurrent)
+    known = supported_ops() | frozenset(RECURRENT_OPS)  # unrolled before import (explorer.model.recurrent)
     missing = Counter({op: n for op, n in ops.items() if op not in known})
     missing.update(n.op_type for n in proto.graph.node if n.domain not in ("", "ai.onnx"))
     if missing:

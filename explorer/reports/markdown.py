@@ -144,7 +144,7 @@ def precision_section(variants: pd.DataFrame) -> list[str]:
     return parts + [markdown_table(pd.DataFrame(rows)), ""]
 
 
-#: What a phase or batch adds to a model's name in tables (explorer.phases, explorer.loading.prepare).
+#: What a phase or batch adds to a model's name in tables (explorer.model.phases, explorer.model.prepare.prepare).
 _INSTANCE_SUFFIX = re.compile(r"(@(prefill|decode)\d+)?(@b\d+)?$")
 
 

@@ -136,7 +136,7 @@ def pareto_plot(variants: pd.DataFrame) -> Plot:
 
 def fusion_savings(kernels: pd.DataFrame) -> pd.DataFrame:
     """Per fused kernel of every fused strategy whose unfused counterpart is in the sweep: the DRAM
-    traffic and energy it saves (:func:`explorer.fusion.fusion_table`)."""
+    traffic and energy it saves (:func:`explorer.scoring.fusion.fusion_table`)."""
     frames = []
     if not len(kernels):
         return pd.DataFrame()

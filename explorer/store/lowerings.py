@@ -61,7 +61,7 @@ def lowering_key(req: LoweringRequest, calibration: str = "", records_digest: st
 
 def measurement_key(lowering: str, threads: int, timed_runs: int, inputs: str = "seeded:0") -> str:
     """The key of a lowering's measurement on this CPU with ``threads`` threads on the check input
-    ``inputs`` (:attr:`explorer.reference.Reference.source`)."""
+    ``inputs`` (:attr:`explorer.sweep.reference.Reference.source`)."""
     return make_key("measurement", FORMAT, lowering, cpu_fingerprint(), f"threads={threads}", f"runs={timed_runs}",
                     inputs, code_fingerprint("explorer/tvm/runtime.py"))
 

@@ -48,7 +48,7 @@ def backend(name: str, jobs: int, timeout_s: float | None, isolate: bool, addres
 
 def compile_missing(plans: list[Plan], stores: lowerings.Stores, backend, progress, strict: bool = False) -> None:
     """Compile every plan without a stored lowering, storing each as it finishes; tuned ones last,
-    one at a time. ``strict`` stops at the first failure (:class:`~explorer.errors.SweepStopped`)."""
+    one at a time. ``strict`` stops at the first failure (:class:`~explorer.core.errors.SweepStopped`)."""
     todo = [p for p in plans if p.result is None]
     for batch in ([p for p in todo if not p.strategy.tuned], [p for p in todo if p.strategy.tuned]):
         if not batch:

@@ -1,5 +1,5 @@
 """``explorer fusion``: a fused strategy swept beside its unfused counterpart on one target, and the
-savings of each fused kernel (:func:`explorer.fusion.fusion_table`) with the totals."""
+savings of each fused kernel (:func:`explorer.scoring.fusion.fusion_table`) with the totals."""
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 
 ``onnxruntime.quantization.quantize_static`` makes a QDQ model (per-channel int8 weights, uint8
 activations, as onnxruntime runs fastest on x86) calibrated on the same inputs as the explorer's
-int8 pass (:func:`explorer.calibration.calibration_feeds`). The quantized file is cached by the
+int8 pass (:func:`explorer.model.int8_calibration.calibration_feeds`). The quantized file is cached by the
 prepared model, the calibration and onnxruntime's version; its latency is a measurement, cached
-like :func:`explorer.reference.timed_onnxruntime`.
+like :func:`explorer.sweep.reference.timed_onnxruntime`.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def quantized_path(prepared: PreparedModel, feeds: list[dict[str, np.ndarray]], 
 def int8_latency(prepared: PreparedModel, feeds: list[dict[str, np.ndarray]], calibration_key: str,
                  ref: Reference, threads: int, repeat: int = 5) -> float:
     """Median seconds per inference of onnxruntime's int8 build on ``ref``'s check input with
-    ``threads`` threads (timed as :func:`explorer.reference.onnxruntime_latency` times fp32; cached
+    ``threads`` threads (timed as :func:`explorer.sweep.reference.onnxruntime_latency` times fp32; cached
     per CPU, like it)."""
     path = quantized_path(prepared, feeds, calibration_key)
     entry = cache_dir() / "reference" / make_key("onnxruntime-int8-latency", path.name, ref.source, repeat, threads,

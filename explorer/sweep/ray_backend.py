@@ -82,7 +82,7 @@ def _ray_failure(err: Exception) -> Failure:
 
 
 class RayRunner:
-    """Compiles requests as Ray tasks; the same ``map`` as :class:`explorer.workers.WorkerPool`.
+    """Compiles requests as Ray tasks; the same ``map`` as :class:`explorer.sweep.workers.WorkerPool`.
     ``exclusive`` tasks (tuned strategies: MetaSchedule measures on the node's cores) take every CPU
     of a node."""
 

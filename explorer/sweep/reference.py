@@ -82,7 +82,7 @@ def onnxruntime_version() -> str:
 def reference(prepared: PreparedModel, seed: int = 0, inputs_dir: str | Path | None = None) -> Reference:
     """onnxruntime's outputs on the check input, computed once per model, input and onnxruntime
     version. The check input is the first sample of ``inputs_dir`` (``.npy`` files, laid out as for
-    calibration: see :func:`explorer.calibration.load_samples`), else ``prepared.sample_inputs(seed)``."""
+    calibration: see :func:`explorer.model.samples.load_samples`), else ``prepared.sample_inputs(seed)``."""
     if inputs_dir is not None:
         from explorer.model.samples import load_samples
 

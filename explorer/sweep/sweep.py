@@ -1,14 +1,14 @@
 """Sweeps: every (model, strategy, target) variant compiled, analysed, checked, timed and scored.
 
-A sweep plans one lowering per model, strategy and group of targets (:mod:`explorer.plan`) and runs
+A sweep plans one lowering per model, strategy and group of targets (:mod:`explorer.sweep.plan`) and runs
 in phases:
 
 1. **prepare**: load and validate every model, calibrate int8, compute onnxruntime's reference outputs;
 2. **compile**: every lowering not stored yet, in ``jobs`` isolated worker processes (or on a Ray
-   cluster; :mod:`explorer.backends`); each is stored the moment it finishes, in the cache and
+   cluster; :mod:`explorer.sweep.backends`); each is stored the moment it finishes, in the cache and
    in ``--out``'s results store. Tuned strategies compile one at a time, after the others, since
    MetaSchedule measures candidates on the machine's cores;
-3. **time** (:mod:`explorer.timing`): every CPU build that runs here, one at a time, with nothing else running, with as many
+3. **time** (:mod:`explorer.sweep.timing`): every CPU build that runs here, one at a time, with nothing else running, with as many
    threads as the target has cores, and onnxruntime with the same threads;
 4. **score**: rows, rankings and reports, recomputed from the stored lowerings on every run, so a
    rerun after an edit of a target file or of the cost model compiles nothing.
@@ -47,7 +47,7 @@ from explorer.sweep.timing import TIMED_RUNS, needs_run, time_builds
 from explorer.sweep.workers import default_jobs
 from explorer.tvm.llvm_host import resolve_mcpu
 
-#: Tables a tuned variant adds besides its kernels (see :func:`explorer.results.tuning_tables`).
+#: Tables a tuned variant adds besides its kernels (see :func:`explorer.scoring.rows.tuning_tables`).
 TUNING_TABLES = ("schedules", "candidates")
 
 #: The phases a sweep's wall time is split into.
@@ -169,25 +169,25 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     ``targets`` are names of shipped targets or paths of target files (default ``["cpu"]``).
     ``check`` runs each CPU build once on a seeded input, compares it with onnxruntime and times both.
     ``build=False`` analyses without generating code (faster; nothing is run).
-    ``max_accuracy_loss`` (percent relative output error, see :mod:`explorer.accuracy`) fills
+    ``max_accuracy_loss`` (percent relative output error, see :mod:`explorer.scoring.accuracy`) fills
     ``meets_accuracy`` for every variant that ran. ``calibration`` is a directory of ``.npy``
-    inputs for int8 strategies (default: seeded random inputs; see :mod:`explorer.calibration`).
+    inputs for int8 strategies (default: seeded random inputs; see :mod:`explorer.model.int8_calibration`).
     ``tuning_records`` is the MetaSchedule records directory tuned strategies read and extend
-    (default: one per CPU in the cache; see :mod:`explorer.tuning_records`).
+    (default: one per CPU in the cache; see :mod:`explorer.store.tuning_records`).
     ``jobs`` worker processes compile at once (default: what the cores and memory allow), each
     variant within ``variant_timeout`` seconds (default: no limit). ``backend="ray"`` compiles on
-    the Ray cluster at ``address`` instead (see :mod:`explorer.ray_backend`).
+    the Ray cluster at ``address`` instead (see :mod:`explorer.sweep.ray_backend`).
     ``out`` keeps every finished variant in ``out/results.sqlite`` and writes the tables and report
     (with ``tables=False`` it only reads and extends the store, leaving the tables as they are).
-    ``strict`` stops at the first variant that fails (:class:`~explorer.errors.SweepStopped`);
-    ``max_tensor_bytes`` limits the size of every tensor a model declares (see :mod:`explorer.validation`);
+    ``strict`` stops at the first variant that fails (:class:`~explorer.core.errors.SweepStopped`);
+    ``max_tensor_bytes`` limits the size of every tensor a model declares (see :mod:`explorer.model.validation`);
     ``input_values`` freezes inputs to constants (an ``If`` on a sample rate then keeps one branch).
     ``inputs`` is a directory of real ``.npy`` inputs: the first sample is the check input every CPU
     variant and onnxruntime run on, and (without ``calibration``) all of them calibrate int8.
-    ``phases`` (``prefill:P``, ``decode:L``: :mod:`explorer.phases`) sweeps each decoder once per phase;
+    ``phases`` (``prefill:P``, ``decode:L``: :mod:`explorer.model.phases`) sweeps each decoder once per phase;
     ``batches`` sweeps every model at each batch (the symbolic first dimension of its inputs);
     ``kv_cache_dtype`` keeps a decoder's cache in ``float16`` or ``float32`` between steps (``auto``:
-    the model's own; see :func:`explorer.phases.with_kv_cache_dtype`).
+    the model's own; see :func:`explorer.model.phases.with_kv_cache_dtype`).
     """
     from explorer.sweep.progress import Progress
 

@@ -17,7 +17,7 @@ def tune_model(model: str, strategy: str | Strategy = "fused-tuned", trials: int
     building; later sweeps and builds reuse the records. ``strategy`` is a name or a :class:`Strategy`;
     ``trials`` overrides its budget; ``input_values`` freezes inputs (``--input-value``); an int8
     strategy is calibrated from ``calibration`` (default: seeded samples), as a sweep calibrates it. Tuning runs in this process, so Ctrl-C stops it after the batch
-    being measured. Returns :class:`explorer.tvm.tuning.TuneStats`."""
+    being measured. Returns :class:`explorer.tvm.tuning.search.TuneStats`."""
     strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
     if not strat.tuned:
         raise ExplorerError(f"strategy {strat.name!r} does not tune; tuned strategies have tuning='metaschedule:N'")

@@ -2,7 +2,7 @@
 
 Each of ``jobs`` slots is one spawned process that imports TVM once and then compiles the requests it
 is sent, one at a time. A request whose process dies (a segfault inside TVM) or runs past
-``timeout_s`` costs that request alone: its result is a :class:`~explorer.records.Failure` of kind
+``timeout_s`` costs that request alone: its result is a :class:`~explorer.core.variant.Failure` of kind
 ``crashed`` or ``timed-out``, the slot's process is replaced, and the other slots go on.
 """
 

@@ -5,7 +5,7 @@
 lowered TIR; ``tuning`` drives MetaSchedule; ``codegen`` names targets and compiles CUDA with nvcc;
 ``runtime`` runs built variants (with TVM's runtime library only, where that is enough); ``worker``
 is the entry point a sweep's worker process calls. Everything they return is a plain record
-(:mod:`explorer.records`, :mod:`explorer.workload_table`).
+(:mod:`explorer.core.variant`, :mod:`explorer.workload.table`).
 
 This ``__init__`` imports nothing, so naming a submodule costs only what that submodule imports.
 """

@@ -35,7 +35,7 @@ class Compiled:
     planned_bytes: int              # storage allocated by the static memory planner
     constant_bytes: int
     executable: object = None       # relax VMExecutable where built
-    tuning: object = None           # explorer.records.TuningOutcome of a tuned strategy
+    tuning: object = None           # explorer.core.variant.TuningOutcome of a tuned strategy
 
 
 def call_sites(mod: tvm.IRModule, groups: dict) -> tuple[list[CallSite], int]:

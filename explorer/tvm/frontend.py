@@ -48,6 +48,6 @@ def import_onnx(model: onnx.ModelProto) -> tvm.IRModule:
 @functools.lru_cache(maxsize=4)
 def imported(path: str, sha256: str, sparsity: str = "none") -> tvm.IRModule:
     """The Relax module of the prepared model at ``path``, its weights pruned to ``sparsity`` (see
-    :mod:`explorer.sparsity`); ``sha256`` keys the in-process cache: a worker compiling several
+    :mod:`explorer.tvm.passes.pruning`); ``sha256`` keys the in-process cache: a worker compiling several
     strategies of one model imports it once per sparsity."""
     return import_onnx(prune(onnx.load(path), sparsity))

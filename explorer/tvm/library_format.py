@@ -21,7 +21,7 @@ class LibraryRequest:
 
     model_path: str
     model_sha256: str
-    strategy: object                  # explorer.strategies.Strategy
+    strategy: object                  # explorer.core.strategies.Strategy
     lowering: str                     # "cuda" or "generic"
     out: str
     arch: str = ""                    # cuda: e.g. sm_90

@@ -9,9 +9,9 @@ choice on every axis, and :func:`strategy_passes` composes them in a fixed order
 2. ``PRECISION`` (before layout: ToMixedPrecision needs the ops BatchNorm folding left behind);
 3. ``LAYOUT``;
    then, where the target has VNNI, int8 conv2d/matmul become the u8 x s8 kernels of
-   :mod:`explorer.tvm.vnni` (after layout, so they are made in the layout chosen);
+   :mod:`explorer.tvm.passes.vnni` (after layout, so they are made in the layout chosen);
 4. ``LEGALIZE``: on CPUs, constant float weights packed a vector of output channels at a time
-   (:mod:`explorer.tvm.packed_weights`); decomposition of the remaining inference-mode ops,
+   (:mod:`explorer.tvm.passes.packed_weights`); decomposition of the remaining inference-mode ops,
    LegalizeOps, op patterns;
    then ``PRECISION_AFTER_LEGALIZE``: weight-only quantization (after the last FoldConstant, which
    would fold the dequantization of its packed weights back into float ones);
@@ -21,7 +21,7 @@ choice on every axis, and :func:`strategy_passes` composes them in a fixed order
    ``Sequential`` by :mod:`explorer.tvm.compile`: TVM's pass infrastructure would turn the
    KeyboardInterrupt that stops tuning into a RuntimeError).
 
-Adding an axis value is one entry in its map (and its name in :data:`explorer.strategies.AXES`,
+Adding an axis value is one entry in its map (and its name in :data:`explorer.core.strategies.AXES`,
 which a test keeps equal to these maps' keys).
 """
 
@@ -59,7 +59,7 @@ class PipelineContext:
     strategy: Strategy
     lowering: str                                   # "generic" or "cuda"
     act_scales: tuple[float, ...] | None = None     # calibrated activation scales (int8)
-    vnni: bool = False                              # the llvm target has VPDPBUSD (see explorer.tvm.vnni)
+    vnni: bool = False                              # the llvm target has VPDPBUSD (see explorer.tvm.passes.vnni)
     groups: dict = dataclasses.field(default_factory=dict)  # fusion groups, filled by FuseOps' recorder
 
 
@@ -138,7 +138,7 @@ FUSION: dict[str, Factory] = {
 
 def cpu_default_rules() -> list[ScheduleRule]:
     """The rules of the default llvm schedule, in the order they are tried: those of
-    :mod:`explorer.tvm.cpu_schedules` (one-row reductions before DLight's, which recomputes them per
+    :mod:`explorer.tvm.schedules` (one-row reductions before DLight's, which recomputes them per
     element), DLight's CPU row reductions, and :class:`InlineElementwise`
     for what none of them takes."""
     return [VnniReduction(), TiledReduction(), SingleRowReduction(), dl.cpu.Reduction(), ParallelElementwise(),

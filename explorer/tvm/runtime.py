@@ -109,7 +109,7 @@ def kernel_calls_s(machine, args: list, runs: int) -> list[tuple[str, float]]:
 
 
 def measure(req):
-    """Run ``req.library`` (an :class:`explorer.records.TimingRequest`) once on its inputs, for the
+    """Run ``req.library`` (an :class:`explorer.core.variant.TimingRequest`) once on its inputs, for the
     outputs, then time it: TVM's time evaluator after that run, ``req.timed_runs`` repeats, each the
     mean of as many inferences as last ``req.min_repeat_s``; then each kernel call, over
     ``req.timed_runs`` more inferences (:func:`kernel_calls_s`)."""

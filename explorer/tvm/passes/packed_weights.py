@@ -1,7 +1,7 @@
 """Float kernels whose constant weights are packed in blocks of one vector of output channels (CPUs).
 
 A matmul's weight ``[K, N]`` and a channels-last convolution's ``[KH, KW, IC, OC]`` are read one
-vector of output channels per reduction step by :class:`explorer.tvm.cpu_schedules.TiledReduction`:
+vector of output channels per reduction step by :class:`explorer.tvm.schedules.tiled_reduction.TiledReduction`:
 64 bytes every ``N * 4`` bytes. With ``N`` a multiple of 256 that stride is a multiple of 1 KiB, so a
 task's weights fall into a sixteenth of the L2's sets: the 590 KB a task of resnet18's last 3x3
 convolutions reads (512 channels) never stays in the 2 MB L2 and streams from DRAM once per output row
@@ -25,13 +25,13 @@ from tvm.ir.expr import Constant
 from explorer.tvm.passes.rewriting import rewritten
 from explorer.tvm.schedules.common import largest_divisor, vector_lanes
 
-#: Dtypes whose weights are packed (integer kernels have their own layouts: see explorer.tvm.vnni).
+#: Dtypes whose weights are packed (integer kernels have their own layouts: see explorer.tvm.passes.vnni).
 FLOAT_DTYPES = ("float32", "float16", "bfloat16")
 
 
 def vector_block(columns: int, dtype_bits: int, target: tvm.target.Target) -> int:
     """Output channels per packed block: the largest divisor of ``columns`` that fits one vector of
-    ``dtype_bits``-bit elements (the vector :class:`~explorer.tvm.cpu_schedules.TiledReduction` splits
+    ``dtype_bits``-bit elements (the vector :class:`~explorer.tvm.schedules.tiled_reduction.TiledReduction` splits
     the output channels by, so that its loads are whole blocks)."""
     return largest_divisor(columns, vector_lanes(target, dtype_bits))
 

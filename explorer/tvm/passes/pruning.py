@@ -1,6 +1,6 @@
 """Magnitude pruning of a model's conv and matmul weights, in numpy, before TVM imports it.
 
-A strategy's ``sparsity`` (:data:`explorer.strategies.SPARSITY_PATTERN`) prunes every constant weight
+A strategy's ``sparsity`` (:data:`explorer.core.strategies.SPARSITY_PATTERN`) prunes every constant weight
 that a ``Conv``, ``MatMul`` or ``Gemm`` multiplies with (its second input, an initializer):
 
 - ``2:4``: along the reduction axis of each output (a conv weight's ``C_in x kh x kw`` per output

@@ -2,7 +2,7 @@
 
 The tensor intrinsic :data:`VNNI_INTRIN` computes ``C[i] += sum_k A[k] * B[i, k]`` for 16 output
 lanes ``i`` and 4 reduction steps ``k``, with ``A`` unsigned and ``B`` signed. The int8 kernels of
-:mod:`explorer.tvm.precision` are s8 x s8, so :func:`vnni_int8_kernels` rewrites every int8
+:mod:`explorer.tvm.passes.precision` are s8 x s8, so :func:`vnni_int8_kernels` rewrites every int8
 ``conv2d``/``matmul`` with a constant weight (before ``LegalizeOps``) into a kernel of our own:
 
 - activations are shifted into u8 (``x + 128``, an element-wise step that fusion puts in the
@@ -12,7 +12,7 @@ lanes ``i`` and 4 reduction steps ``k``, with ``A`` unsigned and ``B`` signed. T
 - weights are packed at compile time into the intrinsic's layout, ``[N/16, K/4, 16, 4]`` for a
   matmul and ``[OC/16, KH, KW, IC/4, 16, 4]`` for a convolution (zero-padded to whole blocks);
 - the accumulator is computed with the output channels innermost in blocks of 16 (a block annotated
-  :data:`VNNI_BLOCK`, which :class:`explorer.tvm.cpu_schedules.VnniReduction` tensorizes) and then
+  :data:`VNNI_BLOCK`, which :class:`explorer.tvm.schedules.vnni_reduction.VnniReduction` tensorizes) and then
   written in the graph's layout; convolution inputs are read from a padded channels-last copy
   (``vnni_pad``), where four consecutive input channels are the intrinsic's 4 bytes.
 

@@ -111,7 +111,7 @@ def stored(weight: QuantizedWeight, transposed: bool, block: int = 0) -> tuple[n
     """The values and scales as a kernel stores them: ``[K(/2), N]`` and ``[K / group, N]``; for a
     weight kept ``[N, K]`` (``transposed``, the layout GPU GEMVs read along K) ``[N, K(/2)]`` and
     ``[N, K / group]``; with ``block`` (a CPU matmul's packed weight, see
-    :mod:`explorer.tvm.packed_weights`) ``[N / block, K(/2), block]`` and ``[N / block, K / group,
+    :mod:`explorer.tvm.passes.packed_weights`) ``[N / block, K(/2), block]`` and ``[N / block, K / group,
     block]``, so that a task of ``block`` columns reads its bytes in one contiguous run, not ``block``
     bytes of every row of the whole matrix. int4 pairs stay along K in every layout."""
     if transposed:

@@ -24,7 +24,7 @@ VNNI_BLOCKS = (2, 1)
 
 
 class VnniReduction(ScheduleRule):
-    """An int8 kernel of :mod:`explorer.tvm.vnni`, tensorized with ``dot_16x4_vnni``.
+    """An int8 kernel of :mod:`explorer.tvm.passes.vnni`, tensorized with ``dot_16x4_vnni``.
 
     The accumulator block's loops are ``s... / rows / block / lane`` (spatial; ``lane`` the 16 output
     channels of one instruction) and ``r... / group`` (reduction; ``group`` its 4 bytes). ``rows``

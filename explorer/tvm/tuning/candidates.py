@@ -107,7 +107,7 @@ def measured_candidates(work_dir: Path, target: dict, tasks: list | None = None,
                         ) -> tuple[pd.DataFrame, dict]:
     """Every candidate that built and ran in ``work_dir``'s database for the kernels of ``tasks``
     (:func:`kernel_tasks`; all kernels, if None), with its analysed workload (cached in
-    ``candidates.jsonl``). Returns the candidates table (see :func:`explorer.schedules.choose`) and
+    ``candidates.jsonl``). Returns the candidates table (see :func:`explorer.scoring.picks.choose`) and
     ``{(kernel, candidate): TuningRecord}``."""
     from tqdm.auto import tqdm
 
