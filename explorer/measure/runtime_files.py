@@ -15,6 +15,9 @@ from pathlib import Path
 
 from explorer.store.cache import cache_dir
 
+#: The runner package copied into every bundle; its ``__main__.py`` becomes ``measure_runner.py``.
+RUNNER = Path(__file__).resolve().parent / "runner"
+
 #: The Python the GPU machine runs (the tvm-ffi wheel is downloaded for it).
 DEVICE_PYTHON = "3.12"
 
@@ -127,3 +130,21 @@ def runtime_bytes(cuda: bool) -> int:
         total += (src / "lib" / "libtvm_runtime_cuda.so").stat().st_size + (lib.stat().st_size if lib else 0)
         total += pynvml_file().stat().st_size
     return total
+
+
+def copy_runner(staging: Path) -> None:
+    """The runner package as ``runner/`` and its ``__main__.py`` as ``measure_runner.py``."""
+    (staging / "runner").mkdir()
+    for path in sorted(RUNNER.glob("*.py")):
+        shutil.copyfile(path, staging / "runner" / path.name)
+    shutil.copyfile(RUNNER / "__main__.py", staging / "measure_runner.py")
+
+
+def copy_wheels(staging: Path, wheel, python: str) -> tuple[list[str], str]:
+    """The apache-tvm-ffi wheel copied into ``staging/wheels`` (``auto``: cached or downloaded), and a note."""
+    found, note = (Path(wheel), f"{Path(wheel).name} (given)") if wheel != "auto" else tvm_ffi_wheel(python)
+    if found is None:
+        return [], note
+    (staging / "wheels").mkdir(exist_ok=True)
+    shutil.copyfile(found, staging / "wheels" / found.name)
+    return [f"wheels/{found.name}"], note
