@@ -1,10 +1,14 @@
-"""Shared fixtures: tiny hand-checkable ONNX models, and an isolated cache directory."""
+"""Shared fixtures of every tier: an isolated cache directory, the ``explorer`` command in a fresh process,
+tiny hand-checkable ONNX models, and target files that tests may assert figures of."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -23,7 +27,41 @@ def pytest_unconfigure(config):
     shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 
-TOY_TARGET = os.path.join(os.path.dirname(__file__), "data", "toy.toml")
+#: The repository's root: the code a fresh ``explorer`` process runs.
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+TOY_TARGET = str(DATA / "toy.toml")
+
+
+def run_cli(*args, env: dict | None = None, cwd: str | None = None, code: str | os.PathLike = ROOT,
+            timeout: float = 900) -> subprocess.CompletedProcess:
+    """``python -m explorer.cli ARGS`` in a fresh process, running the explorer of ``code`` (the repository
+    by default; a copy of it where a test edits the code), in ``cwd``, with the session's cache unless
+    ``env`` says otherwise."""
+    return subprocess.run([sys.executable, "-m", "explorer.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd or str(code), env={**os.environ, "PYTHONPATH": str(code), **(env or {})})
+
+
+def pytest_collection_finish(session):
+    """``tests/`` on ``sys.path`` makes ``tests/tvm`` the ``tvm`` that every worker a sweep spawns imports:
+    refuse it here, in one line, rather than as crashed workers in unrelated tests."""
+    if any(Path(p or ".").resolve() == ROOT / "tests" for p in sys.path):
+        raise pytest.UsageError("tests/ is on sys.path (put the repository's root there, not tests/): "
+                                "tests/tvm would shadow the tvm package")
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """The ``explorer`` command in a fresh process (:func:`run_cli`)."""
+    return run_cli
+
+
+def data_target(name: str):
+    """A frozen copy of a shipped target (``tests/data/targets/NAME.toml``): tests of the model's behaviour
+    assert figures of these, so re-measuring a host and editing its shipped file breaks no test."""
+    from cost_models.targets import load_target
+
+    return load_target(DATA / "targets" / f"{name}.toml")
 
 _CORES = os.sched_getaffinity(0)
 
@@ -182,21 +220,3 @@ def toy():
     from cost_models.targets import load_target
 
     return load_target(TOY_TARGET)
-
-
-def lower(path, strategy="baseline", lowering="generic", build=False, scales=None):
-    """Compile an ONNX file under a registered strategy in this process: ``(prepared model, the
-    explorer.tvm.compile.Compiled, its workload table)``."""
-    from explorer.core.strategies import get_strategy
-    from explorer.model.prepare import prepare
-    from explorer.tvm import codegen
-    from explorer.tvm.compile import compile_variant
-    from explorer.tvm.llvm_host import host_llvm_cpu
-    from explorer.tvm.tir.walker import analyse_module
-    from explorer.workload.table import workload_table
-
-    model = prepare(str(path))
-    target = codegen.llvm_target(host_llvm_cpu()) if lowering == "generic" else codegen.cuda_target("sm_90")
-    compiled = compile_variant(str(model.path), model.sha256, get_strategy(strategy), lowering, target, build=build,
-                               act_scales=scales)
-    return model, compiled, workload_table(compiled.calls, analyse_module(compiled.tir))

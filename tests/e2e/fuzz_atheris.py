@@ -1,9 +1,9 @@
 """Coverage-guided fuzzing of the loader with atheris (libFuzzer): every input ends in a prepared model
 or one clear line.
 
-Run as a program (``tests/test_fuzz_loader.py`` runs it for ``ATHERIS_SECONDS`` in the ``fuzz`` step):
+Run as a program (``tests/e2e/test_fuzz_loader.py`` runs it for ``ATHERIS_SECONDS`` in the ``fuzz`` step):
 
-    python tests/fuzz_atheris.py CORPUS_DIR -max_total_time=60 -timeout=60 -rss_limit_mb=4096
+    python tests/e2e/fuzz_atheris.py CORPUS_DIR -max_total_time=60 -timeout=60 -rss_limit_mb=4096
 
 The corpus starts from the seed models of the hypothesis fuzzer and zoo-sized variants of them;
 libFuzzer mutates their bytes, guided by the coverage of the explorer's loading code. A Python
@@ -46,8 +46,8 @@ def write_seeds(corpus: Path) -> None:
     """The seed corpus: the hypothesis fuzzer's seed model (when the corpus folder is empty)."""
     corpus.mkdir(parents=True, exist_ok=True)
     if not any(corpus.iterdir()):
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        from tests.test_fuzz_loader import SEED
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+        from tests.e2e.test_fuzz_loader import SEED
 
         (corpus / "seed.onnx").write_bytes(SEED)
 

@@ -1,0 +1,68 @@
+"""The reuse model on loop nests given as data: footprints, monotonic traffic, per-unit caches."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from explorer.workload import reuse
+
+
+def total(profile, capacity):
+    return sum(profile.at(capacity).values())
+
+
+def _random_nest(rng: random.Random):
+    loops, sites = [], []
+    for lid in range(rng.randint(1, 6)):
+        loops.append(reuse.Loop(lid, rng.choice([-1] + [lp.id for lp in loops]), rng.choice([1, 2, 3, 8, 16, 64])))
+    for b in range(rng.randint(1, 4)):
+        leaf = rng.choice(loops)
+        path, node = [], leaf
+        while True:
+            path.insert(0, node.id)
+            if node.parent == -1:
+                break
+            node = loops[node.parent]
+        terms = tuple((lid, rng.choice([0, 1, 4, 16, 64, 1000])) for lid in path if rng.random() < 0.7)
+        sites.append(reuse.Site(f"b{b}", rng.choice([1, 2, 4]), 1e6, tuple(path), terms, rng.randint(0, 40),
+                                affine=rng.random() < 0.9))
+    return loops, sites
+
+
+def test_footprint_of_a_contiguous_run():
+    assert reuse.footprint_bytes([(4, 16)], 4, 64) == 64        # 16 floats from a line boundary
+    assert reuse.footprint_bytes([(4, 17)], 4, 64) == 128
+    assert reuse.footprint_bytes([(4, 16)], 4, 4) == pytest.approx(64 * (64 + 60) / 64)  # unknown alignment
+
+
+def test_footprint_of_a_strided_column_is_a_line_per_element():
+    assert reuse.footprint_bytes([(256, 16)], 4, 64) == 16 * 64
+
+
+def test_footprint_of_a_sliding_window_counts_the_overlap_once():
+    # x[h + r] for h < 56, r < 3: 58 distinct floats, not 168
+    assert reuse.footprint_bytes([(4, 56), (4, 3)], 4, 64) == 4 * 64  # 232 B from a boundary: 4 lines
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_more_capacity_never_means_more_traffic(seed):
+    rng = random.Random(seed)
+    profile = reuse.reuse_profile(*_random_nest(rng))
+    totals = [sum(t[i] for t in profile.traffic.values()) for i in range(len(profile.capacities))]
+    assert all(a >= b for a, b in zip(totals, totals[1:]))
+    caps = sorted(rng.uniform(0, 1e7) for _ in range(20))
+    per_cap = [total(profile, c) for c in caps]
+    assert all(a >= b for a, b in zip(per_cap, per_cap[1:]))
+
+
+def test_thread_blocks_share_a_common_cache_but_not_a_per_unit_one():
+    # 4 thread blocks each read the same 1 KiB table W and their own 1 KiB slice of X
+    loops = [reuse.Loop(0, -1, 4, spread=True), reuse.Loop(1, 0, 256)]
+    sites = [reuse.Site("W", 4, 1024, (0, 1), ((1, 1),)), reuse.Site("X", 4, 4096, (0, 1), ((0, 256), (1, 1)))]
+    profile = reuse.reuse_profile(loops, sites)
+    assert profile.at(4096) == {"W": 1024, "X": 4096}                 # a shared L2: W once
+    assert profile.at(4096, per_unit=True) == {"W": 4 * 1024, "X": 4096}  # an L1 per SM: W once per block
+
+
