@@ -220,3 +220,29 @@ def toy():
     from cost_models.targets import load_target
 
     return load_target(TOY_TARGET)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(model_dir):
+    """A GPT-2 of 2 layers, as an exporter writes it (symbolic batch and lengths, past_key_values.N.*)."""
+    from models.decoders import DecoderConfig, build_gpt2
+
+    tiny = DecoderConfig(layers=2, d_model=64, heads=4, kv_heads=4, ffn=256, vocab=500, n_ctx=64)
+    return _save(build_gpt2(seed=1, cfg=tiny), model_dir / "tiny-gpt2.onnx")
+
+
+#: A model name that would be markup, a script end and an event handler if it were not escaped.
+EVIL = "</script><b>bold</b><img src=x onerror=\"document.title='pwned'\">"
+
+
+@pytest.fixture(scope="session")
+def marked_up_sweep():
+    """A resnet18 sweep's variants and kernels (``tests/data/sweep``: four strategies on the cpu, gpu and npu
+    targets), with its model and three kernels renamed to :data:`EVIL`."""
+    import pandas as pd
+
+    v = pd.read_csv(DATA / "sweep" / "variants.csv")
+    k = pd.read_csv(DATA / "sweep" / "kernels.csv")
+    v["model"], k["model"] = EVIL, EVIL
+    k.loc[k.index[:3], "kernel"] = EVIL
+    return v, k

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from cost_models.targets import load_target
 from explorer.core.errors import ExplorerError
+from tests.fake_measurements import fake_bundle
 
 
 def clean_env(**extra) -> dict:
@@ -51,45 +51,6 @@ def _stub_libcuda(folder: Path) -> Path | None:
     lib = folder / "libcuda.so.1"
     subprocess.run([cc, "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", str(lib), str(folder / "stub.c")], check=True)
     return lib
-
-
-def _workload(macs32, macs16, adds, dram, l2, shared, local) -> pd.DataFrame:
-    return pd.DataFrame([{"kernel": "k", "call_index": 0, "macs": macs32 + macs16, "flops": 2 * (macs32 + macs16),
-                          "read_bytes": dram, "write_bytes": 0.0, "weight_bytes": 0.0, "model_input_bytes": 0.0,
-                          "access_bytes": l2, "shared_access_bytes": shared, "local_access_bytes": local,
-                          "traffic_curve": f"0:{dram}", "unit_traffic_curve": f"0:{l2}", "op_mac_float32": macs32,
-                          "op_mac_float16": macs16, "op_add_float32": adds}])
-
-
-def _fake_bundle(tmp_path: Path, truth: dict, gpu, noise: float = 0.0) -> tuple[Path, Path]:
-    """A bundle and results whose energies come from ``truth``: three models of several variants."""
-    from explorer.measure.fit import features, predict
-
-    rng = np.random.default_rng(7)
-    bundle = tmp_path / "bundle"
-    (bundle / "predictions").mkdir(parents=True)
-    variants, kernels, measured = [], [], []
-    for model in ("alpha", "beta", "gamma", "micro-stream"):
-        for s in range(4):
-            vid = f"{model}__s{s}"
-            w = _workload(*(10 ** rng.uniform(6, 10, 7))).assign(variant=vid, model=model, strategy=f"s{s}", target="gpu")
-            time_s = 10 ** rng.uniform(-5, -2)
-            cited = float(predict([features(w, gpu, time_s)], {p: f.value for p, f in gpu.figures().items()})[0])
-            true = float(predict([features(w, gpu, time_s)], truth)[0]) * (1 + noise * rng.standard_normal())
-            variants.append({"id": vid, "model": model, "strategy": f"s{s}", "micro": model.startswith("micro"),
-                             "predicted": {"energy_j": cited * 1.3, "latency_s": time_s}, "kernels": []})
-            kernels.append(w)
-            measured.append({"id": vid, "status": "ok", "energy_j": true, "latency_s": time_s,
-                             "throughput_latency_s": time_s})
-    (bundle / "manifest.json").write_text(json.dumps({"variants": variants, "target": {"name": "gpu"}}))
-    pd.concat(kernels).to_csv(bundle / "predictions" / "kernels.csv", index=False)
-    results = bundle / "results.json"
-    results.write_text(json.dumps({
-        "date": "2026-12-03T10:00:00+0000", "host": "h200-lent", "variants": measured,
-        "idle": [{"power_w": 74.0}],
-        "device": {"kind": "cuda", "name": "NVIDIA H200", "driver": "580.95.05", "clocks_mhz": {"sm": 1980, "mem": 3201},
-                   "power_limit_w": 700.0}}))
-    return bundle, results
 
 
 def test_a_cpu_bundle_holds_the_runtime_but_no_compiler(cpu_bundle):
@@ -232,7 +193,7 @@ def test_calibrate_cli_writes_the_file_and_refuses_bad_input_in_one_line(cli, tm
     from explorer.measure.fit import energy_paths
 
     gpu = load_target("gpu")
-    bundle, results = _fake_bundle(tmp_path, {p: f.value * 1.1 if p == "static_power_w" else f.value
+    bundle, results = fake_bundle(tmp_path, {p: f.value * 1.1 if p == "static_power_w" else f.value
                                               for p, f in gpu.figures().items() if p in energy_paths(gpu)}, gpu,
                                    noise=0.01)
     assert main(["calibrate", str(results), "-o", str(tmp_path / "cal.toml"), "--report", str(tmp_path / "rep")]) == 0

@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-import onnx
 import pandas as pd
 import pytest
-
-from models.decoders import DecoderConfig, build_gpt2
-
-TINY = DecoderConfig(layers=2, d_model=64, heads=4, kv_heads=4, ffn=256, vocab=500, n_ctx=64)
-
-
-@pytest.fixture(scope="module")
-def tiny_gpt2(tmp_path_factory):
-    """A GPT-2 of 2 layers, as an exporter writes it (symbolic batch and lengths, past_key_values.N.*)."""
-    path = tmp_path_factory.mktemp("decoders") / "tiny-gpt2.onnx"
-    onnx.save(build_gpt2(seed=1, cfg=TINY), path)
-    return path
 
 
 def test_an_exported_decoder_sweeps_through_both_phases(cli, tiny_gpt2, tmp_path):

@@ -6,46 +6,29 @@ import os
 import shutil
 import subprocess
 
-import pandas as pd
 import pytest
 
 from explorer.reports.html import html_report
 from explorer.reports.plots import report_plots
-from tests.conftest import DATA
-
-#: A sweep of resnet18 (four strategies on the cpu, gpu and npu targets), frozen from an example report.
-SWEEP = DATA / "sweep"
-#: A model name that would be markup, a script end and an event handler if it were not escaped.
-EVIL = "</script><b>bold</b><img src=x onerror=\"document.title='pwned'\">"
-
-
-@pytest.fixture(scope="module")
-def example():
-    """A resnet18 sweep's tables (tests/data/sweep), with its model renamed to markup."""
-    v = pd.read_csv(SWEEP / "variants.csv")
-    k = pd.read_csv(SWEEP / "kernels.csv")
-    v["model"], k["model"] = EVIL, EVIL
-    k.loc[k.index[:3], "kernel"] = EVIL
-    return v, k
 
 
 def _chromium() -> str | None:
     return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 
 
-def test_headless_chromium_browser_draws_every_plot_offline(example, tmp_path):
+def test_headless_chromium_browser_draws_every_plot_offline(marked_up_sweep, tmp_path):
     browser = _chromium()
     if browser is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is missing: .ci/run installs it")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     page = tmp_path / "report.html"
-    page.write_text(html_report(*example))
+    page.write_text(html_report(*marked_up_sweep))
     # a proxy that refuses every connection: anything the page fetched would fail to load
     dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--proxy-server=127.0.0.1:9",
                           "--virtual-time-budget=20000", "--dump-dom", page.as_uri()],
                          capture_output=True, text=True, timeout=180).stdout
-    ids = [p.id for p in report_plots(*example)]
+    ids = [p.id for p in report_plots(*marked_up_sweep)]
     for plot_id in ids:
         start = dom.find(f'<div class="plot js-plotly-plot" id="{plot_id}">')
         assert start >= 0, f"plot {plot_id} was not drawn"

@@ -8,17 +8,6 @@ import pytest
 from explorer.core.errors import ExplorerError
 from explorer.model.phases import Phase
 from explorer.model.prepare import prepare
-from models.decoders import DecoderConfig, build_gpt2
-
-TINY = DecoderConfig(layers=2, d_model=64, heads=4, kv_heads=4, ffn=256, vocab=500, n_ctx=64)
-
-
-@pytest.fixture(scope="module")
-def tiny_gpt2(tmp_path_factory):
-    """A GPT-2 of 2 layers, as an exporter writes it (symbolic batch and lengths, past_key_values.N.*)."""
-    path = tmp_path_factory.mktemp("decoders") / "tiny-gpt2.onnx"
-    onnx.save(build_gpt2(seed=1, cfg=TINY), path)
-    return path
 
 
 def test_prepared_phases_are_static_and_count_the_cache(tiny_gpt2):

@@ -13,14 +13,7 @@ from explorer.model.arguments import parse_input_shapes
 from explorer.model.prepare import prepare
 from explorer.sweep.reference import reference_outputs
 from explorer.tvm.frontend import import_onnx, unsupported_ops
-
-
-def _saved(tmp_path, name, nodes, inputs, outputs, inits=()):
-    from tests.conftest import make_model
-
-    path = tmp_path / name
-    onnx.save(make_model(nodes, inputs, outputs, inits), str(path))
-    return str(path)
+from tests.onnx_models import if_model, saved_model
 
 
 def _refused(model, shapes):
@@ -29,28 +22,6 @@ def _refused(model, shapes):
     bad.CopyFrom(model)
     bad.graph.node[-1].input[0] = bad.graph.node[0].input[0]  # the Gemm reads x [1,3,4], not the [1,12] reshape
     return bad
-
-
-def _if_model(tmp_path):
-    """y = x @ A if sr == 16000 else x @ B, as a voice-activity model picks weights by sample rate."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(6)
-    a, b = (rng.standard_normal((8, 4)).astype(np.float32) for _ in range(2))
-
-    def branch(name, w):
-        return helper.make_graph([helper.make_node("MatMul", ["x", f"{name}_w"], [f"{name}_y"])], name, [],
-                                 [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, [1, 4])],
-                                 [numpy_helper.from_array(w, f"{name}_w")])
-
-    nodes = [helper.make_node("Equal", ["sr", "k16"], ["is16"]),
-             helper.make_node("If", ["is16"], ["y"], then_branch=branch("then", a), else_branch=branch("else", b))]
-    path = _saved(tmp_path, "vad.onnx", nodes,
-                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8]),
-                   helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
-                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
-                  [numpy_helper.from_array(np.array(16000, np.int64), "k16")])
-    return path, a, b
 
 
 def test_symbolic_batch_defaults_to_one_and_shape_subgraph_is_folded(symbolic_batch_onnx):
@@ -115,7 +86,7 @@ def test_a_minus_one_dimension_is_symbolic(tmp_path):
     from onnx import TensorProto, helper
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, -1, -1])
-    path = _saved(tmp_path, "minus1.onnx", [helper.make_node("Relu", ["x"], ["y"])], [x],
+    path = saved_model(tmp_path, "minus1.onnx", [helper.make_node("Relu", ["x"], ["y"])], [x],
                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, -1, -1])])
     assert prepare(path, {"x": (1, 3, 48, 192)}).inputs[0].shape == (1, 3, 48, 192)
     with pytest.raises(ExplorerError, match=r"has symbolic dimension '\?' at position 2"):
@@ -126,7 +97,7 @@ def test_token_ids_stay_within_the_table_they_index_and_masks_are_set(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     table = numpy_helper.from_array(np.ones((37, 8), np.float32), "E")
-    path = _saved(tmp_path, "ids.onnx",
+    path = saved_model(tmp_path, "ids.onnx",
                   [helper.make_node("Gather", ["E", "ids"], ["e"]), helper.make_node("Cast", ["attention_mask"], ["m"], to=1),
                    helper.make_node("Unsqueeze", ["m", "axes"], ["m3"]), helper.make_node("Mul", ["e", "m3"], ["y"])],
                   [helper.make_tensor_value_info("ids", TensorProto.INT64, [2, 50]),
@@ -184,7 +155,7 @@ def test_when_every_fold_breaks_the_model_only_shapes_are_fixed(symbolic_batch_o
 def test_the_tensor_size_limit_can_be_raised(tmp_path):
     from onnx import TensorProto, helper
 
-    path = _saved(tmp_path, "wide.onnx", [helper.make_node("Relu", ["x"], ["y"])],
+    path = saved_model(tmp_path, "wide.onnx", [helper.make_node("Relu", ["x"], ["y"])],
                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1024])],
                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1024])])
     with pytest.raises(ExplorerError, match=r"input 'x' would take 4.10 kB \(1 x 1024\), over the limit of 4.00 kB"):
@@ -193,7 +164,7 @@ def test_the_tensor_size_limit_can_be_raised(tmp_path):
 
 
 def test_a_frozen_input_folds_an_if_to_the_branch_it_takes(tmp_path):
-    path, a, b = _if_model(tmp_path)
+    path, a, b = if_model(tmp_path)
     for sr, want in ((16000, a), (8000, b)):
         model = prepare(path, input_values={"sr": sr})
         assert [n.op_type for n in model.load().graph.node] == ["MatMul"] and [i.name for i in model.inputs] == ["x"]
@@ -202,13 +173,13 @@ def test_a_frozen_input_folds_an_if_to_the_branch_it_takes(tmp_path):
 
 
 def test_freezing_an_input_the_model_lacks_is_one_clear_error(tmp_path):
-    path, _, _ = _if_model(tmp_path)
+    path, _, _ = if_model(tmp_path)
     with pytest.raises(ExplorerError, match=r"--input-value names \['rate'\], but the model's inputs are \['sr', 'x'\]"):
         prepare(path, input_values={"rate": 16000})
 
 
 def test_an_if_on_an_input_left_unfrozen_is_refused_naming_the_input(tmp_path):
-    path, _, _ = _if_model(tmp_path)
+    path, _, _ = if_model(tmp_path)
     with pytest.raises(ExplorerError, match=r"1 If node whose condition depends on its inputs \(sr\).*--input-value sr=VALUE"):
         prepare(path)
 

@@ -2,57 +2,15 @@
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import numpy_helper
 
 from explorer.core.errors import ExplorerError
 from explorer.model.prepare import prepare
 from explorer.sweep.reference import reference_outputs
-from tests.conftest import make_model
-
-SEQ, BATCH, INPUT, HIDDEN = 5, 2, 3, 4
-
-
-def _model(tmp_path, op, name="rnn", directions=1, bias=True, states=False, peepholes=False, layout=0, opset=17,
-           **attrs):
-    rng = np.random.default_rng(zlib.crc32(op.encode()))  # the same weights for every case of one operator
-    gates = {"RNN": 1, "GRU": 3, "LSTM": 4}[op]
-    inits = [numpy_helper.from_array(rng.standard_normal((directions, gates * HIDDEN, INPUT)).astype(np.float32) / 2, "W"),
-             numpy_helper.from_array(rng.standard_normal((directions, gates * HIDDEN, HIDDEN)).astype(np.float32) / 2, "R")]
-    inputs = ["x", "W", "R", "", "", "", "", ""]
-    graph_inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [BATCH, SEQ, INPUT] if layout else
-                                                  [SEQ, BATCH, INPUT])]
-    if bias:
-        inits.append(numpy_helper.from_array(rng.standard_normal((directions, 2 * gates * HIDDEN)).astype(np.float32), "B"))
-        inputs[3] = "B"
-    state_shape = [BATCH, directions, HIDDEN] if layout else [directions, BATCH, HIDDEN]
-    if states:
-        inputs[5] = "h0"
-        graph_inputs.append(helper.make_tensor_value_info("h0", TensorProto.FLOAT, state_shape))
-        if op == "LSTM":
-            inputs[6] = "c0"
-            graph_inputs.append(helper.make_tensor_value_info("c0", TensorProto.FLOAT, state_shape))
-    if peepholes:
-        inits.append(numpy_helper.from_array(rng.standard_normal((directions, 3 * HIDDEN)).astype(np.float32), "P"))
-        inputs[7] = "P"
-    n_inputs = max(i for i, v in enumerate(inputs) if v) + 1
-    outputs = ["y", "y_h"] + (["y_c"] if op == "LSTM" else [])
-    y_shape = [BATCH, SEQ, directions, HIDDEN] if layout else [SEQ, directions, BATCH, HIDDEN]
-    if layout:  # an attribute since opset 14
-        attrs["layout"] = layout
-    node = helper.make_node(op, inputs[:n_inputs], outputs, hidden_size=HIDDEN,
-                            direction="bidirectional" if directions == 2 else attrs.pop("direction", "forward"), **attrs)
-    graph_outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape),
-                     *[helper.make_tensor_value_info(o, TensorProto.FLOAT, state_shape) for o in outputs[1:]]]
-    m = make_model([node], graph_inputs, graph_outputs, inits, opset=opset)
-    path = tmp_path / f"{name}.onnx"
-    onnx.save(m, str(path))
-    return str(path)
-
+from tests.onnx_models import SEQ, recurrent_model
 
 CASES = {
     "rnn forward": dict(op="RNN"),
@@ -70,7 +28,7 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_unrolled_recurrence_matches_onnxruntime(case, tmp_path):
-    path = _model(tmp_path, name=case.replace(" ", "_").replace(",", ""), **CASES[case])
+    path = recurrent_model(tmp_path, name=case.replace(" ", "_").replace(",", ""), **CASES[case])
     model = prepare(path)
     ops = {n.op_type for n in model.load().graph.node}
     assert not ops & {"RNN", "GRU", "LSTM"} and "MatMul" in ops
@@ -86,8 +44,8 @@ def test_unrolled_recurrence_matches_onnxruntime(case, tmp_path):
 
 def test_a_batch_first_lstm_unrolls_like_the_sequence_first_one(tmp_path):
     # onnxruntime refuses layout=1, so the reference is the layout=0 model on transposed inputs
-    first = prepare(_model(tmp_path, op="LSTM", name="batch_first", layout=1, states=True))
-    seq_first = _model(tmp_path, op="LSTM", name="seq_first", states=True)
+    first = prepare(recurrent_model(tmp_path, op="LSTM", name="batch_first", layout=1, states=True))
+    seq_first = recurrent_model(tmp_path, op="LSTM", name="seq_first", states=True)
     feed = first.sample_inputs(0)
     got = reference_outputs(first, feed)
     import onnxruntime as ort
@@ -100,7 +58,7 @@ def test_a_batch_first_lstm_unrolls_like_the_sequence_first_one(tmp_path):
 
 
 def test_partial_sequence_lengths_are_refused_by_name(tmp_path):
-    path = _model(tmp_path, op="GRU", name="lens")
+    path = recurrent_model(tmp_path, op="GRU", name="lens")
     m = onnx.load(path)
     m.graph.initializer.append(numpy_helper.from_array(np.array([SEQ, 2], np.int32), "lens"))
     node = m.graph.node[0]
@@ -112,7 +70,7 @@ def test_partial_sequence_lengths_are_refused_by_name(tmp_path):
 
 
 def test_an_activation_the_expansion_lacks_is_refused_by_name(tmp_path):
-    path = _model(tmp_path, op="RNN", name="hard", activations=["HardSigmoid"])
+    path = recurrent_model(tmp_path, op="RNN", name="hard", activations=["HardSigmoid"])
     with pytest.raises(ExplorerError, match="activation HardSigmoid is not expanded"):
         prepare(path)
 

@@ -13,6 +13,7 @@ import pytest
 from cost_models.targets import load_target
 from explorer.core.errors import ExplorerError
 from tests.conftest import data_target
+from tests.fake_measurements import fake_bundle, one_kernel
 
 NCU_CSV = '''==PROF== Connected to process 4242 (/usr/bin/python3.12)
 profiled mlp__fused
@@ -30,51 +31,12 @@ profiled mlp__fused
 '''
 
 
-def _workload(macs32, macs16, adds, dram, l2, shared, local) -> pd.DataFrame:
-    return pd.DataFrame([{"kernel": "k", "call_index": 0, "macs": macs32 + macs16, "flops": 2 * (macs32 + macs16),
-                          "read_bytes": dram, "write_bytes": 0.0, "weight_bytes": 0.0, "model_input_bytes": 0.0,
-                          "access_bytes": l2, "shared_access_bytes": shared, "local_access_bytes": local,
-                          "traffic_curve": f"0:{dram}", "unit_traffic_curve": f"0:{l2}", "op_mac_float32": macs32,
-                          "op_mac_float16": macs16, "op_add_float32": adds}])
-
-
 def _truth(target, rng, paths):
     figs = target.figures()
     truth = {p: f.value for p, f in figs.items()}
     for p in paths:
         truth[p] = figs[p].low + rng.uniform(0.2, 0.8) * (figs[p].high - figs[p].low)
     return truth
-
-
-def _fake_bundle(tmp_path: Path, truth: dict, gpu, noise: float = 0.0) -> tuple[Path, Path]:
-    """A bundle and results whose energies come from ``truth``: three models of several variants."""
-    from explorer.measure.fit import features, predict
-
-    rng = np.random.default_rng(7)
-    bundle = tmp_path / "bundle"
-    (bundle / "predictions").mkdir(parents=True)
-    variants, kernels, measured = [], [], []
-    for model in ("alpha", "beta", "gamma", "micro-stream"):
-        for s in range(4):
-            vid = f"{model}__s{s}"
-            w = _workload(*(10 ** rng.uniform(6, 10, 7))).assign(variant=vid, model=model, strategy=f"s{s}", target="gpu")
-            time_s = 10 ** rng.uniform(-5, -2)
-            cited = float(predict([features(w, gpu, time_s)], {p: f.value for p, f in gpu.figures().items()})[0])
-            true = float(predict([features(w, gpu, time_s)], truth)[0]) * (1 + noise * rng.standard_normal())
-            variants.append({"id": vid, "model": model, "strategy": f"s{s}", "micro": model.startswith("micro"),
-                             "predicted": {"energy_j": cited * 1.3, "latency_s": time_s}, "kernels": []})
-            kernels.append(w)
-            measured.append({"id": vid, "status": "ok", "energy_j": true, "latency_s": time_s,
-                             "throughput_latency_s": time_s})
-    (bundle / "manifest.json").write_text(json.dumps({"variants": variants, "target": {"name": "gpu"}}))
-    pd.concat(kernels).to_csv(bundle / "predictions" / "kernels.csv", index=False)
-    results = bundle / "results.json"
-    results.write_text(json.dumps({
-        "date": "2026-12-03T10:00:00+0000", "host": "h200-lent", "variants": measured,
-        "idle": [{"power_w": 74.0}],
-        "device": {"kind": "cuda", "name": "NVIDIA H200", "driver": "580.95.05", "clocks_mhz": {"sm": 1980, "mem": 3201},
-                   "power_limit_w": 700.0}}))
-    return bundle, results
 
 
 def test_the_ncu_csv_parser_gives_bytes_per_launch_and_per_kernel_call():
@@ -127,7 +89,7 @@ def test_the_fit_recovers_known_coefficients_within_their_bounds():
 
     gpu = data_target("gpu")
     rng = np.random.default_rng(1)
-    rows = [features(_workload(*(10 ** rng.uniform(6, 10, 7))), gpu, 10 ** rng.uniform(-5, -2)) for _ in range(14)]
+    rows = [features(one_kernel(*(10 ** rng.uniform(6, 10, 7))), gpu, 10 ** rng.uniform(-5, -2)) for _ in range(14)]
     used = [p for p in energy_paths(gpu) if any(r[p] > 0 for r in rows)]
     assert len(used) == 8  # static power, fp32 mac and add, fp16 mac, the four memory levels
     truth = _truth(gpu, rng, used)
@@ -145,7 +107,7 @@ def test_a_measurement_outside_the_cited_range_is_fitted_to_the_bound():
     from explorer.measure.fit import features, fit_figures
 
     gpu = data_target("gpu")
-    rows = [features(_workload(0, 0, 0, 1e9, 0, 0, 0), gpu, 1e-3)]
+    rows = [features(one_kernel(0, 0, 0, 1e9, 0, 0, 0), gpu, 1e-3)]
     hbm = "memory.hbm.energy_pj_per_byte"
     fit = fit_figures(rows, [1e9 * 500 * 1e-12 + 0.075], gpu, ridge=1e-9)  # 500 pJ/B: far above the cited 60
     assert fit.values[hbm] == gpu.figures()[hbm].high
@@ -161,7 +123,7 @@ def test_calibration_writes_a_separate_target_file_and_never_the_cited_one(tmp_p
             "compute.float16.energy_pj.mac", "memory.hbm.energy_pj_per_byte", "memory.l2.energy_pj_per_byte",
             "memory.shared.energy_pj_per_byte", "memory.registers.energy_pj_per_byte"]
     truth = _truth(gpu, np.random.default_rng(3), used)
-    bundle, results = _fake_bundle(tmp_path, {p: truth[p] for p in energy_paths(gpu)}, gpu)
+    bundle, results = fake_bundle(tmp_path, {p: truth[p] for p in energy_paths(gpu)}, gpu)
     out = tmp_path / "gpu-h200.toml"
     cal = calibrate_target(bundle, results, gpu, out=out, ridge=1e-9, min_share=0.0)
     assert hashlib.sha256(cited.read_bytes()).hexdigest() == before

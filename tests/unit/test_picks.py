@@ -6,21 +6,7 @@ import math
 
 import pytest
 
-from explorer.core.strategies import Strategy
 from explorer.scoring import picks as schedules
-from explorer.sweep.tune import tune_model
-
-#: The zoo's tuned strategies spend 128 trials; these spend 4 on the one-kernel fixture.
-TINY = Strategy("tiny-tuned", fusion="tvm", tuning="metaschedule:4")
-
-slow = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def records(matmul_onnx, tmp_path_factory):
-    path = tmp_path_factory.mktemp("records")
-    first = tune_model(str(matmul_onnx), strategy=TINY, records=path, progress=False)
-    return path, first
 
 
 def test_the_break_even_static_power_is_where_the_best_slower_candidate_ties():

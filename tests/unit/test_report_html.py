@@ -6,26 +6,9 @@ import json
 import re
 
 import pandas as pd
-import pytest
 
 from explorer.reports.html import html_report, script_json
 from explorer.reports.plots import pareto_front, report_plots
-from tests.conftest import DATA
-
-#: A sweep of resnet18 (four strategies on the cpu, gpu and npu targets), frozen from an example report.
-SWEEP = DATA / "sweep"
-#: A model name that would be markup, a script end and an event handler if it were not escaped.
-EVIL = "</script><b>bold</b><img src=x onerror=\"document.title='pwned'\">"
-
-
-@pytest.fixture(scope="module")
-def example():
-    """A resnet18 sweep's tables (tests/data/sweep), with its model renamed to markup."""
-    v = pd.read_csv(SWEEP / "variants.csv")
-    k = pd.read_csv(SWEEP / "kernels.csv")
-    v["model"], k["model"] = EVIL, EVIL
-    k.loc[k.index[:3], "kernel"] = EVIL
-    return v, k
 
 
 def _phase_rows():
@@ -49,19 +32,19 @@ def test_pareto_front_keeps_the_points_nothing_beats_on_both():
     assert pareto_front([(1, 4), (2, 5), (3, 1), (4, 2)]) == [0, 2]
 
 
-def test_every_plot_of_a_sweep_is_there(example):
-    ids = [p.id for p in report_plots(*example)]
+def test_every_plot_of_a_sweep_is_there(marked_up_sweep):
+    ids = [p.id for p in report_plots(*marked_up_sweep)]
     assert ids == ["breakdown", "pareto", "targets", "fusion", "roofline-0", "roofline-1", "roofline-2", "precision"]
 
 
-def test_breakdown_components_add_up_to_the_energy(example):
-    table = next(p for p in report_plots(*example) if p.id == "breakdown").table
+def test_breakdown_components_add_up_to_the_energy(marked_up_sweep):
+    table = next(p for p in report_plots(*marked_up_sweep) if p.id == "breakdown").table
     parts = table.columns[4:]
     assert (table[parts].sum(axis=1) - table["energy_j"]).abs().max() < 1e-9 * table["energy_j"].max()
 
 
-def test_model_strings_are_escaped_in_text_and_json(example):
-    page = html_report(*example)
+def test_model_strings_are_escaped_in_text_and_json(marked_up_sweep):
+    page = html_report(*marked_up_sweep)
     body = page.split("</head>", 1)[1]
     assert "<b>" not in body and "<img" not in body and body.count("</script>") == 1
     assert "&lt;/script&gt;&lt;b&gt;bold&lt;/b&gt;" in body  # in the tables and headings as text
@@ -69,8 +52,8 @@ def test_model_strings_are_escaped_in_text_and_json(example):
     assert "\\u0026lt;b\\u0026gt;bold" in body
 
 
-def test_the_page_loads_nothing_from_the_network(example):
-    page = html_report(*example)
+def test_the_page_loads_nothing_from_the_network(marked_up_sweep):
+    page = html_report(*marked_up_sweep)
     outside_scripts = re.sub(r"<script>.*?</script>", "", page, flags=re.S)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", outside_scripts)
     assert "<link" not in outside_scripts and "@import" not in page.split("<script>")[0]
