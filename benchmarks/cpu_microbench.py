@@ -34,6 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from cost_models.host import host_cpu  # noqa: E402
+
 CHAINS = 12
 
 
@@ -209,8 +211,7 @@ def main() -> None:
     from explorer.tvm.llvm_host import host_llvm_cpu
 
     mcpu = host_llvm_cpu()
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
+    model = host_cpu().model_name or platform.processor()
     print(f"# {model} (LLVM {mcpu}), TVM_NUM_THREADS={os.environ['TVM_NUM_THREADS']}, {time.strftime('%Y-%m-%d')}")
     chain = fma_rate(1, 1, 2_000_000, mcpu)
     clock = args.fma_latency * chain

@@ -41,6 +41,7 @@ from explorer import list_strategies, run_sweep  # noqa: E402
 from explorer.core.strategies import get_strategy  # noqa: E402
 from explorer.core.variant import TimingRequest  # noqa: E402
 from explorer.host.cpu import timing_threads  # noqa: E402
+from explorer.measure.agreement import spearman  # noqa: E402
 from explorer.model.int8_calibration import calibrate  # noqa: E402
 from explorer.model.phases import Phase, parse_phases  # noqa: E402
 from explorer.model.prepare import prepare  # noqa: E402
@@ -50,12 +51,6 @@ from explorer.sweep.timing import LocalTimer  # noqa: E402
 from explorer.tvm.llvm_host import resolve_mcpu
 
 MODELS = ("mlp", "resnet18", "resnet50", "mobilenetv2", "bert-mini", "yolo-block")
-
-
-def spearman(a, b) -> float:
-    """Spearman's rank correlation of two sequences (ties get their mean rank)."""
-    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
-    return float(np.corrcoef(ra, rb)[0, 1]) if len(ra) > 1 else float("nan")
 
 
 def interleaved_latency_s(model: str, strategies: list[str], rounds: int, phase: Phase | None = None,
