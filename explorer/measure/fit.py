@@ -23,7 +23,6 @@ writes over the cited file (:mod:`explorer.measure.target_file`). The bounded le
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from cost_models.spec import TargetSpec
 from cost_models.targets import load_target
 from explorer.core.errors import ExplorerError
 from explorer.measure.agreement import spearman
+from explorer.measure.fitted import Calibration, Fit
 from explorer.measure.target_file import write_calibrated_target
 
 PJ = energy.PJ
@@ -63,16 +63,6 @@ def features(workload: pd.DataFrame, target: TargetSpec, time_s: float) -> dict[
         out[f"memory.{level.name}.energy_pj_per_byte"] += float(np.sum(q.level_bytes[level.name])) * PJ
     out["static_power_w"] = float(time_s)
     return out
-
-
-@dataclasses.dataclass
-class Fit:
-    """A fitted set of figures."""
-
-    values: dict[str, float]      # every energy figure: fitted, or cited where not fitted
-    fitted: list[str]             # the figures the fit moved
-    stderr_range: dict[str, float]  # per fitted figure: its standard error as a share of its range, for
-                                    # measurements 1% off (above ~0.3 the cited value decides it)
 
 
 def fit_figures(rows: list[dict[str, float]], measured: np.ndarray, target: TargetSpec, ridge: float = RIDGE,
@@ -119,19 +109,6 @@ def fit_figures(rows: list[dict[str, float]], measured: np.ndarray, target: Targ
 def predict(rows: list[dict[str, float]], values: dict[str, float]) -> np.ndarray:
     """Energy per inference of each feature row under figure ``values``."""
     return np.array([sum(r.get(p, 0.0) * v for p, v in values.items()) for r in rows])
-
-
-@dataclasses.dataclass
-class Calibration:
-    """A calibration: the figures, every variant's error before and after, and where it was measured."""
-
-    target: TargetSpec
-    figures: pd.DataFrame    # path, cited, low, high, fitted, moved (%), stderr_range, fitted_here
-    variants: pd.DataFrame   # id, model, strategy, micro, measured_j, cited_j, cited_measured_time_j, lomo_j,
-                             # fitted_j and their errors in percent
-    summary: dict
-    provenance: dict
-    fit: Fit
 
 
 def _measured_rows(bundle: Path, results: dict, target: TargetSpec) -> tuple[list[dict], list[dict[str, float]], np.ndarray]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import tomlkit
@@ -14,9 +13,7 @@ import tomlkit
 from cost_models.spec import TargetSpec
 from cost_models.targets import TARGETS_DIR, load_target
 from explorer.core.errors import ExplorerError
-
-if TYPE_CHECKING:
-    from explorer.measure.fit import Calibration
+from explorer.measure.fitted import Calibration
 
 
 def _figure_table(doc: tomlkit.TOMLDocument, path: str):
