@@ -10,7 +10,7 @@ import hashlib
 
 import numpy as np
 
-from explorer.measure.runner.arrays import transform
+from explorer.measure.runner.arrays import replay_draws, transform
 
 
 def zoo_draws(base: str, batch: int | None) -> tuple[int, list[list]] | None:
@@ -51,16 +51,6 @@ def zoo_draws(base: str, batch: int | None) -> tuple[int, list[list]] | None:
     if len(seeds) != 1:
         return None
     return seeds[0], draws
-
-
-def replay_draws(seed: int, draws: list[list]):
-    """The zoo's weight draws replayed from its seed, in order (as the bundle's runner replays them)."""
-    rng = np.random.default_rng(seed)
-    for kind, shape, a, b in draws:
-        if kind == "normal":
-            yield (rng.standard_normal(tuple(shape), dtype=np.float32) * np.float32(a)).astype(np.float32)
-        else:
-            yield rng.uniform(a, b, size=tuple(shape)).astype(np.float32)
 
 
 #: How a lifted weight may derive from a zoo draw (steps applied in order by the runner's own
