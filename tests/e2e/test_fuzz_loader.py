@@ -23,6 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.conftest import ROOT
+
 pytestmark = pytest.mark.fuzz
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
@@ -143,7 +145,7 @@ def test_fuzz_atheris_finds_nothing_in_its_budget(tmp_path):
         [sys.executable, str(harness), str(tmp_path / "corpus"), f"-max_total_time={seconds}", f"-timeout={LIMIT_S}",
          "-rss_limit_mb=4096", f"-artifact_prefix={tmp_path}/"],
         capture_output=True, text=True, timeout=seconds + 600,
-        env={**os.environ, "PYTHONPATH": str(harness.parent.parent)})
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
     runs = re.findall(r"Done (\d+) runs", proc.stderr)
     print(f"atheris: {runs[-1] if runs else '?'} inputs in {seconds} s")
     assert proc.returncode == 0 and runs, proc.stderr[-4000:]
