@@ -104,6 +104,20 @@ def _req(table: Mapping[str, Any], key: str, where: str, kind: type | tuple[type
     return value
 
 
+def _table(raw: Any, where: str) -> Mapping[str, Any]:
+    """``raw`` where it is a TOML table."""
+    if not isinstance(raw, dict):
+        raise TargetError(f"{where} must be a table")
+    return raw
+
+
+def _tables(data: Mapping[str, Any], key: str, where: str):
+    """``(where, table)`` for each table of the list ``data[key]``."""
+    for i, raw in enumerate(_req(data, key, where, list)):
+        at = f"{where}.{key}[{i}]"
+        yield at, _table(raw, at)
+
+
 def parse_figure(table: Mapping[str, Any], key: str, where: str) -> Figure:
     raw = _req(table, key, where, dict)
     at = f"{where}.{key}"
@@ -126,13 +140,9 @@ def _whole(table: Mapping[str, Any], key: str, where: str) -> int:
 
 
 def _core(raw: Any, where: str) -> CoreSpec:
-    if not isinstance(raw, dict):
-        raise TargetError(f"{where} must be a table")
+    _table(raw, where)
     pipes = []
-    for i, p in enumerate(_req(raw, "pipes", where, list)):
-        at = f"{where}.pipes[{i}]"
-        if not isinstance(p, dict):
-            raise TargetError(f"{at} must be a table")
+    for at, p in _tables(raw, "pipes", where):
         work = _req(p, "work", at, str)
         if work not in WORK_CLASSES:
             raise TargetError(f"{at}.work must be one of {list(WORK_CLASSES)}, got {work!r}")
@@ -169,8 +179,7 @@ def _dtypes(raw: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
 
 
 def _sparsity(raw: Any, where: str) -> SparsitySupport:
-    if not isinstance(raw, dict):
-        raise TargetError(f"{where} must be a table")
+    _table(raw, where)
     unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(SparsitySupport)})
     if unknown:
         raise TargetError(f"{where} has unknown fields {unknown}")
@@ -194,8 +203,7 @@ def _shared(raw: Any, where: str) -> tuple[tuple[str, ...], ...]:
 
 
 def parse_host(raw: Any, where: str) -> HostMatch:
-    if not isinstance(raw, dict):
-        raise TargetError(f"{where} must be a table")
+    _table(raw, where)
     models = raw.get("models", [])
     if not isinstance(models, list) or not all(isinstance(m, int) for m in models):
         raise TargetError(f"{where}.models must be a list of model numbers")
@@ -210,10 +218,7 @@ def parse_target(data: Mapping[str, Any], where: str) -> TargetSpec:
     if tvm not in COMPILE_KINDS:
         raise TargetError(f"{where}.compile.tvm must be one of {', '.join(map(repr, COMPILE_KINDS))}, got {tvm!r}")
     units = []
-    for i, raw in enumerate(_req(data, "compute", where, list)):
-        at = f"{where}.compute[{i}]"
-        if not isinstance(raw, dict):
-            raise TargetError(f"{at} must be a table")
+    for at, raw in _tables(data, "compute", where):
         energy = _req(raw, "energy_pj", at, dict)
         unknown = sorted(set(energy) - set(OP_KINDS))
         if unknown:
@@ -228,10 +233,7 @@ def parse_target(data: Mapping[str, Any], where: str) -> TargetSpec:
     if not units:
         raise TargetError(f"{where}.compute must list at least one compute unit")
     levels = []
-    for i, raw in enumerate(_req(data, "memory", where, list)):
-        at = f"{where}.memory[{i}]"
-        if not isinstance(raw, dict):
-            raise TargetError(f"{at} must be a table")
+    for at, raw in _tables(data, "memory", where):
         serves = tuple(raw.get("serves", ()))
         bad = sorted(set(serves) - set(ACCESS_KINDS))
         if bad:
