@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 
 def fmt_bytes(n: float) -> str:
     """``n`` bytes in decimal units with two decimals: ``53.97 MB``, ``602.11 kB``, ``512 B``."""
@@ -27,8 +25,3 @@ def fmt_si(value: float, unit: str) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.3g} {prefix}{unit}"
     return f"{value:.3g} {unit}"
-
-
-def fmt_ratio(value: float) -> str:
-    """A ratio as ``1.23x`` (``-`` where it is missing or not finite)."""
-    return "-" if value is None or not math.isfinite(value) else f"{value:.2f}x"

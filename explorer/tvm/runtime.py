@@ -17,12 +17,6 @@ from pathlib import Path
 import numpy as np
 
 
-def compiler_loaded_or_loadable() -> bool:
-    """Whether this process can compile: TVM is not imported yet, or imported with its compiler."""
-    tvm = sys.modules.get("tvm")
-    return tvm is None or not getattr(getattr(tvm, "base", None), "_RUNTIME_ONLY", True)
-
-
 def import_runtime_only():
     """Import TVM with its runtime library only (``TVM_USE_RUNTIME_LIB=1``) if it is not imported yet.
 
