@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import numpy as np
 import onnx
@@ -28,7 +29,12 @@ from ._graph import GraphBuilder
 
 @dataclasses.dataclass(frozen=True)
 class DecoderConfig:
-    """A decoder's shape: what the KV cache and the published FLOP formulas need."""
+    """A decoder's shape: what the builders, the KV cache and the published FLOP formulas need.
+
+    The fields after ``n_ctx`` default to llama-mini's choices; a Hugging Face config sets them
+    (:mod:`models.hf_configs`). ``head_dim`` 0 means ``d_model / heads``; ``rope_scaling`` is
+    ``()`` or ``(("rope_type", ...), ("factor", ...), ...)`` (hashable); ``sliding_window`` 0 means
+    none; ``qk_norm`` is Qwen3's RMSNorm over each head's queries and keys."""
 
     layers: int
     d_model: int
@@ -37,14 +43,41 @@ class DecoderConfig:
     ffn: int
     vocab: int
     n_ctx: int
+    name: str = ""
+    architecture: str = "LlamaForCausalLM"
+    head_dim_override: int = 0
+    rope_theta: float = 10000.0
+    rope_scaling: tuple = ()
+    rms_eps: float = 1e-6
+    tie_embeddings: bool = False
+    attention_bias: bool = False
+    mlp_bias: bool = False
+    qk_norm: bool = False
+    sliding_window: int = 0
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.heads
+        return self.head_dim_override or self.d_model // self.heads
 
     def kv_cache_bytes(self, batch: int, tokens: int, bytes_per_element: int = 4) -> int:
         """Bytes of the keys and values of ``tokens`` positions, all layers."""
         return 2 * self.layers * batch * self.kv_heads * tokens * self.head_dim * bytes_per_element
+
+    def layer_parameters(self) -> int:
+        """Parameters of one Llama-family layer: attention and its biases, SwiGLU, the two norms (and
+        Qwen3's per-head q/k norms)."""
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        attention = self.d_model * q + 2 * self.d_model * kv + q * self.d_model
+        if self.attention_bias:
+            attention += q + 2 * kv + self.d_model
+        mlp = 3 * self.d_model * self.ffn + (2 * self.ffn + self.d_model if self.mlp_bias else 0)
+        return attention + mlp + 2 * self.d_model + (2 * self.head_dim if self.qk_norm else 0)
+
+    def parameters(self) -> int:
+        """All parameters as Hugging Face counts them: embedding, layers, final norm and an LM head
+        unless tied to the embedding."""
+        embeddings = self.vocab * self.d_model * (1 if self.tie_embeddings else 2)
+        return self.layers * self.layer_parameters() + embeddings + self.d_model
 
 
 GPT2 = DecoderConfig(layers=12, d_model=768, heads=12, kv_heads=12, ffn=3072, vocab=50257, n_ctx=1024)
@@ -67,9 +100,10 @@ def _outputs(g: GraphBuilder, cfg: DecoderConfig, logits: str, presents: list[tu
                          ["batch", cfg.kv_heads, "total_sequence", cfg.head_dim])
 
 
-def _positions_and_masks(g: GraphBuilder, input_ids: str, attention_mask: str, past_key: str):
+def _positions_and_masks(g: GraphBuilder, input_ids: str, attention_mask: str, past_key: str, window: int = 0):
     """Positions ``past .. past + sequence - 1`` (int64 ``[sequence]``) and the additive attention bias
-    ``[batch, 1, sequence, total]``: causal (a query sees keys up to its own position) plus padding."""
+    ``[batch, 1, sequence, total]``: causal (a query sees keys up to its own position, and with a sliding
+    ``window`` only the last ``window`` of them, as Mistral's) plus padding."""
     i64 = lambda name, v: g.const(name, v, np.int64)  # noqa: E731
     seq = g.node("Gather", [g.node("Shape", [input_ids], "shape.input_ids"), i64("index.1", 1)], "sequence_length")
     past = g.node("Gather", [g.node("Shape", [past_key], "shape.past"), i64("index.2", 2)], "past_length")
@@ -78,6 +112,9 @@ def _positions_and_masks(g: GraphBuilder, input_ids: str, attention_mask: str, p
     keys = g.node("Range", [i64("zero.i64", 0), total, i64("one.i64", 1)], "key_positions")
     q = g.node("Unsqueeze", [positions, i64("axes.1", [1])], "positions.column")  # [S, 1]
     visible = g.node("LessOrEqual", [keys, q], "causal.visible")  # [S, T]
+    if window:
+        recent = g.node("Greater", [keys, g.node("Sub", [q, i64("window", window)], "window.start")], "window.visible")
+        visible = g.node("And", [visible, recent], "causal.window.visible")
     neg = g.const("mask.min", -1e4)
     causal = g.node("Where", [visible, g.const("mask.zero", 0.0), neg], "causal.bias")
     pad = g.node("Cast", [attention_mask], "attention_mask.float", to=TensorProto.FLOAT)
@@ -180,25 +217,73 @@ def build_gpt2(seed: int = 124, cfg: DecoderConfig = GPT2) -> onnx.ModelProto:
                            f"vocabulary {cfg.vocab}, KV cache as inputs and outputs")
 
 
-def build_llama(seed: int = 7, cfg: DecoderConfig = LLAMA_MINI) -> onnx.ModelProto:
-    """A Llama-style decoder with the KV cache as inputs and outputs (see the module's docstring)."""
+def rope_inverse_frequencies(cfg: DecoderConfig) -> np.ndarray:
+    """Rotary inverse frequencies ``theta^(-2i / head_dim)``, rescaled as the config's ``rope_scaling``
+    says (Hugging Face's ``_compute_llama3_parameters`` for ``llama3``; ``linear`` divides by the
+    factor)."""
+    inv = 1.0 / (cfg.rope_theta ** (np.arange(0, cfg.head_dim, 2, dtype=np.float64) / cfg.head_dim))
+    scaling = dict(cfg.rope_scaling)
+    kind = scaling.get("rope_type", "default")
+    if kind == "linear":
+        return inv / scaling["factor"]
+    if kind == "llama3":
+        factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+        old = scaling["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv
+        scaled = np.where(wavelen > old / low, inv / factor, inv)
+        smooth = (old / wavelen - low) / (high - low)
+        medium = (wavelen >= old / high) & (wavelen <= old / low)
+        return np.where(medium, (1 - smooth) * scaled / factor + smooth * scaled, scaled)
+    return inv
+
+
+def build_llama(seed: int = 7, cfg: DecoderConfig = LLAMA_MINI, layer_ids: tuple[int, ...] | None = None,
+                weights_as_inputs: bool = False, last_token_logits: bool = False) -> onnx.ModelProto:
+    """A Llama-family decoder (Llama, Mistral, Qwen3) with the KV cache as inputs and outputs (see the
+    module's docstring), named as Hugging Face's exporters name it.
+
+    ``layer_ids`` builds only those layers (each named by its index in the whole model, its cache
+    inputs too): the distinct layers a model is analysed by (:func:`representative_layers`).
+    ``weights_as_inputs`` declares every weight as a graph input of its shape instead of an
+    initializer of random values, so a model of any size is a small file; the model's metadata says
+    so (``explorer.weights``). ``last_token_logits`` computes the LM head for each sequence's last
+    position only, as a server's sampler does (logits ``[batch, 1, vocab]``)."""
     g = GraphBuilder(seed)
-    ids, mask, past_k, past_v = _io(g, cfg)
-    embed = g.init("model.embed_tokens.weight", g.normal((cfg.vocab, cfg.d_model), 0.02))
-    positions, bias = _positions_and_masks(g, ids, mask, past_k[0])
-    # rotary tables: angle(pos, i) = pos / 10000^(2i / head_dim), repeated over the two halves
-    inv = 1.0 / (10000 ** (np.arange(0, cfg.head_dim, 2, dtype=np.float64) / cfg.head_dim))
-    ang = np.outer(np.arange(cfg.n_ctx, dtype=np.float64), inv)
-    ang = np.concatenate([ang, ang], axis=1)
-    cos = g.node("Gather", [g.init("rotary.cos", np.cos(ang).astype(np.float32)), positions], "rotary.cos.positions")
-    sin = g.node("Gather", [g.init("rotary.sin", np.sin(ang).astype(np.float32)), positions], "rotary.sin.positions")
+    layer_ids = tuple(range(cfg.layers)) if layer_ids is None else tuple(layer_ids)
+    ids, mask = "input_ids", "attention_mask"
+    g.add_input(ids, ["batch", "sequence"], TensorProto.INT64)
+    g.add_input(mask, ["batch", "total_sequence"], TensorProto.INT64)
+    past = {i: [g.add_input(f"past_key_values.{i}.{kind}", ["batch", cfg.kv_heads, "past_sequence", cfg.head_dim])
+                for kind in ("key", "value")] for i in layer_ids}
+
+    def weight(name: str, shape: tuple[int, ...], draw) -> str:
+        if weights_as_inputs:
+            return g.add_input(name, list(shape))
+        return g.init(name, draw())
+
+    def dense(x, name, fin, fout, bias):
+        w = weight(f"{name}.weight", (fin, fout), lambda: g.normal((fin, fout), 1.0 / math.sqrt(fin)))
+        y = g.node("MatMul", [x, w], f"{name}.matmul")
+        if not bias:
+            return y
+        return g.node("Add", [y, weight(f"{name}.bias", (fout,), lambda: g.normal((fout,), 0.02))], f"{name}.add")
+
+    embed = weight("model.embed_tokens.weight", (cfg.vocab, cfg.d_model), lambda: g.normal((cfg.vocab, cfg.d_model), 0.02))
+    positions, bias = _positions_and_masks(g, ids, mask, past[layer_ids[0]][0], cfg.sliding_window)
+    # rotary angles from the positions: angle(pos, i) = pos * inv_freq[i], repeated over the two halves
+    inv = g.const("rotary.inv_freq", rope_inverse_frequencies(cfg).reshape(1, -1))
+    pos = g.node("Cast", [g.node("Unsqueeze", [positions, g.const("axes.1", [1], np.int64)], "rotary.positions")],
+                 "rotary.positions.float", to=TensorProto.FLOAT)
+    ang = g.node("Mul", [pos, inv], "rotary.angles.half")
+    ang = g.node("Concat", [ang, ang], "rotary.angles", axis=-1)
+    cos, sin = g.node("Cos", [ang], "rotary.cos"), g.node("Sin", [ang], "rotary.sin")
     half = cfg.head_dim // 2
 
-    def rms(x, name):
-        w = g.init(f"{name}.weight", g.uniform((cfg.d_model,), 0.9, 1.1))
+    def rms(x, name, width):
+        w = weight(f"{name}.weight", (width,), lambda: g.uniform((width,), 0.9, 1.1))
         ms = g.node("ReduceMean", [g.node("Mul", [x, x], f"{name}.sq")], f"{name}.mean", axes=[-1], keepdims=1)
-        r = g.node("Reciprocal", [g.node("Sqrt", [g.node("Add", [ms, g.const("rms.eps", 1e-6)], f"{name}.eps")], f"{name}.sqrt")],
-                   f"{name}.rsqrt")
+        r = g.node("Reciprocal", [g.node("Sqrt", [g.node("Add", [ms, g.const("rms.eps", cfg.rms_eps)], f"{name}.eps")],
+                                         f"{name}.sqrt")], f"{name}.rsqrt")
         return g.node("Mul", [g.node("Mul", [x, r], f"{name}.normed"), w], name)
 
     def rotate(t, name):  # t * cos + rotate_half(t) * sin, rotate_half(x) = concat(-x2, x1)
@@ -209,32 +294,91 @@ def build_llama(seed: int = 7, cfg: DecoderConfig = LLAMA_MINI) -> onnx.ModelPro
 
     presents = []
     h = g.node("Gather", [embed, ids], "model.embed_tokens")
-    for i in range(cfg.layers):
+    q_dim, kv_dim = cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+    for i in layer_ids:
         p = f"model.layers.{i}"
         x = h
-        a = rms(x, f"{p}.input_layernorm")
-        q = _heads(g, _dense(g, a, f"{p}.self_attn.q_proj", cfg.d_model, cfg.d_model, bias=False), f"{p}.self_attn.query",
+        a = rms(x, f"{p}.input_layernorm", cfg.d_model)
+        q = _heads(g, dense(a, f"{p}.self_attn.q_proj", cfg.d_model, q_dim, cfg.attention_bias), f"{p}.self_attn.query",
                    cfg.heads, cfg.head_dim)
-        kv_dim = cfg.kv_heads * cfg.head_dim
-        k = _heads(g, _dense(g, a, f"{p}.self_attn.k_proj", cfg.d_model, kv_dim, bias=False), f"{p}.self_attn.key",
+        k = _heads(g, dense(a, f"{p}.self_attn.k_proj", cfg.d_model, kv_dim, cfg.attention_bias), f"{p}.self_attn.key",
                    cfg.kv_heads, cfg.head_dim)
-        v = _heads(g, _dense(g, a, f"{p}.self_attn.v_proj", cfg.d_model, kv_dim, bias=False), f"{p}.self_attn.value",
+        v = _heads(g, dense(a, f"{p}.self_attn.v_proj", cfg.d_model, kv_dim, cfg.attention_bias), f"{p}.self_attn.value",
                    cfg.kv_heads, cfg.head_dim)
+        if cfg.qk_norm:  # Qwen3: RMSNorm over each head's head_dim, before the rotary embedding
+            q, k = rms(q, f"{p}.self_attn.q_norm", cfg.head_dim), rms(k, f"{p}.self_attn.k_norm", cfg.head_dim)
         q, k = rotate(q, f"{p}.self_attn.q"), rotate(k, f"{p}.self_attn.k")
-        k_all = g.node("Concat", [past_k[i], k], f"{p}.self_attn.key.cache", axis=2)
-        v_all = g.node("Concat", [past_v[i], v], f"{p}.self_attn.value.cache", axis=2)
-        presents.append((k_all, v_all))
+        k_all = g.node("Concat", [past[i][0], k], f"{p}.self_attn.key.cache", axis=2)
+        v_all = g.node("Concat", [past[i][1], v], f"{p}.self_attn.value.cache", axis=2)
+        presents.append((i, k_all, v_all))
         c = _attend(g, f"{p}.self_attn", q, k_all, v_all, bias, cfg)
-        x = g.node("Add", [x, _dense(g, c, f"{p}.self_attn.o_proj", cfg.d_model, cfg.d_model, bias=False)], f"{p}.attn.residual")
-        m = rms(x, f"{p}.post_attention_layernorm")
-        gate = _dense(g, m, f"{p}.mlp.gate_proj", cfg.d_model, cfg.ffn, bias=False)
-        up = _dense(g, m, f"{p}.mlp.up_proj", cfg.d_model, cfg.ffn, bias=False)
+        x = g.node("Add", [x, dense(c, f"{p}.self_attn.o_proj", q_dim, cfg.d_model, cfg.attention_bias)], f"{p}.attn.residual")
+        m = rms(x, f"{p}.post_attention_layernorm", cfg.d_model)
+        gate = dense(m, f"{p}.mlp.gate_proj", cfg.d_model, cfg.ffn, cfg.mlp_bias)
+        up = dense(m, f"{p}.mlp.up_proj", cfg.d_model, cfg.ffn, cfg.mlp_bias)
         silu = g.node("Mul", [gate, g.node("Sigmoid", [gate], f"{p}.mlp.sigmoid")], f"{p}.mlp.silu")
-        down = _dense(g, g.node("Mul", [silu, up], f"{p}.mlp.swiglu"), f"{p}.mlp.down_proj", cfg.ffn, cfg.d_model, bias=False)
+        down = dense(g.node("Mul", [silu, up], f"{p}.mlp.swiglu"), f"{p}.mlp.down_proj", cfg.ffn, cfg.d_model, cfg.mlp_bias)
         h = g.node("Add", [x, down], f"{p}.mlp.residual")
-    h = rms(h, "model.norm")
-    logits = _dense(g, h, "lm_head", cfg.d_model, cfg.vocab, bias=False)
+    if last_token_logits:  # the sampler needs each sequence's last position only
+        h = g.node("Slice", [h, g.const("last.start", [-1], np.int64), g.const("last.end", [2**62], np.int64),
+                             g.const("last.axis", [1], np.int64)], "model.last_position")
+    h = rms(h, "model.norm", cfg.d_model)
+    if cfg.tie_embeddings:
+        logits = g.node("MatMul", [h, g.node("Transpose", [embed], "lm_head.tied", perm=[1, 0])], "lm_head.matmul")
+    else:
+        logits = dense(h, "lm_head", cfg.d_model, cfg.vocab, False)
     logits = g.node("Identity", [logits], "logits")
-    _outputs(g, cfg, logits, presents)
-    return g.build("llama-mini", f"Llama-style decoder: {cfg.layers} layers, d_model {cfg.d_model}, {cfg.heads} heads "
-                                 f"({cfg.kv_heads} key/value heads), SwiGLU {cfg.ffn}, vocabulary {cfg.vocab}, KV cache")
+    g.add_output(logits, ["batch", 1 if last_token_logits else "sequence", cfg.vocab])
+    for i, k_all, v_all in presents:
+        for kind, t in (("key", k_all), ("value", v_all)):
+            g.add_output(g.node("Identity", [t], f"present.{i}.{kind}"), ["batch", cfg.kv_heads, "total_sequence", cfg.head_dim])
+    name = cfg.name or "llama-mini"
+    model = g.build(name, f"{cfg.architecture}: {cfg.layers} layers, d_model {cfg.d_model}, {cfg.heads} heads "
+                          f"({cfg.kv_heads} key/value heads of {cfg.head_dim}), SwiGLU {cfg.ffn}, vocabulary {cfg.vocab}, KV cache")
+    if weights_as_inputs:
+        onnx.helper.set_model_props(model, {WEIGHTS_KEY: "inputs", **layer_repeats_prop(cfg, layer_ids)})
+    return model
+
+
+#: Model metadata of a decoder built with its weights as graph inputs (``explorer.weights = inputs``),
+#: and of one built from its distinct layers (``explorer.layer_repeats``: see :func:`layer_repeats_prop`).
+WEIGHTS_KEY = "explorer.weights"
+REPEATS_KEY = "explorer.layer_repeats"
+
+
+def representative_layers(layers: int) -> tuple[int, ...]:
+    """The layers a decoder of ``layers`` identical layers is analysed by: the first (its norm meets the
+    embedding), the second, the third (which stands for every middle layer: the first two let the memory
+    planner settle) and the last (its residual meets the final norm and the LM head); all of them for
+    five layers or fewer."""
+    return tuple(range(layers)) if layers <= 5 else (0, 1, 2, layers - 1)
+
+
+def layer_repeats_prop(cfg: DecoderConfig, layer_ids: tuple[int, ...]) -> dict[str, str]:
+    """``{REPEATS_KEY: "2:N"}`` where layer 2 of ``layer_ids`` stands for N layers of the whole model;
+    empty when every layer is built."""
+    missing = cfg.layers - len(layer_ids)
+    return {REPEATS_KEY: f"{layer_ids[2]}:{missing + 1}"} if missing > 0 else {}
+
+
+#: A decoder's past key/value inputs, as exporters name them.
+PAST_INPUT = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
+
+
+def weight_inputs(model: onnx.ModelProto) -> set[str]:
+    """The inputs that are weights: every input but the decoder's data (ids, mask, positions, cache) of a
+    model built with its weights as inputs (metadata ``explorer.weights = inputs``); none for any other."""
+    if {p.key: p.value for p in model.metadata_props}.get(WEIGHTS_KEY) != "inputs":
+        return set()
+    data = {"input_ids", "attention_mask", "position_ids"}
+    return {i.name for i in model.graph.input if i.name not in data and not PAST_INPUT.match(i.name)}
+
+
+def layer_repeats(model: onnx.ModelProto) -> tuple[int, int] | None:
+    """``(layer, count)`` where the model was built from its distinct layers and ``layer`` stands for
+    ``count`` layers of the whole model (metadata ``explorer.layer_repeats``); None otherwise."""
+    value = {p.key: p.value for p in model.metadata_props}.get(REPEATS_KEY)
+    if not value:
+        return None
+    layer, count = value.split(":")
+    return int(layer), int(count)

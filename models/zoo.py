@@ -22,6 +22,7 @@ from onnx import shape_inference
 
 from . import architectures as _arch
 from . import decoders as _dec
+from . import hf_configs as _hf
 
 # Bump when the serialised form changes for a reason the source hash cannot see.
 ZOO_VERSION = "1"
@@ -38,6 +39,7 @@ class ModelInfo:
     macs_source: str  # citation for published_macs (paper, table) or how it was derived
     build: Callable[[], onnx.ModelProto] = dataclasses.field(compare=False, hash=False, repr=False)
     decoder: _dec.DecoderConfig | None = None  # a decoder's shape; its inputs' symbolic dims are -1 above
+    parameters: int | None = None  # parameters of the whole model (a config's, counted from its shapes)
 
 
 _MLP_MACS = 8 * (784 * 512 + 512 * 256 + 256 * 10)  # 4_280_320
@@ -139,9 +141,31 @@ _DECODERS: tuple[ModelInfo, ...] = (
         macs_source="no published figure (a small Llama-architecture model sized for this machine); use count_macs at a phase",
         build=_dec.build_llama,
         decoder=_dec.LLAMA_MINI,
+        parameters=_dec.LLAMA_MINI.parameters(),
     ),
 )
-_MODELS = _MODELS + _DECODERS
+
+
+def config_model(cfg: _dec.DecoderConfig, source: str) -> ModelInfo:
+    """The zoo entry of a decoder built from a Hugging Face config (see :mod:`models.hf_configs`): its
+    distinct layers, its weights as graph inputs, the LM head on each sequence's last position."""
+    layer_ids = _dec.representative_layers(cfg.layers)
+    return ModelInfo(
+        name=cfg.name,
+        description=(f"{cfg.architecture} from its config: {cfg.layers} layers, d_model {cfg.d_model}, {cfg.heads} heads "
+                     f"({cfg.kv_heads} KV) of {cfg.head_dim}, ffn {cfg.ffn}, vocabulary {cfg.vocab}; weights not held"),
+        inputs=_decoder_inputs(dataclasses.replace(cfg, layers=len(layer_ids))),
+        published_macs=None,
+        macs_source=f"config read from {source}; use count_macs at a phase",
+        build=functools.partial(_dec.build_llama, cfg=cfg, layer_ids=layer_ids, weights_as_inputs=True,
+                                last_token_logits=True),
+        decoder=cfg,
+        parameters=cfg.parameters(),
+    )
+
+
+_CONFIGS = tuple(config_model(c.config, c.source) for c in _hf.shipped_configs())
+_MODELS = _MODELS + _DECODERS + _CONFIGS
 
 _BY_NAME = {m.name: m for m in _MODELS}
 
@@ -164,7 +188,7 @@ def _builder_hash() -> str:
     """Hash of the zoo's source (every .py in this package) and version: changes with any builder."""
     h = hashlib.sha256(ZOO_VERSION.encode())
     pkg = pathlib.Path(__file__).resolve().parent
-    for f in sorted(pkg.glob("*.py")):
+    for f in sorted([*pkg.glob("*.py"), *pkg.glob("configs/*.json")]):
         h.update(f.name.encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:12]
@@ -186,10 +210,13 @@ def onnx_path(name: str, cache_dir: str | os.PathLike | None = None, batch: int 
     are atomic (temp file in the same directory + os.replace). ``batch`` builds
     the model at that batch (a decoder's batch is symbolic and ignores it).
     """
-    info = get_model(name)
+    info = get_model(name) if not str(name).endswith(".json") else config_model(_hf.load_config(name), str(name))
     d = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
     batch = None if info.decoder is not None else batch  # a decoder's batch is symbolic: its phase sets it
-    path = d / f"{info.name}{'' if batch is None else f'-b{batch}'}-{_builder_hash()}.onnx"
+    version = _builder_hash()
+    if str(name).endswith(".json"):  # a user's config: its content names the file too
+        version += "-" + hashlib.sha256(pathlib.Path(name).read_bytes()).hexdigest()[:8]
+    path = d / f"{info.name}{'' if batch is None else f'-b{batch}'}-{version}.onnx"
     if path.is_file():
         return path
     d.mkdir(parents=True, exist_ok=True)

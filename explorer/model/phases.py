@@ -28,8 +28,9 @@ import onnx
 from onnx import helper, numpy_helper
 
 from explorer.core.errors import ExplorerError
+from models.decoders import PAST_INPUT, layer_repeats, weight_inputs
 
-PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
+PAST = PAST_INPUT
 PRESENT = re.compile(r"^present\.(\d+)\.(key|value)$")
 #: ``--kv-cache-dtype`` values: ``auto`` keeps the model's own dtype (vLLM's default of the same name).
 KV_CACHE_DTYPES = {"auto": None, "float16": onnx.TensorProto.FLOAT16, "float32": onnx.TensorProto.FLOAT}
@@ -93,7 +94,7 @@ def phase_shapes(model: onnx.ModelProto, phase: Phase, batch: int = 1) -> dict[s
                             f"this model's inputs are {', '.join(i.name for i in model.graph.input)}")
     new = phase.tokens if phase.kind == "prefill" else 1
     past = phase.past_tokens()
-    inits = {i.name for i in model.graph.initializer}
+    inits = {i.name for i in model.graph.initializer} | weight_inputs(model)
     shapes = {}
     for inp in model.graph.input:
         if inp.name in inits:
@@ -223,10 +224,14 @@ def kv_cache_dtype(model: onnx.ModelProto) -> str:
 
 
 def kv_cache_bytes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> int:
-    """Bytes of the KV cache one inference reads: the past inputs at ``shapes`` (0 for prefill)."""
+    """Bytes of the KV cache one inference reads: the past inputs at ``shapes`` (0 for prefill), each
+    layer's counted for every layer it stands for (:func:`layer_repeats`)."""
     elem = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
+    repeated = layer_repeats(model)
     total = 0
     for name, shape in shapes.items():
-        if PAST.match(name):
-            total += int(np.prod(shape)) * helper.tensor_dtype_to_np_dtype(elem[name]).itemsize
+        m = PAST.match(name)
+        if m:
+            count = repeated[1] if repeated and int(m[1]) == repeated[0] else 1
+            total += count * int(np.prod(shape)) * helper.tensor_dtype_to_np_dtype(elem[name]).itemsize
     return total

@@ -46,6 +46,14 @@ def _freeze_inputs(model: onnx.ModelProto, values: dict[str, float]) -> None:
 
 def _resolve_source(model: str, batch: int | None = None) -> tuple[str, Path]:
     path = Path(model)
+    if path.suffix == ".json":
+        import models as zoo
+        from models.hf_configs import ConfigError, load_config
+
+        try:
+            return load_config(path).name, zoo.onnx_path(str(path), cache_dir() / "models")
+        except ConfigError as err:
+            raise ExplorerError(str(err)) from None
     if path.suffix == ".onnx" or path.exists():
         if not path.exists():
             raise ExplorerError(f"model file {model!r} does not exist")
@@ -117,7 +125,7 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
         _check_batch(proto, batch, src.name, overrides)
     name = instance_name(name, phase, batch, kv_cache_dtype)
     shapes = static_shapes(proto, overrides, batch or 1)
-    validation.check_declared_sizes(proto, shapes, limit)
+    validation.check_declared_sizes(proto, shapes, limit, frozenset(phases.weight_inputs(proto)))
     content = proto.SerializeToString() if input_values or phase is not None or any(
         i.data_location == onnx.TensorProto.EXTERNAL or i.external_data for i in proto.graph.initializer) else raw
     frozen = sorted((input_values or {}).items())
@@ -129,7 +137,7 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
         validation.check_operators(expanded)
         validation.check_graph(with_shapes(proto, shapes))
         expanded = fold_batchnorm(expanded)
-        simplified, preparation = make_static(expanded, shapes)
+        simplified, preparation = make_static(expanded, shapes, runnable=not phases.weight_inputs(proto))
         validation.check_no_if_left(simplified)
         validation.check_inferred_sizes(simplified, limit)
         with atomic_path(out) as tmp:
@@ -149,7 +157,7 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
 
 def _check_batch(model: onnx.ModelProto, batch: int, where: str, overrides: dict) -> None:
     """``--batch`` sets a symbolic first dimension; one a file fixes to another value is refused."""
-    inits = {i.name for i in model.graph.initializer}
+    inits = {i.name for i in model.graph.initializer} | phases.weight_inputs(model)
     for inp in model.graph.input:
         dims = inp.type.tensor_type.shape.dim
         if inp.name in inits or inp.name in overrides or not dims:

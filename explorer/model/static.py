@@ -142,7 +142,8 @@ def _ort_run(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> tuple[list[
     return result
 
 
-def make_static(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> tuple[onnx.ModelProto, str]:
+def make_static(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]],
+                runnable: bool = True) -> tuple[onnx.ModelProto, str]:
     """The model made static, by the first preparation whose result onnxruntime runs and that gives the
     exported model's outputs on a sample input (where onnxruntime runs the exported model: it refuses
     a batch-first LSTM that preparation unrolls):
@@ -152,8 +153,13 @@ def make_static(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> t
     - ``shapes folded by onnxruntime``: the shape computations evaluated by onnxruntime instead
       (:mod:`explorer.model.shape_folding`), where onnx-simplifier's shape inference broke the model;
     - ``shapes only``: input shapes fixed and inferred, nothing folded.
+
+    A model that is not ``runnable`` (its weights are inputs, of any size: nothing may draw them) is
+    simplified without running it (``simplified, not run``).
     """
     fixed = with_shapes(model, shapes)
+    if not runnable:
+        return _simplify(fixed, shapes), "simplified, not run"
     feed = PreparedModel("", Path(), "", input_specs(fixed)).sample_inputs(0)
     expected, refused = _ort_run(fixed, feed)
 

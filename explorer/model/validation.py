@@ -73,10 +73,12 @@ def _check_size(what: str, dims: list[int], elem_type: int, limit: int) -> None:
                             f"of {fmt_bytes(limit)}; raise it with --max-tensor-bytes if this machine can hold it")
 
 
-def check_declared_sizes(proto: onnx.ModelProto, shapes: dict[str, tuple[int, ...]], limit: int) -> None:
-    """Refuse an input (at its chosen shape) or initializer over ``limit`` bytes, or of zero size."""
+def check_declared_sizes(proto: onnx.ModelProto, shapes: dict[str, tuple[int, ...]], limit: int,
+                         never_held: frozenset[str] = frozenset()) -> None:
+    """Refuse an input (at its chosen shape) or initializer over ``limit`` bytes, or of zero size;
+    inputs in ``never_held`` (weights declared as inputs, which nothing draws) are not refused."""
     for inp in proto.graph.input:
-        if inp.name in shapes:
+        if inp.name in shapes and inp.name not in never_held:
             _check_size(f"input {inp.name!r}", list(shapes[inp.name]), inp.type.tensor_type.elem_type, limit)
     for init in proto.graph.initializer:
         _check_size(f"initializer {init.name!r}", list(init.dims), init.data_type, limit)

@@ -15,11 +15,12 @@ from tvm import relax
 from tvm.ir.instrument import pass_instrument
 
 from explorer.core.strategies import Strategy
-from explorer.tvm.frontend import imported
+from explorer.tvm.frontend import imported, weight_params
 from explorer.tvm.passes.pruning import density
 from explorer.tvm.passes.vnni import has_vnni
 from explorer.tvm.pipeline import PipelineContext, schedules_by_tuning, strategy_passes
 from explorer.tvm.relax_ir import bindings, name_of, sinfo_tensors
+from explorer.workload.layers import repeat_layer
 from explorer.workload.table import CallSite, Tensor
 
 #: The pass after which the analysed TIR is captured.
@@ -38,8 +39,9 @@ class Compiled:
     tuning: object = None           # explorer.core.variant.TuningOutcome of a tuned strategy
 
 
-def call_sites(mod: tvm.IRModule, groups: dict) -> tuple[list[CallSite], int]:
-    """Kernel launches of ``main`` with their argument tensors, and the bytes of all constants.
+def call_sites(mod: tvm.IRModule, groups: dict, weights: frozenset[str] = frozenset()) -> tuple[list[CallSite], int]:
+    """Kernel launches of ``main`` with their argument tensors, and the bytes of all constants (weight
+    parameters, named in ``weights``, count as constants: see :mod:`explorer.tvm.passes.weight_params`).
 
     Every tensor gets a ``storage`` id; views (reshapes) share their source's, so the sequence of
     calls says which launches touch the same memory (used for reuse between kernels)."""
@@ -53,7 +55,7 @@ def call_sites(mod: tvm.IRModule, groups: dict) -> tuple[list[CallSite], int]:
         return tensors
 
     for p in main.params:
-        env[p] = fresh(sinfo_tensors(p.ty, name_of(p), "input"))
+        env[p] = fresh(sinfo_tensors(p.ty, name_of(p), "const" if name_of(p) in weights else "input"))
     call_tir = tvm.ir.Op.get("relax.call_tir")
     consts: dict = {}
     calls = []
@@ -95,7 +97,8 @@ def call_sites(mod: tvm.IRModule, groups: dict) -> tuple[list[CallSite], int]:
     for call in calls:
         for t in call.args[call.n_inputs:]:
             t.model_output = t.storage in returned
-    return calls, sum(t.nbytes for t in consts.values())
+    held = sum(t.nbytes for p in main.params if name_of(p) in weights for t in env[p])
+    return calls, sum(t.nbytes for t in consts.values()) + held
 
 
 _VM_LOWERING = (
@@ -196,15 +199,19 @@ def compile_variant(path: str, sha256: str, strategy: Strategy, lowering: str, t
     ``act_scales``: calibrated activation scales for an ``int8`` strategy. A tuned strategy on a
     generic lowering is scheduled by ``tuning`` (:class:`explorer.tvm.tuning.apply.TuningSetup`)."""
     mod = imported(path, sha256, strategy.sparsity)
+    weights, repeats = weight_params(path, sha256)
     tvm_target = tvm.target.Target(target)
-    ctx = PipelineContext(strategy, lowering, act_scales, vnni=lowering == "generic" and has_vnni(tvm_target))
+    ctx = PipelineContext(strategy, lowering, act_scales, vnni=lowering == "generic" and has_vnni(tvm_target),
+                          weights=weights)
     with tvm_target:
         mod = strategy_passes(ctx)(mod)
     outcome = None
     if schedules_by_tuning(ctx):
         mod, outcome = tuning.schedule(mod, strategy)
-    calls, constant_bytes = call_sites(mod, ctx.groups)
+    calls, constant_bytes = call_sites(mod, ctx.groups, weights)
     vm_mod = vm_lower(mod)
     assign_planned_storage(calls, vm_mod)
+    if repeats is not None:
+        calls, constant_bytes = repeat_layer(calls, *repeats, constant_bytes)
     tir, executable = lower_tir(vm_mod, tvm_target, build)
     return Compiled(calls, tir, planned_storage_bytes(vm_mod), constant_bytes, executable, outcome)

@@ -42,6 +42,7 @@ from explorer.tvm.passes.operator_rewrites import bound_kernels_as_operators, cl
 from explorer.tvm.passes.packed_weights import packed_float_weights
 from explorer.tvm.passes.precision import precision_pass
 from explorer.tvm.passes.vnni import vnni_int8_kernels
+from explorer.tvm.passes.weight_params import fold_weight_params
 from explorer.tvm.passes.weight_only import fuse_dequantize_matmul, weight_only_pass
 from explorer.tvm.schedules.decode_gemv import DecodeGEMV
 from explorer.tvm.schedules.inline_elementwise import InlineElementwise
@@ -61,6 +62,13 @@ class PipelineContext:
     act_scales: tuple[float, ...] | None = None     # calibrated activation scales (int8)
     vnni: bool = False                              # the llvm target has VPDPBUSD (see explorer.tvm.passes.vnni)
     groups: dict = dataclasses.field(default_factory=dict)  # fusion groups, filled by FuseOps' recorder
+    weights: frozenset[str] = frozenset()           # parameters of main that are weights (a config's decoder)
+
+
+def fold(ctx: PipelineContext) -> tvm.transform.Pass:
+    """``FoldConstant``, and the same folding of computations on weight parameters
+    (:mod:`explorer.tvm.passes.weight_params`)."""
+    return tvm.transform.Sequential([relax.transform.FoldConstant(), fold_weight_params(set(ctx.weights))])
 
 
 Factory = Callable[[PipelineContext], list]
@@ -68,16 +76,16 @@ Factory = Callable[[PipelineContext], list]
 
 def _prepare(ctx: PipelineContext) -> list:
     return [bound_kernels_as_operators, precision_pass("qdq"), relax.transform.FoldBatchnormToConv2D(),
-            relax.transform.FoldConstant()]
+            fold(ctx)]
 
 
 def _legalize(ctx: PipelineContext) -> list:
     # CPU vectors need the columns padded, and weights packed a vector of columns at a time; a GPU
     # kernel's threads take any count, and a GPU reads its weights along K
     layout = ([pad_matmul_columns, packed_float_weights] if ctx.lowering == "generic" else
-              [weights_along_k, relax.transform.FuseTransposeMatmul()])
+              [weights_along_k(ctx.weights), relax.transform.FuseTransposeMatmul()])
     return [*layout, relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
-            relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant()]
+            relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), fold(ctx)]
 
 
 def _int8_kernels(ctx: PipelineContext) -> list:
@@ -96,9 +104,9 @@ PRECISION: dict[str, Factory] = {
     "fp32": lambda ctx: [],
     "fp16": lambda ctx: [clip_as_max_min, relax.transform.ConvertToDataflow(),
                          relax.transform.ToMixedPrecision(out_dtype="float32"),
-                         relax.transform.FoldConstant()],
-    "bf16": lambda ctx: [precision_pass("bf16"), relax.transform.FoldConstant()],
-    "int8": lambda ctx: [precision_pass("int8", ctx.act_scales), relax.transform.FoldConstant()],
+                         fold(ctx)],
+    "bf16": lambda ctx: [precision_pass("bf16"), fold(ctx)],
+    "int8": lambda ctx: [precision_pass("int8", ctx.act_scales), fold(ctx)],
     "int8w": lambda ctx: [],
     "int4w": lambda ctx: [],
 }
@@ -118,7 +126,7 @@ LAYOUT: dict[str, Factory] = {
     "native": lambda ctx: [],
     # clip has no layout inference in TVM 0.27: ConvertLayout would wrap each one in two transposes
     "nhwc": lambda ctx: [non_negative_squeeze_axes, clip_as_max_min, relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "HWIO"]}),
-                         relax.transform.FoldConstant()],
+                         fold(ctx)],
 }
 
 def _dequantize_into_matmuls(ctx: PipelineContext) -> list:

@@ -9,6 +9,7 @@ from tvm import relax
 from tvm.ir.expr import Constant
 
 from explorer.tvm.passes.rewriting import rewrite_calls
+from explorer.tvm.relax_ir import name_of
 
 #: A matmul whose constant weight has at least this many columns...
 PAD_MIN_COLUMNS = 64
@@ -32,21 +33,31 @@ def _padded_columns(call, _mod):
     return relax.op.strided_slice(out, axes=[call.ty.ndim - 1], begin=[0], end=[columns])
 
 
-def _nt_weight(call, _mod):
+def _nt_weight(call, weights: frozenset[str]):
     weight = call.args[1]
-    if not isinstance(weight, Constant) or weight.ty.ndim != 2 or not str(weight.ty.dtype).startswith(("float", "bfloat")):
+    if weight.ty.ndim != 2 or not str(weight.ty.dtype).startswith(("float", "bfloat")):
         return None
-    kept = relax.const(np.ascontiguousarray(weight.value.numpy().T))
+    if isinstance(weight, Constant):
+        kept = relax.const(np.ascontiguousarray(weight.value.numpy().T))
+    elif isinstance(weight, relax.Var) and name_of(weight) in weights:
+        kept = relax.op.permute_dims(weight)  # folded into an [N, K] weight parameter (weight_params)
+    else:
+        return None
     return relax.op.matmul(call.args[0], relax.op.permute_dims(kept), out_dtype=call.attrs.out_dtype)
 
 
-@tvm.transform.module_pass(opt_level=0, name="explorer.WeightsAlongK")
-def weights_along_k(mod, _ctx):
-    """Keep each constant float matmul weight ``[N, K]`` (``x @ W^T``, which ``FuseTransposeMatmul`` makes
-    one kernel), as GPU deployments keep them (PyTorch's Linear, MLC-LLM's ``NT_matmul``): a decode step's
-    GEMV then reads each output's weights along K, and DLight's ``GEMV`` rule schedules it (its
-    outer-reduction schedule, for ``[K, N]``, has parameters for OpenCL and Metal only)."""
-    return rewrite_calls(mod, "relax.matmul", _nt_weight)
+def weights_along_k(weights: frozenset[str] = frozenset()) -> tvm.transform.Pass:
+    """Keep each constant float matmul weight (and each weight parameter named in ``weights``) ``[N, K]``
+    (``x @ W^T``, which ``FuseTransposeMatmul`` makes one kernel), as GPU deployments keep them (PyTorch's
+    Linear, MLC-LLM's ``NT_matmul``): a decode step's GEMV then reads each output's weights along K, and
+    DLight's ``GEMV`` rule schedules it (its outer-reduction schedule, for ``[K, N]``, has parameters for
+    OpenCL and Metal only)."""
+
+    @tvm.transform.module_pass(opt_level=0, name="explorer.WeightsAlongK")
+    def apply(mod, _ctx):
+        return rewrite_calls(mod, "relax.matmul", lambda call, _mod: _nt_weight(call, weights))
+
+    return apply
 
 
 @tvm.transform.module_pass(opt_level=0, name="explorer.PadMatmulColumns")

@@ -20,7 +20,7 @@ class Buffers:
         self.uses: dict = {}  # buffer var -> BufferUse
         self.sites: dict = {}  # site key -> reuse.Site
         self.by_data: dict = {}  # buffer data var -> (BufferUse, dtype), for tensor-core intrinsics
-        self.param_by_name: dict = {}
+        self.param_by_var: list = []  # (parameter var, BufferUse)
         for i, p in enumerate(func.params):
             ty = p.ty
             if hasattr(ty, "shape") and hasattr(ty, "dtype"):
@@ -28,7 +28,7 @@ class Buffers:
                 for d in ty.shape:
                     size *= int_of(d) or 1
                 use = BufferUse(p.name, "param", i, size * bytes_of(str(ty.dtype)))
-                self.param_by_name[p.name] = use
+                self.param_by_var.append((p, use))
                 self.uses[p] = use
 
     def declare(self, s) -> None:
@@ -38,12 +38,25 @@ class Buffers:
         for d in buf.shape:
             size *= int_of(d) or 1
         nbytes = size * bytes_of(str(buf.dtype))
-        if type(s).__name__ == "DeclBuffer" and buf.name in self.param_by_name:
-            self.uses[buf] = self.param_by_name[buf.name]  # a flat view of the parameter
+        viewed = self._param_viewed(buf) if type(s).__name__ == "DeclBuffer" else None
+        if viewed is not None:
+            self.uses[buf] = viewed  # a flat view of the parameter
         else:
             scope = buf.scope() or "global"
             self.uses[buf] = BufferUse(buf.name, scope, -1, nbytes)
         self.by_data[buf.data] = (self.uses[buf], str(buf.dtype))
+
+    def _param_viewed(self, buf) -> BufferUse | None:
+        """The parameter a declared buffer views: the one whose pointer it uses (two parameters may share
+        a name: FuseTIR names them after the Relax variables, and a weight parameter and an activation
+        can both be ``lv``); by name where the pointer is not a parameter's."""
+        data = buf.data  # ``tirx.buffer_data(lv)``: a var named and typed as the parameter it reads
+        pointers = [a for a in getattr(data, "args", []) if isinstance(a, tvm.tirx.Var)]
+        named = [(param, use) for param, use in self.param_by_var if param.name == buf.name]
+        for param, use in named:
+            if any(p.same_as(param) or tvm.ir.structural_equal(p.ty, param.ty) for p in pointers):
+                return use
+        return named[0][1] if named else None
 
     def use(self, buf) -> BufferUse:
         """The use of ``buf`` (a buffer seen without declaration is kernel scratch)."""
