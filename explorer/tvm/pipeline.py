@@ -118,8 +118,8 @@ PRECISION_AFTER_LEGALIZE: dict[str, Factory] = {
     "fp16": lambda ctx: [],
     "bf16": lambda ctx: [],
     "int8": lambda ctx: [],
-    "int8w": lambda ctx: [weight_only_pass("int8w")],
-    "int4w": lambda ctx: [weight_only_pass("int4w")],
+    "int8w": lambda ctx: [weight_only_pass("int8w", weights=ctx.weights)],
+    "int4w": lambda ctx: [weight_only_pass("int4w", weights=ctx.weights)],
 }
 
 LAYOUT: dict[str, Factory] = {

@@ -31,6 +31,8 @@ from tvm.relax.dpl import GlobalVarPattern, TuplePattern, is_op, wildcard
 
 from explorer.tvm.passes.packed_weights import pack_columns
 from explorer.tvm.passes.rewriting import rewritten
+from explorer.tvm.passes.weight_params import with_params
+from explorer.tvm.relax_ir import name_of
 
 #: The bits of each weight-only precision.
 BITS = {"int8w": 8, "int4w": 4}
@@ -197,10 +199,15 @@ def _weight_operand(func) -> list[tuple[int, str]]:
 class _WeightOnlyRewriter(relax.PyExprMutator):
     """Each matmul kernel's constant float32 weight -> a dequantize kernel of its quantized bytes."""
 
-    def __init__(self, mod: tvm.IRModule, bits: int, group_size: int, scale_dtype: str):
+    def __init__(self, mod: tvm.IRModule, bits: int, group_size: int, scale_dtype: str, weights: frozenset[str]):
         super().__init__(mod)
         self.mod, self.bits, self.group_size, self.scale_dtype = mod, bits, group_size, scale_dtype
+        self.weights = weights  # weight parameters of main (see explorer.tvm.passes.weight_params)
+        self.new_params: list[relax.Var] = []
         self.weight_operands: dict = {}  # kernel -> its weight's candidate parameters (once per kernel, not per call)
+
+    def _is_weight(self, arg) -> bool:
+        return isinstance(arg, Constant) or (isinstance(arg, relax.Var) and name_of(arg) in self.weights)
 
     def visit_call_(self, call):
         call = super().visit_call_(call)
@@ -210,7 +217,7 @@ class _WeightOnlyRewriter(relax.PyExprMutator):
         if kernel not in self.weight_operands:
             self.weight_operands[kernel] = _weight_operand(self.mod[kernel])
         args = list(call.args[1].fields)
-        found = [(i, t) for i, t in self.weight_operands[kernel] if i < len(args) and isinstance(args[i], Constant)]
+        found = [(i, t) for i, t in self.weight_operands[kernel] if i < len(args) and self._is_weight(args[i])]
         if not found:
             return call
         index, layout = found[0]
@@ -218,6 +225,8 @@ class _WeightOnlyRewriter(relax.PyExprMutator):
         dtype = str(weight.ty.dtype)
         if dtype not in ("float32", "float16", "bfloat16"):
             return call
+        if not isinstance(weight, Constant):
+            return self._parameter(call, args, index, layout)
         matrix = weight.value.numpy().astype(np.float32)
         transposed, block = layout == "nk", matrix.shape[2] if layout == "packed" else 0
         if block:  # [N / B, K, B] -> [K, N]
@@ -236,15 +245,46 @@ class _WeightOnlyRewriter(relax.PyExprMutator):
         return relax.call_tir(call.args[0], relax.Tuple(args), out_ty=call.ty)
 
 
-def weight_only_pass(precision: str, group_size: int = GROUP_SIZE, scale_dtype: str = SCALE_DTYPE):
-    """The pass that gives every matmul with a constant weight ``precision``'s (``int8w`` or
-    ``int4w``) weight-only quantization (see the module doc). It runs on a legalized module, after
-    the last ``FoldConstant``."""
+    def _parameter(self, call, args, index: int, layout: str):
+        """The same rewrite of a weight parameter (no values: a decoder built from its config): the
+        packed values and scales become two weight parameters of the shapes and dtypes
+        :func:`stored` gives, under the weight's name."""
+        weight = args[index]
+        if layout == "packed":
+            return call  # CPU packing needs values; a weight parameter stays [K, N] or [N, K]
+        transposed = layout == "nk"
+        shape = [int(d) for d in weight.ty.shape.values]
+        rows, cols = (shape[1], shape[0]) if transposed else (shape[0], shape[1])
+        group = group_size_for(rows, self.group_size, self.bits)
+        if group is None:
+            return call
+        value_dtype = np.uint8 if self.bits == 4 else np.int8
+        values = np.broadcast_to(np.zeros((), value_dtype), (rows // 2 if self.bits == 4 else rows, cols))
+        scales = np.broadcast_to(np.zeros((), self.scale_dtype), (rows // group, cols))
+        q = QuantizedWeight(values, scales, self.bits, group, rows)
+        held = (values.T, scales.T) if transposed else (values, scales)
+        gv = self.builder_.add_func(_dequantize_func(q, str(weight.ty.dtype), transposed, 0, held),
+                                    f"{DEQUANTIZE_PREFIX}int{self.bits}")
+        new = [relax.Var(name_of(weight), relax.TensorType(list(a.shape), str(a.dtype))) for a in held]
+        self.new_params += new
+        args[index] = self.builder_.emit(relax.call_tir(gv, relax.Tuple(new), out_ty=weight.ty), name_hint="dequantized")
+        return relax.call_tir(call.args[0], relax.Tuple(args), out_ty=call.ty)
+
+
+def weight_only_pass(precision: str, group_size: int = GROUP_SIZE, scale_dtype: str = SCALE_DTYPE,
+                     weights: frozenset[str] = frozenset()):
+    """The pass that gives every matmul with a constant weight (or a weight parameter named in
+    ``weights``) ``precision``'s (``int8w`` or ``int4w``) weight-only quantization (see the module
+    doc). It runs on a legalized module, after the last ``FoldConstant``."""
     bits = BITS[precision]
 
     @tvm.transform.module_pass(opt_level=0, name=f"explorer.WeightOnly[{precision}]")
     def apply(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        return rewritten(_WeightOnlyRewriter(mod, bits, group_size, scale_dtype), mod)
+        rewriter = _WeightOnlyRewriter(mod, bits, group_size, scale_dtype, weights)
+        out = rewritten(rewriter, mod)
+        if rewriter.new_params:
+            out["main"] = with_params(out["main"], rewriter.new_params)
+        return out
 
     return apply
 

@@ -13,6 +13,13 @@ from explorer.workload import reuse
 from explorer.workload.table import BufferUse
 
 
+def _elements_and_dtype(ty) -> tuple:
+    count = 1
+    for d in ty.shape:
+        count *= int_of(d) or 1
+    return count, str(ty.dtype)
+
+
 class Buffers:
     """Every buffer of one kernel: its parameters from the start, the rest as they are declared."""
 
@@ -21,6 +28,7 @@ class Buffers:
         self.sites: dict = {}  # site key -> reuse.Site
         self.by_data: dict = {}  # buffer data var -> (BufferUse, dtype), for tensor-core intrinsics
         self.param_by_var: list = []  # (parameter var, BufferUse)
+        self.viewed: set = set()  # ids of the parameters' uses a view took
         for i, p in enumerate(func.params):
             ty = p.ty
             if hasattr(ty, "shape") and hasattr(ty, "dtype"):
@@ -47,16 +55,19 @@ class Buffers:
         self.by_data[buf.data] = (self.uses[buf], str(buf.dtype))
 
     def _param_viewed(self, buf) -> BufferUse | None:
-        """The parameter a declared buffer views: the one whose pointer it uses (two parameters may share
-        a name: FuseTIR names them after the Relax variables, and a weight parameter and an activation
-        can both be ``lv``); by name where the pointer is not a parameter's."""
-        data = buf.data  # ``tirx.buffer_data(lv)``: a var named and typed as the parameter it reads
-        pointers = [a for a in getattr(data, "args", []) if isinstance(a, tvm.tirx.Var)]
+        """The parameter a declared buffer views (its flat view, ``tirx.buffer_data(lv)``): the one of its
+        name. Two parameters may share a name (FuseTIR names them after the Relax variables: a weight
+        parameter and an activation can both be ``lv``); then the one of its size and dtype that no view
+        took yet, in parameter order."""
         named = [(param, use) for param, use in self.param_by_var if param.name == buf.name]
+        if len(named) <= 1:
+            return named[0][1] if named else None
+        size = _elements_and_dtype(buf)
         for param, use in named:
-            if any(p.same_as(param) or tvm.ir.structural_equal(p.ty, param.ty) for p in pointers):
+            if _elements_and_dtype(param.ty) == size and id(use) not in self.viewed:
+                self.viewed.add(id(use))
                 return use
-        return named[0][1] if named else None
+        return named[0][1]
 
     def use(self, buf) -> BufferUse:
         """The use of ``buf`` (a buffer seen without declaration is kernel scratch)."""
