@@ -134,6 +134,7 @@ class Lowering:
     tuning: TuningOutcome | None = None
     analyse_s: float = 0.0           # reading the lowered TIR into the workload table
     node: str = ""                   # the machine that compiled it
+    constant_bytes: int = 0          # the weights (and other constants) as the build stores them
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,3 +27,27 @@ def in_compiler_process(fn, *args):
     finally:
         if saved is not None:
             os.environ["TVM_USE_RUNTIME_LIB"] = saved
+
+
+#: Lines TVM's C++ logging writes to stderr that say nothing a user can act on: legalizing an embedding's
+#: ``take`` warns of its unchecked indices on every compile.
+QUIET_STDERR = (b"Warning: Fast mode segfaults when there are out-of-bounds indices",)
+
+
+def filter_stderr(quiet: tuple[bytes, ...] = QUIET_STDERR) -> None:
+    """From now on, drop the lines of this process's stderr (file descriptor 2, where C++ libraries write)
+    that contain one of ``quiet``; pass every other line through."""
+    import threading
+
+    read, write = os.pipe()
+    original = os.dup(2)
+    os.dup2(write, 2)
+    os.close(write)
+
+    def pump() -> None:
+        with os.fdopen(read, "rb") as lines, os.fdopen(original, "wb", buffering=0) as out:
+            for line in lines:
+                if not any(q in line for q in quiet):
+                    out.write(line)
+
+    threading.Thread(target=pump, name="filter-stderr", daemon=True).start()

@@ -37,7 +37,7 @@ THROUGHPUT_COLUMNS = ("tokens", "kv_cache_bytes", "kv_cache_dtype", "energy_per_
                       "inferences_per_j", "gflop_per_j", "mean_power_w",
                       "energy_per_token_j", "tokens_per_j", "tokens_per_s", "measured_tokens_per_s")
 MEASURED_COLUMNS = (
-    "planned_memory_bytes", "max_abs_error", "tolerance", "within_tolerance", "sqnr_db", "accuracy_loss_pct",
+    "planned_memory_bytes", "constant_bytes", "max_abs_error", "tolerance", "within_tolerance", "sqnr_db", "accuracy_loss_pct",
     "argmax_agreement", "next_token_agreement", "meets_accuracy", "compile_s", "check_run_s", "measured_latency_s", "measured_latency_spread",
     "latency_source", "kernel_time_share", "tensorized_share", "weight_density",
     "onnxruntime_latency_s", "latency_vs_onnxruntime", "onnxruntime_int8_latency_s", "tvm_threads", "onnxruntime_threads", "node",
@@ -206,6 +206,7 @@ def variant_row(row: dict, result: Lowering | Failure, target: TargetSpec, refer
     row.update(energy.totals(scored).row())
     row["latency_source"] = "measured" if (scored["latency_source"] == "measured").all() else "modelled"
     row["planned_memory_bytes"] = result.planned_bytes
+    row["constant_bytes"] = result.constant_bytes
     if result.tuning is not None:
         row.update(tuned_kernels=result.tuning.tuned, reused_kernels=result.tuning.reused,
                    tuning_trials=result.tuning.trials)

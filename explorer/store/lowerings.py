@@ -28,7 +28,7 @@ from explorer.host.cpu import cpu_fingerprint
 from explorer.store.cache import COMPILE_CODE, cache_dir, code_fingerprint, make_key, staged_dir
 
 #: Bump when the layout of an entry changes.
-FORMAT = "2"
+FORMAT = "3"
 
 #: The code whose output a lowering is: the TVM side (but for running builds, which measurements
 #: cover), the workload table and the records' format.

@@ -41,8 +41,10 @@ _READY = "ready"
 
 def _serve(conn, fn: Callable) -> None:
     """A slot's process: run ``fn`` on every request received, send back what it returns."""
+    from explorer.host.process import filter_stderr
     from explorer.tvm.worker import warm_up
 
+    filter_stderr()
     warm_up()
     conn.send((_READY, None))  # the time limit counts from here, not from the process's start
     while True:

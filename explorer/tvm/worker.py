@@ -84,4 +84,4 @@ def _lower(req: LoweringRequest) -> Lowering:
 
         codegen.export_library(exe, Path(req.export))
     return Lowering(req.lowering_id, workload, calls, compiled.planned_bytes, compile_s, exe is not None,
-                    build_error, nvcc_error, compiled.tuning, analyse_s, socket.gethostname())
+                    build_error, nvcc_error, compiled.tuning, analyse_s, socket.gethostname(), compiled.constant_bytes)

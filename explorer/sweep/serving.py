@@ -1,0 +1,61 @@
+"""``explorer serve``: a decoder's serving figures per target, strategy and batch (see
+:mod:`explorer.scoring.serving` for their definitions).
+
+Three sweeps' worth of analysis, no build: the prompt's prefill at the prefill batch, and a decode step
+at the two contexts :meth:`ServingWorkload.contexts` names, at each batch the KV cache leaves room for.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cost_models.targets import load_target
+from explorer.core.errors import ExplorerError
+from explorer.model.phases import Phase
+from explorer.model.prepare import prepare
+from explorer.scoring.serving import ServingWorkload, achieved_batch, serving_row
+from explorer.sweep.sweep import run_sweep
+
+#: The columns of ``serving.csv``, in order.
+SERVING_COLUMNS = ("model", "target", "strategy", "devices", "batch", "achieved_batch", "prompt_tokens",
+                   "output_tokens", "prefill_batch", "energy_per_output_token_j", "prefill_energy_share",
+                   "inter_token_latency_s", "output_tokens_per_s", "mean_power_w", "fits", "fit_note",
+                   "kv_cache_dtype")
+
+
+def _ok(variants: pd.DataFrame) -> pd.DataFrame:
+    return variants[variants["energy_j"].notna()]
+
+
+def serve(model: str, targets: list[str], strategies: str, batches: list[int], workload: ServingWorkload,
+          kv_cache_dtype: str = "float16", progress: bool = True, jobs: int | None = None) -> pd.DataFrame:
+    """One row per target, strategy and batch (:data:`SERVING_COLUMNS`)."""
+    specs = {t: load_target(t) for t in targets}
+    p, o = workload.prompt_tokens, workload.output_tokens
+    common = dict(targets=targets, strategies=strategies, build=False, check=False, progress=progress, jobs=jobs,
+                  kv_cache_dtype=kv_cache_dtype, tables=False)
+    prefill = _ok(run_sweep([model], phases=[Phase("prefill", p)], batches=[workload.prefill_batch], **common).variants)
+    if prefill.empty:
+        raise ExplorerError(f"{model}: no strategy analysed its prefill; see the sweep's messages above")
+    per_sequence = prepare(model, phase=Phase("decode", p + o), batch=1, kv_cache_dtype=kv_cache_dtype).kv_cache_bytes
+    plans = {}
+    for _, r in prefill.iterrows():
+        device = specs[r["target"]].memory[0].capacity_bytes
+        for b in batches:
+            plans[(r["target"], r["strategy"], b)] = achieved_batch(b, device, r["constant_bytes"], per_sequence,
+                                                                    r["planned_memory_bytes"])
+    step_batches = sorted({a or b for (_, _, b), (a, _) in plans.items()})
+    low, high = workload.contexts()
+    decode = _ok(run_sweep([model], phases=[Phase("decode", low), Phase("decode", high)], batches=step_batches,
+                           **common).variants)
+    rows = []
+    for (target, strategy, b), (achieved, why) in plans.items():
+        pick = decode[(decode["target"] == target) & (decode["strategy"] == strategy) & (decode["batch"] == (achieved or b))]
+        at = {int(r["phase"].split(":")[1]): r for _, r in pick.iterrows()}
+        pre = prefill[(prefill["target"] == target) & (prefill["strategy"] == strategy)].iloc[0]
+        if low not in at or high not in at:
+            continue  # its decode failed: the sweep said why
+        rows.append({"model": model.rsplit("/", 1)[-1].removesuffix(".json"), "target": target, "strategy": strategy,
+                     "devices": 1, "kv_cache_dtype": kv_cache_dtype,
+                     **serving_row(workload, b, achieved, why, pre, at[low], at[high])})
+    return pd.DataFrame(rows, columns=list(SERVING_COLUMNS))
