@@ -17,6 +17,7 @@ def models(args) -> int:
 
     rows = [{"name": m.name, "inputs": " ".join(f"{n}:{','.join(map(str, s))}" for n, s in m.inputs),
              "published GMAC": "" if m.published_macs is None else f"{m.published_macs / 1e9:.3g}",
+             "parameters (B)": "" if m.parameters is None else f"{m.parameters / 1e9:.2f}",
              "description": m.description} for m in zoo.list_models()]
     print(pd.DataFrame(rows).to_string(index=False))
     return 0

@@ -1,0 +1,84 @@
+"""Decoders from Hugging Face configs: the shipped ones, their sizes, and configs the builder refuses."""
+
+import json
+
+import onnx
+import pytest
+
+import models
+from models.decoders import build_llama, layer_repeats, representative_layers, weight_inputs
+from models.hf_configs import ConfigError, load_config, parse_config, shipped_configs
+
+SHIPPED = {c.name: c for c in shipped_configs()}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_config_has_its_published_parameter_count(name):
+    shipped = SHIPPED[name]
+    assert shipped.config.parameters() == shipped.published_parameters
+
+
+def test_shipped_configs_are_the_ones_the_issue_names():
+    assert set(SHIPPED) == {"llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "llama-2-70b", "qwen3-8b", "qwen3-32b"}
+
+
+def test_qwen3_32b_reads_head_dim_from_its_config():
+    cfg = SHIPPED["qwen3-32b"].config
+    assert (cfg.d_model, cfg.heads, cfg.head_dim, cfg.qk_norm) == (5120, 64, 128, True)
+
+
+def test_a_model_of_many_layers_is_built_from_four_with_its_weights_as_inputs():
+    model = models.get_model("llama-3.1-405b").build()
+    layers = {i.name.split(".")[2] for i in model.graph.input if i.name.startswith("model.layers.")}
+    assert layers == {"0", "1", "2", "125"}
+    assert layer_repeats(model) == (2, 123)
+    assert not model.graph.initializer or max(i.ByteSize() for i in model.graph.initializer) < 4096
+    assert "model.layers.2.mlp.down_proj.weight" in weight_inputs(model)
+
+
+def test_a_model_of_five_layers_is_built_whole():
+    assert representative_layers(5) == (0, 1, 2, 3, 4)
+
+
+def test_the_models_listing_shows_billions_to_two_decimals(cli):
+    out = cli("models").stdout
+    assert "405.85" in out and "8.03" in out and "32.76" in out
+
+
+def test_an_unknown_architecture_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"architectures": ["GPT2LMHeadModel"], "hidden_size": 64}))
+    with pytest.raises(ConfigError, match="architecture .*GPT2LMHeadModel.* is not built"):
+        load_config(path)
+
+
+def test_a_rope_scaling_the_builder_cannot_honour_is_refused():
+    raw = json.loads((models.hf_configs.CONFIG_DIR / "llama-3.1-8b.json").read_text())
+    raw["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0}
+    with pytest.raises(ConfigError, match="rope_scaling type 'yarn' is not built"):
+        parse_config(raw, "config.json")
+
+
+def test_a_malformed_field_is_refused():
+    raw = json.loads((models.hf_configs.CONFIG_DIR / "qwen3-8b.json").read_text())
+    raw["num_key_value_heads"] = 5
+    with pytest.raises(ConfigError, match="32 attention heads do not divide into 5"):
+        parse_config(raw, "config.json")
+
+
+def test_a_config_that_is_not_json_is_exit_2_in_one_line(cli, tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("{not json")
+    result = cli("sweep", path, "--phase", "decode:8", "--targets", "gpu", "--no-build")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "not a JSON config" in result.stderr
+
+
+def test_mistral_sliding_window_masks_keys_older_than_the_window():
+    raw = json.loads((models.hf_configs.CONFIG_DIR / "llama-3.1-8b.json").read_text())
+    raw.update(architectures=["MistralForCausalLM"], sliding_window=4, num_hidden_layers=1, hidden_size=64,
+               intermediate_size=128, num_attention_heads=4, num_key_value_heads=2, vocab_size=50, rope_scaling=None)
+    model = build_llama(cfg=parse_config(raw, "mistral"))
+    ops = [n.op_type for n in model.graph.node]
+    assert "And" in ops  # causal and within the window
+    onnx.checker.check_model(model)

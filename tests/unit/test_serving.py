@@ -1,0 +1,32 @@
+"""Serving figures from prefill and decode variants (explorer.scoring.serving), checked by hand."""
+
+import pandas as pd
+import pytest
+
+from explorer.scoring.serving import ServingWorkload, achieved_batch, serving_row
+
+
+def test_the_batch_is_capped_by_the_cache_room_at_90_percent_of_device_memory():
+    # 100 GB device: 90 GB, less 50 GB of weights, leaves 40 GB: 40 sequences of 1 GB
+    assert achieved_batch(64, 100e9, 50e9, 1e9) == (40, "")
+    assert achieved_batch(8, 100e9, 50e9, 1e9) == (8, "")
+
+
+def test_a_model_whose_weights_do_not_fit_says_why():
+    batch, why = achieved_batch(8, 80e9, 141e9, 1e9)
+    assert batch == 0 and "weights 141.0 GB" in why and "90% of the device's 80.0 GB" in why
+
+
+def test_energy_per_output_token_integrates_decode_over_the_contexts():
+    w = ServingWorkload(prompt_tokens=10, output_tokens=4, prefill_batch=2)  # contexts 10 and 14
+    prefill = pd.Series({"energy_j": 8.0, "latency_s": 2.0})  # 4 J, 1 s per sequence
+    low = pd.Series({"energy_j": 1.0, "latency_s": 0.1})      # decode step at context 10, batch 2
+    high = pd.Series({"energy_j": 2.0, "latency_s": 0.2})     # at context 14
+    row = serving_row(w, 2, 2, "", prefill, low, high)
+    # steps at contexts 10..13: 1 + 0.25 k J for the batch of 2 -> mean 1.375 J, 0.6875 J per sequence
+    assert row["energy_per_output_token_j"] == pytest.approx((4 + 4 * 0.6875) / 4)
+    assert row["prefill_energy_share"] == pytest.approx(4 / (4 + 2.75))
+    assert row["inter_token_latency_s"] == pytest.approx(0.15)  # at context 12
+    # a batch of 2: 2 prefills of 1 s and 4 steps of 0.1375 s; 8 tokens
+    assert row["output_tokens_per_s"] == pytest.approx(8 / (2 + 0.55))
+    assert row["mean_power_w"] == pytest.approx(2 * (4 + 2.75) / (2 + 0.55))
