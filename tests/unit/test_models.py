@@ -29,6 +29,7 @@ def built() -> dict[str, onnx.ModelProto]:
 
 
 DECODERS = ["gpt2", "llama-mini"]
+CONFIGS = ["llama-2-70b", "llama-3.1-405b", "llama-3.1-70b", "llama-3.1-8b", "qwen3-32b", "qwen3-8b"]
 
 
 def _replace_build(info, calls, real_build):
@@ -43,7 +44,7 @@ def _replace_build(info, calls, real_build):
 
 def test_registry_names_and_types():
     infos = list_models()
-    assert [m.name for m in infos] == NAMES + DECODERS
+    assert [m.name for m in infos] == NAMES + DECODERS + CONFIGS
     for info in infos:
         assert isinstance(info, ModelInfo)
         assert info.description and "\n" not in info.description

@@ -14,10 +14,10 @@ from cost_models.target_file import TargetError
 from cost_models.targets import TARGETS_DIR, list_targets, load_target, resolve_name
 from cost_models.workload import dtype_bytes
 
-SHIPPED = ["cpu", "cpu-cascadelake", "cpu-graniterapids", "cpu-zen4", "cpu-zen5", "gpu", "mi300x", "npu", "phone-npu",
-           "tpu"]
+SHIPPED = ["b200", "cpu", "cpu-cascadelake", "cpu-graniterapids", "cpu-zen4", "cpu-zen5", "gpu", "h200", "mi300x", "npu",
+           "phone-npu", "tpu"]
 #: The targets that describe a whole device with a power limit (the CPU files describe a 2-core slice).
-DEVICES = ["gpu", "mi300x", "npu", "phone-npu", "tpu"]
+DEVICES = ["b200", "gpu", "h200", "mi300x", "npu", "phone-npu", "tpu"]
 
 
 def _toml_value(value) -> str:
