@@ -154,7 +154,8 @@ def _attend(g: GraphBuilder, p: str, q: str, k_all: str, v_all: str, bias: str, 
         c = g.node("Reshape", [c, g.const(f"shape.heads{cfg.heads}.back", [0, cfg.heads, -1, cfg.head_dim], np.int64)],
                    f"{p}.context.heads")
     c = g.node("Transpose", [c], f"{p}.context.transpose", perm=[0, 2, 1, 3])
-    return g.node("Reshape", [c, g.const("shape.merge_heads", [0, 0, cfg.d_model], np.int64)], f"{p}.context.merge")
+    width = cfg.heads * cfg.head_dim  # d_model, but for a head_dim of its own (Qwen3-32B: 64 x 128 on 5120)
+    return g.node("Reshape", [c, g.const(f"shape.merge_heads{width}", [0, 0, width], np.int64)], f"{p}.context.merge")
 
 
 def _dense(g: GraphBuilder, x: str, name: str, fin: int, fout: int, bias: bool = True, std: float | None = None) -> str:

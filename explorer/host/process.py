@@ -30,9 +30,10 @@ def in_compiler_process(fn, *args):
 
 
 #: Lines TVM writes to stderr that say nothing a user can act on: legalizing an embedding's ``take``
-#: warns of its unchecked indices on every compile, and DLight of a limit the cuda target leaves default.
+#: warns of its unchecked indices on every compile, DLight of a limit the cuda target leaves default, and
+#: the rocm target of the ROCm this machine lacks.
 QUIET_STDERR = (b"Warning: Fast mode segfaults when there are out-of-bounds indices",
-                b"Target cuda missing 'max_shared_memory_per_block'")
+                b"Target cuda missing 'max_shared_memory_per_block'", b"Unable to detect ROCm version, assuming")
 
 
 def filter_stderr(quiet: tuple[bytes, ...] = QUIET_STDERR) -> None:

@@ -82,3 +82,8 @@ def test_mistral_sliding_window_masks_keys_older_than_the_window():
     ops = [n.op_type for n in model.graph.node]
     assert "And" in ops  # causal and within the window
     onnx.checker.check_model(model)
+
+
+def test_a_head_dim_of_its_own_merges_heads_to_heads_times_head_dim():
+    model = models.get_model("qwen3-32b").build()  # 64 heads of 128 on a 5120 width
+    onnx.shape_inference.infer_shapes(model, strict_mode=True)
