@@ -112,9 +112,9 @@ _MODELS: tuple[ModelInfo, ...] = (
     ),
 )
 
-def _decoder_inputs(cfg: _dec.DecoderConfig) -> tuple[tuple[str, tuple[int, ...]], ...]:
+def _decoder_inputs(cfg: _dec.DecoderConfig, layer_ids: tuple[int, ...] | None = None) -> tuple[tuple[str, tuple[int, ...]], ...]:
     past = tuple((f"past_key_values.{i}.{kind}", (-1, cfg.kv_heads, -1, cfg.head_dim))
-                 for i in range(cfg.layers) for kind in ("key", "value"))
+                 for i in (range(cfg.layers) if layer_ids is None else layer_ids) for kind in ("key", "value"))
     return (("input_ids", (-1, -1)), ("attention_mask", (-1, -1)), *past)
 
 
@@ -154,7 +154,7 @@ def config_model(cfg: _dec.DecoderConfig, source: str) -> ModelInfo:
         name=cfg.name,
         description=(f"{cfg.architecture} from its config: {cfg.layers} layers, d_model {cfg.d_model}, {cfg.heads} heads "
                      f"({cfg.kv_heads} KV) of {cfg.head_dim}, ffn {cfg.ffn}, vocabulary {cfg.vocab}; weights not held"),
-        inputs=_decoder_inputs(dataclasses.replace(cfg, layers=len(layer_ids))),
+        inputs=_decoder_inputs(cfg, layer_ids),
         published_macs=None,
         macs_source=f"config read from {source}; use count_macs at a phase",
         build=functools.partial(_dec.build_llama, cfg=cfg, layer_ids=layer_ids, weights_as_inputs=True,
