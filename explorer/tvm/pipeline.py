@@ -42,8 +42,8 @@ from explorer.tvm.passes.operator_rewrites import bound_kernels_as_operators, cl
 from explorer.tvm.passes.packed_weights import packed_float_weights
 from explorer.tvm.passes.precision import precision_pass
 from explorer.tvm.passes.vnni import vnni_int8_kernels
-from explorer.tvm.passes.weight_params import fold_weight_params
 from explorer.tvm.passes.weight_only import fuse_dequantize_matmul, weight_only_pass
+from explorer.tvm.passes.weight_params import fold_weight_params
 from explorer.tvm.schedules.decode_gemv import DecodeGEMV
 from explorer.tvm.schedules.inline_elementwise import InlineElementwise
 from explorer.tvm.schedules.int8_reduction import Int8Reduction
