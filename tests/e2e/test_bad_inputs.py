@@ -106,7 +106,7 @@ CASES = {
     "duplicate tensor names": (lambda p: [_save(p, "dup.onnx", _model(
         [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Relu", ["x"], ["y"])],
         [_vi("x", [1, 4])], [_vi("y", [1, 4])]))], "the model is not valid ONNX"),
-    "unknown target": (lambda p: ["mlp", "--targets", "abacus"], "known targets: cpu"),
+    "unknown target": (lambda p: ["mlp", "--targets", "abacus"], "known targets: b200, cpu"),
     "unknown strategy": (lambda p: ["mlp", "--strategies", "turbo"], "known strategies: baseline"),
     "malformed target file": (lambda p: ["mlp", "--targets", _bad_target(p)], "static_power_w.source"),
     "malformed --input-shape": (lambda p: ["mlp", "--input-shape", "x:1,a"], "expected NAME:D1,D2"),

@@ -126,7 +126,7 @@ def test_fusion_report_per_kernel_and_totals(cli, conv_add_relu_onnx):
 
 @pytest.mark.parametrize("args, message", [
     (["sweep", "no-such-model"], "zoo models: mlp"),
-    (["sweep", "mlp", "--targets", "abacus"], "known targets: cpu"),
+    (["sweep", "mlp", "--targets", "abacus"], "known targets: b200, cpu"),
     (["sweep", "mlp", "--strategies", "turbo"], "known strategies: baseline"),
     (["sweep", "mlp", "--input-shape", "bad"], "expected NAME:D1,D2"),
     (["fusion", "mlp", "--strategy", "baseline"], "does not fuse"),
@@ -205,7 +205,7 @@ def test_doctor_checks_each_target_by_sweeping_a_tiny_model(cli):
     assert r["packages"]["apache-tvm"] == "0.27.0.post1" and r["packages"]["apache-tvm-ffi"] == "0.1.14.post1"
     runs = "build and run (checked against onnxruntime)"
     rocm = "build (nothing here runs it)" if not rocm_missing() else "analyse; build fails"
-    assert r["targets"] == {"cpu": runs, "cpu-cascadelake": runs, "cpu-graniterapids": runs, "cpu-zen4": runs,
+    assert r["targets"] == {"b200": "build (nothing here runs it)", "h200": "build (nothing here runs it)", "cpu": runs, "cpu-cascadelake": runs, "cpu-graniterapids": runs, "cpu-zen4": runs,
                             "cpu-zen5": runs, "gpu": "build (nothing here runs it)", "mi300x": rocm,
                             "npu": "analyse only", "phone-npu": "analyse only", "tpu": "analyse only"}
     assert r["tvm"]["codegen"]["llvm"] and r["tvm"]["codegen"]["cuda"] and r["tvm"]["llvm_version"] >= 15
