@@ -15,10 +15,12 @@ import re
 AXES: dict[str, tuple[str, ...]] = {
     "fusion": ("none", "tvm"),
     "layout": ("native", "nhwc"),
-    "precision": ("fp32", "fp16", "bf16", "int8", "int8w", "int4w"),
+    "precision": ("fp32", "fp16", "bf16", "int8", "int8w", "int4w", "int8w-fp16", "int4w-fp16", "int8w-bf16",
+                  "int4w-bf16"),
 }
-#: The weight-only precisions (see :mod:`explorer.tvm.passes.weight_only`).
-WEIGHT_ONLY = ("int8w", "int4w")
+#: The weight-only precisions (see :mod:`explorer.tvm.passes.weight_only`): activations in float32, or in
+#: the 16-bit type after the dash (the weight dequantized to it, as MLC-LLM's ``q4f16_1``).
+WEIGHT_ONLY = ("int8w", "int4w", "int8w-fp16", "int4w-fp16", "int8w-bf16", "int4w-bf16")
 #: ``none``, or ``metaschedule:N`` (N trials across the model, latency-best schedules) and
 #: ``metaschedule:N:energy`` / ``metaschedule:N:edp`` (the measured candidate with the least
 #: modelled energy, or energy x measured latency, per kernel).
@@ -41,7 +43,9 @@ class Strategy:
     calibration, int32 accumulation); ``int8w`` / ``int4w`` (weight-only: every matmul's constant weight
     in symmetric int8 or int4, packed two per byte, with an fp16 scale per 128 rows of the reduction
     axis; activations stay float32, the weight is dequantized inside the matmul kernel when fused;
-    see :mod:`explorer.tvm.passes.weight_only`). ``tuning``: ``none`` or ``metaschedule:N[:energy|edp]``
+    see :mod:`explorer.tvm.passes.weight_only`); ``int8w-fp16`` ... ``int4w-bf16`` (the same weights,
+    with the activations and matmuls of ``fp16`` or ``bf16``, the weight dequantized to that type: what
+    a GPU runs on its tensor cores). ``tuning``: ``none`` or ``metaschedule:N[:energy|edp]``
     (see ``TUNING_PATTERN``). ``sparsity``: ``none``, ``2:4`` or ``unstructured:P`` (magnitude pruning of
     conv and matmul weights before import, see :mod:`explorer.tvm.passes.pruning`; the build runs the pruned weights
     dense, and each target is charged what its hardware makes of them, see :mod:`cost_models.sparsity`).
@@ -127,6 +131,11 @@ register(Strategy("fused-nhwc-int8", fusion="tvm", layout="nhwc", precision="int
 register(Strategy("int4w", precision="int4w"))
 register(Strategy("fused-int8w", fusion="tvm", precision="int8w"))
 register(Strategy("fused-int4w", fusion="tvm", precision="int4w"))
+# ...and with 16-bit activations, the weight dequantized into the tensor-core matmul's operand load
+register(Strategy("fused-int8w-fp16", fusion="tvm", precision="int8w-fp16"))
+register(Strategy("fused-int4w-fp16", fusion="tvm", precision="int4w-fp16"))
+register(Strategy("fused-int8w-bf16", fusion="tvm", precision="int8w-bf16"))
+register(Strategy("fused-int4w-bf16", fusion="tvm", precision="int4w-bf16"))
 # Tuned strategies: a budget that tunes ResNet-18 in well under 30 minutes on 2 cores (see README).
 # Sparsity: magnitude-pruned weights, built dense, charged as each target's hardware runs them.
 register(Strategy("fused-2:4", fusion="tvm", sparsity="2:4"))

@@ -27,7 +27,8 @@ RTOL = 1e-3
 PROBLEM_KINDS = ("failed", "crashed", "timed-out", "mismatch")
 
 #: The compute dtype each reduced precision needs from a target.
-PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
+PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "int8": "int8", "int8w-fp16": "float16", "int4w-fp16": "float16",
+                   "int8w-bf16": "bfloat16", "int4w-bf16": "bfloat16"}
 
 IDENTITY_COLUMNS = ("model", "strategy", "target", "fusion", "layout", "precision", "tuning", "sparsity", "phase", "batch",
                     "status", "status_kind", "built", "ran")
@@ -39,12 +40,24 @@ THROUGHPUT_COLUMNS = ("tokens", "kv_cache_bytes", "kv_cache_dtype", "energy_per_
 MEASURED_COLUMNS = (
     "planned_memory_bytes", "constant_bytes", "max_abs_error", "tolerance", "within_tolerance", "sqnr_db", "accuracy_loss_pct",
     "argmax_agreement", "next_token_agreement", "meets_accuracy", "compile_s", "check_run_s", "measured_latency_s", "measured_latency_spread",
-    "latency_source", "kernel_time_share", "tensorized_share", "weight_density",
+    "latency_source", "kernel_time_share", "useful_macs", "tensorized_share", "weight_density",
     "onnxruntime_latency_s", "latency_vs_onnxruntime", "onnxruntime_int8_latency_s", "tvm_threads", "onnxruntime_threads", "node",
     "tuned_kernels", "reused_kernels", "tuning_trials", "model_hash", "tvm_version")
 #: The columns of ``variants.csv``, in order.
 VARIANT_COLUMNS = [*IDENTITY_COLUMNS, *Totals.COLUMNS, "energy_p05_j", "energy_p95_j", *THROUGHPUT_COLUMNS,
                    *MEASURED_COLUMNS]
+
+
+def _useful_work(workload) -> tuple[float, float, float]:
+    """``(useful MACs, of them tensorized, of them in a matrix-unit dtype)`` of a variant's kernels: a
+    kernel padded to the tensor-core tile executes more MACs than it needs (its ``macs``), and each of
+    its useful ones is tensorized, or in a matrix dtype, in the share its executed ones are."""
+    executed = workload["macs"].where(workload["macs"] > 0)
+    useful = workload["useful_macs"] if "useful_macs" in workload else workload["macs"]
+    tensorized = (workload["tensorized_macs"] / executed).fillna(0.0).clip(0, 1)
+    matrix_cols = [c for c in workload.columns if c.startswith("op_mac_") and c.removeprefix("op_mac_") in MATRIX_DTYPES]
+    matrix = (workload[matrix_cols].sum(axis=1) / executed).fillna(0.0).clip(0, 1) if matrix_cols else 0.0 * useful
+    return float(useful.sum()), float((useful * tensorized).sum()), float((useful * matrix).sum())
 
 
 def base_row(model: str, strategy: Strategy, target: str) -> dict:
@@ -224,12 +237,11 @@ def variant_row(row: dict, result: Lowering | Failure, target: TargetSpec, refer
         status = status.noted("not tuned: MetaSchedule needs a GPU here to measure candidates (DLight schedules used)")
     macs = float(result.workload["macs"].sum()) if "macs" in result.workload else 0.0
     if macs > 0:
-        tensorized = float(result.workload["tensorized_macs"].sum())
-        row["tensorized_share"] = tensorized / macs
-        matrix_macs = sum(float(result.workload[c].sum()) for c in result.workload.columns
-                          if c.startswith("op_mac_") and c.removeprefix("op_mac_") in MATRIX_DTYPES)
-        if target.tvm in ("cuda", "rocm") and matrix_macs > 0 and tensorized < MIN_TENSORIZED_SHARE * matrix_macs:
-            status = status.noted(f"not tensorized: {min(tensorized / matrix_macs, 1):.0%} of the "
+        useful, tensorized, matrix = _useful_work(result.workload)
+        row["useful_macs"] = useful
+        row["tensorized_share"] = tensorized / useful if useful > 0 else 0.0
+        if target.tvm in ("cuda", "rocm") and matrix > 0 and tensorized < MIN_TENSORIZED_SHARE * matrix:
+            status = status.noted(f"not tensorized: {min(tensorized / matrix, 1):.0%} of the "
                                   f"{'/'.join(sorted(MATRIX_DTYPES & set(row_dtypes(result.workload))))} multiply-adds "
                                   f"on {target.name}'s tensor/matrix units (TVM's schedules keep the rest on SIMT lanes: "
                                   "a schedule gap, not the hardware's)")

@@ -49,6 +49,7 @@ from explorer.tvm.schedules.inline_elementwise import InlineElementwise
 from explorer.tvm.schedules.int8_reduction import Int8Reduction
 from explorer.tvm.schedules.parallel_elementwise import ParallelElementwise
 from explorer.tvm.schedules.single_row_reduction import SingleRowReduction
+from explorer.tvm.schedules.tensor_core_matmul import TensorCoreMatmul
 from explorer.tvm.schedules.tiled_reduction import TiledReduction
 from explorer.tvm.schedules.vnni_reduction import VnniReduction
 
@@ -93,22 +94,40 @@ def _int8_kernels(ctx: PipelineContext) -> list:
 
 
 def _gpu_schedule(ctx: PipelineContext) -> list:
-    # DecodeGEMV first: a weight-only GEMV reads packed integers, which Int8Reduction would take. Then
-    # Int8Reduction: DLight's Matmul rule tensorizes int8 (of an int8 strategy or of an imported QDQ
-    # model) with wmma fragments that TVM 0.27 then fails to lower (fragment_info_ check)
-    return [dl.ApplyDefaultSchedule(DecodeGEMV(), Int8Reduction(), dl.gpu.Matmul(), dl.gpu.Reduction(),
-                                    dl.gpu.GeneralReduction(), dl.gpu.Fallback())]
+    # TensorCoreMatmul first: every matmul of more than a few rows whose types an mma instruction takes
+    # (it declines GEMVs and ROCm). DecodeGEMV next: a weight-only GEMV reads packed integers, which
+    # Int8Reduction would take. Then Int8Reduction for the int8 kernels left (convolutions): DLight's
+    # Matmul rule tensorizes int8 with wmma fragments that TVM 0.27 then fails to lower (fragment_info_)
+    return [dl.ApplyDefaultSchedule(TensorCoreMatmul(), DecodeGEMV(), Int8Reduction(), dl.gpu.Matmul(),
+                                    dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback())]
+
+
+def _fp16(ctx: PipelineContext) -> list:
+    return [clip_as_max_min, relax.transform.ConvertToDataflow(), relax.transform.ToMixedPrecision(out_dtype="float32"),
+            fold(ctx)]
+
+
+def _bf16(ctx: PipelineContext) -> list:
+    return [precision_pass("bf16"), fold(ctx)]
+
+
+def _weight_only(precision: str) -> Factory:
+    """Weight-only quantization of ``precision`` (``int4w``, or ``int4w-fp16``: its bits, then the type
+    of the activations) on the legalized module."""
+    return lambda ctx: [weight_only_pass(precision.split("-")[0], weights=ctx.weights)]
 
 
 PRECISION: dict[str, Factory] = {
     "fp32": lambda ctx: [],
-    "fp16": lambda ctx: [clip_as_max_min, relax.transform.ConvertToDataflow(),
-                         relax.transform.ToMixedPrecision(out_dtype="float32"),
-                         fold(ctx)],
-    "bf16": lambda ctx: [precision_pass("bf16"), fold(ctx)],
+    "fp16": _fp16,
+    "bf16": _bf16,
     "int8": lambda ctx: [precision_pass("int8", ctx.act_scales), fold(ctx)],
     "int8w": lambda ctx: [],
     "int4w": lambda ctx: [],
+    "int8w-fp16": _fp16,
+    "int4w-fp16": _fp16,
+    "int8w-bf16": _bf16,
+    "int4w-bf16": _bf16,
 }
 
 #: The precision passes that run on the legalized module, after the last FoldConstant: weight-only
@@ -118,8 +137,7 @@ PRECISION_AFTER_LEGALIZE: dict[str, Factory] = {
     "fp16": lambda ctx: [],
     "bf16": lambda ctx: [],
     "int8": lambda ctx: [],
-    "int8w": lambda ctx: [weight_only_pass("int8w", weights=ctx.weights)],
-    "int4w": lambda ctx: [weight_only_pass("int4w", weights=ctx.weights)],
+    **{name: _weight_only(name) for name in WEIGHT_ONLY},
 }
 
 LAYOUT: dict[str, Factory] = {

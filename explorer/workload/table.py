@@ -85,9 +85,11 @@ class KernelWorkload:
     reuse: reuse.ReuseProfile | None = None  # traffic into a cache vs its capacity, keyed by buffer name
     tensorized_macs: float = 0.0  # the MACs done by dot-product instructions (VPDPBUSD) or tensor cores
     schedule: Counter = dataclasses.field(default_factory=Counter)  # ScheduleKey -> operations
+    useful_macs: float | None = None  # MACs before the schedule padded the kernel (None: not padded)
 
     @property
     def macs(self) -> float:
+        """Executed multiply-adds (a padded kernel's padding included)."""
         return float(sum(n for (kind, _), n in self.ops.items() if kind == "mac"))
 
     @property
@@ -191,7 +193,8 @@ def workload_table(calls, kernels: dict[str, KernelWorkload]):
             else:
                 scratch += use.size_bytes
                 access += use.load_bytes + use.store_bytes
-        row.update(macs=k.macs, tensorized_macs=k.tensorized_macs, flops=k.flops, read_bytes=read, write_bytes=write, weight_bytes=weight,
+        row.update(macs=k.macs, useful_macs=k.macs if k.useful_macs is None else min(k.useful_macs, k.macs),
+                   tensorized_macs=k.tensorized_macs, flops=k.flops, read_bytes=read, write_bytes=write, weight_bytes=weight,
                    model_input_bytes=model_in, scratch_bytes=scratch, access_bytes=access, shared_access_bytes=shared,
                    local_access_bytes=local)
         row["weight_density"] = largest.density if largest is not None else 1.0

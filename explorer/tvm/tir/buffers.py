@@ -27,6 +27,7 @@ class Buffers:
         self.uses: dict = {}  # buffer var -> BufferUse
         self.sites: dict = {}  # site key -> reuse.Site
         self.by_data: dict = {}  # buffer data var -> (BufferUse, dtype), for tensor-core intrinsics
+        self.by_name: dict = {}  # a declared buffer's name -> (BufferUse, dtype), for ``buffer_data`` calls
         self.param_by_var: list = []  # (parameter var, BufferUse)
         self.viewed: set = set()  # ids of the parameters' uses a view took
         for i, p in enumerate(func.params):
@@ -53,6 +54,7 @@ class Buffers:
             scope = buf.scope() or "global"
             self.uses[buf] = BufferUse(buf.name, scope, -1, nbytes)
         self.by_data[buf.data] = (self.uses[buf], str(buf.dtype))
+        self.by_name[buf.name] = (self.uses[buf], str(buf.dtype))
 
     def _param_viewed(self, buf) -> BufferUse | None:
         """The parameter a declared buffer views (its flat view, ``tirx.buffer_data(lv)``): the one of its
@@ -77,8 +79,13 @@ class Buffers:
         return found
 
     def fragment(self, arg):
-        """``(use, dtype)`` of the buffer a tensor-core intrinsic's argument names, or None."""
-        return self.by_data.get(arg) if isinstance(arg, tvm.tirx.Var) else None
+        """``(use, dtype)`` of the buffer a tensor-core intrinsic's argument names (its data variable, or
+        ``tirx.buffer_data(buffer)`` as the ``mma.sync`` path's calls name it), or None."""
+        if isinstance(arg, tvm.tirx.Var):
+            return self.by_data.get(arg)
+        if type(arg).__name__ == "Call" and str(getattr(arg.op, "name", "")) == "tirx.buffer_data":
+            return self.by_name.get(str(arg.args[0].name))
+        return None
 
     def site(self, use: BufferUse, indices, elem_bytes: int, nest: LoopNest) -> None:
         """Record an access site for the reuse model: its loops and index strides."""

@@ -25,7 +25,15 @@ SELECT_CALLS = {"if_then_else"}
 #: Threads that execute one tensor-core fragment operation together.
 WARP_SIZE = 32
 WMMA_CALLS = {"tvm_mma_sync", "tvm_load_matrix_sync", "tvm_store_matrix_sync", "tvm_fill_fragment"}
+#: The ``mma.sync`` path's calls (``tirx.ptx_legacy.mma`` and ``.ldmatrix``, ``tirx.mma_fill_legacy``).
+PTX_MMA_CALLS = {"tirx.ptx_legacy.mma", "tirx.ptx_legacy.ldmatrix", "tirx.mma_fill_legacy"}
+#: Operand types of a ``ptx_legacy.mma`` call as it abbreviates them.
+PTX_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32", "int8": "int8", "uint8": "uint8",
+              "int32": "int32", "e4m3": "float8_e4m3fn", "e5m2": "float8_e5m2", "tf32": "float32"}
 LLVM_CALLS = {"call_llvm_pure_intrin", "call_llvm_intrin"}
+#: The PrimFunc attribute in which a schedule that pads a kernel (to the tensor-core tile) records its
+#: multiply-adds before padding: the kernel's useful MACs, where the walker counts the executed ones.
+USEFUL_MACS_ATTR = "explorer.useful_macs"
 #: ``tirx.ForKind`` values by name.
 FOR_KINDS = {0: "serial", 1: "parallel", 2: "vectorized", 3: "unrolled", 4: "thread_binding"}
 #: LLVM intrinsics that are dot-product instructions: (operand dtype, MACs per call).

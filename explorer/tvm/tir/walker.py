@@ -30,6 +30,7 @@ which bounds it by the operation's latency when they are few. The loops are kept
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import tvm
@@ -41,9 +42,12 @@ from explorer.tvm.tir.expr import (
     CHEAP_CALLS,
     FOR_KINDS,
     LLVM_CALLS,
+    PTX_DTYPES,
+    PTX_MMA_CALLS,
     SELECT_CALLS,
     SPECIAL_CALLS,
     TENSOR_INTRINSICS,
+    USEFUL_MACS_ATTR,
     WARP_SIZE,
     WMMA_CALLS,
     bytes_of,
@@ -237,6 +241,9 @@ class _Walker:
         if name in WMMA_CALLS:
             self._wmma(name, e.args, w)
             return
+        if hasattr(e.op, "name") and str(e.op.name) in PTX_MMA_CALLS:
+            self._ptx_mma(str(e.op.name), e.args, w)
+            return
         intrinsic = llvm_intrinsic(e.args[0]) if name in LLVM_CALLS else ""
         if intrinsic in TENSOR_INTRINSICS:
             operand, macs = TENSOR_INTRINSICS[intrinsic]
@@ -299,6 +306,41 @@ class _Walker:
             if mem:
                 count(mem[0], elems, bytes_of(mem[1]), w, store=(name == "tvm_store_matrix_sync"))
 
+    def _ptx_mma(self, name: str, args, w: float) -> None:
+        """The ``mma.sync`` path: one ``ptx_legacy.mma`` is an ``m x n x k`` multiply-add of the warp
+        (its shape string, e.g. ``m16n8k16``), in its A operand's dtype; ``ldmatrix`` moves four 8 x 8
+        matrices of 16-bit words from shared memory into the warp's registers; ``mma_fill`` zeroes each
+        lane's accumulators. The thread extents around a call count each of a warp's lanes."""
+        frag, count = self.buffers.fragment, self.buffers.count
+        if name == "tirx.ptx_legacy.mma":
+            m, n, k = (int(x) for x in re.fullmatch(r"m(\d+)n(\d+)k(\d+)", str(args[0].value)).groups())
+            dtype = PTX_DTYPES.get(str(args[3].value), str(args[3].value))
+            macs = w / WARP_SIZE * m * n * k
+            self.ops[("mac", dtype)] += macs
+            self.schedule[ScheduleKey("mma", dtype, m * n * k, self.nest.parallel)] += macs
+            self.tensorized_macs += macs
+            for data, elems in ((args[6], m * k), (args[8], k * n)):
+                f = frag(data)
+                if f:
+                    count(f[0], elems, bytes_of(f[1]), w / WARP_SIZE, store=False)
+            c = frag(args[10])
+            if c:
+                count(c[0], m * n, bytes_of(c[1]), w / WARP_SIZE, store=False)
+                count(c[0], m * n, bytes_of(c[1]), w / WARP_SIZE, store=True)
+        elif name == "tirx.ptx_legacy.ldmatrix":
+            words = int_of(args[1]) * 8 * 8  # 16-bit words of the warp's matrices
+            dst = frag(args[3])
+            ptr = args[5]  # tvm_access_ptr(type, data, offset, extent, rw) of the shared side
+            src = frag(ptr.args[1]) if type(ptr).__name__ == "Call" and len(ptr.args) >= 2 else None
+            for f, store in ((dst, True), (src, False)):
+                if f:
+                    elem = bytes_of(f[1])
+                    count(f[0], words * 2 / elem, elem, w / WARP_SIZE, store=store)
+        else:  # mma_fill_legacy(local_size, data, offset): each lane zeroes its accumulators
+            f = frag(args[1])
+            if f:
+                count(f[0], int_of(args[0]), bytes_of(f[1]), w, store=True)
+
     def index(self, e, w: float) -> None:
         """Walk an index or condition expression: only the loads inside count."""
         kind = type(e).__name__
@@ -314,13 +356,20 @@ class _Walker:
                 self.index(a, w)
 
 
+def _useful_macs(func: tvm.tirx.PrimFunc) -> float | None:
+    """The multiply-adds a padded kernel does before padding (:data:`USEFUL_MACS_ATTR`), or None."""
+    attrs = func.attrs
+    return float(int(attrs[USEFUL_MACS_ATTR])) if attrs is not None and USEFUL_MACS_ATTR in attrs else None
+
+
 def analyse_primfunc(func: tvm.tirx.PrimFunc, name: str) -> KernelWorkload:
     """Operation counts and buffer accesses of one lowered kernel, per call."""
     walker = _Walker(func)
     walker.stmt(func.body, 1.0)
     profile = reuse.reuse_profile(walker.nest.loops, list(walker.buffers.sites.values()))
     return KernelWorkload(name=name, ops=walker.ops, buffers=walker.buffers.all_uses(), reuse=profile,
-                          tensorized_macs=walker.tensorized_macs, schedule=walker.schedule)
+                          tensorized_macs=walker.tensorized_macs, schedule=walker.schedule,
+                          useful_macs=_useful_macs(func))
 
 
 def analyse_module(mod: tvm.IRModule) -> dict[str, KernelWorkload]:

@@ -1,0 +1,283 @@
+"""A CUDA schedule rule that puts a matmul's multiply-adds on the tensor cores with ``mma.sync``.
+
+DLight's ``Matmul`` rule tensorizes only float16 (and int8, which TVM 0.27 then fails to lower) and only
+when every static M, N and K is over 64, so a decode step's few rows and every bfloat16 or fp8 matmul
+stay on the SIMT lanes. :class:`TensorCoreMatmul` takes any matmul-like kernel (a batch of
+``C[S, I, J] += A[S, I, K] * B[S, J, K]`` under DLight's normalization, with fused producers and an
+element-wise epilogue) whose operand and accumulator types an ``mma`` instruction takes
+(:mod:`explorer.tvm.schedules.mma_intrinsics`) and whose rows number more than :data:`GEMV_ROWS`:
+
+- the block tile is ``16 * warps_m * tiles_m`` rows by ``16 * warps_n * tiles_n`` columns, chosen by
+  :func:`block_tile` from M so that a decode step's 8 rows pad to 16, not to 128; M, N and K are padded
+  to the tile (``pad_einsum``) and the padded multiply-adds are executed ones;
+- each step along K copies a ``[rows, k_tile]`` slice of A and of B from global to shared memory
+  (vectorized, rows skewed against bank conflicts), each warp loads its fragments with ``ldmatrix``
+  and issues the ``mma``s of its ``tiles_m x tiles_n`` accumulator tiles, kept in registers across K;
+- the accumulators go to shared memory once, and the fused epilogue (bias, activation, casts) reads
+  them there and writes each output once.
+
+GEMVs (M of :data:`GEMV_ROWS` or fewer) are left to the GEMV rules: a tensor core would pad them to 16
+rows and do 16x the multiply-adds for the same weight traffic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tvm import DataType, s_tir, tirx
+from tvm.s_tir.dlight.analysis import get_root_block
+from tvm.s_tir.dlight.gpu.base import GPUScheduleRule
+from tvm.s_tir.dlight.gpu.matmul import (
+    auto_inline_consumer_chain,
+    auto_inline_producers,
+    check_sm_version,
+    get_index_map,
+    get_reduction_blocks,
+)
+
+from explorer.tvm.schedules.common import loop_extent as extent
+from explorer.tvm.schedules.mma_intrinsics import TILE_M, TILE_N, lowest_sm, mma_group, operand_layout
+from explorer.tvm.tir.expr import USEFUL_MACS_ATTR
+
+#: Rows of a matmul at or below which it is a GEMV, not a tensor-core GEMM.
+GEMV_ROWS = 4
+
+#: Threads of a warp.
+WARP = 32
+
+#: Bytes one thread copies from global to shared memory at a time, in at most MAX_LANES elements
+#: (TVM 0.27 emits a copy of 16 8-bit lanes that selects (pads) as one make_int4 of 16 values).
+COPY_BYTES = 16
+MAX_LANES = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockTile:
+    """How a thread block covers the output: ``warps_m x warps_n`` warps, each computing
+    ``tiles_m x tiles_n`` accumulator tiles of 16 x 16, over ``k_steps`` intrinsic calls of K per
+    copy to shared memory."""
+
+    warps_m: int
+    tiles_m: int
+    warps_n: int
+    tiles_n: int
+    k_steps: int
+
+    @property
+    def rows(self) -> int:
+        return TILE_M * self.warps_m * self.tiles_m
+
+    @property
+    def columns(self) -> int:
+        return TILE_N * self.warps_n * self.tiles_n
+
+    @property
+    def warps(self) -> int:
+        return self.warps_m * self.warps_n
+
+
+def block_tile(m: int | None, n: int | None, k: int | None = None, k_step: int = 16) -> BlockTile:
+    """The block tile for an ``m x n`` output with reduction depth ``k`` (``None``: not static), one
+    intrinsic call covering ``k_step`` of it: the fewest rows of 16 that hold ``m`` up to 64 (64
+    beyond), 128 columns unless ``n`` is smaller, and two calls per copy to shared memory unless one
+    pads ``k`` less. 64 x 128 keeps a float32 accumulator tile (32 kB) and the operand slices within
+    the 48 kB of static shared memory."""
+    n_tiles = 8 if n is None or n > 64 else max(-(-n // TILE_N), 1)
+    warps_n, tiles_n = (4, 2) if n_tiles >= 8 else (n_tiles, 1)
+    m_tiles = 4 if m is None else min(-(-m // TILE_M), 4)
+    warps_m, tiles_m = {1: (1, 1), 2: (2, 1), 3: (3, 1), 4: (2, 2)}[m_tiles]
+    k_steps = 2 if k is None or -(-k // (2 * k_step)) * 2 <= -(-k // k_step) else 1
+    return BlockTile(warps_m=warps_m, tiles_m=tiles_m, warps_n=warps_n, tiles_n=tiles_n, k_steps=k_steps)
+
+
+def _static(extent) -> int | None:
+    return int(extent) if isinstance(extent, tirx.IntImm) else None
+
+
+def _warp_layout(k: int):
+    """The index map from a ``[16, k]`` operand tile (``k`` 16 or 32) to its ``[32 threads, k / 2]``
+    ``ldmatrix`` fragment, applied to every tile of a warp's ``[batch, rows, k]`` buffer."""
+    layout = operand_layout(k)
+    return lambda b, i, j: (b, i // 16, j // k, *layout(i % 16, j % k))
+
+
+def _k_run(block, region) -> int:
+    """How many consecutive K an operand holds consecutively in memory: the extent of the innermost
+    reduction iterator (the last of the fused K) where it alone indexes the operand's innermost
+    dimension (a matmul's ``[M, K]``, a channels-last convolution's input channels), else 0 (``[K, N]``,
+    an NCHW window)."""
+    reductions = [iv for iv in block.iter_vars if iv.iter_type == tirx.IterVar.CommReduce]
+    last = region.region[-1].min
+    if not reductions or not isinstance(last, tirx.Var) or not last.same_as(reductions[-1].var):
+        return 0
+    return _static(reductions[-1].dom.extent) or 0
+
+
+class TensorCoreMatmul(GPUScheduleRule):
+    """A matmul-like kernel on the tensor cores with ``mma.sync`` (see the module doc)."""
+
+    def apply(self, func, target, _):
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        if target.kind.name != "cuda" or "dlight.do_not_tensorize" in func.attrs.keys():
+            return None
+        return self.schedule(func, check_sm_version(str(target.attrs.get("arch", ""))))
+
+    def schedule(self, func: tirx.PrimFunc, sm: int, device: bool = True) -> s_tir.Schedule | None:
+        """``func`` scheduled for compute capability ``sm``, or None where the rule does not take it.
+        ``device=False`` gives the same schedule for a CPU, to check its numbers: on-chip buffers in
+        global memory, no thread bindings, and the loops the intrinsics would replace left as loops."""
+        sch = s_tir.Schedule(func)
+        reductions = get_reduction_blocks(sch, sch.get_child_blocks(get_root_block(sch)))
+        if reductions is None or len(sch.get(reductions[0]).reads) != 2:
+            return None
+        main = reductions[0]
+        in_dtypes = {str(r.source.dtype) for r in sch.get(main).reads}
+        acc_dtype = str(sch.get(main).writes[0].source.dtype)
+        if len(in_dtypes) != 1:
+            return None
+        in_dtype = in_dtypes.pop()
+        group = mma_group(in_dtype, acc_dtype)
+        if group is None or sm < lowest_sm(in_dtype, acc_dtype):
+            return None
+        try:
+            return self._schedule(sch, main, group, device)
+        except (RuntimeError, ValueError, AssertionError):
+            return None
+
+    def _schedule(self, sch, main, group, device):
+        shared, warp = ("shared", "warp") if device else ("global", "global")
+
+        def bind(loop, thread: str):
+            if device:
+                sch.bind(loop, thread)
+
+        def tensorize(loop, intrin: str):
+            if device:
+                sch.tensorize(loop, intrin)
+
+        stmt = sch.get(main)
+        k_run = [_k_run(stmt, region) for region in stmt.reads]
+        # the operands and the output re-indexed by the block's iterators: a convolution's input becomes
+        # its implicit im2col matrix, gathered as it is copied to shared memory (the re-index block is
+        # inlined there), never materialised
+        reindex_a = sch.reindex(main, ("read", 0))
+        reindex_b = sch.reindex(main, ("read", 1))
+        reindex_c = sch.reindex(main, ("write", 0))
+        maps = get_index_map(sch.get(main))
+        if maps is None:
+            return None
+        matmul_map, a_map, b_map, c_map = maps
+        sch.transform_layout(reindex_a, ("write", 0), a_map)
+        sch.transform_layout(reindex_b, ("write", 0), b_map)
+        sch.transform_layout(reindex_c, ("read", 0), c_map)
+        sch.transform_block_layout(main, matmul_map)
+
+        extents = [_static(iv.dom.extent) for iv in sch.get(main).iter_vars]
+        m = extents[1]
+        if (m is not None and m <= GEMV_ROWS) or (extents[2] is not None and extents[2] <= GEMV_ROWS):
+            return None  # a GEMV (or a depthwise convolution, one output channel a group)
+        tile = block_tile(m, extents[2], extents[3], group.k)
+        k_tile = group.k * tile.k_steps
+        sch.pad_einsum(main, [1, tile.rows, tile.columns, k_tile])
+
+        batch, i, j, k = sch.get_loops(main)
+        i, i_mma = sch.split(i, factors=[None, TILE_M])
+        j, j_mma = sch.split(j, factors=[None, TILE_N])
+        k, k_mma = sch.split(k, factors=[None, group.k])
+        sch.reorder(i, j, k, i_mma, j_mma, k_mma)
+        inner = main
+        outer = sch.blockize(i_mma)
+
+        i0, i1, i2 = sch.split(i, factors=[None, tile.warps_m, tile.tiles_m])
+        j0, j1, j2 = sch.split(j, factors=[None, tile.warps_n, tile.tiles_n])
+        k0, k1 = sch.split(k, factors=[None, tile.k_steps])
+        sch.reorder(i0, j0, i1, j1, k0, k1, i2, j2)
+        block_x = sch.fuse(i0, j0)
+        warp_y = sch.fuse(i1, j1)
+        bind(batch, "blockIdx.y")
+        bind(block_x, "blockIdx.x")
+        bind(warp_y, "threadIdx.y")
+
+        bits = DataType(group.in_dtype).bits
+        _, m_ext, n_ext, k_ext = extents
+        padded = [(m_ext or 1) % tile.rows or (k_ext or 1) % k_tile, (n_ext or 1) % tile.columns or (k_ext or 1) % k_tile]
+
+        def to_shared(index: int):
+            # TVM 0.27's CUDA code generator writes the zero of a padded (selecting) copy of more than 4
+            # 8-bit lanes as one make_int2/make_int4 of every lane, which does not compile
+            vector = min(COPY_BYTES * 8 // bits, 4 if padded[index] and bits == 8 else MAX_LANES)
+            run = 32 // bits
+            copy = sch.cache_read(outer, index, shared)
+            sch.compute_at(copy, k0)
+            rows, depth = sch.get_loops(copy)[-2:]
+            if k_run[index] and k_run[index] % vector == 0:
+                _, ty, tx, vec = sch.split(sch.fuse(rows, depth), factors=[None, tile.warps, WARP, vector])
+                if device:  # LLVM takes no vector condition of a padded copy
+                    sch.vectorize(vec)
+            elif (extent(sch, rows) or 1) % (WARP * run) == 0 and (extent(sch, depth) or 1) % tile.warps == 0:
+                # the lanes along M or N, each reading a 4-byte run of them, the warps along K: affine
+                # indices, each warp reading 128 bytes in a row
+                rows_o, tx, lane = sch.split(rows, factors=[None, WARP, run])
+                depth_o, ty = sch.split(depth, factors=[None, tile.warps])
+                sch.reorder(depth_o, rows_o, ty, tx, lane)
+                sch.unroll(lane)
+            else:
+                sch.reorder(depth, rows)
+                _, ty, tx = sch.split(sch.fuse(depth, rows), factors=[None, tile.warps, WARP])
+            bind(tx, "threadIdx.x")
+            bind(ty, "threadIdx.y")
+            sch.storage_align(copy, 0, axis=-2, factor=32, offset=vector)
+            return copy
+
+        a_shared, b_shared = to_shared(0), to_shared(1)
+        auto_inline_producers(sch, a_shared)
+        auto_inline_producers(sch, b_shared)
+
+        a_warp = sch.cache_read(outer, 0, warp)
+        b_warp = sch.cache_read(outer, 1, warp)
+        sch.compute_at(a_warp, k1)
+        sch.compute_at(b_warp, k1)
+
+        c_shared = sch.cache_write(outer, 0, shared)
+        c_warp = sch.cache_write(outer, 0, warp)
+        sch.reverse_compute_at(c_warp, warp_y)
+        sch.reverse_compute_at(c_shared, block_x)
+        ci, cj = sch.get_loops(c_warp)[-2:]
+        ci0, ci1 = sch.split(ci, factors=[None, TILE_M])
+        cj0, cj1 = sch.split(cj, factors=[None, TILE_N])
+        sch.reorder(ci0, cj0, ci1, cj1)
+
+        init = sch.decompose_reduction(outer, k0)
+        init_inner = sch.get_child_blocks(init)[0]
+
+        def fragment_loop(block, rows, cols):
+            li, lj = sch.get_loops(block)[-2:]
+            li0, li1 = sch.split(li, factors=[None, rows])
+            lj0, lj1 = sch.split(lj, factors=[None, cols])
+            sch.reorder(li0, lj0, li1, lj1)
+            return li1
+
+        loop_a = fragment_loop(a_warp, TILE_M, group.k)
+        loop_b = fragment_loop(b_warp, TILE_N, group.k)
+        sch.transform_layout(a_warp, ("write", 0), _warp_layout(group.k))
+        sch.transform_layout(b_warp, ("write", 0), _warp_layout(group.k))
+        sch.transform_layout(c_warp, ("read", 0), _warp_layout(16))
+
+        tensorize(loop_a, group.load_a)
+        tensorize(loop_b, group.load_b)
+        tensorize(sch.get_loops(inner)[-3], group.compute)
+        tensorize(sch.get_loops(init_inner)[-2], group.init)
+        tensorize(sch.get_loops(c_warp)[-2], group.store)
+
+        auto_inline_consumer_chain(sch, c_shared)
+        fused = sch.fuse(*sch.get_loops(c_shared)[-2:])
+        _, ty, tx = sch.split(fused, factors=[None, tile.warps, WARP])
+        bind(tx, "threadIdx.x")
+        bind(ty, "threadIdx.y")
+        if None in extents:
+            return sch
+        # the multiply-adds before padding: the walker counts the executed (padded) ones
+        useful = extents[0] * extents[1] * extents[2] * extents[3]
+        return s_tir.Schedule(sch.mod["main"].with_attr(USEFUL_MACS_ATTR, tirx.IntImm("int64", useful)))
+
