@@ -243,8 +243,8 @@ def variant_row(row: dict, result: Lowering | Failure, target: TargetSpec, refer
         if target.tvm in ("cuda", "rocm") and matrix > 0 and tensorized < MIN_TENSORIZED_SHARE * matrix:
             status = status.noted(f"not tensorized: {min(tensorized / matrix, 1):.0%} of the "
                                   f"{'/'.join(sorted(MATRIX_DTYPES & set(row_dtypes(result.workload))))} multiply-adds "
-                                  f"on {target.name}'s tensor/matrix units (TVM's schedules keep the rest on SIMT lanes: "
-                                  "a schedule gap, not the hardware's)")
+                                  f"on {target.name}'s tensor/matrix units (the rest on SIMT lanes: GEMVs of 4 rows or "
+                                  "fewer by design, anything else a schedule gap, not the hardware's)")
     dtype = PRECISION_DTYPE.get(row["precision"])
     if dtype and dtype not in target.dtypes and status.kind is not StatusKind.MISMATCH:
         status = status.emulated(f"{target.name} has no {dtype} unit (see its target file): charged as emulated")

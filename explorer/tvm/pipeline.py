@@ -40,7 +40,7 @@ from explorer.tvm.passes.fusion_groups import record_fusion_groups
 from explorer.tvm.passes.matmul_weights import pad_matmul_columns, weights_along_k
 from explorer.tvm.passes.operator_rewrites import bound_kernels_as_operators, clip_as_max_min, non_negative_squeeze_axes
 from explorer.tvm.passes.packed_weights import packed_float_weights
-from explorer.tvm.passes.precision import precision_pass
+from explorer.tvm.passes.precision import half_activation_matmuls, precision_pass
 from explorer.tvm.passes.vnni import vnni_int8_kernels
 from explorer.tvm.passes.weight_only import fuse_dequantize_matmul, weight_only_pass
 from explorer.tvm.passes.weight_params import fold_weight_params
@@ -121,7 +121,8 @@ PRECISION: dict[str, Factory] = {
     "fp32": lambda ctx: [],
     "fp16": _fp16,
     "bf16": _bf16,
-    "int8": lambda ctx: [precision_pass("int8", ctx.act_scales), fold(ctx)],
+    "int8": lambda ctx: [precision_pass("int8", ctx.act_scales),
+                         *([half_activation_matmuls] if ctx.lowering in ("cuda", "rocm") else []), fold(ctx)],
     "int8w": lambda ctx: [],
     "int4w": lambda ctx: [],
     "int8w-fp16": _fp16,

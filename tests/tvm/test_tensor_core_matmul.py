@@ -216,3 +216,16 @@ def test_the_convolution_schedule_on_the_cpu_matches_the_unscheduled_kernel(layo
     out_shape = [int(d) for d in func.params[2].ty.shape]
     replica = TensorCoreMatmul().schedule(func, sm=90, device=False)
     np.testing.assert_array_equal(_cpu_run(replica.mod["main"], args, out_shape), _cpu_run(func, args, out_shape))
+
+
+def test_int8_on_a_gpu_gives_attention_matmuls_float16_operands():
+    from explorer.tvm.passes.precision import half_activation_matmuls
+
+    bb = relax.BlockBuilder()
+    q, k = relax.Var("q", relax.TensorType((4, 8, 16), "float32")), relax.Var("k", relax.TensorType((4, 16, 8), "float32"))
+    with bb.function("main", [q, k]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.op.matmul(q, k))
+        bb.emit_func_output(out)
+    text = half_activation_matmuls(bb.get()).script()
+    assert text.count('R.astype(') == 2 and 'out_dtype="float32"' in text and '"float16"' in text

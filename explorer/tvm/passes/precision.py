@@ -27,7 +27,7 @@ from tvm.ir.expr import Constant
 from tvm.relax import expr_functor
 
 from explorer.core.errors import ExplorerError
-from explorer.tvm.passes.rewriting import rewritten
+from explorer.tvm.passes.rewriting import rewrite_calls, rewritten
 
 _CONV = "relax.nn.conv2d"
 _MATMUL = "relax.matmul"
@@ -166,3 +166,20 @@ def precision_pass(precision: str, act_scales: tuple[float, ...] | None = None) 
         return out
 
     return apply
+
+
+def _half_operands(call, _mod):
+    a, b = call.args
+    if isinstance(a, Constant) or isinstance(b, Constant):
+        return None
+    if str(a.ty.dtype) != "float32" or str(b.ty.dtype) != "float32":
+        return None
+    return relax.op.matmul(relax.op.astype(a, "float16"), relax.op.astype(b, "float16"), out_dtype="float32")
+
+
+@tvm.transform.module_pass(opt_level=0, name="explorer.HalfActivationMatmuls")
+def half_activation_matmuls(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+    """Each float32 matmul of two activations (attention's scores and context, which ``int8`` leaves in
+    float32: it quantizes matmuls with constant weights) with float16 operands accumulated in float32, as
+    GPU int8 deployments run their attention (TensorRT-LLM's SmoothQuant W8A8): on the tensor cores."""
+    return rewrite_calls(mod, "relax.matmul", _half_operands)
