@@ -229,3 +229,16 @@ def test_int8_on_a_gpu_gives_attention_matmuls_float16_operands():
         bb.emit_func_output(out)
     text = half_activation_matmuls(bb.get()).script()
     assert text.count('R.astype(') == 2 and 'out_dtype="float32"' in text and '"float16"' in text
+
+
+@needs_nvcc
+def test_an_int4_weight_only_matmul_unpacks_its_weights_into_the_tensor_core_copy():
+    from models.zoo import onnx_path
+    from tests.tvm.lowering import lower
+
+    _, compiled, wl = lower(onnx_path("mlp"), "fused-int4w-bf16", lowering="cuda", build=True)
+    source = cuda_source(compiled.executable)
+    first = wl[wl.kernel.str.contains("dequantize")].iloc[0]  # 8 x 784 @ 784 x 512, rows padded to 16
+    assert (first.useful_macs, first.tensorized_macs) == (8 * 784 * 512, 16 * 784 * 512)
+    assert INSTRUCTION["bfloat16"] in source
+    assert nvcc_compile(source, "sm_90") == ""

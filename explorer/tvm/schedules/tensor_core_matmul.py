@@ -113,6 +113,27 @@ def _k_run(block, region) -> int:
     return _static(reductions[-1].dom.extent) or 0
 
 
+def _unpacked(sch, region, bits: int) -> bool:
+    """Whether an operand is computed in the kernel from narrower elements (a weight-only matmul's
+    packed int4 or int8 weights): TVM 0.27 emits a vectorized copy of such a computation as CUDA
+    that does not compile, so it is copied element by element."""
+    writer = {}
+    for block in sch.get_child_blocks(get_root_block(sch)):
+        for w in sch.get(block).writes:
+            writer[w.source] = sch.get(block)
+    todo, seen = [region.source], set()
+    while todo:
+        buf = todo.pop()
+        if buf in seen or buf not in writer:
+            continue
+        seen.add(buf)
+        for r in writer[buf].reads:
+            if DataType(str(r.source.dtype)).bits < bits:
+                return True
+            todo.append(r.source)
+    return False
+
+
 class TensorCoreMatmul(GPUScheduleRule):
     """A matmul-like kernel on the tensor cores with ``mma.sync`` (see the module doc)."""
 
@@ -158,6 +179,8 @@ class TensorCoreMatmul(GPUScheduleRule):
 
         stmt = sch.get(main)
         k_run = [_k_run(stmt, region) for region in stmt.reads]
+        bits = DataType(group.in_dtype).bits
+        unpacked = [_unpacked(sch, region, bits) for region in stmt.reads]
         # the operands and the output re-indexed by the block's iterators: a convolution's input becomes
         # its implicit im2col matrix, gathered as it is copied to shared memory (the re-index block is
         # inlined there), never materialised
@@ -199,7 +222,6 @@ class TensorCoreMatmul(GPUScheduleRule):
         bind(block_x, "blockIdx.x")
         bind(warp_y, "threadIdx.y")
 
-        bits = DataType(group.in_dtype).bits
         _, m_ext, n_ext, k_ext = extents
         padded = [(m_ext or 1) % tile.rows or (k_ext or 1) % k_tile, (n_ext or 1) % tile.columns or (k_ext or 1) % k_tile]
 
@@ -213,8 +235,10 @@ class TensorCoreMatmul(GPUScheduleRule):
             rows, depth = sch.get_loops(copy)[-2:]
             if k_run[index] and k_run[index] % vector == 0:
                 _, ty, tx, vec = sch.split(sch.fuse(rows, depth), factors=[None, tile.warps, WARP, vector])
-                if device:  # LLVM takes no vector condition of a padded copy
+                if device and not unpacked[index]:  # (LLVM takes no vector condition of a padded copy)
                     sch.vectorize(vec)
+                else:
+                    sch.unroll(vec)
             elif (extent(sch, rows) or 1) % (WARP * run) == 0 and (extent(sch, depth) or 1) % tile.warps == 0:
                 # the lanes along M or N, each reading a 4-byte run of them, the warps along K: affine
                 # indices, each warp reading 128 bytes in a row
