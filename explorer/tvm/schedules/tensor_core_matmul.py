@@ -5,19 +5,23 @@ when every static M, N and K is over 64, so a decode step's few rows and every b
 stay on the SIMT lanes. :class:`TensorCoreMatmul` takes any matmul-like kernel (a batch of
 ``C[S, I, J] += A[S, I, K] * B[S, J, K]`` under DLight's normalization, with fused producers and an
 element-wise epilogue) whose operand and accumulator types an ``mma`` instruction takes
-(:mod:`explorer.tvm.schedules.mma_intrinsics`) and whose rows number more than :data:`GEMV_ROWS`:
+(:mod:`explorer.tvm.schedules.mma_intrinsics`) and whose rows and columns number more than
+:data:`GEMV_ROWS`. A convolution is one: re-indexed by its block's iterators before the normalization,
+its input is the implicit im2col matrix, gathered as it is copied to shared memory.
 
 - the block tile is ``16 * warps_m * tiles_m`` rows by ``16 * warps_n * tiles_n`` columns, chosen by
   :func:`block_tile` from M so that a decode step's 8 rows pad to 16, not to 128; M, N and K are padded
   to the tile (``pad_einsum``) and the padded multiply-adds are executed ones;
 - each step along K copies a ``[rows, k_tile]`` slice of A and of B from global to shared memory
-  (vectorized, rows skewed against bank conflicts), each warp loads its fragments with ``ldmatrix``
+  (16-byte vectors where the operand is stored along K, 4-byte runs a lane along M or N where it is
+  not; rows skewed against bank conflicts), each warp loads its fragments with ``ldmatrix``
   and issues the ``mma``s of its ``tiles_m x tiles_n`` accumulator tiles, kept in registers across K;
 - the accumulators go to shared memory once, and the fused epilogue (bias, activation, casts) reads
   them there and writes each output once.
 
-GEMVs (M of :data:`GEMV_ROWS` or fewer) are left to the GEMV rules: a tensor core would pad them to 16
-rows and do 16x the multiply-adds for the same weight traffic.
+GEMVs (M of :data:`GEMV_ROWS` or fewer) and depthwise convolutions (as few output channels a group) are
+left to the other rules: a tensor core would pad them to 16 rows and do 4-16x the multiply-adds for the
+same bytes.
 """
 
 from __future__ import annotations
