@@ -242,3 +242,12 @@ def test_an_int4_weight_only_matmul_unpacks_its_weights_into_the_tensor_core_cop
     assert (first.useful_macs, first.tensorized_macs) == (8 * 784 * 512, 16 * 784 * 512)
     assert INSTRUCTION["bfloat16"] in source
     assert nvcc_compile(source, "sm_90") == ""
+
+
+@needs_nvcc
+def test_an_int8_convolution_whose_zero_padding_is_its_only_select_compiles():
+    # M = 64 pixels, N = 32 channels, K = 9 x 32: no tile padding; the border's selects alone must keep
+    # the 8-bit copy at 4 lanes (TVM 0.27 writes a wider selecting copy as CUDA that does not compile)
+    _, source = _cuda(_conv_module("NHWC", "int8", 32, 8, 32, 3, 1))
+    assert INSTRUCTION["int8"] in source
+    assert nvcc_compile(source, "sm_90") == ""

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import tvm
+import tvm_ffi
 from tvm import DataType, s_tir, tirx
 from tvm.s_tir.dlight.analysis import get_root_block
 from tvm.s_tir.dlight.gpu.base import GPUScheduleRule
@@ -117,25 +119,37 @@ def _k_run(block, region) -> int:
     return _static(reductions[-1].dom.extent) or 0
 
 
-def _unpacked(sch, region, bits: int) -> bool:
-    """Whether an operand is computed in the kernel from narrower elements (a weight-only matmul's
-    packed int4 or int8 weights): TVM 0.27 emits a vectorized copy of such a computation as CUDA
-    that does not compile, so it is copied element by element."""
+def _producers(sch, region) -> list:
+    """The blocks of the kernel that compute an operand, transitively (empty for a parameter)."""
     writer = {}
     for block in sch.get_child_blocks(get_root_block(sch)):
         for w in sch.get(block).writes:
             writer[w.source] = sch.get(block)
-    todo, seen = [region.source], set()
+    todo, seen, blocks = [region.source], set(), []
     while todo:
         buf = todo.pop()
         if buf in seen or buf not in writer:
             continue
         seen.add(buf)
-        for r in writer[buf].reads:
-            if DataType(str(r.source.dtype)).bits < bits:
-                return True
-            todo.append(r.source)
-    return False
+        blocks.append(writer[buf])
+        todo.extend(r.source for r in writer[buf].reads)
+    return blocks
+
+
+def _unpacked(producers: list, bits: int) -> bool:
+    """Whether an operand is computed from narrower elements (a weight-only matmul's packed int4 or int8
+    weights): TVM 0.27 emits a vectorized copy of that computation as CUDA that does not compile, so it
+    is copied element by element."""
+    return any(DataType(str(r.source.dtype)).bits < bits for block in producers for r in block.reads)
+
+
+def _selects(producers: list) -> bool:
+    """Whether computing an operand selects (a convolution's zero padding, inlined into its copy)."""
+    found = []
+    for block in producers:
+        tvm_ffi.structural_visit(block.body, [((tirx.Select, tvm.ir.expr.Call), lambda node, *_: found.append(
+            type(node).__name__ == "Select" or str(getattr(node.op, "name", "")).endswith(".if_then_else")))])
+    return any(found)
 
 
 class TensorCoreMatmul(GPUScheduleRule):
@@ -184,7 +198,9 @@ class TensorCoreMatmul(GPUScheduleRule):
         stmt = sch.get(main)
         k_run = [_k_run(stmt, region) for region in stmt.reads]
         bits = DataType(group.in_dtype).bits
-        unpacked = [_unpacked(sch, region, bits) for region in stmt.reads]
+        producers = [_producers(sch, region) for region in stmt.reads]
+        unpacked = [_unpacked(p, bits) for p in producers]
+        selecting = [_selects([*p, stmt]) for p in producers]  # a legalized conv may pad in its own block
         # the operands and the output re-indexed by the block's iterators: a convolution's input becomes
         # its implicit im2col matrix, gathered as it is copied to shared memory (the re-index block is
         # inlined there), never materialised
@@ -227,7 +243,8 @@ class TensorCoreMatmul(GPUScheduleRule):
         bind(warp_y, "threadIdx.y")
 
         _, m_ext, n_ext, k_ext = extents
-        padded = [(m_ext or 1) % tile.rows or (k_ext or 1) % k_tile, (n_ext or 1) % tile.columns or (k_ext or 1) % k_tile]
+        padded = [(m_ext or 1) % tile.rows or (k_ext or 1) % k_tile or selecting[0],
+                  (n_ext or 1) % tile.columns or (k_ext or 1) % k_tile or selecting[1]]
 
         def to_shared(index: int):
             # TVM 0.27's CUDA code generator writes the zero of a padded (selecting) copy of more than 4
