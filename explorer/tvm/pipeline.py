@@ -45,6 +45,7 @@ from explorer.tvm.passes.vnni import vnni_int8_kernels
 from explorer.tvm.passes.weight_only import fuse_dequantize_matmul, weight_only_pass
 from explorer.tvm.passes.weight_params import fold_weight_params
 from explorer.tvm.schedules.decode_gemv import DecodeGEMV
+from explorer.tvm.schedules.depthwise_reduction import DepthwiseReduction
 from explorer.tvm.schedules.inline_elementwise import InlineElementwise
 from explorer.tvm.schedules.int8_reduction import Int8Reduction
 from explorer.tvm.schedules.parallel_elementwise import ParallelElementwise
@@ -98,7 +99,8 @@ def _gpu_schedule(ctx: PipelineContext) -> list:
     # (it declines GEMVs and ROCm). DecodeGEMV next: a weight-only GEMV reads packed integers, which
     # Int8Reduction would take. Then Int8Reduction for the int8 kernels left (convolutions): DLight's
     # Matmul rule tensorizes int8 with wmma fragments that TVM 0.27 then fails to lower (fragment_info_)
-    return [dl.ApplyDefaultSchedule(TensorCoreMatmul(), DecodeGEMV(), Int8Reduction(), dl.gpu.Matmul(),
+    # DepthwiseReduction: DLight's Matmul rule pads a depthwise convolution's one column and window to 16
+    return [dl.ApplyDefaultSchedule(TensorCoreMatmul(), DecodeGEMV(), Int8Reduction(), DepthwiseReduction(), dl.gpu.Matmul(),
                                     dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback())]
 
 

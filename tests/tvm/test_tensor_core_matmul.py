@@ -251,3 +251,35 @@ def test_an_int8_convolution_whose_zero_padding_is_its_only_select_compiles():
     _, source = _cuda(_conv_module("NHWC", "int8", 32, 8, 32, 3, 1))
     assert INSTRUCTION["int8"] in source
     assert nvcc_compile(source, "sm_90") == ""
+
+
+def _reduction_block(func: tvm.tirx.PrimFunc):
+    from tvm import s_tir
+    from tvm.s_tir.dlight.analysis import get_root_block
+    from tvm.s_tir.dlight.gpu.matmul import get_reduction_blocks
+
+    sch = s_tir.Schedule(func)
+    (block,) = get_reduction_blocks(sch, sch.get_child_blocks(get_root_block(sch)))
+    return sch.get(block)
+
+
+def test_a_depthwise_convolution_is_recognised_and_a_matmul_or_a_convolution_is_not():
+    from explorer.tvm.schedules.depthwise_reduction import is_depthwise
+
+    assert is_depthwise(_reduction_block(_conv_kernel(_conv_module("NCHW", "float16", 32, 6, 32, 3, 1, groups=32))))
+    assert not is_depthwise(_reduction_block(_conv_kernel(_conv_module("NCHW", "float16", 32, 6, 32, 3, 1))))
+    assert not is_depthwise(_reduction_block(_kernel(_module(24, 40, 64, "float16"))))
+
+
+def test_a_float_depthwise_convolution_on_simt_lanes_executes_only_its_own_macs():
+    from tvm.s_tir import dlight as dl
+
+    from explorer.tvm.schedules.depthwise_reduction import DepthwiseReduction
+
+    target = tvm.target.Target(cuda_target("sm_90"))
+    mod = _conv_module("NCHW", "float16", 32, 6, 32, 3, 1, groups=32)
+    with target:
+        mod = dl.ApplyDefaultSchedule(TensorCoreMatmul(), DepthwiseReduction(), dl.gpu.Matmul(), dl.gpu.Fallback())(mod)
+    tir, _ = lower_tir(vm_lower(mod), target, build=False)
+    (kernel,) = [k for n, k in analyse_module(tir).items() if "conv" in n]
+    assert kernel.macs == 32 * 36 * 9  # DLight's Matmul rule padded the one column and the window to 16: 28x

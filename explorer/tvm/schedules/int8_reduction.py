@@ -45,7 +45,7 @@ class Int8Reduction(GPUScheduleRule):
         if kernel is None:
             return None
         red, n_spatial, epilogues, pads = kernel
-        if not any(str(r.source.dtype) in _INTEGER for r in sch.get(red.block_rv).reads):
+        if not self.takes(sch.get(red.block_rv)):
             return None
         try:
             self._schedule(sch, red.block_rv, n_spatial, [b.block_rv for b in epilogues])
@@ -54,6 +54,10 @@ class Int8Reduction(GPUScheduleRule):
         except (RuntimeError, ValueError):
             return None
         return sch
+
+    def takes(self, block) -> bool:
+        """Whether this rule schedules the kernel whose reduction block is ``block``: integer operands."""
+        return any(str(r.source.dtype) in _INTEGER for r in block.reads)
 
     def _schedule(self, sch, block, n_spatial, epilogues):
         loops = sch.get_loops(block)
