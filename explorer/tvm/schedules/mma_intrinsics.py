@@ -33,6 +33,7 @@ from tvm.tirx import Cast, IntImm
 #: Rows and columns of the accumulator tile of one intrinsic call (two m16n8 ``mma`` instructions).
 TILE_M = TILE_N = 16
 
+#: Threads of a warp.
 WARP = 32
 
 

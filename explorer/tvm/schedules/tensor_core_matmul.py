@@ -42,17 +42,14 @@ from tvm.s_tir.dlight.gpu.matmul import (
 )
 
 from explorer.tvm.schedules.common import loop_extent as extent
-from explorer.tvm.schedules.mma_intrinsics import TILE_M, TILE_N, lowest_sm, mma_group, operand_layout
+from explorer.tvm.schedules.mma_intrinsics import TILE_M, TILE_N, WARP, lowest_sm, mma_group, operand_layout
 from explorer.tvm.tir.expr import USEFUL_MACS_ATTR
 
 #: Rows of a matmul at or below which it is a GEMV, not a tensor-core GEMM.
 GEMV_ROWS = 4
 
-#: Threads of a warp.
-WARP = 32
-
-#: Bytes one thread copies from global to shared memory at a time, in at most MAX_LANES elements
-#: (TVM 0.27 emits a copy of 16 8-bit lanes that selects (pads) as one make_int4 of 16 values).
+#: Bytes one thread copies from global to shared memory at a time, in at most MAX_LANES elements (8-bit
+#: copies capped at 8 lanes, the widest whose generated CUDA was checked to compile).
 COPY_BYTES = 16
 MAX_LANES = 8
 
@@ -119,12 +116,13 @@ def _k_run(block, region) -> int:
     return _static(reductions[-1].dom.extent) or 0
 
 
-def _producers(sch, region) -> list:
+def _writers(sch) -> dict:
+    """Each buffer the kernel's blocks write -> the block that writes it."""
+    return {w.source: sch.get(block) for block in sch.get_child_blocks(get_root_block(sch)) for w in sch.get(block).writes}
+
+
+def _producers(writer: dict, region) -> list:
     """The blocks of the kernel that compute an operand, transitively (empty for a parameter)."""
-    writer = {}
-    for block in sch.get_child_blocks(get_root_block(sch)):
-        for w in sch.get(block).writes:
-            writer[w.source] = sch.get(block)
     todo, seen, blocks = [region.source], set(), []
     while todo:
         buf = todo.pop()
@@ -198,7 +196,8 @@ class TensorCoreMatmul(GPUScheduleRule):
         stmt = sch.get(main)
         k_run = [_k_run(stmt, region) for region in stmt.reads]
         bits = DataType(group.in_dtype).bits
-        producers = [_producers(sch, region) for region in stmt.reads]
+        writers = _writers(sch)
+        producers = [_producers(writers, region) for region in stmt.reads]
         unpacked = [_unpacked(p, bits) for p in producers]
         selecting = [_selects([*p, stmt]) for p in producers]  # a legalized conv may pad in its own block
         # the operands and the output re-indexed by the block's iterators: a convolution's input becomes
