@@ -112,6 +112,18 @@ def test_weights_stored_k_by_n_compile_for_blackwell():
     assert nvcc_compile(source, "sm_100") == ""
 
 
+def test_building_with_the_intrinsics_registers_no_global_function_that_tvms_own_would_clash_with():
+    """MetaSchedule imports ``tvm.s_tir.tensor_intrin``, which registers its globals without override."""
+    from tvm_ffi.registry import list_global_func_names
+
+    from explorer.tvm.schedules.mma_intrinsics import mma_group
+
+    mma_group.cache_clear()
+    before = set(list_global_func_names())
+    _cuda(_module(24, 40, 64, "float16"))
+    assert set(list_global_func_names()) - before == set()
+
+
 def test_the_walker_counts_padded_macs_as_executed_and_the_rest_as_useful():
     tir, _ = _cuda(_module(24, 40, 64, "float16"))
     (kernel,) = [k for n, k in analyse_module(tir).items() if "matmul" in n]

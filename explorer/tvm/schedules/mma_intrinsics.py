@@ -14,6 +14,11 @@ than imported because
   the m16n8k16 fragment layouts of f16 and bf16 are the same (PTX ISA, "Matrix Fragments for
   mma.m16n8k16 with floating point type"), so the bf16 group is the f16 one with its element type.
 
+They register tensor intrinsics and nothing else: ``tensor_intrin/cuda.py`` registers the global function
+``tirx.index_map.shared_16x16_to_ldmatrix_32x8_layout`` (read only by the code generator of the
+``mma_store`` builtin, which the store here does not use) without ``override``, and MetaSchedule imports
+that module, so a global of the same name registered first makes every later tuning run fail.
+
 TVM's TIRx tile primitives (``tvm.backend.cuda.tile_primitive.gemm``) also emit bf16 ``mma.sync``, but
 they lower whole-tile ``gemm`` calls of kernels written in TIRx with explicit layouts; the kernels here
 are legalized Relax operators that ``s_tir`` schedules, which tensorize against intrinsics like these.
@@ -24,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-import tvm_ffi
 from tvm.runtime import convert
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
@@ -251,21 +255,12 @@ def _register(name: str, make, *args) -> str:
     return name
 
 
-def _register_layout_hook() -> None:
-    """TVM's C++ side looks the 16 x 16 fragment layout up by name (``tensor_intrin/cuda.py`` registers it
-    on import, which this module avoids)."""
-    name = "tirx.index_map.shared_16x16_to_ldmatrix_32x8_layout"
-    if tvm_ffi.get_global_func(name, allow_missing=True) is None:
-        tvm_ffi.register_global_func(name, lambda ind: convert(list(layout_16x16(ind[0], ind[1]))))
-
-
 @functools.cache
 def mma_group(in_dtype: str, acc_dtype: str) -> MmaGroup | None:
     """The intrinsics for ``in_dtype`` operands accumulated in ``acc_dtype``, registered on first use
     (``None`` where no ``mma`` instruction takes them)."""
     if (in_dtype, acc_dtype) not in SUPPORTED:
         return None
-    _register_layout_hook()
     k, ptx_type, _ = SUPPORTED[(in_dtype, acc_dtype)]
     prefix = f"explorer_mma_{ptx_type}"
     return MmaGroup(
