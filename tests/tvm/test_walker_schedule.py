@@ -180,3 +180,34 @@ def test_the_walker_names_each_special_function():
     assert schedule_of(vector_erf)[ScheduleKey("special-erf", "float32", 16, 1)] == N
 
 
+
+
+@T.prim_func
+def guarded_tail(A: T.Buffer((200,), "float32"), B: T.Buffer((200,), "float32")):
+    # 2 x 128 threads' worth of work for 200 elements: the guard leaves 56 out
+    for i in range(2):
+        for tx in T.thread_binding(128, thread="threadIdx.x"):
+            if i * 128 + tx < 200:
+                B[i * 128 + tx] = A[i * 128 + tx]
+
+
+@T.prim_func
+def padded_tile_load(A: T.Buffer((100,), "float32"), B: T.Buffer((128,), "float32")):
+    # a tile of 128 padded with zeros: the load runs where the guard holds, the zero elsewhere
+    for bx in T.thread_binding(4, thread="blockIdx.x"):
+        for tx in T.thread_binding(32, thread="threadIdx.x"):
+            B[bx * 32 + tx] = T.if_then_else(bx * 32 + tx < 100, A[bx * 32 + tx], T.float32(0))
+
+
+def _uses(func):
+    return {u.name: u for u in tir_analysis.analyse_primfunc(func, "k").buffers}
+
+
+def test_a_guarded_tail_counts_only_the_iterations_the_guard_lets_through():
+    uses = _uses(guarded_tail)
+    assert (uses["A"].load_count, uses["B"].store_count) == (200, 200)
+
+
+def test_a_padded_tile_loads_only_the_elements_that_exist():
+    uses = _uses(padded_tile_load)
+    assert (uses["A"].load_count, uses["B"].store_count) == (100, 128)

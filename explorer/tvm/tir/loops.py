@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import tvm
 from tvm import sym
 
 from explorer.tvm.tir.expr import int_of, vars_of
 from explorer.workload import reuse
+
+#: The most loop and thread points a guard's share is counted over; beyond, a fixed sample of as many.
+_GUARD_POINTS = 1 << 16
 
 
 class LoopNest:
@@ -18,6 +22,7 @@ class LoopNest:
 
     def __init__(self):
         self.extent: dict = {}  # loop var -> extent
+        self.thread_extent: dict = {}  # GPU thread or block var -> extent
         self.loops: list[reuse.Loop] = []  # the loop tree of the reuse model (see explorer.workload.reuse)
         self.path: list[tuple[int, object]] = []  # (loop id, loop var) of the enclosing loops
         self.analyzer = sym.Analyzer()  # knows loop ranges and let-bound values, to simplify indices
@@ -52,6 +57,7 @@ class LoopNest:
     @contextlib.contextmanager
     def threads(self, var, extent: int, spread: bool):
         """Inside a GPU thread binding (``spread``: over thread blocks, which share no cache)."""
+        self.thread_extent[var] = extent
         self._enter(var, extent, spread)
         try:
             yield
@@ -105,18 +111,71 @@ class LoopNest:
         return 0
 
     def init_fraction(self, cond) -> float:
-        """Share of iterations in which ``cond`` holds, for ``v == 0 and w == 0`` guards on loops."""
+        """Share of the enclosing loops' and threads' iterations in which the guard ``cond`` holds
+        (``v == 0``, ``i * 128 + tx < 64``, ``(bx % 5 * 4 + it) * 32 < 513``: a tile or a thread
+        block larger than the work), counted over every point of their ranges, or over a fixed sample
+        of :data:`_GUARD_POINTS` where there are more. Terms over anything else (data, unknown
+        variables) are taken to hold."""
+        extents = {**self.thread_extent, **self.extent}
         terms, stack = [], [cond]
         while stack:
             c = stack.pop()
             if type(c).__name__ == "And":
                 stack += [c.a, c.b]
             else:
-                terms.append(c)
-        frac = 1.0
+                terms.append(self.analyzer.simplify(c))
+        known = []
         for t in terms:
-            if type(t).__name__ == "EQ" and int_of(t.b) == 0 and t.a in self.extent:
-                frac /= max(self.extent[t.a], 1)
-            else:
-                return 1.0 if frac == 1.0 else frac
-        return frac
+            used = vars_of(t)
+            if used and all(any(v.same_as(k) for k in extents) for v in used):
+                known.append(t)
+        if not known:
+            return 1.0
+        involved = []
+        for t in known:
+            involved += [v for v in vars_of(t) if not any(v.same_as(u) for u in involved)]
+        sizes = [next(e for k, e in extents.items() if k.same_as(v)) for v in involved]
+        total = int(np.prod(sizes, dtype=np.float64))
+        if total <= _GUARD_POINTS:
+            points = [g.ravel() for g in np.meshgrid(*[np.arange(n) for n in sizes], indexing="ij")]
+        else:
+            rng = np.random.default_rng(0)
+            points = [rng.integers(0, n, _GUARD_POINTS) for n in sizes]
+        values = list(zip(involved, points))
+        holds = np.ones(len(points[0]), dtype=bool)
+        for t in known:
+            try:
+                holds &= np.broadcast_to(np.asarray(_evaluate(t, values), dtype=bool), holds.shape)
+            except _NotEvaluable:
+                continue
+        return float(holds.mean())
+
+
+class _NotEvaluable(Exception):
+    pass
+
+
+_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "FloorDiv": np.floor_divide,
+           "FloorMod": np.mod, "Div": np.floor_divide, "Mod": np.mod, "Min": np.minimum, "Max": np.maximum,
+           "LT": np.less, "LE": np.less_equal, "GT": np.greater, "GE": np.greater_equal, "EQ": np.equal,
+           "NE": np.not_equal, "And": np.logical_and, "Or": np.logical_or}
+
+
+def _evaluate(e, values: list):
+    """An integer or boolean expression at every point (``values``: (var, array) pairs; loop and thread
+    variables are non-negative, so truncating and flooring division agree)."""
+    kind = type(e).__name__
+    if kind == "IntImm":
+        return int(e.value)
+    if kind == "Var":
+        for var, v in values:
+            if var.same_as(e):
+                return v
+        raise _NotEvaluable
+    if kind in _BINARY:
+        return _BINARY[kind](_evaluate(e.a, values), _evaluate(e.b, values))
+    if kind == "Not":
+        return np.logical_not(_evaluate(e.a, values))
+    if kind == "Cast" and "int" in str(e.dtype):
+        return _evaluate(e.value, values)
+    raise _NotEvaluable

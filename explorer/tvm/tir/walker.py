@@ -256,8 +256,11 @@ class _Walker:
         if name in SELECT_CALLS:
             self._op("select", dtype, w * lanes, lanes)
             self.index(e.args[0], w)
-            for a in e.args[1:]:
-                self.value(a, w)
+            # if_then_else evaluates one side (a branch in the code generated): a guarded load of a
+            # padded tile is done only where its guard holds
+            share = self.nest.init_fraction(e.args[0]) if name == "if_then_else" else 1.0
+            self.value(e.args[1], w * share)
+            self.value(e.args[2], w * (1 - share) if name == "if_then_else" else w)
             return
         if name in SPECIAL_CALLS:  # the schedule keeps the function: their costs differ 5x
             self._op("special", dtype, w * lanes, lanes, schedule_kind=f"special-{name}")
