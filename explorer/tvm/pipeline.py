@@ -10,7 +10,8 @@ choice on every axis, and :func:`strategy_passes` composes them in a fixed order
 3. ``LAYOUT``;
    then, where the target has VNNI, int8 conv2d/matmul become the u8 x s8 kernels of
    :mod:`explorer.tvm.passes.vnni` (after layout, so they are made in the layout chosen);
-4. ``LEGALIZE``: on CPUs, constant float weights packed a vector of output channels at a time
+4. ``LEGALIZE``: on GPUs, a fused strategy's attention becomes one split-KV kernel and a merge
+   (:mod:`explorer.tvm.passes.fused_attention`); on CPUs, constant float weights packed a vector of output channels at a time
    (:mod:`explorer.tvm.passes.packed_weights`); decomposition of the remaining inference-mode ops,
    LegalizeOps, op patterns;
    then ``PRECISION_AFTER_LEGALIZE``: weight-only quantization (after the last FoldConstant, which
@@ -36,6 +37,7 @@ from tvm.s_tir import dlight as dl
 from tvm.s_tir.dlight.base import ScheduleRule
 
 from explorer.core.strategies import WEIGHT_ONLY, Strategy
+from explorer.tvm.passes.fused_attention import fused_attention
 from explorer.tvm.passes.fusion_groups import record_fusion_groups
 from explorer.tvm.passes.matmul_weights import pad_matmul_columns, weights_along_k
 from explorer.tvm.passes.operator_rewrites import bound_kernels_as_operators, clip_as_max_min, non_negative_squeeze_axes
@@ -83,9 +85,11 @@ def _prepare(ctx: PipelineContext) -> list:
 
 def _legalize(ctx: PipelineContext) -> list:
     # CPU vectors need the columns padded, and weights packed a vector of columns at a time; a GPU
-    # kernel's threads take any count, and a GPU reads its weights along K
+    # kernel's threads take any count, and a GPU reads its weights along K. A fused GPU build's
+    # attention is one kernel (before FuseTransposeMatmul, which would take its k^T)
+    attention = [fused_attention()] if ctx.strategy.fusion == "tvm" else []
     layout = ([pad_matmul_columns, packed_float_weights] if ctx.lowering == "generic" else
-              [weights_along_k(ctx.weights), relax.transform.FuseTransposeMatmul()])
+              [*attention, weights_along_k(ctx.weights), relax.transform.FuseTransposeMatmul()])
     return [*layout, relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
             relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), fold(ctx)]
 
