@@ -16,10 +16,12 @@ AXES: dict[str, tuple[str, ...]] = {
     "fusion": ("none", "tvm"),
     "layout": ("native", "nhwc"),
     "precision": ("fp32", "fp16", "bf16", "int8", "int8w", "int4w", "int8w-fp16", "int4w-fp16", "int8w-bf16",
-                  "int4w-bf16"),
+                  "int4w-bf16", "fp8"),
 }
 #: The weight-only precisions (see :mod:`explorer.tvm.passes.weight_only`): activations in float32, or in
 #: the 16-bit type after the dash (the weight dequantized to it, as MLC-LLM's ``q4f16_1``).
+#: The precisions whose activation scales come from calibration.
+CALIBRATED = ("int8", "fp8")
 WEIGHT_ONLY = ("int8w", "int4w", "int8w-fp16", "int4w-fp16", "int8w-bf16", "int4w-bf16")
 #: ``none``, or ``metaschedule:N`` (N trials across the model, latency-best schedules) and
 #: ``metaschedule:N:energy`` / ``metaschedule:N:edp`` (the measured candidate with the least
@@ -45,7 +47,9 @@ class Strategy:
     axis; activations stay float32, the weight is dequantized inside the matmul kernel when fused;
     see :mod:`explorer.tvm.passes.weight_only`); ``int8w-fp16`` ... ``int4w-bf16`` (the same weights,
     with the activations and matmuls of ``fp16`` or ``bf16``, the weight dequantized to that type: what
-    a GPU runs on its tensor cores). ``tuning``: ``none`` or ``metaschedule:N[:energy|edp]``
+    a GPU runs on its tensor cores); ``fp8`` (float8 E4M3 weights per output channel and activations
+    scaled per tensor at run time, float32 accumulation: see :mod:`explorer.tvm.passes.precision`).
+    ``tuning``: ``none`` or ``metaschedule:N[:energy|edp]``
     (see ``TUNING_PATTERN``). ``sparsity``: ``none``, ``2:4`` or ``unstructured:P`` (magnitude pruning of
     conv and matmul weights before import, see :mod:`explorer.tvm.passes.pruning`; the build runs the pruned weights
     dense, and each target is charged what its hardware makes of them, see :mod:`cost_models.sparsity`).
@@ -88,6 +92,12 @@ class Strategy:
         return (m["pick"] or "latency") if m and m["trials"] else ""
 
     @property
+    def calibrated(self) -> bool:
+        """Whether the precision quantizes activations with scales calibrated on sample inputs
+        (``int8``, ``fp8``): the sweep runs the calibration before compiling."""
+        return self.precision in CALIBRATED
+
+    @property
     def sparse(self) -> bool:
         """Whether the strategy prunes weights."""
         return self.sparsity != "none"
@@ -124,6 +134,8 @@ register(Strategy("fused-fp16", fusion="tvm", precision="fp16"))
 register(Strategy("fused-bf16", fusion="tvm", precision="bf16"))
 register(Strategy("int8", precision="int8"))
 register(Strategy("fused-int8", fusion="tvm", precision="int8"))
+# W8A8 in float8 E4M3, activations scaled at run time: what Hopper and Blackwell servers run in fp8
+register(Strategy("fused-fp8", fusion="tvm", precision="fp8"))
 # channels-last int8: on VNNI the convolutions then read their input without a transposing copy
 register(Strategy("fused-nhwc-int8", fusion="tvm", layout="nhwc", precision="int8"))
 # Weight-only: what decode at small batch, bound by streaming its weights, is built with. Unfused, the

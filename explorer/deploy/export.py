@@ -126,7 +126,7 @@ def export_best(model: str, target: str = "cpu", objective: str = "energy", out:
     for i in candidates.index[candidates["eligible"]]:
         strategy = get_strategy(candidates.loc[i, "strategy"])
         cal = calibrate(prepared, sweep_options.get("calibration") or sweep_options.get("inputs")) \
-            if strategy.precision == "int8" else None
+            if strategy.calibrated else None
         build = ensure_library(prepared, strategy, spec, mcpu, cal, progress=say)
         loss = worst_accuracy_loss(prepared, build.library, feeds)
         if loss <= limits.max_accuracy_loss_pct or strategy.precision == "fp32":

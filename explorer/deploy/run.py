@@ -122,7 +122,7 @@ def run_variant(model: str, strategy: str | Strategy = "fused", target: str | Ta
         raise ExplorerError(f"--repeat must be at least 1, got {repeat}")
     strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
     prepared = prepare(model, input_shapes, input_values=input_values)
-    cal = calibrate(prepared, calibration or inputs) if strat.precision == "int8" else None
+    cal = calibrate(prepared, calibration or inputs) if strat.calibrated else None
     cpu = resolve_mcpu(mcpu)
     build = ensure_library(prepared, strat, spec, cpu, cal, cached_only, progress)
     library, lowered, build_cached = build.library, build.lowering, build.was_cached

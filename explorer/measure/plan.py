@@ -131,7 +131,7 @@ def plan_variants(instances: list[Instance], target: str, spec: TargetSpec, stag
                              "MetaSchedule records are this CPU's)")
                 continue
             row = row.iloc[0]
-            cal = calibrate(prepared, calibration) if strategy.precision == "int8" else None
+            cal = calibrate(prepared, calibration) if strategy.calibrated else None
             key = library_key(prepared, strategy, lowering, spec.arch if cuda else "", cal.key if cal else "",
                                inline_limit_bytes, draws_digest)
             vid = safe_name(f"{inst.label}__{name}")

@@ -28,7 +28,7 @@ PROBLEM_KINDS = ("failed", "crashed", "timed-out", "mismatch")
 
 #: The compute dtype each reduced precision needs from a target.
 PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "int8": "int8", "int8w-fp16": "float16", "int4w-fp16": "float16",
-                   "int8w-bf16": "bfloat16", "int4w-bf16": "bfloat16"}
+                   "int8w-bf16": "bfloat16", "int4w-bf16": "bfloat16", "fp8": "float8_e4m3fn"}
 
 IDENTITY_COLUMNS = ("model", "strategy", "target", "fusion", "layout", "precision", "tuning", "sparsity", "phase", "batch",
                     "status", "status_kind", "built", "ran")
@@ -97,7 +97,7 @@ def failed_row(row: dict, status: Status) -> dict:
 #: is flagged: its figures are those of SIMT kernels, whatever the hardware's matrix units could do.
 MIN_TENSORIZED_SHARE = 0.5
 #: The dtypes whose multiply-adds a GPU's peak rate assumes on tensor or matrix units.
-MATRIX_DTYPES = frozenset({"float16", "bfloat16", "int8", "uint8"})
+MATRIX_DTYPES = frozenset({"float16", "bfloat16", "int8", "uint8", "float8_e4m3fn"})
 
 
 def row_dtypes(workload: pd.DataFrame) -> list[str]:

@@ -227,15 +227,15 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
                 if isinstance(model, ExplorerError):
                     continue
                 cal = None
-                if any(s.precision == "int8" for s in strats):
-                    bar.phase(f"{model.name}: calibrating int8")
+                if any(s.calibrated for s in strats):
+                    bar.phase(f"{model.name}: calibrating activation scales")
                     cal = calibrate(model, calibration or inputs)
                 if build and check and any(t.tvm == "llvm" and t.runs_here for t in specs):
                     references[model.name] = reference(model, seed, inputs)
                 for strategy in strats:
                     for lowering, group in groups.items():
                         plans.append(make_plan(model, strategy, lowering, group, build, check,
-                                           cal if strategy.precision == "int8" else None, tuning_records, mcpu,
+                                           cal if strategy.calibrated else None, tuning_records, mcpu,
                                            progress))
             for plan in plans:
                 plan.result = stores.get_lowering(plan.key)

@@ -22,7 +22,7 @@ def tune_model(model: str, strategy: str | Strategy = "fused-tuned", trials: int
     if not strat.tuned:
         raise ExplorerError(f"strategy {strat.name!r} does not tune; tuned strategies have tuning='metaschedule:N'")
     prepared = prepare(model, input_shapes, input_values=input_values)
-    scales = calibrate(prepared, calibration).scales if strat.precision == "int8" else None
+    scales = calibrate(prepared, calibration).scales if strat.calibrated else None
     from explorer.tvm.tuning.apply import tune_prepared
 
     return tune_prepared(str(prepared.path), prepared.sha256, strat, trials or strat.trials, records, progress,

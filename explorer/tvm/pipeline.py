@@ -43,6 +43,7 @@ from explorer.tvm.passes.matmul_weights import pad_matmul_columns, weights_along
 from explorer.tvm.passes.operator_rewrites import bound_kernels_as_operators, clip_as_max_min, non_negative_squeeze_axes
 from explorer.tvm.passes.packed_weights import packed_float_weights
 from explorer.tvm.passes.precision import half_activation_matmuls, precision_pass
+from explorer.tvm.passes.scalar_float8 import scalar_float8_loops
 from explorer.tvm.passes.vnni import vnni_int8_kernels
 from explorer.tvm.passes.weight_only import fuse_dequantize_matmul, weight_only_pass
 from explorer.tvm.passes.weight_params import fold_weight_params
@@ -129,6 +130,7 @@ PRECISION: dict[str, Factory] = {
     "bf16": _bf16,
     "int8": lambda ctx: [precision_pass("int8", ctx.act_scales),
                          *([half_activation_matmuls] if ctx.lowering in ("cuda", "rocm") else []), fold(ctx)],
+    "fp8": lambda ctx: [precision_pass("fp8", ctx.act_scales, weights=ctx.weights), fold(ctx)],
     "int8w": lambda ctx: [],
     "int4w": lambda ctx: [],
     "int8w-fp16": _fp16,
@@ -144,6 +146,7 @@ PRECISION_AFTER_LEGALIZE: dict[str, Factory] = {
     "fp16": lambda ctx: [],
     "bf16": lambda ctx: [],
     "int8": lambda ctx: [],
+    "fp8": lambda ctx: [],
     **{name: _weight_only(name) for name in WEIGHT_ONLY},
 }
 
@@ -189,7 +192,7 @@ def cpu_default_schedule() -> tvm.transform.Pass:
 #: analysis-only targets); DLight's GPU rules for cuda and rocm (whose ``Matmul`` rule tensorizes for
 #: CUDA only: ROCm kernels stay on the SIMT lanes, no MFMA).
 SCHEDULE: dict[str, Factory] = {
-    "generic": lambda ctx: [cpu_default_schedule()],
+    "generic": lambda ctx: [cpu_default_schedule(), *([scalar_float8_loops] if ctx.strategy.precision == "fp8" else [])],
     "cuda": _gpu_schedule,
     "rocm": _gpu_schedule,
 }
