@@ -22,7 +22,7 @@ import explorer
 #: (model, phase, batch) of each row; a decoder's decode step at batch 8, as a server runs it.
 CASES = {"resnet18": [(None, 1)], "bert-mini": [(None, 1)], "gpt2": [("prefill:128", 1), ("decode:128", 8)],
          "llama-3.1-8b": [("prefill:512", 1), ("decode:512", 8)]}
-STRATEGIES = ["fused-fp16", "fused-bf16", "fused-int8"]
+STRATEGIES = ["fused-fp16", "fused-bf16", "fused-int8", "fused-fp8"]
 
 
 def _sweep(model: str, targets: list[str], strategies: list[str], phase: str | None, batch: int):

@@ -77,9 +77,9 @@ def calibrate(prepared: PreparedModel, directory: str | Path | None = None,
 
     model = prepared.load()
     wanted = quantized_inputs(model)
+    if not wanted:  # no constant weights (a decoder built from its config: its weights are inputs)
+        return Calibration((), "nothing to calibrate")
     feeds, source = calibration_feeds(prepared, directory, samples)
-    if not wanted:
-        return Calibration((), source)
     existing = {o.name for o in model.graph.output}
     for name in dict.fromkeys(wanted):
         if name not in existing:

@@ -41,6 +41,22 @@ def test_calibration_scale_is_the_peak_input_over_127(conv_add_relu_onnx):
     assert cal.source == "seeded:3"
 
 
+def test_a_model_whose_weights_are_inputs_calibrates_nothing_and_draws_no_samples(tmp_path):
+    # a decoder built from its config: drawing samples of its weights would take a real model's size
+    import onnx
+    from onnx import TensorProto, helper
+
+    from explorer.core.prepared import InputSpec, PreparedModel
+
+    x, w = (helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in (("x", [1, 4]), ("W", [4, 2])))
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g", [x, w],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
+    onnx.save(helper.make_model(graph), tmp_path / "m.onnx")
+    huge = InputSpec("W", (1 << 17, 1 << 17), "float32")  # 64 GiB if drawn
+    model = PreparedModel("m", tmp_path / "m.onnx", "0" * 64, (InputSpec("x", (1, 4), "float32"), huge))
+    assert calibration.calibrate(model).scales == ()
+
+
 def test_calibration_reads_npy_files(conv_add_relu_onnx, tmp_path):
     model = prepare(str(conv_add_relu_onnx))
     np.save(tmp_path / "a.npy", np.full((1, 4, 6, 6), 2.54, np.float32))
