@@ -15,8 +15,8 @@ import re
 AXES: dict[str, tuple[str, ...]] = {
     "fusion": ("none", "tvm"),
     "layout": ("native", "nhwc"),
-    "precision": ("fp32", "fp16", "bf16", "int8", "int8w", "int4w", "int8w-fp16", "int4w-fp16", "int8w-bf16",
-                  "int4w-bf16", "fp8"),
+    "precision": ("fp32", "fp16", "bf16", "int8", "fp8", "int8w", "int4w", "int8w-fp16", "int4w-fp16",
+                  "int8w-bf16", "int4w-bf16"),
 }
 #: The weight-only precisions (see :mod:`explorer.tvm.passes.weight_only`): activations in float32, or in
 #: the 16-bit type after the dash (the weight dequantized to it, as MLC-LLM's ``q4f16_1``).
@@ -134,10 +134,10 @@ register(Strategy("fused-fp16", fusion="tvm", precision="fp16"))
 register(Strategy("fused-bf16", fusion="tvm", precision="bf16"))
 register(Strategy("int8", precision="int8"))
 register(Strategy("fused-int8", fusion="tvm", precision="int8"))
-# W8A8 in float8 E4M3, activations scaled at run time: what Hopper and Blackwell servers run in fp8
-register(Strategy("fused-fp8", fusion="tvm", precision="fp8"))
 # channels-last int8: on VNNI the convolutions then read their input without a transposing copy
 register(Strategy("fused-nhwc-int8", fusion="tvm", layout="nhwc", precision="int8"))
+# W8A8 in float8 E4M3 with static scales: what Hopper and Blackwell servers run in fp8 (not in ``all``)
+register(Strategy("fused-fp8", fusion="tvm", precision="fp8"))
 # Weight-only: what decode at small batch, bound by streaming its weights, is built with. Unfused, the
 # int4 weights are dequantized by a kernel of their own that writes the float weight back out.
 register(Strategy("int4w", precision="int4w"))
@@ -175,9 +175,11 @@ def parse_strategies(spec: str | list[str | Strategy] | None) -> list[Strategy]:
     """Strategies from a comma-separated list of names, a list of names or :class:`Strategy`
     values (unregistered ones too), or ``all`` (every registered strategy that does not tune:
     tuning costs minutes to hours, so name those; nor the weight-only ones, which change only
-    matmul weights and are named for the decoders and MLPs they are for; nor the sparse ones, which
-    change the model's weights and are named where pruning is the question)."""
-    untuned = [s for s in list_strategies() if not s.tuned and s.precision not in WEIGHT_ONLY and not s.sparse]
+    matmul weights and are named for the decoders and MLPs they are for; nor ``fp8``, which GPUs from
+    sm_89 run and CPUs emulate an element at a time; nor the sparse ones, which change the model's
+    weights and are named where pruning is the question)."""
+    untuned = [s for s in list_strategies()
+               if not s.tuned and s.precision not in WEIGHT_ONLY and s.precision != "fp8" and not s.sparse]
     if spec is None or spec == "all" or spec == ["all"]:
         return untuned
     names = spec.split(",") if isinstance(spec, str) else list(spec)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import shutil
 
-import ml_dtypes
 import numpy as np
 import pytest
 import tvm
 from tvm import relax
 
 from explorer.tvm.codegen import cuda_source, cuda_target, nvcc_compile
-from explorer.tvm.kernels.attention import AttentionShape, merge_splits, partial_attention, tiling
+from explorer.tvm.kernels.attention import AttentionShape, tiling
 from explorer.tvm.passes.fused_attention import bias_strides, fused_attention
 
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")

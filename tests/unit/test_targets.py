@@ -95,7 +95,7 @@ def test_compile_settings():
 def test_dtypes():
     assert set(load_target("cpu-zen4").dtypes) == {"float32", "bfloat16", "int8", "int32"}  # no native fp16
     assert set(load_target("cpu-cascadelake").dtypes) == {"float32", "int8", "int32"}  # no AVX512-BF16 either
-    assert set(load_target("gpu").dtypes) == {"float32", "float16", "bfloat16", "int8", "int32"}
+    assert set(load_target("gpu").dtypes) == {"float32", "float16", "bfloat16", "int8", "int32", "float8_e4m3fn"}
     assert set(load_target("npu").dtypes) == {"int8", "bfloat16", "float32", "int32"}
 
 
