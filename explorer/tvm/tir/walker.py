@@ -14,8 +14,10 @@ Counting rules:
   register-tile position it depends on: LLVM unrolls the tile and computes the operand once for the
   accumulators that differ only along loops it does not use, as it loads it once for them. So does
   the schedule's conversion of an operand widened into the accumulator (not an operation of its own);
-- an ``if`` whose condition is ``v == 0`` for loop variables runs ``1/extent`` as often as its
-  loop body; any other condition is assumed true (an upper bound);
+- an ``if`` runs in the share of the enclosing loops' and threads' points where its condition holds,
+  counted over their ranges (:meth:`~explorer.tvm.tir.loops.LoopNest.init_fraction`: ``k == 0``, a
+  padded tail ``i * 128 + tx < 200``, a fused index's bound); a condition on anything else (data) is
+  assumed true (an upper bound); ``if_then_else`` counts the side each point takes;
 - loads and stores are charged at their buffer's storage scope: kernel parameters and
   kernel-allocated ``global`` buffers are global memory, ``shared``/``local`` are on-chip, and a
   kernel-allocated buffer of at most ``STACK_BYTES`` (a compacted accumulator) is ``local``.
