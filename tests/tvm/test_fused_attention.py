@@ -10,7 +10,7 @@ import tvm
 from tvm import relax
 
 from explorer.tvm.codegen import cuda_source, cuda_target, nvcc_compile
-from explorer.tvm.kernels.attention import AttentionShape, tiling
+from explorer.tvm.kernels.attention import AttentionShape, key_padding, tiling
 from explorer.tvm.passes.fused_attention import bias_strides, fused_attention
 
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
@@ -74,6 +74,18 @@ def test_keys_per_tile_halve_until_the_block_fits_in_shared_memory():
     # float32 operands of 256: 16 rows (16 KiB) + 32 keys of k and v (64 KiB) do not fit 48 KiB; 8 keys do
     tile = tiling(_shape(group=16, dim=256, operands="float32"))
     assert (tile.rows, tile.keys) == (16, 8)
+
+
+def test_each_key_row_is_padded_by_one_shared_memory_bank():
+    # 4 bytes: 2 bf16, 1 float32, 4 float8 elements; a warp's 32 keys then start in 32 different banks
+    assert (key_padding("bfloat16"), key_padding("float32"), key_padding("float8_e4m3fn")) == (2, 1, 4)
+
+
+@needs_nvcc
+def test_the_cuda_key_tile_keeps_its_padded_row_stride():
+    # buffer compaction would shrink a [32, 128 + 2] tile back to rows of 128: the tile is flat
+    _, source = _gpu_attention(2, 2, 4, 100, 128)
+    assert "* 130) + d)]" in source
 
 
 def test_a_bias_that_broadcasts_over_heads_has_stride_zero_there():

@@ -91,8 +91,15 @@ def shared_bytes(shape: AttentionShape, rows: int, keys: int) -> int:
     """Shared memory of a block: query rows, a tile of keys and values, scores and probabilities, and
     each row's rescaling factor (the running output and statistics are in registers)."""
     qk, pv = _nbytes(shape.qk_dtype), _nbytes(shape.pv_dtype)
-    return (rows * shape.head_dim * qk + keys * shape.head_dim * qk + keys * shape.v_dim * pv
-            + 2 * rows * keys * 4 + rows * 4)
+    return (rows * shape.head_dim * qk + keys * (shape.head_dim + key_padding(shape.qk_dtype)) * qk
+            + keys * shape.v_dim * pv + 2 * rows * keys * 4 + rows * 4)
+
+
+def key_padding(dtype: str) -> int:
+    """Elements added to each row of the key tile: one 4-byte shared-memory bank, so the 32 keys a warp
+    scores at once (each lane its own key, the same element of each) lie in 32 different banks rather
+    than all in one (a row of 64 or 128 elements is a multiple of the 128-byte bank cycle)."""
+    return max(1, 4 // _nbytes(dtype))
 
 
 def tiling(shape: AttentionShape) -> Tiling:
@@ -125,6 +132,7 @@ def partial_attention(shape: AttentionShape, tile: Tiling, device: bool = True) 
     scale = float(shape.scale)
     qk, pv = shape.qk_dtype, shape.pv_dtype
     smem = "shared" if device else "global"
+    KPAD = key_padding(qk)
     # each thread's share of the running output, and a row's running maximum and sum, stay in its
     # registers: [1, items] on the GPU; the CPU's serial threads need a row each. (Shared per-row
     # statistics would be read and written inside ``if tx < R``; with R = 1 the simplifier makes their
@@ -152,7 +160,8 @@ def partial_attention(shape: AttentionShape, tile: Tiling, device: bool = True) 
                 T.reads()
                 T.writes()
                 Q_s = T.alloc_buffer((R, D), qk, scope=smem)
-                K_s = T.alloc_buffer((L, D), qk, scope=smem)
+                # flat, so that buffer compaction keeps the padded row stride
+                K_s = T.alloc_buffer((L * (D + KPAD),), qk, scope=smem)
                 V_s = T.alloc_buffer((L, DV), pv, scope=smem)
                 S_s = T.alloc_buffer((R, L), "float32", scope=smem)
                 P_s = T.alloc_buffer((R, L), "float32", scope=smem)
@@ -178,7 +187,7 @@ def partial_attention(shape: AttentionShape, tile: Tiling, device: bool = True) 
                         for i in T.serial(-(-(L * D) // NT)):
                             if i * NT + tx1 < L * D:
                                 t = T.meta_var(((bx % C) * PER + it) * L + (i * NT + tx1) // D)
-                                K_s[(i * NT + tx1) // D, (i * NT + tx1) % D] = T.if_then_else(
+                                K_s[(i * NT + tx1) // D * (D + KPAD) + (i * NT + tx1) % D] = T.if_then_else(
                                     t < TK, T.Cast(qk, k[((bx // (C * RT)) * TK + t) * D + (i * NT + tx1) % D]), T.Cast(qk, 0))
                         for i in T.serial(-(-(L * DV) // NT)):
                             if i * NT + tx1 < L * DV:
@@ -190,7 +199,7 @@ def partial_attention(shape: AttentionShape, tile: Tiling, device: bool = True) 
                             if i * NT + tx2 < R * L:
                                 acc[0] = T.float32(0)
                                 for d in T.serial(D):
-                                    acc[0] = acc[0] + T.Cast("float32", Q_s[(i * NT + tx2) // L, d]) * T.Cast("float32", K_s[(i * NT + tx2) % L, d])
+                                    acc[0] = acc[0] + T.Cast("float32", Q_s[(i * NT + tx2) // L, d]) * T.Cast("float32", K_s[(i * NT + tx2) % L * (D + KPAD) + d])
                                 row = T.meta_var((bx // C) % RT * R + (i * NT + tx2) // L)
                                 t = T.meta_var(((bx % C) * PER + it) * L + (i * NT + tx2) % L)
                                 S_s[(i * NT + tx2) // L, (i * NT + tx2) % L] = T.if_then_else(
