@@ -152,7 +152,7 @@ class LoopNest:
 
 
 class _NotEvaluable(Exception):
-    pass
+    """A guard term over something other than integer arithmetic of loop and thread variables."""
 
 
 _BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "FloorDiv": np.floor_divide,
