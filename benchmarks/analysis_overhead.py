@@ -1,8 +1,8 @@
 """How much the explorer's own work costs next to TVM's compile, per zoo model.
 
 Prints, for each model and strategy: TVM compile time (strategy passes, lowering and LLVM code
-generation), TIR analysis time (the walker and the workload table), energy scoring time (all three
-shipped targets), and the ratio of analysis + scoring to compile. Everything is measured in this one
+generation), TIR analysis time (the walker and the workload table), energy scoring time (every
+shipped target file), and the ratio of analysis + scoring to compile. Everything is measured in this one
 run, in this process (no worker, no cache).
 
     python benchmarks/analysis_overhead.py [model ...]
