@@ -92,7 +92,6 @@ class _AttentionRewriter(relax.PyExprMutator):
     def __init__(self, mod: tvm.IRModule, device: bool):
         super().__init__(mod)
         self.device = device
-        self.rewrites = 0
 
     def _bound(self, expr):
         """What ``expr`` is bound to (through the function's bindings), else itself."""
@@ -104,9 +103,9 @@ class _AttentionRewriter(relax.PyExprMutator):
         return expr
 
     def _uncast(self, expr):
-        """``expr`` without the astype applied to it, and the expression itself."""
+        """``expr`` without the astype applied to it (the tensor as stored)."""
         bound = self._bound(expr)
-        return (bound.args[0], bound) if _op(bound, "relax.astype") else (expr, bound)
+        return bound.args[0] if _op(bound, "relax.astype") else expr
 
     def _uncast_all(self, expr):
         """What ``expr`` is bound to, through any astype (a float16 build rounds its scores to float16
@@ -123,14 +122,12 @@ class _AttentionRewriter(relax.PyExprMutator):
         match = self._match(call)
         if match is None:
             return call
-        self.rewrites += 1
         return self._emit(*match)
 
     def _match(self, context: Call):
         p_operand, v_operand = context.args
-        probs, probs_cast = self._uncast(p_operand)
-        probs = self._bound(probs)
-        v, _ = self._uncast(v_operand)
+        probs = self._bound(self._uncast(p_operand))
+        v = self._uncast(v_operand)
         if not _op(probs, "relax.nn.softmax") or int(probs.attrs.axis) not in (-1, len(_shape(probs) or ()) - 1):
             return None
         biased = self._bound(probs.args[0])
@@ -149,13 +146,13 @@ class _AttentionRewriter(relax.PyExprMutator):
         if not _op(scores, "relax.matmul"):
             return None
         q_operand, kt_operand = scores.args
-        q, _ = self._uncast(q_operand)
+        q = self._uncast(q_operand)
         kt = self._bound(kt_operand)
         if _op(kt, "relax.astype"):
             kt = self._bound(kt.args[0])
         if not _op(kt, "relax.permute_dims") or not _swaps_last_two(kt):
             return None
-        k, _ = self._uncast(kt.args[0])
+        k = self._uncast(kt.args[0])
         return self._shape_of(q, k, v, bias, scale, q_operand, p_operand, context, scores, probs)
 
     def _shape_of(self, q, k, v, bias, scale, q_operand, p_operand, context, scores, probs):
