@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import tvm
 from tvm import te, tirx
 from tvm.script import tirx as T
 
-from explorer.tvm.tir.expr import USEFUL_MACS_ATTR
+from explorer.tvm.tir.expr import USEFUL_MACS_ATTR, bytes_of
 
 #: Threads of a block, and the most shared memory a block may allocate statically (CUDA's 48 KiB).
 THREADS = 128
@@ -84,7 +83,7 @@ class Tiling:
 
 
 def _nbytes(dtype: str) -> int:
-    return max(1, tvm.DataType(dtype).bits // 8)
+    return max(1, int(bytes_of(dtype)))
 
 
 def shared_bytes(shape: AttentionShape, rows: int, keys: int) -> int:

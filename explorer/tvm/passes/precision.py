@@ -66,12 +66,18 @@ def _with_operands(call: relax.Call, data, weight, out_dtype: str) -> relax.Expr
     return relax.op.matmul(data, weight, out_dtype=out_dtype)
 
 
-def _quantize_weight(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-channel int8 weights and their float32 scales (one per index of ``axis``)."""
+def _channel_scales(weight: np.ndarray, axis: int, largest: float) -> np.ndarray:
+    """``max|W[c]| / largest`` per index ``c`` of ``axis`` (1 for an all-zero channel), shaped to
+    broadcast against ``weight``, in float64."""
     axis = axis % weight.ndim
     others = tuple(i for i in range(weight.ndim) if i != axis)
     peak = np.max(np.abs(weight), axis=others, keepdims=True).astype(np.float64)
-    scale = np.where(peak > 0, peak / 127.0, 1.0)
+    return np.where(peak > 0, peak / largest, 1.0)
+
+
+def _quantize_weight(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-channel int8 weights and their float32 scales (one per index of ``axis``)."""
+    scale = _channel_scales(weight, axis, 127.0)
     q = np.clip(np.round(weight / scale), -127, 127).astype(np.int8)
     return q, scale.reshape(-1).astype(np.float32)
 
@@ -81,10 +87,7 @@ def fp8_weight(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     float32 scales ``max|W[c]| / 448`` (one per index of ``axis``)."""
     import ml_dtypes
 
-    axis = axis % weight.ndim
-    others = tuple(i for i in range(weight.ndim) if i != axis)
-    peak = np.max(np.abs(weight), axis=others, keepdims=True).astype(np.float64)
-    scale = np.where(peak > 0, peak / FP8_MAX, 1.0)
+    scale = _channel_scales(weight, axis, FP8_MAX)
     q = np.clip(weight / scale, -FP8_MAX, FP8_MAX).astype(np.float32).astype(ml_dtypes.float8_e4m3fn)
     return q, scale.reshape(-1).astype(np.float32)
 
