@@ -17,6 +17,7 @@ from tvm.ir.instrument import pass_instrument
 from explorer.core.strategies import Strategy
 from explorer.tvm.frontend import imported, weight_params
 from explorer.tvm.passes.pruning import density
+from explorer.tvm.passes import warp_memory
 from explorer.tvm.passes.vnni import has_vnni
 from explorer.tvm.pipeline import PipelineContext, schedules_by_tuning, strategy_passes
 from explorer.tvm.relax_ir import bindings, name_of, sinfo_tensors
@@ -178,9 +179,13 @@ def lower_tir(mod: tvm.IRModule, target: tvm.target.Target, build: bool):
     ``(captured TIR, executable or None)``."""
     capture = CaptureTIR()
     executable = None
-    with tvm.transform.PassContext(opt_level=3, instruments=[capture]):
+    # TVM's CSE runs before LowerWarpMemory and hoists a lane's offset out of the stores into the
+    # tensor-core fragments, which LowerWarpMemory then cannot map to a lane (see passes/warp_memory.py);
+    # the captured TIR is taken before CSE either way, and nvcc and LLVM eliminate common subexpressions
+    config = {"tirx.disable_cse_tir": True} if target.kind.name in ("cuda", "rocm") else {}
+    with tvm.transform.PassContext(opt_level=3, instruments=[capture], config=config):
         if build:
-            executable = tvm.compile(mod, target, relax_pipeline=None)
+            executable = tvm.compile(mod, target, relax_pipeline=None, tir_pipeline=warp_memory.register())
         else:
             # TVM's private helper is the one way to take the TIR functions out of a Relax module
             tir = relax.vm_build._filter_tir(mod)
