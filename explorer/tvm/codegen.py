@@ -85,6 +85,11 @@ def cuda_source(executable) -> str:
     return "\n".join(m.inspect_source() for m in runtime_modules(executable.mod) if m.kind == "cuda")
 
 
+def rocm_assembly(executable) -> str:
+    """The AMDGPU assembly of a built ROCm variant (what LLVM's back end emitted for its kernels)."""
+    return "\n".join(m.inspect_source("asm") for m in runtime_modules(executable.mod) if m.kind == "hip")
+
+
 def nvcc_compile(source: str, arch: str) -> str:
     """Compile generated CUDA source to a cubin with nvcc; return '' on success or the first error line."""
     from tvm.support import nvcc

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 
 from tvm.runtime import convert
 from tvm.s_tir import TensorIntrin
@@ -44,7 +45,9 @@ WARP = 32
 @dataclasses.dataclass(frozen=True)
 class MmaGroup:
     """The intrinsics that tensorize one tile of a matmul: operand loads, the multiply-add, the
-    accumulator's initialisation and its store; ``k`` is the reduction depth of one call."""
+    accumulator's initialisation and its store; ``k`` is the reduction depth of one call, ``lanes`` the
+    threads that issue it together (a warp, or a CDNA wavefront), and the layouts map an element of a
+    ``[16, k]`` operand tile or of the 16 x 16 accumulator tile to its (lane, register)."""
 
     k: int
     load_a: str
@@ -54,6 +57,9 @@ class MmaGroup:
     store: str
     in_dtype: str
     acc_dtype: str
+    lanes: int
+    operand_layout: Callable
+    accumulator_layout: Callable
 
 
 #: (operand dtype, accumulator dtype) -> (K of one instruction, PTX type, lowest sm).
@@ -249,7 +255,8 @@ def _store(dtype: str):
     return desc, impl
 
 
-def _register(name: str, make, *args) -> str:
+def register(name: str, make, *args) -> str:
+    """Register the intrinsic ``name`` made by ``make(*args)`` unless it is registered; its name."""
     if TensorIntrin.get(name, allow_missing=True) is None:
         TensorIntrin.register(name, *make(*args))
     return name
@@ -265,12 +272,13 @@ def mma_group(in_dtype: str, acc_dtype: str) -> MmaGroup | None:
     prefix = f"explorer_mma_{ptx_type}"
     return MmaGroup(
         k=k,
-        load_a=_register(f"{prefix}_ldmatrix_a", _ldmatrix, k, in_dtype, "A"),
-        load_b=_register(f"{prefix}_ldmatrix_b_nk", _ldmatrix, k, in_dtype, "B"),
-        compute=_register(f"{prefix}_{_PTX_ACC[acc_dtype]}_mma_nt", _mma, k, in_dtype, acc_dtype, ptx_type),
-        init=_register(f"explorer_mma_fill_{acc_dtype}", _fill, acc_dtype),
-        store=_register(f"explorer_mma_store_{acc_dtype}_shared", _store, acc_dtype),
-        in_dtype=in_dtype, acc_dtype=acc_dtype)
+        load_a=register(f"{prefix}_ldmatrix_a", _ldmatrix, k, in_dtype, "A"),
+        load_b=register(f"{prefix}_ldmatrix_b_nk", _ldmatrix, k, in_dtype, "B"),
+        compute=register(f"{prefix}_{_PTX_ACC[acc_dtype]}_mma_nt", _mma, k, in_dtype, acc_dtype, ptx_type),
+        init=register(f"explorer_mma_fill_{acc_dtype}", _fill, acc_dtype),
+        store=register(f"explorer_mma_store_{acc_dtype}_shared", _store, acc_dtype),
+        in_dtype=in_dtype, acc_dtype=acc_dtype, lanes=WARP, operand_layout=operand_layout(k),
+        accumulator_layout=layout_16x16)
 
 
 def lowest_sm(in_dtype: str, acc_dtype: str) -> int:

@@ -42,7 +42,8 @@ from tvm.s_tir.dlight.gpu.matmul import (
 )
 
 from explorer.tvm.schedules.common import loop_extent as extent
-from explorer.tvm.schedules.mma_intrinsics import TILE_M, TILE_N, WARP, lowest_sm, mma_group, operand_layout
+from explorer.tvm.schedules.mfma_intrinsics import is_cdna3, mfma_group
+from explorer.tvm.schedules.mma_intrinsics import TILE_M, TILE_N, MmaGroup, lowest_sm, mma_group
 from explorer.tvm.tir.expr import USEFUL_MACS_ATTR
 
 #: Rows of a matmul at or below which it is a GEMV, not a tensor-core GEMM.
@@ -52,6 +53,10 @@ GEMV_ROWS = 4
 #: copies capped at 8 lanes, the widest whose generated CUDA was checked to compile).
 COPY_BYTES = 16
 MAX_LANES = 8
+
+#: Threads of a block, by the lanes of the group that issues an intrinsic: CUDA's 1024; TVM's rocm
+#: target's ``max_threads_per_block`` (256, four wavefronts of 64).
+MAX_THREADS = {32: 1024, 64: 256}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,16 +84,26 @@ class BlockTile:
         return self.warps_m * self.warps_n
 
 
-def block_tile(m: int | None, n: int | None, k: int | None = None, k_step: int = 16) -> BlockTile:
+def block_tile(m: int | None, n: int | None, k: int | None = None, k_step: int = 16, max_warps: int = 32) -> BlockTile:
     """The block tile for an ``m x n`` output with reduction depth ``k`` (``None``: not static), one
     intrinsic call covering ``k_step`` of it: the fewest rows of 16 that hold ``m`` up to 64 (64
     beyond), 128 columns unless ``n`` is smaller, and two calls per copy to shared memory unless one
     pads ``k`` less. 64 x 128 keeps a float32 accumulator tile (32 kB) and the operand slices within
-    the 48 kB of static shared memory."""
+    the 48 kB of static shared memory. Where the block would have more than ``max_warps`` warps, each
+    warp takes more tiles."""
     n_tiles = 8 if n is None or n > 64 else max(-(-n // TILE_N), 1)
     warps_n, tiles_n = (4, 2) if n_tiles >= 8 else (n_tiles, 1)
     m_tiles = 4 if m is None else min(-(-m // TILE_M), 4)
     warps_m, tiles_m = {1: (1, 1), 2: (2, 1), 3: (3, 1), 4: (2, 2)}[m_tiles]
+    while warps_m * warps_n > max_warps:
+        if warps_n % 2 == 0:
+            warps_n, tiles_n = warps_n // 2, tiles_n * 2
+        elif warps_m % 2 == 0:
+            warps_m, tiles_m = warps_m // 2, tiles_m * 2
+        elif warps_n > 1:
+            warps_n, tiles_n = 1, tiles_n * warps_n
+        else:
+            warps_m, tiles_m = 1, tiles_m * warps_m
     k_steps = 2 if k is None or -(-k // (2 * k_step)) * 2 <= -(-k // k_step) else 1
     return BlockTile(warps_m=warps_m, tiles_m=tiles_m, warps_n=warps_n, tiles_n=tiles_n, k_steps=k_steps)
 
@@ -97,10 +112,10 @@ def _static(extent) -> int | None:
     return int(extent) if isinstance(extent, tirx.IntImm) else None
 
 
-def _warp_layout(k: int):
-    """The index map from a ``[16, k]`` operand tile (``k`` 16 or 32) to its ``[32 threads, k / 2]``
-    ``ldmatrix`` fragment, applied to every tile of a warp's ``[batch, rows, k]`` buffer."""
-    layout = operand_layout(k)
+def _warp_layout(k: int, layout):
+    """The index map from a ``[16, k]`` tile (an operand's, or the accumulator's with ``k`` 16) to its
+    ``[lanes, registers]`` fragment under ``layout``, applied to every tile of a warp's ``[batch, rows, k]``
+    buffer."""
     return lambda b, i, j: (b, i // 16, j // k, *layout(i % 16, j % k))
 
 
@@ -150,19 +165,31 @@ def _selects(producers: list) -> bool:
     return any(found)
 
 
+def intrinsics(arch: str, in_dtype: str, acc_dtype: str) -> MmaGroup | None:
+    """The intrinsics that tensorize ``in_dtype`` operands accumulated in ``acc_dtype`` on ``arch``
+    (``sm_90``: ``mma.sync``; a CDNA 3 ``gfx942``: MFMA), or None where its matrix units take no such
+    instruction (or the explorer has none for it)."""
+    if arch.startswith("gfx"):
+        return mfma_group(in_dtype, acc_dtype) if is_cdna3(arch) else None
+    group = mma_group(in_dtype, acc_dtype)
+    return group if group is not None and check_sm_version(arch) >= lowest_sm(in_dtype, acc_dtype) else None
+
+
 class TensorCoreMatmul(GPUScheduleRule):
-    """A matmul-like kernel on the tensor cores with ``mma.sync`` (see the module doc)."""
+    """A matmul-like kernel on the tensor cores with ``mma.sync``, or on CDNA 3's matrix cores with MFMA
+    (see the module doc)."""
 
     def apply(self, func, target, _):
         if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
             return None
-        if target.kind.name != "cuda" or "dlight.do_not_tensorize" in func.attrs.keys():
+        if target.kind.name not in ("cuda", "rocm") or "dlight.do_not_tensorize" in func.attrs.keys():
             return None
-        return self.schedule(func, check_sm_version(str(target.attrs.get("arch", ""))))
+        arch = target.attrs.get("arch", "") if target.kind.name == "cuda" else target.attrs.get("mcpu", "")
+        return self.schedule(func, str(arch))
 
-    def schedule(self, func: tirx.PrimFunc, sm: int, device: bool = True) -> s_tir.Schedule | None:
-        """``func`` scheduled for compute capability ``sm``, or None where the rule does not take it.
-        ``device=False`` gives the same schedule for a CPU, to check its numbers: on-chip buffers in
+    def schedule(self, func: tirx.PrimFunc, arch: str, device: bool = True) -> s_tir.Schedule | None:
+        """``func`` scheduled for ``arch`` (``sm_90``, ``gfx942``), or None where the rule does not take
+        it. ``device=False`` gives the same schedule for a CPU, to check its numbers: on-chip buffers in
         global memory, no thread bindings, and the loops the intrinsics would replace left as loops."""
         sch = s_tir.Schedule(func)
         reductions = get_reduction_blocks(sch, sch.get_child_blocks(get_root_block(sch)))
@@ -174,8 +201,8 @@ class TensorCoreMatmul(GPUScheduleRule):
         if len(in_dtypes) != 1:
             return None
         in_dtype = in_dtypes.pop()
-        group = mma_group(in_dtype, acc_dtype)
-        if group is None or sm < lowest_sm(in_dtype, acc_dtype):
+        group = intrinsics(arch, in_dtype, acc_dtype)
+        if group is None:
             return None
         try:
             return self._schedule(sch, main, group, device)
@@ -219,7 +246,8 @@ class TensorCoreMatmul(GPUScheduleRule):
         m = extents[1]
         if (m is not None and m <= GEMV_ROWS) or (extents[2] is not None and extents[2] <= GEMV_ROWS):
             return None  # a GEMV (or a depthwise convolution, one output channel a group)
-        tile = block_tile(m, extents[2], extents[3], group.k)
+        lanes = group.lanes
+        tile = block_tile(m, extents[2], extents[3], group.k, max_warps=MAX_THREADS[lanes] // lanes)
         k_tile = group.k * tile.k_steps
         sch.pad_einsum(main, [1, tile.rows, tile.columns, k_tile])
 
@@ -254,21 +282,21 @@ class TensorCoreMatmul(GPUScheduleRule):
             sch.compute_at(copy, k0)
             rows, depth = sch.get_loops(copy)[-2:]
             if k_run[index] and k_run[index] % vector == 0:
-                _, ty, tx, vec = sch.split(sch.fuse(rows, depth), factors=[None, tile.warps, WARP, vector])
+                _, ty, tx, vec = sch.split(sch.fuse(rows, depth), factors=[None, tile.warps, lanes, vector])
                 if device and not unpacked[index]:  # (LLVM takes no vector condition of a padded copy)
                     sch.vectorize(vec)
                 else:
                     sch.unroll(vec)
-            elif (extent(sch, rows) or 1) % (WARP * run) == 0 and (extent(sch, depth) or 1) % tile.warps == 0:
+            elif (extent(sch, rows) or 1) % (lanes * run) == 0 and (extent(sch, depth) or 1) % tile.warps == 0:
                 # the lanes along M or N, each reading a 4-byte run of them, the warps along K: affine
                 # indices, each warp reading 128 bytes in a row
-                rows_o, tx, lane = sch.split(rows, factors=[None, WARP, run])
+                rows_o, tx, lane = sch.split(rows, factors=[None, lanes, run])
                 depth_o, ty = sch.split(depth, factors=[None, tile.warps])
                 sch.reorder(depth_o, rows_o, ty, tx, lane)
                 sch.unroll(lane)
             else:
                 sch.reorder(depth, rows)
-                _, ty, tx = sch.split(sch.fuse(depth, rows), factors=[None, tile.warps, WARP])
+                _, ty, tx = sch.split(sch.fuse(depth, rows), factors=[None, tile.warps, lanes])
             bind(tx, "threadIdx.x")
             bind(ty, "threadIdx.y")
             sch.storage_align(copy, 0, axis=-2, factor=32, offset=vector)
@@ -304,9 +332,9 @@ class TensorCoreMatmul(GPUScheduleRule):
 
         loop_a = fragment_loop(a_warp, TILE_M, group.k)
         loop_b = fragment_loop(b_warp, TILE_N, group.k)
-        sch.transform_layout(a_warp, ("write", 0), _warp_layout(group.k))
-        sch.transform_layout(b_warp, ("write", 0), _warp_layout(group.k))
-        sch.transform_layout(c_warp, ("read", 0), _warp_layout(16))
+        sch.transform_layout(a_warp, ("write", 0), _warp_layout(group.k, group.operand_layout))
+        sch.transform_layout(b_warp, ("write", 0), _warp_layout(group.k, group.operand_layout))
+        sch.transform_layout(c_warp, ("read", 0), _warp_layout(16, group.accumulator_layout))
 
         tensorize(loop_a, group.load_a)
         tensorize(loop_b, group.load_b)
@@ -316,7 +344,7 @@ class TensorCoreMatmul(GPUScheduleRule):
 
         auto_inline_consumer_chain(sch, c_shared)
         fused = sch.fuse(*sch.get_loops(c_shared)[-2:])
-        _, ty, tx = sch.split(fused, factors=[None, tile.warps, WARP])
+        _, ty, tx = sch.split(fused, factors=[None, tile.warps, lanes])
         bind(tx, "threadIdx.x")
         bind(ty, "threadIdx.y")
         if None in extents:

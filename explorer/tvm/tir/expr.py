@@ -38,6 +38,13 @@ USEFUL_MACS_ATTR = "explorer.useful_macs"
 FOR_KINDS = {0: "serial", 1: "parallel", 2: "vectorized", 3: "unrolled", 4: "thread_binding"}
 #: LLVM intrinsics that are dot-product instructions: (operand dtype, MACs per call).
 TENSOR_INTRINSICS = {"llvm.x86.avx512.vpdpbusd.512": ("int8", 64)}
+#: LLVM intrinsics that are matrix-core instructions of a whole wavefront: (operand dtype, MACs of one
+#: instruction, lanes that issue it together). CDNA 3's MFMA (explorer.tvm.schedules.mfma_intrinsics).
+MATRIX_INTRINSICS = {
+    "llvm.amdgcn.mfma.f32.16x16x16f16": ("float16", 16 * 16 * 16, 64),
+    "llvm.amdgcn.mfma.f32.16x16x16bf16.1k": ("bfloat16", 16 * 16 * 16, 64),
+    "llvm.amdgcn.mfma.i32.16x16x32.i8": ("int8", 16 * 16 * 32, 64),
+}
 
 
 def dtype_of(expr) -> tuple[str, int]:
@@ -92,4 +99,4 @@ def llvm_intrinsic(arg) -> str:
         return ""
     from tvm.target import codegen
 
-    return next((n for n in TENSOR_INTRINSICS if int(codegen.llvm_lookup_intrinsic_id(n)) == ident), "")
+    return next((n for n in (*TENSOR_INTRINSICS, *MATRIX_INTRINSICS) if int(codegen.llvm_lookup_intrinsic_id(n)) == ident), "")

@@ -44,6 +44,7 @@ from explorer.tvm.tir.expr import (
     CHEAP_CALLS,
     FOR_KINDS,
     LLVM_CALLS,
+    MATRIX_INTRINSICS,
     PTX_DTYPES,
     PTX_MMA_CALLS,
     SELECT_CALLS,
@@ -252,6 +253,17 @@ class _Walker:
             self.ops[("mac", operand)] += w * macs
             self.schedule[ScheduleKey("dot", operand, macs * self.nest.vector, self.nest.parallel)] += w * macs
             self.tensorized_macs += w * macs
+            for a in e.args[1:]:
+                self.value(a, w)
+            return
+        if intrinsic in MATRIX_INTRINSICS:
+            # a whole wavefront's instruction: the thread extents around it count each of its lanes;
+            # its operands are each lane's registers, loaded (and converted) per lane
+            operand, macs, lanes = MATRIX_INTRINSICS[intrinsic]
+            executed = w / lanes * macs
+            self.ops[("mac", operand)] += executed
+            self.schedule[ScheduleKey("mma", operand, macs, self.nest.parallel)] += executed
+            self.tensorized_macs += executed
             for a in e.args[1:]:
                 self.value(a, w)
             return
