@@ -16,8 +16,8 @@ from tvm.ir.instrument import pass_instrument
 
 from explorer.core.strategies import Strategy
 from explorer.tvm.frontend import imported, weight_params
-from explorer.tvm.passes.pruning import density
 from explorer.tvm.passes import warp_memory
+from explorer.tvm.passes.pruning import density
 from explorer.tvm.passes.vnni import has_vnni
 from explorer.tvm.pipeline import PipelineContext, schedules_by_tuning, strategy_passes
 from explorer.tvm.relax_ir import bindings, name_of, sinfo_tensors

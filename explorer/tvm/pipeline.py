@@ -100,8 +100,8 @@ def _int8_kernels(ctx: PipelineContext) -> list:
 
 
 def _gpu_schedule(ctx: PipelineContext) -> list:
-    # TensorCoreMatmul first: every matmul of more than a few rows whose types an mma instruction takes
-    # (it declines GEMVs and ROCm). DecodeGEMV next: a weight-only GEMV reads packed integers, which
+    # TensorCoreMatmul first: every matmul of more than a few rows whose types an mma (CUDA) or MFMA
+    # (CDNA 3) instruction takes (it declines GEMVs). DecodeGEMV next: a weight-only GEMV reads packed integers, which
     # Int8Reduction would take. Then Int8Reduction for the int8 kernels left (convolutions): DLight's
     # Matmul rule tensorizes int8 with wmma fragments that TVM 0.27 then fails to lower (fragment_info_)
     # DepthwiseReduction: DLight's Matmul rule pads a depthwise convolution's one column and window to 16
@@ -193,8 +193,8 @@ def cpu_default_schedule() -> tvm.transform.Pass:
 
 
 #: The default schedule of each lowering: :func:`cpu_default_schedule` for ``generic`` (CPUs and
-#: analysis-only targets); DLight's GPU rules for cuda and rocm (whose ``Matmul`` rule tensorizes for
-#: CUDA only: ROCm kernels stay on the SIMT lanes, no MFMA).
+#: analysis-only targets); for cuda and rocm, the explorer's GPU rules (tensor cores through ``mma.sync``
+#: or CDNA 3's MFMA) before DLight's.
 SCHEDULE: dict[str, Factory] = {
     "generic": lambda ctx: [cpu_default_schedule(), *([scalar_float8_loops] if ctx.strategy.precision == "fp8" else [])],
     "cuda": _gpu_schedule,

@@ -121,3 +121,12 @@ def test_the_schedule_on_the_cpu_matches_numpy(dtype):
     got = _cpu_run(replica.mod["main"], [x, w, b], (m, n))
     want = np.maximum(x.astype(np.float32) @ w.astype(np.float32).T + b, 0).astype(np.float16)
     np.testing.assert_array_equal(got, want)
+
+
+@needs_rocm
+def test_a_bfloat16_operand_s_reinterpretation_is_not_counted_as_arithmetic():
+    tir, _ = _rocm(_module(16, 16, 32, "bfloat16"))
+    (kernel,) = [k for n, k in analyse_module(tir).items() if "matmul" in n]
+    # two MFMAs of 16 x 16 x 16, then the epilogue on the 16 x 16 outputs: + bias, relu, cast to float16
+    assert dict(kernel.ops) == {("mac", "bfloat16"): 16 * 16 * 32, ("add", "float32"): 256, ("cmp", "float32"): 256,
+                                ("cast", "float16"): 256}

@@ -113,9 +113,9 @@ def _mfma(k: int, in_dtype: str, acc_dtype: str, intrinsic: str, operand: str):
         if operand == "bf16-bits":
             # TVM promotes a kernel's own bfloat16 buffers to float32 before code generation (its
             # BF16ComputeLegalize): the fragment holds each value exactly as a float32, whose high 16
-            # bits are the bfloat16 the instruction takes
-            wide = T.reinterpret(f"uint32x{per_lane}", Cast(f"float32x{per_lane}", v))
-            return Cast(f"int16x{per_lane}", T.shift_right(wide, T.Broadcast(T.uint32(16), per_lane)))
+            # bits (the odd 16-bit halves, little-endian) are the bfloat16 the instruction takes
+            halves = T.reinterpret(f"int16x{2 * per_lane}", Cast(f"float32x{per_lane}", v))
+            return T.Shuffle([halves], [2 * i + 1 for i in range(per_lane)])
         return T.reinterpret(operand, v) if operand else v
 
     @T.prim_func(s_tir=True)

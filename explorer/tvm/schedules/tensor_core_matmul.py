@@ -1,4 +1,5 @@
-"""A CUDA schedule rule that puts a matmul's multiply-adds on the tensor cores with ``mma.sync``.
+"""A GPU schedule rule that puts a matmul's multiply-adds on the tensor cores with ``mma.sync`` (CUDA)
+or on CDNA 3's matrix cores with MFMA (ROCm, ``gfx942``).
 
 DLight's ``Matmul`` rule tensorizes only float16 (and int8, which TVM 0.27 then fails to lower) and only
 when every static M, N and K is over 64, so a decode step's few rows and every bfloat16 or fp8 matmul
@@ -18,6 +19,11 @@ its input is the implicit im2col matrix, gathered as it is copied to shared memo
   and issues the ``mma``s of its ``tiles_m x tiles_n`` accumulator tiles, kept in registers across K;
 - the accumulators go to shared memory once, and the fused epilogue (bias, activation, casts) reads
   them there and writes each output once.
+
+The instruction family is data (:class:`~explorer.tvm.schedules.mma_intrinsics.MmaGroup`): its K per
+call, the lanes that issue it (a 32-thread warp or a 64-lane wavefront) and its fragment layouts; the
+schedule is the same for both, with at most four wavefronts a block on ROCm (TVM's rocm target allows
+256 threads).
 
 GEMVs (M of :data:`GEMV_ROWS` or fewer) and depthwise convolutions (as few output channels a group) are
 left to the other rules: a tensor core would pad them to 16 rows and do 4-16x the multiply-adds for the

@@ -80,6 +80,13 @@ def uncast(e):
     return e
 
 
+def tensor_loads(e) -> list:
+    """The outermost loads of an expression (not those inside another load's indices)."""
+    found = []
+    tvm_ffi.structural_visit(e, [((tvm.ir.expr.TensorLoad,), lambda node, _visitor: found.append(node))])
+    return found
+
+
 def is_index_arithmetic(e) -> bool:
     """Whether an expression is integer arithmetic of loop variables and constants alone (no loads):
     work LLVM strength-reduces or hoists, kept apart from the kernel's arithmetic as indices are."""

@@ -58,6 +58,7 @@ from explorer.tvm.tir.expr import (
     int_of,
     is_index_arithmetic,
     llvm_intrinsic,
+    tensor_loads,
     uncast,
 )
 from explorer.tvm.tir.loops import LoopNest
@@ -258,14 +259,17 @@ class _Walker:
             return
         if intrinsic in MATRIX_INTRINSICS:
             # a whole wavefront's instruction: the thread extents around it count each of its lanes;
-            # its operands are each lane's registers, loaded (and converted) per lane
+            # its operands are each lane's registers, read per lane. A bf16 operand's reinterpretation
+            # as 16-bit lanes (mfma_intrinsics) is no arithmetic: LLVM packs two a v_perm_b32, some
+            # 0.02 instructions a multiply-add, so only the registers' reads are counted
             operand, macs, lanes = MATRIX_INTRINSICS[intrinsic]
             executed = w / lanes * macs
             self.ops[("mac", operand)] += executed
             self.schedule[ScheduleKey("mma", operand, macs, self.nest.parallel)] += executed
             self.tensorized_macs += executed
             for a in e.args[1:]:
-                self.value(a, w)
+                for load in tensor_loads(a):
+                    self._load(load, w)
             return
         if name in SELECT_CALLS:
             self._op("select", dtype, w * lanes, lanes)
