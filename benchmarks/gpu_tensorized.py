@@ -4,9 +4,9 @@ For every model, precision and GPU target: the share of the useful multiply-adds
 the executed (padded) over useful multiply-adds, and the untensorized kernels that do the most of the
 rest (a decode step's attention GEMVs, one row per head, are left to SIMT lanes on purpose). Then two
 ratios of issue 32: the 2:4 fp16 build's MAC energy over the dense one on resnet18, and an int4
-weight-only decode step's weight bytes and latency over bf16's. Last, a decode step's attention (the
-fused split-KV kernel of :mod:`explorer.tvm.passes.fused_attention`): its share of the step's energy and
-latency. Analysis only (``--no-build``), so it runs on a machine without a GPU.
+weight-only decode step's weight bytes and latency over bf16's. Last, attention (the
+fused kernels of :mod:`explorer.tvm.passes.fused_attention`), in decode and in prefill: its share of the
+step's energy and latency. Analysis only (``--no-build``), so it runs on a machine without a GPU.
 
     python benchmarks/gpu_tensorized.py [--targets gpu,h200,b200] [--models resnet18,bert-mini,gpt2]
 """
@@ -65,24 +65,26 @@ def effect_rows() -> pd.DataFrame:
     ])
 
 
-#: Decode steps whose attention the fused kernel takes: (model, phase, batch).
-ATTENTION_CASES = [("gpt2", "decode:128", 8), ("llama-3.1-8b", "decode:512", 8), ("llama-3.1-8b", "decode:512", 64)]
+#: Decode steps and prefills whose attention the fused kernels take: (model, phase, batch).
+ATTENTION_CASES = [("gpt2", "decode:128", 8), ("llama-3.1-8b", "decode:512", 8), ("llama-3.1-8b", "decode:512", 64),
+                   ("llama-3.1-8b", "prefill:512", 1), ("llama-3.1-8b", "prefill:2048", 1)]
 
 
 def attention_rows(target: str = "gpu") -> pd.DataFrame:
-    """A decode step's attention in ``fused-bf16``: the step's energy and latency, the attention kernels'
-    part of them (the split kernel and the merge, or MatMul -> Softmax -> MatMul before them), and the
-    split kernel's executed over useful multiply-adds (keys padded to whole tiles)."""
+    """Attention in ``fused-bf16``: the step's energy and latency, the attention kernels' part of them
+    (a decode step's split kernel and merge, a prefill's tensor-core kernel, or MatMul -> Softmax ->
+    MatMul before them), and the fused kernel's executed over useful multiply-adds (keys and rows padded
+    to whole tiles)."""
     rows = []
     for model, phase, batch in ATTENTION_CASES:
         result = _sweep(model, [target], ["fused-bf16"], phase, batch)
         v, k = result.variants.iloc[0], result.kernels
         att = k[k.kernel.str.contains("attention|softmax|matmul5|matmul6")]
-        split = k[k.kernel.str.contains("fused_attention_split")]
+        split = k[k.kernel.str.contains("fused_attention_split|fused_attention_prefill")]
         rows.append({"model": model, "phase": phase, "batch": batch, "step energy J": v.energy_j,
                      "step latency ms": v.latency_s * 1e3, "attention energy share": att.energy_j.sum() / v.energy_j,
                      "attention latency share": att.latency_s.sum() / v.latency_s,
-                     "split executed / useful": split.macs.sum() / split.useful_macs.sum() if len(split) else None})
+                     "fused executed / useful": split.macs.sum() / split.useful_macs.sum() if len(split) else None})
     return pd.DataFrame(rows)
 
 

@@ -12,12 +12,14 @@ with ``q [B, H, S, D]`` and ``k, v [B, H, T, D]``, or grouped-query ``q [B, Hkv,
 causal and padding mask). The casts are kept: the kernel reads q, k and v as stored and rounds each
 operand to the type its matmul took. Anything else is left as it was.
 
-Only attention with at most :data:`~explorer.tvm.kernels.attention.MAX_ROWS` query rows per key/value
-head is rewritten: a decode step (one query per sequence, times the query heads of a group). The fused
-kernel computes on SIMT lanes; in prefill, where every key meets hundreds of queries, the unfused
-matmuls on the tensor cores cost less than the fused kernel without them saves in traffic
-(Llama-3.1-8B prefill:512 on an H100: 12.1 J fused against 10.1 J unfused), so prefill stays
-MatMul -> Softmax -> MatMul until a tensor-core flash-attention kernel exists.
+Attention with at most :data:`~explorer.tvm.kernels.attention.MAX_ROWS` query rows per key/value head
+(a decode step: one query per sequence, times the query heads of a group) becomes the split-KV kernel
+and its merge, on SIMT lanes. More rows (prefill) become the tensor-core kernel of
+:mod:`explorer.tvm.kernels.prefill_attention` where the target's tensor or matrix cores take the
+matmuls' operand type (fp16, bf16) and a block fits its shared memory; elsewhere (float32 builds, CPUs)
+prefill stays MatMul -> Softmax -> MatMul: where every key meets hundreds of queries, the SIMT kernel
+costs more than the scores' traffic it saves (Llama-3.1-8B prefill:512 on an H100: 12.1 J against the
+unfused tensor-core matmuls' 10.1 J).
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from tvm.ir.expr import Call, Constant
 from tvm.relax import Var
 
 from explorer.tvm.kernels.attention import MAX_ROWS, AttentionShape, merge_splits, partial_attention, tiling
+from explorer.tvm.kernels.prefill_attention import prefill_attention, prefill_tiling
 from explorer.tvm.passes.rewriting import rewritten
+from explorer.tvm.schedules.tensor_core_matmul import intrinsics
 
 #: TVM's op-pattern kind that FuseOps never fuses into (``relay::kOpaque``).
 OPAQUE = 8
@@ -89,9 +93,10 @@ def bias_strides(bias: tuple[int, ...], scores: tuple[int, ...]) -> tuple[int, i
 
 @relax.expr_functor.mutator
 class _AttentionRewriter(relax.PyExprMutator):
-    def __init__(self, mod: tvm.IRModule, device: bool):
+    def __init__(self, mod: tvm.IRModule, device: bool, arch: str):
         super().__init__(mod)
         self.device = device
+        self.arch = arch
 
     def _bound(self, expr):
         """What ``expr`` is bound to (through the function's bindings), else itself."""
@@ -122,7 +127,17 @@ class _AttentionRewriter(relax.PyExprMutator):
         match = self._match(call)
         if match is None:
             return call
-        return self._emit(*match)
+        shape, operands, context_shape = match
+        if shape.rows <= MAX_ROWS:
+            try:
+                return self._emit_decode(shape, operands, context_shape, tiling(shape))
+            except ValueError:
+                return call  # a head too large for a block's shared memory
+        group = intrinsics(self.arch, shape.qk_dtype, "float32") if self.arch else None
+        tile = prefill_tiling(shape, group) if group is not None else None
+        if tile is None:
+            return call  # no tensor-core instruction for its types here: see the module docstring
+        return self._emit_prefill(shape, operands, context_shape, group, tile)
 
     def _match(self, context: Call):
         p_operand, v_operand = context.args
@@ -175,8 +190,6 @@ class _AttentionRewriter(relax.PyExprMutator):
         t = ks[2]
         if len(vs) != 4 or vs[:3] != (b, h, t):
             return None
-        if group * s > MAX_ROWS:
-            return None  # prefill: see the module docstring
         scores_shape = (*qs[:-1], t)
         strides = bias_strides(bs, scores_shape)
         if strides is None or any(_dtype(x) != "float32" for x in (scores, probs, bias)):
@@ -186,17 +199,19 @@ class _AttentionRewriter(relax.PyExprMutator):
             bias_size=int(np.prod(bs)), scale=float(np.float32(scale)), q_dtype=_dtype(q), k_dtype=_dtype(k),
             v_dtype=_dtype(v), bias_dtype=_dtype(bias), qk_dtype=_dtype(q_operand), pv_dtype=_dtype(p_operand),
             out_dtype=_dtype(context))
-        try:
-            tiling(shape)
-        except ValueError:
-            return None
         return shape, (q, k, v, bias), cs
 
     def _flat(self, expr):
         return self.builder_.emit(relax.op.reshape(expr, (math.prod(_shape(expr)),)))
 
-    def _emit(self, shape: AttentionShape, operands, context_shape):
-        tile = tiling(shape)
+    def _emit_prefill(self, shape: AttentionShape, operands, context_shape, group, tile):
+        kernel = prefill_attention(shape, group, tile, device=self.device).with_attr("op_pattern", OPAQUE)
+        gv = self.builder_.add_func(kernel, "fused_attention_prefill")
+        out = self.builder_.emit(relax.call_tir(gv, [self._flat(x) for x in operands], out_ty=relax.TensorType(
+            (shape.batch * shape.kv_heads * shape.rows * shape.v_dim,), shape.out_dtype)))
+        return relax.op.reshape(out, context_shape)
+
+    def _emit_decode(self, shape: AttentionShape, operands, context_shape, tile):
         partial = partial_attention(shape, tile, device=self.device).with_attr("op_pattern", OPAQUE)
         partial_gv = self.builder_.add_func(partial, "fused_attention_split")
         merge_gv = self.builder_.add_func(merge_splits(shape, tile.splits), "fused_attention_merge")
@@ -210,12 +225,22 @@ class _AttentionRewriter(relax.PyExprMutator):
         return relax.op.reshape(out, context_shape)
 
 
-def fused_attention(device: bool = True) -> tvm.transform.Pass:
+def target_arch() -> str:
+    """The architecture of the current target (``sm_90``, ``gfx942``), or '' outside a GPU target."""
+    target = tvm.target.Target.current(allow_none=True)
+    if target is None or target.kind.name not in ("cuda", "rocm"):
+        return ""
+    return str(target.attrs.get("arch" if target.kind.name == "cuda" else "mcpu", ""))
+
+
+def fused_attention(device: bool = True, arch: str | None = None) -> tvm.transform.Pass:
     """The pass: every attention of the pattern in the module docstring becomes a split kernel and a
-    merge kernel (``device``: the split kernel scheduled for a GPU; else its serial CPU replica)."""
+    merge kernel (a decode step) or one tensor-core kernel (prefill, on an ``arch`` whose tensor or
+    matrix cores take its operand type: the current target's where not given). ``device``: the kernels
+    scheduled for a GPU; else their serial CPU replicas."""
 
     @tvm.transform.module_pass(opt_level=0, name="explorer.FusedAttention")
     def apply(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        return rewritten(_AttentionRewriter(mod, device), mod)
+        return rewritten(_AttentionRewriter(mod, device, target_arch() if arch is None else arch), mod)
 
     return apply

@@ -236,7 +236,7 @@ def mfma_group(in_dtype: str, acc_dtype: str) -> MmaGroup | None:
         init=register(f"explorer_mfma_fill_{acc_dtype}", _fill, acc_dtype),
         store=register(f"explorer_mfma_store_{acc_dtype}_shared", _store, acc_dtype),
         in_dtype=in_dtype, acc_dtype=acc_dtype, lanes=WAVE, operand_layout=operand_layout(k),
-        accumulator_layout=accumulator_layout)
+        accumulator_layout=accumulator_layout, accumulator_element=_tile_of_lane)
 
 
 def is_cdna3(mcpu: str) -> bool:

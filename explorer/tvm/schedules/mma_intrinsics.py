@@ -47,7 +47,7 @@ class MmaGroup:
     """The intrinsics that tensorize one tile of a matmul: operand loads, the multiply-add, the
     accumulator's initialisation and its store; ``k`` is the reduction depth of one call, ``lanes`` the
     threads that issue it together (a warp, or a CDNA wavefront), and the layouts map an element of a
-    ``[16, k]`` operand tile or of the 16 x 16 accumulator tile to its (lane, register)."""
+    ``[16, k]`` operand tile or of the 16 x 16 accumulator tile to its (lane, register) and back."""
 
     k: int
     load_a: str
@@ -60,6 +60,7 @@ class MmaGroup:
     lanes: int
     operand_layout: Callable
     accumulator_layout: Callable
+    accumulator_element: Callable   # the inverse of accumulator_layout: (lane, register) -> (row, column)
 
 
 #: (operand dtype, accumulator dtype) -> (K of one instruction, PTX type, lowest sm).
@@ -278,7 +279,7 @@ def mma_group(in_dtype: str, acc_dtype: str) -> MmaGroup | None:
         init=register(f"explorer_mma_fill_{acc_dtype}", _fill, acc_dtype),
         store=register(f"explorer_mma_store_{acc_dtype}_shared", _store, acc_dtype),
         in_dtype=in_dtype, acc_dtype=acc_dtype, lanes=WARP, operand_layout=operand_layout(k),
-        accumulator_layout=layout_16x16)
+        accumulator_layout=layout_16x16, accumulator_element=_tile_of_lane)
 
 
 def lowest_sm(in_dtype: str, acc_dtype: str) -> int:
