@@ -40,6 +40,14 @@ def gpu_target(lowering: str, arch: str) -> dict:
     return {"cuda": cuda_target, "rocm": rocm_target}[lowering](arch)
 
 
+def current_arch() -> str:
+    """The architecture of the current target (``sm_90``, ``gfx942``), or '' outside a GPU target."""
+    target = tvm.target.Target.current(allow_none=True)
+    if target is None or target.kind.name not in ("cuda", "rocm"):
+        return ""
+    return str(target.attrs.get("arch" if target.kind.name == "cuda" else "mcpu", ""))
+
+
 @contextlib.contextmanager
 def rocm_toolchain():
     """TVM's ROCm build pointed at this machine's device bitcode and a new enough ld.lld (TVM takes the

@@ -32,6 +32,7 @@ from tvm import relax
 from tvm.ir.expr import Call, Constant
 from tvm.relax import Var
 
+from explorer.tvm.codegen import current_arch
 from explorer.tvm.kernels.attention import MAX_ROWS, AttentionShape, merge_splits, partial_attention, tiling
 from explorer.tvm.kernels.prefill_attention import prefill_attention, prefill_tiling
 from explorer.tvm.passes.rewriting import rewritten
@@ -225,14 +226,6 @@ class _AttentionRewriter(relax.PyExprMutator):
         return relax.op.reshape(out, context_shape)
 
 
-def target_arch() -> str:
-    """The architecture of the current target (``sm_90``, ``gfx942``), or '' outside a GPU target."""
-    target = tvm.target.Target.current(allow_none=True)
-    if target is None or target.kind.name not in ("cuda", "rocm"):
-        return ""
-    return str(target.attrs.get("arch" if target.kind.name == "cuda" else "mcpu", ""))
-
-
 def fused_attention(device: bool = True, arch: str | None = None) -> tvm.transform.Pass:
     """The pass: every attention of the pattern in the module docstring becomes a split kernel and a
     merge kernel (a decode step) or one tensor-core kernel (prefill, on an ``arch`` whose tensor or
@@ -241,6 +234,6 @@ def fused_attention(device: bool = True, arch: str | None = None) -> tvm.transfo
 
     @tvm.transform.module_pass(opt_level=0, name="explorer.FusedAttention")
     def apply(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        return rewritten(_AttentionRewriter(mod, device, target_arch() if arch is None else arch), mod)
+        return rewritten(_AttentionRewriter(mod, device, current_arch() if arch is None else arch), mod)
 
     return apply
