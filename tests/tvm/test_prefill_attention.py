@@ -45,16 +45,17 @@ def _groups(dtype: str):
     return {"mma": mma_group(dtype, "float32"), "mfma": mfma_group(dtype, "float32")}
 
 
-def test_llama_s_head_takes_32_rows_and_32_keys_a_block():
+def test_llama_s_head_takes_64_rows_and_32_keys_a_block():
     shape = _shape(dim=128, operands="bfloat16")
-    assert prefill_tiling(shape, mma_group("bfloat16", "float32")) == PrefillTiling(rows=32, keys=32, pad=8)
-    # q and k rows padded to 136, v transposed to [128, 40], float32 scores [32, 33], probabilities,
-    # three floats a row
-    assert shared_bytes(shape, 32, 32, 8) == 32 * 136 * 2 + 32 * 136 * 2 + 128 * 40 * 2 + 32 * 33 * 4 + 32 * 40 * 2 + 3 * 32 * 4
+    assert prefill_tiling(shape, mma_group("bfloat16", "float32")) == PrefillTiling(warps=4, keys=32, pad=8)
+    # q rows padded to 136 (whose memory the key rows and probabilities take once q is in registers), v
+    # transposed to [128, 40], float32 scores [64, 33], three floats a row
+    assert shared_bytes(shape, 64, 32, 8) == max(64 * 136 * 2, 32 * 136 * 2 + 64 * 40 * 2) + 128 * 40 * 2 + 64 * 33 * 4 + 3 * 64 * 4
 
 
-def test_a_head_of_256_halves_its_key_tile_to_fit():
-    assert prefill_tiling(_shape(dim=256), mma_group("float16", "float32")).keys == 16
+def test_a_head_of_256_takes_two_warps_a_block_to_fit():
+    # four warps' 64 query rows of 256 leave too little of 48 kB even with 16 keys a tile (51,200 bytes)
+    assert prefill_tiling(_shape(dim=256), mma_group("float16", "float32")) == PrefillTiling(warps=2, keys=32, pad=8)
 
 
 def test_heads_not_a_multiple_of_16_and_other_operand_types_are_refused():
@@ -77,7 +78,7 @@ def _numpy_attention(shape: AttentionShape, q, k, v, bias) -> np.ndarray:
 @pytest.mark.parametrize("family", ["mma", "mfma"])
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_the_kernel_on_the_cpu_matches_numpy(family, dtype):
-    # 2 x 24 rows pad to 2 blocks of 32, 40 keys to 2 tiles of 32; a causal mask over the last 24 keys
+    # 2 x 24 rows pad to a block of 64, 40 keys to 2 tiles of 32; a causal mask over the last 24 keys
     shape = _shape(operands=dtype)
     group = _groups(dtype)[family]
     func = prefill_attention(shape, group, prefill_tiling(shape, group), device=False)
@@ -136,16 +137,17 @@ def test_both_matmuls_are_mfma_instructions_for_gfx942():
 def test_each_block_reads_its_head_s_keys_and_values_once_and_writes_only_the_output():
     kernel, _ = _cuda_kernel(_shape())
     uses = {u.name: u for u in kernel.buffers}
-    # 2 heads x 2 blocks of 32 rows, each reading its head's 40 keys and values of 32 float32
-    assert uses["k"].load_bytes == 2 * 2 * 40 * 32 * 4
-    assert uses["v"].load_bytes == 2 * 2 * 40 * 32 * 4
+    # 2 heads x a block of 64 rows (48 of them real), each reading its head's 40 keys and values of 32
+    # float32
+    assert uses["k"].load_bytes == 2 * 40 * 32 * 4
+    assert uses["v"].load_bytes == 2 * 40 * 32 * 4
     # the 2 x 48 rows of 32 float32: no scores
     assert sum(u.store_bytes for u in kernel.buffers if u.param_index >= 0) == 2 * 48 * 32 * 4
 
 
 def test_padded_rows_and_keys_are_executed_multiply_adds_and_the_rest_useful():
     kernel, _ = _cuda_kernel(_shape())
-    # 2 heads x 2 blocks of 32 rows x 2 tiles of 32 keys x (q.k 32 + p.v 32)
+    # 2 heads x a block of 64 rows x 2 tiles of 32 keys x (q.k 32 + p.v 32)
     assert kernel.macs == 2 * 64 * 64 * (32 + 32)
     assert kernel.useful_macs == 2 * 48 * 40 * (32 + 32)
 

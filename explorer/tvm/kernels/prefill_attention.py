@@ -4,7 +4,7 @@ in shared memory, both matmuls on ``mma.sync`` (or CDNA 3's MFMA).
 FlashAttention-2's forward pass (Dao, "FlashAttention-2: Faster Attention with Better Parallelism and
 Work Partitioning", 2023, Algorithm 1), written for the explorer's tensor-core intrinsics
 (:mod:`explorer.tvm.schedules.mma_intrinsics`, :mod:`explorer.tvm.schedules.mfma_intrinsics`). One thread
-block per (batch, key/value head, tile of :data:`WARPS` x 16 query rows); each warp owns 16 rows. The
+block per (batch, key/value head, tile of 64 query rows, or 32 for a head too large); each warp owns 16 rows. The
 block copies its query rows to shared memory once and each warp loads them into its operand registers;
 then, a tile of keys at a time:
 
@@ -42,8 +42,8 @@ from explorer.tvm.kernels.attention import AttentionShape
 from explorer.tvm.schedules.mma_intrinsics import MmaGroup
 from explorer.tvm.tir.expr import USEFUL_MACS_ATTR, bytes_of
 
-#: Warps of a block (16 query rows each), and CUDA's static shared memory of a block.
-WARPS = 2
+#: Warps of a block (16 query rows each), the most first, and CUDA's static shared memory of a block.
+WARP_CHOICES = (4, 2)
 SHARED_BYTES = 48 * 1024
 #: Keys of a tile at most; halved until the block fits its shared memory.
 MAX_KEYS = 32
@@ -52,37 +52,48 @@ _NEG = -3.4028234663852886e38
 
 @dataclasses.dataclass(frozen=True)
 class PrefillTiling:
-    """Query rows and keys of a block's tile, and the 16-bit elements each shared row is padded by
-    (16 bytes: ``ldmatrix`` reads 16-byte rows, and the padding staggers them over the banks)."""
+    """Warps of a block, its query rows (16 a warp) and keys a tile, and the 16-bit elements each shared
+    row is padded by (16 bytes: ``ldmatrix`` reads 16-byte rows, and the padding staggers them over the
+    banks)."""
 
-    rows: int
+    warps: int
     keys: int
     pad: int
 
+    @property
+    def rows(self) -> int:
+        return 16 * self.warps
+
 
 def shared_bytes(shape: AttentionShape, rows: int, keys: int, pad: int) -> int:
-    """Shared memory of a block: query rows, a key tile, a transposed value tile, the scores (float32),
-    the probabilities, and each row's running maximum, sum and rescaling factor."""
+    """Shared memory of a block: the query rows, whose memory the key tile and the probabilities take
+    once the queries are in registers (TVM's StorageRewrite gives it them: their lifetimes do not
+    overlap), a transposed value tile, the scores (float32), and each row's running maximum, sum and
+    rescaling factor."""
     qk, pv = int(bytes_of(shape.qk_dtype)), int(bytes_of(shape.pv_dtype))
-    return (rows * (shape.head_dim + pad) * qk + keys * (shape.head_dim + pad) * qk + shape.v_dim * (keys + pad) * pv
-            + rows * (keys + 1) * 4 + rows * (keys + pad) * pv + 3 * rows * 4)
+    queries = rows * (shape.head_dim + pad) * qk
+    keys_and_probabilities = keys * (shape.head_dim + pad) * qk + rows * (keys + pad) * pv
+    return (max(queries, keys_and_probabilities) + shape.v_dim * (keys + pad) * pv + rows * (keys + 1) * 4
+            + 3 * rows * 4)
 
 
 def prefill_tiling(shape: AttentionShape, group: MmaGroup) -> PrefillTiling | None:
     """The block tile for ``shape`` with ``group``'s intrinsics, or None where they cannot take it:
-    operand types other than the group's, head or value sizes not multiples of 16, or no key tile of 16
-    or more that fits the shared memory."""
+    operand types other than the group's, head or value sizes not multiples of 16, or no tile that fits
+    the shared memory. The most warps first (each block reads every key and value of its head once, so
+    more rows a block read them fewer times), then the most keys a tile."""
     if shape.qk_dtype != group.in_dtype or shape.pv_dtype != group.in_dtype or group.k != 16:
         return None
     if shape.head_dim % 16 or shape.v_dim % 16:
         return None
     pad = 16 // int(bytes_of(group.in_dtype))
-    keys = MAX_KEYS
-    while keys > 16 and shared_bytes(shape, 16 * WARPS, keys, pad) > SHARED_BYTES:
-        keys //= 2
-    if shared_bytes(shape, 16 * WARPS, keys, pad) > SHARED_BYTES:
-        return None
-    return PrefillTiling(rows=16 * WARPS, keys=keys, pad=pad)
+    for warps in WARP_CHOICES:
+        keys = MAX_KEYS
+        while keys >= 16:
+            if shared_bytes(shape, 16 * warps, keys, pad) <= SHARED_BYTES:
+                return PrefillTiling(warps=warps, keys=keys, pad=pad)
+            keys //= 2
+    return None
 
 
 #: The fragment steps of the kernel, each a block written as its intrinsic's description: (block name,
@@ -98,7 +109,7 @@ def prefill_attention(shape: AttentionShape, group: MmaGroup, tile: PrefillTilin
     B, H, ROWS, S, TK = shape.batch, shape.kv_heads, shape.rows, shape.q_len, shape.kv_len
     D, DV = shape.head_dim, shape.v_dim
     R, L, PAD = tile.rows, tile.keys, tile.pad
-    W, LANES = WARPS, group.lanes
+    W, LANES = tile.warps, group.lanes
     NT = W * LANES
     RT, KT = -(-ROWS // R), -(-TK // L)
     DK, LT, DVT = D // 16, L // 16, DV // 16
