@@ -80,6 +80,78 @@ class DecoderConfig:
         return self.layers * self.layer_parameters() + embeddings + self.d_model
 
 
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """One device's part of a decoder under tensor parallelism over ``devices`` devices, as Megatron-LM
+    splits it (Shoeybi et al. 2019, "Megatron-LM", section 3; Narayanan et al. 2021, section 2.3): the
+    query, key/value, gate and up projections column-parallel (each device its heads and its slice of the
+    feed-forward), the output and down projections row-parallel (each device a partial sum, all-reduced),
+    the embedding and the LM head vocabulary-parallel (the embedding's lookups all-reduced, the logits
+    all-gathered). Key/value heads are split too, or replicated where the devices outnumber them."""
+
+    index: int
+    devices: int
+
+
+def shard_error(cfg: DecoderConfig, devices: int) -> str:
+    """Why ``cfg`` cannot be split over ``devices`` devices, or ''."""
+    if devices < 1:
+        return f"devices must be at least 1, not {devices}"
+    for what, n in (("query heads", cfg.heads), ("feed-forward width", cfg.ffn)):
+        if n % devices:
+            return f"{cfg.name or 'the decoder'}'s {what} ({n}) do not split over {devices} devices"
+    kv = cfg.kv_heads
+    if (kv >= devices and kv % devices) or (kv < devices and devices % kv):
+        return f"{cfg.name or 'the decoder'}'s {kv} key/value heads neither split over nor replicate on {devices} devices"
+    return ""
+
+
+def sharded_config(cfg: DecoderConfig, devices: int) -> DecoderConfig:
+    """The shape of one device's shard: a ``devices``-th of the query heads, the key/value heads (at least
+    one, replicated), the feed-forward width and the vocabulary (rounded up; the last device's rows beyond
+    it are zero)."""
+    return dataclasses.replace(cfg, heads=cfg.heads // devices, kv_heads=max(cfg.kv_heads // devices, 1),
+                               ffn=cfg.ffn // devices, vocab=-(-cfg.vocab // devices), head_dim_override=cfg.head_dim)
+
+
+def shard_weight(name: str, full: np.ndarray, cfg: DecoderConfig, shard: Shard) -> np.ndarray:
+    """The slice of the whole model's weight ``name`` that ``shard`` holds (see :class:`Shard`): columns of
+    a column-parallel projection (and its bias), rows of a row-parallel one (whose bias only the first
+    device adds), rows of the embedding and columns of the LM head (zero-padded to the shard's
+    vocabulary); norms whole."""
+    local = sharded_config(cfg, shard.devices)
+    i, hd = shard.index, cfg.head_dim
+    kv_first = i * cfg.kv_heads // shard.devices if cfg.kv_heads < shard.devices else i * local.kv_heads
+    column = {
+        "q_proj": (i * local.heads * hd, (i + 1) * local.heads * hd),
+        "k_proj": (kv_first * hd, (kv_first + local.kv_heads) * hd),
+        "v_proj": (kv_first * hd, (kv_first + local.kv_heads) * hd),
+        "gate_proj": (i * local.ffn, (i + 1) * local.ffn),
+        "up_proj": (i * local.ffn, (i + 1) * local.ffn),
+    }
+    row = {"o_proj": (i * local.heads * hd, (i + 1) * local.heads * hd), "down_proj": (i * local.ffn, (i + 1) * local.ffn)}
+    part = name.split(".")[-2] if name.count(".") >= 1 else ""
+    kind = name.split(".")[-1]
+    if part in column:
+        lo, hi = column[part]
+        return full[..., lo:hi]
+    if part in row:
+        lo, hi = row[part]
+        return full[lo:hi] if kind == "weight" else (full if i == 0 else np.zeros_like(full))
+    if name in ("model.embed_tokens.weight", "lm_head.weight"):
+        rows = full if name == "model.embed_tokens.weight" else full.T
+        padded = np.zeros((local.vocab * shard.devices, rows.shape[1]), rows.dtype)
+        padded[: rows.shape[0]] = rows
+        mine = padded[i * local.vocab: (i + 1) * local.vocab]
+        return mine if name == "model.embed_tokens.weight" else np.ascontiguousarray(mine.T)
+    return full
+
+
+#: The names of a shard's collectives: all-reduces of partial sums, and the logits' all-gather.
+ALLREDUCE_PREFIX = "tp.allreduce."
+ALLGATHER_LOGITS = "tp.allgather.logits"
+
+
 GPT2 = DecoderConfig(layers=12, d_model=768, heads=12, kv_heads=12, ffn=3072, vocab=50257, n_ctx=1024)
 LLAMA_MINI = DecoderConfig(layers=4, d_model=256, heads=8, kv_heads=2, ffn=768, vocab=32000, n_ctx=2048)
 
@@ -239,7 +311,8 @@ def rope_inverse_frequencies(cfg: DecoderConfig) -> np.ndarray:
 
 
 def build_llama(seed: int = 7, cfg: DecoderConfig = LLAMA_MINI, layer_ids: tuple[int, ...] | None = None,
-                weights_as_inputs: bool = False, last_token_logits: bool = False) -> onnx.ModelProto:
+                weights_as_inputs: bool = False, last_token_logits: bool = False, shard: Shard | None = None,
+                weights_from: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
     """A Llama-family decoder (Llama, Mistral, Qwen3) with the KV cache as inputs and outputs (see the
     module's docstring), named as Hugging Face's exporters name it.
 
@@ -248,7 +321,15 @@ def build_llama(seed: int = 7, cfg: DecoderConfig = LLAMA_MINI, layer_ids: tuple
     ``weights_as_inputs`` declares every weight as a graph input of its shape instead of an
     initializer of random values, so a model of any size is a small file; the model's metadata says
     so (``explorer.weights``). ``last_token_logits`` computes the LM head for each sequence's last
-    position only, as a server's sampler does (logits ``[batch, 1, vocab]``)."""
+    position only, as a server's sampler does (logits ``[batch, 1, vocab]``).
+
+    ``shard`` builds one device's part under tensor parallelism (:class:`Shard`): its heads, feed-forward
+    slice and vocabulary, with an ``Identity`` named ``tp.allreduce.*`` where its partial sums are
+    all-reduced (after the embedding, each attention and each feed-forward) and ``tp.allgather.logits``
+    where its logits are gathered; its logits are its vocabulary's. ``weights_from`` gives the whole
+    model's weights by name (a shard takes its slices of them) in place of random ones."""
+    sharded = shard is not None and shard.devices > 1
+    full, cfg = cfg, sharded_config(cfg, shard.devices) if sharded else cfg
     g = GraphBuilder(seed)
     layer_ids = tuple(range(cfg.layers)) if layer_ids is None else tuple(layer_ids)
     ids, mask = "input_ids", "attention_mask"
@@ -260,7 +341,16 @@ def build_llama(seed: int = 7, cfg: DecoderConfig = LLAMA_MINI, layer_ids: tuple
     def weight(name: str, shape: tuple[int, ...], draw) -> str:
         if weights_as_inputs:
             return g.add_input(name, list(shape))
+        if weights_from is not None:
+            value = weights_from[name]
+            value = shard_weight(name, value, full, shard) if sharded else value
+            if tuple(value.shape) != tuple(shape):
+                raise ValueError(f"weight {name} is {value.shape}, the graph wants {shape}")
+            return g.init(name, value)
         return g.init(name, draw())
+
+    def all_reduce(x: str, name: str) -> str:
+        return g.node("Identity", [x], f"{ALLREDUCE_PREFIX}{name}") if sharded else x
 
     def dense(x, name, fin, fout, bias):
         w = weight(f"{name}.weight", (fin, fout), lambda: g.normal((fin, fout), 1.0 / math.sqrt(fin)))
@@ -294,7 +384,20 @@ def build_llama(seed: int = 7, cfg: DecoderConfig = LLAMA_MINI, layer_ids: tuple
         return g.node("Add", [g.node("Mul", [t, cos], f"{name}.cos"), g.node("Mul", [rot, sin], f"{name}.sin")], f"{name}.rotary")
 
     presents = []
-    h = g.node("Gather", [embed, ids], "model.embed_tokens")
+    if sharded:  # this device's rows of the vocabulary; other tokens look up zeros, summed away
+        i64 = lambda name, v: g.const(name, v, np.int64)  # noqa: E731
+        start = shard.index * cfg.vocab
+        local = g.node("Sub", [ids, i64(f"vocab.start{start}", start)], "model.embed_tokens.local_ids")
+        inside = g.node("And", [g.node("GreaterOrEqual", [local, i64("zero.i64.embed", 0)], "model.embed_tokens.above"),
+                                g.node("Less", [local, i64(f"vocab.rows{cfg.vocab}", cfg.vocab)], "model.embed_tokens.below")],
+                        "model.embed_tokens.inside")
+        safe = g.node("Where", [inside, local, i64("zero.i64.where", 0)], "model.embed_tokens.safe_ids")
+        mask = g.node("Cast", [g.node("Unsqueeze", [inside, i64("axes.last", [-1])], "model.embed_tokens.inside3")],
+                      "model.embed_tokens.mask", to=TensorProto.FLOAT)
+        h = all_reduce(g.node("Mul", [g.node("Gather", [embed, safe], "model.embed_tokens.rows"), mask],
+                              "model.embed_tokens"), "embed")
+    else:
+        h = g.node("Gather", [embed, ids], "model.embed_tokens")
     q_dim, kv_dim = cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
     for i in layer_ids:
         p = f"model.layers.{i}"
@@ -313,13 +416,14 @@ def build_llama(seed: int = 7, cfg: DecoderConfig = LLAMA_MINI, layer_ids: tuple
         v_all = g.node("Concat", [past[i][1], v], f"{p}.self_attn.value.cache", axis=2)
         presents.append((i, k_all, v_all))
         c = _attend(g, f"{p}.self_attn", q, k_all, v_all, bias, cfg)
-        x = g.node("Add", [x, dense(c, f"{p}.self_attn.o_proj", q_dim, cfg.d_model, cfg.attention_bias)], f"{p}.attn.residual")
+        attended = all_reduce(dense(c, f"{p}.self_attn.o_proj", q_dim, cfg.d_model, cfg.attention_bias), f"{i}.attn")
+        x = g.node("Add", [x, attended], f"{p}.attn.residual")
         m = rms(x, f"{p}.post_attention_layernorm", cfg.d_model)
         gate = dense(m, f"{p}.mlp.gate_proj", cfg.d_model, cfg.ffn, cfg.mlp_bias)
         up = dense(m, f"{p}.mlp.up_proj", cfg.d_model, cfg.ffn, cfg.mlp_bias)
         silu = g.node("Mul", [gate, g.node("Sigmoid", [gate], f"{p}.mlp.sigmoid")], f"{p}.mlp.silu")
         down = dense(g.node("Mul", [silu, up], f"{p}.mlp.swiglu"), f"{p}.mlp.down_proj", cfg.ffn, cfg.d_model, cfg.mlp_bias)
-        h = g.node("Add", [x, down], f"{p}.mlp.residual")
+        h = g.node("Add", [x, all_reduce(down, f"{i}.mlp")], f"{p}.mlp.residual")
     if last_token_logits:  # the sampler needs each sequence's last position only
         h = g.node("Slice", [h, g.const("last.start", [-1], np.int64), g.const("last.end", [2**62], np.int64),
                              g.const("last.axis", [1], np.int64)], "model.last_position")
@@ -328,14 +432,18 @@ def build_llama(seed: int = 7, cfg: DecoderConfig = LLAMA_MINI, layer_ids: tuple
         logits = g.node("MatMul", [h, g.node("Transpose", [embed], "lm_head.tied", perm=[1, 0])], "lm_head.matmul")
     else:
         logits = dense(h, "lm_head", cfg.d_model, cfg.vocab, False)
+    if sharded:
+        logits = g.node("Identity", [logits], ALLGATHER_LOGITS)
     logits = g.node("Identity", [logits], "logits")
     g.add_output(logits, ["batch", 1 if last_token_logits else "sequence", cfg.vocab])
     for i, k_all, v_all in presents:
         for kind, t in (("key", k_all), ("value", v_all)):
             g.add_output(g.node("Identity", [t], f"present.{i}.{kind}"), ["batch", cfg.kv_heads, "total_sequence", cfg.head_dim])
     name = cfg.name or "llama-mini"
+    part = f", device {shard.index} of {shard.devices} (tensor parallel)" if sharded else ""
     model = g.build(name, f"{cfg.architecture}: {cfg.layers} layers, d_model {cfg.d_model}, {cfg.heads} heads "
-                          f"({cfg.kv_heads} key/value heads of {cfg.head_dim}), SwiGLU {cfg.ffn}, vocabulary {cfg.vocab}, KV cache")
+                          f"({cfg.kv_heads} key/value heads of {cfg.head_dim}), SwiGLU {cfg.ffn}, vocabulary {cfg.vocab}, "
+                          f"KV cache{part}")
     if weights_as_inputs:
         onnx.helper.set_model_props(model, {WEIGHTS_KEY: "inputs", **layer_repeats_prop(cfg, layer_ids)})
     return model
