@@ -14,6 +14,7 @@ import hashlib
 import math
 import os
 import pathlib
+import re
 import tempfile
 from typing import Callable
 
@@ -40,6 +41,7 @@ class ModelInfo:
     build: Callable[[], onnx.ModelProto] = dataclasses.field(compare=False, hash=False, repr=False)
     decoder: _dec.DecoderConfig | None = None  # a decoder's shape; its inputs' symbolic dims are -1 above
     parameters: int | None = None  # parameters of the whole model (a config's, counted from its shapes)
+    devices: int = 1  # devices the model is split over (tensor parallelism); this entry is one device's part
 
 
 _MLP_MACS = 8 * (784 * 512 + 512 * 256 + 256 * 10)  # 4_280_320
@@ -164,6 +166,41 @@ def config_model(cfg: _dec.DecoderConfig, source: str) -> ModelInfo:
     )
 
 
+#: A model name for one device of ``N`` under tensor parallelism: ``NAME@tpN``.
+_TENSOR_PARALLEL = re.compile(r"^(?P<base>.+)@tp(?P<devices>\d+)$")
+
+
+def tensor_parallel_name(name: str, devices: int) -> str:
+    """``name`` for one device of ``devices`` (``NAME@tpN``; the name itself for one device)."""
+    return name if devices == 1 else f"{name}@tp{devices}"
+
+
+def split_tensor_parallel(name: str) -> tuple[str, int]:
+    """(the model's own name, devices) of a name that may end in ``@tpN``."""
+    match = _TENSOR_PARALLEL.match(str(name))
+    return (match["base"], int(match["devices"])) if match else (str(name), 1)
+
+
+def sharded(info: ModelInfo, devices: int) -> ModelInfo:
+    """One device's shard of the Llama-family decoder ``info`` under tensor parallelism over ``devices``
+    (:class:`models.decoders.Shard`); ValueError with a one-line reason where it cannot be split."""
+    if devices == 1:
+        return info
+    cfg = info.decoder
+    builder = getattr(info.build, "func", info.build)
+    if cfg is None or builder is not _dec.build_llama:
+        raise ValueError(f"{info.name}: tensor parallelism (@tp{devices}, --devices) splits Llama-family decoders only")
+    error = _dec.shard_error(cfg, devices)
+    if error:
+        raise ValueError(error)
+    keywords = dict(getattr(info.build, "keywords", {}))
+    keywords.pop("shard", None)
+    return dataclasses.replace(info, name=tensor_parallel_name(info.name, devices), devices=devices,
+                               description=f"{info.description}; one device of {devices} (tensor parallel)",
+                               build=functools.partial(_dec.build_llama, **{"cfg": cfg, **keywords},
+                                                       shard=_dec.Shard(0, devices)))
+
+
 _CONFIGS = tuple(config_model(c.config, c.source) for c in _hf.shipped_configs())
 _MODELS = _MODELS + _DECODERS + _CONFIGS
 
@@ -176,11 +213,15 @@ def list_models() -> list[ModelInfo]:
 
 
 def get_model(name: str) -> ModelInfo:
-    """Look a model up by name; an unknown name raises KeyError listing the known ones."""
+    """Look a model up by name (``NAME@tpN``: one device's shard of a decoder under tensor parallelism
+    over N devices); an unknown name raises KeyError listing the known ones, a decoder that cannot be
+    split so ValueError."""
+    base, devices = split_tensor_parallel(name)
     try:
-        return _BY_NAME[name]
+        info = _BY_NAME[base]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; known models: {', '.join(_BY_NAME)}") from None
+    return sharded(info, devices)
 
 
 @functools.cache
@@ -210,12 +251,13 @@ def onnx_path(name: str, cache_dir: str | os.PathLike | None = None, batch: int 
     are atomic (temp file in the same directory + os.replace). ``batch`` builds
     the model at that batch (a decoder's batch is symbolic and ignores it).
     """
-    info = get_model(name) if not str(name).endswith(".json") else config_model(_hf.load_config(name), str(name))
+    base, devices = split_tensor_parallel(name)
+    info = get_model(name) if not base.endswith(".json") else sharded(config_model(_hf.load_config(base), base), devices)
     d = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
     batch = None if info.decoder is not None else batch  # a decoder's batch is symbolic: its phase sets it
     version = _builder_hash()
-    if str(name).endswith(".json"):  # a user's config: its content names the file too
-        version += "-" + hashlib.sha256(pathlib.Path(name).read_bytes()).hexdigest()[:8]
+    if base.endswith(".json"):  # a user's config: its content names the file too
+        version += "-" + hashlib.sha256(pathlib.Path(base).read_bytes()).hexdigest()[:8]
     path = d / f"{info.name}{'' if batch is None else f'-b{batch}'}-{version}.onnx"
     if path.is_file():
         return path

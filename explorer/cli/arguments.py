@@ -23,6 +23,20 @@ def calibration_arg(sp) -> None:
                          "with several); default: 4 seeded random samples")
 
 
+def devices_arg(sp) -> None:
+    """Tensor parallelism: the devices a decoder is split over."""
+    sp.add_argument("--devices", type=positive_int, default=1, metavar="N",
+                    help="decoders: split over N devices as Megatron-LM splits them (tensor parallelism); one "
+                         "device's shard is lowered and scored, named NAME@tpN (default 1)")
+
+
+def with_devices(model: str, devices: int) -> str:
+    """The model's name for one device of ``devices`` (``NAME@tpN``)."""
+    from models import tensor_parallel_name
+
+    return tensor_parallel_name(model, devices)
+
+
 def batches(text: str) -> list[int]:
     """A comma-separated list of batch sizes, each at least 1, without repeats."""
     try:

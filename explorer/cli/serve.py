@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from explorer.cli.arguments import batches, positive_int
+from explorer.cli.arguments import batches, devices_arg, positive_int, with_devices
 from explorer.model.phases import KV_CACHE_DTYPES
 
 #: The strategies ``serve`` analyses unless told otherwise: the precisions servers run on GPUs.
@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
     s.add_argument("--output-tokens", type=positive_int, default=LM_ARENA_CHAT.output_tokens, metavar="O",
                    help=f"tokens each request generates (default {LM_ARENA_CHAT.output_tokens}: the ML.ENERGY "
                         "leaderboard v3's LM-Arena chat mean for Llama-3.1-8B)")
+    devices_arg(s)
     s.add_argument("--prefill-batch", type=positive_int, default=1, metavar="N", help="prompts prefilled at a time (default 1)")
     s.add_argument("--strategies", default=SERVED_STRATEGIES, help=f"comma-separated strategies (default {SERVED_STRATEGIES})")
     s.add_argument("--kv-cache-dtype", choices=[k for k in KV_CACHE_DTYPES if k != "auto"], default="float16",
@@ -45,7 +46,7 @@ def run(args) -> int:
     from explorer.sweep.serving import serve
 
     workload = ServingWorkload(args.prompt_tokens, args.output_tokens, args.prefill_batch)
-    table = serve(args.model, args.target.split(","), args.strategies, args.batch, workload, args.kv_cache_dtype,
+    table = serve(with_devices(args.model, args.devices), args.target.split(","), args.strategies, args.batch, workload, args.kv_cache_dtype,
                   progress=not args.quiet, jobs=args.jobs)
     text = serving_markdown(table)
     print(text)

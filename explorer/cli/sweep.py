@@ -7,7 +7,7 @@ import sys
 
 import pandas as pd
 
-from explorer.cli.arguments import batches, calibration_arg, model_args, positive_int
+from explorer.cli.arguments import batches, calibration_arg, devices_arg, model_args, positive_int, with_devices
 from explorer.model.phases import KV_CACHE_DTYPES
 from explorer.scoring.rows import PROBLEM_KINDS
 
@@ -46,6 +46,7 @@ def add_parser(sub) -> None:
                         "(one token against a cache of L), each swept as its own model, e.g. prefill:128,decode:128")
     s.add_argument("--batch", type=batches, metavar="B1,B2,...",
                    help="sweep every model at each batch (the symbolic first dimension of its inputs), e.g. 1,8,32")
+    devices_arg(s)
     s.add_argument("--kv-cache-dtype", choices=list(KV_CACHE_DTYPES), default="auto",
                    help="decoders: the dtype the KV cache is kept in between steps (auto: the model's own; "
                         "float16 as deployments keep it: past inputs and presents in half precision)")
@@ -73,7 +74,7 @@ def run(args) -> int:
     from explorer.store.lowerings import lowerings_dir
     from explorer.sweep.sweep import run_sweep
 
-    result = run_sweep([args.model], targets=args.targets.split(","), strategies=args.strategies, out=args.out,
+    result = run_sweep([with_devices(args.model, args.devices)], targets=args.targets.split(","), strategies=args.strategies, out=args.out,
                        input_shapes=parse_input_shapes(args.input_shape), check=not args.no_check,
                        build=not args.no_build, progress=not args.quiet, max_accuracy_loss=args.max_accuracy_loss,
                        calibration=args.calibration, tuning_records=args.tuning_records, jobs=args.jobs,

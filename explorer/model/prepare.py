@@ -45,26 +45,31 @@ def _freeze_inputs(model: onnx.ModelProto, values: dict[str, float]) -> None:
 
 
 def _resolve_source(model: str, batch: int | None = None) -> tuple[str, Path]:
-    path = Path(model)
+    import models as zoo
+
+    base, devices = zoo.split_tensor_parallel(model)
+    path = Path(base)
     if path.suffix == ".json":
-        import models as zoo
         from models.hf_configs import ConfigError, load_config
 
         try:
-            return load_config(path).name, zoo.onnx_path(str(path), cache_dir() / "models")
-        except ConfigError as err:
+            return zoo.tensor_parallel_name(load_config(path).name, devices), zoo.onnx_path(model, cache_dir() / "models")
+        except (ConfigError, ValueError) as err:
             raise ExplorerError(str(err)) from None
+    if devices > 1 and (path.suffix == ".onnx" or path.exists()):
+        raise ExplorerError(f"{model}: tensor parallelism (@tp{devices}, --devices) splits zoo decoders and "
+                            "Hugging Face configs, not ONNX files")
     if path.suffix == ".onnx" or path.exists():
         if not path.exists():
             raise ExplorerError(f"model file {model!r} does not exist")
         return path.stem, path
-    import models as zoo
-
     try:
         zoo.get_model(model)
     except KeyError:
         known = ", ".join(m.name for m in zoo.list_models())
         raise ExplorerError(f"{model!r} is neither an ONNX file nor a zoo model; zoo models: {known}") from None
+    except ValueError as err:
+        raise ExplorerError(str(err)) from None
     return model, zoo.onnx_path(model, cache_dir() / "models", batch=batch)
 
 

@@ -291,17 +291,19 @@ def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.
 
 
 def serving_markdown(table: pd.DataFrame) -> str:
-    """``serving.csv`` as a readable table: J per output token, inter-token latency, power, fit."""
+    """``serving.csv`` as a readable table: J per output token (of every device), inter-token latency,
+    power (of one device), fit."""
     if table.empty:
         return "no serving figures: every variant failed (see the messages above)"
     shown = pd.DataFrame({
-        "model": table["model"], "target": table["target"], "strategy": table["strategy"], "batch": table["batch"],
+        "model": table["model"], "target": table["target"], "strategy": table["strategy"], "devices": table["devices"],
+        "batch": table["batch"],
         "achieved": table["achieved_batch"],
         "J / output token": table["energy_per_output_token_j"].map(lambda v: f"{v:.3g}"),
         "prefill share": table["prefill_energy_share"].map(lambda v: f"{v:.1%}"),
         "ITL": table["inter_token_latency_s"].map(lambda v: f"{v * 1e3:.3g} ms"),
         "tokens/s": table["output_tokens_per_s"].map(lambda v: f"{v:.4g}"),
-        "power": table["mean_power_w"].map(lambda v: f"{v:.0f} W"),
+        "power a device": table["mean_power_w"].map(lambda v: f"{v:.0f} W"),
         "fits": [("yes" if f else f"no: {n}") for f, n in zip(table["fits"], table["fit_note"])],
     })
     return shown.to_markdown(index=False)

@@ -62,9 +62,12 @@ def _at(context: float, low: pd.Series, high: pd.Series, contexts: tuple[int, in
 
 
 def serving_row(workload: ServingWorkload, batch: int, achieved: int, why: str, prefill: pd.Series,
-                decode_low: pd.Series, decode_high: pd.Series) -> dict:
+                decode_low: pd.Series, decode_high: pd.Series, devices: int = 1) -> dict:
     """One ``serving.csv`` row from the prefill variant (at ``workload.prefill_batch``) and the decode
-    variants at the two contexts (at the achieved batch, or at ``batch`` where the model does not fit)."""
+    variants at the two contexts (at the achieved batch, or at ``batch`` where the model does not fit).
+    With ``devices`` over one the variants are one device's shard (tensor parallelism): every device
+    does the same work at the same time, so the energy per output token is the deployment's, ``devices``
+    times one device's, and the mean power stays one device's."""
     p, o, bp = workload.prompt_tokens, workload.output_tokens, workload.prefill_batch
     step_batch = achieved or batch
     contexts = workload.contexts()
@@ -76,7 +79,7 @@ def serving_row(workload: ServingWorkload, batch: int, achieved: int, why: str, 
     cycle_j = step_batch * (prefill_j + decode_j)
     return {
         "prompt_tokens": p, "output_tokens": o, "prefill_batch": bp, "batch": batch, "achieved_batch": achieved,
-        "energy_per_output_token_j": (prefill_j + decode_j) / o,
+        "energy_per_output_token_j": devices * (prefill_j + decode_j) / o,
         "prefill_energy_share": prefill_j / (prefill_j + decode_j),
         "inter_token_latency_s": itl,
         "output_tokens_per_s": step_batch * o / cycle_s,

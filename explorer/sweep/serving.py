@@ -15,6 +15,7 @@ from explorer.model.phases import Phase
 from explorer.model.prepare import prepare
 from explorer.scoring.serving import ServingWorkload, achieved_batch, serving_row
 from explorer.sweep.sweep import run_sweep
+from models import split_tensor_parallel
 
 #: The columns of ``serving.csv``, in order.
 SERVING_COLUMNS = ("model", "target", "strategy", "devices", "batch", "achieved_batch", "prompt_tokens",
@@ -29,7 +30,9 @@ def _ok(variants: pd.DataFrame) -> pd.DataFrame:
 
 def serve(model: str, targets: list[str], strategies: str, batches: list[int], workload: ServingWorkload,
           kv_cache_dtype: str = "float16", progress: bool = True, jobs: int | None = None) -> pd.DataFrame:
-    """One row per target, strategy and batch (:data:`SERVING_COLUMNS`)."""
+    """One row per target, strategy and batch (:data:`SERVING_COLUMNS`); ``model`` may name one device's
+    shard (``NAME@tpN``, tensor parallelism over N devices)."""
+    devices = split_tensor_parallel(model)[1]
     specs = {t: load_target(t) for t in targets}
     p, o = workload.prompt_tokens, workload.output_tokens
     common = dict(targets=targets, strategies=strategies, build=False, check=False, progress=progress, jobs=jobs,
@@ -55,7 +58,7 @@ def serve(model: str, targets: list[str], strategies: str, batches: list[int], w
         pre = prefill[(prefill["target"] == target) & (prefill["strategy"] == strategy)].iloc[0]
         if low not in at or high not in at:
             continue  # its decode failed: the sweep said why
-        rows.append({"model": model.rsplit("/", 1)[-1].removesuffix(".json"), "target": target, "strategy": strategy,
-                     "devices": 1, "kv_cache_dtype": kv_cache_dtype,
-                     **serving_row(workload, b, achieved, why, pre, at[low], at[high])})
+        rows.append({"model": model.rsplit("/", 1)[-1].replace(".json", ""), "target": target, "strategy": strategy,
+                     "devices": devices, "kv_cache_dtype": kv_cache_dtype,
+                     **serving_row(workload, b, achieved, why, pre, at[low], at[high], devices)})
     return pd.DataFrame(rows, columns=list(SERVING_COLUMNS))

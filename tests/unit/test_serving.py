@@ -30,3 +30,14 @@ def test_energy_per_output_token_integrates_decode_over_the_contexts():
     # a batch of 2: 2 prefills of 1 s and 4 steps of 0.1375 s; 8 tokens
     assert row["output_tokens_per_s"] == pytest.approx(8 / (2 + 0.55))
     assert row["mean_power_w"] == pytest.approx(2 * (4 + 2.75) / (2 + 0.55))
+
+
+def test_a_tensor_parallel_deployment_s_energy_per_token_is_every_device_s_and_its_power_one_device_s():
+    w = ServingWorkload(prompt_tokens=10, output_tokens=4, prefill_batch=2)
+    prefill = pd.Series({"energy_j": 8.0, "latency_s": 2.0})
+    low, high = pd.Series({"energy_j": 1.0, "latency_s": 0.1}), pd.Series({"energy_j": 2.0, "latency_s": 0.2})
+    one, four = serving_row(w, 2, 2, "", prefill, low, high), serving_row(w, 2, 2, "", prefill, low, high, devices=4)
+    # the same figures are one device's shard: four devices spend four times its energy a token
+    assert four["energy_per_output_token_j"] == pytest.approx(4 * (4 + 4 * 0.6875) / 4)
+    assert four["mean_power_w"] == one["mean_power_w"]
+    assert four["inter_token_latency_s"] == one["inter_token_latency_s"]
