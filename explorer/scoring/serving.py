@@ -55,6 +55,27 @@ def achieved_batch(batch: int, device_bytes: float, constant_bytes: float, kv_by
     return min(batch, int(room // kv_bytes_per_sequence)), ""
 
 
+#: The device counts :func:`smallest_devices` tries (tensor parallelism stays within one NVLink or
+#: Infinity Fabric domain of up to 8 devices in practice; beyond, up to 64).
+DEVICE_COUNTS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def smallest_devices(kv_heads: int, splits, devices: int, device_bytes: float, constant_bytes: float,
+                     kv_bytes_per_sequence: float, activation_bytes: float = 0.0) -> int | None:
+    """The fewest devices (of :data:`DEVICE_COUNTS`) over which a decoder whose one-device shard over
+    ``devices`` holds ``constant_bytes`` of weights and ``kv_bytes_per_sequence`` of cache a sequence
+    fits one sequence: the weights split evenly, the cache by key/value heads (each device at least
+    one, replicated); ``splits(n)`` says whether its heads split over ``n`` devices. None where none does."""
+    for n in DEVICE_COUNTS:
+        if not splits(n):
+            continue
+        weights = constant_bytes * devices / n
+        kv = kv_bytes_per_sequence * max(kv_heads // n, 1) / max(kv_heads // devices, 1)
+        if MEMORY_UTILIZATION * device_bytes - weights - activation_bytes >= kv:
+            return n
+    return None
+
+
 def _at(context: float, low: pd.Series, high: pd.Series, contexts: tuple[int, int]) -> pd.Series:
     """The affine interpolation (or extrapolation) of a decode figure to ``context``."""
     c1, c2 = contexts

@@ -13,9 +13,10 @@ from cost_models.targets import load_target
 from explorer.core.errors import ExplorerError
 from explorer.model.phases import Phase
 from explorer.model.prepare import prepare
-from explorer.scoring.serving import ServingWorkload, achieved_batch, serving_row
+from explorer.scoring.serving import DEVICE_COUNTS, ServingWorkload, achieved_batch, serving_row, smallest_devices
 from explorer.sweep.sweep import run_sweep
 from models import split_tensor_parallel
+from models.decoders import shard_error
 
 #: The columns of ``serving.csv``, in order.
 SERVING_COLUMNS = ("model", "target", "strategy", "devices", "batch", "achieved_batch", "prompt_tokens",
@@ -26,6 +27,26 @@ SERVING_COLUMNS = ("model", "target", "strategy", "devices", "batch", "achieved_
 
 def _ok(variants: pd.DataFrame) -> pd.DataFrame:
     return variants[variants["energy_j"].notna()]
+
+
+def _split_note(model: str, devices: int, device_bytes: float, constant_bytes: float, per_sequence: float,
+                activation_bytes: float) -> str:
+    """What a fit note adds: the fewest devices the decoder fits on, split as ``--devices`` splits it."""
+    cfg = decoder_config(model)
+    if cfg is None:
+        return ""
+    n = smallest_devices(cfg.kv_heads, lambda k: not shard_error(cfg, k), devices, device_bytes, constant_bytes,
+                         per_sequence, activation_bytes)
+    return f"; it fits on {n} devices (--devices {n})" if n else f"; it fits on none of {', '.join(map(str, DEVICE_COUNTS))} devices"
+
+
+def decoder_config(model: str):
+    """The decoder's whole-model config behind a zoo name or config path (``@tpN`` or not), or None."""
+    import models as zoo
+    from models.hf_configs import load_config
+
+    base = split_tensor_parallel(model)[0]
+    return load_config(base) if base.endswith(".json") else zoo.get_model(base).decoder
 
 
 def serve(model: str, targets: list[str], strategies: str, batches: list[int], workload: ServingWorkload,
@@ -45,8 +66,10 @@ def serve(model: str, targets: list[str], strategies: str, batches: list[int], w
     for _, r in prefill.iterrows():
         device = specs[r["target"]].memory[0].capacity_bytes
         for b in batches:
-            plans[(r["target"], r["strategy"], b)] = achieved_batch(b, device, r["constant_bytes"], per_sequence,
-                                                                    r["planned_memory_bytes"])
+            achieved, why = achieved_batch(b, device, r["constant_bytes"], per_sequence, r["planned_memory_bytes"])
+            if why:
+                why += _split_note(model, devices, device, r["constant_bytes"], per_sequence, r["planned_memory_bytes"])
+            plans[(r["target"], r["strategy"], b)] = achieved, why
     step_batches = sorted({a or b for (_, _, b), (a, _) in plans.items()})
     low, high = workload.contexts()
     decode = _ok(run_sweep([model], phases=[Phase("decode", low), Phase("decode", high)], batches=step_batches,

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from explorer.scoring.serving import ServingWorkload, achieved_batch, serving_row
+from explorer.scoring.serving import ServingWorkload, achieved_batch, serving_row, smallest_devices
 
 
 def test_the_batch_is_capped_by_the_cache_room_at_90_percent_of_device_memory():
@@ -41,3 +41,16 @@ def test_a_tensor_parallel_deployment_s_energy_per_token_is_every_device_s_and_i
     assert four["energy_per_output_token_j"] == pytest.approx(4 * (4 + 4 * 0.6875) / 4)
     assert four["mean_power_w"] == one["mean_power_w"]
     assert four["inter_token_latency_s"] == one["inter_token_latency_s"]
+
+
+def test_the_fewest_devices_a_decoder_fits_on():
+    # 141 GB of weights on one 80 GB device (72 GB usable): two devices hold 70.5 GB each and 1.5 GB of
+    # cache, enough for a sequence of 1 GB over 8 key/value heads split 4 and 4 (0.5 GB a device)
+    assert smallest_devices(8, lambda n: True, 1, 80e9, 141e9, 1e9) == 2
+    # a cache of 4 GB a sequence (2 GB a device on two) needs four: 35.3 GB of weights each
+    assert smallest_devices(8, lambda n: True, 1, 80e9, 141e9, 4e9) == 4
+    # from a shard over 4 devices (35.25 GB of weights and 1 GB of cache each): the same answer, two
+    assert smallest_devices(8, lambda n: True, 4, 80e9, 35.25e9, 0.25e9) == 2
+    # a split the heads refuse is skipped
+    assert smallest_devices(8, lambda n: n != 2, 1, 80e9, 141e9, 1e9) == 4
+    assert smallest_devices(8, lambda n: True, 1, 80e9, 1e13, 1e9) is None
