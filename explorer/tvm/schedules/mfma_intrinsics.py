@@ -29,6 +29,7 @@ import functools
 from tvm.script import tirx as T
 from tvm.tirx import Cast, IntImm
 
+from explorer.tvm.schedules import fragment_descriptions as descriptions
 from explorer.tvm.schedules.mma_intrinsics import MmaGroup, register
 
 #: Lanes of a CDNA wavefront.
@@ -70,27 +71,14 @@ def _load(k: int, dtype: str):
     per_lane = k * 16 // WAVE
     layout = operand_layout(k)
 
-    @T.prim_func(s_tir=True)
-    def desc(reg_handle: T.handle, shared_handle: T.handle) -> None:
-        shared = T.match_buffer(shared_handle, (16, k), dtype, offset_factor=1, scope="shared")
-        reg = T.match_buffer(reg_handle, (WAVE, per_lane), dtype, offset_factor=1, scope="warp")
-        with T.sblock("root"):
-            T.reads(shared[0:16, 0:k])
-            T.writes(reg[0:WAVE, 0:per_lane])
-            for ax0, ax1 in T.grid(16, k):
-                with T.sblock("shared_warp"):
-                    v0, v1 = T.axis.remap("SS", [ax0, ax1])
-                    T.reads(shared[v0, v1])
-                    lane, r = T.meta_var(layout(v0, v1))
-                    T.writes(reg[lane, r])
-                    reg[lane, r] = shared[v0, v1]
+    desc = descriptions.load(k, dtype, WAVE, layout)
 
     @T.prim_func(s_tir=True)
     def impl(reg_handle: T.handle, shared_handle: T.handle) -> None:
         s0 = T.int32()
         s1 = T.int32()
-        shared = T.match_buffer(shared_handle, (16, k), dtype, offset_factor=1, scope="shared", strides=[s0, s1])
-        reg = T.match_buffer(reg_handle, (WAVE, per_lane), dtype, offset_factor=1, scope="warp")
+        shared = T.match_buffer(shared_handle, (16, k), dtype, align=64, offset_factor=k, scope="shared", strides=[s0, s1])
+        reg = T.match_buffer(reg_handle, (WAVE, per_lane), dtype, align=64, offset_factor=k, scope="warp")
         with T.sblock("root"):
             T.reads(shared[0:16, 0:k])
             T.writes(reg[0:WAVE, 0:per_lane])
@@ -106,9 +94,6 @@ def _mfma(k: int, in_dtype: str, acc_dtype: str, intrinsic: str, operand: str):
     per_lane = k * 16 // WAVE
     layout = operand_layout(k)
 
-    def widen(v):
-        return Cast(acc_dtype, v)
-
     def as_llvm(v):
         if operand == "bf16-bits":
             # TVM promotes a kernel's own bfloat16 buffers to float32 before code generation (its
@@ -118,29 +103,13 @@ def _mfma(k: int, in_dtype: str, acc_dtype: str, intrinsic: str, operand: str):
             return T.Shuffle([halves], [2 * i + 1 for i in range(per_lane)])
         return T.reinterpret(operand, v) if operand else v
 
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (WAVE, per_lane), in_dtype, offset_factor=1, scope="warp")
-        B = T.match_buffer(b, (WAVE, per_lane), in_dtype, offset_factor=1, scope="warp")
-        C = T.match_buffer(c, (WAVE, ACC_PER_LANE), acc_dtype, offset_factor=1, scope="warp")
-        with T.sblock("root"):
-            T.reads(C[0:WAVE, 0:ACC_PER_LANE], A[0:WAVE, 0:per_lane], B[0:WAVE, 0:per_lane])
-            T.writes(C[0:WAVE, 0:ACC_PER_LANE])
-            for i, j, r in T.grid(16, 16, k):
-                with T.sblock("C"):
-                    vi, vj, vk = T.axis.remap("SSR", [i, j, r])
-                    lane_c, reg_c = T.meta_var(accumulator_layout(vi, vj))
-                    lane_a, reg_a = T.meta_var(layout(vi, vk))
-                    lane_b, reg_b = T.meta_var(layout(vj, vk))
-                    T.reads(C[lane_c, reg_c], A[lane_a, reg_a], B[lane_b, reg_b])
-                    T.writes(C[lane_c, reg_c])
-                    C[lane_c, reg_c] += widen(A[lane_a, reg_a]) * widen(B[lane_b, reg_b])
+    desc = descriptions.multiply_add(k, in_dtype, acc_dtype, WAVE, layout, accumulator_layout)
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (WAVE, per_lane), in_dtype, offset_factor=1, scope="warp")
-        B = T.match_buffer(b, (WAVE, per_lane), in_dtype, offset_factor=1, scope="warp")
-        C = T.match_buffer(c, (WAVE, ACC_PER_LANE), acc_dtype, offset_factor=1, scope="warp")
+        A = T.match_buffer(a, (WAVE, per_lane), in_dtype, align=64, offset_factor=k, scope="warp")
+        B = T.match_buffer(b, (WAVE, per_lane), in_dtype, align=64, offset_factor=k, scope="warp")
+        C = T.match_buffer(c, (WAVE, ACC_PER_LANE), acc_dtype, align=64, offset_factor=16, scope="warp")
         with T.sblock("root"):
             T.reads(C[0:WAVE, 0:ACC_PER_LANE], A[0:WAVE, 0:per_lane], B[0:WAVE, 0:per_lane])
             T.writes(C[0:WAVE, 0:ACC_PER_LANE])
@@ -158,19 +127,7 @@ def _fill(dtype: str):
     """Each lane's accumulators of a 16 x 16 tile set to zero."""
     zero = IntImm("int32", 0).astype(dtype)
 
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle) -> None:
-        C = T.match_buffer(a, (WAVE, ACC_PER_LANE), dtype, scope="warp")
-        with T.sblock("root"):
-            T.reads()
-            T.writes(C[0:WAVE, 0:ACC_PER_LANE])
-            for i0, i1 in T.grid(16, 16):
-                with T.sblock("C_warp"):
-                    i, j = T.axis.remap("SS", [i0, i1])
-                    lane, r = T.meta_var(accumulator_layout(i, j))
-                    T.reads()
-                    T.writes(C[lane, r])
-                    C[lane, r] = zero
+    desc = descriptions.fill(dtype, WAVE, accumulator_layout)
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle) -> None:
@@ -188,20 +145,7 @@ def _fill(dtype: str):
 def _store(dtype: str):
     """A 16 x 16 accumulator tile from the wavefront's registers into shared memory, element by element."""
 
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, c: T.handle) -> None:
-        C_warp = T.match_buffer(a, (WAVE, ACC_PER_LANE), dtype, scope="warp")
-        C = T.match_buffer(c, (16, 16), dtype, scope="shared")
-        with T.sblock("root"):
-            T.reads(C_warp[0:WAVE, 0:ACC_PER_LANE])
-            T.writes(C[0:16, 0:16])
-            for i0, i1 in T.grid(16, 16):
-                with T.sblock("C_warp"):
-                    v0, v1 = T.axis.remap("SS", [i0, i1])
-                    lane, r = T.meta_var(accumulator_layout(v0, v1))
-                    T.reads(C_warp[lane, r])
-                    T.writes(C[v0, v1])
-                    C[v0, v1] = C_warp[lane, r]
+    desc = descriptions.store(dtype, WAVE, accumulator_layout)
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, c: T.handle) -> None:

@@ -33,7 +33,8 @@ from collections.abc import Callable
 from tvm.runtime import convert
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
-from tvm.tirx import Cast, IntImm
+
+from explorer.tvm.schedules import fragment_descriptions as descriptions
 
 #: Rows and columns of the accumulator tile of one intrinsic call (two m16n8 ``mma`` instructions).
 TILE_M = TILE_N = 16
@@ -109,20 +110,7 @@ def _ldmatrix(k: int, dtype: str, matrix: str):
         offset = (lambda tx, stride: stride * 8 * (tx // half) + stride * (tx % 8) + 8 * ((tx % half) // 8)) \
             if k == 16 else (lambda tx, stride: stride * 8 * (tx // half) + (tx % 8) * stride + 16 * ((tx % half) // 8))
 
-    @T.prim_func(s_tir=True)
-    def desc(warp_handle: T.handle, shared_handle: T.handle) -> None:
-        shared = T.match_buffer(shared_handle, (16, k), dtype, align=64, offset_factor=k, scope="shared")
-        warp = T.match_buffer(warp_handle, (WARP, local), dtype, align=64, offset_factor=k, scope="warp")
-        with T.sblock("root"):
-            T.reads(shared[0:16, 0:k])
-            T.writes(warp[0:WARP, 0:local])
-            for ax0, ax1 in T.grid(16, k):
-                with T.sblock("shared_warp"):
-                    v0, v1 = T.axis.remap("SS", [ax0, ax1])
-                    T.reads(shared[v0, v1])
-                    lane, reg = T.meta_var(layout(v0, v1))
-                    T.writes(warp[lane, reg])
-                    warp[lane, reg] = shared[v0, v1]
+    desc = descriptions.load(k, dtype, WARP, layout)
 
     @T.prim_func(s_tir=True)
     def impl(warp_handle: T.handle, shared_handle: T.handle) -> None:
@@ -148,26 +136,7 @@ def _mma(k: int, in_dtype: str, acc_dtype: str, ptx_type: str):
     layout = operand_layout(k)
     shape, ptx_acc = f"m16n8k{k}", _PTX_ACC[acc_dtype]
 
-    def widen(v):
-        return Cast(acc_dtype, v) if acc_dtype != in_dtype else v
-
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (WARP, local), in_dtype, align=64, offset_factor=k, scope="warp")
-        B = T.match_buffer(b, (WARP, local), in_dtype, align=64, offset_factor=k, scope="warp")
-        C = T.match_buffer(c, (WARP, local_out), acc_dtype, align=64, offset_factor=16, scope="warp")
-        with T.sblock("root"):
-            T.reads(C[0:WARP, 0:local_out], A[0:WARP, 0:local], B[0:WARP, 0:local])
-            T.writes(C[0:WARP, 0:local_out])
-            for i, j, r in T.grid(16, 16, k):
-                with T.sblock("C"):
-                    vi, vj, vk = T.axis.remap("SSR", [i, j, r])
-                    lane_c, reg_c = T.meta_var(layout_16x16(vi, vj))
-                    lane_a, reg_a = T.meta_var(layout(vi, vk))
-                    lane_b, reg_b = T.meta_var(layout(vj, vk))
-                    T.reads(C[lane_c, reg_c], A[lane_a, reg_a], B[lane_b, reg_b])
-                    T.writes(C[lane_c, reg_c])
-                    C[lane_c, reg_c] += widen(A[lane_a, reg_a]) * widen(B[lane_b, reg_b])
+    desc = descriptions.multiply_add(k, in_dtype, acc_dtype, WARP, layout, layout_16x16)
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
@@ -193,21 +162,8 @@ def _mma(k: int, in_dtype: str, acc_dtype: str, ptx_type: str):
 
 def _fill(dtype: str):
     """Each lane's 8 accumulators of a 16 x 16 tile set to zero."""
-    zero = IntImm("int32", 0).astype(dtype)
 
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle) -> None:
-        C = T.match_buffer(a, [WARP, 8], dtype=dtype, scope="warp")
-        with T.sblock("root"):
-            T.reads()
-            T.writes(C[0:WARP, 0:8])
-            for i0, i1 in T.grid(16, 16):
-                with T.sblock("C_warp"):
-                    i, j = T.axis.remap("SS", [i0, i1])
-                    lane, reg = T.meta_var(layout_16x16(i, j))
-                    T.reads()
-                    T.writes(C[lane, reg])
-                    C[lane, reg] = zero
+    desc = descriptions.fill(dtype, WARP, layout_16x16)
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle) -> None:
@@ -224,20 +180,7 @@ def _fill(dtype: str):
 def _store(dtype: str):
     """A 16 x 16 accumulator tile from the warp's registers into shared memory, element by element."""
 
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, c: T.handle) -> None:
-        C_warp = T.match_buffer(a, [WARP, 8], dtype=dtype, scope="warp")
-        C = T.match_buffer(c, [16, 16], dtype=dtype, scope="shared")
-        with T.sblock("root"):
-            T.reads(C_warp[0:WARP, 0:8])
-            T.writes(C[0:16, 0:16])
-            for i0, i1 in T.grid(16, 16):
-                with T.sblock("C_warp"):
-                    v0, v1 = T.axis.remap("SS", [i0, i1])
-                    lane, reg = T.meta_var(layout_16x16(v0, v1))
-                    T.reads(C_warp[lane, reg])
-                    T.writes(C[v0, v1])
-                    C[v0, v1] = C_warp[lane, reg]
+    desc = descriptions.store(dtype, WARP, layout_16x16)
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, c: T.handle) -> None:
