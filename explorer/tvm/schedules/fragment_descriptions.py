@@ -1,5 +1,6 @@
 """What the tensor-core intrinsics compute, for tensorization to match: the descriptions shared by every
-instruction family (:mod:`explorer.tvm.schedules.mma_intrinsics`, :mod:`explorer.tvm.schedules.mfma_intrinsics`).
+instruction family, and the one implementation they share (the accumulators' store, plain stores of each
+lane's registers) (:mod:`explorer.tvm.schedules.mma_intrinsics`, :mod:`explorer.tvm.schedules.mfma_intrinsics`).
 
 A family is its ``lanes`` (a 32-thread warp, a 64-lane wavefront), the depth ``k`` of one call and where
 each element of a ``[16, k]`` operand tile and of the 16 x 16 accumulator tile lies: ``layout(i, j) ->
@@ -105,3 +106,26 @@ def store(dtype: str, lanes: int, accumulator_layout):
                     C[v0, v1] = C_warp[lane, reg]
 
     return desc
+
+
+def store_implementation(dtype: str, lanes: int, accumulator_element):
+    """:func:`store` as each lane's plain stores of its registers (``accumulator_element(lane, register)
+    -> (row, column)``, the inverse of the family's accumulator layout): no family has a store
+    instruction the explorer uses."""
+    acc_per_lane = 256 // lanes
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, c: T.handle) -> None:
+        s0 = T.int32()
+        s1 = T.int32()
+        C_warp = T.match_buffer(a, (lanes, acc_per_lane), dtype, scope="warp", offset_factor=1)
+        C = T.match_buffer(c, (16, 16), dtype, scope="shared", offset_factor=1, strides=[s0, s1])
+        with T.sblock("root"):
+            T.reads(C_warp[0:lanes, 0:acc_per_lane])
+            T.writes(C[0:16, 0:16])
+            for tx in T.thread_binding(0, lanes, "threadIdx.x"):
+                for reg in T.serial(acc_per_lane):
+                    row, col = T.meta_var(accumulator_element(tx, reg))
+                    C[row, col] = C_warp[tx, reg]
+
+    return impl

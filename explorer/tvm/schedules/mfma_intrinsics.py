@@ -144,24 +144,8 @@ def _fill(dtype: str):
 
 def _store(dtype: str):
     """A 16 x 16 accumulator tile from the wavefront's registers into shared memory, element by element."""
-
-    desc = descriptions.store(dtype, WAVE, accumulator_layout)
-
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, c: T.handle) -> None:
-        s0 = T.int32()
-        s1 = T.int32()
-        C_warp = T.match_buffer(a, (WAVE, ACC_PER_LANE), dtype, scope="warp", offset_factor=1)
-        C = T.match_buffer(c, (16, 16), dtype, scope="shared", offset_factor=1, strides=[s0, s1])
-        with T.sblock("root"):
-            T.reads(C_warp[0:WAVE, 0:ACC_PER_LANE])
-            T.writes(C[0:16, 0:16])
-            for tx in T.thread_binding(0, WAVE, "threadIdx.x"):
-                for r in T.serial(ACC_PER_LANE):
-                    row, col = T.meta_var(_tile_of_lane(tx, r))
-                    C[row, col] = C_warp[tx, r]
-
-    return desc, impl
+    return (descriptions.store(dtype, WAVE, accumulator_layout),
+            descriptions.store_implementation(dtype, WAVE, _tile_of_lane))
 
 
 @functools.cache

@@ -179,24 +179,8 @@ def _fill(dtype: str):
 
 def _store(dtype: str):
     """A 16 x 16 accumulator tile from the warp's registers into shared memory, element by element."""
-
-    desc = descriptions.store(dtype, WARP, layout_16x16)
-
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, c: T.handle) -> None:
-        s0 = T.int32()
-        s1 = T.int32()
-        C_warp = T.match_buffer(a, [WARP, 8], dtype=dtype, scope="warp", offset_factor=1)
-        C = T.match_buffer(c, [16, 16], dtype=dtype, scope="shared", offset_factor=1, strides=[s0, s1])
-        with T.sblock("root"):
-            T.reads(C_warp[0:WARP, 0:8])
-            T.writes(C[0:16, 0:16])
-            for tx in T.thread_binding(0, WARP, "threadIdx.x"):
-                for reg in T.serial(8):
-                    row, col = T.meta_var(_tile_of_lane(tx, reg))
-                    C[row, col] = C_warp[tx, reg]
-
-    return desc, impl
+    return (descriptions.store(dtype, WARP, layout_16x16),
+            descriptions.store_implementation(dtype, WARP, _tile_of_lane))
 
 
 def register(name: str, make, *args) -> str:
