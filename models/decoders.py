@@ -444,8 +444,11 @@ def build_llama(seed: int = 7, cfg: DecoderConfig = LLAMA_MINI, layer_ids: tuple
     model = g.build(name, f"{cfg.architecture}: {cfg.layers} layers, d_model {cfg.d_model}, {cfg.heads} heads "
                           f"({cfg.kv_heads} key/value heads of {cfg.head_dim}), SwiGLU {cfg.ffn}, vocabulary {cfg.vocab}, "
                           f"KV cache{part}")
-    if weights_as_inputs:
-        onnx.helper.set_model_props(model, {WEIGHTS_KEY: "inputs", **layer_repeats_prop(cfg, layer_ids)})
+    props = {WEIGHTS_KEY: "inputs", **layer_repeats_prop(cfg, layer_ids)} if weights_as_inputs else {}
+    if sharded:
+        props[DEVICES_KEY] = str(shard.devices)
+    if props:
+        onnx.helper.set_model_props(model, props)
     return model
 
 
@@ -453,6 +456,8 @@ def build_llama(seed: int = 7, cfg: DecoderConfig = LLAMA_MINI, layer_ids: tuple
 #: and of one built from its distinct layers (``explorer.layer_repeats``: see :func:`layer_repeats_prop`).
 WEIGHTS_KEY = "explorer.weights"
 REPEATS_KEY = "explorer.layer_repeats"
+#: Model metadata of one device's shard under tensor parallelism: the devices the model is split over.
+DEVICES_KEY = "explorer.tensor_parallel_devices"
 
 
 def representative_layers(layers: int) -> tuple[int, ...]:
@@ -481,6 +486,12 @@ def weight_inputs(model: onnx.ModelProto) -> set[str]:
         return set()
     data = {"input_ids", "attention_mask", "position_ids"}
     return {i.name for i in model.graph.input if i.name not in data and not PAST_INPUT.match(i.name)}
+
+
+def tensor_parallel_devices(model: onnx.ModelProto) -> int:
+    """The devices a shard built by :func:`build_llama` is one of (metadata ``explorer.tensor_parallel_devices``);
+    1 for any other model."""
+    return int({p.key: p.value for p in model.metadata_props}.get(DEVICES_KEY, 1))
 
 
 def layer_repeats(model: onnx.ModelProto) -> tuple[int, int] | None:

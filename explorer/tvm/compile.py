@@ -15,6 +15,7 @@ from tvm import relax
 from tvm.ir.instrument import pass_instrument
 
 from explorer.core.strategies import Strategy
+from explorer.tvm.frontend import devices as shard_devices
 from explorer.tvm.frontend import imported, weight_params
 from explorer.tvm.passes import warp_memory
 from explorer.tvm.passes.pruning import density
@@ -38,6 +39,17 @@ class Compiled:
     constant_bytes: int
     executable: object = None       # relax VMExecutable where built
     tuning: object = None           # explorer.core.variant.TuningOutcome of a tuned strategy
+    devices: int = 1                # the devices the model is one shard of (tensor parallelism)
+
+
+#: The runtime functions TVM's legalization of ``R.ccl.allreduce`` and ``R.ccl.allgather`` calls, by the
+#: collective each performs (see :mod:`explorer.tvm.frontend`).
+COLLECTIVES = {"runtime.disco.allreduce": "all_reduce", "runtime.disco.allgather": "all_gather"}
+
+
+def collective_of(func) -> str:
+    """The collective (:data:`COLLECTIVES`) a ``call_dps_packed``'s function performs, or ''."""
+    return COLLECTIVES.get(getattr(func, "global_symbol", ""), "")
 
 
 def call_sites(mod: tvm.IRModule, groups: dict, weights: frozenset[str] = frozenset()) -> tuple[list[CallSite], int]:
@@ -58,6 +70,7 @@ def call_sites(mod: tvm.IRModule, groups: dict, weights: frozenset[str] = frozen
     for p in main.params:
         env[p] = fresh(sinfo_tensors(p.ty, name_of(p), "const" if name_of(p) in weights else "input"))
     call_tir = tvm.ir.Op.get("relax.call_tir")
+    call_packed = tvm.ir.Op.get("relax.call_dps_packed")
     consts: dict = {}
     calls = []
 
@@ -83,6 +96,12 @@ def call_sites(mod: tvm.IRModule, groups: dict, weights: frozenset[str] = frozen
             env[var] = outs if len(outs) > 1 else outs[0]
             members, eliminated = groups.get(kernel, ([kernel], []))
             calls.append(CallSite(len(calls), kernel, ins + outs, len(ins), members, eliminated))
+        elif isinstance(value, relax.Call) and value.op.same_as(call_packed) and collective_of(value.args[0]):
+            kind = collective_of(value.args[0])
+            ins = tensor_of(value.args[1].fields[0])  # the tensor; the rest are the reduction's code and group
+            outs = fresh(sinfo_tensors(var.ty, name_of(var), "kernel"))
+            env[var] = outs[0]
+            calls.append(CallSite(len(calls), kind, ins + outs, len(ins), [kind], [], collective=kind))
         elif isinstance(value, relax.TupleGetItem) and value.tuple_value in env:
             found = env[value.tuple_value]
             env[var] = found[value.index] if isinstance(found, list) else found
@@ -130,7 +149,7 @@ def assign_planned_storage(calls: list[CallSite], lowered: tvm.IRModule) -> None
             token[b.var] = len(token)
         elif v.op.same_as(alloc_tensor) and v.args[0] in token:
             token[b.var] = token[v.args[0]]
-        elif isinstance(v.op, tvm.ir.GlobalVar) and isinstance(lowered[v.op], tvm.tirx.PrimFunc):
+        elif (isinstance(v.op, tvm.ir.GlobalVar) and isinstance(lowered[v.op], tvm.tirx.PrimFunc)) or collective_of(v.op):
             launches.append([token.get(a) for a in v.args])
         elif v.args and isinstance(v.args[0], relax.Var) and v.args[0] in token:
             token[b.var] = token[v.args[0]]  # a view (reshape) of planned memory
@@ -219,4 +238,5 @@ def compile_variant(path: str, sha256: str, strategy: Strategy, lowering: str, t
     if repeats is not None:
         calls, constant_bytes = repeat_layer(calls, *repeats, constant_bytes)
     tir, executable = lower_tir(vm_mod, tvm_target, build)
-    return Compiled(calls, tir, planned_storage_bytes(vm_mod), constant_bytes, executable, outcome)
+    return Compiled(calls, tir, planned_storage_bytes(vm_mod), constant_bytes, executable, outcome,
+                    shard_devices(path, sha256))

@@ -73,7 +73,7 @@ def _lower(req: LoweringRequest) -> Lowering:
         build_error = one_line(err)
         compiled = compile_variant(*args, build=False, act_scales=req.act_scales)
     compile_s = time.perf_counter() - start
-    workload = workload_table(compiled.calls, analyse_module(compiled.tir))
+    workload = workload_table(compiled.calls, analyse_module(compiled.tir), compiled.devices)
     analyse_s = time.perf_counter() - start - compile_s
     calls = [KernelCall(c.index, c.kernel, tuple(c.members), tuple(t.name for t in c.eliminated))
              for c in compiled.calls]

@@ -48,6 +48,7 @@ class CallSite:
     n_inputs: int
     members: list[str]      # unfused operator kernels this call covers (itself when not fused)
     eliminated: list[Tensor]  # intermediates of those members that no longer exist as tensors
+    collective: str = ""    # a collective over the devices (``all_reduce``, ``all_gather``), not a kernel of ours
 
 
 @dataclasses.dataclass
@@ -156,12 +157,32 @@ def traffic_curve(kernel: KernelWorkload, warm: dict[int, float], per_unit: bool
     return " ".join(f"{c}:{t}" for c, t in points)
 
 
-def workload_table(calls, kernels: dict[str, KernelWorkload]):
-    """One workload row per kernel call (see :mod:`cost_models.workload` for the columns)."""
+def collective_row(call: CallSite, devices: int) -> dict:
+    """The workload row of a collective over ``devices``: the tensor it reads and the one it writes,
+    each once from device memory, and ``collective_bytes`` (the whole tensor an all-reduce reduces,
+    the whole one an all-gather gathers) for the cost model to send over the interconnect."""
+    read = sum(t.nbytes for t in call.args[:call.n_inputs])
+    write = sum(t.nbytes for t in call.args[call.n_inputs:])
+    moved = read + write
+    return {"call_index": call.index, "kernel": call.kernel, "fused_ops": 1, "eliminated_bytes": 0, "macs": 0.0,
+            "useful_macs": 0.0, "tensorized_macs": 0.0, "flops": 0.0, "read_bytes": read, "write_bytes": write,
+            "weight_bytes": 0.0, "model_input_bytes": 0.0, "scratch_bytes": 0.0, "access_bytes": moved,
+            "shared_access_bytes": 0.0, "local_access_bytes": 0.0, "weight_density": 1.0,
+            "traffic_curve": f"0:{moved}", "unit_traffic_curve": f"0:{moved}", "schedule": "",
+            "collective": call.collective, "collective_bytes": write if call.collective == "all_gather" else read}
+
+
+def workload_table(calls, kernels: dict[str, KernelWorkload], devices: int = 1):
+    """One workload row per kernel call (see :mod:`cost_models.workload` for the columns); a collective
+    (a shard's all-reduce or all-gather) is a row of its own, and every row of a shard says on how many
+    ``devices`` it runs."""
 
     rows = []
     warm_at = _warm_capacities(calls)
     for call, warm in zip(calls, warm_at):
+        if call.collective:
+            rows.append(collective_row(call, devices))
+            continue
         k = kernels.get(call.kernel)
         if k is None:
             raise RuntimeError(f"kernel {call.kernel} is called in main but absent from the lowered TIR")
@@ -207,6 +228,10 @@ def workload_table(calls, kernels: dict[str, KernelWorkload]):
     df = pd.DataFrame(rows)
     op_cols = [c for c in df.columns if c.startswith("op_")]
     df[op_cols] = df[op_cols].fillna(0.0)
+    if devices > 1:
+        df["devices"] = devices
+        df["collective"] = df["collective"].fillna("") if "collective" in df else ""
+        df["collective_bytes"] = df["collective_bytes"].fillna(0.0) if "collective_bytes" in df else 0.0
     return df
 
 
