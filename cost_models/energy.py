@@ -13,7 +13,11 @@ Pure numpy/pandas. For each kernel call (one workload row):
   chain level serves every global load and store the loop nest performs (``access_bytes``).
   Explicit on-chip buffers (GPU ``shared`` memory, ``local`` registers) are charged at the level the
   target says serves them;
-- **latency**: the largest of the compute time and each level's bytes over its bandwidth;
+- **interconnect**: a collective's row (a tensor-parallel shard's all-reduce or all-gather) sends bytes to
+  the other devices: their energy per byte, and a fixed cost per collective plus the bytes over the
+  bandwidth as its time (see :mod:`cost_models.interconnect`);
+- **latency**: the largest of the compute time, each level's bytes over its bandwidth and the
+  interconnect's time;
   ``bound`` names the resource (``compute``, a level name, or ``overhead`` for a call whose fixed
   cost exceeds both). On a CPU target with a ``[core]`` the compute time is the schedule's (see
   :mod:`cost_models.latency`) and each call adds its overhead; elsewhere it is a roofline at each
@@ -27,6 +31,10 @@ Pure numpy/pandas. For each kernel call (one workload row):
   there, as the traffic model lets them; a model output can stay in the level it fits in too), its
   MACs at the target's cheapest MAC, and static power over the roofline time of just that.
 
+A workload with a ``devices`` column is one device's shard of a model split over that many devices:
+every device runs each row at the same time, so each energy counts every device (static power too) while
+the latency is one row's. Bytes and operations stay one device's.
+
 The same computation runs on nominal figures (:func:`score`) and on sampled figures
 (:mod:`cost_models.uncertainty`): :func:`quantities` extracts what the figures multiply, once.
 """
@@ -38,14 +46,14 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from . import latency
+from . import interconnect, latency
 from .spec import TargetSpec
 from .workload import check_workload, curve_at, op_columns
 
 PJ = 1e-12
 
 ENERGY_COLUMNS = ("energy_j", "energy_compute_j", "energy_memory_j", "energy_dram_j", "energy_onchip_j",
-                  "energy_static_j", "latency_s", "compulsory_energy_j")
+                  "energy_interconnect_j", "energy_static_j", "latency_s", "compulsory_energy_j")
 
 
 def _op_figure(target: TargetSpec, kind: str, dtype: str) -> str:
@@ -80,6 +88,9 @@ class Quantities:
     macs: np.ndarray
     core: latency.CoreQuantities | None    # what the schedules ask of a CPU core (None: roofline)
     run_time_s: np.ndarray                 # measured time of each call, NaN where not measured
+    link_bytes: np.ndarray                 # bytes each device sends over the interconnect (collectives)
+    collectives: np.ndarray                # 1 for a collective's row, 0 for a kernel's
+    devices: int = 1                       # devices running every row at once (a tensor-parallel shard's)
 
 
 def quantities(workload: pd.DataFrame, target: TargetSpec) -> Quantities:
@@ -118,8 +129,13 @@ def quantities(workload: pd.DataFrame, target: TargetSpec) -> Quantities:
     if target.core is not None and "schedule" in workload:
         core = latency.core_quantities(workload["schedule"].fillna("").astype(str).tolist(), target)
     run = workload["run_time_s"].to_numpy(float) if "run_time_s" in workload else np.full(n, np.nan)
+    devices = interconnect.workload_devices(workload)
+    sent, collectives = interconnect.link_bytes(workload)
+    why = interconnect.devices_error(target, devices)
+    if why and collectives.any():
+        raise ValueError(why)
     return Quantities(op_counts, cast_counts, unit_ops, level_bytes, compulsory, weights, weight_level,
-                      workload["macs"].to_numpy(float), core, run)
+                      workload["macs"].to_numpy(float), core, run, sent, collectives, devices)
 
 
 def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.ndarray]:
@@ -145,14 +161,20 @@ def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.n
             level_s[lvl.name] = level_s[lvl.name] / q.core.private_share
     if q.core is not None:  # the level serving loads and stores is the load/store pipes of the core model
         level_s[target.level_for("global").name] = np.zeros_like(np.asarray(compute_s, float))
+    link_s, link_pj = 0.0, 0.0
+    if q.collectives.any():
+        link = target.interconnect
+        link_s = (q.collectives * figures["interconnect.latency_s"]
+                  + q.link_bytes / (figures["interconnect.bandwidth_bytes_per_s"] * link.bandwidth_share(q.devices)))
+        link_pj = q.link_bytes * figures["interconnect.energy_pj_per_byte"]
     names = [lvl.name for lvl in target.memory]
-    times = np.stack(np.broadcast_arrays(compute_s, *[level_s[n] for n in names]), axis=-1)
+    times = np.stack(np.broadcast_arrays(compute_s, *[level_s[n] for n in names], link_s), axis=-1)
     latency_s = times.max(axis=-1) + overhead_s
     bounds = np.concatenate([times, np.broadcast_to(overhead_s, latency_s.shape)[..., None]], axis=-1)
     static_s = np.where(np.isnan(q.run_time_s), latency_s, q.run_time_s)
 
-    def full(x):  # every result has the shape of ``latency_s``: (kernels,) or (samples, kernels)
-        return np.broadcast_to(x, latency_s.shape)
+    def full(x):  # every energy has the shape of ``latency_s`` and counts every device running the kernel
+        return np.broadcast_to(x, latency_s.shape) * q.devices
 
     dram = names[0]
     onchip_pj = sum((level_pj[n] for n in names[1:]), 0.0)
@@ -171,6 +193,7 @@ def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.n
         "energy_cast_j": full(cast_pj * PJ),
         "energy_dram_j": full(level_pj[dram] * PJ),
         "energy_onchip_j": full(onchip_pj * PJ),
+        "energy_interconnect_j": full(link_pj * PJ),
         "energy_static_j": full(static_w * static_s),
         "latency_s": latency_s,
         "compulsory_energy_j": full(compulsory_j),
@@ -179,7 +202,7 @@ def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.n
     for n in names[1:]:
         out[f"energy_{n}_j"] = full(level_pj[n] * PJ)
     out["energy_memory_j"] = out["energy_dram_j"] + out["energy_onchip_j"]
-    out["energy_j"] = out["energy_compute_j"] + out["energy_memory_j"] + out["energy_static_j"]
+    out["energy_j"] = out["energy_compute_j"] + out["energy_memory_j"] + out["energy_interconnect_j"] + out["energy_static_j"]
     return out
 
 
@@ -202,10 +225,11 @@ def score(workload: pd.DataFrame, target: TargetSpec) -> pd.DataFrame:
     df["onchip_bytes"] = sum((q.level_bytes[n] for n in names[1:]), np.zeros(len(df)))
     df["compulsory_bytes"] = q.compulsory_bytes
     df["casts"] = sum(q.cast_counts.values(), np.zeros(len(df)))
+    df["interconnect_bytes"] = q.link_bytes
     for col in ("energy_compute_j", "energy_cast_j", "energy_dram_j", *[f"energy_{n}_j" for n in names[1:]], "energy_onchip_j",
-                "energy_memory_j", "energy_static_j", "energy_j", "latency_s", "compulsory_energy_j"):
+                "energy_memory_j", "energy_interconnect_j", "energy_static_j", "energy_j", "latency_s", "compulsory_energy_j"):
         df[col] = e[col]
-    df["bound"] = np.array(["compute", *names, "overhead"])[e["bound_index"]]
+    df["bound"] = np.array(["compute", *names, "interconnect", "overhead"])[e["bound_index"]]
     df["latency_source"] = np.where(np.isnan(q.run_time_s), "modelled", "measured")
     return df
 
@@ -224,30 +248,36 @@ class Totals:
     write_bytes: float = 0.0
     weight_bytes: float = 0.0
     compulsory_bytes: float = 0.0
+    interconnect_bytes: float = 0.0
     casts: float = 0.0
     energy_j: float = 0.0
     energy_compute_j: float = 0.0
     energy_memory_j: float = 0.0
     energy_dram_j: float = 0.0
     energy_onchip_j: float = 0.0
+    energy_interconnect_j: float = 0.0
     energy_static_j: float = 0.0
     energy_cast_j: float = 0.0
     latency_s: float = 0.0
+    interconnect_latency_s: float = 0.0  # the part of latency_s the collectives take
     compulsory_energy_j: float = 0.0
     latency_by_bound: tuple[tuple[str, float], ...] = ()  # modelled seconds per bounding resource
 
     #: The columns a totals record fills in a table of variants, in order.
-    COLUMNS = ("kernels", "macs", "flops", "dram_bytes", "onchip_bytes", "weight_bytes", "energy_j",
-               "energy_compute_j", "energy_memory_j", "energy_dram_j", "energy_onchip_j", "energy_static_j",
-               "compulsory_energy_j", "compulsory_ratio", "casts", "energy_cast_j", "latency_s", "bound")
+    COLUMNS = ("kernels", "macs", "flops", "dram_bytes", "onchip_bytes", "weight_bytes", "interconnect_bytes", "energy_j",
+               "energy_compute_j", "energy_memory_j", "energy_dram_j", "energy_onchip_j", "energy_interconnect_j",
+               "energy_static_j",
+               "compulsory_energy_j", "compulsory_ratio", "casts", "energy_cast_j", "latency_s", "interconnect_latency_s", "bound")
 
     @classmethod
     def of(cls, scored: pd.DataFrame) -> "Totals":
         """The totals of a scored workload (:func:`score`)."""
         sums = {f.name: float(scored[f.name].sum()) for f in dataclasses.fields(cls)
-                if f.name not in ("kernels", "latency_by_bound")}
+                if f.name not in ("kernels", "latency_by_bound", "interconnect_latency_s")}
+        collective = scored["collective"].fillna("") != "" if "collective" in scored else pd.Series(False, scored.index)
+        sums["interconnect_latency_s"] = float(scored["latency_s"][collective].sum())
         by_bound = scored.groupby("bound")["latency_s"].sum()
-        return cls(kernels=int(len(scored)), latency_by_bound=tuple((str(b), float(s)) for b, s in by_bound.items()),
+        return cls(kernels=int((~collective).sum()), latency_by_bound=tuple((str(b), float(s)) for b, s in by_bound.items()),
                    **sums)
 
     def __add__(self, other: "Totals") -> "Totals":

@@ -21,6 +21,11 @@ WORK_CLASSES = ("fma", "imul", "alu", "div", "dot", "load", "store", "insert")
 #: from the generic lowering's TIR).
 COMPILE_KINDS = ("llvm", "cuda", "rocm", "none")
 
+#: How an interconnect joins the devices of one domain: through switches (every device reaches any other at
+#: its whole bandwidth: NVLink and NVSwitch), a link to each peer (a full mesh: Infinity Fabric between
+#: MI300Xs, where a collective over fewer devices uses fewer links), or a torus of links (TPU ICI).
+TOPOLOGIES = ("switch", "mesh", "torus")
+
 #: Kinds of on-chip access a workload distinguishes: loads/stores of kernel arguments and scratch
 #: ("global"), of GPU shared memory ("shared") and of register/local buffers ("local").
 ACCESS_KINDS = ("global", "shared", "local")
@@ -118,6 +123,29 @@ DENSE = SparsitySupport(source="no [sparsity] table: the hardware runs sparse we
 
 
 @dataclasses.dataclass(frozen=True)
+class Interconnect:
+    """The links between the devices of one scale-up domain, as a tensor-parallel collective uses them
+    (see :mod:`cost_models.interconnect`): not a memory level, whose bytes the reuse model would cache."""
+
+    name: str                          # "NVLink 4 through NVSwitch"
+    topology: str                      # one of TOPOLOGIES
+    domain_devices: int                # the most devices one domain joins (beyond: the network, not modelled)
+    bandwidth_bytes_per_s: Figure      # the bus bandwidth a large collective achieves per device over the domain
+    latency_s: Figure                  # the fixed cost of one collective (a small message's time)
+    energy_pj_per_byte: Figure         # per byte a device sends, over the whole path to its peer
+    source: str
+    note: str = ""
+
+    def bandwidth_share(self, devices: int) -> float:
+        """The share of :attr:`bandwidth_bytes_per_s` a collective over ``devices`` reaches: all of it
+        through switches or a torus ring; in a full mesh, the ``devices - 1`` links to its peers of the
+        ``domain_devices - 1`` each device has."""
+        if self.topology == "mesh" and self.domain_devices > 1:
+            return max(devices - 1, 1) / (self.domain_devices - 1)
+        return 1.0
+
+
+@dataclasses.dataclass(frozen=True)
 class HostMatch:
     """The CPUs a target file describes, as ``/proc/cpuinfo`` names them."""
 
@@ -150,6 +178,7 @@ class TargetSpec:
     sparsity: SparsitySupport = DENSE  # what the hardware exploits of sparse weights
     power_limit_w: Figure | None = None  # the device's power limit (TDP or board power)
     full_load_power_w: Figure | None = None  # a published measurement of it under a dense GEMM
+    interconnect: Interconnect | None = None  # the links to other devices (None: one device only)
     file: str = dataclasses.field(default="", compare=False)  # the file's name (``cpu`` loads ``cpu-zen5`` here)
 
     @property
@@ -195,6 +224,9 @@ class TargetSpec:
         for level in self.memory:
             out[f"memory.{level.name}.bandwidth_bytes_per_s"] = level.bandwidth_bytes_per_s
             out[f"memory.{level.name}.energy_pj_per_byte"] = level.energy_pj_per_byte
+        if self.interconnect is not None:
+            for name in ("bandwidth_bytes_per_s", "latency_s", "energy_pj_per_byte"):
+                out[f"interconnect.{name}"] = getattr(self.interconnect, name)
         if self.core is not None:
             for name in ("clock_hz", "call_overhead_s", "parallel_overhead_s", "special_cycles", "emulated_cycles"):
                 out[f"core.{name}"] = getattr(self.core, name)

@@ -42,6 +42,15 @@ Schema (see ``cpu-zen4.toml`` for a complete, commented example)::
     two_four_tensorized_only = true  # only multiply-adds on tensor/matrix units run sparse
     unstructured_dtypes = ["int8"]   # MAC dtypes whose zero weights are skipped and not stored, the
     unstructured_index_bits = 4      # kept weights stored with this many bits of index per kept value
+    [interconnect]           # optional: the links between devices (absent: one device only; see
+                             # cost_models.interconnect), each figure per device
+    name = "NVLink 4 through NVSwitch"
+    topology = "switch"      # "switch", "mesh" (a link per peer) or "torus"
+    domain_devices = 8       # the most devices the links join
+    source = "..."
+    bandwidth_bytes_per_s = {figure}  # the bus bandwidth (NCCL's busbw) a large all-reduce achieves
+    latency_s = {figure}              # one collective's fixed cost (a small all-reduce's time)
+    energy_pj_per_byte = {figure}     # per byte sent, SerDes at both ends and any switch between
     [host]                   # optional: the CPUs this file describes, as /proc/cpuinfo names them
     vendor = "AuthenticAMD"
     family = 25
@@ -77,11 +86,13 @@ from .spec import (
     COMPILE_KINDS,
     DENSE,
     OP_KINDS,
+    TOPOLOGIES,
     WORK_CLASSES,
     ComputeUnit,
     CoreSpec,
     Figure,
     HostMatch,
+    Interconnect,
     MemoryLevel,
     Pipe,
     SparsitySupport,
@@ -196,6 +207,22 @@ def _sparsity(raw: Any, where: str) -> SparsitySupport:
                            unstructured_dtypes=_dtypes(raw, "unstructured_dtypes", where), **bits)
 
 
+def _interconnect(raw: Any, where: str) -> Interconnect:
+    _table(raw, where)
+    topology = _req(raw, "topology", where, str)
+    if topology not in TOPOLOGIES:
+        raise TargetError(f"{where}.topology must be one of {', '.join(map(repr, TOPOLOGIES))}, got {topology!r}")
+    source = _req(raw, "source", where, str).strip()
+    if not source:
+        raise TargetError(f"{where}.source is empty: say where the links and their topology are documented")
+    return Interconnect(name=_req(raw, "name", where, str), topology=topology,
+                        domain_devices=_whole(raw, "domain_devices", where),
+                        bandwidth_bytes_per_s=parse_figure(raw, "bandwidth_bytes_per_s", where),
+                        latency_s=parse_figure(raw, "latency_s", where),
+                        energy_pj_per_byte=parse_figure(raw, "energy_pj_per_byte", where),
+                        source=source, note=str(raw.get("note", "")))
+
+
 def _shared(raw: Any, where: str) -> tuple[tuple[str, ...], ...]:
     if not isinstance(raw, list) or not all(isinstance(g, list) and all(w in WORK_CLASSES for w in g) for g in raw):
         raise TargetError(f"{where}.shared must be a list of lists of work classes ({', '.join(WORK_CLASSES)})")
@@ -264,6 +291,7 @@ def parse_target(data: Mapping[str, Any], where: str) -> TargetSpec:
         sparsity=_sparsity(data["sparsity"], f"{where}.sparsity") if "sparsity" in data else DENSE,
         power_limit_w=parse_figure(data, "power_limit_w", where) if "power_limit_w" in data else None,
         full_load_power_w=parse_figure(data, "full_load_power_w", where) if "full_load_power_w" in data else None,
+        interconnect=_interconnect(data["interconnect"], f"{where}.interconnect") if "interconnect" in data else None,
         name=name,
         description=str(data.get("description", "")),
         tvm=tvm,

@@ -42,6 +42,11 @@ Columns (all counts are for one call of the kernel):
                          load of one element into every lane) the operations or
                          elements run at that many vector lanes under parallel loops of that extent.
                          Optional: a table without it is scored by the roofline alone.
+``devices``              optional: the devices a tensor-parallel shard runs on, every one of them each row
+                         at the same time (1 where absent; see :mod:`cost_models.interconnect`)
+``collective``           optional: ``all_reduce`` or ``all_gather`` for a collective's row (the tensor it
+                         reads and writes counted in the byte columns), empty for a kernel's
+``collective_bytes``     optional: the whole tensor a collective reduces or gathers
 ``measured_s``           optional: the call's time measured on the hardware the target describes; where
                          present (not NaN), static power is charged over it (see ``cost_models.energy``).
 """
