@@ -292,7 +292,8 @@ def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.
 
 def serving_markdown(table: pd.DataFrame) -> str:
     """``serving.csv`` as a readable table: J per output token (of every device), inter-token latency,
-    power (of one device), fit."""
+    power (of one device), fit; for a model over several devices, the bytes one device sends a token and
+    the share of the time the collectives take."""
     if table.empty:
         return "no serving figures: every variant failed (see the messages above)"
     shown = pd.DataFrame({
@@ -304,6 +305,9 @@ def serving_markdown(table: pd.DataFrame) -> str:
         "ITL": table["inter_token_latency_s"].map(lambda v: f"{v * 1e3:.3g} ms"),
         "tokens/s": table["output_tokens_per_s"].map(lambda v: f"{v:.4g}"),
         "power a device": table["mean_power_w"].map(lambda v: f"{v:.0f} W"),
+        **({"links / token": table["interconnect_bytes_per_token"].map(fmt_bytes),
+            "links' time": table["interconnect_time_share"].map(lambda v: f"{v:.1%}")}
+           if (table["devices"] > 1).any() else {}),
         "fits": [("yes" if f else f"no: {n}") for f, n in zip(table["fits"], table["fit_note"])],
     })
     return shown.to_markdown(index=False)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from cost_models import energy, sparsity
 from cost_models.energy import Totals
+from cost_models.interconnect import workload_devices
 from cost_models.spec import TargetSpec
 from explorer.core.strategies import Strategy
 from explorer.core.variant import Failure, Lowering, Measurement, Status, StatusKind
@@ -31,7 +32,7 @@ PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "int8": "int8", "int8w
                    "int8w-bf16": "bfloat16", "int4w-bf16": "bfloat16", "fp8": "float8_e4m3fn"}
 
 IDENTITY_COLUMNS = ("model", "strategy", "target", "fusion", "layout", "precision", "tuning", "sparsity", "phase", "batch",
-                    "status", "status_kind", "built", "ran")
+                    "devices", "status", "status_kind", "built", "ran")
 #: Per sample (a batch element) and, for a decoder's phase, per token: energy, rate and the KV cache; and
 #: performance per watt: inferences (samples) and GFLOP per joule, and the mean power the energy implies.
 THROUGHPUT_COLUMNS = ("tokens", "kv_cache_bytes", "kv_cache_dtype", "energy_per_sample_j", "samples_per_s", "measured_samples_per_s",
@@ -77,10 +78,11 @@ def throughput(row: dict, batch: int, tokens: int) -> dict:
 
     # the time the static power was charged over: measured where the variant ran on its own hardware
     charged_s = measured_s if row.get("latency_source") == "measured" else latency_s
+    devices = row.get("devices") or 1  # the energy is every device's; the power one device's
     out = {"energy_per_sample_j": None if energy_j is None else energy_j / max(batch, 1),
            "samples_per_s": per(batch, latency_s), "measured_samples_per_s": per(batch, measured_s),
            "inferences_per_j": per(batch, energy_j), "gflop_per_j": per((row.get("flops") or 0) / 1e9, energy_j),
-           "mean_power_w": None if energy_j is None or not charged_s else energy_j / charged_s}
+           "mean_power_w": None if energy_j is None or not charged_s else energy_j / charged_s / devices}
     if tokens:
         out.update(tokens=tokens, energy_per_token_j=None if energy_j is None else energy_j / tokens,
                    tokens_per_j=per(tokens, energy_j), tokens_per_s=per(tokens, latency_s),
@@ -217,6 +219,7 @@ def variant_row(row: dict, result: Lowering | Failure, target: TargetSpec, refer
     workload, effect = sparsity.effective_workload(workload, target, row.get("sparsity") or "none")
     scored = energy.score(workload, target)
     row.update(energy.totals(scored).row())
+    row["devices"] = workload_devices(workload)
     row["latency_source"] = "measured" if (scored["latency_source"] == "measured").all() else "modelled"
     row["planned_memory_bytes"] = result.planned_bytes
     row["constant_bytes"] = result.constant_bytes

@@ -9,7 +9,8 @@ A decode step's cost is affine in its context (it reads the cache once), so the 
 step at the mean context ``P + (O - 1) / 2``, interpolated between two analysed contexts. The
 inter-token latency is the decode step at ``P + O / 2``. The batch achieved is ``min(B, what the KV
 cache leaves room for at 90% of device memory)``, as vLLM's ``gpu_memory_utilization`` caps it.
-Energy is at the accelerator boundary (what NVML counts): the target's compute, memory and static power.
+Energy is at the accelerator boundary (what NVML counts): the target's compute, memory and static power,
+and for a model split over devices their interconnect (what each device's links spend sending).
 """
 
 from __future__ import annotations
@@ -86,24 +87,31 @@ def serving_row(workload: ServingWorkload, batch: int, achieved: int, why: str, 
                 decode_low: pd.Series, decode_high: pd.Series, devices: int = 1) -> dict:
     """One ``serving.csv`` row from the prefill variant (at ``workload.prefill_batch``) and the decode
     variants at the two contexts (at the achieved batch, or at ``batch`` where the model does not fit).
-    With ``devices`` over one the variants are one device's shard (tensor parallelism): every device
-    does the same work at the same time, so the energy per output token is the deployment's, ``devices``
-    times one device's, and the mean power stays one device's."""
+    With ``devices`` over one the variants are one device's shard (tensor parallelism) whose energies
+    count every device (:mod:`cost_models.energy`): the energy per output token is the deployment's, the
+    mean power one device's, and the interconnect's bytes those one device sends."""
     p, o, bp = workload.prompt_tokens, workload.output_tokens, workload.prefill_batch
     step_batch = achieved or batch
     contexts = workload.contexts()
-    energy = _at(p + (o - 1) / 2, decode_low[["energy_j", "latency_s"]], decode_high[["energy_j", "latency_s"]], contexts)
+    figures = ["energy_j", "latency_s", "energy_interconnect_j", "interconnect_bytes", "interconnect_latency_s"]
+    mean = _at(p + (o - 1) / 2, *(row.reindex(figures).astype(float).fillna(0.0) for row in (decode_low, decode_high)),
+               contexts)
     itl = float(_at(p + o / 2, decode_low[["latency_s"]], decode_high[["latency_s"]], contexts)["latency_s"])
-    prefill_j, prefill_s = float(prefill["energy_j"]) / bp, float(prefill["latency_s"]) / bp  # per sequence
-    decode_j = o * float(energy["energy_j"]) / step_batch  # per sequence, all its steps
-    cycle_s = step_batch * prefill_s + o * float(energy["latency_s"])  # prefill and decode of one batch
-    cycle_j = step_batch * (prefill_j + decode_j)
+    pre = prefill.reindex(figures).astype(float).fillna(0.0) / bp  # per sequence
+    decode = o * mean / step_batch  # per sequence, all its steps
+    cycle_s = step_batch * pre["latency_s"] + o * mean["latency_s"]  # prefill and decode of one batch
+    cycle_j = step_batch * (pre["energy_j"] + decode["energy_j"])
+    sequence_j = pre["energy_j"] + decode["energy_j"]
     return {
         "prompt_tokens": p, "output_tokens": o, "prefill_batch": bp, "batch": batch, "achieved_batch": achieved,
-        "energy_per_output_token_j": devices * (prefill_j + decode_j) / o,
-        "prefill_energy_share": prefill_j / (prefill_j + decode_j),
+        "energy_per_output_token_j": sequence_j / o,
+        "prefill_energy_share": pre["energy_j"] / sequence_j,
         "inter_token_latency_s": itl,
         "output_tokens_per_s": step_batch * o / cycle_s,
-        "mean_power_w": cycle_j / cycle_s,
+        "mean_power_w": cycle_j / cycle_s / devices,
+        "interconnect_bytes_per_token": (pre["interconnect_bytes"] + decode["interconnect_bytes"]) / o,
+        "interconnect_energy_share": (pre["energy_interconnect_j"] + decode["energy_interconnect_j"]) / sequence_j,
+        "interconnect_time_share": float((step_batch * pre["interconnect_latency_s"] + o * mean["interconnect_latency_s"])
+                                         / cycle_s),
         "fits": not why, "fit_note": why,
     }

@@ -21,8 +21,8 @@ from models.decoders import shard_error
 #: The columns of ``serving.csv``, in order.
 SERVING_COLUMNS = ("model", "target", "strategy", "devices", "batch", "achieved_batch", "prompt_tokens",
                    "output_tokens", "prefill_batch", "energy_per_output_token_j", "prefill_energy_share",
-                   "inter_token_latency_s", "output_tokens_per_s", "mean_power_w", "fits", "fit_note",
-                   "kv_cache_dtype")
+                   "inter_token_latency_s", "output_tokens_per_s", "mean_power_w", "interconnect_bytes_per_token",
+                   "interconnect_energy_share", "interconnect_time_share", "fits", "fit_note", "kv_cache_dtype")
 
 
 def _ok(variants: pd.DataFrame) -> pd.DataFrame:

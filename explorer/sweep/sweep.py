@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cost_models.interconnect import devices_error
 from cost_models.spec import TargetSpec
 from cost_models.targets import load_target
 from explorer.core.errors import ExplorerError, one_line
@@ -46,6 +47,7 @@ from explorer.sweep.reference import Reference, reference
 from explorer.sweep.timing import TIMED_RUNS, needs_run, time_builds
 from explorer.sweep.workers import default_jobs
 from explorer.tvm.llvm_host import resolve_mcpu
+from models import split_tensor_parallel
 
 #: Tables a tuned variant adds besides its kernels (see :func:`explorer.scoring.rows.tuning_tables`).
 TUNING_TABLES = ("schedules", "candidates")
@@ -193,6 +195,9 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
 
     clock = _Clock()
     specs = [load_target(t) for t in (targets or ["cpu"])]
+    for devices in {split_tensor_parallel(str(m))[1] for m in models}:
+        for why in filter(None, (devices_error(t, devices) for t in specs)):
+            raise ExplorerError(why)
     strats = parse_strategies(strategies)
     make_runner, make_timer = compile_backend(backend, jobs or default_jobs(), variant_timeout, isolate, address)
     groups: dict[str, list[TargetSpec]] = {}

@@ -32,15 +32,30 @@ def test_energy_per_output_token_integrates_decode_over_the_contexts():
     assert row["mean_power_w"] == pytest.approx(2 * (4 + 2.75) / (2 + 0.55))
 
 
-def test_a_tensor_parallel_deployment_s_energy_per_token_is_every_device_s_and_its_power_one_device_s():
+def test_a_tensor_parallel_deployment_s_power_is_one_device_s_share_of_the_energy_of_all():
     w = ServingWorkload(prompt_tokens=10, output_tokens=4, prefill_batch=2)
     prefill = pd.Series({"energy_j": 8.0, "latency_s": 2.0})
     low, high = pd.Series({"energy_j": 1.0, "latency_s": 0.1}), pd.Series({"energy_j": 2.0, "latency_s": 0.2})
     one, four = serving_row(w, 2, 2, "", prefill, low, high), serving_row(w, 2, 2, "", prefill, low, high, devices=4)
-    # the same figures are one device's shard: four devices spend four times its energy a token
-    assert four["energy_per_output_token_j"] == pytest.approx(4 * (4 + 4 * 0.6875) / 4)
-    assert four["mean_power_w"] == one["mean_power_w"]
+    # a shard's energies already count every device (cost_models.energy): the token costs what they say
+    assert four["energy_per_output_token_j"] == one["energy_per_output_token_j"]
+    assert four["mean_power_w"] == pytest.approx(one["mean_power_w"] / 4)
     assert four["inter_token_latency_s"] == one["inter_token_latency_s"]
+
+
+def test_the_interconnect_s_bytes_energy_and_time_per_output_token():
+    w = ServingWorkload(prompt_tokens=10, output_tokens=4, prefill_batch=2)
+    prefill = pd.Series({"energy_j": 8.0, "latency_s": 2.0, "interconnect_bytes": 1000.0,
+                         "energy_interconnect_j": 0.8, "interconnect_latency_s": 0.2})
+    step = {"latency_s": 0.1, "interconnect_bytes": 40.0, "energy_interconnect_j": 0.1, "interconnect_latency_s": 0.01}
+    low, high = pd.Series({"energy_j": 1.0, **step}), pd.Series({"energy_j": 2.0, **step})
+    row = serving_row(w, 2, 2, "", prefill, low, high, devices=2)
+    # a sequence: half the prefill's 1000 B, and 4 steps of 40 B for a batch of 2; over 4 tokens
+    assert row["interconnect_bytes_per_token"] == pytest.approx((500 + 4 * 20) / 4)
+    # its energy: 0.4 J of the prefill and 4 x 0.05 J of the steps, of 4 + 2.75 J
+    assert row["interconnect_energy_share"] == pytest.approx((0.4 + 0.2) / 6.75)
+    # a batch's cycle: 2 prefills of 1 s (0.1 s each on the links) and 4 steps of 0.1 s (0.01 s each)
+    assert row["interconnect_time_share"] == pytest.approx((2 * 0.1 + 4 * 0.01) / (2 * 1 + 4 * 0.1))
 
 
 def test_the_fewest_devices_a_decoder_fits_on():
