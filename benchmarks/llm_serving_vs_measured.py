@@ -1,44 +1,87 @@
-"""Llama-3.1-8B-Instruct on one H100, modelled by `explorer serve`, beside the ML.ENERGY leaderboard v3.
+"""Llama-3.1 served by vLLM on H100s, modelled by `explorer serve`, beside the ML.ENERGY leaderboard v3.
 
-Measured (ml-energy/leaderboard, public/data/models/meta-llama__Llama-3.1-8B-Instruct__lm-arena-chat.json;
+Measured (ml-energy/leaderboard, public/data/models/meta-llama__Llama-3.1-{8B,70B}-Instruct__lm-arena-chat.json;
 vLLM 0.11.1, bf16, NVML GPU energy, LM-Arena chat task; max_num_seqs 8 / 64 / 256): energy per output
-token, median inter-token latency, mean GPU power and mean output length of each row. The model uses each
-row's own mean output length; the prompt length is not published (the explorer's default, 512, is used).
+token (all GPUs), median inter-token latency, mean power (all GPUs; printed per GPU) and mean output length
+of each row. 8B runs on one H100; 70B on four (tensor parallel, `--devices 4`). The model uses each row's
+own mean output length; the prompt length is not published (the explorer's default, 512, is used).
 No target figure was fitted to these points.
 
-    python benchmarks/llm_serving_vs_measured.py [--strategies fused-bf16] [--target gpu]
+    python benchmarks/llm_serving_vs_measured.py [--strategies fused-bf16] [--target gpu] [--models 8b,70b]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import pandas as pd
 
 from explorer.scoring.serving import LM_ARENA_CHAT, ServingWorkload
 from explorer.sweep.serving import serve
+from models import tensor_parallel_name
 
-#: (max_num_seqs, J per output token, median ITL s, mean power W, mean output tokens)
-MEASURED = ((8, 0.4548, 7.316e-3, 486.4, 388.7), (64, 0.1186, 11.50e-3, 610.3, 395.5), (256, 0.0766, 26.13e-3, 690.5, 404.2))
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """One leaderboard row: J per output token and power of every GPU together, median ITL."""
+
+    max_num_seqs: int
+    joules_per_token: float
+    itl_s: float
+    power_w: float
+    output_tokens: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """A model on some H100s, and the leaderboard's rows for it."""
+
+    label: str
+    model: str
+    devices: int
+    rows: tuple[Measured, ...]
+
+
+CASES = {
+    "8b": Case("Llama-3.1-8B-Instruct, 1x H100", "llama-3.1-8b", 1, (
+        Measured(8, 0.4548, 7.316e-3, 486.4, 388.7), Measured(64, 0.1186, 11.50e-3, 610.3, 395.5),
+        Measured(256, 0.0766, 26.13e-3, 690.5, 404.2))),
+    "70b": Case("Llama-3.1-70B-Instruct, 4x H100", "llama-3.1-70b", 4, (
+        Measured(8, 3.7587, 16.573e-3, 1765.4, 350.0), Measured(64, 0.79725, 22.432e-3, 2001.5, 352.0),
+        Measured(256, 0.47899, 39.837e-3, 2354.3, 349.0))),
+}
+
+
+def compare(case: Case, target: str, strategies: str) -> pd.DataFrame:
+    """The model's rows for ``case`` beside its measured ones, with ratios."""
+    rows = []
+    for m in case.rows:
+        w = ServingWorkload(LM_ARENA_CHAT.prompt_tokens, round(m.output_tokens))
+        model = tensor_parallel_name(case.model, case.devices)
+        for _, r in serve(model, [target], strategies, [m.max_num_seqs], w, progress=False).iterrows():
+            measured_w = m.power_w / case.devices
+            rows.append({"batch": m.max_num_seqs, "strategy": r["strategy"],
+                         "J/token model": r["energy_per_output_token_j"], "J/token measured": m.joules_per_token,
+                         "ratio J": r["energy_per_output_token_j"] / m.joules_per_token,
+                         "ITL model ms": r["inter_token_latency_s"] * 1e3, "ITL measured ms": m.itl_s * 1e3,
+                         "ratio ITL": r["inter_token_latency_s"] / m.itl_s,
+                         "W/GPU model": r["mean_power_w"], "W/GPU measured": measured_w,
+                         "ratio W": r["mean_power_w"] / measured_w,
+                         "links' time": r["interconnect_time_share"]})
+    return pd.DataFrame(rows)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="gpu")
     ap.add_argument("--strategies", default="fused-bf16")
+    ap.add_argument("--models", default="8b,70b", help=f"of {', '.join(CASES)}")
     args = ap.parse_args()
-    rows = []
-    for batch, joules, itl, watts, out_tokens in MEASURED:
-        w = ServingWorkload(LM_ARENA_CHAT.prompt_tokens, round(out_tokens))
-        for _, r in serve("llama-3.1-8b", [args.target], args.strategies, [batch], w, progress=False).iterrows():
-            rows.append({"batch": batch, "strategy": r["strategy"],
-                         "J/token model": r["energy_per_output_token_j"], "J/token measured": joules,
-                         "ratio J": r["energy_per_output_token_j"] / joules,
-                         "ITL model ms": r["inter_token_latency_s"] * 1e3, "ITL measured ms": itl * 1e3,
-                         "ratio ITL": r["inter_token_latency_s"] / itl,
-                         "power model W": r["mean_power_w"], "power measured W": watts,
-                         "ratio W": r["mean_power_w"] / watts})
-    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3g"))
+    for key in args.models.split(","):
+        case = CASES[key]
+        print(f"\n{case.label} ({args.target}, {args.strategies})\n")
+        print(compare(case, args.target, args.strategies).to_markdown(index=False, floatfmt=".3g"))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,25 @@ def test_serve_over_two_devices_scores_one_device_s_shard(cli, tmp_path):
     assert "devices" in header and "power a device" in header
 
 
+def test_serve_over_two_devices_sends_the_ring_s_bytes_a_token(cli, tmp_path):
+    done = cli("serve", "llama-mini", "--devices", 2, "--target", "gpu", "--strategies", "fused-bf16", "--batch", 8,
+               "--out", tmp_path, "-q")
+    assert done.returncode == 0, done.stderr
+    row = pd.read_csv(tmp_path / "serving.csv").iloc[0]
+    # llama-mini (4 layers, d_model 256, vocabulary 32000) over N = 2, float32 activations and logits, a
+    # prompt of 512 and 390 output tokens: 9 all-reduces of d_model a token, the logits of every position
+    # gathered (llama-mini's LM head runs on all of them); the ring sends 2(N-1)/N and (N-1)/N of them
+    decode = 9 * 1.0 * 256 * 4 + 0.5 * 32000 * 4
+    prefill = (9 * 1.0 * 512 * 256 * 4 + 0.5 * 512 * 32000 * 4) / 390
+    assert row["interconnect_bytes_per_token"] == pytest.approx(decode + prefill)
+    assert 0 < row["interconnect_energy_share"] < row["interconnect_time_share"] < 1
+
+
+def test_a_target_without_links_refuses_devices_in_one_line(cli, tmp_path):
+    done = cli("sweep", "llama-mini", "--devices", 2, "--targets", "cpu", "--no-build", "--quiet", "--out", tmp_path)
+    assert done.returncode == 2 and "has no [interconnect] table" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_a_sweep_over_two_devices_lowers_half_the_weights_on_each(cli, tmp_path):
     constant = {}
     for devices in (1, 2):
