@@ -34,7 +34,15 @@ class DecoderConfig:
     The fields after ``n_ctx`` default to llama-mini's choices; a Hugging Face config sets them
     (:mod:`models.hf_configs`). ``head_dim`` 0 means ``d_model / heads``; ``rope_scaling`` is
     ``()`` or ``(("rope_type", ...), ("factor", ...), ...)`` (hashable); ``sliding_window`` 0 means
-    none; ``qk_norm`` is Qwen3's RMSNorm over each head's queries and keys."""
+    none; ``qk_norm`` is Qwen3's RMSNorm over each head's queries and keys.
+
+    A mixture of experts (``experts`` over 0) replaces each layer's feed-forward by ``experts`` SwiGLU
+    experts of width ``ffn``, of which a router picks ``experts_per_token`` a token (:func:`_experts`):
+    ``routing`` ``softmax-topk`` takes the top k of the softmax over all experts (Mixtral, Qwen3-MoE; their
+    weights renormalised to sum to 1 where ``router_renormalize``), ``topk-softmax`` the softmax over the
+    top k logits (gpt-oss). gpt-oss also has a router bias, expert biases (``mlp_bias``), a clamped SwiGLU
+    (``swiglu_limit``), a learned sink logit per head in each attention softmax (``attention_sinks``) and
+    windows that differ by layer (``layer_windows``, one per layer, 0 for full attention)."""
 
     layers: int
     d_model: int
@@ -54,30 +62,66 @@ class DecoderConfig:
     mlp_bias: bool = False
     qk_norm: bool = False
     sliding_window: int = 0
+    experts: int = 0
+    experts_per_token: int = 0
+    routing: str = "softmax-topk"
+    router_renormalize: bool = True
+    router_bias: bool = False
+    swiglu_limit: float = 0.0
+    attention_sinks: bool = False
+    layer_windows: tuple = ()
 
     @property
     def head_dim(self) -> int:
         return self.head_dim_override or self.d_model // self.heads
 
+    def window(self, layer: int) -> int:
+        """The sliding window of ``layer`` (0: it attends to every position)."""
+        return self.layer_windows[layer] if self.layer_windows else self.sliding_window
+
     def kv_cache_bytes(self, batch: int, tokens: int, bytes_per_element: int = 4) -> int:
         """Bytes of the keys and values of ``tokens`` positions, all layers."""
         return 2 * self.layers * batch * self.kv_heads * tokens * self.head_dim * bytes_per_element
 
-    def layer_parameters(self) -> int:
-        """Parameters of one Llama-family layer: attention and its biases, SwiGLU, the two norms (and
-        Qwen3's per-head q/k norms)."""
+    def _expert_parameters(self) -> int:
+        """One SwiGLU feed-forward (one expert of a mixture) with its biases."""
+        return 3 * self.d_model * self.ffn + (2 * self.ffn + self.d_model if self.mlp_bias else 0)
+
+    def _shared_layer_parameters(self) -> int:
+        """A layer's parameters every token uses: attention with its biases and sinks, the norms (and
+        Qwen3's per-head q/k norms), a mixture's router."""
         q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
         attention = self.d_model * q + 2 * self.d_model * kv + q * self.d_model
         if self.attention_bias:
             attention += q + 2 * kv + self.d_model
-        mlp = 3 * self.d_model * self.ffn + (2 * self.ffn + self.d_model if self.mlp_bias else 0)
-        return attention + mlp + 2 * self.d_model + (2 * self.head_dim if self.qk_norm else 0)
+        attention += self.heads if self.attention_sinks else 0
+        router = self.d_model * self.experts + (self.experts if self.router_bias else 0)
+        return attention + router + 2 * self.d_model + (2 * self.head_dim if self.qk_norm else 0)
+
+    def layer_parameters(self) -> int:
+        """Parameters of one Llama-family layer: attention, its feed-forward (every expert of a mixture),
+        the norms."""
+        return self._shared_layer_parameters() + max(self.experts, 1) * self._expert_parameters()
 
     def parameters(self) -> int:
         """All parameters as Hugging Face counts them: embedding, layers, final norm and an LM head
         unless tied to the embedding."""
         embeddings = self.vocab * self.d_model * (1 if self.tie_embeddings else 2)
         return self.layers * self.layer_parameters() + embeddings + self.d_model
+
+    def active_parameters(self) -> int:
+        """The parameters a token's forward pass multiplies by (:data:`ACTIVE_RULE`): each layer's
+        attention, norms and router and ``experts_per_token`` of its experts, the final norm and the LM
+        head; not the embedding table, of which a token reads one row. A dense model's is its parameters
+        less the embedding (unless tied to the LM head)."""
+        per_layer = self._shared_layer_parameters() + (self.experts_per_token or 1) * self._expert_parameters()
+        return self.layers * per_layer + self.vocab * self.d_model + self.d_model
+
+
+#: What :meth:`DecoderConfig.active_parameters` counts, as the rows and listings state it. Publishers
+#: differ: OpenAI's gpt-oss model card counts the same; Mistral (Mixtral) and Qwen (Qwen3-MoE) count the
+#: embedding table too.
+ACTIVE_RULE = "active: the parameters a token multiplies by (k of E experts, the LM head; not the embedding table)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +162,8 @@ def shard_weight(name: str, full: np.ndarray, cfg: DecoderConfig, shard: Shard) 
     """The slice of the whole model's weight ``name`` that ``shard`` holds (see :class:`Shard`): columns of
     a column-parallel projection (and its bias), rows of a row-parallel one (whose bias only the first
     device adds), rows of the embedding and columns of the LM head (zero-padded to the shard's
-    vocabulary); norms whole."""
+    vocabulary); norms and a mixture's router whole, each expert split as a dense feed-forward is
+    (vLLM's tensor-parallel experts), attention sinks by head."""
     local = sharded_config(cfg, shard.devices)
     i, hd = shard.index, cfg.head_dim
     kv_first = i * cfg.kv_heads // shard.devices if cfg.kv_heads < shard.devices else i * local.kv_heads
@@ -136,8 +181,10 @@ def shard_weight(name: str, full: np.ndarray, cfg: DecoderConfig, shard: Shard) 
         lo, hi = column[part]
         return full[..., lo:hi]
     if part in row:
-        lo, hi = row[part]
-        return full[lo:hi] if kind == "weight" else (full if i == 0 else np.zeros_like(full))
+        lo, hi = row[part]  # an expert's down projection is [experts, ffn, d_model]: rows along ffn
+        return full[..., lo:hi, :] if kind == "weight" else (full if i == 0 else np.zeros_like(full))
+    if kind == "sinks":
+        return full[i * local.heads:(i + 1) * local.heads]
     if name in ("model.embed_tokens.weight", "lm_head.weight"):
         rows = full if name == "model.embed_tokens.weight" else full.T
         padded = np.zeros((local.vocab * shard.devices, rows.shape[1]), rows.dtype)
@@ -154,6 +201,18 @@ ALLGATHER_LOGITS = "tp.allgather.logits"
 
 GPT2 = DecoderConfig(layers=12, d_model=768, heads=12, kv_heads=12, ffn=3072, vocab=50257, n_ctx=1024)
 LLAMA_MINI = DecoderConfig(layers=4, d_model=256, heads=8, kv_heads=2, ffn=768, vocab=32000, n_ctx=2048)
+#: A small mixture of experts as Mixtral routes one: 8 experts of width 384, 2 a token.
+MOE_MINI = DecoderConfig(layers=4, d_model=256, heads=8, kv_heads=2, ffn=384, vocab=32000, n_ctx=2048, name="moe-mini",
+                         architecture="MixtralForCausalLM", experts=8, experts_per_token=2)
+#: A small gpt-oss: sliding-window (64) and full attention alternating, attention sinks, biases, 8 experts
+#: of width 256 (4 a token) behind a biased router, the clamped SwiGLU and YaRN rope scaling.
+GPT_OSS_MINI = DecoderConfig(
+    layers=4, d_model=256, heads=8, kv_heads=2, ffn=256, vocab=32000, n_ctx=2048, name="gpt-oss-mini",
+    architecture="GptOssForCausalLM", head_dim_override=64, rope_theta=150000.0, attention_bias=True, experts=8,
+    experts_per_token=4, routing="topk-softmax", router_bias=True, mlp_bias=True, swiglu_limit=7.0,
+    attention_sinks=True, layer_windows=(64, 0, 64, 0),
+    rope_scaling=(("rope_type", "yarn"), ("beta_fast", 32.0), ("beta_slow", 1.0), ("factor", 32.0),
+                  ("original_max_position_embeddings", 4096.0), ("truncate", False)))
 
 def _io(g: GraphBuilder, cfg: DecoderConfig):
     """Declare the exporter-named inputs and return (input_ids, attention_mask, past keys, past values)."""
@@ -172,10 +231,11 @@ def _outputs(g: GraphBuilder, cfg: DecoderConfig, logits: str, presents: list[tu
                          ["batch", cfg.kv_heads, "total_sequence", cfg.head_dim])
 
 
-def _positions_and_masks(g: GraphBuilder, input_ids: str, attention_mask: str, past_key: str, window: int = 0):
-    """Positions ``past .. past + sequence - 1`` (int64 ``[sequence]``) and the additive attention bias
-    ``[batch, 1, sequence, total]``: causal (a query sees keys up to its own position, and with a sliding
-    ``window`` only the last ``window`` of them, as Mistral's) plus padding."""
+def _positions_and_masks(g: GraphBuilder, input_ids: str, attention_mask: str, past_key: str,
+                         windows: tuple[int, ...] = (0,)) -> tuple[str, dict[int, str]]:
+    """Positions ``past .. past + sequence - 1`` (int64 ``[sequence]``) and, for each of ``windows``, the
+    additive attention bias ``[batch, 1, sequence, total]``: causal (a query sees keys up to its own
+    position, and with a sliding window only the last ``window`` of them, as Mistral's) plus padding."""
     i64 = lambda name, v: g.const(name, v, np.int64)  # noqa: E731
     seq = g.node("Gather", [g.node("Shape", [input_ids], "shape.input_ids"), i64("index.1", 1)], "sequence_length")
     past = g.node("Gather", [g.node("Shape", [past_key], "shape.past"), i64("index.2", 2)], "past_length")
@@ -183,17 +243,23 @@ def _positions_and_masks(g: GraphBuilder, input_ids: str, attention_mask: str, p
     positions = g.node("Range", [past, total, i64("one.i64", 1)], "positions")
     keys = g.node("Range", [i64("zero.i64", 0), total, i64("one.i64", 1)], "key_positions")
     q = g.node("Unsqueeze", [positions, i64("axes.1", [1])], "positions.column")  # [S, 1]
-    visible = g.node("LessOrEqual", [keys, q], "causal.visible")  # [S, T]
-    if window:
-        recent = g.node("Greater", [keys, g.node("Sub", [q, i64("window", window)], "window.start")], "window.visible")
-        visible = g.node("And", [visible, recent], "causal.window.visible")
+    causal_visible = g.node("LessOrEqual", [keys, q], "causal.visible")  # [S, T]
     neg = g.const("mask.min", -1e4)
-    causal = g.node("Where", [visible, g.const("mask.zero", 0.0), neg], "causal.bias")
     pad = g.node("Cast", [attention_mask], "attention_mask.float", to=TensorProto.FLOAT)
     pad = g.node("Mul", [g.node("Sub", [g.const("mask.one", 1.0), pad], "attention_mask.inverted"), neg],
                  "attention_mask.bias")
     pad = g.node("Unsqueeze", [pad, i64("axes.1.2", [1, 2])], "attention_mask.bias4")  # [B, 1, 1, T]
-    return positions, g.node("Add", [causal, pad], "attention.bias")
+    biases = {}
+    for window in sorted(set(windows)):
+        at = f".window{window}" if window else ""
+        visible = causal_visible
+        if window:
+            recent = g.node("Greater", [keys, g.node("Sub", [q, i64(f"window{window}", window)], f"window{window}.start")],
+                            f"window{window}.visible")
+            visible = g.node("And", [visible, recent], f"causal{at}.visible")
+        causal = g.node("Where", [visible, g.const("mask.zero", 0.0), neg], f"causal{at}.bias")
+        biases[window] = g.node("Add", [causal, pad], f"attention{at}.bias")
+    return positions, biases
 
 
 def _heads(g: GraphBuilder, x: str, name: str, heads: int, head_dim: int) -> str:
@@ -202,10 +268,14 @@ def _heads(g: GraphBuilder, x: str, name: str, heads: int, head_dim: int) -> str
     return g.node("Transpose", [g.node("Reshape", [x, shape], f"{name}.reshape")], f"{name}.transpose", perm=[0, 2, 1, 3])
 
 
-def _attend(g: GraphBuilder, p: str, q: str, k_all: str, v_all: str, bias: str, cfg: DecoderConfig) -> str:
+def _attend(g: GraphBuilder, p: str, q: str, k_all: str, v_all: str, bias: str, cfg: DecoderConfig,
+            sinks: str | None = None) -> str:
     """softmax(q k^T / sqrt(d) + bias) v over all heads, merged back to [B, S, d_model]. With fewer
     key/value heads than query heads (grouped-query attention) the query heads are grouped
-    ``[B, kv_heads, heads / kv_heads, S, D]`` and the cache broadcast over each group by the MatMuls."""
+    ``[B, kv_heads, heads / kv_heads, S, D]`` and the cache broadcast over each group by the MatMuls.
+    ``sinks`` (``[heads]``, gpt-oss) adds each head's learned logit to the softmax's denominator only:
+    ``exp(s_i - m) / (sum_j exp(s_j - m) + exp(sink - m))``, ``m`` the larger of the row's maximum and
+    the sink."""
     scale = g.const(f"attention.scale{cfg.head_dim}", 1.0 / math.sqrt(cfg.head_dim))
     if cfg.kv_heads != cfg.heads:
         groups = cfg.heads // cfg.kv_heads
@@ -220,7 +290,18 @@ def _attend(g: GraphBuilder, p: str, q: str, k_all: str, v_all: str, bias: str, 
         perm = [0, 1, 3, 2]
     kt = g.node("Transpose", [k_all], f"{p}.key.t", perm=perm)
     s = g.node("Mul", [g.node("MatMul", [q, kt], f"{p}.scores"), scale], f"{p}.scaled")
-    s = g.node("Softmax", [g.node("Add", [s, bias], f"{p}.biased")], f"{p}.softmax", axis=-1)
+    s = g.node("Add", [s, bias], f"{p}.biased")
+    if sinks is None:
+        s = g.node("Softmax", [s], f"{p}.softmax", axis=-1)
+    else:
+        groups = [cfg.kv_heads, cfg.heads // cfg.kv_heads] if cfg.kv_heads != cfg.heads else [cfg.heads]
+        sink = g.node("Reshape", [sinks, g.const(f"shape.sinks{'x'.join(map(str, groups))}", [1, *groups, 1, 1], np.int64)],
+                      f"{p}.sinks.heads")
+        top = g.node("Max", [g.node("ReduceMax", [s], f"{p}.row_max", axes=[-1], keepdims=1), sink], f"{p}.max")
+        e = g.node("Exp", [g.node("Sub", [s, top], f"{p}.shifted")], f"{p}.exp")
+        denom = g.node("Add", [g.node("ReduceSum", [e, g.const("axes.last", [-1], np.int64)], f"{p}.exp_sum", keepdims=1),
+                               g.node("Exp", [g.node("Sub", [sink, top], f"{p}.sink.shifted")], f"{p}.sink.exp")], f"{p}.denominator")
+        s = g.node("Div", [e, denom], f"{p}.softmax")
     c = g.node("MatMul", [s, v_all], f"{p}.context")
     if cfg.kv_heads != cfg.heads:
         c = g.node("Reshape", [c, g.const(f"shape.heads{cfg.heads}.back", [0, cfg.heads, -1, cfg.head_dim], np.int64)],
@@ -242,7 +323,8 @@ def build_gpt2(seed: int = 124, cfg: DecoderConfig = GPT2) -> onnx.ModelProto:
     ids, mask, past_k, past_v = _io(g, cfg)
     wte = g.init("transformer.wte.weight", g.normal((cfg.vocab, cfg.d_model), 0.02))
     wpe = g.init("transformer.wpe.weight", g.normal((cfg.n_ctx, cfg.d_model), 0.01))
-    positions, bias = _positions_and_masks(g, ids, mask, past_k[0])
+    positions, biases = _positions_and_masks(g, ids, mask, past_k[0])
+    bias = biases[0]
     h = g.node("Add", [g.node("Gather", [wte, ids], "transformer.wte"), g.node("Gather", [wpe, positions], "transformer.wpe")],
                "transformer.embed")
 
@@ -292,8 +374,8 @@ def build_gpt2(seed: int = 124, cfg: DecoderConfig = GPT2) -> onnx.ModelProto:
 
 def rope_inverse_frequencies(cfg: DecoderConfig) -> np.ndarray:
     """Rotary inverse frequencies ``theta^(-2i / head_dim)``, rescaled as the config's ``rope_scaling``
-    says (Hugging Face's ``_compute_llama3_parameters`` for ``llama3``; ``linear`` divides by the
-    factor)."""
+    says (Hugging Face's ``_compute_llama3_parameters`` for ``llama3``, ``_compute_yarn_parameters`` for
+    ``yarn``; ``linear`` divides by the factor)."""
     inv = 1.0 / (cfg.rope_theta ** (np.arange(0, cfg.head_dim, 2, dtype=np.float64) / cfg.head_dim))
     scaling = dict(cfg.rope_scaling)
     kind = scaling.get("rope_type", "default")
@@ -307,7 +389,28 @@ def rope_inverse_frequencies(cfg: DecoderConfig) -> np.ndarray:
         smooth = (old / wavelen - low) / (high - low)
         medium = (wavelen >= old / high) & (wavelen <= old / low)
         return np.where(medium, (1 - smooth) * scaled / factor + smooth * scaled, scaled)
+    if kind == "yarn":  # Peng et al. 2023, "YaRN": interpolate the slow dimensions, keep the fast ones
+        dim, base, factor = cfg.head_dim, cfg.rope_theta, scaling["factor"]
+        old = scaling["original_max_position_embeddings"]
+
+        def correction(rotations):
+            return dim * math.log(old / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+        low, high = correction(scaling["beta_fast"]), correction(scaling["beta_slow"])
+        if scaling.get("truncate", True):
+            low, high = math.floor(low), math.ceil(high)
+        low, high = max(low, 0), min(high, dim - 1)
+        ramp = np.clip((np.arange(dim // 2) - low) / ((high - low) or 0.001), 0, 1)
+        return inv / factor * ramp + inv * (1 - ramp)
     return inv
+
+
+def rope_attention_factor(cfg: DecoderConfig) -> float:
+    """The factor YaRN scales the rotary cos and sin by (``0.1 ln(factor) + 1``); 1 for other scalings."""
+    scaling = dict(cfg.rope_scaling)
+    if scaling.get("rope_type") != "yarn" or scaling["factor"] <= 1:
+        return 1.0
+    return 0.1 * math.log(scaling["factor"]) + 1.0
 
 
 def build_llama(seed: int = 7, cfg: DecoderConfig = LLAMA_MINI, layer_ids: tuple[int, ...] | None = None,
@@ -359,8 +462,56 @@ def build_llama(seed: int = 7, cfg: DecoderConfig = LLAMA_MINI, layer_ids: tuple
             return y
         return g.node("Add", [y, weight(f"{name}.bias", (fout,), lambda: g.normal((fout,), 0.02))], f"{name}.add")
 
+    def experts(m: str, p: str) -> str:
+        """A mixture of experts on ``m`` ``[B, S, d_model]`` (see :class:`DecoderConfig`): the router's top
+        k experts a token, their weights gathered by the router's indices and only those computed, their
+        outputs summed by the routing weights."""
+        e, k, d, f = cfg.experts, cfg.experts_per_token, cfg.d_model, cfg.ffn
+        i64 = lambda name, v: g.const(name, v, np.int64)  # noqa: E731
+        tokens = g.node("Reshape", [m, i64(f"shape.tokens{d}", [-1, d])], f"{p}.tokens")  # [T, d]
+        logits = dense(tokens, f"{p}.router", d, e, cfg.router_bias)  # [T, E]
+        kk = i64(f"topk.{k}", [k])
+        if cfg.routing == "topk-softmax":  # gpt-oss: the softmax over the k largest logits
+            top, index = f"{p}.router.top", f"{p}.router.top:1"
+            g.node("TopK", [logits, kk], top, n_outputs=2, axis=-1)
+            routed = g.node("Softmax", [top], f"{p}.router.weights", axis=-1)
+        else:  # Mixtral, Qwen3-MoE: the k largest of the softmax over every expert
+            top, index = f"{p}.router.top", f"{p}.router.top:1"
+            g.node("TopK", [g.node("Softmax", [logits], f"{p}.router.softmax", axis=-1), kk], top, n_outputs=2, axis=-1)
+            routed = (g.node("Div", [top, g.node("ReduceSum", [top, g.const("axes.last", [-1], np.int64)], f"{p}.router.sum",
+                                                 keepdims=1)], f"{p}.router.weights") if cfg.router_renormalize else top)
+        row = g.node("Reshape", [tokens, i64(f"shape.row{d}", [-1, 1, 1, d])], f"{p}.tokens.row")  # [T, 1, 1, d]
+
+        def routed_dense(x: str, name: str, fin: int, fout: int) -> str:
+            w = weight(f"{name}.weight", (e, fin, fout), lambda: g.normal((e, fin, fout), 1.0 / math.sqrt(fin)))
+            y = g.node("MatMul", [x, g.node("Gather", [w, index], f"{name}.routed", axis=0)], f"{name}.matmul")  # [T, k, 1, fout]
+            if not cfg.mlp_bias:
+                return y
+            b = weight(f"{name}.bias", (e, fout), lambda: g.normal((e, fout), 0.02))
+            b = g.node("Unsqueeze", [g.node("Gather", [b, index], f"{name}.bias.routed", axis=0), i64("axes.2", [2])],
+                       f"{name}.bias.row")
+            return g.node("Add", [y, b], f"{name}.add")
+
+        gate, up = routed_dense(row, f"{p}.experts.gate_proj", d, f), routed_dense(row, f"{p}.experts.up_proj", d, f)
+        if cfg.swiglu_limit:  # gpt-oss: clamped, gate * sigmoid(1.702 gate) * (up + 1)
+            limit = cfg.swiglu_limit
+            gate = g.node("Min", [gate, g.const(f"swiglu.limit{limit}", limit)], f"{p}.experts.gate.clamped")
+            up = g.node("Clip", [up, g.const(f"swiglu.low{limit}", -limit), g.const(f"swiglu.limit{limit}", limit)],
+                        f"{p}.experts.up.clamped")
+            act = g.node("Mul", [gate, g.node("Sigmoid", [g.node("Mul", [gate, g.const("swiglu.alpha", 1.702)], f"{p}.experts.gate.scaled")],
+                                              f"{p}.experts.sigmoid")], f"{p}.experts.glu")
+            hidden = g.node("Mul", [g.node("Add", [up, g.const("one.f32", 1.0)], f"{p}.experts.up.plus1"), act], f"{p}.experts.swiglu")
+        else:
+            act = g.node("Mul", [gate, g.node("Sigmoid", [gate], f"{p}.experts.sigmoid")], f"{p}.experts.silu")
+            hidden = g.node("Mul", [act, up], f"{p}.experts.swiglu")
+        out = routed_dense(hidden, f"{p}.experts.down_proj", f, d)  # [T, k, 1, d]
+        scale = g.node("Unsqueeze", [routed, i64("axes.2.3", [2, 3])], f"{p}.router.weights4")  # [T, k, 1, 1]
+        summed = g.node("ReduceSum", [g.node("Mul", [out, scale], f"{p}.experts.weighted"), i64("axes.1", [1])],
+                        f"{p}.experts.sum", keepdims=0)  # [T, 1, d]
+        return g.node("Reshape", [summed, g.node("Shape", [m], f"{p}.shape")], f"{p}.experts.out")
+
     embed = weight("model.embed_tokens.weight", (cfg.vocab, cfg.d_model), lambda: g.normal((cfg.vocab, cfg.d_model), 0.02))
-    positions, bias = _positions_and_masks(g, ids, mask, past[layer_ids[0]][0], cfg.sliding_window)
+    positions, biases = _positions_and_masks(g, ids, mask, past[layer_ids[0]][0], tuple(cfg.window(i) for i in layer_ids))
     # rotary angles from the positions: angle(pos, i) = pos * inv_freq[i], repeated over the two halves
     inv = g.const("rotary.inv_freq", rope_inverse_frequencies(cfg).reshape(1, -1))
     pos = g.node("Cast", [g.node("Unsqueeze", [positions, g.const("axes.1", [1], np.int64)], "rotary.positions")],
@@ -368,6 +519,9 @@ def build_llama(seed: int = 7, cfg: DecoderConfig = LLAMA_MINI, layer_ids: tuple
     ang = g.node("Mul", [pos, inv], "rotary.angles.half")
     ang = g.node("Concat", [ang, ang], "rotary.angles", axis=-1)
     cos, sin = g.node("Cos", [ang], "rotary.cos"), g.node("Sin", [ang], "rotary.sin")
+    if rope_attention_factor(cfg) != 1.0:
+        factor = g.const("rotary.attention_factor", rope_attention_factor(cfg))
+        cos, sin = g.node("Mul", [cos, factor], "rotary.cos.scaled"), g.node("Mul", [sin, factor], "rotary.sin.scaled")
     half = cfg.head_dim // 2
 
     def rms(x, name, width):
@@ -415,14 +569,18 @@ def build_llama(seed: int = 7, cfg: DecoderConfig = LLAMA_MINI, layer_ids: tuple
         k_all = g.node("Concat", [past[i][0], k], f"{p}.self_attn.key.cache", axis=2)
         v_all = g.node("Concat", [past[i][1], v], f"{p}.self_attn.value.cache", axis=2)
         presents.append((i, k_all, v_all))
-        c = _attend(g, f"{p}.self_attn", q, k_all, v_all, bias, cfg)
+        sinks = weight(f"{p}.self_attn.sinks", (cfg.heads,), lambda: g.normal((cfg.heads,), 1.0)) if cfg.attention_sinks else None
+        c = _attend(g, f"{p}.self_attn", q, k_all, v_all, biases[cfg.window(i)], cfg, sinks)
         attended = all_reduce(dense(c, f"{p}.self_attn.o_proj", q_dim, cfg.d_model, cfg.attention_bias), f"{i}.attn")
         x = g.node("Add", [x, attended], f"{p}.attn.residual")
         m = rms(x, f"{p}.post_attention_layernorm", cfg.d_model)
-        gate = dense(m, f"{p}.mlp.gate_proj", cfg.d_model, cfg.ffn, cfg.mlp_bias)
-        up = dense(m, f"{p}.mlp.up_proj", cfg.d_model, cfg.ffn, cfg.mlp_bias)
-        silu = g.node("Mul", [gate, g.node("Sigmoid", [gate], f"{p}.mlp.sigmoid")], f"{p}.mlp.silu")
-        down = dense(g.node("Mul", [silu, up], f"{p}.mlp.swiglu"), f"{p}.mlp.down_proj", cfg.ffn, cfg.d_model, cfg.mlp_bias)
+        if cfg.experts:
+            down = experts(m, f"{p}.mlp")
+        else:
+            gate = dense(m, f"{p}.mlp.gate_proj", cfg.d_model, cfg.ffn, cfg.mlp_bias)
+            up = dense(m, f"{p}.mlp.up_proj", cfg.d_model, cfg.ffn, cfg.mlp_bias)
+            silu = g.node("Mul", [gate, g.node("Sigmoid", [gate], f"{p}.mlp.sigmoid")], f"{p}.mlp.silu")
+            down = dense(g.node("Mul", [silu, up], f"{p}.mlp.swiglu"), f"{p}.mlp.down_proj", cfg.ffn, cfg.d_model, cfg.mlp_bias)
         h = g.node("Add", [x, all_reduce(down, f"{i}.mlp")], f"{p}.mlp.residual")
     if last_token_logits:  # the sampler needs each sequence's last position only
         h = g.node("Slice", [h, g.const("last.start", [-1], np.int64), g.const("last.end", [2**62], np.int64),

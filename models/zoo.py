@@ -145,6 +145,27 @@ _DECODERS: tuple[ModelInfo, ...] = (
         decoder=_dec.LLAMA_MINI,
         parameters=_dec.LLAMA_MINI.parameters(),
     ),
+    ModelInfo(
+        name="moe-mini",
+        description="Mixtral-style mixture of experts: llama-mini's attention, 8 SwiGLU experts of 384 a layer, 2 a token, 4 layers",
+        inputs=_decoder_inputs(_dec.MOE_MINI),
+        published_macs=None,
+        macs_source="no published figure (a small mixture of experts sized for this machine); use count_macs at a phase",
+        build=functools.partial(_dec.build_llama, cfg=_dec.MOE_MINI),
+        decoder=_dec.MOE_MINI,
+        parameters=_dec.MOE_MINI.parameters(),
+    ),
+    ModelInfo(
+        name="gpt-oss-mini",
+        description=("gpt-oss-style mixture of experts: sliding-window and full attention alternating, attention sinks, "
+                     "biases, 8 experts of 256 (4 a token), clamped SwiGLU, YaRN; 4 layers, d_model 256"),
+        inputs=_decoder_inputs(_dec.GPT_OSS_MINI),
+        published_macs=None,
+        macs_source="no published figure (a small gpt-oss-shaped model sized for this machine); use count_macs at a phase",
+        build=functools.partial(_dec.build_llama, cfg=_dec.GPT_OSS_MINI),
+        decoder=_dec.GPT_OSS_MINI,
+        parameters=_dec.GPT_OSS_MINI.parameters(),
+    ),
 )
 
 

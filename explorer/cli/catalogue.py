@@ -14,12 +14,15 @@ def add_parser(sub) -> None:
 
 def models(args) -> int:
     import models as zoo
+    from models.decoders import ACTIVE_RULE
 
     rows = [{"name": m.name, "inputs": " ".join(f"{n}:{','.join(map(str, s))}" for n, s in m.inputs),
              "published GMAC": "" if m.published_macs is None else f"{m.published_macs / 1e9:.3g}",
              "parameters (B)": "" if m.parameters is None else f"{m.parameters / 1e9:.2f}",
+             "active (B)": "" if m.decoder is None or not m.decoder.experts else f"{m.decoder.active_parameters() / 1e9:.2f}",
              "description": m.description} for m in zoo.list_models()]
     print(pd.DataFrame(rows).to_string(index=False))
+    print(f"\n{ACTIVE_RULE}")
     return 0
 
 

@@ -37,6 +37,7 @@ from tvm.s_tir import dlight as dl
 from tvm.s_tir.dlight.base import ScheduleRule
 
 from explorer.core.strategies import WEIGHT_ONLY, Strategy
+from explorer.tvm.passes.experts import routed_experts
 from explorer.tvm.passes.fused_attention import fused_attention
 from explorer.tvm.passes.fusion_groups import record_fusion_groups
 from explorer.tvm.passes.matmul_weights import pad_matmul_columns, weights_along_k
@@ -91,7 +92,8 @@ def _legalize(ctx: PipelineContext) -> list:
     attention = [fused_attention()] if ctx.strategy.fusion == "tvm" else []
     layout = ([pad_matmul_columns, packed_float_weights] if ctx.lowering == "generic" else
               [*attention, weights_along_k(ctx.weights), relax.transform.FuseTransposeMatmul()])
-    return [*layout, relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
+    experts = routed_experts(ctx.weights, along_k=ctx.lowering != "generic")
+    return [experts, *layout, relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
             relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), fold(ctx)]
 
 

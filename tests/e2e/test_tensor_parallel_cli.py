@@ -56,3 +56,17 @@ def test_a_sweep_over_two_devices_lowers_half_the_weights_on_each(cli, tmp_path)
 def test_a_model_that_cannot_be_split_is_one_line_and_exit_2(cli, model, devices, message):
     done = cli("sweep", model, "--devices", devices, "--targets", "gpu", "--no-build", "--quiet")
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_llama_70b_over_four_devices_sends_the_stated_bytes_a_token(cli, tmp_path):
+    done = cli("serve", "llama-3.1-70b", "--devices", 4, "--target", "gpu", "--strategies", "fused-bf16", "--batch", 8,
+               "--out", tmp_path, "-q")
+    assert done.returncode == 0, done.stderr
+    row = pd.read_csv(tmp_path / "serving.csv").iloc[0]
+    # docs/guide/decoders.md, "The interconnect": 80 layers, d_model 8192, vocabulary 128256, float32
+    # activations and logits, the LM head on the last position; prompt 512, 390 output tokens
+    layers, d, vocab, n, p, o = 80, 8192, 128256, 4, 512, 390
+    decode = (2 * layers + 1) * 2 * (n - 1) / n * d * 4 + (n - 1) / n * vocab * 4
+    prefill = ((2 * layers + 1) * 2 * (n - 1) / n * p * d * 4 + (n - 1) / n * vocab * 4) / o
+    assert row["interconnect_bytes_per_token"] == pytest.approx(decode + prefill)  # 18,688,195 B

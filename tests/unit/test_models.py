@@ -28,8 +28,9 @@ def built() -> dict[str, onnx.ModelProto]:
     return {name: get_model(name).build() for name in NAMES}
 
 
-DECODERS = ["gpt2", "llama-mini"]
-CONFIGS = ["llama-2-70b", "llama-3.1-405b", "llama-3.1-70b", "llama-3.1-8b", "qwen3-32b", "qwen3-8b"]
+DECODERS = ["gpt2", "llama-mini", "moe-mini", "gpt-oss-mini"]
+CONFIGS = ["gpt-oss-120b", "gpt-oss-20b", "llama-2-70b", "llama-3.1-405b", "llama-3.1-70b", "llama-3.1-8b", "mixtral-8x7b",
+           "qwen3-30b-a3b", "qwen3-32b", "qwen3-8b"]
 
 
 def _replace_build(info, calls, real_build):

@@ -1,0 +1,144 @@
+"""A mixture of experts as deployments compute it: the router's top k, and only the routed experts.
+
+The graph (:func:`models.decoders.build_llama`) gathers the routed experts' weights by the router's
+indices (``Gather(W[E, K, N], index[T, k])``) and multiplies each token by its own. Imported as is,
+TVM would copy every routed expert's whole matrix for every token (``take`` is its own kernel: ``T k``
+matrices written and read again), and it has no lowering of ``R.topk`` but a call to a sorting library.
+Two rewrites give the kernels a serving engine runs instead:
+
+- :func:`top_k_selection`: ``R.topk`` over the last axis (largest, values and indices) becomes a
+  kernel that ranks each row's elements (an element's rank is the count of those larger, or equal and
+  before it: ONNX's order for ties) and picks the first ``k`` ranks; ``E^2`` comparisons a token, a few
+  thousand for 128 experts, next to the experts' millions of multiply-adds;
+- :func:`routed_matmuls`: ``matmul(x, take(W, index))`` (with the casts a precision strategy put on
+  either) becomes one kernel that reads each token's routed experts' weights where they are,
+  ``out[t, j, n] = sum_r x[t, j, r] W[index[t, j], r, n]``: the weight stays a weight (its cast folds
+  into the stored parameter), ``[E, N, K]`` on GPUs (each output's weights along K, as
+  :func:`~explorer.tvm.passes.matmul_weights.weights_along_k` keeps dense ones) and ``[E, K, N]`` on CPUs.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax, te, tirx
+from tvm.ir.expr import Constant
+from tvm.relax import Var
+
+from explorer.tvm.passes.rewriting import rewritten
+from explorer.tvm.relax_ir import name_of
+
+
+def _op(expr, name: str) -> bool:
+    return isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == name
+
+
+def top_k_kernel(x: te.Tensor, k: int, index_dtype: str) -> tuple[te.Tensor, te.Tensor]:
+    """``(values, indices)`` of the ``k`` largest of each row of ``x`` ``[rows, n]``, largest first, ties
+    in index order (ONNX ``TopK``'s)."""
+    rows, n = x.shape
+    other = te.reduce_axis((0, n), "other")
+    rank = te.compute((rows, n), lambda t, e: te.sum(
+        tirx.Select(tirx.any(x[t, other] > x[t, e], tirx.all(x[t, other] == x[t, e], other < e)), 1, 0), axis=other),
+        name="top_k_rank")
+    pick = te.reduce_axis((0, n), "pick")
+    values = te.compute((rows, k), lambda t, j: te.sum(
+        tirx.Select(rank[t, pick] == j, x[t, pick], tirx.const(0, x.dtype)), axis=pick), name="top_k_values")
+    pick2 = te.reduce_axis((0, n), "pick")
+    indices = te.compute((rows, k), lambda t, j: te.sum(
+        tirx.Select(rank[t, pick2] == j, pick2.astype(index_dtype), tirx.const(0, index_dtype)), axis=pick2),
+        name="top_k_indices")
+    return values, indices
+
+
+def routed_matmul_kernel(x: te.Tensor, weight: te.Tensor, index: te.Tensor, along_k: bool, out_dtype: str) -> te.Tensor:
+    """``out[t, j, 0, n] = sum_r x[t, j or 0, 0, r] * weight[index[t, j], r, n]`` (``weight[e, n, r]`` when
+    ``along_k``): each token by its routed experts' weights, ``x`` ``[T, 1 or k, 1, K]``."""
+    tokens, per_token, _, depth = x.shape
+    k = index.shape[1]
+    columns = weight.shape[1] if along_k else weight.shape[2]
+    shared = int(per_token) == 1
+    r = te.reduce_axis((0, depth), "r")
+
+    def body(t, j, z, n):
+        expert = index[t, j]
+        w = weight[expert, n, r] if along_k else weight[expert, r, n]
+        return te.sum(x[t, 0 if shared else j, z, r].astype(out_dtype) * w.astype(out_dtype), axis=r)
+
+    return te.compute((tokens, k, 1, columns), body, name="routed_matmul")
+
+
+@relax.expr_functor.mutator
+class _ExpertsRewriter(relax.PyExprMutator):
+    def __init__(self, mod: tvm.IRModule, weights: frozenset[str], along_k: bool):
+        super().__init__(mod)
+        self.weights, self.along_k = weights, along_k
+
+    def _bound(self, expr):
+        while isinstance(expr, Var):
+            value = self.lookup_binding(expr)
+            if value is None:
+                return expr
+            expr = value
+        return expr
+
+    def _weight(self, expr) -> bool:
+        return isinstance(expr, Constant) or (isinstance(expr, Var) and name_of(expr) in self.weights)
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        if _op(call, "relax.topk"):
+            return self._top_k(call)
+        if _op(call, "relax.matmul"):
+            return self._routed(call)
+        return call
+
+    def _top_k(self, call):
+        a = call.attrs
+        x = call.args[0]
+        shape = [int(d) for d in x.ty.shape.values] if x.ty.shape is not None else None
+        if (shape is None or str(a.ret_type) != "both" or not bool(a.largest)
+                or int(a.axis) not in (-1, len(shape) - 1) or not 0 < int(a.k) <= shape[-1]):
+            return call
+        rows = 1
+        for d in shape[:-1]:
+            rows *= d
+        flat = self.builder_.emit(relax.op.reshape(x, [rows, shape[-1]]))
+        pair = self.builder_.emit_te(top_k_kernel, flat, int(a.k), str(a.dtype), primfunc_name_hint="top_k")
+        out = [*shape[:-1], int(a.k)]
+        return relax.Tuple([relax.op.reshape(relax.TupleGetItem(pair, i), out) for i in range(2)])
+
+    def _routed(self, call):
+        x, b = call.args
+        dtype = str(call.args[1].ty.dtype)
+        bound = self._bound(b)
+        while _op(bound, "relax.astype"):
+            bound = self._bound(bound.args[0])
+        if not _op(bound, "relax.take") or int(bound.attrs.axis) != 0:
+            return call
+        weight, index = bound.args
+        base = self._bound(weight) if isinstance(weight, Var) and not self._weight(weight) else weight
+        while _op(base, "relax.astype"):
+            base = base.args[0] if self._weight(base.args[0]) else self._bound(base.args[0])
+        if not self._weight(base) or len(base.ty.shape.values) != 3 or len(index.ty.shape.values) != 2:
+            return call
+        xs = x.ty.shape.values
+        if len(xs) != 4 or int(xs[2]) != 1 or int(xs[1]) not in (1, int(index.ty.shape.values[1])):
+            return call
+        stored = base if str(base.ty.dtype) == dtype else relax.op.astype(base, dtype)
+        if self.along_k:
+            stored = relax.op.permute_dims(stored, [0, 2, 1])  # folded into an [E, N, K] weight
+        stored = self.builder_.emit(stored)
+        out_dtype = str(call.ty.dtype)
+        return self.builder_.emit_te(routed_matmul_kernel, x, stored, index, self.along_k, out_dtype,
+                                     primfunc_name_hint="routed_matmul")
+
+
+def routed_experts(weights: frozenset[str] = frozenset(), along_k: bool = False) -> tvm.transform.Pass:
+    """The two rewrites of the module docstring; ``weights`` names the weight parameters of ``main`` (a
+    decoder built from its config), ``along_k`` keeps expert weights ``[E, N, K]`` (GPU lowerings)."""
+
+    @tvm.transform.module_pass(opt_level=0, name="explorer.RoutedExperts")
+    def apply(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        return rewritten(_ExpertsRewriter(mod, weights, along_k), mod)
+
+    return apply
