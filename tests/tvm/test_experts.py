@@ -1,0 +1,63 @@
+"""A mixture of experts in TVM (explorer.tvm.passes.experts): the top-k kernel against numpy, and a
+compiled mixture that reads its routed experts' weights where they are, nothing more."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+from tvm import te
+
+from explorer.core.strategies import get_strategy
+from explorer.model.phases import Phase
+from explorer.model.prepare import prepare
+from explorer.tvm import codegen
+from explorer.tvm.compile import compile_variant
+from explorer.tvm.llvm_host import host_llvm_cpu
+from explorer.tvm.passes.experts import top_k_kernel
+from explorer.tvm.tir.walker import analyse_module
+from explorer.workload.table import workload_table
+from models.decoders import MOE_MINI
+
+
+def test_top_k_picks_the_largest_first_and_ties_in_index_order():
+    x = te.placeholder((3, 6), "float32", name="x")
+    values, indices = top_k_kernel(x, 3, "int64")
+    func = te.create_prim_func([x, values, indices])
+    lib = tvm.compile(tvm.IRModule({"main": func}), target="llvm")
+    data = np.array([[0.1, 0.9, 0.3, 0.9, -1.0, 0.5],
+                     [2.0, 2.0, 2.0, 1.0, 0.0, 2.0],
+                     [-3.0, -1.0, -2.0, -5.0, -4.0, -6.0]], "float32")
+    out_v, out_i = tvm.runtime.empty((3, 3), "float32"), tvm.runtime.empty((3, 3), "int64")
+    lib["main"](tvm.runtime.tensor(data), out_v, out_i)
+    # ONNX TopK: largest first, and of equal values the lower index first
+    np.testing.assert_array_equal(out_i.numpy(), [[1, 3, 5], [0, 1, 2], [1, 2, 0]])
+    np.testing.assert_array_equal(out_v.numpy(), np.take_along_axis(data, out_i.numpy(), axis=1))
+
+
+@pytest.fixture(scope="module")
+def one_token():
+    """moe-mini at a decode step of one sequence, compiled for this CPU (fused)."""
+    model = prepare("moe-mini", phase=Phase("decode", 16), batch=1)
+    compiled = compile_variant(str(model.path), model.sha256, get_strategy("fused"), "generic",
+                               codegen.llvm_target(host_llvm_cpu()), build=False)
+    return compiled, workload_table(compiled.calls, analyse_module(compiled.tir))
+
+
+def test_no_kernel_copies_an_expert_s_weights(one_token):
+    compiled, _ = one_token
+    expert_matrix = MOE_MINI.d_model * MOE_MINI.ffn
+    for call in compiled.calls:
+        written = [t for t in call.args[call.n_inputs:]]
+        # a take of the stacked experts would write [tokens, k, d_model, ffn]
+        assert all(np.prod(t.shape) < expert_matrix for t in written), call.kernel
+
+
+def test_a_token_reads_only_its_k_experts_weights(one_token):
+    _, table = one_token
+    routed = table[table["kernel"].str.contains("routed_matmul")]
+    assert len(routed) == 3 * MOE_MINI.layers  # gate, up and down a layer
+    one_expert = MOE_MINI.d_model * MOE_MINI.ffn * 4
+    # one token routed to 2 of 8 experts: two experts' float32 weights a product
+    assert set(routed["weight_bytes"]) == {2 * one_expert}
+    assert (routed["macs"] == 2 * MOE_MINI.d_model * MOE_MINI.ffn).all()
