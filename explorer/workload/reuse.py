@@ -18,7 +18,10 @@ buffer that an earlier kernel left in the cache.
 
 Index expressions are given as strides per loop (``Site.terms``); an index that is not affine in
 the loops (``Site.affine`` false) is taken to touch every combination of the loops it uses,
-contiguously.
+contiguously. A *gathered* site (``Site.gathered``) reads rows of a table that another tensor's values
+choose, each group of choices taking ``choices`` distinct rows of ``rows`` (a mixture's router picks k of
+E experts a token): its footprint is the expected number of distinct rows its iterations touch under
+uniform choices (:func:`distinct_rows`) times one row's footprint.
 """
 
 from __future__ import annotations
@@ -45,6 +48,33 @@ class Loop:
     spread: bool = False
 
 
+def distinct_rows(rows: int, choices: int, groups: float) -> float:
+    """The expected number of distinct rows of ``rows`` that ``groups`` groups of ``choices`` distinct,
+    uniformly chosen rows touch: ``rows (1 - (1 - choices / rows)^groups)`` (each row is missed by a group
+    with probability ``1 - choices / rows``, independently). A decode step of batch B over a mixture of
+    E experts, k a token, reads E(1 - (1 - k/E)^B) experts' weights a layer."""
+    if rows <= 0 or choices <= 0 or groups <= 0:
+        return 0.0
+    return rows * (1.0 - (1.0 - min(choices, rows) / rows) ** groups)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gathered:
+    """What makes a site gathered (see the module docstring): the table's rows, the rows one group
+    chooses, the choices the whole kernel makes, and the loops whose iterations make them."""
+
+    rows: int
+    choices: int
+    total_choices: int
+    loops: tuple[int, ...]
+
+    def expected_rows(self, draws: float) -> float:
+        """Distinct rows ``draws`` of the kernel's choices touch (fewer than a group: all distinct)."""
+        if draws <= self.choices:
+            return min(draws, self.rows)
+        return distinct_rows(self.rows, self.choices, draws / self.choices)
+
+
 @dataclasses.dataclass(frozen=True)
 class Site:
     """One load or store site: which buffer, under which loops, with what strides."""
@@ -56,6 +86,7 @@ class Site:
     terms: tuple[tuple[int, int], ...]    # (loop id, stride in elements) for loops in the index
     offset: int | None = 0                # constant part of the index in elements (None: unknown)
     affine: bool = True
+    gathered: Gathered | None = None      # rows chosen by another tensor's values; terms are within a row
 
 
 def footprint_bytes(strides: list[tuple[int, int]], elem_bytes: int, start_align: int,
@@ -146,11 +177,25 @@ class _Tree:
         per_buffer: dict = defaultdict(dict)
         for s in self.under[node]:
             iterating = {lid for lid in s.path if self.depth[lid] >= first_iter}
-            if not s.affine:  # every combination of the iterating loops its index uses, contiguously
+            if not s.affine and s.gathered is None:  # every combination of the iterating loops its index uses, contiguously
                 used = iterating & {lid for lid, _ in s.terms}
                 ext = math.prod(self.loops[lid].extent for lid in used)
                 fp = max(1.0, (ext * s.elem_bytes + self.line - s.elem_bytes) / self.line) * self.line
                 key = ("nonaffine", tuple(sorted(used)))
+            elif s.gathered is not None:  # distinct rows the iterating choices touch, each its row footprint
+                g = s.gathered
+                # a loop that also runs within the row (fused with it) makes more iterations than choices
+                draws = min(math.prod(self.loops[lid].extent for lid in g.loops if lid in iterating), g.total_choices)
+                row_bytes = s.buffer_bytes / max(g.rows, 1)
+                if s.affine:
+                    strides = [(stride * s.elem_bytes, self.loops[lid].extent) for lid, stride in s.terms
+                               if lid in iterating and lid not in g.loops]
+                    row_fp = footprint_bytes(strides, s.elem_bytes, s.elem_bytes, 0, self.line)
+                else:
+                    ext = math.prod(self.loops[lid].extent for lid, _ in s.terms if lid in iterating)
+                    row_fp = math.ceil(ext * s.elem_bytes / self.line) * self.line
+                fp = g.expected_rows(draws) * min(row_fp, math.ceil(row_bytes / self.line) * self.line)
+                key = ("gathered", tuple(sorted(iterating)))
             else:
                 strides = [(stride * s.elem_bytes, self.loops[lid].extent) for lid, stride in s.terms
                            if lid in iterating]

@@ -63,6 +63,7 @@ class BufferUse:
     store_count: float = 0.0
     load_bytes: float = 0.0
     store_bytes: float = 0.0
+    gathered_bytes: float = 0.0  # a gathered read's expected distinct bytes (0: not gathered; see explorer.workload.reuse)
 
 
 #: TVM allocates kernel buffers up to this size on the stack (``kMaxStackAlloca`` in its
@@ -199,8 +200,9 @@ def workload_table(calls, kernels: dict[str, KernelWorkload], devices: int = 1):
                 elif use.load_count > 0:
                     read += use.size_bytes
                     if arg is not None and arg.origin == "const":
-                        # a gather reads only the rows it gathers: an embedding table is one row per token
-                        weight += min(use.size_bytes, use.load_bytes)
+                        # a gather reads only the rows it gathers: an embedding table is one row per token,
+                        # a mixture's routed experts the distinct ones its tokens choose
+                        weight += min(use.size_bytes, use.load_bytes, use.gathered_bytes or use.size_bytes)
                         if largest is None or arg.nbytes > largest.nbytes:
                             largest = arg
                     elif arg is not None and arg.origin == "input":

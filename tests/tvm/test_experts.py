@@ -35,13 +35,17 @@ def test_top_k_picks_the_largest_first_and_ties_in_index_order():
     np.testing.assert_array_equal(out_v.numpy(), np.take_along_axis(data, out_i.numpy(), axis=1))
 
 
+def _decode_step(batch: int, lowering: str = "generic"):
+    model = prepare("moe-mini", phase=Phase("decode", 16), batch=batch)
+    target = codegen.llvm_target(host_llvm_cpu()) if lowering == "generic" else codegen.cuda_target("sm_90")
+    compiled = compile_variant(str(model.path), model.sha256, get_strategy("fused"), lowering, target, build=False)
+    return compiled, workload_table(compiled.calls, analyse_module(compiled.tir))
+
+
 @pytest.fixture(scope="module")
 def one_token():
     """moe-mini at a decode step of one sequence, compiled for this CPU (fused)."""
-    model = prepare("moe-mini", phase=Phase("decode", 16), batch=1)
-    compiled = compile_variant(str(model.path), model.sha256, get_strategy("fused"), "generic",
-                               codegen.llvm_target(host_llvm_cpu()), build=False)
-    return compiled, workload_table(compiled.calls, analyse_module(compiled.tir))
+    return _decode_step(1)
 
 
 def test_no_kernel_copies_an_expert_s_weights(one_token):
@@ -61,3 +65,13 @@ def test_a_token_reads_only_its_k_experts_weights(one_token):
     # one token routed to 2 of 8 experts: two experts' float32 weights a product
     assert set(routed["weight_bytes"]) == {2 * one_expert}
     assert (routed["macs"] == 2 * MOE_MINI.d_model * MOE_MINI.ffn).all()
+
+
+@pytest.mark.parametrize("lowering", ["generic", "cuda"])
+def test_a_batch_reads_the_distinct_experts_its_tokens_choose(lowering):
+    _, table = _decode_step(4, lowering)
+    routed = table[table["kernel"].str.contains("routed_matmul")]
+    one_expert = MOE_MINI.d_model * MOE_MINI.ffn * 4
+    # 4 tokens, 2 of 8 experts each, uniformly: 8 (1 - (6/8)^4) = 5.47 experts' weights a product
+    assert routed["weight_bytes"].to_numpy() == pytest.approx(8 * (1 - 0.75 ** 4) * one_expert)
+    assert (routed["macs"] == 4 * 2 * MOE_MINI.d_model * MOE_MINI.ffn).all()  # k experts a token computed

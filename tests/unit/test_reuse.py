@@ -66,3 +66,21 @@ def test_thread_blocks_share_a_common_cache_but_not_a_per_unit_one():
     assert profile.at(4096, per_unit=True) == {"W": 4 * 1024, "X": 4096}  # an L1 per SM: W once per block
 
 
+
+
+def test_distinct_rows_under_uniform_choices_by_hand():
+    # 4 tokens each choosing 2 of 8 experts: each expert missed with probability (6/8)^4
+    assert reuse.distinct_rows(8, 2, 4) == pytest.approx(8 * (1 - 0.75 ** 4))  # 5.46875
+    assert reuse.distinct_rows(8, 2, 1) == pytest.approx(2)
+    assert reuse.distinct_rows(128, 8, 64) == pytest.approx(128 * (1 - (120 / 128) ** 64))
+
+
+def test_a_gathered_site_moves_the_distinct_rows_its_choices_touch():
+    # out[t, j, n] += W[index[t, j], n]: 4 tokens x 2 choices of 8 rows of 16 float32 (one line each)
+    loops = [reuse.Loop(0, -1, 4), reuse.Loop(1, 0, 2), reuse.Loop(2, 1, 16)]
+    gathered = reuse.Gathered(rows=8, choices=2, total_choices=8, loops=(0, 1))
+    site = reuse.Site("W", 4, 8 * 64, (0, 1, 2), ((2, 1),), 0, True, gathered)
+    profile = reuse.reuse_profile(loops, [site])
+    assert profile.at(64.0)["W"] == pytest.approx(8 * 64)  # a cache of one row: every choice reads its row
+    assert profile.at(128.0)["W"] == pytest.approx(5.46875 * 64)  # of two: the distinct rows, once each
+    assert profile.first_touch["W"] == pytest.approx(5.46875 * 64)

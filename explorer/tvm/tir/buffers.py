@@ -7,7 +7,7 @@ import tvm
 import tvm_ffi
 from tvm import sym
 
-from explorer.tvm.tir.expr import bytes_of, int_of
+from explorer.tvm.tir.expr import bytes_of, dtype_of, int_of, tensor_loads
 from explorer.tvm.tir.loops import LoopNest
 from explorer.workload import reuse
 from explorer.workload.table import BufferUse
@@ -30,6 +30,7 @@ class Buffers:
         self.by_name: dict = {}  # a declared buffer's name -> (BufferUse, dtype), for ``buffer_data`` calls
         self.param_by_var: list = []  # (parameter var, BufferUse)
         self.viewed: set = set()  # ids of the parameters' uses a view took
+        self.shapes: dict = {}  # id of a parameter's use -> its shape (a flat view keeps the parameter's)
         for i, p in enumerate(func.params):
             ty = p.ty
             if hasattr(ty, "shape") and hasattr(ty, "dtype"):
@@ -39,6 +40,7 @@ class Buffers:
                 use = BufferUse(p.name, "param", i, size * bytes_of(str(ty.dtype)))
                 self.param_by_var.append((p, use))
                 self.uses[p] = use
+                self.shapes[id(use)] = tuple(int_of(d) or 1 for d in ty.shape)
 
     def declare(self, s) -> None:
         """A ``DeclBuffer`` or ``AllocBuffer``: a flat view of a parameter, or a buffer of its own."""
@@ -100,6 +102,10 @@ class Buffers:
         if key in self.sites:
             return
         loop_vars = [v for _, v in nest.path]
+        gathered = self._gathered(use, indices, elem_bytes, nest) if len(indices) == 1 else None
+        if gathered is not None:
+            self.sites[key] = gathered
+            return
         terms, offset, affine = (), None, False
         if len(indices) == 1:
             index = nest.analyzer.simplify(indices[0])
@@ -112,6 +118,46 @@ class Buffers:
             used = [v for idx in indices for v in tvm.tirx.analysis.undefined_vars(nest.analyzer.simplify(idx))]
             terms = tuple((lid, 1) for lid, v in nest.path if any(v.same_as(u) for u in used))
         self.sites[key] = reuse.Site(use.name, elem_bytes, use.size_bytes, path, terms, offset, affine)
+
+    def _gathered(self, use: BufferUse, indices, elem_bytes: int, nest: LoopNest):
+        """The site of a load whose row another tensor's integer values choose (``W[index[t, j] * row + ...]``,
+        a mixture's routed experts), or None: the chooser's shape ``[..., k]`` gives the choices a group
+        (its last dimension) and all of them (its size); the rest of the index is affine within a row."""
+        loads = [ld for ld in tensor_loads(indices[0]) if dtype_of(ld)[0].startswith(("int", "uint"))]
+        if len(loads) != 1 or len(loads[0].indices) != 1:
+            return None
+        chooser = self.shapes.get(id(self.use(loads[0].source)))
+        if not chooser:
+            return None
+        row_var = tvm.tirx.Var("row", dtype_of(indices[0])[0])
+        within = tvm_ffi.structural_mutate(indices[0], [((tvm.ir.expr.TensorLoad,), lambda node, _m: row_var)])
+        loop_vars = [v for _, v in nest.path]
+        within = nest.analyzer.simplify(within)
+        coeffs = sym.detect_linear_equation(within, [row_var, *loop_vars])
+        affine = len(coeffs) == len(loop_vars) + 2 and all(int_of(c) is not None for c in coeffs)
+        if not affine:  # a fused loop's div and mod within the row: the row's coefficient alone
+            coeffs = sym.detect_linear_equation(within, [row_var])
+            if len(coeffs) != 2 or int_of(coeffs[0]) is None:
+                return None
+        row_elems = int_of(coeffs[0])
+        if row_elems <= 0:
+            return None
+        rows = int(round(use.size_bytes / elem_bytes / row_elems))
+        picks = nest.analyzer.simplify(loads[0].indices[0])
+        choosing = tuple(lid for lid, v in nest.path
+                         if any(v.same_as(u) for u in tvm.tirx.analysis.undefined_vars(picks)))
+        total = 1
+        for d in chooser:
+            total *= d
+        gathered = reuse.Gathered(rows, chooser[-1], total, choosing)
+        use.gathered_bytes = gathered.expected_rows(total) * row_elems * elem_bytes
+        path = tuple(lid for lid, _ in nest.path)
+        if not affine:  # which loops the rest of the index uses, for the non-affine estimate within a row
+            used = tvm.tirx.analysis.undefined_vars(coeffs[1])
+            terms = tuple((lid, 1) for lid, v in nest.path if any(v.same_as(u) for u in used))
+            return reuse.Site(use.name, elem_bytes, use.size_bytes, path, terms, None, False, gathered)
+        terms = tuple((lid, int_of(c)) for (lid, _), c in zip(nest.path, coeffs[1:-1]) if int_of(c))
+        return reuse.Site(use.name, elem_bytes, use.size_bytes, path, terms, int_of(coeffs[-1]), True, gathered)
 
     @staticmethod
     def count(use: BufferUse, elems: float, elem_bytes: float, w: float, store: bool) -> None:
