@@ -618,19 +618,36 @@ REPEATS_KEY = "explorer.layer_repeats"
 DEVICES_KEY = "explorer.tensor_parallel_devices"
 
 
-def representative_layers(layers: int) -> tuple[int, ...]:
-    """The layers a decoder of ``layers`` identical layers is analysed by: the first (its norm meets the
-    embedding), the second, the third (which stands for every middle layer: the first two let the memory
-    planner settle) and the last (its residual meets the final norm and the LM head); all of them for
-    five layers or fewer."""
-    return tuple(range(layers)) if layers <= 5 else (0, 1, 2, layers - 1)
+def layer_period(cfg: DecoderConfig) -> int:
+    """The layers after which a decoder's layers repeat: 1, or gpt-oss's 2 (sliding-window and full
+    attention alternating): the smallest period of its windows."""
+    windows = [cfg.window(i) for i in range(cfg.layers)]
+    return next(p for p in range(1, cfg.layers + 1) if all(w == windows[i % p] for i, w in enumerate(windows)))
+
+
+def representative_layers(layers: int, period: int = 1) -> tuple[int, ...]:
+    """The layers a decoder of ``layers`` layers repeating every ``period`` is analysed by: the first
+    ``period`` (its norm meets the embedding), the second ``period`` (the memory planner settles), the third
+    (the unit that stands for every middle one) and the last ``period`` (its residual meets the final norm
+    and the LM head); all of them where that is not fewer. For identical layers: 0, 1, 2 and the last, and
+    every layer of a model of five or fewer."""
+    built = list(range(3 * period)) + list(range(layers - period, layers))
+    if len(built) >= layers - 1 or (layers - 4 * period) % period:
+        return tuple(range(layers))
+    return tuple(built)
 
 
 def layer_repeats_prop(cfg: DecoderConfig, layer_ids: tuple[int, ...]) -> dict[str, str]:
-    """``{REPEATS_KEY: "2:N"}`` where layer 2 of ``layer_ids`` stands for N layers of the whole model;
-    empty when every layer is built."""
+    """``{REPEATS_KEY: "2:N"}`` where layer 2 of ``layer_ids`` stands for N layers of the whole model, or
+    ``"4-5:N"`` where layers 4 and 5, a unit of the layers' period, stand for N units; empty when every
+    layer is built."""
     missing = cfg.layers - len(layer_ids)
-    return {REPEATS_KEY: f"{layer_ids[2]}:{missing + 1}"} if missing > 0 else {}
+    if missing <= 0:
+        return {}
+    period = layer_period(cfg)
+    unit = layer_ids[2 * period: 3 * period]
+    label = str(unit[0]) if period == 1 else f"{unit[0]}-{unit[-1]}"
+    return {REPEATS_KEY: f"{label}:{missing // period + 1}"}
 
 
 #: A decoder's past key/value inputs, as exporters name them.
@@ -652,11 +669,13 @@ def tensor_parallel_devices(model: onnx.ModelProto) -> int:
     return int({p.key: p.value for p in model.metadata_props}.get(DEVICES_KEY, 1))
 
 
-def layer_repeats(model: onnx.ModelProto) -> tuple[int, int] | None:
-    """``(layer, count)`` where the model was built from its distinct layers and ``layer`` stands for
-    ``count`` layers of the whole model (metadata ``explorer.layer_repeats``); None otherwise."""
+def layer_repeats(model: onnx.ModelProto) -> tuple[tuple[int, ...], int] | None:
+    """``(layers, count)`` where the model was built from its distinct layers and the unit of ``layers``
+    (one layer, or a period of them) stands for ``count`` units of the whole model (metadata
+    ``explorer.layer_repeats``); None otherwise."""
     value = {p.key: p.value for p in model.metadata_props}.get(REPEATS_KEY)
     if not value:
         return None
-    layer, count = value.split(":")
-    return int(layer), int(count)
+    unit, count = value.split(":")
+    first, _, last = unit.partition("-")
+    return tuple(range(int(first), int(last or first) + 1)), int(count)

@@ -172,7 +172,7 @@ _DECODERS: tuple[ModelInfo, ...] = (
 def config_model(cfg: _dec.DecoderConfig, source: str) -> ModelInfo:
     """The zoo entry of a decoder built from a Hugging Face config (see :mod:`models.hf_configs`): its
     distinct layers, its weights as graph inputs, the LM head on each sequence's last position."""
-    layer_ids = _dec.representative_layers(cfg.layers)
+    layer_ids = _dec.representative_layers(cfg.layers, _dec.layer_period(cfg))
     return ModelInfo(
         name=cfg.name,
         description=(f"{cfg.architecture} from its config: {cfg.layers} layers, d_model {cfg.d_model}, {cfg.heads} heads "

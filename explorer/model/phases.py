@@ -232,6 +232,6 @@ def kv_cache_bytes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -
     for name, shape in shapes.items():
         m = PAST.match(name)
         if m:
-            count = repeated[1] if repeated and int(m[1]) == repeated[0] else 1
+            count = repeated[1] if repeated and int(m[1]) in repeated[0] else 1
             total += count * int(np.prod(shape)) * helper.tensor_dtype_to_np_dtype(elem[name]).itemsize
     return total

@@ -292,8 +292,9 @@ def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.
 
 def serving_markdown(table: pd.DataFrame) -> str:
     """``serving.csv`` as a readable table: J per output token (of every device), inter-token latency,
-    power (of one device), fit; for a model over several devices, the bytes one device sends a token and
-    the share of the time the collectives take."""
+    power (of one device), fit; for a mixture of experts, the experts a layer's decode step reads and the
+    weight bytes per token; for a model over several devices, the bytes one device sends a token and the
+    share of the time the collectives take."""
     if table.empty:
         return "no serving figures: every variant failed (see the messages above)"
     shown = pd.DataFrame({
@@ -305,6 +306,9 @@ def serving_markdown(table: pd.DataFrame) -> str:
         "ITL": table["inter_token_latency_s"].map(lambda v: f"{v * 1e3:.3g} ms"),
         "tokens/s": table["output_tokens_per_s"].map(lambda v: f"{v:.4g}"),
         "power a device": table["mean_power_w"].map(lambda v: f"{v:.0f} W"),
+        **({"experts / layer": table["experts_per_step"].map(lambda v: f"{v:.1f}"),
+            "weights / token": table["weight_bytes_per_token"].map(fmt_bytes)}
+           if table["experts_per_step"].notna().any() else {}),
         **({"links / token": table["interconnect_bytes_per_token"].map(fmt_bytes),
             "links' time": table["interconnect_time_share"].map(lambda v: f"{v:.1%}")}
            if (table["devices"] > 1).any() else {}),

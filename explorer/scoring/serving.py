@@ -89,11 +89,13 @@ def serving_row(workload: ServingWorkload, batch: int, achieved: int, why: str, 
     variants at the two contexts (at the achieved batch, or at ``batch`` where the model does not fit).
     With ``devices`` over one the variants are one device's shard (tensor parallelism) whose energies
     count every device (:mod:`cost_models.energy`): the energy per output token is the deployment's, the
-    mean power one device's, and the interconnect's bytes those one device sends."""
+    mean power one device's, and the interconnect's bytes those one device sends. The weights a decode step
+    reads are one device's: a mixture of experts' distinct routed experts at the step's batch."""
     p, o, bp = workload.prompt_tokens, workload.output_tokens, workload.prefill_batch
     step_batch = achieved or batch
     contexts = workload.contexts()
-    figures = ["energy_j", "latency_s", "energy_interconnect_j", "interconnect_bytes", "interconnect_latency_s"]
+    figures = ["energy_j", "latency_s", "energy_interconnect_j", "interconnect_bytes", "interconnect_latency_s",
+               "weight_bytes"]
     mean = _at(p + (o - 1) / 2, *(row.reindex(figures).astype(float).fillna(0.0) for row in (decode_low, decode_high)),
                contexts)
     itl = float(_at(p + o / 2, decode_low[["latency_s"]], decode_high[["latency_s"]], contexts)["latency_s"])
@@ -109,6 +111,8 @@ def serving_row(workload: ServingWorkload, batch: int, achieved: int, why: str, 
         "inter_token_latency_s": itl,
         "output_tokens_per_s": step_batch * o / cycle_s,
         "mean_power_w": cycle_j / cycle_s / devices,
+        "weight_bytes_per_step": float(mean["weight_bytes"]),
+        "weight_bytes_per_token": float(mean["weight_bytes"]) / step_batch,
         "interconnect_bytes_per_token": (pre["interconnect_bytes"] + decode["interconnect_bytes"]) / o,
         "interconnect_energy_share": (pre["energy_interconnect_j"] + decode["energy_interconnect_j"]) / sequence_j,
         "interconnect_time_share": float((step_batch * pre["interconnect_latency_s"] + o * mean["interconnect_latency_s"])

@@ -15,13 +15,15 @@ from explorer.model.phases import Phase
 from explorer.model.prepare import prepare
 from explorer.scoring.serving import DEVICE_COUNTS, ServingWorkload, achieved_batch, serving_row, smallest_devices
 from explorer.sweep.sweep import run_sweep
+from explorer.workload.reuse import distinct_rows
 from models import split_tensor_parallel
 from models.decoders import shard_error
 
 #: The columns of ``serving.csv``, in order.
 SERVING_COLUMNS = ("model", "target", "strategy", "devices", "batch", "achieved_batch", "prompt_tokens",
                    "output_tokens", "prefill_batch", "energy_per_output_token_j", "prefill_energy_share",
-                   "inter_token_latency_s", "output_tokens_per_s", "mean_power_w", "interconnect_bytes_per_token",
+                   "inter_token_latency_s", "output_tokens_per_s", "mean_power_w", "weight_bytes_per_step",
+                   "weight_bytes_per_token", "experts_per_step", "interconnect_bytes_per_token",
                    "interconnect_energy_share", "interconnect_time_share", "fits", "fit_note", "kv_cache_dtype")
 
 
@@ -38,6 +40,16 @@ def _split_note(model: str, devices: int, device_bytes: float, constant_bytes: f
     n = smallest_devices(cfg.kv_heads, lambda k: not shard_error(cfg, k), devices, device_bytes, constant_bytes,
                          per_sequence, activation_bytes)
     return f"; it fits on {n} devices (--devices {n})" if n else f"; it fits on none of {', '.join(map(str, DEVICE_COUNTS))} devices"
+
+
+def experts_read(model: str, batch: int) -> float | None:
+    """The experts a layer's decode step at ``batch`` reads under uniform routing, E(1 - (1 - k/E)^B)
+    (:func:`explorer.workload.reuse.distinct_rows`, what the traffic model charges); None for a dense
+    decoder."""
+    cfg = decoder_config(model)
+    if cfg is None or not cfg.experts:
+        return None
+    return distinct_rows(cfg.experts, cfg.experts_per_token, batch)
 
 
 def decoder_config(model: str):
@@ -82,6 +94,6 @@ def serve(model: str, targets: list[str], strategies: str, batches: list[int], w
         if low not in at or high not in at:
             continue  # its decode failed: the sweep said why
         rows.append({"model": model.rsplit("/", 1)[-1].replace(".json", ""), "target": target, "strategy": strategy,
-                     "devices": devices, "kv_cache_dtype": kv_cache_dtype,
+                     "devices": devices, "kv_cache_dtype": kv_cache_dtype, "experts_per_step": experts_read(model, achieved or b),
                      **serving_row(workload, b, achieved, why, pre, at[low], at[high], devices)})
     return pd.DataFrame(rows, columns=list(SERVING_COLUMNS))

@@ -1,11 +1,13 @@
 """The counted-once analysis: a decoder built from its distinct layers, its weights as parameters, gives the
 operation counts and bytes of the whole model built with constant weights (docs/methodology/real-size.md)."""
 
+import dataclasses
+
 import onnx
 import pandas as pd
 import pytest
 
-from models.decoders import LLAMA_MINI, build_llama
+from models.decoders import GPT_OSS_MINI, LLAMA_MINI, build_llama, layer_period, representative_layers
 from models.hf_configs import load_config
 from tests.conftest import DATA
 
@@ -27,12 +29,15 @@ def _sweep(path, strategies, tmp_path, name):
     return result.variants.sort_values(["phase", "strategy"]).reset_index(drop=True), levels
 
 
-def _compare(counted, whole) -> None:
+def _compare(counted, whole, onchip_rtol: float = 0.0) -> None:
     (counted, counted_levels), (whole, whole_levels) = counted, whole
     assert len(counted) == len(whole) and counted["energy_j"].notna().all()
     for col in EXACT:
+        if onchip_rtol and col == "onchip_bytes":
+            assert (counted[col] / whole[col] - 1).abs().max() < onchip_rtol, col
+            continue
         assert list(counted[col]) == list(whole[col]), col
-    pd.testing.assert_frame_equal(counted_levels, whole_levels)
+    pd.testing.assert_frame_equal(counted_levels, whole_levels, check_exact=not onchip_rtol, rtol=onchip_rtol or 1e-5)
     for col in CLOSE:
         assert (counted[col] / whole[col] - 1).abs().max() < 1e-3, col
 
@@ -42,8 +47,6 @@ def w1024_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("w1024")
     cfg = W1024
     onnx.save(build_llama(cfg=cfg, last_token_logits=True), d / "whole.onnx")
-    from models.decoders import representative_layers
-
     onnx.save(build_llama(cfg=cfg, layer_ids=representative_layers(cfg.layers), weights_as_inputs=True,
                           last_token_logits=True), d / "counted.onnx")
     return d
@@ -53,6 +56,23 @@ def test_width_1024_six_layers_fp16_is_counted_once_exactly(w1024_files, tmp_pat
     counted = _sweep(w1024_files / "counted.onnx", "fused-fp16", tmp_path, "counted")
     whole = _sweep(w1024_files / "whole.onnx", "fused-fp16", tmp_path, "whole")
     _compare(counted, whole)
+
+
+def test_a_gpt_oss_shaped_mixture_of_alternating_layers_is_counted_once_exactly(tmp_path):
+    # 10 layers, sliding-window (16) and full attention alternating: built from the pairs 0-1, 2-3, 4-5
+    # and 8-9, the pair 4-5 standing for 4-5 and 6-7; attention sinks, biases, 8 experts (4 a token)
+    cfg = dataclasses.replace(GPT_OSS_MINI, layers=10, d_model=128, ffn=128, vocab=1000, heads=4, kv_heads=2,
+                              layer_windows=(16, 0) * 5, name="gpt-oss-l10")
+    layers = representative_layers(cfg.layers, layer_period(cfg))
+    assert layers == (0, 1, 2, 3, 4, 5, 8, 9)
+    onnx.save(build_llama(cfg=cfg, last_token_logits=True), tmp_path / "whole.onnx")
+    onnx.save(build_llama(cfg=cfg, layer_ids=layers, weights_as_inputs=True, last_token_logits=True),
+              tmp_path / "counted.onnx")
+    # fp32: in fp16 a bias that is a weight parameter keeps a cast of its own in prefill (see the docs' gap).
+    # On-chip bytes within 1e-4 (1.3e-5 measured): the planner recycles the middle layers' new keys and values in the whole
+    # model's activation memory, where each copy of the counted unit has its own (256 kB of 19.9 GB)
+    _compare(_sweep(tmp_path / "counted.onnx", "fused", tmp_path, "counted"),
+             _sweep(tmp_path / "whole.onnx", "fused", tmp_path, "whole"), onchip_rtol=1e-4)
 
 
 def test_llama_mini_with_weights_as_parameters_matches_its_constant_build(tmp_path):

@@ -56,13 +56,22 @@ def test_a_model_of_many_layers_is_built_from_four_with_its_weights_as_inputs():
     model = models.get_model("llama-3.1-405b").build()
     layers = {i.name.split(".")[2] for i in model.graph.input if i.name.startswith("model.layers.")}
     assert layers == {"0", "1", "2", "125"}
-    assert layer_repeats(model) == (2, 123)
+    assert layer_repeats(model) == ((2,), 123)
     assert not model.graph.initializer or max(i.ByteSize() for i in model.graph.initializer) < 4096
     assert "model.layers.2.mlp.down_proj.weight" in weight_inputs(model)
 
 
 def test_a_model_of_five_layers_is_built_whole():
     assert representative_layers(5) == (0, 1, 2, 3, 4)
+
+
+def test_alternating_layers_are_analysed_by_units_of_two():
+    model = models.get_model("gpt-oss-20b").build()
+    layers = {int(i.name.split(".")[2]) for i in model.graph.input if i.name.startswith("model.layers.")}
+    # the first, second and third pairs, and the last; the third stands for the 9 pairs of layers 4-21
+    assert layers == {0, 1, 2, 3, 4, 5, 22, 23}
+    assert layer_repeats(model) == ((4, 5), 9)
+    assert representative_layers(8, 2) == tuple(range(8))
 
 
 def test_the_models_listing_shows_billions_to_two_decimals(cli):
