@@ -24,6 +24,7 @@ from onnx import external_data_helper
 from explorer.core.errors import ExplorerError
 from explorer.core.units import fmt_bytes
 from explorer.store.cache import cache_dir, tvm_version, write_atomic
+from models.decoders import weight_inputs
 
 #: Control flow the explorer refuses: a static workload cannot be read from a loop of unknown trips.
 REFUSED_OPS = ("Loop", "Scan")
@@ -103,9 +104,26 @@ def _elements_held(init: onnx.TensorProto) -> int | None:
     return next((len(f) for f in fields if len(f)), 0)
 
 
+def routed_weights(proto: onnx.ModelProto) -> set[str]:
+    """The tensors of a mixture of experts' routed weights (a ``Gather`` of stacked expert weights by the
+    router's indices, feeding a ``MatMul``): never held, as the compiled kernels read each token's experts
+    where they are (:mod:`explorer.tvm.passes.experts`)."""
+    inits = {i.name for i in proto.graph.initializer} | weight_inputs(proto)
+    consumers: dict[str, set[str]] = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, set()).add(n.op_type)
+    return {n.output[0] for n in proto.graph.node
+            if n.op_type == "Gather" and n.input[0] in inits and consumers.get(n.output[0]) == {"MatMul"}}
+
+
 def check_inferred_sizes(proto: onnx.ModelProto, limit: int) -> None:
-    """Refuse any intermediate tensor the prepared model's shape inference sizes over ``limit`` bytes."""
+    """Refuse any intermediate tensor the prepared model's shape inference sizes over ``limit`` bytes (but
+    a mixture's routed weights, which nothing holds: :func:`routed_weights`)."""
+    skip = routed_weights(proto)
     for vi in [*proto.graph.value_info, *proto.graph.output]:
+        if vi.name in skip:
+            continue
         dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
         if dims and all(d > 0 for d in dims):
             _check_size(f"tensor {vi.name!r}", dims, vi.type.tensor_type.elem_type, limit)
