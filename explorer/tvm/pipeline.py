@@ -53,6 +53,7 @@ from explorer.tvm.schedules.depthwise_reduction import DepthwiseReduction
 from explorer.tvm.schedules.inline_elementwise import InlineElementwise
 from explorer.tvm.schedules.int8_reduction import Int8Reduction
 from explorer.tvm.schedules.parallel_elementwise import ParallelElementwise
+from explorer.tvm.schedules.routed_matmul import RoutedMatmul
 from explorer.tvm.schedules.single_row_reduction import SingleRowReduction
 from explorer.tvm.schedules.tensor_core_matmul import TensorCoreMatmul
 from explorer.tvm.schedules.tiled_reduction import TiledReduction
@@ -110,7 +111,7 @@ def _gpu_schedule(ctx: PipelineContext) -> list:
     # On ROCm, float8 is legalized to integer arithmetic as on CPUs (no float8 type in TVM's AMDGPU code
     # generator), which cannot be vectorized either
     scalar = [scalar_float8_loops] if ctx.lowering == "rocm" and ctx.strategy.precision == "fp8" else []
-    return [dl.ApplyDefaultSchedule(TensorCoreMatmul(), DecodeGEMV(), Int8Reduction(), DepthwiseReduction(), dl.gpu.Matmul(),
+    return [dl.ApplyDefaultSchedule(RoutedMatmul(), TensorCoreMatmul(), DecodeGEMV(), Int8Reduction(), DepthwiseReduction(), dl.gpu.Matmul(),
                                     dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback()), *scalar]
 
 

@@ -75,3 +75,18 @@ def test_a_batch_reads_the_distinct_experts_its_tokens_choose(lowering):
     # 4 tokens, 2 of 8 experts each, uniformly: 8 (1 - (6/8)^4) = 5.47 experts' weights a product
     assert routed["weight_bytes"].to_numpy() == pytest.approx(8 * (1 - 0.75 ** 4) * one_expert)
     assert (routed["macs"] == 4 * 2 * MOE_MINI.d_model * MOE_MINI.ffn).all()  # k experts a token computed
+
+
+def test_on_a_gpu_the_routed_experts_come_from_dram_once_a_step():
+    from cost_models import energy
+    from cost_models.targets import load_target
+
+    compiled, table = _decode_step(4, "cuda")
+    scored = energy.score(table, load_target("gpu"))
+    routed = scored[scored["kernel"].str.contains("routed_matmul")]
+    one_expert = MOE_MINI.d_model * MOE_MINI.ffn * 4
+    # the tokens of a column tile share each expert's slice (explorer.tvm.schedules.routed_matmul)
+    assert routed["dram_bytes"].to_numpy() == pytest.approx(8 * (1 - 0.75 ** 4) * one_expert, rel=0.01)
+    kernel = next(f for gv, f in compiled.tir.functions_items() if gv.name_hint == "routed_matmul").script()
+    # blocks over column tiles and tokens; a thread's accumulators: its 4 tokens x 2 experts, in registers
+    assert 'launch_thread("blockIdx.y"' in kernel and "T.alloc_local((T.int64(8),)" in kernel

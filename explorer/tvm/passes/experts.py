@@ -14,7 +14,8 @@ Two rewrites give the kernels a serving engine runs instead:
   either) becomes one kernel that reads each token's routed experts' weights where they are,
   ``out[t, j, n] = sum_r x[t, j, r] W[index[t, j], r, n]``: the weight stays a weight (its cast folds
   into the stored parameter), ``[E, N, K]`` on GPUs (each output's weights along K, as
-  :func:`~explorer.tvm.passes.matmul_weights.weights_along_k` keeps dense ones) and ``[E, K, N]`` on CPUs.
+  :func:`~explorer.tvm.passes.matmul_weights.weights_along_k` keeps dense ones; scheduled by
+  :class:`~explorer.tvm.schedules.routed_matmul.RoutedMatmul`) and ``[E, K, N]`` on CPUs.
 """
 
 from __future__ import annotations

@@ -1,0 +1,64 @@
+"""The GPU's schedule of a mixture's routed matmul (:mod:`explorer.tvm.passes.experts`).
+
+``out[t, j, n] = sum_r x[t, j, r] W[index[t, j], n, r]``, ``W`` kept ``[E, N, K]`` on GPUs. DLight's rules either
+decline it (its weight's row is another tensor's value) or give each token its own thread block, which
+then reads its experts' weights apart from every other token's: at a decode step of 64 sequences over 8
+of 128 experts, 512 expert matrices from DRAM where 126 distinct ones exist. This schedule keeps the
+tokens inside each block of output columns instead: a block computes :data:`COLUMNS` columns (one thread
+each) for :data:`TOKENS` tokens, and the blocks of one column
+tile run over every token, so the routed experts' slice of that tile is fetched once and the tokens that
+share an expert read it from cache, as a serving engine's grouped kernel does (vLLM's ``fused_moe``
+sorts tokens by expert for the same reason). A thread reads its column's weights along K, whole cache
+lines at a time.
+"""
+
+from __future__ import annotations
+
+from tvm import s_tir, tirx
+from tvm.s_tir.dlight.gpu.base import GPUScheduleRule
+
+#: Output columns a thread block computes, one a thread.
+COLUMNS = 64
+
+#: Tokens a thread block computes (each thread keeps their accumulators in registers).
+TOKENS = 8
+
+
+class RoutedMatmul(GPUScheduleRule):
+    """The schedule of the module docstring for a kernel whose reduction is a routed matmul (its block
+    named ``routed_matmul``); element-wise work before it is inlined, after it computed by each thread for
+    its columns."""
+
+    def apply(self, func, target, tunable):
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        sch = s_tir.Schedule(func)
+        blocks = sch.get_child_blocks(sch.get_sblock("root"))
+        names = [sch.get(b).name_hint for b in blocks]
+        if "routed_matmul" not in names:
+            return None
+        at = names.index("routed_matmul")
+        main = blocks[at]
+        for b in blocks[:at]:  # the routing weights' arithmetic, an activation's cast
+            try:
+                sch.compute_inline(b)
+            except Exception:
+                return None
+        loops = sch.get_loops(main)
+        if len(loops) != 5:
+            return None
+        t, j, z, n, r = loops
+        column_block, column = sch.split(n, factors=[None, COLUMNS])
+        token_block, token = sch.split(t, factors=[None, TOKENS])
+        sch.reorder(column_block, token_block, column, token, j, z, r)
+        sch.bind(column_block, "blockIdx.x")
+        sch.bind(token_block, "blockIdx.y")
+        sch.bind(column, "threadIdx.x")
+        write_back = sch.cache_write(main, 0, "local")
+        sch.reverse_compute_at(write_back, column)
+        for b in blocks[at + 1:]:  # the epilogue, per thread after its accumulators are written back
+            try:
+                sch.reverse_compute_at(b, column)
+            except Exception:
+                return None
+        return sch
