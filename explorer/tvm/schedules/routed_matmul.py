@@ -56,9 +56,13 @@ class RoutedMatmul(GPUScheduleRule):
         sch.bind(column, "threadIdx.x")
         write_back = sch.cache_write(main, 0, "local")
         sch.reverse_compute_at(write_back, column)
-        for b in blocks[at + 1:]:  # the epilogue, per thread after its accumulators are written back
-            try:
-                sch.reverse_compute_at(b, column)
-            except Exception:
-                return None
+        epilogue = blocks[at + 1:]
+        try:
+            for b in epilogue[:-1]:  # element-wise steps into the last: one output element per step
+                sch.compute_inline(b)
+            if epilogue:  # per thread, for its columns, reading its accumulators where they are
+                sch.reverse_compute_at(epilogue[-1], column)
+                sch.compute_inline(write_back)
+        except Exception:
+            return None
         return sch
