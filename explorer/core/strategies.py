@@ -16,7 +16,7 @@ AXES: dict[str, tuple[str, ...]] = {
     "fusion": ("none", "tvm"),
     "layout": ("native", "nhwc"),
     "precision": ("fp32", "fp16", "bf16", "int8", "fp8", "int8w", "int4w", "int8w-fp16", "int4w-fp16",
-                  "int8w-bf16", "int4w-bf16"),
+                  "int8w-bf16", "int4w-bf16", "mxfp4-bf16"),
 }
 #: The weight-only precisions (see :mod:`explorer.tvm.passes.weight_only`): activations in float32, or in
 #: the 16-bit type after the dash (the weight dequantized to it, as MLC-LLM's ``q4f16_1``).
@@ -48,7 +48,9 @@ class Strategy:
     see :mod:`explorer.tvm.passes.weight_only`); ``int8w-fp16`` ... ``int4w-bf16`` (the same weights,
     with the activations and matmuls of ``fp16`` or ``bf16``, the weight dequantized to that type: what
     a GPU runs on its tensor cores); ``fp8`` (float8 E4M3 weights per output channel and activations
-    scaled per tensor at run time, float32 accumulation: see :mod:`explorer.tvm.passes.precision`).
+    scaled per tensor at run time, float32 accumulation: see :mod:`explorer.tvm.passes.precision`);
+    ``mxfp4-bf16`` (``bf16``, with a mixture of experts' expert weights in MXFP4, gpt-oss's format: see
+    :mod:`explorer.tvm.passes.mxfp4`).
     ``tuning``: ``none`` or ``metaschedule:N[:energy|edp]``
     (see ``TUNING_PATTERN``). ``sparsity``: ``none``, ``2:4`` or ``unstructured:P`` (magnitude pruning of
     conv and matmul weights before import, see :mod:`explorer.tvm.passes.pruning`; the build runs the pruned weights
@@ -148,6 +150,7 @@ register(Strategy("fused-int8w-fp16", fusion="tvm", precision="int8w-fp16"))
 register(Strategy("fused-int4w-fp16", fusion="tvm", precision="int4w-fp16"))
 register(Strategy("fused-int8w-bf16", fusion="tvm", precision="int8w-bf16"))
 register(Strategy("fused-int4w-bf16", fusion="tvm", precision="int4w-bf16"))
+register(Strategy("fused-mxfp4-bf16", fusion="tvm", precision="mxfp4-bf16"))
 # Tuned strategies: a budget that tunes ResNet-18 in well under 30 minutes on 2 cores (see README).
 # Sparsity: magnitude-pruned weights, built dense, charged as each target's hardware runs them.
 register(Strategy("fused-2:4", fusion="tvm", sparsity="2:4"))
@@ -177,9 +180,10 @@ def parse_strategies(spec: str | list[str | Strategy] | None) -> list[Strategy]:
     tuning costs minutes to hours, so name those; nor the weight-only ones, which change only
     matmul weights and are named for the decoders and MLPs they are for; nor ``fp8``, which GPUs from
     sm_89 run and CPUs emulate an element at a time; nor the sparse ones, which change the model's
-    weights and are named where pruning is the question)."""
+    weights and are named where pruning is the question; nor ``mxfp4``, which only a mixture of experts
+    has weights for)."""
     untuned = [s for s in list_strategies()
-               if not s.tuned and s.precision not in WEIGHT_ONLY and s.precision != "fp8" and not s.sparse]
+               if not s.tuned and s.precision not in WEIGHT_ONLY and s.precision not in ("fp8", "mxfp4-bf16") and not s.sparse]
     if spec is None or spec == "all" or spec == ["all"]:
         return untuned
     names = spec.split(",") if isinstance(spec, str) else list(spec)

@@ -29,7 +29,8 @@ PROBLEM_KINDS = ("failed", "crashed", "timed-out", "mismatch")
 
 #: The compute dtype each reduced precision needs from a target.
 PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "int8": "int8", "int8w-fp16": "float16", "int4w-fp16": "float16",
-                   "int8w-bf16": "bfloat16", "int4w-bf16": "bfloat16", "fp8": "float8_e4m3fn"}
+                   "int8w-bf16": "bfloat16", "int4w-bf16": "bfloat16", "fp8": "float8_e4m3fn",
+                   "mxfp4-bf16": "bfloat16"}
 
 IDENTITY_COLUMNS = ("model", "strategy", "target", "fusion", "layout", "precision", "tuning", "sparsity", "phase", "batch",
                     "devices", "status", "status_kind", "built", "ran")

@@ -93,7 +93,7 @@ def _legalize(ctx: PipelineContext) -> list:
     attention = [fused_attention()] if ctx.strategy.fusion == "tvm" else []
     layout = ([pad_matmul_columns, packed_float_weights] if ctx.lowering == "generic" else
               [*attention, weights_along_k(ctx.weights), relax.transform.FuseTransposeMatmul()])
-    experts = routed_experts(ctx.weights, along_k=ctx.lowering != "generic")
+    experts = routed_experts(ctx.weights, along_k=ctx.lowering != "generic", fp4=ctx.strategy.precision == "mxfp4-bf16")
     return [experts, *layout, relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
             relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), fold(ctx)]
 
@@ -134,6 +134,7 @@ PRECISION: dict[str, Factory] = {
     "fp32": lambda ctx: [],
     "fp16": _fp16,
     "bf16": _bf16,
+    "mxfp4-bf16": _bf16,  # the experts' weights: explorer.tvm.passes.experts (MXFP4), in _legalize
     "int8": lambda ctx: [precision_pass("int8", ctx.act_scales),
                          *([half_activation_matmuls] if ctx.lowering in ("cuda", "rocm") else []), fold(ctx)],
     "fp8": lambda ctx: [precision_pass("fp8", ctx.act_scales, weights=ctx.weights),
@@ -152,6 +153,7 @@ PRECISION_AFTER_LEGALIZE: dict[str, Factory] = {
     "fp32": lambda ctx: [],
     "fp16": lambda ctx: [],
     "bf16": lambda ctx: [],
+    "mxfp4-bf16": lambda ctx: [],
     "int8": lambda ctx: [],
     "fp8": lambda ctx: [],
     **{name: _weight_only(name) for name in WEIGHT_ONLY},

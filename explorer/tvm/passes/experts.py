@@ -20,12 +20,15 @@ Two rewrites give the kernels a serving engine runs instead:
 
 from __future__ import annotations
 
+import numpy as np
 import tvm
 from tvm import relax, te, tirx
 from tvm.ir.expr import Constant
 from tvm.relax import Var
 
+from explorer.tvm.passes import mxfp4
 from explorer.tvm.passes.rewriting import rewritten
+from explorer.tvm.passes.weight_params import with_params
 from explorer.tvm.relax_ir import name_of
 
 
@@ -70,9 +73,10 @@ def routed_matmul_kernel(x: te.Tensor, weight: te.Tensor, index: te.Tensor, alon
 
 @relax.expr_functor.mutator
 class _ExpertsRewriter(relax.PyExprMutator):
-    def __init__(self, mod: tvm.IRModule, weights: frozenset[str], along_k: bool):
+    def __init__(self, mod: tvm.IRModule, weights: frozenset[str], along_k: bool, fp4: bool):
         super().__init__(mod)
-        self.weights, self.along_k = weights, along_k
+        self.weights, self.along_k, self.fp4 = weights, along_k, fp4
+        self.new_params: list[relax.Var] = []  # MXFP4 codes and scales of a weight parameter
 
     def _bound(self, expr):
         while isinstance(expr, Var):
@@ -125,6 +129,8 @@ class _ExpertsRewriter(relax.PyExprMutator):
         xs = x.ty.shape.values
         if len(xs) != 4 or int(xs[2]) != 1 or int(xs[1]) not in (1, int(index.ty.shape.values[1])):
             return call
+        if self.fp4 and int(base.ty.shape.values[1]) % mxfp4.BLOCK == 0:
+            return self._mxfp4(x, base, index, str(call.ty.dtype))
         stored = base if str(base.ty.dtype) == dtype else relax.op.astype(base, dtype)
         if self.along_k:
             stored = relax.op.permute_dims(stored, [0, 2, 1])  # folded into an [E, N, K] weight
@@ -134,12 +140,32 @@ class _ExpertsRewriter(relax.PyExprMutator):
                                      primfunc_name_hint="routed_matmul")
 
 
-def routed_experts(weights: frozenset[str] = frozenset(), along_k: bool = False) -> tvm.transform.Pass:
+    def _mxfp4(self, x, weight, index, out_dtype: str):
+        """The routed product with ``weight`` ``[E, K, N]`` in MXFP4 (:mod:`explorer.tvm.passes.mxfp4`):
+        a constant's codes and scales computed, a weight parameter's two parameters of their shapes."""
+        e, depth, columns = (int(d) for d in weight.ty.shape.values)
+        if isinstance(weight, Constant):
+            codes, scales = mxfp4.quantize(weight.value.numpy().astype(np.float32).transpose(0, 2, 1))
+            operands = [relax.const(codes), relax.const(scales)]
+        else:
+            operands = [relax.Var(name_of(weight), relax.TensorType([e, columns, depth // 2], "uint8")),
+                        relax.Var(name_of(weight), relax.TensorType([e, columns, depth // mxfp4.BLOCK], "uint8"))]
+            self.new_params += operands
+        return self.builder_.emit_te(mxfp4.routed_mxfp4_kernel, x, *operands, index, out_dtype,
+                                     primfunc_name_hint="routed_matmul_mxfp4")
+
+
+def routed_experts(weights: frozenset[str] = frozenset(), along_k: bool = False, fp4: bool = False) -> tvm.transform.Pass:
     """The two rewrites of the module docstring; ``weights`` names the weight parameters of ``main`` (a
-    decoder built from its config), ``along_k`` keeps expert weights ``[E, N, K]`` (GPU lowerings)."""
+    decoder built from its config), ``along_k`` keeps expert weights ``[E, N, K]`` (GPU lowerings),
+    ``fp4`` stores them in MXFP4 (:mod:`explorer.tvm.passes.mxfp4`, gpt-oss's format)."""
 
     @tvm.transform.module_pass(opt_level=0, name="explorer.RoutedExperts")
     def apply(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        return rewritten(_ExpertsRewriter(mod, weights, along_k), mod)
+        rewriter = _ExpertsRewriter(mod, weights, along_k, fp4)
+        out = rewritten(rewriter, mod)
+        if rewriter.new_params:
+            out["main"] = with_params(out["main"], rewriter.new_params)
+        return out
 
     return apply
