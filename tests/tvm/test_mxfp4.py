@@ -36,12 +36,13 @@ def test_the_routed_kernel_decodes_as_numpy_does():
     codes, scales = mxfp4.quantize(weights)
     x = rng.standard_normal((tokens, 1, 1, depth)).astype(np.float32)
     index = np.array([[0, 3], [2, 2], [1, 0]], np.int64)
-    X, C, S, I = (te.placeholder(a.shape, str(a.dtype), name=nm) for a, nm in
-                  ((x, "x"), (codes, "codes"), (scales, "scales"), (index, "index")))
-    out = mxfp4.routed_mxfp4_kernel(X, C, S, I, "float32")
-    lib = tvm.compile(tvm.IRModule({"main": te.create_prim_func([X, C, S, I, out])}), target="llvm")
+    table = mxfp4.CODE_VALUES
+    X, C, S, I, L = (te.placeholder(a.shape, str(a.dtype), name=nm) for a, nm in
+                     ((x, "x"), (codes, "codes"), (scales, "scales"), (index, "index"), (table, "table")))
+    out = mxfp4.routed_mxfp4_kernel(X, C, S, I, L, "float32")
+    lib = tvm.compile(tvm.IRModule({"main": te.create_prim_func([X, C, S, I, L, out])}), target="llvm")
     got = tvm.runtime.empty((tokens, k, 1, n), "float32")
-    lib["main"](*(tvm.runtime.tensor(a) for a in (x, codes, scales, index)), got)
+    lib["main"](*(tvm.runtime.tensor(a) for a in (x, codes, scales, index, table)), got)
     dense = mxfp4.dequantize(codes, scales)  # [E, N, K]
     expected = np.einsum("tr,tjnr->tjn", x[:, 0, 0], dense[index])[:, :, None, :]
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-5)
@@ -64,5 +65,5 @@ def test_a_mixture_s_experts_are_read_at_4_25_bits_a_weight():
     routed = table[table["kernel"].str.contains("routed_matmul")]
     expert = GPT_OSS_MINI.d_model * GPT_OSS_MINI.ffn
     # one token, 4 experts: their codes (half a byte a weight) and scales (a byte a block of 32); the
-    # gate's kernel also reads the clamped SwiGLU's two float32 constants
-    assert routed["weight_bytes"].to_numpy() == pytest.approx(4 * expert * (0.5 + 1 / 32), abs=8)
+    # gate's kernel also reads the clamped SwiGLU's two float32 constants; each reads the 64-byte table
+    assert routed["weight_bytes"].to_numpy() == pytest.approx(4 * expert * (0.5 + 1 / 32) + 64, abs=8)

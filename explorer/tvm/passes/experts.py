@@ -151,8 +151,8 @@ class _ExpertsRewriter(relax.PyExprMutator):
             operands = [relax.Var(name_of(weight), relax.TensorType([e, columns, depth // 2], "uint8")),
                         relax.Var(name_of(weight), relax.TensorType([e, columns, depth // mxfp4.BLOCK], "uint8"))]
             self.new_params += operands
-        return self.builder_.emit_te(mxfp4.routed_mxfp4_kernel, x, *operands, index, out_dtype,
-                                     primfunc_name_hint="routed_matmul_mxfp4")
+        return self.builder_.emit_te(mxfp4.routed_mxfp4_kernel, x, *operands, index, relax.const(mxfp4.CODE_VALUES),
+                                     out_dtype, primfunc_name_hint="routed_matmul_mxfp4")
 
 
 def routed_experts(weights: frozenset[str] = frozenset(), along_k: bool = False, fp4: bool = False) -> tvm.transform.Pass:

@@ -52,23 +52,23 @@ def dequantize(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return (values.reshape(*values.shape[:-1], -1, BLOCK) * factor[..., None]).reshape(values.shape).astype(np.float32)
 
 
-def _decode(byte, odd, scale, dtype: str):
-    """One weight from its packed byte (``odd``: the high nibble) and its block's scale byte."""
+#: Every E2M1 code's value (sign bit, then the magnitude's three bits), the kernel's lookup table.
+CODE_VALUES = np.concatenate([E2M1, -E2M1]).astype(np.float32)
+
+
+def _decode(byte, odd, scale, table: te.Tensor, dtype: str):
+    """One weight from its packed byte (``odd``: the high nibble) and its block's scale byte: the code's
+    value from ``table`` (:data:`CODE_VALUES`) times ``2^(s - 127)``, which is ``s`` as a float's exponent."""
     code = (byte.astype("int32") >> (odd.astype("int32") * 4)) & 15
-    e, m = (code >> 1) & 3, (code & 1).astype(dtype)
-    half = tirx.const(0.5, dtype)
-    magnitude = tirx.Select(e == 0, m * half, (tirx.const(1.0, dtype) + m * half)
-                            * tirx.Select(e == 1, tirx.const(1.0, dtype), tirx.Select(e == 2, tirx.const(2.0, dtype),
-                                                                                     tirx.const(4.0, dtype))))
-    signed = tirx.Select(code >= 8, -magnitude, magnitude)
-    factor = tirx.reinterpret("float32", scale.astype("uint32") << 23)  # 2^(s - 127): s is the exponent field
-    return signed * factor.astype(dtype)
+    factor = tirx.reinterpret("float32", scale.astype("uint32") << 23)
+    return (table[code] * factor).astype(dtype)
 
 
-def routed_mxfp4_kernel(x: te.Tensor, codes: te.Tensor, scales: te.Tensor, index: te.Tensor, out_dtype: str
-                        ) -> te.Tensor:
+def routed_mxfp4_kernel(x: te.Tensor, codes: te.Tensor, scales: te.Tensor, index: te.Tensor, table: te.Tensor,
+                        out_dtype: str) -> te.Tensor:
     """``out[t, j, 0, n] = sum_r x[t, j or 0, 0, r] * W[index[t, j], n, r]`` with ``W`` MXFP4 (``codes``
-    ``[E, N, K/2]``, ``scales`` ``[E, N, K/32]``), decoded where it multiplies."""
+    ``[E, N, K/2]``, ``scales`` ``[E, N, K/32]``), decoded where it multiplies through ``table``
+    (:data:`CODE_VALUES`, 64 bytes that stay in the nearest cache)."""
     tokens, per_token, _, depth = x.shape
     k = index.shape[1]
     columns = codes.shape[1]
@@ -77,7 +77,7 @@ def routed_mxfp4_kernel(x: te.Tensor, codes: te.Tensor, scales: te.Tensor, index
 
     def body(t, j, z, n):
         e = index[t, j]
-        w = _decode(codes[e, n, r // 2], r % 2, scales[e, n, r // BLOCK], out_dtype)
+        w = _decode(codes[e, n, r // 2], r % 2, scales[e, n, r // BLOCK], table, out_dtype)
         return te.sum(x[t, 0 if shared else j, z, r].astype(out_dtype) * w, axis=r)
 
     return te.compute((tokens, k, 1, columns), body, name="routed_matmul")
