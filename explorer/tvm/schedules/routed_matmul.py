@@ -1,12 +1,12 @@
 """The GPU's schedule of a mixture's routed matmul (:mod:`explorer.tvm.passes.experts`).
 
-``out[t, j, n] = sum_r x[t, j, r] W[index[t, j], n, r]``, ``W`` kept ``[E, N, K]`` on GPUs. DLight's rules either
-decline it (its weight's row is another tensor's value) or give each token its own thread block, which
-then reads its experts' weights apart from every other token's: at a decode step of 64 sequences over 8
-of 128 experts, 512 expert matrices from DRAM where 126 distinct ones exist. This schedule keeps the
-tokens inside each block of output columns instead: a block computes :data:`COLUMNS` columns (one thread
-each) for :data:`TOKENS` tokens, and the blocks of one column
-tile run over every token, so the routed experts' slice of that tile is fetched once and the tokens that
+``out[t, j, n] = sum_r x[t, j, r] W[index[t, j], n, r]``, with ``W`` kept ``[E, N, K]`` on GPUs.
+DLight's rules either decline it (its weight's row is another tensor's value) or give each token its
+own thread block, which then reads its experts' weights apart from every other token's: at a decode
+step of 64 sequences routed to 8 of 128 experts, 512 expert matrices from DRAM where 126 distinct ones
+exist. This schedule keeps the tokens inside each tile of output columns instead: a block computes
+:data:`COLUMNS` columns (one thread each) for :data:`TOKENS` tokens, and the blocks of one column tile
+run over every token, so the routed experts' slice of that tile is fetched once and the tokens that
 share an expert read it from cache, as a serving engine's grouped kernel does (vLLM's ``fused_moe``
 sorts tokens by expert for the same reason). A thread reads its column's weights along K, whole cache
 lines at a time.
