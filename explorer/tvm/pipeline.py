@@ -134,7 +134,6 @@ PRECISION: dict[str, Factory] = {
     "fp32": lambda ctx: [],
     "fp16": _fp16,
     "bf16": _bf16,
-    "mxfp4-bf16": _bf16,  # the experts' weights: explorer.tvm.passes.experts (MXFP4), in _legalize
     "int8": lambda ctx: [precision_pass("int8", ctx.act_scales),
                          *([half_activation_matmuls] if ctx.lowering in ("cuda", "rocm") else []), fold(ctx)],
     "fp8": lambda ctx: [precision_pass("fp8", ctx.act_scales, weights=ctx.weights),
@@ -145,6 +144,7 @@ PRECISION: dict[str, Factory] = {
     "int4w-fp16": _fp16,
     "int8w-bf16": _bf16,
     "int4w-bf16": _bf16,
+    "mxfp4-bf16": _bf16,  # and the experts' weights in MXFP4: explorer.tvm.passes.experts, in _legalize
 }
 
 #: The precision passes that run on the legalized module, after the last FoldConstant: weight-only
@@ -153,10 +153,10 @@ PRECISION_AFTER_LEGALIZE: dict[str, Factory] = {
     "fp32": lambda ctx: [],
     "fp16": lambda ctx: [],
     "bf16": lambda ctx: [],
-    "mxfp4-bf16": lambda ctx: [],
     "int8": lambda ctx: [],
     "fp8": lambda ctx: [],
     **{name: _weight_only(name) for name in WEIGHT_ONLY},
+    "mxfp4-bf16": lambda ctx: [],
 }
 
 LAYOUT: dict[str, Factory] = {

@@ -69,10 +69,11 @@ def test_a_gpt_oss_shaped_mixture_of_alternating_layers_is_counted_once_exactly(
     onnx.save(build_llama(cfg=cfg, layer_ids=layers, weights_as_inputs=True, last_token_logits=True),
               tmp_path / "counted.onnx")
     # fp32: in fp16 a bias that is a weight parameter keeps a cast of its own in prefill (see the docs' gap).
-    # On-chip bytes within 1e-4 (1.3e-5 measured): the planner recycles the middle layers' new keys and values in the whole
-    # model's activation memory, where each copy of the counted unit has its own (256 kB of 19.9 GB)
+    # On-chip bytes within 1e-3: the planner recycles the middle layers' new keys and values in the whole
+    # model's activation memory, where each copy of the counted unit has its own (256 kB in prefill: 1e-5
+    # of its on-chip bytes, 7.5e-4 of its L2's)
     _compare(_sweep(tmp_path / "counted.onnx", "fused", tmp_path, "counted"),
-             _sweep(tmp_path / "whole.onnx", "fused", tmp_path, "whole"), onchip_rtol=1e-4)
+             _sweep(tmp_path / "whole.onnx", "fused", tmp_path, "whole"), onchip_rtol=1e-3)
 
 
 def test_llama_mini_with_weights_as_parameters_matches_its_constant_build(tmp_path):
