@@ -27,7 +27,7 @@ from tvm.ir.expr import Constant
 from tvm.relax import Var
 
 from explorer.tvm.passes import mxfp4
-from explorer.tvm.passes.rewriting import rewritten
+from explorer.tvm.passes.rewriting import bound_value, rewritten
 from explorer.tvm.passes.weight_params import with_params
 from explorer.tvm.relax_ir import name_of
 
@@ -79,12 +79,8 @@ class _ExpertsRewriter(relax.PyExprMutator):
         self.new_params: list[relax.Var] = []  # MXFP4 codes and scales of a weight parameter
 
     def _bound(self, expr):
-        while isinstance(expr, Var):
-            value = self.lookup_binding(expr)
-            if value is None:
-                return expr
-            expr = value
-        return expr
+        """What ``expr`` is bound to (through the function's bindings), else itself."""
+        return bound_value(self, expr)
 
     def _weight(self, expr) -> bool:
         return isinstance(expr, Constant) or (isinstance(expr, Var) and name_of(expr) in self.weights)

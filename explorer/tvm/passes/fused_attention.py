@@ -30,12 +30,11 @@ import numpy as np
 import tvm
 from tvm import relax
 from tvm.ir.expr import Call, Constant
-from tvm.relax import Var
 
 from explorer.tvm.codegen import current_arch
 from explorer.tvm.kernels.attention import MAX_ROWS, AttentionShape, merge_splits, partial_attention, tiling
 from explorer.tvm.kernels.prefill_attention import prefill_attention, prefill_tiling
-from explorer.tvm.passes.rewriting import rewritten
+from explorer.tvm.passes.rewriting import bound_value, rewritten
 from explorer.tvm.schedules.tensor_core_matmul import intrinsics
 
 #: TVM's op-pattern kind that FuseOps never fuses into (``relay::kOpaque``).
@@ -101,12 +100,7 @@ class _AttentionRewriter(relax.PyExprMutator):
 
     def _bound(self, expr):
         """What ``expr`` is bound to (through the function's bindings), else itself."""
-        while isinstance(expr, Var):
-            value = self.lookup_binding(expr)
-            if value is None:
-                return expr
-            expr = value
-        return expr
+        return bound_value(self, expr)
 
     def _uncast(self, expr):
         """``expr`` without the astype applied to it (the tensor as stored)."""

@@ -7,6 +7,16 @@ import tvm
 from tvm import relax
 
 
+def bound_value(mutator: relax.PyExprMutator, expr):
+    """What ``expr`` is bound to, through the bindings ``mutator`` has visited, else ``expr`` itself."""
+    while isinstance(expr, relax.Var):
+        value = mutator.lookup_binding(expr)
+        if value is None:
+            return expr
+        expr = value
+    return expr
+
+
 def rewritten(rewriter: relax.PyExprMutator, mod: tvm.IRModule) -> tvm.IRModule:
     """``mod`` with each Relax function visited by ``rewriter`` (a mutator made on ``mod``), with the
     functions the rewriter added to its builder."""
