@@ -264,18 +264,18 @@ class Totals:
     latency_by_bound: tuple[tuple[str, float], ...] = ()  # modelled seconds per bounding resource
 
     #: The columns a totals record fills in a table of variants, in order.
-    COLUMNS = ("kernels", "macs", "flops", "dram_bytes", "onchip_bytes", "weight_bytes", "interconnect_bytes", "energy_j",
-               "energy_compute_j", "energy_memory_j", "energy_dram_j", "energy_onchip_j", "energy_interconnect_j",
-               "energy_static_j",
-               "compulsory_energy_j", "compulsory_ratio", "casts", "energy_cast_j", "latency_s", "interconnect_latency_s", "bound")
+    COLUMNS = ("kernels", "macs", "flops", "dram_bytes", "onchip_bytes", "weight_bytes", "interconnect_bytes",
+               "energy_j", "energy_compute_j", "energy_memory_j", "energy_dram_j", "energy_onchip_j",
+               "energy_interconnect_j", "energy_static_j", "compulsory_energy_j", "compulsory_ratio", "casts",
+               "energy_cast_j", "latency_s", "interconnect_latency_s", "bound")
 
     @classmethod
     def of(cls, scored: pd.DataFrame) -> "Totals":
         """The totals of a scored workload (:func:`score`)."""
         sums = {f.name: float(scored[f.name].sum()) for f in dataclasses.fields(cls)
                 if f.name not in ("kernels", "latency_by_bound", "interconnect_latency_s")}
-        collective = scored["collective"].fillna("") != "" if "collective" in scored else pd.Series(False, scored.index)
-        sums["interconnect_latency_s"] = float(scored["latency_s"][collective].sum())
+        collective = interconnect.collective_rows(scored)
+        sums["interconnect_latency_s"] = float(scored["latency_s"].to_numpy()[collective].sum())
         by_bound = scored.groupby("bound")["latency_s"].sum()
         return cls(kernels=int((~collective).sum()), latency_by_bound=tuple((str(b), float(s)) for b, s in by_bound.items()),
                    **sums)

@@ -47,15 +47,23 @@ def workload_devices(workload: pd.DataFrame) -> int:
     return int(workload["devices"].fillna(1).max())
 
 
+def collective_rows(workload: pd.DataFrame) -> np.ndarray:
+    """Whether each row of ``workload`` is a collective's (a kernel's is not)."""
+    if "collective" not in workload:
+        return np.zeros(len(workload), bool)
+    return (workload["collective"].fillna("").astype(str) != "").to_numpy()
+
+
 def link_bytes(workload: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """``(bytes each device sends, collectives)`` per row of ``workload`` (zeros for a kernel)."""
-    n, devices = len(workload), workload_devices(workload)
-    if "collective" not in workload:
-        return np.zeros(n), np.zeros(n)
+    collective = collective_rows(workload)
+    if not collective.any():
+        return np.zeros(len(workload)), collective.astype(float)
+    devices = workload_devices(workload)
     kinds = workload["collective"].fillna("").astype(str).tolist()
     tensor = workload["collective_bytes"].fillna(0.0).to_numpy(float)
     sent = np.array([sent_bytes(k, b, devices) if k else 0.0 for k, b in zip(kinds, tensor)])
-    return sent, np.array([1.0 if k else 0.0 for k in kinds])
+    return sent, collective.astype(float)
 
 
 def devices_error(target: TargetSpec, devices: int) -> str:

@@ -120,6 +120,15 @@ def _decoder_inputs(cfg: _dec.DecoderConfig, layer_ids: tuple[int, ...] | None =
     return (("input_ids", (-1, -1)), ("attention_mask", (-1, -1)), *past)
 
 
+def _small_llama(name: str, cfg: _dec.DecoderConfig, description: str, what: str) -> ModelInfo:
+    """A Llama-family decoder of the zoo built whole with random weights (``what`` it is, for its MAC
+    source)."""
+    return ModelInfo(
+        name=name, description=description, inputs=_decoder_inputs(cfg), published_macs=None,
+        macs_source=f"no published figure ({what} sized for this machine); use count_macs at a phase",
+        build=functools.partial(_dec.build_llama, cfg=cfg), decoder=cfg, parameters=cfg.parameters())
+
+
 #: Decoders: symbolic batch and sequence lengths, fixed by a phase (``--phase prefill:P,decode:L``).
 _DECODERS: tuple[ModelInfo, ...] = (
     ModelInfo(
@@ -135,37 +144,16 @@ _DECODERS: tuple[ModelInfo, ...] = (
         build=_dec.build_gpt2,
         decoder=_dec.GPT2,
     ),
-    ModelInfo(
-        name="llama-mini",
-        description="Llama-style decoder (RMSNorm, rotary, grouped-query attention 8/2 heads, SwiGLU), 4 layers, d_model 256, KV cache",
-        inputs=_decoder_inputs(_dec.LLAMA_MINI),
-        published_macs=None,
-        macs_source="no published figure (a small Llama-architecture model sized for this machine); use count_macs at a phase",
-        build=_dec.build_llama,
-        decoder=_dec.LLAMA_MINI,
-        parameters=_dec.LLAMA_MINI.parameters(),
-    ),
-    ModelInfo(
-        name="moe-mini",
-        description="Mixtral-style mixture of experts: llama-mini's attention, 8 SwiGLU experts of 384 a layer, 2 a token, 4 layers",
-        inputs=_decoder_inputs(_dec.MOE_MINI),
-        published_macs=None,
-        macs_source="no published figure (a small mixture of experts sized for this machine); use count_macs at a phase",
-        build=functools.partial(_dec.build_llama, cfg=_dec.MOE_MINI),
-        decoder=_dec.MOE_MINI,
-        parameters=_dec.MOE_MINI.parameters(),
-    ),
-    ModelInfo(
-        name="gpt-oss-mini",
-        description=("gpt-oss-style mixture of experts: sliding-window and full attention alternating, attention sinks, "
-                     "biases, 8 experts of 256 (4 a token), clamped SwiGLU, YaRN; 4 layers, d_model 256"),
-        inputs=_decoder_inputs(_dec.GPT_OSS_MINI),
-        published_macs=None,
-        macs_source="no published figure (a small gpt-oss-shaped model sized for this machine); use count_macs at a phase",
-        build=functools.partial(_dec.build_llama, cfg=_dec.GPT_OSS_MINI),
-        decoder=_dec.GPT_OSS_MINI,
-        parameters=_dec.GPT_OSS_MINI.parameters(),
-    ),
+    _small_llama("llama-mini", _dec.LLAMA_MINI,
+                 "Llama-style decoder (RMSNorm, rotary, grouped-query attention 8/2 heads, SwiGLU), 4 layers, d_model 256, KV cache",
+                 "a small Llama-architecture model"),
+    _small_llama("moe-mini", _dec.MOE_MINI,
+                 "Mixtral-style mixture of experts: llama-mini's attention, 8 SwiGLU experts of 384 a layer, 2 a token, 4 layers",
+                 "a small mixture of experts"),
+    _small_llama("gpt-oss-mini", _dec.GPT_OSS_MINI,
+                 "gpt-oss-style mixture of experts: sliding-window and full attention alternating, attention sinks, "
+                 "biases, 8 experts of 256 (4 a token), clamped SwiGLU, YaRN; 4 layers, d_model 256",
+                 "a small gpt-oss-shaped model"),
 )
 
 

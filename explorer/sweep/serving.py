@@ -31,10 +31,10 @@ def _ok(variants: pd.DataFrame) -> pd.DataFrame:
     return variants[variants["energy_j"].notna()]
 
 
-def _split_note(model: str, devices: int, device_bytes: float, constant_bytes: float, per_sequence: float,
+def _split_note(cfg, devices: int, device_bytes: float, constant_bytes: float, per_sequence: float,
                 activation_bytes: float) -> str:
-    """What a fit note adds: the fewest devices the decoder fits on, split as ``--devices`` splits it."""
-    cfg = decoder_config(model)
+    """What a fit note adds: the fewest devices the decoder of whole-model config ``cfg`` fits on, split as
+    ``--devices`` splits it."""
     if cfg is None:
         return ""
     n = smallest_devices(cfg.kv_heads, lambda k: not shard_error(cfg, k), devices, device_bytes, constant_bytes,
@@ -42,11 +42,10 @@ def _split_note(model: str, devices: int, device_bytes: float, constant_bytes: f
     return f"; it fits on {n} devices (--devices {n})" if n else f"; it fits on none of {', '.join(map(str, DEVICE_COUNTS))} devices"
 
 
-def experts_read(model: str, batch: int) -> float | None:
+def experts_read(cfg, batch: int) -> float | None:
     """The experts a layer's decode step at ``batch`` reads under uniform routing, E(1 - (1 - k/E)^B)
     (:func:`explorer.workload.reuse.distinct_rows`, what the traffic model charges); None for a dense
-    decoder."""
-    cfg = decoder_config(model)
+    decoder (or no decoder config, ``cfg`` None)."""
     if cfg is None or not cfg.experts:
         return None
     return distinct_rows(cfg.experts, cfg.experts_per_token, batch)
@@ -66,6 +65,7 @@ def serve(model: str, targets: list[str], strategies: str, batches: list[int], w
     """One row per target, strategy and batch (:data:`SERVING_COLUMNS`); ``model`` may name one device's
     shard (``NAME@tpN``, tensor parallelism over N devices)."""
     devices = split_tensor_parallel(model)[1]
+    cfg = decoder_config(model)
     specs = {t: load_target(t) for t in targets}
     p, o = workload.prompt_tokens, workload.output_tokens
     common = dict(targets=targets, strategies=strategies, build=False, check=False, progress=progress, jobs=jobs,
@@ -80,7 +80,7 @@ def serve(model: str, targets: list[str], strategies: str, batches: list[int], w
         for b in batches:
             achieved, why = achieved_batch(b, device, r["constant_bytes"], per_sequence, r["planned_memory_bytes"])
             if why:
-                why += _split_note(model, devices, device, r["constant_bytes"], per_sequence, r["planned_memory_bytes"])
+                why += _split_note(cfg, devices, device, r["constant_bytes"], per_sequence, r["planned_memory_bytes"])
             plans[(r["target"], r["strategy"], b)] = achieved, why
     step_batches = sorted({a or b for (_, _, b), (a, _) in plans.items()})
     low, high = workload.contexts()
@@ -94,6 +94,6 @@ def serve(model: str, targets: list[str], strategies: str, batches: list[int], w
         if low not in at or high not in at:
             continue  # its decode failed: the sweep said why
         rows.append({"model": model.rsplit("/", 1)[-1].replace(".json", ""), "target": target, "strategy": strategy,
-                     "devices": devices, "kv_cache_dtype": kv_cache_dtype, "experts_per_step": experts_read(model, achieved or b),
+                     "devices": devices, "kv_cache_dtype": kv_cache_dtype, "experts_per_step": experts_read(cfg, achieved or b),
                      **serving_row(workload, b, achieved, why, pre, at[low], at[high], devices)})
     return pd.DataFrame(rows, columns=list(SERVING_COLUMNS))

@@ -55,7 +55,8 @@ def repeat_layer(calls: list[CallSite], layers: tuple[int, ...], count: int, con
     tied = [c for c in calls[end:] if c.n_inputs and all(id(t) in written for t in c.args[:c.n_inputs])
             and not any(id(t) in read for t in c.args[c.n_inputs:])]
     unit = inside + tied
-    outside = {t.storage for c in calls if not any(c is u for u in unit) for t in c.args + c.eliminated}
+    in_unit = {id(c) for c in unit}
+    outside = {t.storage for c in calls if id(c) not in in_unit for t in c.args + c.eliminated}
     # what no other layer touches is this unit's own: its weights, its cache and the planned storage of
     # its new keys and values (returned, so live to the end); the activation memory is shared
     own = {t.storage: t for c in unit for t in c.args if t.storage not in outside}
@@ -74,7 +75,7 @@ def repeat_layer(calls: list[CallSite], layers: tuple[int, ...], count: int, con
         copies += [copy(c) for c in inside]
         tied_copies += [copy(c) for c in tied]
     after = calls[end:]
-    last_tied = max((i for i, c in enumerate(after) if any(c is t for t in tied)), default=-1)
+    last_tied = max((i for i, c in enumerate(after) if id(c) in in_unit), default=-1)
     ordered = calls[:end] + copies + after[:last_tied + 1] + tied_copies + after[last_tied + 1:]
     out = [dataclasses.replace(c, index=i) for i, c in enumerate(ordered)]
     weights = sum(t.nbytes for t in own.values() if t.origin == "const")

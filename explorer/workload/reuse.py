@@ -177,12 +177,7 @@ class _Tree:
         per_buffer: dict = defaultdict(dict)
         for s in self.under[node]:
             iterating = {lid for lid in s.path if self.depth[lid] >= first_iter}
-            if not s.affine and s.gathered is None:  # every combination of the iterating loops its index uses, contiguously
-                used = iterating & {lid for lid, _ in s.terms}
-                ext = math.prod(self.loops[lid].extent for lid in used)
-                fp = max(1.0, (ext * s.elem_bytes + self.line - s.elem_bytes) / self.line) * self.line
-                key = ("nonaffine", tuple(sorted(used)))
-            elif s.gathered is not None:  # distinct rows the iterating choices touch, each its row footprint
+            if s.gathered is not None:  # distinct rows the iterating choices touch, each its row footprint
                 g = s.gathered
                 # a loop that also runs within the row (fused with it) makes more iterations than choices
                 draws = min(math.prod(self.loops[lid].extent for lid in g.loops if lid in iterating), g.total_choices)
@@ -196,6 +191,11 @@ class _Tree:
                     row_fp = math.ceil(ext * s.elem_bytes / self.line) * self.line
                 fp = g.expected_rows(draws) * min(row_fp, math.ceil(row_bytes / self.line) * self.line)
                 key = ("gathered", tuple(sorted(iterating)))
+            elif not s.affine:  # every combination of the iterating loops its index uses, contiguously
+                used = iterating & {lid for lid, _ in s.terms}
+                ext = math.prod(self.loops[lid].extent for lid in used)
+                fp = max(1.0, (ext * s.elem_bytes + self.line - s.elem_bytes) / self.line) * self.line
+                key = ("nonaffine", tuple(sorted(used)))
             else:
                 strides = [(stride * s.elem_bytes, self.loops[lid].extent) for lid, stride in s.terms
                            if lid in iterating]

@@ -24,11 +24,10 @@ import numpy as np
 import tvm
 from tvm import relax, te, tirx
 from tvm.ir.expr import Constant
-from tvm.relax import Var
 
 from explorer.tvm.passes import mxfp4
 from explorer.tvm.passes.rewriting import bound_value, rewritten
-from explorer.tvm.passes.weight_params import with_params
+from explorer.tvm.passes.weight_params import is_weight, with_params
 from explorer.tvm.relax_ir import name_of
 
 
@@ -82,8 +81,12 @@ class _ExpertsRewriter(relax.PyExprMutator):
         """What ``expr`` is bound to (through the function's bindings), else itself."""
         return bound_value(self, expr)
 
-    def _weight(self, expr) -> bool:
-        return isinstance(expr, Constant) or (isinstance(expr, Var) and name_of(expr) in self.weights)
+    def _uncast(self, expr):
+        """What ``expr`` is bound to, through any casts."""
+        value = self._bound(expr)
+        while _op(value, "relax.astype"):
+            value = self._bound(value.args[0])
+        return value
 
     def visit_call_(self, call):
         call = super().visit_call_(call)
@@ -110,17 +113,13 @@ class _ExpertsRewriter(relax.PyExprMutator):
 
     def _routed(self, call):
         x, b = call.args
-        dtype = str(call.args[1].ty.dtype)
-        bound = self._bound(b)
-        while _op(bound, "relax.astype"):
-            bound = self._bound(bound.args[0])
-        if not _op(bound, "relax.take") or int(bound.attrs.axis) != 0:
+        dtype = str(b.ty.dtype)
+        taken = self._uncast(b)
+        if not _op(taken, "relax.take") or int(taken.attrs.axis) != 0:
             return call
-        weight, index = bound.args
-        base = self._bound(weight) if isinstance(weight, Var) and not self._weight(weight) else weight
-        while _op(base, "relax.astype"):
-            base = base.args[0] if self._weight(base.args[0]) else self._bound(base.args[0])
-        if not self._weight(base) or len(base.ty.shape.values) != 3 or len(index.ty.shape.values) != 2:
+        index = taken.args[1]
+        base = self._uncast(taken.args[0])  # the weight as stored (a precision's cast is redone below)
+        if not is_weight(base, self.weights) or len(base.ty.shape.values) != 3 or len(index.ty.shape.values) != 2:
             return call
         xs = x.ty.shape.values
         if len(xs) != 4 or int(xs[2]) != 1 or int(xs[1]) not in (1, int(index.ty.shape.values[1])):
@@ -130,11 +129,8 @@ class _ExpertsRewriter(relax.PyExprMutator):
         stored = base if str(base.ty.dtype) == dtype else relax.op.astype(base, dtype)
         if self.along_k:
             stored = relax.op.permute_dims(stored, [0, 2, 1])  # folded into an [E, N, K] weight
-        stored = self.builder_.emit(stored)
-        out_dtype = str(call.ty.dtype)
-        return self.builder_.emit_te(routed_matmul_kernel, x, stored, index, self.along_k, out_dtype,
-                                     primfunc_name_hint="routed_matmul")
-
+        return self.builder_.emit_te(routed_matmul_kernel, x, self.builder_.emit(stored), index, self.along_k,
+                                     str(call.ty.dtype), primfunc_name_hint="routed_matmul")
 
     def _mxfp4(self, x, weight, index, out_dtype: str):
         """The routed product with ``weight`` ``[E, K, N]`` in MXFP4 (:mod:`explorer.tvm.passes.mxfp4`):

@@ -31,7 +31,7 @@ from tvm.relax.dpl import GlobalVarPattern, TuplePattern, is_op, wildcard
 
 from explorer.tvm.passes.packed_weights import pack_columns
 from explorer.tvm.passes.rewriting import rewritten
-from explorer.tvm.passes.weight_params import with_params
+from explorer.tvm.passes.weight_params import is_weight, with_params
 from explorer.tvm.relax_ir import name_of
 
 #: The bits of each weight-only precision.
@@ -206,9 +206,6 @@ class _WeightOnlyRewriter(relax.PyExprMutator):
         self.new_params: list[relax.Var] = []
         self.weight_operands: dict = {}  # kernel -> its weight's candidate parameters (once per kernel, not per call)
 
-    def _is_weight(self, arg) -> bool:
-        return isinstance(arg, Constant) or (isinstance(arg, relax.Var) and name_of(arg) in self.weights)
-
     def visit_call_(self, call):
         call = super().visit_call_(call)
         if not (isinstance(call.op, tvm.ir.Op) and call.op.name == _CALL_TIR):
@@ -217,7 +214,7 @@ class _WeightOnlyRewriter(relax.PyExprMutator):
         if kernel not in self.weight_operands:
             self.weight_operands[kernel] = _weight_operand(self.mod[kernel])
         args = list(call.args[1].fields)
-        found = [(i, t) for i, t in self.weight_operands[kernel] if i < len(args) and self._is_weight(args[i])]
+        found = [(i, t) for i, t in self.weight_operands[kernel] if i < len(args) and is_weight(args[i], self.weights)]
         if not found:
             return call
         index, layout = found[0]

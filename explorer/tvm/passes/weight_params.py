@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import tvm
 from tvm import relax
+from tvm.ir.expr import Constant
 
 from explorer.tvm.relax_ir import name_of
 
@@ -47,6 +48,11 @@ class _WeightFolder(relax.PyExprMutator):
                 self.set_var_remap(binding.var, var)
                 return
         super().visit_var_binding_(binding)
+
+
+def is_weight(expr, weights) -> bool:
+    """Whether ``expr`` is a weight: a constant, or a parameter of ``main`` named in ``weights``."""
+    return isinstance(expr, Constant) or (isinstance(expr, relax.Var) and name_of(expr) in weights)
 
 
 def with_params(func: relax.Function, extra: list[relax.Var]) -> relax.Function:
