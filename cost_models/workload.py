@@ -47,6 +47,9 @@ Columns (all counts are for one call of the kernel):
 ``collective``           optional: ``all_reduce`` or ``all_gather`` for a collective's row (the tensor it
                          reads and writes counted in the byte columns), empty for a kernel's
 ``collective_bytes``     optional: the whole tensor a collective reduces or gathers
+``gathered_nest``        optional, not read here: a kernel with gathered reads (a mixture's routed experts)
+                         keeps its loop nest as JSON, for ``explorer.workload.table.with_row_load`` to
+                         re-count its traffic under a measured expert load before scoring
 ``measured_s``           optional: the call's time measured on the hardware the target describes; where
                          present (not NaN), static power is charged over it (see ``cost_models.energy``).
 """

@@ -29,6 +29,9 @@ def add_parser(sub) -> None:
     s.add_argument("--strategies", default=SERVED_STRATEGIES, help=f"comma-separated strategies (default {SERVED_STRATEGIES})")
     s.add_argument("--kv-cache-dtype", choices=[k for k in KV_CACHE_DTYPES if k != "auto"], default="float16",
                    help="the dtype the KV cache is kept in (default float16)")
+    s.add_argument("--expert-load", metavar="FILE",
+                   help="a mixture's measured expert load: per layer (or one line for all), each expert's share of "
+                        "the routed tokens (default: uniform routing; see the docs)")
     s.add_argument("--jobs", type=positive_int, metavar="N", help="worker processes compiling at once")
     s.add_argument("--out", help="directory for serving.csv and serving.md")
     s.add_argument("--no-build", action="store_true", help="accepted for symmetry with sweep: serve never builds")
@@ -47,7 +50,7 @@ def run(args) -> int:
 
     workload = ServingWorkload(args.prompt_tokens, args.output_tokens, args.prefill_batch)
     table = serve(with_devices(args.model, args.devices), args.target.split(","), args.strategies, args.batch, workload, args.kv_cache_dtype,
-                  progress=not args.quiet, jobs=args.jobs)
+                  progress=not args.quiet, jobs=args.jobs, expert_load=args.expert_load)
     text = serving_markdown(table)
     print(text)
     if args.out:

@@ -293,7 +293,7 @@ def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.
 def serving_markdown(table: pd.DataFrame) -> str:
     """``serving.csv`` as a readable table: J per output token (of every device), inter-token latency,
     power (of one device), fit; for a mixture of experts, the experts a layer's decode step reads and the
-    weight bytes per token; for a model over several devices, the bytes one device sends a token and the
+    weight bytes per token, with the routing they assume; for a model over several devices, the bytes one device sends a token and the
     share of the time the collectives take."""
     if table.empty:
         return "no serving figures: every variant failed (see the messages above)"
@@ -314,4 +314,8 @@ def serving_markdown(table: pd.DataFrame) -> str:
            if (table["devices"] > 1).any() else {}),
         "fits": [("yes" if f else f"no: {n}") for f, n in zip(table["fits"], table["fit_note"])],
     })
-    return shown.to_markdown(index=False)
+    routing = sorted(set(table["expert_routing"].dropna()) - {""})
+    said = [("uniform routing, E(1 - (1 - k/E)^B)" if r == "uniform" else f"the load {r.replace(' (', ' in ')[:-1]}")
+            for r in routing]  # "measured (FILE)": the load measured in FILE
+    note = f"\n\nExperts a layer's decode step reads: {'; '.join(said)}." if routing else ""
+    return shown.to_markdown(index=False) + note

@@ -188,7 +188,7 @@ def kernel_frame(lowering: Lowering, scored: pd.DataFrame, row: dict, run: Measu
     """The per-kernel table of one variant on one target: its scored workload, with the operators
     each call covers, the intermediates fusion eliminated and, where the build ran, each call's
     measured time (``measured_s``)."""
-    kernels = scored.copy()
+    kernels = scored.drop(columns=["gathered_nest"], errors="ignore")  # an analysis record, not a figure
     calls = {c.index: c for c in lowering.calls}
     kernels["ops"] = [" + ".join(calls[i].members) for i in kernels["call_index"]]
     kernels["eliminated"] = [" ".join(calls[i].eliminated) for i in kernels["call_index"]]

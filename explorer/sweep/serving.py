@@ -15,7 +15,8 @@ from explorer.model.phases import Phase
 from explorer.model.prepare import prepare
 from explorer.scoring.serving import DEVICE_COUNTS, ServingWorkload, achieved_batch, serving_row, smallest_devices
 from explorer.sweep.sweep import run_sweep
-from explorer.workload.reuse import distinct_rows
+from explorer.workload.expert_load import read_expert_load
+from explorer.workload.reuse import RowLoad, distinct_rows
 from models import split_tensor_parallel
 from models.decoders import shard_error
 
@@ -23,7 +24,7 @@ from models.decoders import shard_error
 SERVING_COLUMNS = ("model", "target", "strategy", "devices", "batch", "achieved_batch", "prompt_tokens",
                    "output_tokens", "prefill_batch", "energy_per_output_token_j", "prefill_energy_share",
                    "inter_token_latency_s", "output_tokens_per_s", "mean_power_w", "weight_bytes_per_step",
-                   "weight_bytes_per_token", "experts_per_step", "interconnect_bytes_per_token",
+                   "weight_bytes_per_token", "experts_per_step", "expert_routing", "interconnect_bytes_per_token",
                    "interconnect_energy_share", "interconnect_time_share", "fits", "fit_note", "kv_cache_dtype")
 
 
@@ -42,13 +43,33 @@ def _split_note(cfg, devices: int, device_bytes: float, constant_bytes: float, p
     return f"; it fits on {n} devices (--devices {n})" if n else f"; it fits on none of {', '.join(map(str, DEVICE_COUNTS))} devices"
 
 
-def experts_read(cfg, batch: int) -> float | None:
-    """The experts a layer's decode step at ``batch`` reads under uniform routing, E(1 - (1 - k/E)^B)
-    (:func:`explorer.workload.reuse.distinct_rows`, what the traffic model charges); None for a dense
-    decoder (or no decoder config, ``cfg`` None)."""
+def experts_read(cfg, batch: int, load: RowLoad | None = None) -> float | None:
+    """The experts a layer's decode step at ``batch`` reads, what the traffic model charges: under uniform
+    routing E(1 - (1 - k/E)^B) (:func:`explorer.workload.reuse.distinct_rows`), under a measured ``load``
+    its expected distinct experts averaged over the layers; None for a dense decoder (or no config)."""
     if cfg is None or not cfg.experts:
         return None
+    if load is not None:
+        return load.distinct_rows(batch)
     return distinct_rows(cfg.experts, cfg.experts_per_token, batch)
+
+
+def routing_of(cfg, load: RowLoad | None) -> str:
+    """How ``serving.csv`` states the routing its expert bytes assume: ``uniform``, ``measured (FILE)``,
+    or empty for a dense decoder."""
+    if cfg is None or not cfg.experts:
+        return ""
+    return f"measured ({load.source})" if load is not None else "uniform"
+
+
+def expert_load_of(cfg, model: str, path: str | None) -> RowLoad | None:
+    """The measured expert load in the file at ``path`` for the decoder ``cfg`` (None without a path);
+    one clear error for a dense decoder or a file that does not fit the mixture."""
+    if path is None:
+        return None
+    if cfg is None or not cfg.experts:
+        raise ExplorerError(f"--expert-load: {model} is not a mixture of experts")
+    return read_expert_load(path, cfg.experts, cfg.experts_per_token, cfg.layers)
 
 
 def decoder_config(model: str):
@@ -61,15 +82,18 @@ def decoder_config(model: str):
 
 
 def serve(model: str, targets: list[str], strategies: str, batches: list[int], workload: ServingWorkload,
-          kv_cache_dtype: str = "float16", progress: bool = True, jobs: int | None = None) -> pd.DataFrame:
+          kv_cache_dtype: str = "float16", progress: bool = True, jobs: int | None = None,
+          expert_load: str | None = None) -> pd.DataFrame:
     """One row per target, strategy and batch (:data:`SERVING_COLUMNS`); ``model`` may name one device's
-    shard (``NAME@tpN``, tensor parallelism over N devices)."""
+    shard (``NAME@tpN``, tensor parallelism over N devices). ``expert_load`` is the path of a mixture's
+    measured expert load (:mod:`explorer.workload.expert_load`; default: uniform routing)."""
     devices = split_tensor_parallel(model)[1]
     cfg = decoder_config(model)
+    load = expert_load_of(cfg, model, expert_load)
     specs = {t: load_target(t) for t in targets}
     p, o = workload.prompt_tokens, workload.output_tokens
     common = dict(targets=targets, strategies=strategies, build=False, check=False, progress=progress, jobs=jobs,
-                  kv_cache_dtype=kv_cache_dtype, tables=False)
+                  kv_cache_dtype=kv_cache_dtype, tables=False, row_load=load)
     prefill = _ok(run_sweep([model], phases=[Phase("prefill", p)], batches=[workload.prefill_batch], **common).variants)
     if prefill.empty:
         raise ExplorerError(f"{model}: no strategy analysed its prefill; see the sweep's messages above")
@@ -94,6 +118,7 @@ def serve(model: str, targets: list[str], strategies: str, batches: list[int], w
         if low not in at or high not in at:
             continue  # its decode failed: the sweep said why
         rows.append({"model": model.rsplit("/", 1)[-1].replace(".json", ""), "target": target, "strategy": strategy,
-                     "devices": devices, "kv_cache_dtype": kv_cache_dtype, "experts_per_step": experts_read(cfg, achieved or b),
+                     "devices": devices, "kv_cache_dtype": kv_cache_dtype, "experts_per_step": experts_read(cfg, achieved or b, load),
+                     "expert_routing": routing_of(cfg, load),
                      **serving_row(workload, b, achieved, why, pre, at[low], at[high], devices)})
     return pd.DataFrame(rows, columns=list(SERVING_COLUMNS))

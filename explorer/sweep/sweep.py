@@ -47,6 +47,8 @@ from explorer.sweep.reference import Reference, reference
 from explorer.sweep.timing import TIMED_RUNS, needs_run, time_builds
 from explorer.sweep.workers import default_jobs
 from explorer.tvm.llvm_host import resolve_mcpu
+from explorer.workload.reuse import RowLoad
+from explorer.workload.table import with_row_load
 from models import split_tensor_parallel
 
 #: Tables a tuned variant adds besides its kernels (see :func:`explorer.scoring.rows.tuning_tables`).
@@ -110,8 +112,10 @@ def _time_onnxruntime_int8(plans: list[Plan], references: dict[str, Reference], 
 
 
 def _score(prepared: dict, plans: list[Plan], strats: list, specs: list[TargetSpec],
-           references: dict[str, Reference], ort: dict[tuple[str, int], float], ort_int8: dict):
-    """Every variant's row and kernels, and the tuning tables, from the stored lowerings and measurements."""
+           references: dict[str, Reference], ort: dict[tuple[str, int], float], ort_int8: dict,
+           row_load: RowLoad | None = None):
+    """Every variant's row and kernels, and the tuning tables, from the stored lowerings and measurements
+    (a mixture's routed kernels re-counted under a measured ``row_load`` where one is given)."""
     rows, kernel_frames = [], []
     tuning_frames: dict[str, list[pd.DataFrame]] = {name: [] for name in TUNING_TABLES}
     by_model: dict[str, list[Plan]] = {}
@@ -138,7 +142,10 @@ def _score(prepared: dict, plans: list[Plan], strats: list, specs: list[TargetSp
                 if isinstance(measurement, Measurement):
                     row.update(onnxruntime_latency_s=ort.get((model.name, threads)), onnxruntime_threads=threads,
                                onnxruntime_int8_latency_s=ort_int8.get((model.name, plan.calibration, threads)))
-                row, kern = variant_row(row, plan.result, t, ref.outputs if ref else None, measurement)
+                result = plan.result
+                if row_load is not None and isinstance(result, Lowering):
+                    result = dataclasses.replace(result, workload=with_row_load(result.workload, row_load))
+                row, kern = variant_row(row, result, t, ref.outputs if ref else None, measurement)
                 row.update(throughput(row, model.batch, model.tokens))
                 rows.append(row)
                 kernel_frames.append(kern)
@@ -165,7 +172,8 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
               strict: bool = False, max_tensor_bytes: int | None = None,
               input_values: dict[str, float] | None = None, inputs: str | Path | None = None,
               tables: bool = True, phases: list[Phase] | str | None = None,
-              batches: list[int] | None = None, kv_cache_dtype: str = "auto") -> SweepResult:
+              batches: list[int] | None = None, kv_cache_dtype: str = "auto",
+              row_load: RowLoad | None = None) -> SweepResult:
     """Compile every model under every strategy for every target; return variant and kernel tables.
 
     ``targets`` are names of shipped targets or paths of target files (default ``["cpu"]``).
@@ -189,7 +197,9 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     ``phases`` (``prefill:P``, ``decode:L``: :mod:`explorer.model.phases`) sweeps each decoder once per phase;
     ``batches`` sweeps every model at each batch (the symbolic first dimension of its inputs);
     ``kv_cache_dtype`` keeps a decoder's cache in ``float16`` or ``float32`` between steps (``auto``:
-    the model's own; see :func:`explorer.model.phases.with_kv_cache_dtype`).
+    the model's own; see :func:`explorer.model.phases.with_kv_cache_dtype`). ``row_load`` is a mixture's
+    measured expert load (:mod:`explorer.workload.expert_load`): its routed kernels' traffic is counted
+    under it when scored, instead of under uniform routing (nothing is compiled again).
     """
     from explorer.sweep.progress import Progress
 
@@ -260,7 +270,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
         if store is not None:
             store.close()
     with clock("score"):
-        rows, kernel_frames, tuning_frames = _score(prepared, plans, strats, specs, references, ort, ort_int8)
+        rows, kernel_frames, tuning_frames = _score(prepared, plans, strats, specs, references, ort, ort_int8, row_load)
         variants = pd.DataFrame(rows, columns=VARIANT_COLUMNS)
         if max_accuracy_loss is not None:
             ran = variants["accuracy_loss_pct"].notna()

@@ -20,8 +20,8 @@ Index expressions are given as strides per loop (``Site.terms``); an index that 
 the loops (``Site.affine`` false) is taken to touch every combination of the loops it uses,
 contiguously. A *gathered* site (``Site.gathered``) reads rows of a table that another tensor's values
 choose, each group of choices taking ``choices`` distinct rows of ``rows`` (a mixture's router picks k of
-E experts a token): its footprint is the expected number of distinct rows its iterations touch under
-uniform choices (:func:`distinct_rows`) times one row's footprint.
+E experts a token): its footprint is the expected number of distinct rows its iterations touch times one
+row's footprint, under uniform choices (:func:`distinct_rows`) or a measured load (:class:`RowLoad`).
 """
 
 from __future__ import annotations
@@ -59,6 +59,28 @@ def distinct_rows(rows: int, choices: int, groups: float) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
+class RowLoad:
+    """How often each row of a gathered table is chosen, measured: per layer, the probability that one
+    group of choices picks each row (a mixture's expert load: each layer's probabilities sum to the
+    experts a token runs, none above 1). A gathered site with as many rows as :attr:`rows` counts its
+    distinct rows under this load instead of uniform choices; ``source`` names where it came from."""
+
+    picks: tuple[tuple[float, ...], ...]
+    source: str = ""
+
+    @property
+    def rows(self) -> int:
+        return len(self.picks[0])
+
+    def distinct_rows(self, groups: float) -> float:
+        """Distinct rows ``groups`` independent groups touch, averaged over the layers: per layer
+        ``sum_e 1 - (1 - q_e)^groups`` (uniform ``q_e = k / E`` gives :func:`distinct_rows`)."""
+        if groups <= 0:
+            return 0.0
+        return sum(sum(1.0 - (1.0 - q) ** groups for q in layer) for layer in self.picks) / len(self.picks)
+
+
+@dataclasses.dataclass(frozen=True)
 class Gathered:
     """What makes a site gathered (see the module docstring): the table's rows, the rows one group
     chooses, the choices the whole kernel makes, and the loops whose iterations make them."""
@@ -68,10 +90,13 @@ class Gathered:
     total_choices: int
     loops: tuple[int, ...]
 
-    def expected_rows(self, draws: float) -> float:
-        """Distinct rows ``draws`` of the kernel's choices touch (fewer than a group: all distinct)."""
+    def expected_rows(self, draws: float, load: RowLoad | None = None) -> float:
+        """Distinct rows ``draws`` of the kernel's choices touch (fewer than a group: all distinct), under
+        uniform choices or ``load`` where it describes this table (as many rows)."""
         if draws <= self.choices:
             return min(draws, self.rows)
+        if load is not None and load.rows == self.rows:
+            return load.distinct_rows(draws / self.choices)
         return distinct_rows(self.rows, self.choices, draws / self.choices)
 
 
@@ -148,7 +173,7 @@ class ReuseProfile:
 
 
 class _Tree:
-    def __init__(self, loops: list[Loop], sites: list[Site], line: int):
+    def __init__(self, loops: list[Loop], sites: list[Site], line: int, load: RowLoad | None = None):
         self.loops = {lp.id: lp for lp in loops}
         self.children: dict[int, list[int]] = defaultdict(list)
         for lp in loops:
@@ -161,6 +186,7 @@ class _Tree:
             self.depth[lp.id] = d
         self.sites = sites
         self.line = line
+        self.load = load
         self.direct: dict[int, list[Site]] = defaultdict(list)  # sites whose innermost loop is the key
         self.under: dict[int, list[Site]] = defaultdict(list)   # sites anywhere inside the key
         for s in sites:
@@ -189,7 +215,7 @@ class _Tree:
                 else:
                     ext = math.prod(self.loops[lid].extent for lid, _ in s.terms if lid in iterating)
                     row_fp = math.ceil(ext * s.elem_bytes / self.line) * self.line
-                fp = g.expected_rows(draws) * min(row_fp, math.ceil(row_bytes / self.line) * self.line)
+                fp = g.expected_rows(draws, self.load) * min(row_fp, math.ceil(row_bytes / self.line) * self.line)
                 key = ("gathered", tuple(sorted(iterating)))
             elif not s.affine:  # every combination of the iterating loops its index uses, contiguously
                 used = iterating & {lid for lid, _ in s.terms}
@@ -236,9 +262,11 @@ class _Tree:
         return out
 
 
-def reuse_profile(loops: list[Loop], sites: list[Site], line: int = LINE_BYTES) -> ReuseProfile:
-    """The traffic-versus-capacity step function of one kernel (see the module docstring)."""
-    tree = _Tree(loops, sites, line)
+def reuse_profile(loops: list[Loop], sites: list[Site], line: int = LINE_BYTES,
+                  load: RowLoad | None = None) -> ReuseProfile:
+    """The traffic-versus-capacity step function of one kernel (see the module docstring); gathered
+    sites count distinct rows under ``load`` where it describes their table, else uniform choices."""
+    tree = _Tree(loops, sites, line, load)
     nodes = [-1] + [lp.id for lp in loops]
     memo = {"full": {n: tree.footprint(n, True) for n in nodes},
             "body": {n: tree.footprint(n, False) for n in nodes}}

@@ -10,6 +10,7 @@ tensor an earlier call left in a cache, or scratch memory recycled hot from the 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 
 import pandas as pd
@@ -63,7 +64,17 @@ class BufferUse:
     store_count: float = 0.0
     load_bytes: float = 0.0
     store_bytes: float = 0.0
-    gathered_bytes: float = 0.0  # a gathered read's expected distinct bytes (0: not gathered; see explorer.workload.reuse)
+    gathered: reuse.Gathered | None = None  # rows another tensor's values choose (see explorer.workload.reuse)
+    row_bytes: float = 0.0                   # one such row's bytes
+
+    def read_once_bytes(self, load: reuse.RowLoad | None = None) -> float:
+        """The bytes a kernel reading this buffer touches at least once: all of it, or fewer where it
+        reads fewer elements (a gather's rows; the expected distinct rows of a gathered one, under
+        uniform choices or ``load``)."""
+        touched = min(self.size_bytes, self.load_bytes)
+        if self.gathered is not None:
+            touched = min(touched, self.gathered.expected_rows(self.gathered.total_choices, load) * self.row_bytes)
+        return touched
 
 
 #: TVM allocates kernel buffers up to this size on the stack (``kMaxStackAlloca`` in its
@@ -88,6 +99,7 @@ class KernelWorkload:
     tensorized_macs: float = 0.0  # the MACs done by dot-product instructions (VPDPBUSD) or tensor cores
     schedule: Counter = dataclasses.field(default_factory=Counter)  # ScheduleKey -> operations
     useful_macs: float | None = None  # MACs before the schedule padded the kernel (None: not padded)
+    nest: tuple | None = None  # (loops, sites) of a kernel with gathered sites, to re-count under a measured load
 
     @property
     def macs(self) -> float:
@@ -202,7 +214,7 @@ def workload_table(calls, kernels: dict[str, KernelWorkload], devices: int = 1):
                     if arg is not None and arg.origin == "const":
                         # a gather reads only the rows it gathers: an embedding table is one row per token,
                         # a mixture's routed experts the distinct ones its tokens choose
-                        weight += min(use.size_bytes, use.load_bytes, use.gathered_bytes or use.size_bytes)
+                        weight += use.read_once_bytes()
                         if largest is None or arg.nbytes > largest.nbytes:
                             largest = arg
                     elif arg is not None and arg.origin == "input":
@@ -224,17 +236,68 @@ def workload_table(calls, kernels: dict[str, KernelWorkload], devices: int = 1):
         row["traffic_curve"] = traffic_curve(k, warm)
         row["unit_traffic_curve"] = traffic_curve(k, warm, per_unit=True)
         row["schedule"] = format_schedule(k.schedule)
+        if k.nest is not None:
+            row["gathered_nest"] = _nest_record(k, warm, call)
         for (kind, dtype), n in sorted(k.ops.items()):
             row[f"op_{kind}_{dtype}"] = n
         rows.append(row)
     df = pd.DataFrame(rows)
     op_cols = [c for c in df.columns if c.startswith("op_")]
     df[op_cols] = df[op_cols].fillna(0.0)
+    if "gathered_nest" in df:
+        df["gathered_nest"] = df["gathered_nest"].fillna("")
     if devices > 1:
         df["devices"] = devices
         df["collective"] = df["collective"].fillna("") if "collective" in df else ""
         df["collective_bytes"] = df["collective_bytes"].fillna(0.0) if "collective_bytes" in df else 0.0
     return df
+
+
+def _nest_record(k: KernelWorkload, warm: dict[int, float], call: CallSite) -> str:
+    """What :func:`with_row_load` needs to re-count a gathered kernel's row (JSON): its loops and sites,
+    its parameters' positions, the capacities its arguments are warm at, and its constant reads."""
+    loops, sites = k.nest
+    consts = [dataclasses.asdict(u) for u in k.buffers if u.param_index >= 0 and u.param_index < call.n_inputs
+              and u.load_count > 0 and u.param_index < len(call.args) and call.args[u.param_index].origin == "const"]
+    return json.dumps({"loops": [dataclasses.astuple(lp) for lp in loops],
+                       "sites": [dataclasses.asdict(st) for st in sites],
+                       "buffers": [[u.name, u.param_index] for u in k.buffers],
+                       "warm": list(warm.items()), "consts": consts})
+
+
+def _site(d: dict) -> reuse.Site:
+    g = d.pop("gathered")
+    gathered = None if g is None else reuse.Gathered(g["rows"], g["choices"], g["total_choices"], tuple(g["loops"]))
+    return reuse.Site(**{**d, "path": tuple(d["path"]), "terms": tuple(map(tuple, d["terms"]))}, gathered=gathered)
+
+
+def _buffer_use(d: dict) -> BufferUse:
+    g = d.pop("gathered")
+    gathered = None if g is None else reuse.Gathered(g["rows"], g["choices"], g["total_choices"], tuple(g["loops"]))
+    return BufferUse(**d, gathered=gathered)
+
+
+def with_row_load(workload: pd.DataFrame, load: reuse.RowLoad | None) -> pd.DataFrame:
+    """``workload`` with its gathered kernels' traffic curves and weight bytes re-counted under a measured
+    ``load`` of their rows (a mixture's expert load) instead of uniform choices; unchanged without one."""
+    if load is None or "gathered_nest" not in workload or not workload["gathered_nest"].astype(bool).any():
+        return workload
+    out = workload.copy()
+    for i, record in out["gathered_nest"].items():
+        if not record:
+            continue
+        nest = json.loads(record)
+        loops = [reuse.Loop(*lp) for lp in nest["loops"]]
+        profile = reuse.reuse_profile(loops, [_site(st) for st in nest["sites"]], load=load)
+        kernel = KernelWorkload(out.at[i, "kernel"], Counter(), [BufferUse(name, "param", pos, 0.0)
+                                                                 for name, pos in nest["buffers"]], profile)
+        warm = {int(pos): cap for pos, cap in nest["warm"]}
+        consts = [_buffer_use(u) for u in nest["consts"]]
+        before = sum(u.read_once_bytes() for u in consts)
+        out.at[i, "weight_bytes"] = out.at[i, "weight_bytes"] - before + sum(u.read_once_bytes(load) for u in consts)
+        out.at[i, "traffic_curve"] = traffic_curve(kernel, warm)
+        out.at[i, "unit_traffic_curve"] = traffic_curve(kernel, warm, per_unit=True)
+    return out
 
 
 def tensorized_note(workload: pd.DataFrame) -> str:

@@ -4,6 +4,7 @@ compiled mixture that reads its routed experts' weights where they are, nothing 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import tvm
 from tvm import te
@@ -90,3 +91,24 @@ def test_on_a_gpu_the_routed_experts_come_from_dram_once_a_step():
     kernel = next(f for gv, f in compiled.tir.functions_items() if gv.name_hint == "routed_matmul").script()
     # blocks over column tiles and tokens; a thread's accumulators: its 4 tokens x 2 experts, in registers
     assert 'launch_thread("blockIdx.y"' in kernel and "T.alloc_local((T.int64(8),)" in kernel
+
+
+@pytest.mark.parametrize("lowering", ["generic", "cuda"])
+def test_a_measured_load_re_counts_the_experts_a_batch_reads_when_scored(lowering):
+    from explorer.workload.reuse import RowLoad
+    from explorer.workload.table import with_row_load
+
+    _, table = _decode_step(4, lowering)
+    one_expert = MOE_MINI.d_model * MOE_MINI.ffn * 4
+    hot = with_row_load(table, RowLoad(((1.0, 1.0) + (0.0,) * 6,)))  # every token routed to experts 0 and 1
+    routed = hot[hot["kernel"].str.contains("routed_matmul")]
+    assert (routed["weight_bytes"] == 2 * one_expert).all()
+    if lowering == "cuda":  # and the traffic model charges those two experts' bytes from DRAM
+        from cost_models import energy
+        from cost_models.targets import load_target
+
+        scored = energy.score(hot, load_target("gpu"))
+        dram = scored[scored["kernel"].str.contains("routed_matmul")]["dram_bytes"].to_numpy()
+        assert dram == pytest.approx(2 * one_expert, rel=0.01)
+    uniform = with_row_load(table, RowLoad(((0.25,) * 8,)))  # what the analysis assumed: nothing changes
+    pd.testing.assert_frame_equal(uniform, table)

@@ -84,3 +84,24 @@ def test_a_gathered_site_moves_the_distinct_rows_its_choices_touch():
     assert profile.at(64.0)["W"] == pytest.approx(8 * 64)  # a cache of one row: every choice reads its row
     assert profile.at(128.0)["W"] == pytest.approx(5.46875 * 64)  # of two: the distinct rows, once each
     assert profile.first_touch["W"] == pytest.approx(5.46875 * 64)
+
+
+def test_a_measured_load_counts_the_rows_its_groups_touch_by_hand():
+    # 2 tokens, 1 choice each over 4 rows, half the load on each of two rows: per row 1 - (1 - 1/2)^2
+    load = reuse.RowLoad(((0.5, 0.5, 0.0, 0.0),))
+    assert load.distinct_rows(2) == pytest.approx(2 * 0.75)
+    # two layers average: one always on row 0, one spread evenly (4 (1 - (3/4)^2) = 1.75)
+    two = reuse.RowLoad(((1.0, 0.0, 0.0, 0.0), (0.25, 0.25, 0.25, 0.25)))
+    assert two.distinct_rows(2) == pytest.approx((1.0 + 1.75) / 2)
+
+
+def test_a_gathered_site_moves_the_distinct_rows_a_measured_load_touches():
+    loops = [reuse.Loop(0, -1, 4), reuse.Loop(1, 0, 2), reuse.Loop(2, 1, 16)]
+    gathered = reuse.Gathered(rows=8, choices=2, total_choices=8, loops=(0, 1))
+    site = reuse.Site("W", 4, 8 * 64, (0, 1, 2), ((2, 1),), 0, True, gathered)
+    hot = reuse.RowLoad(((1.0, 1.0) + (0.0,) * 6,))  # every token picks rows 0 and 1
+    assert reuse.reuse_profile(loops, [site], load=hot).first_touch["W"] == pytest.approx(2 * 64)
+    uniform = reuse.RowLoad(((0.25,) * 8,))
+    assert reuse.reuse_profile(loops, [site], load=uniform) == reuse.reuse_profile(loops, [site])
+    other_table = reuse.RowLoad(((1.0, 1.0, 0.0, 0.0),))  # four rows: not this table's load
+    assert reuse.reuse_profile(loops, [site], load=other_table) == reuse.reuse_profile(loops, [site])

@@ -150,7 +150,7 @@ class Buffers:
         for d in chooser:
             total *= d
         gathered = reuse.Gathered(rows, chooser[-1], total, choosing)
-        use.gathered_bytes = gathered.expected_rows(total) * row_elems * elem_bytes
+        use.gathered, use.row_bytes = gathered, float(row_elems * elem_bytes)
         path = tuple(lid for lid, _ in nest.path)
         if not affine:  # which loops the rest of the index uses, for the non-affine estimate within a row
             used = tvm.tirx.analysis.undefined_vars(coeffs[1])

@@ -387,10 +387,13 @@ def analyse_primfunc(func: tvm.tirx.PrimFunc, name: str) -> KernelWorkload:
     """Operation counts and buffer accesses of one lowered kernel, per call."""
     walker = _Walker(func)
     walker.stmt(func.body, 1.0)
-    profile = reuse.reuse_profile(walker.nest.loops, list(walker.buffers.sites.values()))
+    sites = list(walker.buffers.sites.values())
+    profile = reuse.reuse_profile(walker.nest.loops, sites)
+    # a gathered kernel keeps its loop nest: a measured load of its rows re-counts its traffic when scored
+    nest = (tuple(walker.nest.loops), tuple(sites)) if any(s.gathered for s in sites) else None
     return KernelWorkload(name=name, ops=walker.ops, buffers=walker.buffers.all_uses(), reuse=profile,
                           tensorized_macs=walker.tensorized_macs, schedule=walker.schedule,
-                          useful_macs=_useful_macs(func))
+                          useful_macs=_useful_macs(func), nest=nest)
 
 
 def analyse_module(mod: tvm.IRModule) -> dict[str, KernelWorkload]:
