@@ -107,6 +107,34 @@ def test_the_rewritten_attention_on_the_cpu_matches_the_unfused_one(case):
     np.testing.assert_allclose(_run(fused, inputs), _run(mod, inputs), rtol=1e-5, atol=1e-6)
 
 
+def _attention_on_a_float16_cache(batch: int, heads: int, group: int, kv_len: int, dim: int) -> tvm.IRModule:
+    """Grouped-query decode attention as the decoders export it over a float16 KV cache: k and v stored
+    ``[B, Hkv, T, D]`` in float16, cast to float32 and given their group axis before the matmuls."""
+    bb = relax.BlockBuilder()
+    q = relax.Var("q", relax.TensorType((batch, heads, group, 1, dim), "float32"))
+    k, v = (relax.Var(n, relax.TensorType((batch, heads, kv_len, dim), "float16")) for n in ("k", "v"))
+    bias = relax.Var("bias", relax.TensorType((batch, 1, 1, 1, kv_len), "float32"))
+    with bb.function("main", [q, k, v, bias]):
+        with bb.dataflow():
+            k5, v5 = (bb.emit(relax.op.expand_dims(bb.emit(relax.op.astype(x, "float32")), [2])) for x in (k, v))
+            kt = bb.emit(relax.op.permute_dims(k5, [0, 1, 2, 4, 3]))
+            s = bb.emit(relax.op.multiply(bb.emit(relax.op.matmul(q, kt)), relax.const(1.0 / np.sqrt(dim), "float32")))
+            p = bb.emit(relax.op.nn.softmax(relax.op.add(s, bias), axis=-1))
+            out = bb.emit_output(relax.op.matmul(p, v5))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def test_the_kernel_reads_a_float16_cache_as_stored_without_a_float32_copy():
+    mod = _attention_on_a_float16_cache(2, 2, 4, 37, 16)
+    fused = relax.transform.DeadCodeElimination()(fused_attention(device=False)(mod))
+    script = fused["main"].script()
+    assert "astype" not in script and "expand_dims" not in script  # no copy of the cache before the kernel
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal([int(d) for d in p.ty.shape]).astype(str(p.ty.dtype)) for p in mod["main"].params]
+    np.testing.assert_allclose(_run(fused, inputs), _run(mod, inputs), rtol=1e-5, atol=1e-6)
+
+
 def test_bfloat16_operands_are_rounded_as_the_unfused_matmuls_round_them():
     mod = _attention(1, 2, 3, 5, 40, 32, operands="bfloat16")
     inputs = _inputs(mod)

@@ -9,7 +9,8 @@ The pattern is what decoders exported from PyTorch (and the zoo's) compute::
 
 with ``q [B, H, S, D]`` and ``k, v [B, H, T, D]``, or grouped-query ``q [B, Hkv, G, S, D]`` against
 ``k, v [B, Hkv, 1, T, D]``, static shapes and a bias that broadcasts over the scores (the decoders'
-causal and padding mask). The casts are kept: the kernel reads q, k and v as stored and rounds each
+causal and padding mask). The casts are kept: the kernel reads q, k and v as stored (k and v as the
+cache holds them, through the casts and the group axis put in front of the matmuls) and rounds each
 operand to the type its matmul took. Anything else is left as it was.
 
 Attention with at most :data:`~explorer.tvm.kernels.attention.MAX_ROWS` query rows per key/value head
@@ -107,6 +108,17 @@ class _AttentionRewriter(relax.PyExprMutator):
         bound = self._bound(expr)
         return bound.args[0] if _op(bound, "relax.astype") else expr
 
+    def _stored(self, expr):
+        """The key or value tensor as the cache stores it: ``expr`` through any astype and the grouped-query
+        expand_dims that gives it a group axis of 1 (``[B, Hkv, T, D]`` -> ``[B, Hkv, 1, T, D]``), which the
+        kernel does itself as it reads (a float16 cache is read as float16, not copied to float32 first)."""
+        bound = self._bound(expr)
+        while _op(bound, "relax.astype") or (_op(bound, "relax.expand_dims") and len(_shape(bound) or ()) == 5
+                                             and [int(a) for a in bound.attrs.axis] == [2]):
+            expr = bound.args[0]
+            bound = self._bound(expr)
+        return expr
+
     def _uncast_all(self, expr):
         """What ``expr`` is bound to, through any astype (a float16 build rounds its scores to float16
         between the matmul and the scale; the kernel keeps them in float32)."""
@@ -137,7 +149,7 @@ class _AttentionRewriter(relax.PyExprMutator):
     def _match(self, context: Call):
         p_operand, v_operand = context.args
         probs = self._bound(self._uncast(p_operand))
-        v = self._uncast(v_operand)
+        v = self._stored(v_operand)
         if not _op(probs, "relax.nn.softmax") or int(probs.attrs.axis) not in (-1, len(_shape(probs) or ()) - 1):
             return None
         biased = self._bound(probs.args[0])
@@ -162,7 +174,7 @@ class _AttentionRewriter(relax.PyExprMutator):
             kt = self._bound(kt.args[0])
         if not _op(kt, "relax.permute_dims") or not _swaps_last_two(kt):
             return None
-        k = self._uncast(kt.args[0])
+        k = self._stored(kt.args[0])
         return self._shape_of(q, k, v, bias, scale, q_operand, p_operand, context, scores, probs)
 
     def _shape_of(self, q, k, v, bias, scale, q_operand, p_operand, context, scores, probs):
@@ -174,11 +186,11 @@ class _AttentionRewriter(relax.PyExprMutator):
             (b, h, s, d), group = qs, 1
             if ks[:2] != (b, h) or ks[3] != d:
                 return None
-        elif len(qs) == 5 and len(ks) == 5 and ks[2] == 1:
+        elif len(qs) == 5 and (len(ks) == 5 and ks[2] == 1 or len(ks) == 4):
             b, h, group, s, d = qs
-            if ks[:2] != (b, h) or ks[4] != d:
+            ks = ks[:2] + ks[3:] if len(ks) == 5 else ks
+            if ks[:2] != (b, h) or ks[3] != d:
                 return None
-            ks = (b, h, ks[3], d)
             vs = vs[:2] + vs[3:] if len(vs) == 5 and vs[2] == 1 else vs
         else:
             return None
