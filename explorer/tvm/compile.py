@@ -70,6 +70,7 @@ def call_sites(mod: tvm.IRModule, groups: dict, weights: frozenset[str] = frozen
     for p in main.params:
         env[p] = fresh(sinfo_tensors(p.ty, name_of(p), "const" if name_of(p) in weights else "input"))
     call_tir = tvm.ir.Op.get("relax.call_tir")
+    call_tir_inplace = tvm.ir.Op.get("relax.call_tir_inplace")
     call_packed = tvm.ir.Op.get("relax.call_dps_packed")
     consts: dict = {}
     calls = []
@@ -96,6 +97,15 @@ def call_sites(mod: tvm.IRModule, groups: dict, weights: frozenset[str] = frozen
             env[var] = outs if len(outs) > 1 else outs[0]
             members, eliminated = groups.get(kernel, ([kernel], []))
             calls.append(CallSite(len(calls), kernel, ins + outs, len(ins), members, eliminated))
+        elif isinstance(value, relax.Call) and value.op.same_as(call_tir_inplace):
+            # the kernel writes some of its arguments (a KV cache's new rows): its results are those tensors
+            kernel = name_of(value.args[0])
+            ins = tensor_of(value.args[1])
+            written = tuple(int(i) for i in value.attrs.inplace_indices)
+            outs = [ins[i] for i in written]
+            env[var] = outs if len(outs) > 1 else outs[0]
+            members, eliminated = groups.get(kernel, ([kernel], []))
+            calls.append(CallSite(len(calls), kernel, ins, len(ins), members, eliminated, in_place=written))
         elif isinstance(value, relax.Call) and value.op.same_as(call_packed) and collective_of(value.args[0]):
             kind = collective_of(value.args[0])
             ins = tensor_of(value.args[1].fields[0])  # the tensor; the rest are the reduction's code and group

@@ -39,6 +39,7 @@ from tvm.s_tir.dlight.base import ScheduleRule
 from explorer.core.strategies import WEIGHT_ONLY, Strategy
 from explorer.tvm.passes.experts import routed_experts
 from explorer.tvm.passes.fused_attention import fused_attention
+from explorer.tvm.passes.kv_cache import kv_cache_in_place
 from explorer.tvm.passes.fusion_groups import record_fusion_groups
 from explorer.tvm.passes.matmul_weights import pad_matmul_columns, weights_along_k
 from explorer.tvm.passes.operator_rewrites import bound_kernels_as_operators, clip_as_max_min, non_negative_squeeze_axes
@@ -88,11 +89,12 @@ def _prepare(ctx: PipelineContext) -> list:
 
 def _legalize(ctx: PipelineContext) -> list:
     # CPU vectors need the columns padded, and weights packed a vector of columns at a time; a GPU
-    # kernel's threads take any count, and a GPU reads its weights along K. A fused GPU build's
-    # attention is one kernel (before FuseTransposeMatmul, which would take its k^T)
+    # kernel's threads take any count, and a GPU reads its weights along K. A GPU build keeps a decoder's
+    # KV cache in place, as serving engines do; a fused one's attention is one kernel (before
+    # FuseTransposeMatmul, which would take its k^T)
     attention = [fused_attention()] if ctx.strategy.fusion == "tvm" else []
     layout = ([pad_matmul_columns, packed_float_weights] if ctx.lowering == "generic" else
-              [*attention, weights_along_k(ctx.weights), relax.transform.FuseTransposeMatmul()])
+              [kv_cache_in_place(), *attention, weights_along_k(ctx.weights), relax.transform.FuseTransposeMatmul()])
     experts = routed_experts(ctx.weights, along_k=ctx.lowering != "generic", fp4=ctx.strategy.precision == "mxfp4-bf16")
     return [experts, *layout, relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
             relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), fold(ctx)]

@@ -50,6 +50,7 @@ class CallSite:
     members: list[str]      # unfused operator kernels this call covers (itself when not fused)
     eliminated: list[Tensor]  # intermediates of those members that no longer exist as tensors
     collective: str = ""    # a collective over the devices (``all_reduce``, ``all_gather``), not a kernel of ours
+    in_place: tuple[int, ...] = ()  # inputs the kernel writes where they are (a KV cache's new rows)
 
 
 @dataclasses.dataclass
@@ -209,6 +210,8 @@ def workload_table(calls, kernels: dict[str, KernelWorkload], devices: int = 1):
                 arg = call.args[use.param_index] if use.param_index < len(call.args) else None
                 if use.param_index >= call.n_inputs:
                     write += use.size_bytes
+                elif use.param_index in call.in_place:  # the elements it writes, not the whole buffer
+                    write += min(use.size_bytes, use.store_bytes)
                 elif use.load_count > 0:
                     read += use.size_bytes
                     if arg is not None and arg.origin == "const":
