@@ -21,7 +21,7 @@ Pure numpy/pandas. For each kernel call (one workload row):
   ``bound`` names the resource (``compute``, a level name, or ``overhead`` for a call whose fixed
   cost exceeds both). On a CPU target with a ``[core]`` the compute time is the schedule's (see
   :mod:`cost_models.latency`) and each call adds its overhead; elsewhere it is a roofline at each
-  dtype's peak rate;
+  dtype's peak rate, and each kernel adds the target's ``kernel_launch_s`` where it has one;
 - **static** energy is static power times the kernel's time: its measured time where the workload
   has one (``run_time_s``: the build ran on the hardware the target describes), else its
   modelled latency (``latency_source`` says which);
@@ -151,7 +151,8 @@ def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.n
         overhead_s = latency.overhead_seconds(q.core, figures)
     else:
         compute_s = sum((ops / figures[f"compute.{dtype}.peak_ops_per_s"] for dtype, ops in q.unit_ops.items()), 0.0)
-        overhead_s = 0.0
+        # an accelerator's kernel launch (a collective's fixed cost is the interconnect's)
+        overhead_s = figures["kernel_launch_s"] * (1.0 - q.collectives) if "kernel_launch_s" in figures else 0.0
     level_pj, level_s = {}, {}
     for lvl in target.memory:
         b = q.level_bytes[lvl.name]

@@ -179,6 +179,7 @@ class TargetSpec:
     power_limit_w: Figure | None = None  # the device's power limit (TDP or board power)
     full_load_power_w: Figure | None = None  # a published measurement of it under a dense GEMM
     interconnect: Interconnect | None = None  # the links to other devices (None: one device only)
+    kernel_launch_s: Figure | None = None  # an accelerator's time per kernel launch beyond its work (None: none)
     file: str = dataclasses.field(default="", compare=False)  # the file's name (``cpu`` loads ``cpu-zen5`` here)
 
     @property
@@ -227,6 +228,8 @@ class TargetSpec:
         if self.interconnect is not None:
             for name in ("bandwidth_bytes_per_s", "latency_s", "energy_pj_per_byte"):
                 out[f"interconnect.{name}"] = getattr(self.interconnect, name)
+        if self.kernel_launch_s is not None:
+            out["kernel_launch_s"] = self.kernel_launch_s
         if self.core is not None:
             for name in ("clock_hz", "call_overhead_s", "parallel_overhead_s", "special_cycles", "emulated_cycles"):
                 out[f"core.{name}"] = getattr(self.core, name)

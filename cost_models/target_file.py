@@ -19,6 +19,8 @@ Schema (see ``cpu-zen4.toml`` for a complete, commented example)::
     [power_limit_w]          # optional figure: the device's power limit (TDP, board power), what a GEMM at
                              # peak and a copy at peak bandwidth must model under (a physical sanity check)
     [full_load_power_w]      # optional figure: a published measurement of the device under a dense GEMM
+    [kernel_launch_s]        # optional figure, for accelerators without a [core]: the time each kernel adds
+                             # to its work, launched as serving engines launch a step (a captured CUDA graph)
     [[compute]]              # one table per dtype the compute units support natively
     dtype = "float32"
     peak_ops_per_s = {value=..., low=..., high=..., source="..."}   # multiply-adds count as 2 ops
@@ -291,6 +293,7 @@ def parse_target(data: Mapping[str, Any], where: str) -> TargetSpec:
         sparsity=_sparsity(data["sparsity"], f"{where}.sparsity") if "sparsity" in data else DENSE,
         power_limit_w=parse_figure(data, "power_limit_w", where) if "power_limit_w" in data else None,
         full_load_power_w=parse_figure(data, "full_load_power_w", where) if "full_load_power_w" in data else None,
+        kernel_launch_s=parse_figure(data, "kernel_launch_s", where) if "kernel_launch_s" in data else None,
         interconnect=_interconnect(data["interconnect"], f"{where}.interconnect") if "interconnect" in data else None,
         name=name,
         description=str(data.get("description", "")),

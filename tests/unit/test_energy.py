@@ -56,6 +56,17 @@ def test_dram_bound_kernel(toy):
     assert s.dram_bytes == 2e6
 
 
+def test_an_accelerator_s_kernel_launch_adds_to_each_kernel_and_its_static_energy():
+    with open(TOY_TARGET, "rb") as f:
+        data = tomllib.load(f)
+    data["kernel_launch_s"] = {"value": 1e-3, "low": 1e-3, "high": 1e-3, "source": "test fixture"}
+    launched = parse_target(data, "toy-launch")
+    df = pd.DataFrame([row(op_add_float32=10.0, traffic_curve="0:2000000")])
+    s = energy.score(df, launched).iloc[0]
+    assert s.latency_s == pytest.approx(2e6 / 1e9 + 1e-3)  # the DRAM-bound 2 ms, then the launch
+    assert s.energy_static_j == pytest.approx(1.0 * (2e-3 + 1e-3))  # the 1 W toy draws static power over both
+
+
 def test_each_level_gets_the_curve_at_the_next_levels_capacity(toy3):
     df = pd.DataFrame([row(traffic_curve="0:1000000 10000:500000 1000000:10000", access_bytes=2e6)])
     s = energy.score(df, toy3).iloc[0]

@@ -161,12 +161,21 @@ def test_peak_rate_times_mac_energy_is_a_plausible_power(name):
 def test_gpu_whole_device_figures():
     gpu = load_target("gpu")
     assert gpu.unit_for("bfloat16").peak_ops_per_s.value == pytest.approx(989.4e12)
-    assert gpu.memory[0].bandwidth_bytes_per_s.value == pytest.approx(3.35e12)
+    # HBM at what a tuned streaming kernel achieves (FlashMLA's 3 TB/s), the datasheet's 3.35 TB/s its high end
+    assert gpu.memory[0].bandwidth_bytes_per_s.value == pytest.approx(3.0e12)
+    assert gpu.memory[0].bandwidth_bytes_per_s.high == pytest.approx(3.35e12)
     # No tensor MAC may cost more than the whole 700 W board spread over the peak MAC rate.
     for dtype in ("float16", "bfloat16", "int8"):
         unit = gpu.unit_for(dtype)
         bound = 700.0 / (unit.peak_ops_per_s.value / 2) * 1e12
         assert unit.energy_of("mac").high <= bound * 1.01, dtype
+
+
+def test_each_nvidia_target_says_what_a_kernel_launch_in_a_cuda_graph_costs():
+    for name in ("gpu", "h200", "b200"):
+        launch = load_target(name).kernel_launch_s
+        assert launch.value == 1.35e-6 and launch.low <= launch.value <= launch.high, name
+    assert load_target("cpu").kernel_launch_s is None  # a CPU's calls are its [core]'s
 
 
 def test_unlisted_dtype_falls_back_to_costliest_unit():
