@@ -262,19 +262,20 @@ class Totals:
     latency_s: float = 0.0
     interconnect_latency_s: float = 0.0  # the part of latency_s the collectives take
     compulsory_energy_j: float = 0.0
+    power_capped_s: float = 0.0  # the part of latency_s the device's power limit adds (see power_capped)
     latency_by_bound: tuple[tuple[str, float], ...] = ()  # modelled seconds per bounding resource
 
     #: The columns a totals record fills in a table of variants, in order.
     COLUMNS = ("kernels", "macs", "flops", "dram_bytes", "onchip_bytes", "weight_bytes", "interconnect_bytes",
                "energy_j", "energy_compute_j", "energy_memory_j", "energy_dram_j", "energy_onchip_j",
                "energy_interconnect_j", "energy_static_j", "compulsory_energy_j", "compulsory_ratio", "casts",
-               "energy_cast_j", "latency_s", "interconnect_latency_s", "bound")
+               "energy_cast_j", "latency_s", "interconnect_latency_s", "power_capped_s", "bound")
 
     @classmethod
     def of(cls, scored: pd.DataFrame) -> "Totals":
         """The totals of a scored workload (:func:`score`)."""
         sums = {f.name: float(scored[f.name].sum()) for f in dataclasses.fields(cls)
-                if f.name not in ("kernels", "latency_by_bound", "interconnect_latency_s")}
+                if f.name not in ("kernels", "latency_by_bound", "interconnect_latency_s", "power_capped_s")}
         collective = interconnect.collective_rows(scored)
         sums["interconnect_latency_s"] = float(scored["latency_s"].to_numpy()[collective].sum())
         by_bound = scored.groupby("bound")["latency_s"].sum()
@@ -307,3 +308,25 @@ class Totals:
 def totals(scored: pd.DataFrame) -> Totals:
     """Whole-variant sums of a scored workload (see :class:`Totals`)."""
     return Totals.of(scored)
+
+
+def power_capped(t: Totals, target: TargetSpec, devices: int = 1) -> Totals:
+    """``t`` as a device with a power limit runs it: where the modelled mean power of one device
+    (``t.energy_j`` counts all ``devices``) exceeds ``target.power_limit_w``, the board's power controller
+    lowers the clocks until it does not (NVIDIA's H100 holds its 700 W board limit so; DeepGEMM issue 120
+    shows Hopper SM clocks falling from 1980 to 1575 MHz when it is reached). The work's energy is kept
+    (a lower voltage would lower it: the cap's cost in time is an upper bound), its time grows to that
+    energy over the power the limit leaves above static power, and static power is drawn over the longer
+    time; ``power_capped_s`` says by how much. Averaged over a whole inference (a decode step, tens of
+    milliseconds: the controller's window is of that order), not per kernel."""
+    limit = target.power_limit_w
+    if limit is None or t.latency_s <= 0:
+        return t
+    static_w = target.static_power_w.value
+    dynamic_j = (t.energy_j - t.energy_static_j) / devices
+    if t.energy_j / devices / t.latency_s <= limit.value or limit.value <= static_w:
+        return t
+    capped_s = dynamic_j / (limit.value - static_w)
+    static_j = static_w * capped_s * devices
+    return dataclasses.replace(t, latency_s=capped_s, power_capped_s=capped_s - t.latency_s,
+                               energy_static_j=static_j, energy_j=t.energy_j - t.energy_static_j + static_j)

@@ -305,7 +305,8 @@ def serving_markdown(table: pd.DataFrame) -> str:
         "prefill share": table["prefill_energy_share"].map(lambda v: f"{v:.1%}"),
         "ITL": table["inter_token_latency_s"].map(lambda v: f"{v * 1e3:.3g} ms"),
         "tokens/s": table["output_tokens_per_s"].map(lambda v: f"{v:.4g}"),
-        "power a device": table["mean_power_w"].map(lambda v: f"{v:.0f} W"),
+        "power a device": [f"{w:.0f} W" + (" (capped)" if c else "") for w, c in
+                           zip(table["mean_power_w"], table["power_capped"].fillna(False))],
         **({"experts / layer": table["experts_per_step"].map(lambda v: f"{v:.1f}"),
             "weights / token": table["weight_bytes_per_token"].map(fmt_bytes)}
            if table["experts_per_step"].notna().any() else {}),

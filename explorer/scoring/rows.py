@@ -219,9 +219,12 @@ def variant_row(row: dict, result: Lowering | Failure, target: TargetSpec, refer
         workload = workload.assign(run_time_s=run_times(modelled, measured, float(np.median(run.latency_runs_s))))
     workload, effect = sparsity.effective_workload(workload, target, row.get("sparsity") or "none")
     scored = energy.score(workload, target)
-    row.update(energy.totals(scored).row())
-    row["devices"] = workload_devices(workload)
-    row["latency_source"] = "measured" if (scored["latency_source"] == "measured").all() else "modelled"
+    devices = workload_devices(workload)
+    measured = (scored["latency_source"] == "measured").all()
+    sums = energy.totals(scored)
+    row.update((sums if measured else energy.power_capped(sums, target, devices)).row())
+    row["devices"] = devices
+    row["latency_source"] = "measured" if measured else "modelled"
     row["planned_memory_bytes"] = result.planned_bytes
     row["constant_bytes"] = result.constant_bytes
     if result.tuning is not None:

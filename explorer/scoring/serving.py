@@ -90,7 +90,9 @@ def serving_row(workload: ServingWorkload, batch: int, achieved: int, why: str, 
     With ``devices`` over one the variants are one device's shard (tensor parallelism) whose energies
     count every device (:mod:`cost_models.energy`): the energy per output token is the deployment's, the
     mean power one device's, and the interconnect's bytes those one device sends. The weights a decode step
-    reads are one device's: a mixture of experts' distinct routed experts at the step's batch."""
+    reads are one device's: a mixture of experts' distinct routed experts at the step's batch. ``power_capped``
+    says that the device's power limit stretched the prefill's or a decode step's time
+    (:func:`cost_models.energy.power_capped`)."""
     p, o, bp = workload.prompt_tokens, workload.output_tokens, workload.prefill_batch
     step_batch = achieved or batch
     contexts = workload.contexts()
@@ -117,5 +119,6 @@ def serving_row(workload: ServingWorkload, batch: int, achieved: int, why: str, 
         "interconnect_energy_share": (pre["energy_interconnect_j"] + decode["energy_interconnect_j"]) / sequence_j,
         "interconnect_time_share": float((step_batch * pre["interconnect_latency_s"] + o * mean["interconnect_latency_s"])
                                          / cycle_s),
+        "power_capped": any(float(r.get("power_capped_s") or 0.0) > 0 for r in (prefill, decode_low, decode_high)),
         "fits": not why, "fit_note": why,
     }

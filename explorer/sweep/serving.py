@@ -25,7 +25,8 @@ SERVING_COLUMNS = ("model", "target", "strategy", "devices", "batch", "achieved_
                    "output_tokens", "prefill_batch", "energy_per_output_token_j", "prefill_energy_share",
                    "inter_token_latency_s", "output_tokens_per_s", "mean_power_w", "weight_bytes_per_step",
                    "weight_bytes_per_token", "experts_per_step", "expert_routing", "interconnect_bytes_per_token",
-                   "interconnect_energy_share", "interconnect_time_share", "fits", "fit_note", "kv_cache_dtype")
+                   "interconnect_energy_share", "interconnect_time_share", "power_capped", "fits", "fit_note",
+                   "kv_cache_dtype")
 
 
 def _ok(variants: pd.DataFrame) -> pd.DataFrame:

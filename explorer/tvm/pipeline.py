@@ -39,8 +39,8 @@ from tvm.s_tir.dlight.base import ScheduleRule
 from explorer.core.strategies import WEIGHT_ONLY, Strategy
 from explorer.tvm.passes.experts import routed_experts
 from explorer.tvm.passes.fused_attention import fused_attention
-from explorer.tvm.passes.kv_cache import kv_cache_in_place
 from explorer.tvm.passes.fusion_groups import record_fusion_groups
+from explorer.tvm.passes.kv_cache import kv_cache_in_place
 from explorer.tvm.passes.matmul_weights import pad_matmul_columns, weights_along_k
 from explorer.tvm.passes.operator_rewrites import bound_kernels_as_operators, clip_as_max_min, non_negative_squeeze_axes
 from explorer.tvm.passes.packed_weights import packed_float_weights

@@ -145,3 +145,22 @@ def test_malformed_curve_is_an_error(toy, bad):
 def test_missing_workload_column_is_an_error(toy):
     with pytest.raises(ValueError, match="lacks columns"):
         energy.score(pd.DataFrame([{"kernel": "k"}]), toy)
+
+
+
+def test_a_step_above_the_power_limit_takes_its_energy_over_the_power_the_limit_leaves(toy):
+    import dataclasses
+
+    from cost_models.spec import Figure
+
+    capped = dataclasses.replace(toy, power_limit_w=Figure(5.0, 5.0, 5.0, "test fixture"))  # the toy's static: 1 W
+    t = energy.Totals(energy_j=10.0, energy_static_j=1.0, latency_s=1.0)  # 10 W: twice the limit
+    out = energy.power_capped(t, capped)
+    assert out.latency_s == pytest.approx(9.0 / (5.0 - 1.0))  # 9 J of work over the 4 W left above static
+    assert out.power_capped_s == pytest.approx(1.25)
+    assert out.energy_static_j == pytest.approx(2.25) and out.energy_j == pytest.approx(11.25)
+    assert out.energy_j / out.latency_s == pytest.approx(5.0)  # at the limit
+    # two devices: each runs the step at 10 W; energies count both
+    both = energy.power_capped(energy.Totals(energy_j=20.0, energy_static_j=2.0, latency_s=1.0), capped, devices=2)
+    assert both.latency_s == pytest.approx(2.25) and both.energy_j == pytest.approx(2 * 11.25)
+    assert energy.power_capped(energy.Totals(energy_j=4.0, energy_static_j=1.0, latency_s=1.0), capped).power_capped_s == 0

@@ -32,6 +32,15 @@ def test_energy_per_output_token_integrates_decode_over_the_contexts():
     assert row["mean_power_w"] == pytest.approx(2 * (4 + 2.75) / (2 + 0.55))
 
 
+def test_a_row_says_when_the_power_limit_stretched_a_step():
+    w = ServingWorkload(prompt_tokens=10, output_tokens=4)
+    prefill = pd.Series({"energy_j": 8.0, "latency_s": 2.0, "power_capped_s": 0.0})
+    low = pd.Series({"energy_j": 1.0, "latency_s": 0.1, "power_capped_s": 0.0})
+    high = pd.Series({"energy_j": 2.0, "latency_s": 0.2, "power_capped_s": 0.05})
+    assert serving_row(w, 2, 2, "", prefill, low, high)["power_capped"]
+    assert not serving_row(w, 2, 2, "", prefill, low, high.drop("power_capped_s"))["power_capped"]
+
+
 def test_a_tensor_parallel_deployment_s_power_is_one_device_s_share_of_the_energy_of_all():
     w = ServingWorkload(prompt_tokens=10, output_tokens=4, prefill_batch=2)
     prefill = pd.Series({"energy_j": 8.0, "latency_s": 2.0})
