@@ -7,7 +7,12 @@ of each row. 8B runs on one H100; 70B on four (tensor parallel, `--devices 4`). 
 own mean output length; the prompt length is not published (the explorer's default, 512, is used).
 No target figure was fitted to these points.
 
+It then says how many of the named figures (energy per token, inter-token latency and power per GPU of
+each row) are within 1.5x of the measurement, and prints the model's predictions for other GPUs, with no
+measurement beside them.
+
     python benchmarks/llm_serving_vs_measured.py [--strategies fused-bf16] [--target gpu] [--models 8b,70b]
+                                                 [--no-predictions]
 """
 
 from __future__ import annotations
@@ -72,16 +77,51 @@ def compare(case: Case, target: str, strategies: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: The ratio of model to measurement every named figure must stay within (issue 36), either way.
+AGREEMENT = 1.5
+
+#: Predictions printed with no measurement beside them: (label, model, devices, targets).
+PREDICTIONS = (("Llama-3.1-8B-Instruct, one device", "llama-3.1-8b", 1, ("h200", "b200", "mi300x")),)
+
+
+def within(table: pd.DataFrame) -> tuple[int, int]:
+    """How many of the table's energy, latency and power ratios lie within :data:`AGREEMENT` either way,
+    of how many."""
+    ratios = table[["ratio J", "ratio ITL", "ratio W"]].to_numpy().ravel()
+    return int(((ratios <= AGREEMENT) & (ratios >= 1 / AGREEMENT)).sum()), len(ratios)
+
+
+def predictions(strategies: str) -> pd.DataFrame:
+    """The model's serving rows for :data:`PREDICTIONS`, at the leaderboard's batches."""
+    frames = []
+    for label, model, devices, targets in PREDICTIONS:
+        table = serve(tensor_parallel_name(model, devices), list(targets), strategies, [8, 64, 256], LM_ARENA_CHAT,
+                      progress=False)
+        frames.append(table.assign(case=label)[["case", "target", "strategy", "batch", "achieved_batch",
+                                                "energy_per_output_token_j", "inter_token_latency_s", "mean_power_w",
+                                                "power_capped"]])
+    return pd.concat(frames, ignore_index=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="gpu")
     ap.add_argument("--strategies", default="fused-bf16")
     ap.add_argument("--models", default="8b,70b", help=f"of {', '.join(CASES)}")
+    ap.add_argument("--no-predictions", action="store_true", help="only the measured cases")
     args = ap.parse_args()
+    agree = total = 0
     for key in args.models.split(","):
         case = CASES[key]
         print(f"\n{case.label} ({args.target}, {args.strategies})\n")
-        print(compare(case, args.target, args.strategies).to_markdown(index=False, floatfmt=".3g"))
+        table = compare(case, args.target, args.strategies)
+        print(table.to_markdown(index=False, floatfmt=".3g"))
+        ok, n = within(table)
+        agree, total = agree + ok, total + n
+    print(f"\n{agree} of {total} named figures within {AGREEMENT}x of the measurement")
+    if not args.no_predictions:
+        print("\nPredictions, nothing measured beside them (LM-Arena chat lengths: 512 in, 390 out)\n")
+        print(predictions(args.strategies).to_markdown(index=False, floatfmt=".3g"))
 
 
 if __name__ == "__main__":
