@@ -21,7 +21,10 @@ Pure numpy/pandas. For each kernel call (one workload row):
   ``bound`` names the resource (``compute``, a level name, or ``overhead`` for a call whose fixed
   cost exceeds both). On a CPU target with a ``[core]`` the compute time is the schedule's (see
   :mod:`cost_models.latency`) and each call adds its overhead; elsewhere it is a roofline at each
-  dtype's peak rate, and each kernel adds the target's ``kernel_launch_s`` where it has one;
+  dtype's peak rate, and each kernel adds the target's ``kernel_launch_s`` where it has one. On an
+  accelerator with ``[units]`` a kernel whose thread blocks fill only part of their last wave keeps the
+  units idle for the rest of it: its compute time and its per-unit memories' times are divided by its
+  wave efficiency (:func:`cost_models.spec.wave_efficiency`);
 - **static** energy is static power times the kernel's time: its measured time where the workload
   has one (``run_time_s``: the build ran on the hardware the target describes), else its
   modelled latency (``latency_source`` says which);
@@ -47,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from . import interconnect, latency
-from .spec import TargetSpec
+from .spec import TargetSpec, wave_efficiency
 from .workload import check_workload, curve_at, op_columns
 
 PJ = 1e-12
@@ -91,6 +94,7 @@ class Quantities:
     link_bytes: np.ndarray                 # bytes each device sends over the interconnect (collectives)
     collectives: np.ndarray                # 1 for a collective's row, 0 for a kernel's
     devices: int = 1                       # devices running every row at once (a tensor-parallel shard's)
+    wave_efficiency: np.ndarray | float = 1.0  # share of the compute units a kernel's waves keep busy
 
 
 def quantities(workload: pd.DataFrame, target: TargetSpec) -> Quantities:
@@ -134,8 +138,11 @@ def quantities(workload: pd.DataFrame, target: TargetSpec) -> Quantities:
     why = interconnect.devices_error(target, devices)
     if why and collectives.any():
         raise ValueError(why)
+    waves = 1.0
+    if target.units is not None and "grid_blocks" in workload:
+        waves = np.array([wave_efficiency(target.units, b) for b in workload["grid_blocks"].fillna(0).to_numpy(float)])
     return Quantities(op_counts, cast_counts, unit_ops, level_bytes, compulsory, weights, weight_level,
-                      workload["macs"].to_numpy(float), core, run, sent, collectives, devices)
+                      workload["macs"].to_numpy(float), core, run, sent, collectives, devices, waves)
 
 
 def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.ndarray]:
@@ -151,6 +158,7 @@ def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.n
         overhead_s = latency.overhead_seconds(q.core, figures)
     else:
         compute_s = sum((ops / figures[f"compute.{dtype}.peak_ops_per_s"] for dtype, ops in q.unit_ops.items()), 0.0)
+        compute_s = compute_s / q.wave_efficiency  # a partial last wave leaves units idle (cost_models.spec)
         # an accelerator's kernel launch (a collective's fixed cost is the interconnect's)
         overhead_s = figures["kernel_launch_s"] * (1.0 - q.collectives) if "kernel_launch_s" in figures else 0.0
     level_pj, level_s = {}, {}
@@ -160,6 +168,8 @@ def evaluate(q: Quantities, target: TargetSpec, figures: dict) -> dict[str, np.n
         level_s[lvl.name] = b / figures[f"memory.{lvl.name}.bandwidth_bytes_per_s"]
         if lvl.private and q.core is not None:
             level_s[lvl.name] = level_s[lvl.name] / q.core.private_share
+        if q.core is None and (lvl.per_unit or "local" in lvl.serves):  # each unit's own memory, idle with it
+            level_s[lvl.name] = level_s[lvl.name] / q.wave_efficiency
     if q.core is not None:  # the level serving loads and stores is the load/store pipes of the core model
         level_s[target.level_for("global").name] = np.zeros_like(np.asarray(compute_s, float))
     link_s, link_pj = 0.0, 0.0
@@ -232,6 +242,7 @@ def score(workload: pd.DataFrame, target: TargetSpec) -> pd.DataFrame:
         df[col] = e[col]
     df["bound"] = np.array(["compute", *names, "interconnect", "overhead"])[e["bound_index"]]
     df["latency_source"] = np.where(np.isnan(q.run_time_s), "modelled", "measured")
+    df["wave_efficiency"] = np.broadcast_to(q.wave_efficiency, len(df))
     return df
 
 

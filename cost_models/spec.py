@@ -7,6 +7,7 @@ latency models read; :mod:`cost_models.targets` finds the files by name.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from . import host
 from .host import HostCPU
@@ -146,6 +147,27 @@ class Interconnect:
 
 
 @dataclasses.dataclass(frozen=True)
+class ComputeUnits:
+    """An accelerator's compute units (a GPU's SMs), for the wave model (see :func:`wave_efficiency`)."""
+
+    count: int                 # units on the device (SMs, CUs)
+    source: str
+
+
+def wave_efficiency(units: ComputeUnits, blocks: float) -> float:
+    """The share of the units' time a kernel of ``blocks`` thread blocks keeps them busy. Blocks of equal
+    work spread over the units, the most loaded unit runs ``ceil(blocks / count)`` of them while the
+    average runs ``blocks / count``, and the kernel ends with the last: ``(blocks / count) /
+    ceil(blocks / count)`` (NVIDIA, Matrix Multiplication Background User's Guide, 'Wave Quantization';
+    a unit is taken to reach its throughput with the blocks it holds). 1 for whole waves, ``blocks /
+    count`` for a kernel of fewer blocks than units, 1 where the launch is unknown (``blocks`` 0)."""
+    if blocks <= 0:
+        return 1.0
+    per_unit = blocks / units.count
+    return per_unit / math.ceil(per_unit)
+
+
+@dataclasses.dataclass(frozen=True)
 class HostMatch:
     """The CPUs a target file describes, as ``/proc/cpuinfo`` names them."""
 
@@ -180,6 +202,7 @@ class TargetSpec:
     full_load_power_w: Figure | None = None  # a published measurement of it under a dense GEMM
     interconnect: Interconnect | None = None  # the links to other devices (None: one device only)
     kernel_launch_s: Figure | None = None  # an accelerator's time per kernel launch beyond its work (None: none)
+    units: ComputeUnits | None = None  # an accelerator's compute units, for the wave model (None: not modelled)
     file: str = dataclasses.field(default="", compare=False)  # the file's name (``cpu`` loads ``cpu-zen5`` here)
 
     @property

@@ -21,6 +21,9 @@ Schema (see ``cpu-zen4.toml`` for a complete, commented example)::
     [full_load_power_w]      # optional figure: a published measurement of the device under a dense GEMM
     [kernel_launch_s]        # optional figure, for accelerators without a [core]: the time each kernel adds
                              # to its work, launched as serving engines launch a step (a captured CUDA graph)
+    [units]                  # optional, for GPUs: the compute units a kernel's thread blocks spread over,
+    count = 132              # for the wave model (cost_models.spec.wave_efficiency): SMs, CUs
+    source = "..."
     [[compute]]              # one table per dtype the compute units support natively
     dtype = "float32"
     peak_ops_per_s = {value=..., low=..., high=..., source="..."}   # multiply-adds count as 2 ops
@@ -91,6 +94,7 @@ from .spec import (
     TOPOLOGIES,
     WORK_CLASSES,
     ComputeUnit,
+    ComputeUnits,
     CoreSpec,
     Figure,
     HostMatch,
@@ -225,6 +229,14 @@ def _interconnect(raw: Any, where: str) -> Interconnect:
                         source=source, note=str(raw.get("note", "")))
 
 
+def _units(raw: Any, where: str) -> ComputeUnits:
+    _table(raw, where)
+    source = _req(raw, "source", where, str).strip()
+    if not source:
+        raise TargetError(f"{where}.source is empty: say where the compute units are documented")
+    return ComputeUnits(count=_whole(raw, "count", where), source=source)
+
+
 def _shared(raw: Any, where: str) -> tuple[tuple[str, ...], ...]:
     if not isinstance(raw, list) or not all(isinstance(g, list) and all(w in WORK_CLASSES for w in g) for g in raw):
         raise TargetError(f"{where}.shared must be a list of lists of work classes ({', '.join(WORK_CLASSES)})")
@@ -294,6 +306,7 @@ def parse_target(data: Mapping[str, Any], where: str) -> TargetSpec:
         power_limit_w=parse_figure(data, "power_limit_w", where) if "power_limit_w" in data else None,
         full_load_power_w=parse_figure(data, "full_load_power_w", where) if "full_load_power_w" in data else None,
         kernel_launch_s=parse_figure(data, "kernel_launch_s", where) if "kernel_launch_s" in data else None,
+        units=_units(data["units"], f"{where}.units") if "units" in data else None,
         interconnect=_interconnect(data["interconnect"], f"{where}.interconnect") if "interconnect" in data else None,
         name=name,
         description=str(data.get("description", "")),

@@ -47,6 +47,9 @@ Columns (all counts are for one call of the kernel):
 ``collective``           optional: ``all_reduce`` or ``all_gather`` for a collective's row (the tensor it
                          reads and writes counted in the byte columns), empty for a kernel's
 ``collective_bytes``     optional: the whole tensor a collective reduces or gathers
+``grid_blocks``          optional: a GPU kernel's thread blocks, what the wave model of a target with
+                         ``[units]`` reads (0 or absent: no launch known); ``block_threads`` and
+                         ``block_shared_bytes`` say each block's threads and shared memory
 ``gathered_nest``        optional, not read here: a kernel with gathered reads (a mixture's routed experts)
                          keeps its loop nest as JSON, for ``explorer.workload.table.with_row_load`` to
                          re-count its traffic under a measured expert load before scoring

@@ -101,6 +101,7 @@ class KernelWorkload:
     schedule: Counter = dataclasses.field(default_factory=Counter)  # ScheduleKey -> operations
     useful_macs: float | None = None  # MACs before the schedule padded the kernel (None: not padded)
     nest: tuple | None = None  # (loops, sites) of a kernel with gathered sites, to re-count under a measured load
+    launch: tuple[int, int, float] = (0, 0, 0.0)  # a GPU kernel's thread blocks, threads a block, shared bytes a block
 
     @property
     def macs(self) -> float:
@@ -239,6 +240,8 @@ def workload_table(calls, kernels: dict[str, KernelWorkload], devices: int = 1):
         row["traffic_curve"] = traffic_curve(k, warm)
         row["unit_traffic_curve"] = traffic_curve(k, warm, per_unit=True)
         row["schedule"] = format_schedule(k.schedule)
+        if k.launch[0]:
+            row["grid_blocks"], row["block_threads"], row["block_shared_bytes"] = k.launch
         if k.nest is not None:
             row["gathered_nest"] = _nest_record(k, warm, call)
         for (kind, dtype), n in sorted(k.ops.items()):
@@ -249,6 +252,9 @@ def workload_table(calls, kernels: dict[str, KernelWorkload], devices: int = 1):
     df[op_cols] = df[op_cols].fillna(0.0)
     if "gathered_nest" in df:
         df["gathered_nest"] = df["gathered_nest"].fillna("")
+    for col in ("grid_blocks", "block_threads", "block_shared_bytes"):
+        if col in df:
+            df[col] = df[col].fillna(0)
     if devices > 1:
         df["devices"] = devices
         df["collective"] = df["collective"].fillna("") if "collective" in df else ""

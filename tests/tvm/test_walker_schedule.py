@@ -211,3 +211,18 @@ def test_a_guarded_tail_counts_only_the_iterations_the_guard_lets_through():
 def test_a_padded_tile_loads_only_the_elements_that_exist():
     uses = _uses(padded_tile_load)
     assert (uses["A"].load_count, uses["B"].store_count) == (100, 128)
+
+
+@T.prim_func
+def launched_copy(A: T.Buffer((4096,), "float32"), B: T.Buffer((4096,), "float32")):
+    # 16 blocks of 256 threads, each block staging its 256 elements in shared memory
+    bx = T.launch_thread("blockIdx.x", 16)
+    tx = T.launch_thread("threadIdx.x", 256)
+    S = T.alloc_buffer((256,), "float32", scope="shared")
+    S[tx] = A[bx * 256 + tx]
+    B[bx * 256 + tx] = S[tx]
+
+
+def test_a_gpu_kernel_s_launch_is_its_blocks_threads_and_shared_memory():
+    assert tir_analysis.analyse_primfunc(launched_copy, "k").launch == (16, 256, 1024)
+    assert tir_analysis.analyse_primfunc(guarded_tail, "k").launch == (0, 0, 0.0)  # no blocks: no launch known

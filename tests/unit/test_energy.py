@@ -164,3 +164,25 @@ def test_a_step_above_the_power_limit_takes_its_energy_over_the_power_the_limit_
     both = energy.power_capped(energy.Totals(energy_j=20.0, energy_static_j=2.0, latency_s=1.0), capped, devices=2)
     assert both.latency_s == pytest.approx(2.25) and both.energy_j == pytest.approx(2 * 11.25)
     assert energy.power_capped(energy.Totals(energy_j=4.0, energy_static_j=1.0, latency_s=1.0), capped).power_capped_s == 0
+
+
+def test_a_partial_last_wave_leaves_the_units_idle_for_its_rest():
+    from cost_models.spec import ComputeUnits, wave_efficiency
+
+    sms = ComputeUnits(count=132, source="test")
+    assert wave_efficiency(sms, 132) == 1.0 and wave_efficiency(sms, 264) == 1.0
+    assert wave_efficiency(sms, 133) == pytest.approx(133 / 132 / 2)  # a second wave of one block
+    assert wave_efficiency(sms, 66) == pytest.approx(0.5)  # half the SMs have nothing to do
+    assert wave_efficiency(sms, 0) == 1.0  # no launch known
+
+
+def test_the_wave_model_stretches_compute_and_each_unit_s_memories_not_dram(toy3):
+    import dataclasses
+
+    from cost_models.spec import ComputeUnits
+
+    waved = dataclasses.replace(toy3, units=ComputeUnits(count=4, source="test"))
+    compute = row(op_mac_float32=1e6, macs=1e6, flops=2e6, traffic_curve="0:100", grid_blocks=2)
+    assert energy.score(pd.DataFrame([compute]), waved).iloc[0].latency_s == pytest.approx(2 * 2e6 / 1e9)
+    dram = row(op_add_float32=10.0, traffic_curve="0:2000000", grid_blocks=2)
+    assert energy.score(pd.DataFrame([dram]), waved).iloc[0].latency_s == pytest.approx(2e6 / 1e9)  # HBM is shared

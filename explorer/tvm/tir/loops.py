@@ -23,6 +23,7 @@ class LoopNest:
     def __init__(self):
         self.extent: dict = {}  # loop var -> extent
         self.thread_extent: dict = {}  # GPU thread or block var -> extent
+        self.thread_tag: dict = {}  # GPU thread or block var -> its tag (blockIdx.x, threadIdx.x, ...)
         self.loops: list[reuse.Loop] = []  # the loop tree of the reuse model (see explorer.workload.reuse)
         self.path: list[tuple[int, object]] = []  # (loop id, loop var) of the enclosing loops
         self.analyzer = sym.Analyzer()  # knows loop ranges and let-bound values, to simplify indices
@@ -54,10 +55,28 @@ class LoopNest:
             self.frames.pop()
             self.path.pop()
 
+    def launch(self) -> tuple[int, int]:
+        """A GPU kernel's thread blocks and threads per block, from its thread bindings (each tag's extent
+        once); (0, 0) for a kernel without them."""
+        tags: dict[str, int] = {}
+        for var, extent in self.thread_extent.items():
+            tags[str(self.thread_tag.get(var, ""))] = extent
+        if not any(t.startswith("blockIdx") for t in tags):
+            return 0, 0
+        blocks = threads = 1
+        for tag, extent in tags.items():
+            if tag.startswith("blockIdx"):
+                blocks *= extent
+            elif tag.startswith("threadIdx"):
+                threads *= extent
+        return blocks, threads
+
     @contextlib.contextmanager
-    def threads(self, var, extent: int, spread: bool):
-        """Inside a GPU thread binding (``spread``: over thread blocks, which share no cache)."""
+    def threads(self, var, extent: int, spread: bool, tag: str = ""):
+        """Inside a GPU thread binding (``spread``: over thread blocks, which share no cache) of ``tag``
+        (``blockIdx.x``, ``threadIdx.y``, ...)."""
         self.thread_extent[var] = extent
+        self.thread_tag[var] = tag
         self._enter(var, extent, spread)
         try:
             yield

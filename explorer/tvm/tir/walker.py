@@ -104,7 +104,8 @@ class _Walker:
             if s.attr_key in ("thread_extent", "virtual_thread"):
                 ext = int_of(s.value) or 1
                 w *= ext
-                with self.nest.threads(s.node.var, ext, spread=str(s.node.thread_tag).startswith("blockIdx")):
+                tag = str(s.node.thread_tag)
+                with self.nest.threads(s.node.var, ext, spread=tag.startswith("blockIdx"), tag=tag):
                     self.stmt(s.body, w)
             else:
                 self.stmt(s.body, w)
@@ -391,9 +392,12 @@ def analyse_primfunc(func: tvm.tirx.PrimFunc, name: str) -> KernelWorkload:
     profile = reuse.reuse_profile(walker.nest.loops, sites)
     # a gathered kernel keeps its loop nest: a measured load of its rows re-counts its traffic when scored
     nest = (tuple(walker.nest.loops), tuple(sites)) if any(s.gathered for s in sites) else None
-    return KernelWorkload(name=name, ops=walker.ops, buffers=walker.buffers.all_uses(), reuse=profile,
+    uses = walker.buffers.all_uses()
+    blocks, threads = walker.nest.launch()
+    shared = sum(u.size_bytes for u in uses if u.param_index < 0 and u.scope.startswith("shared")) if blocks else 0.0
+    return KernelWorkload(name=name, ops=walker.ops, buffers=uses, reuse=profile,
                           tensorized_macs=walker.tensorized_macs, schedule=walker.schedule,
-                          useful_macs=_useful_macs(func), nest=nest)
+                          useful_macs=_useful_macs(func), nest=nest, launch=(blocks, threads, shared))
 
 
 def analyse_module(mod: tvm.IRModule) -> dict[str, KernelWorkload]:
