@@ -94,7 +94,8 @@ def _legalize(ctx: PipelineContext) -> list:
     # FuseTransposeMatmul, which would take its k^T)
     attention = [fused_attention()] if ctx.strategy.fusion == "tvm" else []
     layout = ([pad_matmul_columns, packed_float_weights] if ctx.lowering == "generic" else
-              [kv_cache_in_place(), *attention, weights_along_k(ctx.weights), relax.transform.FuseTransposeMatmul()])
+              [kv_cache_in_place(), *attention, weights_along_k(ctx.weights, split=ctx.strategy.fusion == "tvm"),
+               relax.transform.FuseTransposeMatmul()])
     experts = routed_experts(ctx.weights, along_k=ctx.lowering != "generic", fp4=ctx.strategy.precision == "mxfp4-bf16")
     return [experts, *layout, relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
             relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), fold(ctx)]

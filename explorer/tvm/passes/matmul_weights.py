@@ -8,7 +8,9 @@ import tvm
 from tvm import relax
 from tvm.ir.expr import Constant
 
+from explorer.tvm.codegen import current_arch
 from explorer.tvm.passes.rewriting import rewrite_calls
+from explorer.tvm.passes.split_k import split_k
 from explorer.tvm.relax_ir import name_of
 
 #: A matmul whose constant weight has at least this many columns...
@@ -33,7 +35,7 @@ def _padded_columns(call, _mod):
     return relax.op.strided_slice(out, axes=[call.ty.ndim - 1], begin=[0], end=[columns])
 
 
-def _nt_weight(call, weights: frozenset[str]):
+def _nt_weight(call, weights: frozenset[str], arch: str):
     weight = call.args[1]
     if weight.ty.ndim != 2 or not str(weight.ty.dtype).startswith(("float", "bfloat")):
         return None
@@ -43,19 +45,27 @@ def _nt_weight(call, weights: frozenset[str]):
         kept = relax.op.permute_dims(weight)  # folded into an [N, K] weight parameter (weight_params)
     else:
         return None
+    out_dtype = str(call.attrs.out_dtype) if call.attrs.out_dtype is not None else ""
+    k, n = (int(d) for d in weight.ty.shape.values)
+    split = (split_k(call.args[0], kept, n, k, str(weight.ty.dtype), out_dtype if out_dtype not in ("", "void") else "",
+                     arch) if arch else None)
+    if split is not None:
+        return split
     return relax.op.matmul(call.args[0], relax.op.permute_dims(kept), out_dtype=call.attrs.out_dtype)
 
 
-def weights_along_k(weights: frozenset[str] = frozenset()) -> tvm.transform.Pass:
+def weights_along_k(weights: frozenset[str] = frozenset(), split: bool = False) -> tvm.transform.Pass:
     """Keep each constant float matmul weight (and each weight parameter named in ``weights``) ``[N, K]``
     (``x @ W^T``, which ``FuseTransposeMatmul`` makes one kernel), as GPU deployments keep them (PyTorch's
     Linear, MLC-LLM's ``NT_matmul``): a decode step's GEMV then reads each output's weights along K, and
     DLight's ``GEMV`` rule schedules it (its outer-reduction schedule, for ``[K, N]``, has parameters for
-    OpenCL and Metal only)."""
+    OpenCL and Metal only). With ``split``, a skinny tensor-core matmul that leaves SMs of the current
+    target idle is split along K (:mod:`explorer.tvm.passes.split_k`)."""
 
     @tvm.transform.module_pass(opt_level=0, name="explorer.WeightsAlongK")
     def apply(mod, _ctx):
-        return rewrite_calls(mod, "relax.matmul", lambda call, _mod: _nt_weight(call, weights))
+        arch = current_arch() if split else ""
+        return rewrite_calls(mod, "relax.matmul", lambda call, _mod: _nt_weight(call, weights, arch))
 
     return apply
 
