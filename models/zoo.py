@@ -279,11 +279,13 @@ def onnx_path(name: str, cache_dir: str | os.PathLike | None = None, batch: int 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(err, OSError) and err.errno and not err.filename:  # say which file could not be written
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
     return path
 

@@ -31,14 +31,15 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """Run the verb on its parsed arguments; return the exit code."""
+    from explorer.core.errors import InputError
     from explorer.deploy.best import Limits, objective_text
     from explorer.deploy.export import export_best
     from explorer.model.arguments import parse_input_shapes, parse_input_values
 
     if args.max_latency_ms is not None and args.max_latency_ms <= 0:
-        raise ValueError(f"--max-latency-ms must be positive, got {args.max_latency_ms:g}")
+        raise InputError(f"--max-latency-ms must be positive, got {args.max_latency_ms:g}")
     if args.max_accuracy_loss < 0:
-        raise ValueError(f"--max-accuracy-loss must not be negative, got {args.max_accuracy_loss:g}")
+        raise InputError(f"--max-accuracy-loss must not be negative, got {args.max_accuracy_loss:g}")
     limits = Limits(None if args.max_latency_ms is None else args.max_latency_ms / 1e3, args.max_accuracy_loss)
     done = export_best(args.model, target=args.target, objective=args.objective, out=args.out, limits=limits,
                        run=args.from_run, strategies=args.strategies, portable=args.portable, progress=not args.quiet,

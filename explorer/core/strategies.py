@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from explorer.core.errors import InputError, UnknownName
+
 #: The values of each pass axis: the keys of the factory maps in :mod:`explorer.tvm.pipeline`.
 AXES: dict[str, tuple[str, ...]] = {
     "fusion": ("none", "tvm"),
@@ -68,12 +70,12 @@ class Strategy:
         for axis, allowed in AXES.items():
             value = getattr(self, axis)
             if value not in allowed:
-                raise ValueError(f"strategy {self.name!r}: {axis}={value!r} is not one of {list(allowed)}")
+                raise InputError(f"strategy {self.name!r}: {axis}={value!r} is not one of {list(allowed)}")
         if not TUNING_PATTERN.match(self.tuning):
-            raise ValueError(f"strategy {self.name!r}: tuning={self.tuning!r} is not 'none', 'metaschedule:N' "
+            raise InputError(f"strategy {self.name!r}: tuning={self.tuning!r} is not 'none', 'metaschedule:N' "
                              "or 'metaschedule:N:energy|edp|latency'")
         if not SPARSITY_PATTERN.match(self.sparsity):
-            raise ValueError(f"strategy {self.name!r}: sparsity={self.sparsity!r} is not 'none', '2:4' or "
+            raise InputError(f"strategy {self.name!r}: sparsity={self.sparsity!r} is not 'none', '2:4' or "
                              "'unstructured:P' (P the percent of weights zeroed, 1-99)")
 
     @property
@@ -123,7 +125,7 @@ _REGISTRY: dict[str, Strategy] = {}
 def register(strategy: Strategy) -> Strategy:
     """Register a strategy under its name; re-registering a name is an error."""
     if strategy.name in _REGISTRY:
-        raise ValueError(f"strategy {strategy.name!r} is already registered")
+        raise InputError(f"strategy {strategy.name!r} is already registered")
     _REGISTRY[strategy.name] = strategy
     return strategy
 
@@ -171,7 +173,7 @@ def get_strategy(name: str) -> Strategy:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown strategy {name!r}; known strategies: {', '.join(_REGISTRY)}") from None
+        raise UnknownName(f"unknown strategy {name!r}; known strategies: {', '.join(_REGISTRY)}") from None
 
 
 def parse_strategies(spec: str | list[str | Strategy] | None) -> list[Strategy]:

@@ -13,6 +13,7 @@ import dataclasses
 
 import pandas as pd
 
+from explorer.core.errors import UnknownName
 from explorer.core.strategies import Strategy, list_strategies
 
 
@@ -22,7 +23,7 @@ def unfused_counterpart(strategy: Strategy) -> Strategy:
     for s in list_strategies():
         if dataclasses.replace(s, name="") == want:
             return s
-    raise KeyError(f"no registered unfused counterpart of {strategy.name!r}")
+    raise UnknownName(f"no registered unfused counterpart of {strategy.name!r}")
 
 
 def level_columns(kernels: pd.DataFrame, target: str) -> list[str]:

@@ -30,6 +30,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from explorer.core.errors import DISK_ERRNOS, WriteError
 from explorer.core.version import __version__
 
 #: The folder that holds the ``explorer`` package (the repository's root in a checkout): code paths are relative to it.
@@ -89,18 +90,32 @@ def file_digest(*paths: Path) -> str:
     return h.hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def disk_errors(path: Path):
+    """Turn a full, over-quota, read-only or unwritable disk met while writing ``path`` into a
+    :class:`~explorer.core.errors.WriteError` naming it (writers such as ``onnx.save`` raise OSErrors
+    that name no file)."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in DISK_ERRNOS:
+            raise
+        raise WriteError(f"cannot write {path}: {err.strerror or err}") from err
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with disk_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data.encode() if isinstance(data, str) else data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
 
 @contextlib.contextmanager
@@ -108,15 +123,16 @@ def atomic_path(path: Path):
     """Yield a temporary path beside ``path`` for a writer that wants a file name (``onnx.save``,
     TVM's ``export_library``); on success it is renamed to ``path``. The temporary keeps ``path``'s
     suffix, which some writers read."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    with disk_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
 @contextlib.contextmanager
@@ -125,18 +141,19 @@ def staged_dir(final: Path):
 
     If another process published ``final`` first, its entry is kept and this one discarded (both
     were made from the same key, so they hold the same content)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
-    try:
-        yield tmp
+    with disk_errors(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
         try:
-            os.rename(tmp, final)
-        except OSError:
-            if not final.is_dir():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            yield tmp
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not final.is_dir():
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from explorer.core.errors import ExplorerError, UnknownName
 from explorer.core.strategies import get_strategy, list_strategies
 from explorer.core.variant import FAILURE_KINDS
 from explorer.scoring.fusion import fusion_table, level_columns, unfused_counterpart
@@ -19,8 +20,8 @@ def fusion_report(model: str, target: str = "cpu", strategy: str = "fused", out:
     (``input_values`` freezes inputs; ``calibration`` is the int8 calibration folder, as for a sweep)."""
     fused = get_strategy(strategy)
     if fused.fusion == "none":
-        raise KeyError(f"strategy {strategy!r} does not fuse; pick one of "
-                       f"{', '.join(s.name for s in list_strategies() if s.fusion != 'none')}")
+        raise UnknownName(f"strategy {strategy!r} does not fuse; pick one of "
+                          f"{', '.join(s.name for s in list_strategies() if s.fusion != 'none')}")
     unfused = unfused_counterpart(fused)
     result = run_sweep([model], targets=[target], strategies=[unfused.name, fused.name], out=out,
                        input_shapes=input_shapes, check=False, build=False, progress=progress,
@@ -28,7 +29,7 @@ def fusion_report(model: str, target: str = "cpu", strategy: str = "fused", out:
     v = result.variants.set_index("strategy")
     for name in (unfused.name, fused.name):
         if v.loc[name, "status_kind"] in {k.value for k in FAILURE_KINDS}:
-            raise RuntimeError(f"{name}: {v.loc[name, 'status']}")
+            raise ExplorerError(f"{name}: {v.loc[name, 'status']}")
     levels = level_columns(result.kernels, target)
     table = fusion_table(result.kernels, fused.name, unfused.name, tuple(levels))
     by_strategy = result.kernels.groupby("strategy")[levels].sum()

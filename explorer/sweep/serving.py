@@ -76,10 +76,14 @@ def expert_load_of(cfg, model: str, path: str | None) -> RowLoad | None:
 def decoder_config(model: str):
     """The decoder's whole-model config behind a zoo name or config path (``@tpN`` or not), or None."""
     import models as zoo
-    from models.hf_configs import load_config
+    from models.hf_configs import ConfigError, load_config
 
     base = split_tensor_parallel(model)[0]
-    return load_config(base) if base.endswith(".json") else zoo.get_model(base).decoder
+    try:
+        return load_config(base) if base.endswith(".json") else zoo.get_model(base).decoder
+    except (KeyError, ConfigError, OSError) as err:  # an unknown zoo name or an unreadable config
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        raise ExplorerError(f"{model}: {msg}") from None
 
 
 def serve(model: str, targets: list[str], strategies: str, batches: list[int], workload: ServingWorkload,

@@ -1,0 +1,86 @@
+"""The exit policy (explorer/cli/main.py): an internal error is 3 with its traceback logged, a full disk 4
+in one line, SIGTERM stops a sweep as Ctrl-C does (130) and keeps what finished."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from explorer.store.results_db import SQLiteStore
+from tests.conftest import ROOT, TOY_TARGET
+
+
+def test_an_internal_error_in_a_sweep_is_exit_3_with_its_traceback_logged(conv_add_relu_onnx, tmp_path, monkeypatch,
+                                                                          capsys):
+    from explorer.cli.main import main
+    from explorer.sweep import sweep
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("injected: scoring lost its way")
+
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(sweep, "_score", broken)
+    code = main(["sweep", str(conv_add_relu_onnx), "--targets", TOY_TARGET, "--strategies", "fused", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3 and len(err) == 1, err
+    assert err[0].startswith("explorer: internal error (a bug, not your input): RuntimeError: injected")
+    log = Path(err[0].rsplit("the traceback is in ", 1)[1])
+    assert log.parent == tmp_path / "cache" / "logs"
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "in broken" in text and "command: explorer sweep" in text
+
+
+def test_a_bad_input_is_still_exit_2(capsys):
+    from explorer.cli.main import main
+
+    assert main(["sweep", "mlp", "--strategies", "turbo", "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("explorer: error: unknown strategy 'turbo'")
+
+
+def test_sigterm_mid_sweep_stops_it_as_ctrl_c_does_and_keeps_the_finished_rows(conv_add_relu_onnx, tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EXPLORER_CACHE": str(cache)}
+    cmd = [sys.executable, "-m", "explorer.cli", "sweep", str(conv_add_relu_onnx), "--targets", TOY_TARGET,
+           "--quiet", "--out", str(tmp_path / "out")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    entries = cache / "lowerings"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len([p for p in entries.glob("*") if not p.name.startswith(".")]) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # the sweep's own process only, as a service manager stops it
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted; finished variants" in err and "Traceback" not in err
+    stored = SQLiteStore(tmp_path / "out" / "results.sqlite")
+    kept = stored.counts()[0]
+    stored.close()
+    assert kept >= 2
+
+
+def _mount_tiny(folder: Path, size: str) -> bool:
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    return done.returncode == 0
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_exit_4(tmp_path):
+    disk = tmp_path / "disk"
+    if os.geteuid() != 0 or not _mount_tiny(disk, "1m"):
+        pytest.skip("needs root to mount a 1 MB tmpfs (CI runs as root)")
+    try:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "EXPLORER_CACHE": str(disk / "cache")}
+        # resnet18's prepared ONNX file (45 MB) does not fit the 1 MB disk
+        done = subprocess.run([sys.executable, "-m", "explorer.cli", "sweep", "resnet18", "--targets", "cpu",
+                               "--strategies", "fused", "--quiet", "--no-build", "--out", str(disk / "out")],
+                              env=env, capture_output=True, text=True, timeout=600)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 4 and len(lines) == 1, done.stderr
+        assert lines[0].startswith(f"explorer: cannot write {disk}") and "No space left on device" in lines[0]
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
