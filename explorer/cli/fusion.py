@@ -55,6 +55,10 @@ def run(args) -> int:
         f"{lvl} {fmt_bytes(tot['level_bytes_unfused'][col])} -> {fmt_bytes(tot['level_bytes_fused'][col])}"
         for lvl, col in zip(levels, tot["levels"])))
     if args.csv:
-        table.to_csv(args.csv, index=False)
+        from pathlib import Path
+
+        from explorer.reports.writer import write_csv
+
+        write_csv(table, Path(args.csv))
         print(f"wrote {args.csv}")
     return 0

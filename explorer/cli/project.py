@@ -28,11 +28,12 @@ def run(args) -> int:
     from pathlib import Path
 
     from explorer.reports.project import project, projection_json, projection_markdown, projection_text
+    from explorer.reports.writer import write_csv
     from explorer.store.cache import write_atomic
 
     names = ("pue", "wue_l_per_kwh", "electricity_water_l_per_kwh", "grid_g_co2_per_kwh", "usd_per_kwh", "utilization")
     p = project(args.run, args.requests_per_day, args.tokens_per_request, **{n: getattr(args, n) for n in names})
-    p.table.to_csv(Path(args.run) / "project.csv", index=False)
+    write_csv(p.table, Path(args.run) / "project.csv")
     write_atomic(Path(args.run) / "project.md", projection_markdown(p))
     print(projection_json(p) if args.json else projection_text(p) + f"\n\nwrote {args.run}/project.csv and project.md")
     return 0

@@ -44,6 +44,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from explorer.reports.markdown import serving_markdown
+    from explorer.reports.writer import spreadsheet_safe
     from explorer.scoring.serving import ServingWorkload
     from explorer.store.cache import write_atomic
     from explorer.sweep.serving import serve
@@ -56,7 +57,7 @@ def run(args) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / "serving.csv", table.to_csv(index=False))
+        write_atomic(out / "serving.csv", spreadsheet_safe(table).to_csv(index=False))
         write_atomic(out / "serving.md", f"# Serving {args.model}\n\n{text}\n")
         print(f"\nwrote {out / 'serving.csv'} and serving.md")
     return 0 if len(table) else 1

@@ -27,6 +27,7 @@ from explorer.measure.agreement import ratio, spearman
 from explorer.measure.runner.bundle import BadInput
 from explorer.measure.runner.ncu import bytes_per_call, parse_ncu_csv
 from explorer.reports.html import ENVIRONMENT
+from explorer.reports.writer import write_csv
 
 
 def ncu_calls(ncu_dir: Path, variant: str) -> list[dict] | None:
@@ -147,8 +148,8 @@ def measure_report(bundle: str | Path, results: str | Path | dict, out: str | Pa
 def write_measure_report(report: MeasureReport, out: Path) -> None:
     """``measure_variants.csv``, ``measure_kernels.csv`` and ``measure.html`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    report.variants.to_csv(out / "measure_variants.csv", index=False)
-    report.kernels.to_csv(out / "measure_kernels.csv", index=False)
+    write_csv(report.variants, out / "measure_variants.csv")
+    write_csv(report.kernels, out / "measure_kernels.csv")
     page = ENVIRONMENT.get_template("measure.html.j2").render(summary=report.summary, variants=report.variants,
                                                               kernels=report.kernels)
     (out / "measure.html").write_text(page)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pandas as pd
@@ -34,10 +35,32 @@ PIPE_TABLE = TableFormat(lineabove=None, linebelowheader=lambda widths, aligns: 
                          datarow=DataRow("| ", " | ", " |"), padding=0, with_header_hide=None)
 
 
+def md_text(value) -> str:
+    """``value`` as literal markdown text: markup characters (``<``, ``>``, ``&``) as entities, so a
+    model's name cannot open HTML in a renderer, and line breaks as spaces, so it cannot end a line."""
+    return html.escape(str(value), quote=False).replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+
+
+def md_cell(value) -> str:
+    """``value`` as one cell of a pipe table: :func:`md_text`, with ``|`` escaped so it cannot split it."""
+    return md_text(value).replace("|", "\\|")
+
+
+def _cells(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every text cell (and column name) made a literal table cell (:func:`md_cell`)."""
+    out = df.copy()
+    for col in out.columns:
+        if pd.api.types.is_object_dtype(out[col]) or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(lambda v: md_cell(v) if isinstance(v, str) else v)
+    out.columns = [md_cell(c) for c in out.columns]
+    return out
+
+
 def markdown_table(df: pd.DataFrame) -> str:
-    """``df`` as a markdown pipe table, each cell its ``str`` (``DataFrame.to_markdown`` with
-    :data:`PIPE_TABLE`)."""
-    return df.to_markdown(index=False, tablefmt=PIPE_TABLE, stralign=None, numalign=None, disable_numparse=True)
+    """``df`` as a markdown pipe table, each cell its ``str`` made literal (:func:`md_cell`;
+    ``DataFrame.to_markdown`` with :data:`PIPE_TABLE`)."""
+    return _cells(df).to_markdown(index=False, tablefmt=PIPE_TABLE, stralign=None, numalign=None,
+                                  disable_numparse=True)
 
 
 def variants_table(variants: pd.DataFrame) -> pd.DataFrame:
@@ -93,7 +116,7 @@ def rankings_section(rankings: pd.DataFrame) -> list[str]:
              "the nominally cheaper variant stays cheaper: 100% means no plausible set of figures reverses it.", ""]
     for (model, target), g in rankings.groupby(["model", "target"], sort=False):
         shaky = g[g.share_lower_wins < 0.95]
-        parts.append(f"**{model} on {target}**: {len(g) - len(shaky)} of {len(g)} pairwise rankings hold in at "
+        parts.append(f"**{md_text(model)} on {target}**: {len(g) - len(shaky)} of {len(g)} pairwise rankings hold in at "
                      f"least 95% of samples.")
         parts.append("")
         parts.append(markdown_table(pd.DataFrame({
@@ -240,7 +263,7 @@ def targets_section(variants: pd.DataFrame) -> list[str]:
                 lambda x: "" if pd.isna(x) else f"{x:.3g} W"),
             "notes": best["status"].fillna("").map(lambda t: "not tensorized (SIMT kernels)" if "not tensorized" in t
                                                    else "emulated dtype" if "charged as emulated" in t else "")})
-        out += [f"**{model}**", "", markdown_table(rows), ""]
+        out += [f"**{md_text(model)}**", "", markdown_table(rows), ""]
     return out
 
 
@@ -249,7 +272,7 @@ def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.
     """A short report: the variants side by side, the best per target, how robust the rankings
     are, failures and mismatches, and the costliest kernels."""
     parts = ["# Energy exploration report", ""]
-    models = ", ".join(dict.fromkeys(variants["model"].astype(str)))
+    models = ", ".join(md_text(m) for m in dict.fromkeys(variants["model"].astype(str)))
     parts += [f"Models: {models}. Energy is modelled from the lowered TIR of each variant (compute by "
               "operation kind and dtype, reuse-aware traffic at every memory level, static power over the "
               "variant's time); CPU variants were also run and compared with onnxruntime. *x bound* is the energy "
@@ -263,7 +286,7 @@ def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.
         best = ok.loc[ok.groupby(["model", "target"])["energy_j"].idxmin()]
         for _, r in best.iterrows():
             worst = ok[(ok.model == r.model) & (ok.target == r.target)]["energy_j"].max()
-            parts.append(f"- **{r.model} on {r.target}**: `{r.strategy}` at {fmt_j(r.energy_j)} "
+            parts.append(f"- **{md_text(r.model)} on {r.target}**: `{r.strategy}` at {fmt_j(r.energy_j)} "
                          f"({worst / r.energy_j:.2f}x less than the worst strategy), "
                          f"{fmt_bytes(r.dram_bytes)} of DRAM traffic, {int(r.kernels)} kernels.")
         parts.append("")
@@ -277,7 +300,7 @@ def markdown_report(variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.
     if len(flagged) or len(failed):
         parts += ["## Problems", ""]
         for _, r in pd.concat([flagged, failed]).iterrows():
-            parts.append(f"- {r.model} / {r.strategy} / {r.target}: {r.status}")
+            parts.append(f"- {md_text(r.model)} / {r.strategy} / {r.target}: {md_text(r.status)}")
         parts.append("")
     if len(kernels):
         parts += ["## Most energy-hungry kernels", ""]
@@ -319,4 +342,4 @@ def serving_markdown(table: pd.DataFrame) -> str:
     said = [("uniform routing, E(1 - (1 - k/E)^B)" if r == "uniform" else f"the load {r.replace(' (', ' in ')[:-1]}")
             for r in routing]  # "measured (FILE)": the load measured in FILE
     note = f"\n\nExperts a layer's decode step reads: {'; '.join(said)}." if routing else ""
-    return shown.to_markdown(index=False) + note
+    return _cells(shown).to_markdown(index=False) + note
