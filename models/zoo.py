@@ -8,6 +8,7 @@ counts from :func:`count_macs` can be checked against the literature.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -269,6 +270,8 @@ def onnx_path(name: str, cache_dir: str | os.PathLike | None = None, batch: int 
         version += "-" + hashlib.sha256(pathlib.Path(base).read_bytes()).hexdigest()[:8]
     path = d / f"{info.name}{'' if batch is None else f'-b{batch}'}-{version}.onnx"
     if path.is_file():
+        with contextlib.suppress(OSError):
+            os.utime(path)  # used: the cache evicts the least recently used (explorer.store.eviction)
         return path
     d.mkdir(parents=True, exist_ok=True)
     data = (info.build() if batch is None else info.build(batch=batch)).SerializeToString()

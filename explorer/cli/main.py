@@ -77,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ExplorerError, TargetError) as err:
         print(f"explorer: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of our output went away (`explorer cache info | head`)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("explorer: interrupted; finished variants and measured tuning candidates are kept", file=sys.stderr)
         return 130

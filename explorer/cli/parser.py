@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import argparse
 
-from explorer.cli import best, calibrate, catalogue, compare, doctor, fusion, measure, project, run, serve, sweep, tune
+from explorer.cli import (
+    best,
+    cache,
+    calibrate,
+    catalogue,
+    compare,
+    doctor,
+    fusion,
+    measure,
+    project,
+    run,
+    serve,
+    sweep,
+    tune,
+)
 
 #: The verb modules, in the order ``explorer --help`` lists them.
-VERBS = (catalogue, doctor, sweep, serve, fusion, tune, best, compare, project, run, measure, calibrate)
+VERBS = (catalogue, doctor, sweep, serve, fusion, tune, best, compare, project, run, measure, calibrate, cache)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ from explorer.model.batchnorm import fold_batchnorm
 from explorer.model.integer_ops import expand_integer_ops
 from explorer.model.phases import Phase
 from explorer.model.static import make_static, static_shapes, with_shapes
-from explorer.store.cache import atomic_path, cache_dir, write_atomic
+from explorer.store.cache import atomic_path, cache_dir, touch, write_atomic
 
 #: Bump whenever preparation changes what it produces, so cached prepared models are not reused.
 PREPARE_VERSION = "6"
@@ -148,8 +148,10 @@ def prepare(model: str, input_shapes: dict[str, tuple[int, ...]] | None = None,
         with atomic_path(out) as tmp:
             onnx.save(simplified, str(tmp))
         write_atomic(out.with_suffix(".json"), json.dumps({"preparation": preparation}))
-    elif out.with_suffix(".json").exists():
-        preparation = json.loads(out.with_suffix(".json").read_text())["preparation"]
+    else:
+        touch(out, out.with_suffix(".json"))
+        if out.with_suffix(".json").exists():
+            preparation = json.loads(out.with_suffix(".json").read_text())["preparation"]
     data = out.read_bytes()
     prepared = onnx.load_from_string(data)
     specs = input_specs(prepared)

@@ -90,6 +90,14 @@ def file_digest(*paths: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def touch(*paths: Path) -> None:
+    """Mark cache entries as just used (their modification time: what eviction orders by, least
+    recently used first; see :mod:`explorer.store.eviction`). Never fails: a read-only cache is read."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.utime(path)
+
+
 @contextlib.contextmanager
 def disk_errors(path: Path):
     """Turn a full, over-quota, read-only or unwritable disk met while writing ``path`` into a

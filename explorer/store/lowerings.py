@@ -25,7 +25,7 @@ import pandas as pd
 
 from explorer.core.variant import KernelCall, Lowering, LoweringRequest, Measurement, TuningOutcome
 from explorer.host.cpu import cpu_fingerprint
-from explorer.store.cache import COMPILE_CODE, cache_dir, code_fingerprint, make_key, staged_dir
+from explorer.store.cache import COMPILE_CODE, cache_dir, code_fingerprint, make_key, staged_dir, touch
 
 #: Bump when the layout of an entry changes.
 FORMAT = "3"
@@ -128,10 +128,13 @@ class DirectoryStore:
         return self.root if self.root is not None else cache_dir()
 
     def get_lowering(self, key: str) -> Lowering | None:
+        entry = self.base / "lowerings" / key
         try:
-            return load_lowering((self.base / "lowerings" / key / "lowering.json").read_text())
+            lowering = load_lowering((entry / "lowering.json").read_text())
         except OSError:
             return None
+        touch(entry)
+        return lowering
 
     def put_lowering(self, key: str, lowering: Lowering) -> None:
         with staged_dir(self.base / "lowerings" / key) as tmp:
@@ -140,9 +143,11 @@ class DirectoryStore:
     def get_measurement(self, key: str) -> Measurement | None:
         entry = self.base / "measurements" / key
         try:
-            return load_measurement((entry / "measurement.json").read_text(), (entry / "outputs.npz").read_bytes())
+            measurement = load_measurement((entry / "measurement.json").read_text(), (entry / "outputs.npz").read_bytes())
         except OSError:
             return None
+        touch(entry)
+        return measurement
 
     def put_measurement(self, key: str, m: Measurement) -> None:
         text, outputs = dump_measurement(m)

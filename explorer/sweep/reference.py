@@ -18,7 +18,7 @@ import numpy as np
 
 from explorer.core.prepared import PreparedModel
 from explorer.host.cpu import cpu_fingerprint
-from explorer.store.cache import cache_dir, make_key, staged_dir
+from explorer.store.cache import cache_dir, make_key, staged_dir, touch
 
 
 @dataclasses.dataclass
@@ -94,6 +94,7 @@ def reference(prepared: PreparedModel, seed: int = 0, inputs_dir: str | Path | N
     inputs = [feed[i.name] for i in prepared.inputs]
     entry = cache_dir() / "reference" / make_key("reference", prepared.sha256, source, onnxruntime_version())
     if (entry / "outputs.npz").exists():
+        touch(entry)
         with np.load(entry / "outputs.npz") as npz:
             return Reference(inputs, [npz[f"out{i}"] for i in range(len(npz.files))], source)
     outputs = reference_outputs(prepared, feed)
@@ -108,6 +109,7 @@ def timed_onnxruntime(prepared: PreparedModel, ref: Reference, threads: int, rep
     entry = cache_dir() / "reference" / make_key("onnxruntime-latency", prepared.sha256, ref.source, repeat, threads,
                                                  onnxruntime_version(), cpu_fingerprint())
     if (entry / "latency.json").exists():
+        touch(entry)
         return float(json.loads((entry / "latency.json").read_text())["latency_s"])
     latency = onnxruntime_latency(prepared, ref.feed(prepared), repeat, threads=threads)
     with staged_dir(entry) as tmp:

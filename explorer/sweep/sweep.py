@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from cost_models.targets import load_target
 from explorer.core.errors import ExplorerError, one_line
 from explorer.core.prepared import PreparedModel
 from explorer.core.strategies import parse_strategies
+from explorer.core.units import fmt_bytes
 from explorer.core.variant import Lowering, Measurement, Status, StatusKind
 from explorer.host.cpu import timing_threads
 from explorer.model.arguments import instance_name
@@ -38,7 +40,8 @@ from explorer.model.phases import Phase, parse_phases
 from explorer.model.prepare import prepare
 from explorer.scoring.rows import VARIANT_COLUMNS, base_row, failed_row, rank, throughput, tuning_tables, variant_row
 from explorer.store import lowerings
-from explorer.store.cache import tvm_version
+from explorer.store.cache import touch, tvm_version
+from explorer.store.eviction import enforce_cap, using_cache
 from explorer.sweep.backends import backend as compile_backend
 from explorer.sweep.backends import compile_missing
 from explorer.sweep.ort_int8 import int8_latency
@@ -223,6 +226,8 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     phase_list = parse_phases(phases) if isinstance(phases, str) else list(phases or [])
     instances = [(m, ph, b) for m in models for ph in (phase_list or [None]) for b in (batches or [None])]
     bar = Progress(len(instances) * len(strats) * len(specs), enabled=progress)
+    in_use = contextlib.ExitStack()
+    in_use.enter_context(using_cache())  # a prune never removes what this sweep uses
     try:
         with clock("prepare"):
             prepared: dict[str, PreparedModel | ExplorerError] = {}
@@ -260,12 +265,19 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
                     plan.result = None  # the library it is to be timed from is gone: build it again
                 if plan.result is not None:
                     bar.finished(None, plan.label, len(plan.group), False, "stored")
+                if plan.req.export and Path(plan.req.export).exists():
+                    touch(Path(plan.req.export), Path(plan.req.export).with_suffix(".json"))
         with clock("compile"):
             compile_missing(plans, stores, make_runner, bar, strict)
         with clock("time"):
             ort = time_builds(plans, references, stores, make_timer, bar)
             ort_int8 = _time_onnxruntime_int8(plans, references, calibration or inputs, bar)
+        evicted = enforce_cap()
+        if evicted is not None and evicted.removed:
+            print(f"cache over its cap: evicted the {len(evicted.removed)} least recently used entries "
+                  f"({fmt_bytes(evicted.removed_bytes)}); see `explorer cache info`", file=sys.stderr)
     finally:
+        in_use.close()
         bar.close()
         if store is not None:
             store.close()
