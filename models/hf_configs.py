@@ -49,6 +49,14 @@ class ShippedConfig:
     active_includes_embedding: bool = False  # the publisher counts the embedding table as active
 
 
+#: The largest size of one dimension the builder takes (ONNX shapes and TVM's loops index with 32 bits).
+MAX_DIMENSION = 2**31 - 1
+
+#: The most parameters a config may declare: beyond ten times the largest published model (~2 T), a
+#: config is a typo or hostile, and its shapes would overflow the builders' int64 byte counts.
+MAX_PARAMETERS = 2 * 10**13
+
+
 def _field(raw: dict, key: str, kind, where: str, default=None, required: bool = True):
     value = raw.get(key)
     if value is None:
@@ -57,7 +65,9 @@ def _field(raw: dict, key: str, kind, where: str, default=None, required: bool =
         return default
     if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ConfigError(f"{where}: {key!r} must be a positive integer, not {value!r}")
-    if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+    if kind is int and value > MAX_DIMENSION:
+        raise ConfigError(f"{where}: {key!r} is {value}, beyond the {MAX_DIMENSION} the builder takes")
+    if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf")):
         raise ConfigError(f"{where}: {key!r} must be a positive number, not {value!r}")
     if kind is bool and not isinstance(value, bool):
         raise ConfigError(f"{where}: {key!r} must be true or false, not {value!r}")
@@ -147,7 +157,7 @@ def parse_config(raw: object, where: str, name: str = "") -> DecoderConfig:
               **_mixture(raw, arch, where)}
     if arch == "GptOssForCausalLM":
         fields["layer_windows"] = _layer_windows(raw, layers, where)
-    return DecoderConfig(
+    cfg = DecoderConfig(
         layers=layers, d_model=d_model, heads=heads, kv_heads=kv_heads, **fields,
         vocab=_field(raw, "vocab_size", int, where),
         n_ctx=_field(raw, "max_position_embeddings", int, where, default=2048, required=False),
@@ -161,6 +171,10 @@ def parse_config(raw: object, where: str, name: str = "") -> DecoderConfig:
         qk_norm=arch in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM"),
         sliding_window=0 if window is None else _field({"sliding_window": window}, "sliding_window", int, where),
     )
+    if cfg.parameters() > MAX_PARAMETERS:
+        raise ConfigError(f"{where}: {cfg.parameters():.3g} parameters, beyond the {MAX_PARAMETERS:.0e} the builder "
+                          "takes (the largest published models have about 2e12)")
+    return cfg
 
 
 def load_config(path: str | Path, name: str = "") -> DecoderConfig:
