@@ -25,6 +25,9 @@ def add_parser(sub) -> None:
                    help="worker processes compiling at once (default: as many as the cores and memory allow)")
     s.add_argument("--variant-timeout", type=float, metavar="S",
                    help="seconds one variant may compile before its worker is stopped (default: no limit)")
+    s.add_argument("--worker-memory", metavar="SIZE",
+                   help="each compile worker's memory budget (8G, 500M); a variant that outgrows it is a failed row "
+                        "(default: nine tenths of the available memory over --jobs)")
     s.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="where variants compile: local worker processes (default) or a Ray cluster "
                         "(pip install -e '.[ray]')")
@@ -71,6 +74,7 @@ def run(args) -> int:
     """Run the verb on its parsed arguments; return the exit code."""
     from explorer.model.arguments import parse_input_shapes, parse_input_values
     from explorer.reports.markdown import variants_table
+    from explorer.store.eviction import parse_size
     from explorer.store.lowerings import lowerings_dir
     from explorer.sweep.sweep import run_sweep
 
@@ -79,6 +83,7 @@ def run(args) -> int:
                        build=not args.no_build, progress=not args.quiet, max_accuracy_loss=args.max_accuracy_loss,
                        calibration=args.calibration, tuning_records=args.tuning_records, jobs=args.jobs,
                        variant_timeout=args.variant_timeout, backend=args.backend, address=args.address,
+                       worker_memory=parse_size(args.worker_memory) if args.worker_memory else None,
                        strict=args.strict, max_tensor_bytes=args.max_tensor_bytes,
                        input_values=parse_input_values(args.input_value), inputs=args.inputs,
                        phases=args.phase, batches=args.batch, kv_cache_dtype=args.kv_cache_dtype)

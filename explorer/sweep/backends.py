@@ -30,8 +30,10 @@ class _InProcess:
         """Nothing to release: compiles ran in this process."""
 
 
-def backend(name: str, jobs: int, timeout_s: float | None, isolate: bool, address: str | None):
-    """Factories of compile runners for one batch (``tuned``: one at a time) and of timers."""
+def backend(name: str, jobs: int, timeout_s: float | None, isolate: bool, address: str | None,
+            memory_bytes: int | None = None):
+    """Factories of compile runners for one batch (``tuned``: one at a time) and of timers; local
+    isolated workers each run under a budget of ``memory_bytes`` (None: none)."""
     if name == "ray":
         from explorer.sweep.ray_backend import RayRunner, RayTimer
 
@@ -43,7 +45,8 @@ def backend(name: str, jobs: int, timeout_s: float | None, isolate: bool, addres
         return (lambda tuned: _InProcess()), timer
     from explorer.sweep.workers import WorkerPool
 
-    return (lambda tuned: WorkerPool(_lower_variant, jobs=1 if tuned else jobs, timeout_s=timeout_s)), timer
+    return (lambda tuned: WorkerPool(_lower_variant, jobs=1 if tuned else jobs, timeout_s=timeout_s,
+                                     memory_bytes=memory_bytes)), timer
 
 
 def compile_missing(plans: list[Plan], stores: lowerings.Stores, backend, progress, strict: bool = False) -> None:

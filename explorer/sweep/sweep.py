@@ -48,7 +48,7 @@ from explorer.sweep.ort_int8 import int8_latency
 from explorer.sweep.plan import Plan, lowering_of, make_plan
 from explorer.sweep.reference import Reference, reference
 from explorer.sweep.timing import TIMED_RUNS, needs_run, time_builds
-from explorer.sweep.workers import default_jobs
+from explorer.sweep.workers import default_jobs, default_worker_memory
 from explorer.tvm.llvm_host import resolve_mcpu
 from explorer.workload.reuse import RowLoad
 from explorer.workload.table import with_row_load
@@ -176,7 +176,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
               input_values: dict[str, float] | None = None, inputs: str | Path | None = None,
               tables: bool = True, phases: list[Phase] | str | None = None,
               batches: list[int] | None = None, kv_cache_dtype: str = "auto",
-              row_load: RowLoad | None = None) -> SweepResult:
+              row_load: RowLoad | None = None, worker_memory: int | None = None) -> SweepResult:
     """Compile every model under every strategy for every target; return variant and kernel tables.
 
     ``targets`` are names of shipped targets or paths of target files (default ``["cpu"]``).
@@ -202,7 +202,10 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     ``kv_cache_dtype`` keeps a decoder's cache in ``float16`` or ``float32`` between steps (``auto``:
     the model's own; see :func:`explorer.model.phases.with_kv_cache_dtype`). ``row_load`` is a mixture's
     measured expert load (:mod:`explorer.workload.expert_load`): its routed kernels' traffic is counted
-    under it when scored, instead of under uniform routing (nothing is compiled again).
+    under it when scored, instead of under uniform routing (nothing is compiled again). ``worker_memory``
+    is each compile worker's memory budget in bytes (default: nine tenths of the available memory over the
+    jobs; :func:`explorer.sweep.workers.default_worker_memory`): a variant that outgrows it is a
+    ``failed: out of memory`` row.
     """
     from explorer.sweep.progress import Progress
 
@@ -212,7 +215,9 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
         for why in filter(None, (devices_error(t, devices) for t in specs)):
             raise ExplorerError(why)
     strats = parse_strategies(strategies)
-    make_runner, make_timer = compile_backend(backend, jobs or default_jobs(), variant_timeout, isolate, address)
+    jobs = jobs or default_jobs()
+    make_runner, make_timer = compile_backend(backend, jobs, variant_timeout, isolate, address,
+                                              worker_memory or default_worker_memory(jobs))
     groups: dict[str, list[TargetSpec]] = {}
     for t in specs:
         groups.setdefault(lowering_of(t), []).append(t)

@@ -4,12 +4,17 @@ Each of ``jobs`` slots is one spawned process that imports TVM once and then com
 is sent, one at a time. A request whose process dies (a segfault inside TVM) or runs past
 ``timeout_s`` costs that request alone: its result is a :class:`~explorer.core.variant.Failure` of kind
 ``crashed`` or ``timed-out``, the slot's process is replaced, and the other slots go on.
+
+Each process runs under a memory budget (``memory_bytes``: its address space, ``RLIMIT_AS``), so one
+that outgrows the machine fails its request, ``failed: out of memory (N GB)``, instead of drawing the
+kernel's OOM killer, which may take the parent or another worker with it.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
 import time
 from collections import deque
 from multiprocessing.connection import wait
@@ -22,6 +27,27 @@ CRASHED = Status(StatusKind.CRASHED, "the TVM worker process crashed (a segfault
 
 #: Memory a compile worker may need at its peak (TVM, a ResNet-50-sized module and its lowering).
 WORKER_BYTES = 3 << 30
+
+
+#: What an allocation that failed looks like in a request's error (Python's, C++'s, the C library's).
+OUT_OF_MEMORY_SIGNS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "out of memory")
+
+
+def default_worker_memory(jobs: int) -> int:
+    """Each of ``jobs`` workers' memory budget when none is given: nine tenths of the machine's available
+    memory shared among them, and at least :data:`WORKER_BYTES`."""
+    try:
+        import psutil
+
+        available = psutil.virtual_memory().available
+    except ImportError:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return max(WORKER_BYTES, int(0.9 * available / max(jobs, 1)))
+
+
+def out_of_memory(memory_bytes: int) -> Status:
+    """The status of a request that ran out of its worker's memory budget."""
+    return Status(StatusKind.FAILED, f"out of memory ({memory_bytes / 1e9:.1f} GB, --worker-memory)")
 
 
 def default_jobs() -> int:
@@ -39,12 +65,15 @@ def default_jobs() -> int:
 _READY = "ready"
 
 
-def _serve(conn, fn: Callable) -> None:
-    """A slot's process: run ``fn`` on every request received, send back what it returns."""
+def _serve(conn, fn: Callable, memory_bytes: int | None = None) -> None:
+    """A slot's process: run ``fn`` on every request received, send back what it returns; under a
+    budget of ``memory_bytes``, a request that runs out of it is ``failed: out of memory``."""
     from explorer.host.process import filter_stderr
     from explorer.tvm.worker import warm_up
 
     filter_stderr()
+    if memory_bytes:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     warm_up()
     conn.send((_READY, None))  # the time limit counts from here, not from the process's start
     while True:
@@ -52,14 +81,21 @@ def _serve(conn, fn: Callable) -> None:
             job = conn.recv()
         except EOFError:
             return
-        conn.send((job[0], fn(job[1])))
+        try:
+            result = fn(job[1])
+        except MemoryError:
+            result = Failure(out_of_memory(memory_bytes or 0))
+        if (memory_bytes and isinstance(result, Failure) and result.status.kind is StatusKind.FAILED
+                and any(sign in result.status.detail for sign in OUT_OF_MEMORY_SIGNS)):
+            result = Failure(out_of_memory(memory_bytes))
+        conn.send((job[0], result))
 
 
 class _Slot:
-    def __init__(self, fn: Callable, env: dict[str, str]):
+    def __init__(self, fn: Callable, env: dict[str, str], memory_bytes: int | None = None):
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child, fn), daemon=True)
+        self.process = ctx.Process(target=_serve, args=(child, fn, memory_bytes), daemon=True)
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # a spawned process starts with this process's environment
         try:
@@ -89,10 +125,13 @@ class _Slot:
 class WorkerPool:
     """``jobs`` isolated worker processes running ``fn`` (a picklable, module-level function of one
     request); ``timeout_s`` limits each request (None: no limit); ``env`` is set in the workers'
-    environment (e.g. ``TVM_NUM_THREADS``, which TVM's runtime reads once, at start)."""
+    environment (e.g. ``TVM_NUM_THREADS``, which TVM's runtime reads once, at start); ``memory_bytes``
+    is each worker's memory budget (None: none)."""
 
-    def __init__(self, fn: Callable, jobs: int = 1, timeout_s: float | None = None, env: dict | None = None):
+    def __init__(self, fn: Callable, jobs: int = 1, timeout_s: float | None = None, env: dict | None = None,
+                 memory_bytes: int | None = None):
         self.fn, self.jobs, self.timeout_s, self.env = fn, max(1, jobs), timeout_s, dict(env or {})
+        self.memory_bytes = memory_bytes
         self.slots: list[_Slot] = []
 
     def map(self, requests: Iterable, on_start: Callable | None = None) -> Iterator[tuple[int, object]]:
@@ -104,7 +143,7 @@ class WorkerPool:
             while pending and len(busy) < self.jobs:
                 slot = next((s for s in self.slots if s.job is None), None)
                 if slot is None:
-                    slot = _Slot(self.fn, self.env)
+                    slot = _Slot(self.fn, self.env, self.memory_bytes)
                     self.slots.append(slot)
                 index, req = pending.popleft()
                 if on_start:
@@ -121,12 +160,12 @@ class WorkerPool:
                     try:
                         tag, result = slot.conn.recv()
                     except (EOFError, OSError):
-                        tag, result = None, Failure(CRASHED)
+                        tag, result = None, Failure(self._crashed())
                     if tag == _READY:
                         slot.started = time.monotonic()
                         continue
                 elif slot.process.sentinel in ready:
-                    result = Failure(CRASHED)
+                    result = Failure(self._crashed())
                 elif self.timeout_s is not None and time.monotonic() - slot.started >= self.timeout_s:
                     result = Failure(Status(StatusKind.TIMED_OUT, f"ran past its time limit of {self.timeout_s:g} s "
                                                                    "(--variant-timeout)"))
@@ -138,6 +177,13 @@ class WorkerPool:
                     slot.stop()
                     self.slots.remove(slot)
                 yield index, result
+
+    def _crashed(self) -> Status:
+        """A dead worker's status: under a memory budget, running out of it is the likelier cause."""
+        if not self.memory_bytes:
+            return CRASHED
+        return Status(StatusKind.CRASHED, f"{CRASHED.detail}, or it ran out of its {self.memory_bytes / 1e9:.1f} GB "
+                                          "memory budget (--worker-memory) where TVM's C++ code could not say so")
 
     def close(self) -> None:
         """Stop every worker process."""

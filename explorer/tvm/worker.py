@@ -34,6 +34,8 @@ def lower_variant(req: LoweringRequest) -> Lowering | Failure:
         return _lower(req)
     except ExplorerError as err:
         return Failure(Status(StatusKind.FAILED, str(err)))
+    except MemoryError:
+        raise  # the worker's memory budget says so (explorer.sweep.workers)
     except Exception as err:  # one failing variant never stops a sweep
         return Failure(Status(StatusKind.FAILED, one_line(err)))
 

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from explorer.store.results_db import SQLiteStore
@@ -84,3 +85,13 @@ def test_a_full_disk_is_one_line_naming_the_file_and_exit_4(tmp_path):
         assert lines[0].startswith(f"explorer: cannot write {disk}") and "No space left on device" in lines[0]
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_a_worker_over_its_memory_budget_is_a_failed_row_and_the_sweep_goes_on(cli, tmp_path):
+    # 700 MB: TVM itself takes about 570 MB of address space, resnet18's compile more than the rest
+    done = cli("sweep", "resnet18", "--targets", "cpu", "--strategies", "baseline,fused", "--no-build",
+               "--worker-memory", "700M", "--quiet", "--out", tmp_path / "out")
+    assert done.returncode == 1, done.stderr  # failed variants: exit 1, not a crash of the sweep
+    rows = pd.read_csv(tmp_path / "out" / "variants.csv")
+    assert list(rows["strategy"]) == ["baseline", "fused"]
+    assert set(rows["status"]) == {"failed: out of memory (0.7 GB, --worker-memory)"}
