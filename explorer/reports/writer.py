@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from explorer.reports.html import html_report
+from explorer.store.cache import disk_errors
 from explorer.reports.markdown import markdown_report
 
 #: Where report.md points for the tuning candidates' scatter.
@@ -38,6 +39,12 @@ def write_results(out: Path, variants: pd.DataFrame, kernels: pd.DataFrame, rank
     ``schedules.csv`` (per kernel, the latency-, energy- and EDP-best candidate) and
     ``candidates.csv`` (every scored candidate, plotted in report.html), ``report.md`` and
     ``report.html`` (the plots, :mod:`explorer.reports.html`) into ``out``."""
+    with disk_errors(out):
+        _write_results(out, variants, kernels, rankings, schedules, candidates)
+
+
+def _write_results(out: Path, variants: pd.DataFrame, kernels: pd.DataFrame, rankings: pd.DataFrame,
+                   schedules: pd.DataFrame | None, candidates: pd.DataFrame | None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_csv(variants, out / "variants.csv")
     write_csv(kernels, out / "kernels.csv")

@@ -3,14 +3,19 @@
 ``DIR/results.sqlite`` holds each lowering and measurement the sweep finished, written in one
 transaction as it finishes (WAL journal, so a reader never waits for a writer and a killed sweep
 loses nothing it committed). A rerun with the same ``--out`` reads them back and compiles only what
-is missing, even after the cache was cleared. Like the cache it holds no scores.
+is missing, even after the cache was cleared. Like the cache it holds no scores. A disk that fills
+while a transaction is written rolls it back (SQLite keeps the file whole) and is a
+:class:`~explorer.core.errors.WriteError` naming the file: what was committed stays, and a rerun with
+room resumes from it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
+from explorer.core.errors import WriteError
 from explorer.core.variant import Lowering, Measurement
 from explorer.store.lowerings import dump_lowering, dump_measurement, load_lowering, load_measurement
 
@@ -20,16 +25,32 @@ CREATE TABLE IF NOT EXISTS measurements (key TEXT PRIMARY KEY, record TEXT NOT N
 """
 
 
+#: What SQLite says when the disk, not the data, stops a write.
+_DISK_MESSAGES = ("database or disk is full", "disk I/O error", "attempt to write a readonly database",
+                  "unable to open database file")
+
+
 class SQLiteStore:
     """Lowerings and measurements in ``path`` (created if missing)."""
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.conn = sqlite3.connect(str(path), timeout=60, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(_SCHEMA)
+        with self._disk():
+            self.conn = sqlite3.connect(str(path), timeout=60, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.executescript(_SCHEMA)
+
+    @contextlib.contextmanager
+    def _disk(self):
+        """A write the disk refused, as a :class:`WriteError` naming the store."""
+        try:
+            yield
+        except sqlite3.OperationalError as err:
+            if not any(m in str(err) for m in _DISK_MESSAGES):
+                raise
+            raise WriteError(f"cannot write {self.path}: {err}") from None
 
     def _one(self, sql: str, key: str):
         return self.conn.execute(sql, (key,)).fetchone()
@@ -39,7 +60,7 @@ class SQLiteStore:
         return load_lowering(row[0]) if row else None
 
     def put_lowering(self, key: str, lowering: Lowering) -> None:
-        with self.conn:
+        with self._disk(), self.conn:
             self.conn.execute("BEGIN")
             self.conn.execute("INSERT OR REPLACE INTO lowerings VALUES (?, ?)", (key, dump_lowering(lowering)))
 
@@ -49,7 +70,7 @@ class SQLiteStore:
 
     def put_measurement(self, key: str, m: Measurement) -> None:
         text, outputs = dump_measurement(m)
-        with self.conn:
+        with self._disk(), self.conn:
             self.conn.execute("BEGIN")
             self.conn.execute("INSERT OR REPLACE INTO measurements VALUES (?, ?, ?)", (key, text, outputs))
 

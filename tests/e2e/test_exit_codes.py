@@ -95,3 +95,33 @@ def test_a_worker_over_its_memory_budget_is_a_failed_row_and_the_sweep_goes_on(c
     rows = pd.read_csv(tmp_path / "out" / "variants.csv")
     assert list(rows["strategy"]) == ["baseline", "fused"]
     assert set(rows["status"]) == {"failed: out of memory (0.7 GB, --worker-memory)"}
+
+
+def test_a_full_out_disk_mid_sweep_keeps_what_was_committed_and_a_rerun_with_room_resumes(conv_add_relu_onnx,
+                                                                                          tmp_path):
+    disk = tmp_path / "disk"
+    if os.geteuid() != 0 or not _mount_tiny(disk, "128k"):  # room for about five of the nine lowerings
+        pytest.skip("needs root to mount a 128 kB tmpfs (CI runs as root)")
+    try:
+        cache = tmp_path / "cache"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "EXPLORER_CACHE": str(cache)}
+        cmd = [sys.executable, "-m", "explorer.cli", "sweep", str(conv_add_relu_onnx), "--targets", TOY_TARGET,
+               "--quiet", "--out", str(disk / "out")]
+        full = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        lines = full.stderr.strip().splitlines()
+        assert full.returncode == 4 and len(lines) == 1, full.stderr
+        assert lines[0].startswith(f"explorer: cannot write {disk / 'out' / 'results.sqlite'}: database or disk is full")
+        subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
+        stored = SQLiteStore(disk / "out" / "results.sqlite")
+        kept = stored.counts()[0]  # whole transactions only: the store opens and reads
+        assert kept >= 1  # the variants finished before the disk filled
+        stored.close()
+        import shutil
+
+        shutil.rmtree(cache / "lowerings", ignore_errors=True)  # what a rerun reads back: the results store alone
+        again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr
+        assert f"compiled {9 - kept} lowerings, {kept} read back" in again.stdout
+        assert len(pd.read_csv(disk / "out" / "variants.csv")) == 9
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
