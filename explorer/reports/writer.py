@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from explorer.reports.html import html_report
-from explorer.store.cache import disk_errors
 from explorer.reports.markdown import markdown_report
+from explorer.store.cache import disk_errors
 
 #: Where report.md points for the tuning candidates' scatter.
 CANDIDATES_LINK = "report.html#candidates-section"
