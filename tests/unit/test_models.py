@@ -175,8 +175,9 @@ def test_onnx_path_caches(tmp_path, monkeypatch):
     assert p.is_file() and p.parent == tmp_path
     assert p.name.startswith("mlp-") and p.suffix == ".onnx"
     assert p.read_bytes() == get_model("mlp").build().SerializeToString()
+    inode = p.stat().st_ino  # a rewrite (a new file renamed into place) would be another
     mtime = p.stat().st_mtime_ns
-    os.utime(p, ns=(mtime - 10_000_000_000, mtime - 10_000_000_000))  # make a rewrite detectable
+    os.utime(p, ns=(mtime - 10_000_000_000, mtime - 10_000_000_000))
     old = p.stat().st_mtime_ns
 
     calls = []
@@ -185,7 +186,8 @@ def test_onnx_path_caches(tmp_path, monkeypatch):
     monkeypatch.setattr(models.zoo, "_BY_NAME", {**models.zoo._BY_NAME, "mlp": _replace_build(info, calls, real_build)})
     p2 = onnx_path("mlp", cache_dir=tmp_path)
     assert p2 == p
-    assert p2.stat().st_mtime_ns == old
+    assert p2.stat().st_ino == inode  # the same file, not rewritten
+    assert p2.stat().st_mtime_ns > old  # used: its last use refreshed for the cache's eviction order
     assert calls == []  # not rebuilt
     assert [f.name for f in tmp_path.iterdir()] == [p.name]  # no stray temp files
     onnx.checker.check_model(onnx.load(str(p2)))
