@@ -19,6 +19,9 @@ from onnx import TensorProto, helper, numpy_helper
 # where the user's shell sets EXPLORER_CACHE.
 USER_CACHE = os.environ.get("EXPLORER_CACHE")
 SESSION_CACHE = os.environ["EXPLORER_CACHE"] = tempfile.mkdtemp(prefix="explorer-test-cache-")
+# ...without a cap: its default is a share of the disk, and evicting between tests would make their
+# results depend on the machine's disk (the tests of the cap set their own)
+os.environ["EXPLORER_CACHE_MAX"] = "0"
 
 
 def pytest_unconfigure(config):
