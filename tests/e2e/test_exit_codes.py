@@ -84,7 +84,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_exit_4(tmp_path):
         assert done.returncode == 4 and len(lines) == 1, done.stderr
         assert lines[0].startswith(f"explorer: cannot write {disk}") and "No space left on device" in lines[0]
     finally:
-        subprocess.run(["umount", str(disk)], capture_output=True)
+        subprocess.run(["umount", "--lazy", str(disk)], capture_output=True)
 
 
 def test_a_worker_over_its_memory_budget_is_a_failed_row_and_the_sweep_goes_on(cli, tmp_path):
@@ -114,8 +114,8 @@ def test_a_full_out_disk_mid_sweep_keeps_what_was_committed_and_a_rerun_with_roo
         subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
         stored = SQLiteStore(disk / "out" / "results.sqlite")
         kept = stored.counts()[0]  # whole transactions only: the store opens and reads
-        assert kept >= 1  # the variants finished before the disk filled
         stored.close()
+        assert kept >= 1  # the variants finished before the disk filled
         import shutil
 
         shutil.rmtree(cache / "lowerings", ignore_errors=True)  # what a rerun reads back: the results store alone
@@ -124,4 +124,4 @@ def test_a_full_out_disk_mid_sweep_keeps_what_was_committed_and_a_rerun_with_roo
         assert f"compiled {9 - kept} lowerings, {kept} read back" in again.stdout
         assert len(pd.read_csv(disk / "out" / "variants.csv")) == 9
     finally:
-        subprocess.run(["umount", str(disk)], capture_output=True)
+        subprocess.run(["umount", "--lazy", str(disk)], capture_output=True)
