@@ -94,11 +94,18 @@ def _legalize(ctx: PipelineContext) -> list:
     # FuseTransposeMatmul, which would take its k^T)
     attention = [fused_attention()] if ctx.strategy.fusion == "tvm" else []
     layout = ([pad_matmul_columns, packed_float_weights] if ctx.lowering == "generic" else
-              [kv_cache_in_place(), *attention, weights_along_k(ctx.weights, split=ctx.strategy.fusion == "tvm"),
+              [kv_cache_in_place(), *attention, weights_along_k(ctx.weights, split=splits_k(ctx)),
                relax.transform.FuseTransposeMatmul()])
     experts = routed_experts(ctx.weights, along_k=ctx.lowering != "generic", fp4=ctx.strategy.precision == "mxfp4-bf16")
     return [experts, *layout, relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
             relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), fold(ctx)]
+
+
+def splits_k(ctx: PipelineContext) -> bool:
+    """Whether a GPU build splits its skinny matmuls along K (:mod:`explorer.tvm.passes.split_k`): a fused
+    one, unless its weights are quantized after legalization (weight-only), whose rewrite and GEMV rule
+    read the unsplit ``x @ W^T``."""
+    return ctx.strategy.fusion == "tvm" and ctx.strategy.precision not in WEIGHT_ONLY
 
 
 def _int8_kernels(ctx: PipelineContext) -> list:
