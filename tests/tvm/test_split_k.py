@@ -54,3 +54,12 @@ def test_a_split_matmul_on_an_sm_90_computes_the_matmul():
 def test_off_a_gpu_target_nothing_is_split():
     mod, _ = _skinny_matmul(8, 1024, 512, "float16")
     assert "R.sum" not in weights_along_k(split=True)(mod)["main"].script()
+
+
+@pytest.mark.parametrize("strategy, split", [("fused-bf16", True), ("fused-fp16", True), ("fused", True),
+                                             ("fused-int4w-bf16", False), ("fused-int8w", False), ("baseline", False)])
+def test_fused_builds_split_and_weight_only_ones_keep_the_matmul_their_rewrite_reads(strategy, split):
+    from explorer.core.strategies import get_strategy
+    from explorer.tvm.pipeline import PipelineContext, splits_k
+
+    assert splits_k(PipelineContext(get_strategy(strategy), "cuda")) is split
