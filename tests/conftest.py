@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,22 @@ def pytest_collection_finish(session):
 def cli():
     """The ``explorer`` command in a fresh process (:func:`run_cli`)."""
     return run_cli
+
+
+def sweep_stopped_midway(model, tmp_path: Path, stored: int = 2, **popen):
+    """A sweep of ``model`` on the toy target into ``tmp_path/out``, with a cache of its own, started in a
+    process of its own (``popen``: how) and returned once ``stored`` of its lowerings are in the cache,
+    to be stopped: ``(process, command, environment, the cache's lowerings folder)``."""
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EXPLORER_CACHE": str(cache)}
+    cmd = [sys.executable, "-m", "explorer.cli", "sweep", str(model), "--targets", TOY_TARGET, "--quiet",
+           "--out", str(tmp_path / "out")]
+    proc = subprocess.Popen(cmd, env=env, **popen)
+    entries = cache / "lowerings"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len([p for p in entries.glob("*") if not p.name.startswith(".")]) < stored:
+        time.sleep(0.05)
+    return proc, cmd, env, entries
 
 
 def data_target(name: str):

@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from explorer.store.results_db import SQLiteStore
-from tests.conftest import ROOT, TOY_TARGET
+from tests.conftest import ROOT, TOY_TARGET, sweep_stopped_midway
 
 
 def test_an_internal_error_in_a_sweep_is_exit_3_with_its_traceback_logged(conv_add_relu_onnx, tmp_path, monkeypatch,
@@ -45,15 +44,8 @@ def test_a_bad_input_is_still_exit_2(capsys):
 
 
 def test_sigterm_mid_sweep_stops_it_as_ctrl_c_does_and_keeps_the_finished_rows(conv_add_relu_onnx, tmp_path):
-    cache = tmp_path / "cache"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "EXPLORER_CACHE": str(cache)}
-    cmd = [sys.executable, "-m", "explorer.cli", "sweep", str(conv_add_relu_onnx), "--targets", TOY_TARGET,
-           "--quiet", "--out", str(tmp_path / "out")]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    entries = cache / "lowerings"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and len([p for p in entries.glob("*") if not p.name.startswith(".")]) < 2:
-        time.sleep(0.05)
+    proc, _, _, _ = sweep_stopped_midway(conv_add_relu_onnx, tmp_path, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE, text=True)
     proc.send_signal(signal.SIGTERM)  # the sweep's own process only, as a service manager stops it
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -6,7 +6,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 import explorer
 from explorer.core.strategies import Strategy
 from explorer.store.results_db import SQLiteStore
-from tests.conftest import ROOT, TOY_TARGET
+from tests.conftest import ROOT, TOY_TARGET, sweep_stopped_midway
 
 
 def _toy_copy(tmp_path, dram_pj: float) -> str:
@@ -107,15 +106,8 @@ def test_parallel_workers_give_the_rows_of_one_worker(conv_add_relu_onnx, tmp_pa
 
 
 def test_an_interrupted_sweep_resumes_and_recompiles_nothing_it_finished(conv_add_relu_onnx, tmp_path):
-    cache = tmp_path / "cache"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "EXPLORER_CACHE": str(cache)}
-    cmd = [sys.executable, "-m", "explorer.cli", "sweep", str(conv_add_relu_onnx), "--targets", TOY_TARGET,
-           "--quiet", "--out", str(tmp_path / "out")]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    entries = cache / "lowerings"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and len([p for p in entries.glob("*") if not p.name.startswith(".")]) < 2:
-        time.sleep(0.05)
+    proc, cmd, env, entries = sweep_stopped_midway(conv_add_relu_onnx, tmp_path, stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.DEVNULL, start_new_session=True)
     os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker, as kill -9 would
     proc.wait()
     finished = sorted(p.name for p in entries.glob("*") if not p.name.startswith("."))
@@ -125,7 +117,7 @@ def test_an_interrupted_sweep_resumes_and_recompiles_nothing_it_finished(conv_ad
     kept = stored.counts()[0]  # every finished lowering is in --out's store (written first) too
     stored.close()
     assert kept in (len(finished), len(finished) + 1)
-    shutil.rmtree(cache / "lowerings")  # the results store alone keeps what finished
+    shutil.rmtree(entries)  # the results store alone keeps what finished
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert f"compiled {9 - kept} lowerings, {kept} read back" in again.stdout
