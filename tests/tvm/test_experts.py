@@ -89,8 +89,9 @@ def test_on_a_gpu_the_routed_experts_come_from_dram_once_a_step():
     # the tokens of a column tile share each expert's slice (explorer.tvm.schedules.routed_matmul)
     assert routed["dram_bytes"].to_numpy() == pytest.approx(8 * (1 - 0.75 ** 4) * one_expert, rel=0.01)
     kernel = next(f for gv, f in compiled.tir.functions_items() if gv.name_hint == "routed_matmul").script()
-    # blocks over column tiles and tokens; a thread's accumulators: its 4 tokens x 2 experts, in registers
-    assert 'launch_thread("blockIdx.y"' in kernel and "T.alloc_local((T.int64(8),)" in kernel
+    # blocks over column tiles and a token's experts (and tokens past 8); a thread's accumulators: its 4
+    # tokens' for its block's expert, in registers
+    assert 'T.launch_thread("blockIdx.z", T.int64(2))' in kernel and "T.alloc_local((T.int64(4),)" in kernel
 
 
 @pytest.mark.parametrize("lowering", ["generic", "cuda"])
