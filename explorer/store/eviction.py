@@ -172,12 +172,13 @@ class Pruned:
         return sum(e.size_bytes for e in self.removed)
 
 
-def prune(max_bytes: int | None = None, older_than_s: float | None = None, root: Path | None = None) -> Pruned:
+def prune(max_bytes: int | None = None, older_than_s: float | None = None, root: Path | None = None,
+          listed: list[Entry] | None = None) -> Pruned:
     """Remove entries least recently used first until the cache holds at most ``max_bytes`` (None: no
     size limit), and every entry unused for more than ``older_than_s`` seconds; never one a running
-    command holds (:func:`protected_since`)."""
+    command holds (:func:`protected_since`). ``listed`` is :func:`entries` where the caller has it."""
     root = root or cache_dir()
-    listed = entries(root)
+    listed = entries(root) if listed is None else listed
     held_after = protected_since(root)
     total = sum(e.size_bytes for e in listed)
     now = time.time()
@@ -205,6 +206,9 @@ def enforce_cap(root: Path | None = None) -> Pruned | None:
     """Apply the cache's cap (:func:`cache_cap_bytes`); None where the cache is within it (or has none)."""
     root = root or cache_dir()
     cap = cache_cap_bytes(root)
-    if cap <= 0 or sum(e.size_bytes for e in entries(root)) <= cap:
+    if cap <= 0:
         return None
-    return prune(max_bytes=cap, root=root)
+    listed = entries(root)  # walked once: the check and the prune share it
+    if sum(e.size_bytes for e in listed) <= cap:
+        return None
+    return prune(max_bytes=cap, root=root, listed=listed)

@@ -274,16 +274,17 @@ def _nest_record(k: KernelWorkload, warm: dict[int, float], call: CallSite) -> s
                        "warm": list(warm.items()), "consts": consts})
 
 
+def _gathered(g: dict | None) -> reuse.Gathered | None:
+    return None if g is None else reuse.Gathered(g["rows"], g["choices"], g["total_choices"], tuple(g["loops"]))
+
+
 def _site(d: dict) -> reuse.Site:
-    g = d.pop("gathered")
-    gathered = None if g is None else reuse.Gathered(g["rows"], g["choices"], g["total_choices"], tuple(g["loops"]))
-    return reuse.Site(**{**d, "path": tuple(d["path"]), "terms": tuple(map(tuple, d["terms"]))}, gathered=gathered)
+    return reuse.Site(**{**d, "path": tuple(d["path"]), "terms": tuple(map(tuple, d["terms"])),
+                         "gathered": _gathered(d["gathered"])})
 
 
 def _buffer_use(d: dict) -> BufferUse:
-    g = d.pop("gathered")
-    gathered = None if g is None else reuse.Gathered(g["rows"], g["choices"], g["total_choices"], tuple(g["loops"]))
-    return BufferUse(**d, gathered=gathered)
+    return BufferUse(**{**d, "gathered": _gathered(d["gathered"])})
 
 
 def with_row_load(workload: pd.DataFrame, load: reuse.RowLoad | None) -> pd.DataFrame:
