@@ -37,6 +37,7 @@ from tvm.s_tir import dlight as dl
 from tvm.s_tir.dlight.base import ScheduleRule
 
 from explorer.core.strategies import WEIGHT_ONLY, Strategy
+from explorer.tvm.passes.constant_layouts import fold_constant_layouts
 from explorer.tvm.passes.experts import routed_experts
 from explorer.tvm.passes.fused_attention import fused_attention
 from explorer.tvm.passes.fusion_groups import record_fusion_groups
@@ -74,9 +75,10 @@ class PipelineContext:
 
 
 def fold(ctx: PipelineContext) -> tvm.transform.Pass:
-    """``FoldConstant``, and the same folding of computations on weight parameters
-    (:mod:`explorer.tvm.passes.weight_params`)."""
-    return tvm.transform.Sequential([relax.transform.FoldConstant(), fold_weight_params(set(ctx.weights))])
+    """``FoldConstant`` (transposes and reshapes first, in numpy: :mod:`explorer.tvm.passes.constant_layouts`),
+    and the same folding of computations on weight parameters (:mod:`explorer.tvm.passes.weight_params`)."""
+    return tvm.transform.Sequential([fold_constant_layouts, relax.transform.FoldConstant(),
+                                     fold_weight_params(set(ctx.weights))])
 
 
 Factory = Callable[[PipelineContext], list]
