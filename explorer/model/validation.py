@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from onnx import external_data_helper
 
 from explorer.core.errors import ExplorerError
 from explorer.core.units import fmt_bytes
-from explorer.store.cache import cache_dir, tvm_version, write_atomic
 from models.decoders import weight_inputs
 
 #: Control flow the explorer refuses: a static workload cannot be read from a loop of unknown trips.
@@ -139,24 +137,12 @@ def check_graph(proto: onnx.ModelProto) -> None:
         raise ExplorerError(f"the model is not valid ONNX: {reason[:300]}") from None
 
 
-def _supported_in_compiler() -> list[str]:
-    from explorer.tvm.frontend import FRONTEND_OPS, converter_ops
-
-    return sorted(converter_ops() | FRONTEND_OPS)
-
-
 def supported_ops() -> frozenset[str]:
     """Operators TVM's ONNX importer handles, read from TVM once per TVM version (cached, so that
-    checking a model costs no TVM import)."""
-    from explorer.host.process import in_compiler_process
+    checking a model costs no TVM import; :mod:`explorer.tvm.compiler_facts`)."""
+    from explorer.tvm.compiler_facts import importer_ops
 
-    path = cache_dir() / f"onnx-ops-{tvm_version()}-2.json"  # -2: If included
-    try:
-        ops = json.loads(path.read_text())
-    except (OSError, ValueError):
-        ops = in_compiler_process(_supported_in_compiler)
-        write_atomic(path, json.dumps(ops))
-    return frozenset(ops)
+    return importer_ops()
 
 
 def check_operators(proto: onnx.ModelProto) -> None:

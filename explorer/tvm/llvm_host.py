@@ -7,12 +7,7 @@ machine pays for TVM's import. This module imports tvm only inside :func:`host_l
 
 from __future__ import annotations
 
-import json
-
 from cost_models.host import host_cpu
-from explorer.host.cpu import cpu_fingerprint
-from explorer.host.process import in_compiler_process
-from explorer.store.cache import cache_dir, write_atomic
 
 #: Instruction-set extensions the kernels use, by LLVM's feature names: the host's CPU name must not
 #: leave out one that the host has.
@@ -65,17 +60,8 @@ def host_llvm_cpu() -> str:
 
 def resolve_mcpu(mcpu: str | None = None) -> str:
     """``mcpu`` itself, or for ``None`` LLVM's name of this host's CPU (:func:`host_llvm_cpu`).
-    The host's name is cached per CPU fingerprint (``cache_dir()/host-llvm-cpu.json``), so finding it
+    The host's name is cached per CPU fingerprint (:mod:`explorer.tvm.compiler_facts`), so finding it
     costs TVM's import once per machine."""
-    if mcpu:
-        return mcpu
-    path = cache_dir() / "host-llvm-cpu.json"
-    fp = cpu_fingerprint()
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if fp not in known:
-        known[fp] = in_compiler_process(host_llvm_cpu)
-        write_atomic(path, json.dumps(known, indent=1))
-    return known[fp]
+    from explorer.tvm.compiler_facts import host_cpu_name
+
+    return mcpu or host_cpu_name()
