@@ -99,7 +99,8 @@ def run(args) -> int:
           f"from {'the results store or ' if args.out else ''}the cache ({lowerings_dir()})")
     p, w = result.phases_s, result.worker_s
     print(f"wall {sum(p.values()):.1f} s: prepare {p['prepare']:.1f} s, compile {p['compile']:.1f} s "
-          f"(in workers: compile {w['compile']:.1f} s, analyse {w['analyse']:.2f} s), time {p['time']:.1f} s "
+          f"(in workers: compile {w['compile']:.1f} s, analyse {w['analyse']:.2f} s, nvcc and export "
+          f"{w['codegen']:.1f} s), time {p['time']:.1f} s "
           f"(of which running the checks {w['run']:.2f} s), score {p['score']:.2f} s")
     if args.out:
         print(f"wrote {os.path.join(args.out, 'variants.csv')}, kernels.csv, report.md and report.html")

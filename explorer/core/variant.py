@@ -95,6 +95,11 @@ class Measurement:
     kernel_calls_s: list[tuple[str, float]] = dataclasses.field(default_factory=list)
 
 
+#: Each timed repeat of a CPU build (and of onnxruntime) is the mean of as many inferences as last this
+#: long (MetaSchedule's runner measures 100 ms too).
+MIN_REPEAT_S = 0.1
+
+
 @dataclasses.dataclass(frozen=True)
 class TimingRequest:
     """Run an exported CPU library once on ``inputs`` (its outputs) and time it."""
@@ -102,7 +107,7 @@ class TimingRequest:
     library: str
     inputs: tuple[np.ndarray, ...]
     timed_runs: int = 5
-    min_repeat_s: float = 0.2
+    min_repeat_s: float = MIN_REPEAT_S
 
 
 @dataclasses.dataclass
@@ -135,6 +140,7 @@ class Lowering:
     analyse_s: float = 0.0           # reading the lowered TIR into the workload table
     node: str = ""                   # the machine that compiled it
     constant_bytes: int = 0          # the weights (and other constants) as the build stores them
+    codegen_s: float = 0.0           # after compile and analysis: nvcc on the CUDA, or the library's export
 
 
 @dataclasses.dataclass(frozen=True)

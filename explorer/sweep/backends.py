@@ -50,9 +50,11 @@ def backend(name: str, jobs: int, timeout_s: float | None, isolate: bool, addres
 
 
 def compile_missing(plans: list[Plan], stores: lowerings.Stores, backend, progress, strict: bool = False) -> None:
-    """Compile every plan without a stored lowering, storing each as it finishes; tuned ones last,
-    one at a time. ``strict`` stops at the first failure (:class:`~explorer.core.errors.SweepStopped`)."""
-    todo = [p for p in plans if p.result is None]
+    """Compile every plan without a stored lowering, storing each as it finishes (GPU lowerings
+    first); tuned ones last, one at a time. ``strict`` stops at the first failure (:class:`~explorer.core.errors.SweepStopped`)."""
+    # GPU lowerings first: with nvcc's compile of their CUDA they take the longest, and started last
+    # they would leave the other workers idle at the end
+    todo = sorted((p for p in plans if p.result is None), key=lambda p: p.req.lowering == "generic")
     for batch in ([p for p in todo if not p.strategy.tuned], [p for p in todo if p.strategy.tuned]):
         if not batch:
             continue

@@ -73,7 +73,7 @@ class SweepResult:
     compiled: int = 0   # lowerings compiled by this sweep
     cached: int = 0     # lowerings read from the store or the cache
     phases_s: dict[str, float] = dataclasses.field(default_factory=dict)  # wall seconds per phase
-    worker_s: dict[str, float] = dataclasses.field(default_factory=dict)  # compile / analyse / run seconds
+    worker_s: dict[str, float] = dataclasses.field(default_factory=dict)  # compile / analyse / codegen / run seconds
 
 
 class _Clock:
@@ -304,6 +304,7 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
             write_results(Path(out), variants, kernels, rankings, schedules, candidates)
     now = [p.result for p in plans if p.compiled_now and isinstance(p.result, Lowering)]
     worker_s = {"compile": sum(r.compile_s for r in now), "analyse": sum(r.analyse_s for r in now),
+                "codegen": sum(r.codegen_s for r in now),
                 "run": sum(m.check_run_s for p in plans for m in p.measured_now)}
     return SweepResult(variants, kernels, rankings, schedules, candidates,
                        compiled=sum(p.compiled_now for p in plans), cached=sum(not p.compiled_now for p in plans),
