@@ -9,7 +9,8 @@ from explorer.store import lowerings
 from explorer.sweep.plan import Plan
 from explorer.sweep.reference import Reference, timed_onnxruntime
 
-#: Timed repeats per CPU variant (after a warm-up), each the mean over at least 0.2 s; also for onnxruntime.
+#: Timed repeats per CPU variant (after a warm-up), each the mean over
+#: :data:`explorer.core.variant.MIN_REPEAT_S`; also for onnxruntime.
 TIMED_RUNS = 5
 
 
