@@ -233,6 +233,13 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
     bar = Progress(len(instances) * len(strats) * len(specs), enabled=progress)
     in_use = contextlib.ExitStack()
     in_use.enter_context(using_cache())  # a prune never removes what this sweep uses
+    # local compile workers import TVM while the models are prepared (a sweep with nothing to compile
+    # stops them unused, before the timing)
+    early = make_runner(tuned=False) if backend == "local" else None
+    if early is not None:
+        in_use.callback(early.close)
+        if hasattr(early, "start"):
+            early.start()
     try:
         with clock("prepare"):
             prepared: dict[str, PreparedModel | ExplorerError] = {}
@@ -273,7 +280,10 @@ def run_sweep(models: list[str], targets: list[str] | None = None, strategies: s
                 if plan.req.export and Path(plan.req.export).exists():
                     touch(Path(plan.req.export), Path(plan.req.export).with_suffix(".json"))
         with clock("compile"):
-            compile_missing(plans, stores, make_runner, bar, strict)
+            compile_missing(plans, stores, lambda tuned: early if early is not None and not tuned else make_runner(tuned),
+                            bar, strict)
+            if early is not None:
+                early.close()  # nothing may run beside the timing
         with clock("time"):
             ort = time_builds(plans, references, stores, make_timer, bar)
             ort_int8 = _time_onnxruntime_int8(plans, references, calibration or inputs, bar)

@@ -134,6 +134,12 @@ class WorkerPool:
         self.memory_bytes = memory_bytes
         self.slots: list[_Slot] = []
 
+    def start(self) -> None:
+        """Start every worker process now, so that they import TVM while this process does other work
+        (otherwise each starts with its first request)."""
+        while len(self.slots) < self.jobs:
+            self.slots.append(_Slot(self.fn, self.env, self.memory_bytes))
+
     def map(self, requests: Iterable, on_start: Callable | None = None) -> Iterator[tuple[int, object]]:
         """Run every request; yield ``(index, result)`` as each finishes, in any order. ``on_start``
         is called with the index of each request as a worker takes it."""

@@ -58,7 +58,8 @@ def _cast(call, _mod):
     value, dtype = _constant(call.args[0]), str(call.attrs.dtype)
     if value is None or str(call.args[0].ty.dtype) not in _FLOATS or dtype not in _FLOATS:
         return None
-    return relax.const(value.astype(NUMPY_DTYPES[dtype]), dtype)
+    with np.errstate(over="ignore"):  # beyond the narrower type's range is infinity, as in TVM's code
+        return relax.const(value.astype(NUMPY_DTYPES[dtype]), dtype)
 
 
 @tvm.transform.module_pass(opt_level=0, name="explorer.FoldConstantLayouts")
