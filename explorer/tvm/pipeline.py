@@ -39,6 +39,7 @@ from tvm.s_tir.dlight.base import ScheduleRule
 from explorer.core.strategies import WEIGHT_ONLY, Strategy
 from explorer.tvm.passes.constant_layouts import fold_constant_layouts
 from explorer.tvm.passes.experts import routed_experts
+from explorer.tvm.passes.fast_math import fast_math
 from explorer.tvm.passes.fused_attention import fused_attention
 from explorer.tvm.passes.fusion_groups import record_fusion_groups
 from explorer.tvm.passes.kv_cache import kv_cache_in_place
@@ -90,12 +91,13 @@ def _prepare(ctx: PipelineContext) -> list:
 
 
 def _legalize(ctx: PipelineContext) -> list:
-    # CPU vectors need the columns padded, and weights packed a vector of columns at a time; a GPU
+    # CPU vectors need exp and its kin as polynomials (explorer.tvm.passes.fast_math), the columns
+    # padded, and weights packed a vector of columns at a time; a GPU
     # kernel's threads take any count, and a GPU reads its weights along K. A GPU build keeps a decoder's
     # KV cache in place, as serving engines do; a fused one's attention is one kernel (before
     # FuseTransposeMatmul, which would take its k^T)
     attention = [fused_attention()] if ctx.strategy.fusion == "tvm" else []
-    layout = ([pad_matmul_columns, packed_float_weights] if ctx.lowering == "generic" else
+    layout = ([fast_math, pad_matmul_columns, packed_float_weights] if ctx.lowering == "generic" else
               [kv_cache_in_place(), *attention, weights_along_k(ctx.weights, split=splits_k(ctx)),
                relax.transform.FuseTransposeMatmul()])
     experts = routed_experts(ctx.weights, along_k=ctx.lowering != "generic", fp4=ctx.strategy.precision == "mxfp4-bf16")

@@ -1,0 +1,38 @@
+"""Vectorizable approximations of ``exp``, ``sigmoid``, ``tanh``, ``erf`` and ``softmax`` for CPU builds.
+
+TVM lowers ``exp`` (and ``sigmoid``, which is ``1 / (1 + exp(-x))``) on LLVM to a call of the C library's
+scalar ``expf`` per element, which LLVM cannot vectorize without a vector math library: a SiLU
+epilogue then cost yolo-block's 1x1 convolutions more than their multiply-adds did. onnxruntime's MLAS
+computes these with vectorized polynomial approximations. :func:`fast_math` does the same with TVM's own:
+its ``FastMathTransform`` (``fast_exp``, ``fast_tanh``, ``fast_erf``, ``fast_softmax``) and ``sigmoid``
+through ``fast_exp``. All are float32 only (``fast_exp``'s polynomial is; other types keep the exact
+operators) and within the fp32 builds' tolerance of onnxruntime's outputs.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax, topi
+
+from explorer.tvm.passes.rewriting import rewritten
+
+
+def _fast_sigmoid_te(x):
+    one = tvm.tirx.const(1.0, "float32")
+    return topi.divide(one, topi.add(one, topi.fast_exp(topi.negative(x))))
+
+
+@relax.expr_functor.mutator
+class _FastSigmoid(relax.PyExprMutator):
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        if (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.sigmoid"
+                and str(call.args[0].ty.dtype) == "float32"):
+            return self.builder_.call_te(_fast_sigmoid_te, call.args[0], primfunc_name_hint="fast_sigmoid")
+        return call
+
+
+@tvm.transform.module_pass(opt_level=0, name="explorer.FastMath")
+def fast_math(mod, _ctx):
+    """``sigmoid`` through ``fast_exp``, then TVM's ``FastMathTransform`` (see the module doc)."""
+    return relax.transform.FastMathTransform()(rewritten(_FastSigmoid(mod), mod))
