@@ -22,7 +22,7 @@ from explorer.core.strategies import get_strategy  # noqa: E402
 from explorer.model.prepare import prepare  # noqa: E402
 from explorer.tvm import codegen  # noqa: E402
 from explorer.tvm.compile import compile_variant  # noqa: E402
-from explorer.tvm.llvm_host import resolve_mcpu  # noqa: E402
+from explorer.tvm.compiler_facts import resolve_mcpu  # noqa: E402
 from explorer.tvm.tir.walker import analyse_module  # noqa: E402
 from explorer.workload.table import workload_table  # noqa: E402
 

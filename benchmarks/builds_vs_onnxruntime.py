@@ -43,7 +43,7 @@ from explorer.store.builds import library_path
 from explorer.sweep.ort_int8 import quantized_path  # noqa: E402
 from explorer.sweep.reference import onnxruntime_latency, reference  # noqa: E402
 from explorer.sweep.timing import LocalTimer  # noqa: E402
-from explorer.tvm.llvm_host import resolve_mcpu
+from explorer.tvm.compiler_facts import resolve_mcpu
 
 
 def paired_latencies_ms(model: str, strategies: list, rounds: int) -> tuple[dict[str, float], float, float]:

@@ -48,7 +48,7 @@ from explorer.model.prepare import prepare  # noqa: E402
 from explorer.store.builds import library_path
 from explorer.sweep.reference import reference  # noqa: E402
 from explorer.sweep.timing import LocalTimer  # noqa: E402
-from explorer.tvm.llvm_host import resolve_mcpu
+from explorer.tvm.compiler_facts import resolve_mcpu
 
 MODELS = ("mlp", "resnet18", "resnet50", "mobilenetv2", "bert-mini", "yolo-block")
 

@@ -39,7 +39,7 @@ from explorer.deploy.run import ensure_library, runnable_target
 from explorer.model.int8_calibration import calibrate
 from explorer.model.prepare import prepare
 from explorer.store.cache import tvm_version
-from explorer.tvm.llvm_host import resolve_mcpu
+from explorer.tvm.compiler_facts import resolve_mcpu
 
 #: LLVM's CPU name for a build that runs on any x86-64 machine (SSE2, no AVX).
 PORTABLE_MCPU = "x86-64"

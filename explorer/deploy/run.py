@@ -34,7 +34,7 @@ from explorer.model.samples import load_samples
 from explorer.store import lowerings
 from explorer.store.builds import build_key, library_path
 from explorer.store.cache import tvm_version, write_atomic
-from explorer.tvm.llvm_host import resolve_mcpu
+from explorer.tvm.compiler_facts import resolve_mcpu
 
 
 def runnable_target(target: str | TargetSpec) -> TargetSpec:

@@ -49,7 +49,7 @@ from explorer.sweep.plan import Plan, lowering_of, make_plan
 from explorer.sweep.reference import Reference, reference
 from explorer.sweep.timing import TIMED_RUNS, needs_run, time_builds
 from explorer.sweep.workers import default_jobs, default_worker_memory
-from explorer.tvm.llvm_host import resolve_mcpu
+from explorer.tvm.compiler_facts import resolve_mcpu
 from explorer.workload.reuse import RowLoad
 from explorer.workload.table import with_row_load
 from models import split_tensor_parallel

@@ -61,8 +61,12 @@ def _learn() -> CompilerFacts:
     return facts
 
 
-def host_cpu_name() -> str:
-    """LLVM's name of this host's CPU (see :func:`explorer.tvm.llvm_host.host_llvm_cpu`), cached per CPU."""
+def resolve_mcpu(mcpu: str | None = None) -> str:
+    """``mcpu`` itself, or for ``None`` LLVM's name of this host's CPU
+    (:func:`explorer.tvm.llvm_host.host_llvm_cpu`), cached per CPU fingerprint: finding it costs TVM's
+    import once per machine."""
+    if mcpu:
+        return mcpu
     name = (_read(_cpu_path(), dict) or {}).get(cpu_fingerprint())
     return name if isinstance(name, str) else _learn().llvm_cpu
 

@@ -1,8 +1,8 @@
 """LLVM's name for this host's CPU: what the explorer builds CPU variants for by default.
 
-:func:`host_llvm_cpu` asks LLVM (in a process with TVM's compiler); :func:`resolve_mcpu` is what the
-rest of the explorer calls from any process: it caches the answer per CPU, so only the first call on a
-machine pays for TVM's import. This module imports tvm only inside :func:`host_llvm_cpu`.
+:func:`host_llvm_cpu` asks LLVM (in a process with TVM's compiler);
+:func:`explorer.tvm.compiler_facts.resolve_mcpu` is what the rest of the explorer calls from any process:
+it caches the answer per CPU, so only the first call on a machine pays for TVM's import. This module imports tvm only inside :func:`host_llvm_cpu`.
 """
 
 from __future__ import annotations
@@ -56,12 +56,3 @@ def host_llvm_cpu() -> str:
         return len(codegen.llvm_get_cpu_features(tvm.target.Target({"kind": "llvm", "mcpu": cpu})))
 
     return min(matches, key=lambda cpu: (size(cpu), cpu))
-
-
-def resolve_mcpu(mcpu: str | None = None) -> str:
-    """``mcpu`` itself, or for ``None`` LLVM's name of this host's CPU (:func:`host_llvm_cpu`).
-    The host's name is cached per CPU fingerprint (:mod:`explorer.tvm.compiler_facts`), so finding it
-    costs TVM's import once per machine."""
-    from explorer.tvm.compiler_facts import host_cpu_name
-
-    return mcpu or host_cpu_name()

@@ -133,7 +133,7 @@ def test_metaschedule_every_measured_candidate_is_scored_and_each_pick_marked_on
 
 @slow
 def test_metaschedule_candidates_are_lowered_once_and_scored_from_the_cache(records, swept, monkeypatch):
-    from explorer.tvm.llvm_host import resolve_mcpu
+    from explorer.tvm.compiler_facts import resolve_mcpu
 
     calls = []
     real = candidates_module._candidate_workload
