@@ -80,7 +80,7 @@ def _lower(req: LoweringRequest) -> Lowering:
     calls = [KernelCall(c.index, c.kernel, tuple(c.members), tuple(t.name for t in c.eliminated))
              for c in compiled.calls]
     exe = compiled.executable
-    start = time.perf_counter()
+    codegen_start = time.perf_counter()
     nvcc_error = codegen.nvcc_compile(codegen.cuda_source(exe), req.arch) if cuda and exe is not None else ""
     if req.export and exe is not None and not gpu:
         from pathlib import Path
@@ -88,4 +88,4 @@ def _lower(req: LoweringRequest) -> Lowering:
         codegen.export_library(exe, Path(req.export))
     return Lowering(req.lowering_id, workload, calls, compiled.planned_bytes, compile_s, exe is not None,
                     build_error, nvcc_error, compiled.tuning, analyse_s, socket.gethostname(), compiled.constant_bytes,
-                    time.perf_counter() - start)
+                    time.perf_counter() - codegen_start)

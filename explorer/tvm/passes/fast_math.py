@@ -5,8 +5,10 @@ scalar ``expf`` per element, which LLVM cannot vectorize without a vector math l
 epilogue then cost yolo-block's 1x1 convolutions more than their multiply-adds did. onnxruntime's MLAS
 computes these with vectorized polynomial approximations. :func:`fast_math` does the same with TVM's own:
 its ``FastMathTransform`` (``fast_exp``, ``fast_tanh``, ``fast_erf``, ``fast_softmax``) and ``sigmoid``
-through ``fast_exp``. All are float32 only (``fast_exp``'s polynomial is; other types keep the exact
-operators) and within the fp32 builds' tolerance of onnxruntime's outputs.
+through ``fast_exp`` (rewritten for float32 only). ``fast_exp`` and ``fast_tanh`` have float32
+polynomials and fall back to the exact operators for other types; ``fast_erf`` has a float16 one too, so
+an fp16 build's GELU is a polynomial as well. The fp32 builds stay within their tolerance of
+onnxruntime's outputs.
 """
 
 from __future__ import annotations
