@@ -15,9 +15,9 @@ from tvm import relax
 from tvm.ir.instrument import pass_instrument
 
 from explorer.core.strategies import Strategy
+from explorer.tvm import tir_pipeline
 from explorer.tvm.frontend import devices as shard_devices
 from explorer.tvm.frontend import imported, weight_params
-from explorer.tvm.passes import warp_memory
 from explorer.tvm.passes.pruning import density
 from explorer.tvm.passes.vnni import has_vnni
 from explorer.tvm.pipeline import PipelineContext, schedules_by_tuning, strategy_passes
@@ -214,7 +214,7 @@ def lower_tir(mod: tvm.IRModule, target: tvm.target.Target, build: bool):
     config = {"tirx.disable_cse_tir": True} if target.kind.name in ("cuda", "rocm") else {}
     with tvm.transform.PassContext(opt_level=3, instruments=[capture], config=config):
         if build:
-            executable = tvm.compile(mod, target, relax_pipeline=None, tir_pipeline=warp_memory.register())
+            executable = tvm.compile(mod, target, relax_pipeline=None, tir_pipeline=tir_pipeline.register())
         else:
             # TVM's private helper is the one way to take the TIR functions out of a Relax module
             tir = relax.vm_build._filter_tir(mod)
