@@ -240,3 +240,33 @@ def test_an_element_wise_kernel_runs_only_enough_outer_loops_in_parallel_tasks()
     # rows in parallel, 32 vectors of 16 lanes in each: no lane's index divides a fused one
     assert [(int(loop.extent), loop.kind) for loop in loops] == [
         (784, tirx.ForKind.PARALLEL), (32, tirx.ForKind.SERIAL), (16, tirx.ForKind.VECTORIZED)]
+
+
+def _padded_nhwc_depthwise(h=10, c=32):
+    x = te.placeholder((1, h, h, c), name="x")
+    w = te.placeholder((3, 3, c), name="w")
+    padded = topi.nn.pad(x, [0, 1, 1, 0], [0, 1, 1, 0], name="pad")
+    kh, kw = te.reduce_axis((0, 3), "kh"), te.reduce_axis((0, 3), "kw")
+    out = te.compute((1, h, h, c), lambda n, i, j, k: te.sum(padded[n, i + kh, j + kw, k] * w[kh, kw, k],
+                                                             axis=[kh, kw]), name="dw")
+    return x, w, out
+
+
+def test_a_padded_convolution_reads_its_input_through_the_border_test_not_a_padded_copy():
+    x, w, out = _padded_nhwc_depthwise()
+    scheduled = TiledReduction().apply(te.create_prim_func([x, w, out]), AVX512, False)
+    script = scheduled.mod.script()
+    assert 'T.sblock("pad")' not in script and 'T.sblock("dw_update")' in script
+
+
+def test_the_inlined_padding_computes_what_numpy_does():
+    x, w, out = _padded_nhwc_depthwise()
+    rng = np.random.default_rng(1)
+    xa, wa = rng.standard_normal((1, 10, 10, 32)).astype("float32"), rng.standard_normal((3, 3, 32)).astype("float32")
+    scheduled = TiledReduction().apply(te.create_prim_func([x, w, out]), AVX512, False)
+    lib = tvm.compile(scheduled.mod, target=tvm.target.Target({"kind": "llvm"}))
+    result = tvm.runtime.tensor(np.zeros((1, 10, 10, 32), "float32"))
+    lib["main"](tvm.runtime.tensor(xa), tvm.runtime.tensor(wa), result)
+    padded = np.pad(xa, [(0, 0), (1, 1), (1, 1), (0, 0)])
+    expected = sum(padded[:, i:i + 10, j:j + 10, :] * wa[i, j] for i in range(3) for j in range(3))
+    np.testing.assert_allclose(result.numpy(), expected, rtol=1e-5, atol=1e-5)

@@ -113,11 +113,12 @@ def task_order(sch: s_tir.Schedule, block, extents: list[int]) -> list[int]:
     return list(outer)
 
 
-def reduction_kernel(sch: s_tir.Schedule):
+def reduction_kernel(sch: s_tir.Schedule, inline_padding: bool = False):
     """A kernel that is one reduction block (spatial loops outside, reduction loops inside) with
-    injective epilogues, once its element-wise producers are inlined; padding stays a stage of its
-    own (inlined, every load of the inner loop would test the border). Returns ``(reduction block
-    info, number of spatial loops, epilogue infos, padding infos)``, or ``None`` for another kernel."""
+    injective epilogues, once its element-wise producers are inlined. Padding stays a stage of its
+    own unless ``inline_padding`` (then every load of the inner loop tests the border, but no padded
+    copy of the input is written and read back). Returns ``(reduction block info, number of spatial
+    loops, epilogue infos, padding infos)``, or ``None`` for another kernel."""
     infos = normalize_prim_func(sch)
     if infos is None:
         return None
@@ -135,4 +136,12 @@ def reduction_kernel(sch: s_tir.Schedule):
     epilogues = [b for b in remaining if b is not red]
     if any(not b.is_injective() for b in epilogues):
         return None
+    if inline_padding:
+        kept = []
+        for pad in pads:
+            try:
+                sch.compute_inline(pad.block_rv)
+            except RuntimeError:  # the schedule refused: the pad stays a stage of its own
+                kept.append(pad)
+        pads = kept
     return red, n_spatial, epilogues, pads
