@@ -270,3 +270,17 @@ def test_the_inlined_padding_computes_what_numpy_does():
     padded = np.pad(xa, [(0, 0), (1, 1), (1, 1), (0, 0)])
     expected = sum(padded[:, i:i + 10, j:j + 10, :] * wa[i, j] for i in range(3) for j in range(3))
     np.testing.assert_allclose(result.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_an_nchw_depthwise_convolution_keeps_its_padded_copy_whose_border_would_differ_per_lane():
+    x, w = te.placeholder((1, 8, 10, 32), name="x"), te.placeholder((8, 1, 3, 3), name="w")
+    out = topi.nn.depthwise_conv2d_nchw(x, w, stride=1, padding=1, dilation=1)  # vectorized along the width
+    scheduled = TiledReduction().apply(te.create_prim_func([x, w, out]), AVX512, False)
+    assert 'T.sblock("PaddedInput")' in scheduled.mod.script()
+
+
+def test_a_dense_convolution_keeps_its_padded_copy_for_its_many_multiply_adds_per_input_element():
+    x, w = te.placeholder((1, 10, 10, 8), name="x"), te.placeholder((3, 3, 8, 32), name="w")
+    out = topi.nn.conv2d_nhwc(x, w, stride=1, padding=1, dilation=1)  # 3 x 3 x 32 = 288 steps an element
+    scheduled = TiledReduction().apply(te.create_prim_func([x, w, out]), AVX512, False)
+    assert 'T.sblock("pad_temp")' in scheduled.mod.script()

@@ -16,6 +16,7 @@ import tvm
 import tvm_ffi
 from tvm import tirx
 
+
 def warp_allocations(mod: tvm.IRModule) -> int:
     """How many ``warp``-scope buffers the module's functions allocate."""
     found = []

@@ -2,11 +2,8 @@
 accumulators, vectorized along the innermost spatial loop, its outer loops fused and parallel, the
 fused epilogues applied as the tile is written back.
 
-A convolution's padding is inlined into it: each load tests the border, but no padded copy of the input
-is written and read back. That copy cost a depthwise convolution more than its arithmetic (mobilenetv2's
-3x3 of 96 channels at stride 2 on 112x112: 109 us with the copy, 50-66 us without, on 2 Zen 4 cores), and
-whole builds gained from inlining it everywhere (mobilenetv2 ``fused-nhwc`` 3.93 -> 3.51 ms, resnet18 17.4
--> 16.5 ms) though it costs resnet18's 56x56 convolutions about 3%.
+A convolution that does few multiply-adds per input element (depthwise) and a pooling read their input
+through a border test rather than a padded copy of it (:func:`~explorer.tvm.schedules.tiling.pays_to_inline_padding`).
 """
 
 from __future__ import annotations
