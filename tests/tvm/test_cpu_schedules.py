@@ -279,8 +279,27 @@ def test_an_nchw_depthwise_convolution_keeps_its_padded_copy_whose_border_would_
     assert 'T.sblock("PaddedInput")' in scheduled.mod.script()
 
 
-def test_a_dense_convolution_keeps_its_padded_copy_for_its_many_multiply_adds_per_input_element():
+def _dense_nhwc_convolution(epilogue):
     x, w = te.placeholder((1, 10, 10, 8), name="x"), te.placeholder((3, 3, 8, 32), name="w")
-    out = topi.nn.conv2d_nhwc(x, w, stride=1, padding=1, dilation=1)  # 3 x 3 x 32 = 288 steps an element
-    scheduled = TiledReduction().apply(te.create_prim_func([x, w, out]), AVX512, False)
+    conv = topi.nn.conv2d_nhwc(x, w, stride=1, padding=1, dilation=1)  # 3 x 3 x 32 = 288 steps an element
+    return te.create_prim_func([x, w, te.compute(conv.shape, lambda *i: epilogue(conv(*i)), name="epilogue")])
+
+
+def test_a_dense_convolution_with_a_relu_reads_its_input_through_the_border_test():
+    scheduled = TiledReduction().apply(_dense_nhwc_convolution(lambda v: te.max(v, 0.0)), AVX512, False)
+    assert 'T.sblock("pad_temp")' not in scheduled.mod.script()
+
+
+def test_a_dense_convolution_with_a_heavy_epilogue_keeps_its_padded_copy():
+    silu = lambda v: v / (1.0 + te.exp(-v)) * 0.5 + v * v - 1.0  # noqa: E731  (7 operations an element)
+    scheduled = TiledReduction().apply(_dense_nhwc_convolution(silu), AVX512, False)
     assert 'T.sblock("pad_temp")' in scheduled.mod.script()
+
+
+def test_epilogue_ops_counts_the_arithmetic_of_each_output_element():
+    from explorer.tvm.schedules.tiling import epilogue_ops, reduction_kernel
+
+    func = _dense_nhwc_convolution(lambda v: te.min(te.max(v + 1.0, 0.0), 6.0))
+    sch = s_tir.Schedule(func)
+    _, _, epilogues, _ = reduction_kernel(sch)
+    assert epilogue_ops(sch, epilogues) == 3  # add, max, min

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 
+import tvm
 import tvm_ffi
-from tvm import s_tir
+from tvm import s_tir, tirx
 from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base.common_schedules import try_inline
 from tvm.target import Target
@@ -115,23 +116,45 @@ def task_order(sch: s_tir.Schedule, block, extents: list[int]) -> list[int]:
 
 
 #: The most reduction steps per element of the padded input at which a convolution reads its input
-#: through a border test rather than a padded copy (:func:`pays_to_inline_padding`).
+#: through a border test rather than a padded copy whatever its epilogue (:func:`pays_to_inline_padding`).
 INLINE_PADDING_MAX_STEPS = 32
 
+#: The most arithmetic operations per output element of the fused epilogue with which any convolution
+#: reads its input through the border test (:func:`pays_to_inline_padding`): a bias, a ReLU or ReLU6 and a
+#: residual add take 2-4, a SiLU's exp polynomial about 20.
+INLINE_PADDING_MAX_EPILOGUE_OPS = 6
 
-def pays_to_inline_padding(sch: s_tir.Schedule, red, pad, n_spatial: int) -> bool:
+
+def epilogue_ops(sch: s_tir.Schedule, epilogues) -> int:
+    """Arithmetic operations per output element in a reduction kernel's injective epilogue blocks (every
+    expression node but variables, constants and loads)."""
+    count = 0
+
+    def node(expr, visitor):
+        nonlocal count
+        if not isinstance(expr, (tirx.Var, tirx.IntImm, tirx.FloatImm, tvm.ir.TensorLoad)):
+            count += 1
+        visitor.default_visit(expr)
+
+    for block in epilogues:
+        tvm_ffi.structural_visit(sch.get(block.block_rv).body, [((tvm.ir.expr.Expr,), node)])
+    return count
+
+
+def pays_to_inline_padding(sch: s_tir.Schedule, red, pad, n_spatial: int, epilogue: int) -> bool:
     """Whether the reduction ``red`` should read its input through ``pad``'s border test instead of a
-    padded copy: it does few reduction steps per input element (at most
-    :data:`INLINE_PADDING_MAX_STEPS`: a depthwise convolution does 9 at stride 1, a max pool 2.25 at
-    stride 2, resnet18's 3x3 convolutions 576), so writing and reading the copy costs more than its
-    arithmetic; and every lane of its vector (the innermost spatial loop) sees the same border: no
-    padded axis is indexed by that loop, as in a channels-last convolution.
+    padded copy. Every lane of its vector (the innermost spatial loop) must see the same border: no
+    padded axis is indexed by that loop, as in a channels-last convolution. Then it pays where the
+    kernel does few reduction steps per input element (at most :data:`INLINE_PADDING_MAX_STEPS`: a
+    depthwise convolution does 9 at stride 1, a max pool 2.25 at stride 2), for writing and reading the
+    copy costs more than its arithmetic; and where its fused ``epilogue`` does at most
+    :data:`INLINE_PADDING_MAX_EPILOGUE_OPS` operations per element (:func:`epilogue_ops`).
 
     Measured on 2 Zen 4 cores: mobilenetv2's 3x3 depthwise of 96 channels at stride 2 on 112x112 took 109 us
-    with the copy and 50-66 us without, resnet18's max pool 174 and 57 us. A dense convolution with the
-    test inline gained up to 15% where its epilogue was a ReLU, but LLVM spilled the register tile
-    around the border branches where it was a SiLU (yolo-block's 3x3 of 64 channels at 20x20: 142 us
-    with the copy, 207 us without)."""
+    with the copy and 50-66 us without, resnet18's max pool 174 and 57 us, its 3x3 convolutions of 256
+    channels at 14x14 (ReLU) 1192 and 1015 us. Where the epilogue was a SiLU, LLVM spilled the register
+    tile around the border branches (yolo-block's 3x3 of 64 channels at 20x20: 142 us with the copy, 207
+    us without)."""
     pad_stmt, red_stmt = sch.get(pad.block_rv), sch.get(red.block_rv)
     source, padded = pad_stmt.reads[0].source, pad_stmt.writes[0].source
     if len(source.shape) != len(padded.shape):
@@ -139,7 +162,7 @@ def pays_to_inline_padding(sch: s_tir.Schedule, red, pad, n_spatial: int) -> boo
     steps = static_elements(red_stmt.writes[0].source)
     for loop in sch.get_loops(red.block_rv)[n_spatial:]:
         steps *= loop_extent(sch, loop) or 0
-    if steps > INLINE_PADDING_MAX_STEPS * static_elements(source):
+    if steps > INLINE_PADDING_MAX_STEPS * static_elements(source) and epilogue > INLINE_PADDING_MAX_EPILOGUE_OPS:
         return False
     axes = [k for k, (a, b) in enumerate(zip(source.shape, padded.shape)) if not tvm_ffi.structural_equal(a, b)]
     j = red_stmt.iter_vars[n_spatial - 1].var
@@ -176,7 +199,7 @@ def reduction_kernel(sch: s_tir.Schedule, inline_padding: bool = False):
     if inline_padding:
         kept = []
         for pad in pads:
-            if not pays_to_inline_padding(sch, red, pad, n_spatial):
+            if not pays_to_inline_padding(sch, red, pad, n_spatial, epilogue_ops(sch, epilogues)):
                 kept.append(pad)
                 continue
             try:
