@@ -226,3 +226,16 @@ def launched_copy(A: T.Buffer((4096,), "float32"), B: T.Buffer((4096,), "float32
 def test_a_gpu_kernel_s_launch_is_its_blocks_threads_and_shared_memory():
     assert tir_analysis.analyse_primfunc(launched_copy, "k").launch == (16, 256, 1024)
     assert tir_analysis.analyse_primfunc(guarded_tail, "k").launch == (0, 0, 0.0)  # no blocks: no launch known
+
+
+@T.prim_func
+def repeated_subexpression(A: T.Buffer((N,), "float32"), B: T.Buffer((N,), "float32")):
+    # (A + 1) * (A + 1) + A: an inlined chain repeats its producer's expression at every use
+    for i in range(N):
+        B[i] = (A[i] + T.float32(1)) * (A[i] + T.float32(1)) + A[i]
+
+
+def test_a_repeated_subexpression_counts_once_as_after_common_subexpression_elimination():
+    ops = tir_analysis.analyse_primfunc(repeated_subexpression, "k").ops
+    assert ops[("add", "float32")] == 2 * N  # A + 1 once, then + A
+    assert ops[("mul", "float32")] == N

@@ -14,6 +14,10 @@ Counting rules:
   register-tile position it depends on: LLVM unrolls the tile and computes the operand once for the
   accumulators that differ only along loops it does not use, as it loads it once for them. So does
   the schedule's conversion of an operand widened into the accumulator (not an operation of its own);
+- a subexpression that a stored value repeats is counted once (what TVM's ``CommonSubexprElim``, which
+  runs after the capture, and LLVM leave): inlining an element-wise chain substitutes each producer's
+  expression at every use, so an epilogue with a sigmoid's ``fast_exp`` polynomial repeats its input
+  several times (yolo-block's fused SiLU convolution: 803 expression nodes, 112 of them distinct);
 - an ``if`` runs in the share of the enclosing loops' and threads' points where its condition holds,
   counted over their ranges (:meth:`~explorer.tvm.tir.loops.LoopNest.init_fraction`: ``k == 0``, a
   padded tail ``i * 128 + tx < 200``, a fused index's bound); a condition on anything else (data) is
@@ -36,6 +40,7 @@ import re
 from collections import Counter
 
 import tvm
+import tvm_ffi
 
 from cost_models.workload import ScheduleKey
 from explorer.tvm.tir.buffers import Buffers
@@ -65,6 +70,9 @@ from explorer.tvm.tir.loops import LoopNest
 from explorer.workload import reuse
 from explorer.workload.table import KernelWorkload, in_registers
 
+#: Expression kinds that count once per statement however often the statement's value repeats them.
+REPEATABLE = {*BINARY_KIND, "Cast", "Select", "Call", "TensorLoad"}
+
 
 class _Walker:
     """One walk through one kernel, counting as it goes."""
@@ -78,6 +86,7 @@ class _Walker:
         self.schedule: Counter = Counter()  # ScheduleKey -> operations (or elements accessed)
         self.accumulating = None  # the store of the multiply-add whose operands are being walked
         self.sharing = 1  # accumulators of the register tile that share the operand being walked
+        self.counted: set[int] = set()  # structural hashes of the current statement's counted subexpressions
 
     def _op(self, kind: str, dtype: str, count: float, lanes: int, chains: int = 0, schedule_kind: str = "") -> None:
         """Count ``count`` operations of ``kind`` in ``dtype``, run ``lanes`` (of the expression's
@@ -126,6 +135,7 @@ class _Walker:
             if hasattr(s, "body") and s.body is not None:
                 self.stmt(s.body, w)
         elif kind == "Evaluate":
+            self.counted = set()
             self.value(s.value, w)
         elif kind == "While":
             self.stmt(s.body, w)
@@ -159,6 +169,7 @@ class _Walker:
             use.load_bytes += n * bytes_of(dtype)
 
     def _store(self, s, w: float) -> None:
+        self.counted = set()
         for idx in s.indices:
             self.index(idx, w)
         self._access(s.buffer, s.value, w, store=True, indices=s.indices)
@@ -205,9 +216,19 @@ class _Walker:
             self.index(idx, w)
 
     # --- expressions --------------------------------------------------------------------------
+    def _repeated(self, e) -> bool:
+        """Whether the current statement has counted this subexpression already (then it is not again)."""
+        key = tvm_ffi.structural_hash(e)
+        if key in self.counted:
+            return True
+        self.counted.add(key)
+        return False
+
     def value(self, e, w: float) -> None:
         """Walk an expression whose arithmetic is real work."""
         kind = type(e).__name__
+        if kind in REPEATABLE and self._repeated(e):
+            return
         if kind == "TensorLoad":
             self._load(e, w)
         elif kind in BINARY_KIND:
