@@ -27,8 +27,8 @@ def _llvm_ir(mod, pipeline: str) -> str:
     return tvm.tirx.build(mod, target=AVX512, pipeline=pipeline).inspect_source("ll")
 
 
-def _local_copy(elements: int):
-    """A copy through a ``local`` buffer of ``elements`` floats, inside a parallel loop."""
+def _local_copy(elements: int, scope: str = "local"):
+    """A copy through a ``scope`` buffer of ``elements`` floats, inside a parallel loop."""
     a = te.placeholder((4, elements), name="a")
     out = te.compute((4, elements), lambda i, j: a[i, j] + 1.0, name="out")
     from tvm import s_tir
@@ -37,7 +37,7 @@ def _local_copy(elements: int):
     block = sch.get_sblock("out")
     i, _ = sch.get_loops(block)
     sch.parallel(i)
-    local = sch.cache_write(block, 0, "local")
+    local = sch.cache_write(block, 0, scope)
     sch.reverse_compute_at(local, i)
     return sch.mod
 
@@ -58,14 +58,21 @@ def test_the_tile_on_the_stack_computes_what_numpy_does():
     np.testing.assert_allclose(out.numpy(), a @ b, rtol=1e-5, atol=1e-5)
 
 
+def test_a_global_buffer_of_1_kib_is_a_workspace_allocation_under_tvms_pipeline_and_a_stack_one_under_ours():
+    mod = _local_copy(256, "global")  # VnniReduction's tile: 8 rows x 2 blocks of 16 int32, 1 KiB
+    assert "TVMBackendAllocWorkspace" in _llvm_ir(mod, "default")
+    assert "TVMBackendAllocWorkspace" not in _llvm_ir(mod, tir_pipeline.register())
+
+
 def test_a_local_buffer_over_the_limit_stays_on_the_workspace():
     limit = MAX_STACK_BYTES // 4
     assert "TVMBackendAllocWorkspace" not in _llvm_ir(_local_copy(limit), tir_pipeline.register())
     assert "TVMBackendAllocWorkspace" in _llvm_ir(_local_copy(limit + 16), tir_pipeline.register())
 
 
-def test_stack_bytes_counts_local_buffers_of_constant_shape_only():
+def test_stack_bytes_counts_local_and_global_buffers_of_constant_shape_only():
     assert stack_bytes(tirx.decl_buffer((8, 3), "float32x16", scope="local")) == 8 * 3 * 64
     assert stack_bytes(tirx.decl_buffer((8, 48), "float32", scope="local")) == 1536
-    assert stack_bytes(tirx.decl_buffer((8, 48), "float32")) is None  # global: TVM's own 1 KiB rule
+    assert stack_bytes(tirx.decl_buffer((8, 2, 16), "int32")) == 1024  # VnniReduction's tile: global scope
+    assert stack_bytes(tirx.decl_buffer((8, 48), "float32", scope="shared")) is None
     assert stack_bytes(tirx.decl_buffer((tirx.Var("n", "int32"), 4), "float32", scope="local")) is None
