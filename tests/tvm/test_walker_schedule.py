@@ -239,3 +239,20 @@ def test_a_repeated_subexpression_counts_once_as_after_common_subexpression_elim
     ops = tir_analysis.analyse_primfunc(repeated_subexpression, "k").ops
     assert ops[("add", "float32")] == 2 * N  # A + 1 once, then + A
     assert ops[("mul", "float32")] == N
+
+
+@T.prim_func
+def recomputed_row_sum(A: T.Buffer((64,), "float32"), B: T.Buffer((256,), "float32"), C: T.Buffer((256,), "float32")):
+    # MetaSchedule's layer norm: a row's sum recomputed for every output element, which LLVM hoists
+    for i in range(256):
+        s = T.alloc_buffer((1,), "float32", scope="local")
+        s[0] = T.float32(0)
+        for k in range(64):
+            s[0] = s[0] + A[k]
+        C[i] = B[i] * s[0]
+
+
+def test_a_statement_that_does_not_vary_with_its_loop_counts_once():
+    ops = tir_analysis.analyse_primfunc(recomputed_row_sum, "k").ops
+    assert ops[("add", "float32")] == 64  # the sum, hoisted out of the 256 iterations
+    assert ops[("mul", "float32")] == 256
