@@ -256,3 +256,20 @@ def test_a_statement_that_does_not_vary_with_its_loop_counts_once():
     ops = tir_analysis.analyse_primfunc(recomputed_row_sum, "k").ops
     assert ops[("add", "float32")] == 64  # the sum, hoisted out of the 256 iterations
     assert ops[("mul", "float32")] == 256
+
+
+@T.prim_func
+def fragment_loop(A: T.Buffer((64,), "float32"), C: T.Buffer((64,), "float32")):
+    # an intrinsic that reaches its operands through pointers, as tensor-core fragments do: never hoisted
+    for k in range(8):
+        T.evaluate(T.call_extern("int32", "accumulate_fragment", C.data, A.data))
+        C[k] = C[k] + A[k]
+
+
+def test_a_statement_that_reaches_memory_through_pointers_is_never_hoisted():
+    from explorer.tvm.tir.walker import loop_invariant
+
+    loop = fragment_loop.body
+    while type(loop).__name__ != "For":
+        loop = loop.body
+    assert loop_invariant(list(loop.body.seq), loop.loop_var) == [False, False]
