@@ -2,8 +2,9 @@
 accumulators, vectorized along the innermost spatial loop, its outer loops fused and parallel, the
 fused epilogues applied as the tile is written back.
 
-A convolution that does few multiply-adds per input element (depthwise) and a pooling read their input
-through a border test rather than a padded copy of it (:func:`~explorer.tvm.schedules.tiling.pays_to_inline_padding`).
+A convolution that does few multiply-adds per input element (depthwise), a pooling and a convolution
+with a light epilogue read their input through a border test rather than a padded copy of it
+(:func:`~explorer.tvm.schedules.tiling.pays_to_inline_padding`).
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ INLINE_PADDING_MAX_STEPS = 32
 
 #: The most arithmetic operations per output element of the fused epilogue with which any convolution
 #: reads its input through the border test (:func:`pays_to_inline_padding`): a bias, a ReLU or ReLU6 and a
-#: residual add take 2-4, a SiLU's exp polynomial about 20.
+#: residual add take 2-4; yolo-block's SiLU epilogues, with the ``fast_exp`` polynomial, 137-138.
 INLINE_PADDING_MAX_EPILOGUE_OPS = 6
 
 
