@@ -73,60 +73,52 @@ from explorer.tvm.tir.loops import LoopNest
 from explorer.workload import reuse
 from explorer.workload.table import KernelWorkload, in_registers
 
-
-def _buffers(stmt, stores: bool) -> set[str]:
-    """The names of the buffers ``stmt`` stores to (``stores``) or loads from (a buffer's ``data`` is a new
-    object at every access in TVM 0.27, so names are what identify it within a kernel)."""
-    found = set()
-
-    def store(node, visitor):
-        found.add(str(node.buffer.name))
-        visitor.default_visit(node)
-
-    def load(node, visitor):
-        found.add(str(node.source.name))
-        visitor.default_visit(node)
-
-    kind = tvm.tirx.BufferStore if stores else tvm.ir.TensorLoad
-    tvm_ffi.structural_visit(stmt, [((kind,), store if stores else load)])
-    return found
-
-
 #: Calls a statement may make and still be hoisted: pure arithmetic on its operands.
 PURE_CALLS = SPECIAL_CALLS | CHEAP_CALLS | SELECT_CALLS | {"reinterpret", "likely", "fast_exp"}
 
 
-def _opaque(stmt) -> bool:
-    """Whether a statement touches memory the walker cannot see through loads and stores: an ``Evaluate``
-    (tensor-core intrinsics reach their fragments through pointers) or a call that is not pure arithmetic."""
-    found = []
+def _accesses(stmt) -> tuple[set[str], set[str], bool]:
+    """In one walk of ``stmt``: the names of the buffers it loads from and stores to (a buffer's ``data`` is a
+    new object at every access in TVM 0.27, so names are what identify it within a kernel), and whether it
+    touches memory the walker cannot see through loads and stores: an ``Evaluate`` (tensor-core intrinsics
+    reach their fragments through pointers) or a call that is not pure arithmetic."""
+    reads, writes, opaque = set(), set(), []
+
+    def store(node, visitor):
+        writes.add(str(node.buffer.name))
+        visitor.default_visit(node)
+
+    def load(node, visitor):
+        reads.add(str(node.source.name))
+        visitor.default_visit(node)
 
     def evaluate(node, visitor):
-        found.append(node)
+        opaque.append(node)
 
     def call(node, visitor):
         name = str(node.op.name).split(".")[-1] if hasattr(node.op, "name") else ""
         if name not in PURE_CALLS:
-            found.append(node)
+            opaque.append(node)
         visitor.default_visit(node)
 
-    tvm_ffi.structural_visit(stmt, [((tvm.tirx.Evaluate,), evaluate), ((tvm.ir.expr.Call,), call)])
-    return bool(found)
+    tvm_ffi.structural_visit(stmt, [((tvm.tirx.BufferStore,), store), ((tvm.ir.TensorLoad,), load),
+                                    ((tvm.tirx.Evaluate,), evaluate), ((tvm.ir.expr.Call,), call)])
+    return reads, writes, bool(opaque)
 
 
 def loop_invariant(body: list, loop_var) -> list[bool]:
     """For each statement of a serial loop's body, whether it computes the same thing every iteration, so
     that LLVM runs it once (hoisted): it does not use the loop variable, reads or writes no buffer that a
     varying statement of the body writes (in any iteration), and reaches memory only through loads and
-    stores (:func:`_opaque`). MetaSchedule's layer norm recomputes
+    stores (:func:`_accesses`). MetaSchedule's layer norm recomputes
     a row's variance (64 adds) for every output element of the row; built, it took 19 us where the 2.1M
     dependent adds the walker counted would take 1.7 ms."""
     declaration = [type(stmt).__name__ in ("AllocBuffer", "DeclBuffer") for stmt in body]
-    opaque = [not d and _opaque(stmt) for stmt, d in zip(body, declaration)]
-    writes = [set() if d else _buffers(stmt, stores=True) for stmt, d in zip(body, declaration)]
-    touches = [set() if d else _buffers(stmt, stores=False) | w for stmt, d, w in zip(body, declaration, writes)]
-    varying = [o or (not d and loop_var in set(tvm.tirx.analysis.undefined_vars(stmt)))
-               for stmt, d, o in zip(body, declaration, opaque)]
+    accesses = [(set(), set(), False) if d else _accesses(stmt) for stmt, d in zip(body, declaration)]
+    writes = [w for _, w, _ in accesses]
+    touches = [r | w for r, w, _ in accesses]
+    varying = [opaque or (not d and loop_var in set(tvm.tirx.analysis.undefined_vars(stmt)))
+               for stmt, d, (_, _, opaque) in zip(body, declaration, accesses)]
     changed = True
     while changed:
         written = set().union(*(w for w, v in zip(writes, varying) if v))
