@@ -10,6 +10,11 @@ TVM's own timer, the way the explorer's builds run:
 * **fp32 add rate** (16 lanes, 12 accumulators): the ``alu`` pipes.
 * **fp16 and bf16 FMA rate** (16 lanes, 12 accumulators): cycles per element of arithmetic in a dtype
   the core has no arithmetic for (``emulated_cycles`` where LLVM converts around every operation).
+* **Widened FMAs**: the inner loop of a convolution or matmul in fp16 or bf16 into fp32 accumulators,
+  one weight broadcast and widened per vector FMA into 8 accumulators, one activation vector widened
+  per 8 FMAs; cycles per FMA at 8 and 16 lanes beside fp32's (nothing to widen). Where the widening
+  bounds it, ``lanes x 32 / cycles`` is the bits of widened result the core's ``convert`` pipes give a
+  cycle.
 * **special_cycles**: cycles per element of ``exp`` over a vectorized loop (LLVM calls libm per element).
 * **call_overhead_s**: one kernel call from TVM's Relax VM: a ``main`` of 200 calls of a 16-element kernel.
 * **parallel_overhead_s**: what a ``parallel`` loop of 2 adds to such a call (the thread pool's fork/join).
@@ -93,6 +98,39 @@ def fma_rate(lanes: int, chains: int, iters: int, mcpu: str, add_only: bool = Fa
     else:
         args = [_tensor(x) for x in host]
     return n * iters / _seconds(lib, *args)
+
+
+def widened_fma_seconds(dtype: str, lanes: int, mcpu: str, chains: int = 8, iters: int = 20_000) -> float:
+    """Seconds per vector FMA of ``acc[k] += float32(W[i, k]) * float32(X[i, :])`` over ``chains``
+    accumulators of ``lanes``: each weight broadcast and widened per FMA, each activation vector widened
+    once for the ``chains`` FMAs that share it, on one thread."""
+    from tvm.script import tirx as T
+
+    n = lanes * chains
+
+    @T.prim_func
+    def kernel(W: T.Buffer((iters * chains,), dtype), X: T.Buffer((iters * lanes,), dtype),
+               C: T.Buffer((n,), "float32")):
+        T.func_attr({"tirx.noalias": True})
+        acc = T.alloc_buffer((n,), "float32", scope="local")
+        for k in T.unroll(chains):
+            for v in T.vectorized(lanes):
+                acc[k * lanes + v] = T.float32(0)
+        for i in range(iters):
+            for k in T.unroll(chains):
+                for v in T.vectorized(lanes):
+                    acc[k * lanes + v] = acc[k * lanes + v] + \
+                        T.Cast("float32", W[i * chains + k]) * T.Cast("float32", X[i * lanes + v])
+        for k in T.unroll(chains):
+            for v in T.vectorized(lanes):
+                C[k * lanes + v] = acc[k * lanes + v]
+
+    lib = _build(kernel, mcpu)
+    if dtype == "bfloat16":
+        inputs = [_tensor_bf16(np.zeros(iters * chains, "uint16")), _tensor_bf16(np.zeros(iters * lanes, "uint16"))]
+    else:
+        inputs = [_tensor(np.zeros(iters * chains, dtype)), _tensor(np.zeros(iters * lanes, dtype))]
+    return _seconds(lib, *inputs, _tensor(np.zeros(n, "float32")), number=20) / (iters * chains)
 
 
 def _tensor_bf16(bits: np.ndarray):
@@ -228,6 +266,12 @@ def main() -> None:
                   f" = {rate / clock:5.1f} lanes/cycle")
         except Exception as err:
             print(f"{dtype} FMA: not measured: {str(err).splitlines()[0][:80]}")
+    for lanes in (8, 16):
+        plain = widened_fma_seconds("float32", lanes, mcpu) * clock
+        for dtype in ("float16", "bfloat16"):
+            cycles = widened_fma_seconds(dtype, lanes, mcpu) * clock
+            print(f"{dtype} widened FMA, {lanes:2d} lanes {cycles:6.2f} cycles per FMA (fp32 {plain:.2f})"
+                  f" = {lanes * 32 / cycles:4.0f} widened bits/cycle")
     exp = special_seconds_per_element(mcpu)
     print(f"exp per element             {exp * 1e9:8.2f} ns   = special_cycles {exp * clock:.1f}")
     for function in SPECIAL_FUNCTIONS:

@@ -13,9 +13,10 @@ to the core the target file describes (``[core]``, :class:`cost_models.spec.Core
   integers narrower than 32 bits that is not a dot product runs widened: two sign extensions and the
   add on the ``alu`` pipes beside the multiply;
 - a multiply-add into a wider accumulator (``wmac``: fp16 or bf16 into fp32, int8 into int32) runs at
-  the accumulator's width; the widening of its operands is in the schedule as ``cast`` groups, once
-  per operand value the register tile loads (the TIR walker counts them so), and an integer one adds
-  its add beside the multiply;
+  the accumulator's width; the widening of its operands is in the schedule as ``widen`` groups (of
+  the narrow dtype), once per operand value the register tile loads or broadcasts (the TIR walker
+  counts them so), on the core's ``convert`` pipes for 16-bit floats where its file measures them
+  (else the ``alu`` pipes), and an integer one adds its add beside the multiply;
 - a load or store of a lane count that is not a power of two is one access per power-of-two piece
   (LLVM splits 14 lanes into 8 + 4 + 2, as its code for such loops shows); a ``broadcast`` (one
   element for every lane: a weight of a convolution along its output row) is one load; a ``gather``
@@ -68,13 +69,15 @@ def work_class(key: ScheduleKey) -> str:
         return "store"
     if key.kind in ("mac", "wmac", "mul"):
         return "fma" if key.dtype in FLOAT_DTYPES else "imul"
+    if key.kind == "widen" and key.dtype in ("float16", "bfloat16"):
+        return "convert"  # a 16-bit float widened to fp32 (vcvtph2ps; bf16's shift and broadcast)
     return "alu"
 
 
 def lane_bits(key: ScheduleKey) -> int:
-    """Bits one lane of the group occupies in its pipe."""
+    """Bits one lane of the group occupies in its pipe (a widening writes 32-bit lanes)."""
     bits = dtype_bits(key.dtype)
-    return max(bits, 32) if key.kind in ("mac", "wmac", "mul", "div") else bits
+    return max(bits, 32) if key.kind in ("mac", "wmac", "mul", "div", "widen") else bits
 
 
 def thread_share(parallel: int, threads: int) -> float:
@@ -103,7 +106,7 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
     for key, count in parse_schedule(schedule):
         share = thread_share(key.parallel, threads)
         parallel |= key.parallel > 1
-        work = work_class(key)
+        work = core.runs_on(work_class(key))
         instructions = count / max(key.lanes, 1)
         if key.kind in ("gather", "scatter"):  # one scalar access and one insert or extract per lane
             by_class[work] = by_class.get(work, 0.0) + count / core.pipe(work).count / share
@@ -115,7 +118,7 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
         if work == "special":
             special += count / share * core.special_weight(key.kind.partition("-")[2])
             continue
-        if key.dtype in core.emulated_dtypes and work not in ("load", "store") and key.kind != "wmac":
+        if key.dtype in core.emulated_dtypes and work not in ("load", "store") and key.kind not in ("wmac", "widen"):
             emulated += count / share
             issued += count / share  # about one instruction per element
             continue
@@ -123,7 +126,8 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
         extra = 0  # alu instructions beside each one: conversions, the add of a widened multiply-add
         if key.kind == "wmac":  # the operands' widening is in the schedule, once per value (a ``cast``)
             bits, extra = 32, 1 if work == "imul" else 0  # an integer one's add is separate from its multiply
-        elif (key.dtype in core.promoted_dtypes or key.dtype in core.emulated_dtypes) and work not in ("dot", "load", "store"):
+        elif (key.dtype in core.promoted_dtypes or key.dtype in core.emulated_dtypes) and work not in ("dot", "load", "store") \
+                and key.kind != "widen":
             bits, extra = 32, 2  # promoted: converted to fp32 and back around the operation
         elif work == "imul" and key.kind == "mac" and dtype_bits(key.dtype) < 32:
             extra = 3  # widened: two sign extensions and the add beside the multiply

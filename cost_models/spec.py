@@ -16,7 +16,11 @@ from .host import HostCPU
 OP_KINDS = ("mac", "add", "mul", "div", "cmp", "special", "select", "cast")
 
 #: Classes of work a core's pipes execute (see :mod:`cost_models.latency`).
-WORK_CLASSES = ("fma", "imul", "alu", "div", "dot", "load", "store", "insert")
+WORK_CLASSES = ("fma", "imul", "alu", "div", "dot", "load", "store", "insert", "convert")
+
+#: Work classes a core file may leave out, and the class that then runs them: a core whose file
+#: measures no conversion pipes converts on its ``alu`` pipes.
+OPTIONAL_WORK_CLASSES = {"convert": "alu"}
 
 #: How a target is compiled: TVM's llvm (CPU), cuda or rocm code generators, or not at all (analysed
 #: from the generic lowering's TIR).
@@ -96,9 +100,13 @@ class CoreSpec:
     shared: tuple[tuple[str, ...], ...] = ()  # work classes that issue on the same pipes: their cycles add
     special_relative: tuple[tuple[str, float], ...] = ()  # (function, its cycles per element over exp's)
 
+    def runs_on(self, work: str) -> str:
+        """The class whose pipes execute ``work`` on this core (an optional class it lacks falls back)."""
+        return work if any(p.work == work for p in self.pipes) else OPTIONAL_WORK_CLASSES.get(work, work)
+
     def pipe(self, work: str) -> Pipe:
         """The pipes that execute ``work``."""
-        return {p.work: p for p in self.pipes}[work]
+        return {p.work: p for p in self.pipes}[self.runs_on(work)]
 
     def special_weight(self, function: str) -> float:
         """A special function's cycles per element over ``special_cycles`` (1 where none is given)."""

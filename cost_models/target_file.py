@@ -73,7 +73,8 @@ Schema (see ``cpu-zen4.toml`` for a complete, commented example)::
                                     # FMA and vector ALU on ports 0 and 5): their cycles add
     emulated_dtypes = ["float16"]   # optional: converted to fp32 and back around every operation
     source = "..."                  # where the pipe table comes from
-    [[core.pipes]]                  # one table per class of work (see cost_models.latency)
+    [[core.pipes]]                  # one table per class of work (see cost_models.latency); "convert"
+                                    # is optional (without it, conversions run on the "alu" pipes)
     work = "fma"; count = 2; width_bits = 256; latency_cycles = 4
 
 Levels from DRAM inward to the one that serves ``global`` accesses act as caches of each other: the
@@ -91,6 +92,7 @@ from .spec import (
     COMPILE_KINDS,
     DENSE,
     OP_KINDS,
+    OPTIONAL_WORK_CLASSES,
     TOPOLOGIES,
     WORK_CLASSES,
     ComputeUnit,
@@ -164,7 +166,7 @@ def _core(raw: Any, where: str) -> CoreSpec:
         if work not in WORK_CLASSES:
             raise TargetError(f"{at}.work must be one of {list(WORK_CLASSES)}, got {work!r}")
         pipes.append(Pipe(work, _whole(p, "count", at), _whole(p, "width_bits", at), _whole(p, "latency_cycles", at)))
-    missing = sorted(set(WORK_CLASSES) - {p.work for p in pipes})
+    missing = sorted(set(WORK_CLASSES) - set(OPTIONAL_WORK_CLASSES) - {p.work for p in pipes})
     if missing:
         raise TargetError(f"{where}.pipes lacks the work classes {missing}")
     source = _req(raw, "source", where, str).strip()

@@ -104,7 +104,8 @@ class ScheduleKey:
     of extent ``parallel`` (1: none), and for an accumulation the independent accumulators ``chains``
     its innermost reduction loop updates (0: not an accumulation). Accesses are ``load``/``store``
     (contiguous vectors), ``broadcast`` (one element for every lane) and ``gather``/``scatter`` (a
-    vector assembled or taken apart one lane at a time)."""
+    vector assembled or taken apart one lane at a time); ``widen`` is an operand of a ``wmac``
+    converted from its narrow ``dtype`` to the accumulator's."""
 
     kind: str
     dtype: str

@@ -133,20 +133,21 @@ def test_walker_reads_a_non_contiguous_vector_access_as_a_gather():
     assert s[ScheduleKey("gather", "float32", 16, 1)] == N
 
 
-def test_a_multiply_add_into_a_wider_accumulator_is_a_wmac_and_its_operands_are_widened_by_casts():
+def test_a_multiply_add_into_a_wider_accumulator_is_a_wmac_and_its_operands_are_widened():
     s = schedule_of(fp16_into_fp32)
     assert s[ScheduleKey("wmac", "float16", 16, 1, 1)] == N
-    assert s[ScheduleKey("cast", "float32", 16, 1)] == 2 * N  # both operands, every element
-    k = latency.kernel_cycles(f"wmac:float16:16:1:0={N} cast:float32:16:1:0={2 * N}", data_target("cpu-zen4").core,
+    assert s[ScheduleKey("widen", "float16", 16, 1)] == 2 * N  # both operands, every element
+    k = latency.kernel_cycles(f"wmac:float16:16:1:0={N} widen:float16:16:1:0={2 * N}", data_target("cpu-zen4").core,
                               threads=1)
-    # not emulated; the 2 conversions per fp32 FMA's worth of lanes on the alu pipes (2 slots each) bound it
+    # not emulated; with no convert pipes in this file, the 2 widenings per fp32 FMA's worth of lanes on
+    # the alu pipes (2 slots each) bound it
     assert k.emulated_elements == 0 and k.cycles == N / 16 * 2
 
 
 def test_a_register_tile_widens_an_operand_once_for_the_rows_that_share_it():
     s = schedule_of(fp16_tile)
     # A: one broadcast per (row, k), 16 lanes each; B: one vector per k for all 4 rows
-    assert s[ScheduleKey("cast", "float32", 16, 1)] == 4 * 64 * 16 + 64 * 16
+    assert s[ScheduleKey("widen", "float16", 16, 1)] == 4 * 64 * 16 + 64 * 16
 
 
 def test_an_operand_dequantized_in_a_register_tile_is_computed_once_for_its_rows():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 
 import pandas as pd
@@ -9,6 +10,7 @@ import pytest
 
 from cost_models import energy, host, latency, targets
 from cost_models.host import HostCPU
+from cost_models.spec import Pipe
 from cost_models.target_file import parse_target
 from cost_models.targets import load_target
 from explorer.scoring.rows import run_times
@@ -155,6 +157,30 @@ def test_an_int8_mac_that_is_not_a_dot_product_runs_widened():
     # of 2 slots each on 2 pipes (3 cycles)
     core = data_target("cpu-zen4").core
     assert latency.kernel_cycles(f"mac:int8:16:1:0={N}", core, threads=1).cycles == N / 16 * 3
+
+
+def _with_convert_pipe(core, count: int = 1, width_bits: int = 256):
+    return dataclasses.replace(core, pipes=(*core.pipes, Pipe("convert", count, width_bits, 4)))
+
+
+def test_a_16_bit_float_widened_for_a_wmac_runs_on_the_convert_pipes_where_the_core_has_them():
+    # 2N fp16 values widened at 8 lanes: 2N/8 instructions of one 256-bit slot on one pipe; the N
+    # multiply-adds take N/8 instructions on the two FMA pipes (N/16 cycles), so the widening bounds it
+    core = _with_convert_pipe(data_target("cpu-zen4").core)
+    text = f"wmac:float16:8:1:0={N} widen:float16:8:1:0={2 * N}"
+    assert latency.kernel_cycles(text, core, threads=1).cycles == 2 * N / 8
+    assert latency.kernel_cycles(text.replace("float16", "bfloat16"), core, threads=1).cycles == 2 * N / 8
+
+
+def test_a_widening_falls_back_to_the_alu_pipes_on_a_core_without_convert_pipes():
+    core = data_target("cpu-zen4").core  # two 256-bit alu pipes, no convert pipes
+    assert core.runs_on("convert") == "alu"
+    assert latency.kernel_cycles(f"widen:float16:8:1:0={2 * N}", core, threads=1).cycles == 2 * N / 8 / 2
+
+
+def test_an_integer_widening_stays_on_the_alu_pipes():
+    core = _with_convert_pipe(data_target("cpu-zen4").core)
+    assert latency.kernel_cycles(f"widen:int8:8:1:0={2 * N}", core, threads=1).cycles == 2 * N / 8 / 2
 
 
 def test_the_load_store_level_has_no_bandwidth_time_of_its_own_under_the_core_model():

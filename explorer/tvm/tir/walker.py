@@ -258,9 +258,9 @@ class _Walker:
                     # an operand computed from its loads (a weight dequantized in the kernel) is
                     # computed once per tile position it does not depend on, as its loads are
                     self.sharing = self.nest.tile_sharing(self.accumulating, [inner])
-                    if type(operand).__name__ == "Cast":  # widened once per value, not per multiply-add
-                        wide, wide_lanes = dtype_of(operand)
-                        self.schedule[ScheduleKey("cast", wide, wide_lanes * self.nest.vector, self.nest.parallel)] += \
+                    narrow, wide_lanes = dtype_of(inner)
+                    if narrow != dtype_of(operand)[0]:  # widened once per value, not per multiply-add
+                        self.schedule[ScheduleKey("widen", narrow, wide_lanes * self.nest.vector, self.nest.parallel)] += \
                             w * wide_lanes / self.sharing
                     self.value(inner, w)
                 self.sharing = 1
