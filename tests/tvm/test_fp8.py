@@ -39,13 +39,17 @@ def test_weights_are_scaled_per_output_channel_to_e4m3s_largest_value():
 
 
 @T.prim_func
-def float8_copy(a: T.Buffer((64,), "float32"), b: T.Buffer((64,), "float8_e4m3fn"), c: T.Buffer((64,), "float32")):
+def float8_copy(a: T.Buffer((64,), "float32"), b: T.Buffer((64,), "float8_e4m3fn"), c: T.Buffer((64,), "float32"),
+                d: T.Buffer((64,), "float32")):
     for i in range(4):
         for v in T.vectorized(16):
             b[i * 16 + v] = T.Cast("float8_e4m3fn", a[i * 16 + v])
     for i in range(4):
         for v in T.vectorized(16):
             c[i * 16 + v] = a[i * 16 + v]
+    for i in range(4):
+        for v in T.vectorized(16):
+            d[i * 16 + v] = T.Cast("float32", b[i * 16 + v]) * a[i * 16 + v]
 
 
 def _loop_kinds(func) -> list[str]:
@@ -60,9 +64,19 @@ def _loop_kinds(func) -> list[str]:
     return kinds
 
 
-def test_a_vectorized_loop_that_writes_float8_is_made_serial_and_a_float32_one_is_not():
+def test_a_vectorized_loop_that_rounds_to_float8_is_made_serial_and_one_that_widens_float8_is_not():
     mod = scalar_float8_loops(tvm.IRModule({"f": float8_copy}))
-    assert _loop_kinds(mod["f"]) == ["SERIAL", "SERIAL", "SERIAL", "VECTORIZED"]
+    assert _loop_kinds(mod["f"]) == ["SERIAL", "SERIAL", "SERIAL", "VECTORIZED", "SERIAL", "VECTORIZED"]
+
+
+def test_a_vectorized_float8_widening_builds_for_the_cpu_and_decodes_e4m3():
+    lib = tvm.tirx.build(scalar_float8_loops(tvm.IRModule({"main": float8_copy.with_attr("global_symbol", "main")})),
+                         target=tvm.target.Target({"kind": "llvm"}))
+    a = np.linspace(-448, 448, 64).astype(np.float32)
+    out = [tvm.runtime.empty((64,), dt) for dt in ("float8_e4m3fn", "float32", "float32")]
+    lib["main"](tvm.runtime.tensor(a), *out)
+    expected = a.astype(ml_dtypes.float8_e4m3fn).astype(np.float32) * a
+    np.testing.assert_array_equal(out[2].numpy(), expected)
 
 
 def test_an_fp8_matmul_on_the_cpu_computes_what_its_e4m3_operands_give(matmul32):
