@@ -14,7 +14,8 @@ TVM's own timer, the way the explorer's builds run:
   one weight broadcast and widened per vector FMA into 8 accumulators, one activation vector widened
   per 8 FMAs; cycles per FMA at 8 and 16 lanes beside fp32's (nothing to widen). Where the widening
   bounds it, ``lanes x 32 / cycles`` is the bits of widened result the core's ``convert`` pipes give a
-  cycle.
+  cycle; float8 E4M3, which LLVM decodes with integer bit operations, gives ``float8_widen_cycles``
+  (cycles per FMA, each widening one broadcast weight).
 * **special_cycles**: cycles per element of ``exp`` over a vectorized loop (LLVM calls libm per element).
 * **call_overhead_s**: one kernel call from TVM's Relax VM: a ``main`` of 200 calls of a 16-element kernel.
 * **parallel_overhead_s**: what a ``parallel`` loop of 2 adds to such a call (the thread pool's fork/join).
@@ -268,7 +269,7 @@ def main() -> None:
             print(f"{dtype} FMA: not measured: {str(err).splitlines()[0][:80]}")
     for lanes in (8, 16):
         plain = widened_fma_seconds("float32", lanes, mcpu) * clock
-        for dtype in ("float16", "bfloat16"):
+        for dtype in ("float16", "bfloat16", "float8_e4m3fn"):
             cycles = widened_fma_seconds(dtype, lanes, mcpu) * clock
             print(f"{dtype} widened FMA, {lanes:2d} lanes {cycles:6.2f} cycles per FMA (fp32 {plain:.2f})"
                   f" = {lanes * 32 / cycles:4.0f} widened bits/cycle")

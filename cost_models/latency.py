@@ -34,6 +34,8 @@ to the core the target file describes (``[core]``, :class:`cost_models.spec.Core
   ``dispatch_per_cycle`` instructions, sets the cycles;
 - a group under parallel loops of extent ``p`` runs on ``p / ceil(p / T)`` of the target's ``T``
   cores (the runtime's threads take the iterations in equal chunks);
+- a float8 operand widened for a multiply-add (no CPU here converts float8 in hardware: LLVM decodes
+  it with integer bit operations) costs ``float8_widen_cycles`` a vector where the core gives it;
 - special functions (``exp``, ``tanh``, ``erf``, ...) cost ``special_cycles`` per element (exp's;
   another function's times its ``special_relative`` where the core gives one) on top;
 - the private caches (a level marked ``private``, one per core) deliver only the share of their
@@ -93,6 +95,7 @@ class KernelCycles:
     cycles: float  # on the busiest pipe class (or the front end), per thread
     special_elements: float  # elements of special functions, per thread, weighted by their cost against exp's
     emulated_elements: float  # elements of arithmetic in emulated dtypes, per thread
+    float8_widened: float  # vectors of float8 operands widened (core.float8_widen_cycles each), per thread
     private_share: float  # share of the private levels' bandwidth the kernel's threads reach
     parallel: bool  # whether it forks the thread pool
 
@@ -100,7 +103,7 @@ class KernelCycles:
 def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
     """Cycles of one kernel with ``schedule`` (the workload column's text) on ``threads`` cores."""
     by_class: dict[str, float] = {}
-    issued = special = emulated = accesses = reach = 0.0
+    issued = special = emulated = float8 = accesses = reach = 0.0
     parallel = False
     alu, insert = core.pipe("alu"), core.pipe("insert")
     for key, count in parse_schedule(schedule):
@@ -117,6 +120,9 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
             continue
         if work == "special":
             special += count / share * core.special_weight(key.kind.partition("-")[2])
+            continue
+        if key.kind == "widen" and key.dtype.startswith("float8") and core.float8_widen_cycles is not None:
+            float8 += instructions / share  # decoded by integer bit arithmetic, a measured cost a vector
             continue
         if key.dtype in core.emulated_dtypes and work not in ("load", "store") and key.kind not in ("wmac", "widen"):
             emulated += count / share
@@ -152,7 +158,7 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
             if w in by_class:
                 by_class[w] = total
     busiest = max([*by_class.values(), issued / core.dispatch_per_cycle, 0.0])
-    return KernelCycles(busiest, special, emulated, reach / accesses if accesses else 1.0, parallel)
+    return KernelCycles(busiest, special, emulated, float8, reach / accesses if accesses else 1.0, parallel)
 
 
 @dataclasses.dataclass
@@ -162,6 +168,7 @@ class CoreQuantities:
     cycles: np.ndarray
     special_elements: np.ndarray
     emulated_elements: np.ndarray
+    float8_widened: np.ndarray
     private_share: np.ndarray
     parallel: np.ndarray
 
@@ -171,14 +178,17 @@ def core_quantities(schedules: list[str], target: TargetSpec) -> CoreQuantities:
     assert target.core is not None
     found = [kernel_cycles(s, target.core, target.cores or 1) for s in schedules]
     return CoreQuantities(*(np.array([getattr(k, f) for k in found], float) for f in
-                            ("cycles", "special_elements", "emulated_elements", "private_share")),
+                            ("cycles", "special_elements", "emulated_elements", "float8_widened", "private_share")),
                           np.array([k.parallel for k in found], bool))
 
 
 def compute_seconds(q: CoreQuantities, figures: dict):
     """Compute time of each kernel at the figures' clock (arrays of figures give samples)."""
-    return (q.cycles + q.special_elements * figures["core.special_cycles"]
-            + q.emulated_elements * figures["core.emulated_cycles"]) / figures["core.clock_hz"]
+    cycles = (q.cycles + q.special_elements * figures["core.special_cycles"]
+              + q.emulated_elements * figures["core.emulated_cycles"])
+    if "core.float8_widen_cycles" in figures:
+        cycles = cycles + q.float8_widened * figures["core.float8_widen_cycles"]
+    return cycles / figures["core.clock_hz"]
 
 
 def overhead_seconds(q: CoreQuantities, figures: dict):

@@ -99,6 +99,7 @@ class CoreSpec:
     emulated_dtypes: tuple[str, ...] = ()  # converted to fp32 and back around every operation
     shared: tuple[tuple[str, ...], ...] = ()  # work classes that issue on the same pipes: their cycles add
     special_relative: tuple[tuple[str, float], ...] = ()  # (function, its cycles per element over exp's)
+    float8_widen_cycles: Figure | None = None  # cycles per vector of float8 widened to fp32 (bit arithmetic)
 
     def runs_on(self, work: str) -> str:
         """The class whose pipes execute ``work`` on this core (an optional class it lacks falls back)."""
@@ -264,4 +265,6 @@ class TargetSpec:
         if self.core is not None:
             for name in ("clock_hz", "call_overhead_s", "parallel_overhead_s", "special_cycles", "emulated_cycles"):
                 out[f"core.{name}"] = getattr(self.core, name)
+            if self.core.float8_widen_cycles is not None:
+                out["core.float8_widen_cycles"] = self.core.float8_widen_cycles
         return out

@@ -67,6 +67,8 @@ Schema (see ``cpu-zen4.toml`` for a complete, commented example)::
     special_cycles = {figure}       # cycles per element of exp (and of the special functions not below)
     special_relative = {erf = 5.6}  # optional: another special function's cycles per element over exp's
     emulated_cycles = {figure}      # cycles per element of arithmetic in an emulated dtype
+    float8_widen_cycles = {figure}  # optional: cycles per vector of float8 operands a multiply-add widens
+                                    # (absent: one operation on the alu pipes)
     dispatch_per_cycle = 6          # instructions a core issues per cycle
     promoted_dtypes = ["bfloat16"]  # optional: computed in fp32, converted at loads and stores
     shared = [["fma", "alu"]]       # optional: work classes that issue on the same pipes (Intel's 512-bit
@@ -180,7 +182,9 @@ def _core(raw: Any, where: str) -> CoreSpec:
                     promoted_dtypes=tuple(str(d) for d in raw.get("promoted_dtypes", ())),
                     emulated_dtypes=tuple(str(d) for d in raw.get("emulated_dtypes", ())),
                     shared=_shared(raw.get("shared", []), where),
-                    special_relative=_special_relative(raw.get("special_relative", {}), where))
+                    special_relative=_special_relative(raw.get("special_relative", {}), where),
+                    float8_widen_cycles=(parse_figure(raw, "float8_widen_cycles", where)
+                                         if "float8_widen_cycles" in raw else None))
 
 
 def _special_relative(raw: Any, where: str) -> tuple[tuple[str, float], ...]:

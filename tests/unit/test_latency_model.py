@@ -10,7 +10,7 @@ import pytest
 
 from cost_models import energy, host, latency, targets
 from cost_models.host import HostCPU
-from cost_models.spec import Pipe
+from cost_models.spec import Figure, Pipe
 from cost_models.target_file import parse_target
 from cost_models.targets import load_target
 from explorer.scoring.rows import run_times
@@ -132,8 +132,9 @@ def test_every_cpu_file_has_a_core_and_private_caches(name):
     assert t.core is not None and t.host is not None
     assert [lvl.name for lvl in t.memory if lvl.private] == ["l2", "l1"]
     core_figures = {k: f for k, f in t.figures().items() if k.startswith("core.")}
-    assert sorted(core_figures) == ["core.call_overhead_s", "core.clock_hz", "core.emulated_cycles", "core.parallel_overhead_s",
-                                    "core.special_cycles"]
+    required = ["core.call_overhead_s", "core.clock_hz", "core.emulated_cycles", "core.parallel_overhead_s",
+                "core.special_cycles"]
+    assert sorted(set(core_figures) - {"core.float8_widen_cycles"}) == required  # that one is optional
     assert all(f.source and f.low <= f.value <= f.high for f in core_figures.values())
 
 
@@ -181,6 +182,16 @@ def test_a_widening_falls_back_to_the_alu_pipes_on_a_core_without_convert_pipes(
 def test_an_integer_widening_stays_on_the_alu_pipes():
     core = _with_convert_pipe(data_target("cpu-zen4").core)
     assert latency.kernel_cycles(f"widen:int8:8:1:0={2 * N}", core, threads=1).cycles == 2 * N / 8 / 2
+
+
+def test_a_float8_widening_costs_the_cores_float8_widen_cycles_a_vector():
+    t = data_target("cpu-zen4")
+    core = dataclasses.replace(t.core, float8_widen_cycles=Figure(2.5, 1.0, 5.0, "test"))
+    k = latency.kernel_cycles(f"widen:float8_e4m3fn:16:1:0={N}", core, threads=1)
+    assert k.float8_widened == N / 16 and k.cycles == 0
+    q = latency.core_quantities([f"widen:float8_e4m3fn:16:1:0={N}"], dataclasses.replace(t, core=core))
+    figures = {"core.clock_hz": 1.0, "core.special_cycles": 0.0, "core.emulated_cycles": 0.0, "core.float8_widen_cycles": 2.5}
+    assert latency.compute_seconds(q, figures)[0] == N / 16 * 2.5
 
 
 def test_the_load_store_level_has_no_bandwidth_time_of_its_own_under_the_core_model():
