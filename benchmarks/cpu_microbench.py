@@ -16,6 +16,8 @@ TVM's own timer, the way the explorer's builds run:
   bounds it, ``lanes x 32 / cycles`` is the bits of widened result the core's ``convert`` pipes give a
   cycle; float8 E4M3, which LLVM decodes with integer bit operations, gives ``float8_widen_cycles``
   (cycles per FMA, each widening one broadcast weight).
+* **Conversions**: a vector of fp32 (or int8) rounded into fp16 and stored, beside an fp32 copy (the
+  stores' share), cycles per vector at 8 and 16 lanes.
 * **special_cycles**: cycles per element of ``exp`` over a vectorized loop (LLVM calls libm per element).
 * **call_overhead_s**: one kernel call from TVM's Relax VM: a ``main`` of 200 calls of a 16-element kernel.
 * **parallel_overhead_s**: what a ``parallel`` loop of 2 adds to such a call (the thread pool's fork/join).
@@ -132,6 +134,23 @@ def widened_fma_seconds(dtype: str, lanes: int, mcpu: str, chains: int = 8, iter
     else:
         inputs = [_tensor(np.zeros(iters * chains, dtype)), _tensor(np.zeros(iters * lanes, dtype))]
     return _seconds(lib, *inputs, _tensor(np.zeros(n, "float32")), number=20) / (iters * chains)
+
+
+def conversion_seconds(src: str, dst: str, lanes: int, mcpu: str, n: int = 4096, passes: int = 200) -> float:
+    """Seconds per vector of ``lanes`` converted from ``src`` to ``dst`` and stored, over an L1-resident
+    buffer, on one thread."""
+    from tvm.script import tirx as T
+
+    @T.prim_func
+    def kernel(A: T.Buffer((n,), src), B: T.Buffer((n,), dst)):
+        T.func_attr({"tirx.noalias": True})
+        for _ in range(passes):
+            for i in range(n // lanes):
+                for v in T.vectorized(lanes):
+                    B[i * lanes + v] = T.Cast(dst, A[i * lanes + v])
+
+    lib = _build(kernel, mcpu)
+    return _seconds(lib, _tensor(np.ones(n, src)), _tensor(np.zeros(n, dst))) / (n * passes / lanes)
 
 
 def _tensor_bf16(bits: np.ndarray):
@@ -273,6 +292,11 @@ def main() -> None:
             cycles = widened_fma_seconds(dtype, lanes, mcpu) * clock
             print(f"{dtype} widened FMA, {lanes:2d} lanes {cycles:6.2f} cycles per FMA (fp32 {plain:.2f})"
                   f" = {lanes * 32 / cycles:4.0f} widened bits/cycle")
+    for lanes in (8, 16):
+        copy = conversion_seconds("float32", "float32", lanes, mcpu) * clock
+        for src in ("float32", "int8"):
+            cycles = conversion_seconds(src, "float16", lanes, mcpu) * clock
+            print(f"{src}->float16, {lanes:2d} lanes  {cycles:6.2f} cycles per vector (fp32 copy {copy:.2f})")
     exp = special_seconds_per_element(mcpu)
     print(f"exp per element             {exp * 1e9:8.2f} ns   = special_cycles {exp * clock:.1f}")
     for function in SPECIAL_FUNCTIONS:

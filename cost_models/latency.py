@@ -9,7 +9,8 @@ to the core the target file describes (``[core]``, :class:`cost_models.spec.Core
 - a dtype the core computes in fp32 (``promoted_dtypes``: TVM legalizes bf16 arithmetic to fp32)
   runs each operation at 32-bit lanes with two conversions on the ``alu`` pipes; one it emulates
   operation by operation (``emulated_dtypes``: fp16 on x86 without AVX512-FP16, converted to fp32 and
-  rounded back after every operation) costs ``emulated_cycles`` per element instead; a multiply-add of
+  rounded back after every operation) costs ``emulated_cycles`` per element instead, but a cast into
+  it is one conversion of 32-bit lanes (``vcvtps2ph``) on the ``convert`` pipes; a multiply-add of
   integers narrower than 32 bits that is not a dot product runs widened: two sign extensions and the
   add on the ``alu`` pipes beside the multiply;
 - a multiply-add into a wider accumulator (``wmac``: fp16 or bf16 into fp32, int8 into int32) runs at
@@ -124,16 +125,19 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
         if key.kind == "widen" and key.dtype.startswith("float8") and core.float8_widen_cycles is not None:
             float8 += instructions / share  # decoded by integer bit arithmetic, a measured cost a vector
             continue
-        if key.dtype in core.emulated_dtypes and work not in ("load", "store") and key.kind not in ("wmac", "widen"):
+        rounded = key.kind == "cast" and key.dtype in core.emulated_dtypes  # one conversion from fp32 (vcvtps2ph)
+        if rounded:
+            work = core.runs_on("convert")
+        if key.dtype in core.emulated_dtypes and work not in ("load", "store") and key.kind not in ("wmac", "widen", "cast"):
             emulated += count / share
             issued += count / share  # about one instruction per element
             continue
-        bits = lane_bits(key)
+        bits = 32 if rounded else lane_bits(key)
         extra = 0  # alu instructions beside each one: conversions, the add of a widened multiply-add
         if key.kind == "wmac":  # the operands' widening is in the schedule, once per value (a ``cast``)
             bits, extra = 32, 1 if work == "imul" else 0  # an integer one's add is separate from its multiply
         elif (key.dtype in core.promoted_dtypes or key.dtype in core.emulated_dtypes) and work not in ("dot", "load", "store") \
-                and key.kind != "widen":
+                and key.kind != "widen" and not rounded:
             bits, extra = 32, 2  # promoted: converted to fp32 and back around the operation
         elif work == "imul" and key.kind == "mac" and dtype_bits(key.dtype) < 32:
             extra = 3  # widened: two sign extensions and the add beside the multiply

@@ -179,6 +179,14 @@ def test_a_widening_falls_back_to_the_alu_pipes_on_a_core_without_convert_pipes(
     assert latency.kernel_cycles(f"widen:float16:8:1:0={2 * N}", core, threads=1).cycles == 2 * N / 8 / 2
 
 
+def test_a_cast_into_an_emulated_dtype_is_one_conversion_not_emulated_arithmetic():
+    # fp16 is emulated on Zen 4: rounding N fp32 values into it is N/16 conversions of 16 32-bit lanes,
+    # two 256-bit slots each on the one convert pipe
+    core = _with_convert_pipe(data_target("cpu-zen4").core)
+    k = latency.kernel_cycles(f"cast:float16:16:1:0={N}", core, threads=1)
+    assert k.emulated_elements == 0 and k.cycles == N / 16 * 2
+
+
 def test_an_integer_widening_stays_on_the_alu_pipes():
     core = _with_convert_pipe(data_target("cpu-zen4").core)
     assert latency.kernel_cycles(f"widen:int8:8:1:0={2 * N}", core, threads=1).cycles == 2 * N / 8 / 2
