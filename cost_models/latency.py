@@ -134,7 +134,7 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
             continue
         bits = 32 if rounded else lane_bits(key)
         extra = 0  # alu instructions beside each one: conversions, the add of a widened multiply-add
-        if key.kind == "wmac":  # the operands' widening is in the schedule, once per value (a ``cast``)
+        if key.kind == "wmac":  # the operands' widening is in the schedule, once per value (a ``widen``)
             bits, extra = 32, 1 if work == "imul" else 0  # an integer one's add is separate from its multiply
         elif (key.dtype in core.promoted_dtypes or key.dtype in core.emulated_dtypes) and work not in ("dot", "load", "store") \
                 and key.kind != "widen" and not rounded:
