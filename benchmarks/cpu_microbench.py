@@ -93,13 +93,7 @@ def fma_rate(lanes: int, chains: int, iters: int, mcpu: str, add_only: bool = Fa
                 A[k * lanes + v] = acc[k * lanes + v]
 
     lib = _build(kernel, mcpu)
-    store = "float32" if dtype == "bfloat16" else dtype  # numpy has no bfloat16: the bits of fp32 halves
-    host = [np.ones(n, store), np.full(lanes, 0.999, store), np.full(lanes, 1e-3, store)]
-    if dtype == "bfloat16":
-        host = [(x.view("uint32") >> 16).astype("uint16") for x in host]
-        args = [_tensor_bf16(x) for x in host]
-    else:
-        args = [_tensor(x) for x in host]
+    args = [_typed(x, dtype) for x in (np.ones(n), np.full(lanes, 0.999), np.full(lanes, 1e-3))]
     return n * iters / _seconds(lib, *args)
 
 
@@ -129,10 +123,7 @@ def widened_fma_seconds(dtype: str, lanes: int, mcpu: str, chains: int = 8, iter
                 C[k * lanes + v] = acc[k * lanes + v]
 
     lib = _build(kernel, mcpu)
-    if dtype == "bfloat16":
-        inputs = [_tensor_bf16(np.zeros(iters * chains, "uint16")), _tensor_bf16(np.zeros(iters * lanes, "uint16"))]
-    else:
-        inputs = [_tensor(np.zeros(iters * chains, dtype)), _tensor(np.zeros(iters * lanes, dtype))]
+    inputs = [_typed(np.zeros(iters * chains), dtype), _typed(np.zeros(iters * lanes), dtype)]
     return _seconds(lib, *inputs, _tensor(np.zeros(n, "float32")), number=20) / (iters * chains)
 
 
@@ -151,6 +142,13 @@ def conversion_seconds(src: str, dst: str, lanes: int, mcpu: str, n: int = 4096,
 
     lib = _build(kernel, mcpu)
     return _seconds(lib, _tensor(np.ones(n, src)), _tensor(np.zeros(n, dst))) / (n * passes / lanes)
+
+
+def _typed(values: np.ndarray, dtype: str):
+    """A device tensor of ``values`` in ``dtype`` (numpy has no bfloat16: its bits are fp32's upper halves)."""
+    if dtype != "bfloat16":
+        return _tensor(values.astype(dtype))
+    return _tensor_bf16((values.astype("float32").view("uint32") >> 16).astype("uint16"))
 
 
 def _tensor_bf16(bits: np.ndarray):

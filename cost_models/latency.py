@@ -125,19 +125,21 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
         if key.kind == "widen" and key.dtype.startswith("float8") and core.float8_widen_cycles is not None:
             float8 += instructions / share  # decoded by integer bit arithmetic, a measured cost a vector
             continue
-        rounded = key.kind == "cast" and key.dtype in core.emulated_dtypes  # one conversion from fp32 (vcvtps2ph)
-        if rounded:
+        # a widening, or a value rounded into an emulated dtype (vcvtps2ph): one conversion of 32-bit
+        # lanes, not arithmetic in the narrow dtype
+        conversion = key.kind == "widen" or (key.kind == "cast" and key.dtype in core.emulated_dtypes)
+        if conversion and key.kind == "cast":
             work = core.runs_on("convert")
-        if key.dtype in core.emulated_dtypes and work not in ("load", "store") and key.kind not in ("wmac", "widen", "cast"):
+        if key.dtype in core.emulated_dtypes and work not in ("load", "store") and key.kind != "wmac" and not conversion:
             emulated += count / share
             issued += count / share  # about one instruction per element
             continue
-        bits = 32 if rounded else lane_bits(key)
+        bits = 32 if conversion else lane_bits(key)
         extra = 0  # alu instructions beside each one: conversions, the add of a widened multiply-add
         if key.kind == "wmac":  # the operands' widening is in the schedule, once per value (a ``widen``)
             bits, extra = 32, 1 if work == "imul" else 0  # an integer one's add is separate from its multiply
         elif (key.dtype in core.promoted_dtypes or key.dtype in core.emulated_dtypes) and work not in ("dot", "load", "store") \
-                and key.kind != "widen" and not rounded:
+                and not conversion:
             bits, extra = 32, 2  # promoted: converted to fp32 and back around the operation
         elif work == "imul" and key.kind == "mac" and dtype_bits(key.dtype) < 32:
             extra = 3  # widened: two sign extensions and the add beside the multiply

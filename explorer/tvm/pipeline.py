@@ -123,7 +123,7 @@ def _gpu_schedule(ctx: PipelineContext) -> list:
     # Matmul rule tensorizes int8 with wmma fragments that TVM 0.27 then fails to lower (fragment_info_)
     # DepthwiseReduction: DLight's Matmul rule pads a depthwise convolution's one column and window to 16
     # On ROCm, float8 is legalized to integer arithmetic as on CPUs (no float8 type in TVM's AMDGPU code
-    # generator), which cannot be vectorized either
+    # generator), whose rounding to float8 cannot be vectorized either
     scalar = [scalar_float8_loops] if ctx.lowering == "rocm" and ctx.strategy.precision == "fp8" else []
     return [dl.ApplyDefaultSchedule(RoutedMatmul(), TensorCoreMatmul(), DecodeGEMV(), Int8Reduction(), DepthwiseReduction(), dl.gpu.Matmul(),
                                     dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback()), *scalar]
