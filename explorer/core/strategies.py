@@ -140,6 +140,8 @@ register(Strategy("int8", precision="int8"))
 register(Strategy("fused-int8", fusion="tvm", precision="int8"))
 # channels-last int8: on VNNI the convolutions then read their input without a transposing copy
 register(Strategy("fused-nhwc-int8", fusion="tvm", layout="nhwc", precision="int8"))
+# channels-last bf16: on AVX512-BF16 the convolutions then read their input without a transposing copy
+register(Strategy("fused-nhwc-bf16", fusion="tvm", layout="nhwc", precision="bf16"))
 # W8A8 in float8 E4M3 with static scales: what Hopper and Blackwell servers run in fp8 (not in ``all``)
 register(Strategy("fused-fp8", fusion="tvm", precision="fp8"))
 # Weight-only: what decode at small batch, bound by streaming its weights, is built with. Unfused, the

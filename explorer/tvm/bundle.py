@@ -154,14 +154,12 @@ def build_library(req: LibraryRequest) -> dict:
     """Compile ``req``'s variant and export it to ``req.out``; a dict of what was built (plain data)."""
     from explorer.tvm.compile import lower_tir, vm_lower
     from explorer.tvm.frontend import imported
-    from explorer.tvm.passes.vnni import has_vnni
-    from explorer.tvm.pipeline import PipelineContext, schedules_by_tuning, strategy_passes
+    from explorer.tvm.pipeline import PipelineContext, dot_instructions, schedules_by_tuning, strategy_passes
 
     start = time.perf_counter()
     cuda = req.lowering == "cuda"
     target = tvm.target.Target(cuda_target(req.arch) if cuda else dict(GENERIC_X86_64))
-    ctx = PipelineContext(req.strategy, req.lowering, req.act_scales,
-                          vnni=req.lowering == "generic" and has_vnni(target))
+    ctx = PipelineContext(req.strategy, req.lowering, req.act_scales, **dot_instructions(req.lowering, target))
     sparsity = getattr(req.strategy, "sparsity", "none")  # the weights a sparsity strategy prunes, as a sweep does
     mod = imported(req.model_path, req.model_sha256) if sparsity == "none" else \
         imported(req.model_path, req.model_sha256, sparsity)

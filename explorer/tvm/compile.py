@@ -19,8 +19,7 @@ from explorer.tvm import tir_pipeline
 from explorer.tvm.frontend import devices as shard_devices
 from explorer.tvm.frontend import imported, weight_params
 from explorer.tvm.passes.pruning import density
-from explorer.tvm.passes.vnni import has_vnni
-from explorer.tvm.pipeline import PipelineContext, schedules_by_tuning, strategy_passes
+from explorer.tvm.pipeline import PipelineContext, dot_instructions, schedules_by_tuning, strategy_passes
 from explorer.tvm.relax_ir import bindings, name_of, sinfo_tensors
 from explorer.workload.layers import repeat_layer
 from explorer.workload.table import CallSite, Tensor
@@ -235,8 +234,7 @@ def compile_variant(path: str, sha256: str, strategy: Strategy, lowering: str, t
     mod = imported(path, sha256, strategy.sparsity)
     weights, repeats = weight_params(path, sha256)
     tvm_target = tvm.target.Target(target)
-    ctx = PipelineContext(strategy, lowering, act_scales, vnni=lowering == "generic" and has_vnni(tvm_target),
-                          weights=weights)
+    ctx = PipelineContext(strategy, lowering, act_scales, **dot_instructions(lowering, tvm_target), weights=weights)
     with tvm_target:
         mod = strategy_passes(ctx)(mod)
     outcome = None

@@ -9,7 +9,9 @@ choice on every axis, and :func:`strategy_passes` composes them in a fixed order
 2. ``PRECISION`` (before layout: ToMixedPrecision needs the ops BatchNorm folding left behind);
 3. ``LAYOUT``;
    then, where the target has VNNI, int8 conv2d/matmul become the u8 x s8 kernels of
-   :mod:`explorer.tvm.passes.vnni` (after layout, so they are made in the layout chosen);
+   :mod:`explorer.tvm.passes.vnni`, and where it has AVX512-BF16, a bf16 build's become the
+   ``VDPBF16PS`` kernels of :mod:`explorer.tvm.passes.bf16_dot` (after layout, so they are made in the
+   layout chosen);
 4. ``LEGALIZE``: on GPUs, a fused strategy's attention becomes one split-KV kernel and a merge
    (:mod:`explorer.tvm.passes.fused_attention`); on CPUs, constant float weights packed a vector of output channels at a time
    (:mod:`explorer.tvm.passes.packed_weights`); decomposition of the remaining inference-mode ops,
@@ -37,6 +39,7 @@ from tvm.s_tir import dlight as dl
 from tvm.s_tir.dlight.base import ScheduleRule
 
 from explorer.core.strategies import WEIGHT_ONLY, Strategy
+from explorer.tvm.passes.bf16_dot import bf16_dot_kernels, has_avx512_bf16
 from explorer.tvm.passes.constant_layouts import fold_constant_layouts
 from explorer.tvm.passes.experts import routed_experts
 from explorer.tvm.passes.fast_math import fast_math
@@ -48,11 +51,12 @@ from explorer.tvm.passes.operator_rewrites import bound_kernels_as_operators, cl
 from explorer.tvm.passes.packed_weights import packed_float_weights
 from explorer.tvm.passes.precision import half_activation_matmuls, precision_pass
 from explorer.tvm.passes.scalar_float8 import scalar_float8_loops
-from explorer.tvm.passes.vnni import vnni_int8_kernels
+from explorer.tvm.passes.vnni import has_vnni, vnni_int8_kernels
 from explorer.tvm.passes.weight_only import fuse_dequantize_matmul, weight_only_pass
 from explorer.tvm.passes.weight_params import fold_weight_params
 from explorer.tvm.schedules.decode_gemv import DecodeGEMV
 from explorer.tvm.schedules.depthwise_reduction import DepthwiseReduction
+from explorer.tvm.schedules.dot_reduction import DotReduction
 from explorer.tvm.schedules.inline_elementwise import InlineElementwise
 from explorer.tvm.schedules.int8_reduction import Int8Reduction
 from explorer.tvm.schedules.parallel_elementwise import ParallelElementwise
@@ -60,7 +64,6 @@ from explorer.tvm.schedules.routed_matmul import RoutedMatmul
 from explorer.tvm.schedules.single_row_reduction import SingleRowReduction
 from explorer.tvm.schedules.tensor_core_matmul import TensorCoreMatmul
 from explorer.tvm.schedules.tiled_reduction import TiledReduction
-from explorer.tvm.schedules.vnni_reduction import VnniReduction
 
 
 @dataclasses.dataclass
@@ -71,6 +74,7 @@ class PipelineContext:
     lowering: str                                   # "generic" or "cuda"
     act_scales: tuple[float, ...] | None = None     # calibrated activation scales (int8)
     vnni: bool = False                              # the llvm target has VPDPBUSD (see explorer.tvm.passes.vnni)
+    bf16_dot: bool = False                          # ... and VDPBF16PS (see explorer.tvm.passes.bf16_dot)
     groups: dict = dataclasses.field(default_factory=dict)  # fusion groups, filled by FuseOps' recorder
     weights: frozenset[str] = frozenset()           # parameters of main that are weights (a config's decoder)
 
@@ -112,8 +116,17 @@ def splits_k(ctx: PipelineContext) -> bool:
     return ctx.strategy.fusion == "tvm" and ctx.strategy.precision not in WEIGHT_ONLY
 
 
-def _int8_kernels(ctx: PipelineContext) -> list:
-    return [vnni_int8_kernels()] if ctx.vnni else []  # its constants are folded after LegalizeOps
+def dot_instructions(lowering: str, target: tvm.target.Target) -> dict[str, bool]:
+    """The :class:`PipelineContext` flags of the dot-product instructions a lowering for ``target`` uses."""
+    cpu = lowering == "generic"
+    return {"vnni": cpu and has_vnni(target), "bf16_dot": cpu and has_avx512_bf16(target)}
+
+
+def _dot_kernels(ctx: PipelineContext) -> list:
+    # their constants are folded after LegalizeOps. A weight-only bf16 build keeps its matmuls for
+    # quantization after legalization
+    return [*([vnni_int8_kernels()] if ctx.vnni else []),
+            *([bf16_dot_kernels()] if ctx.bf16_dot and ctx.strategy.precision == "bf16" else [])]
 
 
 def _gpu_schedule(ctx: PipelineContext) -> list:
@@ -200,7 +213,7 @@ def cpu_default_rules() -> list[ScheduleRule]:
     :mod:`explorer.tvm.schedules` (one-row reductions before DLight's, which recomputes them per
     element), DLight's CPU row reductions, and :class:`InlineElementwise`
     for what none of them takes."""
-    return [VnniReduction(), TiledReduction(), SingleRowReduction(), dl.cpu.Reduction(), ParallelElementwise(),
+    return [DotReduction(), TiledReduction(), SingleRowReduction(), dl.cpu.Reduction(), ParallelElementwise(),
             InlineElementwise()]
 
 
@@ -240,7 +253,7 @@ def strategy_passes(ctx: PipelineContext, schedule: bool = True) -> tvm.transfor
     module docstring; ``schedule=False`` stops before scheduling (what tuning-task extraction reads)."""
     s = ctx.strategy
     passes = [*_prepare(ctx), *lookup(PRECISION, "precision", s.precision)(ctx),
-              *lookup(LAYOUT, "layout", s.layout)(ctx), *_int8_kernels(ctx), *_legalize(ctx),
+              *lookup(LAYOUT, "layout", s.layout)(ctx), *_dot_kernels(ctx), *_legalize(ctx),
               *lookup(PRECISION_AFTER_LEGALIZE, "precision", s.precision)(ctx),
               *lookup(FUSION, "fusion", s.fusion)(ctx), relax.transform.DeadCodeElimination()]
     if schedule and not schedules_by_tuning(ctx):

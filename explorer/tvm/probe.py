@@ -13,6 +13,7 @@ def probe() -> dict:
     from tvm.target import codegen
 
     from explorer.tvm.llvm_host import host_llvm_cpu
+    from explorer.tvm.passes.bf16_dot import has_avx512_bf16
     from explorer.tvm.passes.vnni import has_vnni
 
     cpu = host_llvm_cpu()
@@ -26,7 +27,9 @@ def probe() -> dict:
         "cpu_features": {f: f in features for f in CPU_FEATURES},
         "int8_kernels": ("u8 x s8 on VPDPBUSD (dot_16x4_vnni) for conv2d and matmul; s8 x s8 vector code for "
                          "depthwise ones" if has_vnni(host) else "s8 x s8 vector code (no avx512vnni)"),
-        "bf16_kernels": "bf16 operands widened to fp32 for fp32 FMAs (no VDPBF16PS tensor intrinsic)",
+        "bf16_kernels": ("bf16 x bf16 into fp32 on VDPBF16PS (explorer_dpbf16ps_16x2) for conv2d and matmul; "
+                         "bf16 operands widened for fp32 FMAs elsewhere" if has_avx512_bf16(host)
+                         else "bf16 operands widened to fp32 for fp32 FMAs (no avx512bf16)"),
         "tvm_default_threads": int(tvm.runtime.num_threads()),
         "codegen": {kind: tvm.get_global_func(f"target.build.{kind}", allow_missing=True) is not None
                     for kind in ("llvm", "cuda", "rocm", "opencl", "metal", "webgpu", "vulkan")},

@@ -59,7 +59,7 @@ def test_the_tile_on_the_stack_computes_what_numpy_does():
 
 
 def test_a_global_buffer_of_1_kib_is_a_workspace_allocation_under_tvms_pipeline_and_a_stack_one_under_ours():
-    mod = _local_copy(256, "global")  # VnniReduction's tile: 8 rows x 2 blocks of 16 int32, 1 KiB
+    mod = _local_copy(256, "global")  # DotReduction's tile: 8 rows x 2 blocks of 16 int32, 1 KiB
     assert "TVMBackendAllocWorkspace" in _llvm_ir(mod, "default")
     assert "TVMBackendAllocWorkspace" not in _llvm_ir(mod, tir_pipeline.register())
 
@@ -73,6 +73,6 @@ def test_a_local_buffer_over_the_limit_stays_on_the_workspace():
 def test_stack_bytes_counts_local_and_global_buffers_of_constant_shape_only():
     assert stack_bytes(tirx.decl_buffer((8, 3), "float32x16", scope="local")) == 8 * 3 * 64
     assert stack_bytes(tirx.decl_buffer((8, 48), "float32", scope="local")) == 1536
-    assert stack_bytes(tirx.decl_buffer((8, 2, 16), "int32")) == 1024  # VnniReduction's tile: global scope
+    assert stack_bytes(tirx.decl_buffer((8, 2, 16), "int32")) == 1024  # DotReduction's tile: global scope
     assert stack_bytes(tirx.decl_buffer((8, 48), "float32", scope="shared")) is None
     assert stack_bytes(tirx.decl_buffer((tirx.Var("n", "int32"), 4), "float32", scope="local")) is None

@@ -25,7 +25,7 @@ from tvm.ir.expr import Constant
 from explorer.tvm.passes.rewriting import rewritten
 from explorer.tvm.schedules.common import largest_divisor, vector_lanes
 
-#: Dtypes whose weights are packed (integer kernels have their own layouts: see explorer.tvm.passes.vnni).
+#: Dtypes whose weights are packed (integer kernels have their own layouts: see explorer.tvm.passes.dot_kernels).
 FLOAT_DTYPES = ("float32", "float16", "bfloat16")
 
 

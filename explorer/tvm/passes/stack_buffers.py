@@ -5,7 +5,7 @@ and it is under 1 KiB (``kMaxStackAlloca``); every ``local`` buffer, and every `
 more, becomes a call to ``TVMBackendAllocWorkspace`` and one to ``TVMBackendFreeWorkspace``. The register
 tiles of the default schedules are such buffers, allocated once per parallel task: the ``local`` tile of
 :class:`explorer.tvm.schedules.tiled_reduction.TiledReduction` (24 fp32 vectors, 1.5 KiB) and the
-``global`` one of :class:`explorer.tvm.schedules.vnni_reduction.VnniReduction` (8 rows x 2 blocks of 16
+``global`` one of :class:`explorer.tvm.schedules.dot_reduction.DotReduction` (8 rows x 2 blocks of 16
 int32, exactly 1 KiB). Each task of mobilenetv2's 1x1 convolution from 16 to 96 channels at 112x112 called
 the allocator, cleared its 24 accumulators with ``memset``, loaded them into registers, stored them back
 after the reduction and loaded them again for the epilogue: the kernel took 392 us where the same loops

@@ -11,8 +11,9 @@ CPU:
 
 - :mod:`~explorer.tvm.schedules.tiled_reduction`: a kernel whose work is one reduction block (conv2d
   in NCHW or NHWC, depthwise and pointwise convolutions, matmul, dense, batch matmul);
-- :mod:`~explorer.tvm.schedules.vnni_reduction`: the int8 kernels of :mod:`explorer.tvm.passes.vnni`,
-  tensorized with ``dot_16x4_vnni``;
+- :mod:`~explorer.tvm.schedules.dot_reduction`: the dot-product kernels of
+  :mod:`explorer.tvm.passes.dot_kernels`, tensorized with ``dot_16x4_vnni`` (int8) or
+  ``explorer_dpbf16ps_16x2`` (bf16);
 - :mod:`~explorer.tvm.schedules.single_row_reduction`: a norm or softmax over one row;
 - :mod:`~explorer.tvm.schedules.parallel_elementwise`: a kernel of injective blocks only;
 - :mod:`~explorer.tvm.schedules.inline_elementwise`: what no other rule takes.

@@ -36,8 +36,12 @@ LLVM_CALLS = {"call_llvm_pure_intrin", "call_llvm_intrin"}
 USEFUL_MACS_ATTR = "explorer.useful_macs"
 #: ``tirx.ForKind`` values by name.
 FOR_KINDS = {0: "serial", 1: "parallel", 2: "vectorized", 3: "unrolled", 4: "thread_binding"}
-#: LLVM intrinsics that are dot-product instructions: (operand dtype, MACs per call).
-TENSOR_INTRINSICS = {"llvm.x86.avx512.vpdpbusd.512": ("int8", 64)}
+#: LLVM intrinsics, and the explorer's external functions wrapping one, that are dot-product
+#: instructions: (operand dtype, MACs per call). ``explorer_dpbf16ps_512``: VDPBF16PS
+#: (:mod:`explorer.tvm.passes.bf16_dot`), called through ``call_pure_extern``.
+TENSOR_INTRINSICS = {"llvm.x86.avx512.vpdpbusd.512": ("int8", 64), "explorer_dpbf16ps_512": ("bfloat16", 32)}
+#: The calls whose first argument names an external function.
+EXTERN_CALLS = {"call_pure_extern", "call_extern"}
 #: LLVM intrinsics that are matrix-core instructions of a whole wavefront: (operand dtype, MACs of one
 #: instruction, lanes that issue it together). CDNA 3's MFMA (explorer.tvm.schedules.mfma_intrinsics).
 MATRIX_INTRINSICS = {
@@ -106,4 +110,4 @@ def llvm_intrinsic(arg) -> str:
         return ""
     from tvm.target import codegen
 
-    return next((n for n in (*TENSOR_INTRINSICS, *MATRIX_INTRINSICS) if int(codegen.llvm_lookup_intrinsic_id(n)) == ident), "")
+    return next((n for n in (*TENSOR_INTRINSICS, *MATRIX_INTRINSICS) if n.startswith("llvm.") and int(codegen.llvm_lookup_intrinsic_id(n)) == ident), "")

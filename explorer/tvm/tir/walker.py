@@ -50,6 +50,7 @@ from explorer.tvm.tir.buffers import Buffers
 from explorer.tvm.tir.expr import (
     BINARY_KIND,
     CHEAP_CALLS,
+    EXTERN_CALLS,
     FOR_KINDS,
     LLVM_CALLS,
     MATRIX_INTRINSICS,
@@ -335,7 +336,8 @@ class _Walker:
         if hasattr(e.op, "name") and str(e.op.name) in PTX_MMA_CALLS:
             self._ptx_mma(str(e.op.name), e.args, w)
             return
-        intrinsic = llvm_intrinsic(e.args[0]) if name in LLVM_CALLS else ""
+        intrinsic = (llvm_intrinsic(e.args[0]) if name in LLVM_CALLS else
+                     str(e.args[0].value) if name in EXTERN_CALLS and type(e.args[0]).__name__ == "StringImm" else "")
         if intrinsic in TENSOR_INTRINSICS:
             operand, macs = TENSOR_INTRINSICS[intrinsic]
             self.ops[("mac", operand)] += w * macs

@@ -74,11 +74,10 @@ def tune_prepared(model_path: str, sha256: str, strategy, trials: int, records: 
     from explorer.tvm.codegen import llvm_target
     from explorer.tvm.frontend import imported
     from explorer.tvm.llvm_host import host_llvm_cpu
-    from explorer.tvm.passes.vnni import has_vnni
-    from explorer.tvm.pipeline import PipelineContext, strategy_passes
+    from explorer.tvm.pipeline import PipelineContext, dot_instructions, strategy_passes
 
     target = llvm_target(host_llvm_cpu())
     with tvm.target.Target(target):
-        ctx = PipelineContext(strategy, "generic", act_scales, vnni=has_vnni(tvm.target.Target(target)))
+        ctx = PipelineContext(strategy, "generic", act_scales, **dot_instructions("generic", tvm.target.Target(target)))
         mod = strategy_passes(ctx, schedule=False)(imported(model_path, sha256))
     return tune(kernel_tasks(mod, target), trials, records_dir(target, records), progress, builder, search)

@@ -1,5 +1,5 @@
-"""The CPU's schedule of an int8 kernel of :mod:`explorer.tvm.passes.vnni`: ``VPDPBUSD`` tensorized over
-a register tile of output rows and blocks of 16 channels."""
+"""The CPU's schedule of a dot-product kernel of :mod:`explorer.tvm.passes.dot_kernels` (``VPDPBUSD`` for
+int8, ``VDPBF16PS`` for bf16) tensorized over a register tile of output rows and blocks of 16 channels."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import ScheduleRule
 from tvm.s_tir.dlight.base.common_schedules import try_inline
 
-from explorer.tvm.passes.vnni import LANES, VNNI_BLOCK, register_vnni_intrinsic
+from explorer.tvm.passes.bf16_dot import BF16_DOT, register_bf16_intrinsic
+from explorer.tvm.passes.dot_kernels import DOT_BLOCK, LANES
+from explorer.tvm.passes.vnni import VNNI, register_vnni_intrinsic
 from explorer.tvm.schedules.common import (
     MIN_PARALLEL_ELEMENTS,
     is_cpu,
@@ -20,20 +22,25 @@ from explorer.tvm.schedules.common import (
 from explorer.tvm.schedules.tiling import TILE_ROWS
 
 #: Blocks of 16 output channels that one broadcast activation feeds, tried largest first.
-VNNI_BLOCKS = (2, 1)
+CHANNEL_BLOCKS = (2, 1)
+#: Each instruction by its tensor intrinsic's name, with the function that registers the intrinsic.
+INSTRUCTIONS = {VNNI.intrinsic: (VNNI, register_vnni_intrinsic), BF16_DOT.intrinsic: (BF16_DOT, register_bf16_intrinsic)}
 
 
-class VnniReduction(ScheduleRule):
-    """An int8 kernel of :mod:`explorer.tvm.passes.vnni`, tensorized with ``dot_16x4_vnni``.
+class DotReduction(ScheduleRule):
+    """A kernel of :mod:`explorer.tvm.passes.dot_kernels`, tensorized with the intrinsic its accumulator
+    block names (:data:`~explorer.tvm.passes.dot_kernels.DOT_BLOCK`).
 
     The accumulator block's loops are ``s... / rows / block / lane`` (spatial; ``lane`` the 16 output
-    channels of one instruction) and ``r... / group`` (reduction; ``group`` its 4 bytes). ``rows``
+    channels of one instruction) and ``r... / group`` (reduction; ``group`` its 4 bytes or 2 bf16). ``rows``
     (output pixels or matmul rows) is split into a register tile of :data:`TILE_ROWS` and ``block``
-    into :data:`VNNI_BLOCKS` blocks of 16 channels, so each weight load feeds ``rows`` instructions
+    into :data:`CHANNEL_BLOCKS` blocks of 16 channels, so each weight load feeds ``rows`` instructions
     and each broadcast activation ``blocks`` of them. Loop order: ``parallel(outer) / r... /
     blocks / rows / [lane x group: VPDPBUSD]``, accumulators in a local tile initialised before the
     reduction, the epilogue (shift correction, dequantization, fused element-wise work) applied to
-    the tile after it; the padded channels-last copy of the input is a parallel stage of its own.
+    the tile after it; the padded channels-last copy of the input is a parallel stage of its own. An
+    instruction whose implementation calls LLVM IR of its own (bf16) has it linked into the kernel
+    (``pragma_import_llvm`` on the parallel loop).
     """
 
     def apply(self, func, target, _):
@@ -43,11 +50,11 @@ class VnniReduction(ScheduleRule):
         infos = normalize_prim_func(sch)
         if infos is None:
             return None
-        acc = [b for b in infos if VNNI_BLOCK in sch.get(b.block_rv).annotations]
-        if len(acc) != 1:
+        acc = [b for b in infos if DOT_BLOCK in sch.get(b.block_rv).annotations]
+        if len(acc) != 1 or str(sch.get(acc[0].block_rv).annotations[DOT_BLOCK]) not in INSTRUCTIONS:
             return None
         acc = acc[0]
-        pads = [b for b in infos if sch.get(b.block_rv).name_hint == "vnni_pad"]
+        pads = [b for b in infos if sch.get(b.block_rv).name_hint == "dot_pad"]
         remaining = try_inline(sch, [b for b in infos if b is not acc and b not in pads])
         epilogues = [b for b in remaining if b is not acc]
         if len(epilogues) != 1 or not epilogues[0].is_injective():
@@ -62,6 +69,7 @@ class VnniReduction(ScheduleRule):
 
     def _schedule(self, sch, acc, epilogue, target):
         block = acc.block_rv
+        instruction, register = INSTRUCTIONS[str(sch.get(block).annotations[DOT_BLOCK])]
         kinds = acc.dom_kind()
         n_spatial = len(kinds) - len(kinds.lstrip("S"))
         loops = sch.get_loops(block)
@@ -75,11 +83,11 @@ class VnniReduction(ScheduleRule):
             if len(region) >= -dim and isinstance(region[dim].min, tirx.Var) and region[dim].min in iters:
                 role[name] = spatial[iters.index(region[dim].min)]
         if "lane" not in role or len(reduce) < 2 or loop_extent(sch, role["lane"]) != LANES:
-            raise ValueError("not a VNNI accumulator")
+            raise ValueError("not a dot-product accumulator")
         lane = role["lane"]
         outer = [loop for loop in spatial if all(not sch.get(loop).same_as(sch.get(r)) for r in role.values())]
         row_tile, block_tile = [], []
-        for name, sizes, tile in (("rows", TILE_ROWS, row_tile), ("block", VNNI_BLOCKS, block_tile)):
+        for name, sizes, tile in (("rows", TILE_ROWS, row_tile), ("block", CHANNEL_BLOCKS, block_tile)):
             if name in role:
                 size = next((r for r in sizes if (loop_extent(sch, role[name]) or 0) % r == 0), 1)
                 lo, hi = sch.split(role[name], factors=[None, size])
@@ -97,7 +105,9 @@ class VnniReduction(ScheduleRule):
         sch.reverse_compute_at(epilogue, fused, preserve_unit_loops=True)
         init = sch.decompose_reduction(block, reduce[0])
         sch.vectorize(sch.get_loops(init)[-1])
-        sch.tensorize(lane, register_vnni_intrinsic())
+        sch.tensorize(lane, register())
+        if instruction.llvm_ir:
+            sch.annotate(fused, "pragma_import_llvm", instruction.llvm_ir)
         for loop in (*row_tile, *block_tile):
             sch.unroll(loop)
         vectorize_innermost(sch, epilogue, vector_lanes(target, 32))
