@@ -1,7 +1,9 @@
 """The explorer's CPU builds against onnxruntime on this machine, in one run, per precision.
 
 For each model, sweeps on the ``cpu`` target the untuned builds of each precision in both layouts
-(``fused`` and ``fused-nhwc`` in fp32; ``fused-int8`` and ``fused-nhwc-int8``), and with
+(``fused`` and ``fused-nhwc`` in fp32; ``fused-int8`` and ``fused-nhwc-int8``; ``fused-bf16`` and
+``fused-nhwc-bf16``, which onnxruntime's CPU provider has no fast build of, so the best bf16 build is
+set beside onnxruntime's fp32 and the best fp32 build), and with
 ``--trials N`` also both precisions tuned with that budget from the records in ``--records``
 (empty records: tuning from scratch, slow on 2 cores; the tuning time is printed). Both runtimes
 use the threads of the ``cpu`` target. Prints the median latency of the untuned ``fused`` builds,
@@ -85,6 +87,7 @@ def main() -> int:
     args = p.parse_args()
     fp32 = ["fused", "fused-nhwc"]
     int8 = ["fused-int8", "fused-nhwc-int8"]
+    bf16 = ["fused-bf16", "fused-nhwc-bf16"]
     if args.trials:
         fp32.append(Strategy("fused-tuned-bench", fusion="tvm", tuning=f"metaschedule:{args.trials}"))
         int8.append(Strategy("fused-int8-tuned-bench", fusion="tvm", precision="int8",
@@ -92,17 +95,18 @@ def main() -> int:
     rows = []
     for model in args.models.split(","):
         start = time.perf_counter()
-        result = run_sweep([model], targets=["cpu"], strategies=fp32 + int8, tuning_records=args.records,
+        result = run_sweep([model], targets=["cpu"], strategies=fp32 + int8 + bf16, tuning_records=args.records,
                            progress=False)
         v = result.variants.set_index("strategy")
         failed = list(v.index[v["measured_latency_s"].isna()])
         if failed:
             raise SystemExit(f"{model}: {', '.join(failed)} did not run: {v.loc[failed, 'status'].tolist()}")
-        times, ort_fp32, ort_int8 = paired_latencies_ms(model, fp32 + int8, args.rounds)
+        times, ort_fp32, ort_int8 = paired_latencies_ms(model, fp32 + int8 + bf16, args.rounds)
         ms = pd.Series(times)
         exact = v[v.precision == "fp32"]  # int8 rows have no tolerance: their error is quantization's
         best_fp32 = ms[[s if isinstance(s, str) else s.name for s in fp32]].idxmin()
         best_int8 = ms[[s if isinstance(s, str) else s.name for s in int8]].idxmin()
+        best_bf16 = ms[bf16].idxmin()
         row = {"model": model, "ort fp32 ms": ort_fp32, "untuned fp32 ms": ms["fused"],
                "untuned / ort": ms["fused"] / ort_fp32}
         if args.trials:
@@ -114,7 +118,9 @@ def main() -> int:
             row.update({"tuned int8 ms": ms["fused-int8-tuned-bench"],
                         "tuned int8 / ort int8": ms["fused-int8-tuned-bench"] / ort_int8})
         row.update({"best int8": best_int8, "best int8 / ort int8": ms[best_int8] / ort_int8,
-                    "int8 / fp32 (best)": ms[best_int8] / ms[best_fp32], "threads": v.loc["fused", "tvm_threads"],
+                    "int8 / fp32 (best)": ms[best_int8] / ms[best_fp32], "best bf16": best_bf16,
+                    "best bf16 ms": ms[best_bf16], "best bf16 / ort fp32": ms[best_bf16] / ort_fp32,
+                    "bf16 / fp32 (best)": ms[best_bf16] / ms[best_fp32], "threads": v.loc["fused", "tvm_threads"],
                     "fp32 outputs match": f"{int(exact.within_tolerance.sum())} of {len(exact)}"})
         if args.trials:
             row.update({"trials": f"{args.trials} per strategy", "tuning s": result.phases_s.get("compile", 0.0)})

@@ -16,6 +16,9 @@ TVM's own timer, the way the explorer's builds run:
   bounds it, ``lanes x 32 / cycles`` is the bits of widened result the core's ``convert`` pipes give a
   cycle; float8 E4M3, which LLVM decodes with integer bit operations, gives ``float8_widen_cycles``
   (cycles per FMA, each widening one broadcast weight).
+* **Dot products**: ``VPDPBUSD`` (64 int8 MACs) and ``VDPBF16PS`` (32 bf16 MACs) over 12 independent
+  accumulators, called as the explorer's tensor intrinsics call them: cycles per instruction, MACs and
+  operand bits per cycle (the ``dot`` pipes).
 * **Conversions**: a vector of fp32 (or int8) rounded into fp16 and stored, beside an fp32 copy (the
   stores' share), cycles per vector at 8 and 16 lanes.
 * **special_cycles**: cycles per element of ``exp`` over a vectorized loop (LLVM calls libm per element).
@@ -125,6 +128,44 @@ def widened_fma_seconds(dtype: str, lanes: int, mcpu: str, chains: int = 8, iter
     lib = _build(kernel, mcpu)
     inputs = [_typed(np.zeros(iters * chains), dtype), _typed(np.zeros(iters * lanes), dtype)]
     return _seconds(lib, *inputs, _tensor(np.zeros(n, "float32")), number=20) / (iters * chains)
+
+
+def dot_seconds(instruction: str, mcpu: str, chains: int = CHAINS, iters: int = 20_000) -> float:
+    """Seconds per dot-product instruction (``vnni``: VPDPBUSD, 64 int8 MACs; ``bf16``: VDPBF16PS, 32 bf16
+    MACs) over ``chains`` independent accumulators of 16 lanes, called as the explorer's tensor
+    intrinsics call them, on one thread."""
+    from tvm.script import tirx as T
+
+    from explorer.tvm.passes.bf16_dot import EXTERN, LLVM_IR
+
+    acc_dtype = "int32" if instruction == "vnni" else "float32"
+    operand = "int8x64" if instruction == "vnni" else "uint16x32"
+    n = 16 * chains
+
+    def dot(acc, a, b):
+        if instruction == "vnni":
+            return T.call_llvm_pure_intrin("int32x16", "llvm.x86.avx512.vpdpbusd.512", acc,
+                                           T.reinterpret("uint8x64", a), b)
+        return T.call_pure_extern("float32x16", EXTERN, acc, a, b)
+
+    @T.prim_func
+    def kernel(A: T.Buffer((64,), "int32"), B: T.Buffer((chains * 64,), operand.split("x")[0]),
+               C: T.Buffer((n,), acc_dtype)):
+        T.func_attr({"tirx.noalias": True})
+        acc = T.alloc_buffer((n,), acc_dtype, scope="local")
+        for k in T.unroll(chains):
+            acc[T.ramp(k * 16, 1, 16)] = C[T.ramp(k * 16, 1, 16)]
+        for i in T.serial(iters, annotations={"pragma_import_llvm": LLVM_IR}):
+            for k in T.unroll(chains):
+                acc[T.ramp(k * 16, 1, 16)] = dot(acc[T.ramp(k * 16, 1, 16)], T.broadcast(A[i % 64], 16),
+                                                 B[T.ramp(k * 64, 1, int(operand.split("x")[1]))])
+        for k in T.unroll(chains):
+            C[T.ramp(k * 16, 1, 16)] = acc[T.ramp(k * 16, 1, 16)]
+
+    lib = _build(kernel, mcpu)
+    args = [_tensor(np.zeros(64, "int32")), _tensor(np.zeros(chains * 64, operand.split("x")[0])),
+            _tensor(np.zeros(n, acc_dtype))]
+    return _seconds(lib, *args, number=20) / (iters * chains)
 
 
 def conversion_seconds(src: str, dst: str, lanes: int, mcpu: str, n: int = 4096, passes: int = 200) -> float:
@@ -290,6 +331,13 @@ def main() -> None:
             cycles = widened_fma_seconds(dtype, lanes, mcpu) * clock
             print(f"{dtype} widened FMA, {lanes:2d} lanes {cycles:6.2f} cycles per FMA (fp32 {plain:.2f})"
                   f" = {lanes * 32 / cycles:4.0f} widened bits/cycle")
+    for instruction, macs in (("vnni", 64), ("bf16", 32)):
+        try:
+            cycles = dot_seconds(instruction, mcpu) * clock
+            print(f"{instruction:4s} dot product, {CHAINS} chains {cycles:6.2f} cycles per instruction"
+                  f" = {macs / cycles:5.1f} MACs/cycle = {macs * (8 if instruction == 'vnni' else 16) / cycles:4.0f} operand bits/cycle")
+        except Exception as err:
+            print(f"{instruction} dot product: not measured: {str(err).splitlines()[0][:80]}")
     for lanes in (8, 16):
         copy = conversion_seconds("float32", "float32", lanes, mcpu) * clock
         for src in ("float32", "int8"):
