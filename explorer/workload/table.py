@@ -311,15 +311,20 @@ def with_row_load(workload: pd.DataFrame, load: reuse.RowLoad | None) -> pd.Data
 
 
 def tensorized_note(workload: pd.DataFrame) -> str:
-    """What share of an integer variant's MACs dot-product instructions or tensor cores do, as the sweep
-    log says it (``""`` for a variant without integer MACs)."""
-    int_cols = [c for c in workload.columns if c in ("op_mac_int8", "op_mac_uint8")]
-    if workload.empty or not int_cols:
-        return ""
-    int_macs = workload[int_cols].to_numpy().sum()
-    if int_macs == 0:
+    """What share of a variant's int8 and bf16 MACs dot-product instructions or tensor cores do, as the
+    sweep log says it (``""`` for a variant with neither)."""
+    if workload.empty:
         return ""
     tensorized = workload["tensorized_macs"] if "tensorized_macs" in workload else pd.Series(0.0, workload.index)
-    kernels = int((workload[int_cols].sum(axis=1) > 0).sum())
-    share = float(tensorized.sum()) / float(int_macs)
-    return f"int8 MACs {share:.0%} tensorized ({int((tensorized > 0).sum())} of {kernels} int8 kernels)"
+    notes = []
+    for label, cols in (("int8", ("op_mac_int8", "op_mac_uint8")), ("bf16", ("op_mac_bfloat16",))):
+        cols = [c for c in workload.columns if c in cols]
+        macs = workload[cols].sum(axis=1) if cols else pd.Series(0.0, workload.index)
+        if float(macs.sum()) == 0:
+            continue
+        # a kernel's tensorized MACs are its own dtype's: a kernel does one precision's MACs
+        share = float(tensorized[macs > 0].sum()) / float(macs.sum())
+        kernels = int((macs > 0).sum())
+        notes.append(f"{label} MACs {share:.0%} tensorized ({int(((tensorized > 0) & (macs > 0)).sum())} of "
+                     f"{kernels} {label} kernels)")
+    return "; ".join(notes)
