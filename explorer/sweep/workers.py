@@ -65,16 +65,30 @@ def default_jobs() -> int:
 _READY = "ready"
 
 
-def _serve(conn, fn: Callable, memory_bytes: int | None = None) -> None:
-    """A slot's process: run ``fn`` on every request received, send back what it returns; under a
-    budget of ``memory_bytes``, a request that runs out of it is ``failed: out of memory``."""
-    from explorer.host.process import filter_stderr
-    from explorer.tvm.worker import warm_up
+def start_failure(err: Exception) -> Failure:
+    """The result of every request to a worker whose start raised ``err`` (an explorer module that fails
+    to import): an internal error, named as one, with the exception's last line."""
+    detail = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+    return Failure(Status(StatusKind.FAILED, f"internal error: the worker could not start: {type(err).__name__}"
+                                             + (f": {detail}" if detail else "")))
 
+
+def _serve(conn, fn: Callable, memory_bytes: int | None = None, warm_up: Callable | None = None) -> None:
+    """A slot's process: run ``warm_up`` (default: import TVM's compiler), then ``fn`` on every request
+    received, and send back what it returns; under a budget of ``memory_bytes``, a request that runs out
+    of it is ``failed: out of memory``."""
+    from explorer.host.process import filter_stderr
+
+    if warm_up is None:
+        from explorer.tvm.worker import warm_up
     filter_stderr()
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    warm_up()
+    broken = None
+    try:
+        warm_up()
+    except Exception as err:  # an import that fails: each request says so, not "the worker crashed"
+        broken = start_failure(err)
     conn.send((_READY, None))  # the time limit counts from here, not from the process's start
     while True:
         try:
@@ -82,7 +96,7 @@ def _serve(conn, fn: Callable, memory_bytes: int | None = None) -> None:
         except EOFError:
             return
         try:
-            result = fn(job[1])
+            result = broken or fn(job[1])
         except MemoryError:
             result = Failure(out_of_memory(memory_bytes or 0))
         if (memory_bytes and isinstance(result, Failure) and result.status.kind is StatusKind.FAILED
@@ -92,10 +106,11 @@ def _serve(conn, fn: Callable, memory_bytes: int | None = None) -> None:
 
 
 class _Slot:
-    def __init__(self, fn: Callable, env: dict[str, str], memory_bytes: int | None = None):
+    def __init__(self, fn: Callable, env: dict[str, str], memory_bytes: int | None = None,
+                 warm_up: Callable | None = None):
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child, fn, memory_bytes), daemon=True)
+        self.process = ctx.Process(target=_serve, args=(child, fn, memory_bytes, warm_up), daemon=True)
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # a spawned process starts with this process's environment
         try:
@@ -126,19 +141,21 @@ class WorkerPool:
     """``jobs`` isolated worker processes running ``fn`` (a picklable, module-level function of one
     request); ``timeout_s`` limits each request (None: no limit); ``env`` is set in the workers'
     environment (e.g. ``TVM_NUM_THREADS``, which TVM's runtime reads once, at start); ``memory_bytes``
-    is each worker's memory budget (None: none)."""
+    is each worker's memory budget (None: none); ``warm_up`` (picklable) runs once as each worker
+    starts (None: import TVM's compiler), and where it raises, every request to that worker fails with
+    the error (:func:`start_failure`)."""
 
     def __init__(self, fn: Callable, jobs: int = 1, timeout_s: float | None = None, env: dict | None = None,
-                 memory_bytes: int | None = None):
+                 memory_bytes: int | None = None, warm_up: Callable | None = None):
         self.fn, self.jobs, self.timeout_s, self.env = fn, max(1, jobs), timeout_s, dict(env or {})
-        self.memory_bytes = memory_bytes
+        self.memory_bytes, self.warm_up = memory_bytes, warm_up
         self.slots: list[_Slot] = []
 
     def start(self) -> None:
         """Start every worker process now, so that they import TVM while this process does other work
         (otherwise each starts with its first request)."""
         while len(self.slots) < self.jobs:
-            self.slots.append(_Slot(self.fn, self.env, self.memory_bytes))
+            self.slots.append(_Slot(self.fn, self.env, self.memory_bytes, self.warm_up))
 
     def map(self, requests: Iterable, on_start: Callable | None = None) -> Iterator[tuple[int, object]]:
         """Run every request; yield ``(index, result)`` as each finishes, in any order. ``on_start``
@@ -149,7 +166,7 @@ class WorkerPool:
             while pending and len(busy) < self.jobs:
                 slot = next((s for s in self.slots if s.job is None), None)
                 if slot is None:
-                    slot = _Slot(self.fn, self.env, self.memory_bytes)
+                    slot = _Slot(self.fn, self.env, self.memory_bytes, self.warm_up)
                     self.slots.append(slot)
                 index, req = pending.popleft()
                 if on_start:

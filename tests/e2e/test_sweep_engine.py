@@ -171,3 +171,24 @@ def test_a_sweep_times_every_kernel_call_of_a_cpu_build(conv_add_relu_onnx):
     # on kernels of microseconds the instrument's own Python callback dominates each call (shares of
     # 1.6-2.0 here): the share is only said, not bounded
     assert (v.kernel_time_share > 0).all()
+
+
+def _import_fails():
+    raise ImportError("cannot import name 'x' from 'explorer.tvm.passes'")
+
+
+def _never_called(request):
+    raise AssertionError("a worker that could not start ran a request")
+
+
+def test_a_worker_that_cannot_start_says_so_as_an_internal_error_not_a_crash():
+    from explorer.sweep.workers import WorkerPool
+
+    pool = WorkerPool(_never_called, jobs=1, warm_up=_import_fails)
+    try:
+        results = dict(pool.map(["a", "b"]))
+    finally:
+        pool.close()
+    assert [r.status.kind.value for r in results.values()] == ["failed", "failed"]
+    assert results[0].status.detail == ("internal error: the worker could not start: ImportError: "
+                                        "cannot import name 'x' from 'explorer.tvm.passes'")
