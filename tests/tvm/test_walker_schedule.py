@@ -105,6 +105,17 @@ def strided_tile(A: T.Buffer((2 * 64 * 16,), "float32"), W: T.Buffer((8 * 64,), 
 
 
 @T.prim_func
+def bf16_dot_tile(A: T.Buffer((4 * 128,), "uint16"), B: T.Buffer((64 * 32,), "uint16"), C: T.Buffer((4 * 16,), "float32")):
+    # a register tile of 4 rows x 16 lanes on VDPBF16PS (explorer.tvm.passes.bf16_dot): each step's
+    # weight vector B[k] serves the 4 rows, each row's activation pair A[i, k] is broadcast once
+    for k in range(64):
+        for i in T.unroll(4):
+            C[T.ramp(i * 16, 1, 16)] = T.call_pure_extern(
+                "float32x16", "explorer_dpbf16ps_512", C[T.ramp(i * 16, 1, 16)],
+                T.broadcast(T.reinterpret("int32", A[T.ramp(i * 128 + k * 2, 1, 2)]), 16), B[T.ramp(k * 32, 1, 32)])
+
+
+@T.prim_func
 def vector_erf(A: T.Buffer((N,), "float32"), B: T.Buffer((N,), "float32")):
     for i in range(N // 16):
         for v in T.vectorized(16):
@@ -142,6 +153,15 @@ def test_a_multiply_add_into_a_wider_accumulator_is_a_wmac_and_its_operands_are_
     # not emulated; with no convert pipes in this file, the 2 widenings per fp32 FMA's worth of lanes on
     # the alu pipes (2 slots each) bound it
     assert k.emulated_elements == 0 and k.cycles == N / 16 * 2
+
+
+def test_a_dot_product_tile_loads_its_weight_vector_once_for_the_rows_that_share_it():
+    walked = tir_analysis.analyse_primfunc(bf16_dot_tile, "k")
+    s = dict(parse_schedule(format_schedule(walked.schedule)))
+    assert walked.tensorized_macs == walked.ops[("mac", "bfloat16")] == 4 * 64 * 32
+    assert s[ScheduleKey("dot", "bfloat16", 32, 1)] == 4 * 64 * 32
+    assert s[ScheduleKey("load", "uint16", 32, 1)] == 64 * 32  # not 4 x 64 x 32
+    assert s[ScheduleKey("load", "uint16", 2, 1)] == 4 * 64 * 2  # one pair per row and step
 
 
 def test_a_register_tile_widens_an_operand_once_for_the_rows_that_share_it():

@@ -13,7 +13,8 @@ Counting rules:
 - the arithmetic of a multiply-add's operand (a weight dequantized inside a matmul) counts once per
   register-tile position it depends on: LLVM unrolls the tile and computes the operand once for the
   accumulators that differ only along loops it does not use, as it loads it once for them. So does
-  the schedule's conversion of an operand widened into the accumulator (not an operation of its own);
+  the schedule's conversion of an operand widened into the accumulator (not an operation of its own),
+  and the load of a dot-product instruction's operand (``VPDPBUSD``'s, ``VDPBF16PS``'s weight vector);
 - a subexpression that a stored value repeats is counted once (what TVM's ``CommonSubexprElim``, which
   runs after the capture, and LLVM leave): inlining an element-wise chain substitutes each producer's
   expression at every use, so an epilogue with a sigmoid's ``fast_exp`` polynomial repeats its input
@@ -145,6 +146,7 @@ class _Walker:
         self.tensorized_macs = 0.0  # MACs done by dot-product instructions and tensor cores
         self.schedule: Counter = Counter()  # ScheduleKey -> operations (or elements accessed)
         self.accumulating = None  # the store of the multiply-add whose operands are being walked
+        self.storing = None  # the store being walked
         self.sharing = 1  # accumulators of the register tile that share the operand being walked
         self.counted: set[int] = set()  # structural hashes of the current statement's counted subexpressions
 
@@ -236,6 +238,7 @@ class _Walker:
 
     def _store(self, s, w: float) -> None:
         self.counted = set()
+        self.storing = s
         for idx in s.indices:
             self.index(idx, w)
         self._access(s.buffer, s.value, w, store=True, indices=s.indices)
@@ -343,8 +346,12 @@ class _Walker:
             self.ops[("mac", operand)] += w * macs
             self.schedule[ScheduleKey("dot", operand, macs * self.nest.vector, self.nest.parallel)] += w * macs
             self.tensorized_macs += w * macs
+            # the register tile around the call shares an operand along the loops its load does not
+            # use, as it shares a multiply-add's: one weight vector for the tile's rows
+            self.accumulating, outer = self.storing, self.accumulating
             for a in e.args[1:]:
                 self.value(a, w)
+            self.accumulating = outer
             return
         if intrinsic in MATRIX_INTRINSICS:
             # a whole wavefront's instruction: the thread extents around it count each of its lanes;
