@@ -121,3 +121,34 @@ def test_a_weight_only_bf16_build_keeps_its_matmuls_for_quantization(matmul_onnx
 
     _, _, wl = _lower_for(matmul_onnx, host_llvm_cpu(), "fused-int8w-bf16")
     assert wl["tensorized_macs"].sum() == 0
+
+
+@pytest.fixture(scope="module")
+def scores_onnx(model_dir):
+    """An attention's scores: s[1,2,16,16] = x[1,2,16,32] @ x^T: 2 x 16 x 16 x 32 = 16384 MACs, no weight."""
+    from onnx import TensorProto, helper
+
+    from tests.conftest import make_model
+
+    m = make_model([helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 1, 3, 2]),
+                    helper.make_node("MatMul", ["x", "xt"], ["s"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 16, 32])],
+                   [helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, 2, 16, 16])])
+    path = model_dir / "scores.onnx"
+    import onnx
+
+    onnx.save(m, path)
+    return path
+
+
+@needs_bf16
+def test_a_matmul_of_two_activations_packs_its_right_operand_and_runs_on_vdpbf16ps(scores_onnx):
+    from explorer.tvm.llvm_host import host_llvm_cpu
+    from explorer.tvm.runtime import run_executable
+
+    model, dot, wl = _lower_for(scores_onnx, host_llvm_cpu())
+    _, widened, _ = _lower_for(scores_onnx, WIDENING_CPU)
+    assert wl["op_mac_bfloat16"].sum() == wl["tensorized_macs"].sum() == 2 * 16 * 16 * 32
+    x = model.sample_inputs(0)["x"]
+    got, want = run_executable(dot.executable, [x])[0], run_executable(widened.executable, [x])[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))

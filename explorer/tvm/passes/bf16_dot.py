@@ -105,6 +105,7 @@ class _Bf16Operands:
     """bf16 x bf16 kernels into fp32 with a constant weight, for :class:`~explorer.tvm.passes.dot_kernels.DotRewriter`."""
 
     instruction = BF16_DOT
+    packs_activations = True  # attention's scores and context: bf16 x bf16 with no constant weight
 
     def takes(self, call, data, weight) -> bool:
         return weight.ty.dtype == "bfloat16" and data.ty.dtype == "bfloat16" and str(call.ty.dtype) == "float32"
@@ -115,7 +116,7 @@ class _Bf16Operands:
     def weight_bits(self, w: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(w).view(np.uint16)
 
-    def finish(self, w: np.ndarray, out_axis: int):
+    def finish(self, w: np.ndarray | None, out_axis: int):
         return [], lambda: (lambda acc, c: acc)
 
 

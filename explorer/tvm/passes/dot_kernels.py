@@ -14,7 +14,9 @@ of 16 fp32 lanes. Their kernels share one shape, built here from a :class:`DotIn
 - the operands are read in the instruction's storage dtype (``uint8``; ``uint16``, the bits of a bf16):
   a convolution reads a padded channels-last copy of its input (``dot_pad``), where ``g`` consecutive
   input channels are the instruction's group, and a matmul whose input needs padding or
-  reinterpreting reads such a copy too.
+  reinterpreting reads such a copy too;
+- a matmul whose right operand is an activation (attention's scores and context), where the instruction
+  allows it, packs that operand in the kernel (``dot_pack``, batch dimensions kept), once a call.
 
 :class:`DotRewriter` is the Relax mutator that replaces each ``conv2d``/``matmul`` an instruction takes
 with such a kernel (before ``LegalizeOps``); what an instruction takes, and what it does to the
@@ -95,21 +97,45 @@ def _as_operand(dot: DotInstruction, value: tvm.ir.expr.Expr) -> tvm.ir.expr.Exp
     return value if str(value.dtype) == dot.operand else tvm.tirx.reinterpret(dot.operand, value)
 
 
+def _packed_index(wp, i) -> list:
+    """The batch indices into a packed operand ``wp`` (``[*batch, N/16, K/g, 16, g]``) of the accumulator
+    element ``i`` (``[*batch, m, no, ni]``), broadcast as ``matmul`` broadcasts."""
+    dims = len(wp.shape) - 4
+    batch = i[:-3][len(i) - 3 - dims:]
+    return [0 if int(extent) == 1 else b for extent, b in zip(wp.shape[:dims], batch)]
+
+
 def matmul_te(x, wp, dot: DotInstruction, finish: Finish, k: int, n: int):
-    """``x @ W`` for ``W`` packed by :func:`pack_matmul_weight`; ``finish(acc, column)`` the output."""
+    """``x @ W`` for ``W`` packed by :func:`pack_matmul_weight` (with batch dimensions in front, where
+    :func:`packing_matmul_te` packs it); ``finish(acc, column)`` the output."""
     *batch, m, _ = x.shape
     g = dot.group
-    kp = wp.shape[1] * g
+    kp = wp.shape[-3] * g
     if kp != k or str(x.dtype) != dot.operand:  # padded K: the weights there are zero, any bits will do
         x = te.compute((*batch, m, kp), lambda *i: te.if_then_else(
             i[-1] < k, _as_operand(dot, x[(*i[:-1], i[-1])]), tvm.tirx.const(dot.pad, dot.operand)), name="dot_pad")
     ko = te.reduce_axis((0, kp // g), name="ko")
     ki = te.reduce_axis((0, g), name="ki")
-    acc = te.compute((*batch, m, wp.shape[0], LANES), lambda *i: te.sum(
-        dot.widened(x[(*i[:-2], ko * g + ki)]) * dot.widened(wp[i[-2], ko, i[-1], ki]), axis=[ko, ki]),
-        name="dot_acc", attrs={DOT_BLOCK: dot.intrinsic})
+    acc = te.compute((*batch, m, wp.shape[-4], LANES), lambda *i: te.sum(
+        dot.widened(x[(*i[:-2], ko * g + ki)]) * dot.widened(wp[(*_packed_index(wp, i), i[-2], ko, i[-1], ki)]),
+        axis=[ko, ki]), name="dot_acc", attrs={DOT_BLOCK: dot.intrinsic})
     return te.compute((*batch, m, n), lambda *i: finish(acc[(*i[:-1], i[-1] // LANES, i[-1] % LANES)], i[-1]),
                       name="dot_out")
+
+
+def packing_matmul_te(x, w, dot: DotInstruction, finish: Finish, k: int, n: int):
+    """``x @ w`` for an activation ``w`` (``[*batch, K, N]``), packed in the kernel as
+    :func:`pack_matmul_weight` packs a constant (zero-padded)."""
+    g = dot.group
+    *batch, _, _ = w.shape
+
+    def packed(*i):
+        row, col = i[-3] * g + i[-1], i[-4] * LANES + i[-2]
+        return te.if_then_else(tvm.tirx.all(row < k, col < n), _as_operand(dot, w[(*i[:-4], row, col)]),
+                               tvm.tirx.const(0, dot.operand))
+
+    wp = te.compute((*batch, _blocks(n, LANES), _blocks(k, g), LANES, g), packed, name="dot_pack")
+    return matmul_te(x, wp, dot, finish, k, n)
 
 
 def conv_te(x, wp, dot: DotInstruction, finish: Finish, layout: str, oc: int, ic: int, strides, padding, dilation):
@@ -159,12 +185,15 @@ class DotOperands(Protocol):
     def operand(self, mutator: relax.PyExprMutator, data: relax.Expr) -> relax.Expr:
         """The activation as the kernel reads it (emitted through ``mutator``'s builder)."""
 
+    #: Whether a matmul whose right operand is an activation is packed in the kernel.
+    packs_activations: bool
+
     def weight_bits(self, w: np.ndarray) -> np.ndarray:
         """A weight's values as the packed weight stores them."""
 
-    def finish(self, w: np.ndarray, out_axis: int) -> tuple[list, Callable[..., Finish]]:
+    def finish(self, w: np.ndarray | None, out_axis: int) -> tuple[list, Callable[..., Finish]]:
         """The constants the epilogue reads (as numpy arrays) and, given their TE tensors, the
-        epilogue ``finish(acc, channel)``."""
+        epilogue ``finish(acc, channel)``; ``w`` is None for a right operand that is an activation."""
 
 
 @relax.expr_functor.mutator
@@ -182,9 +211,10 @@ class DotRewriter(relax.PyExprMutator):
         if not isinstance(call.op, tvm.ir.Op) or call.op.name not in ("relax.matmul", "relax.nn.conv2d"):
             return call
         data, weight = call.args[0], call.args[1]
-        if (not isinstance(weight, Constant) or data.ty.shape is None
-                or not self.operands.takes(call, data, weight)):
+        if data.ty.shape is None or weight.ty.shape is None or not self.operands.takes(call, data, weight):
             return call
+        if not isinstance(weight, Constant):
+            return self._packing_matmul(call, data, weight)
         w = weight.value.numpy()
         if call.op.name == "relax.matmul":
             return self._matmul(call, data, w)
@@ -210,6 +240,27 @@ class DotRewriter(relax.PyExprMutator):
             return call
         packed = pack_matmul_weight(self.operands.weight_bits(w), dot.group)
         return self._kernel(matmul_te, f"{dot.name}_matmul", data, packed, w, 1, k, n)
+
+    def _packing_matmul(self, call, data, weight):
+        """``data @ weight`` where ``weight`` is computed in the graph (a function's parameter, a
+        decoder's weight, would be packed at every call: it keeps its kernel)."""
+        dot = self.operands.instruction
+        if (call.op.name != "relax.matmul" or not self.operands.packs_activations
+                or not isinstance(weight, relax.Var) or self.lookup_binding(weight) is None):
+            return call
+        shape = [int(d) if isinstance(d, tvm.tirx.IntImm) else None for d in weight.ty.shape.values]
+        batch = len(data.ty.shape.values) - 2
+        if None in shape or len(shape) < 2 or len(shape) - 2 > batch:
+            return call
+        k, n = shape[-2:]
+        if padded_work(n, k, dot.group) > MAX_PADDED_WORK:
+            return call
+        constants, make_finish = self.operands.finish(None, 1)
+        if constants:  # an epilogue that needs the weight's values (VNNI's correction) cannot be had
+            return call
+        finish = make_finish()
+        return self.builder_.call_te(lambda x, w: packing_matmul_te(x, w, dot, finish, k, n),
+                                     self.operands.operand(self, data), weight, primfunc_name_hint=f"{dot.name}_matmul")
 
     def _conv(self, call, data, w):
         dot = self.operands.instruction

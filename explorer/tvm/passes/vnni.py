@@ -137,6 +137,7 @@ class _VnniOperands:
     """s8 x s8 kernels into int32 with a constant weight, for :class:`~explorer.tvm.passes.dot_kernels.DotRewriter`."""
 
     instruction = VNNI
+    packs_activations = False  # the int8 precision quantizes matmuls with a constant weight only
 
     def takes(self, call, data, weight) -> bool:
         return weight.ty.dtype == "int8" and data.ty.dtype == "int8" and str(call.ty.dtype) == "int32"
@@ -157,7 +158,7 @@ class _VnniOperands:
     def weight_bits(self, w: np.ndarray) -> np.ndarray:
         return w
 
-    def finish(self, w: np.ndarray, out_axis: int):
+    def finish(self, w: np.ndarray | None, out_axis: int):
         return [shift_correction(w, out_axis)], lambda corr: (lambda acc, c: acc - corr[c])
 
 

@@ -54,7 +54,7 @@ class DotReduction(ScheduleRule):
         if len(acc) != 1 or str(sch.get(acc[0].block_rv).annotations[DOT_BLOCK]) not in INSTRUCTIONS:
             return None
         acc = acc[0]
-        pads = [b for b in infos if sch.get(b.block_rv).name_hint == "dot_pad"]
+        pads = [b for b in infos if sch.get(b.block_rv).name_hint.startswith(("dot_pad", "dot_pack"))]
         remaining = try_inline(sch, [b for b in infos if b is not acc and b not in pads])
         epilogues = [b for b in remaining if b is not acc]
         if len(epilogues) != 1 or not epilogues[0].is_injective():
