@@ -139,7 +139,7 @@ def dot_seconds(instruction: str, mcpu: str, chains: int = CHAINS, iters: int = 
     from explorer.tvm.passes.bf16_dot import EXTERN, LLVM_IR
 
     acc_dtype = "int32" if instruction == "vnni" else "float32"
-    operand = "int8x64" if instruction == "vnni" else "uint16x32"
+    operand, lanes = ("int8", 64) if instruction == "vnni" else ("uint16", 32)  # one 512-bit operand vector
     n = 16 * chains
 
     def dot(acc, a, b):
@@ -149,7 +149,7 @@ def dot_seconds(instruction: str, mcpu: str, chains: int = CHAINS, iters: int = 
         return T.call_pure_extern("float32x16", EXTERN, acc, a, b)
 
     @T.prim_func
-    def kernel(A: T.Buffer((64,), "int32"), B: T.Buffer((chains * 64,), operand.split("x")[0]),
+    def kernel(A: T.Buffer((64,), "int32"), B: T.Buffer((chains * lanes,), operand),
                C: T.Buffer((n,), acc_dtype)):
         T.func_attr({"tirx.noalias": True})
         acc = T.alloc_buffer((n,), acc_dtype, scope="local")
@@ -158,12 +158,12 @@ def dot_seconds(instruction: str, mcpu: str, chains: int = CHAINS, iters: int = 
         for i in T.serial(iters, annotations={"pragma_import_llvm": LLVM_IR}):
             for k in T.unroll(chains):
                 acc[T.ramp(k * 16, 1, 16)] = dot(acc[T.ramp(k * 16, 1, 16)], T.broadcast(A[i % 64], 16),
-                                                 B[T.ramp(k * 64, 1, int(operand.split("x")[1]))])
+                                                 B[T.ramp(k * lanes, 1, lanes)])
         for k in T.unroll(chains):
             C[T.ramp(k * 16, 1, 16)] = acc[T.ramp(k * 16, 1, 16)]
 
     lib = _build(kernel, mcpu)
-    args = [_tensor(np.zeros(64, "int32")), _tensor(np.zeros(chains * 64, operand.split("x")[0])),
+    args = [_tensor(np.zeros(64, "int32")), _tensor(np.zeros(chains * lanes, operand)),
             _tensor(np.zeros(n, acc_dtype))]
     return _seconds(lib, *args, number=20) / (iters * chains)
 

@@ -26,7 +26,7 @@ import numpy as np
 import tvm
 from tvm.script import tirx as T
 
-from explorer.tvm.passes.dot_kernels import DotInstruction, DotRewriter
+from explorer.tvm.passes.dot_kernels import DotInstruction, DotRewriter, llvm_target_has
 from explorer.tvm.passes.rewriting import rewritten
 
 #: The tensor intrinsic's name.
@@ -51,9 +51,7 @@ BF16_DOT = DotInstruction("bf16_dot", BF16_INTRIN, GROUP, operand="uint16", weig
 
 def has_avx512_bf16(target: tvm.target.Target) -> bool:
     """Whether an llvm target has ``avx512bf16`` (the 512-bit VDPBF16PS that the intrinsic emits)."""
-    from tvm.target import codegen
-
-    return target.kind.name == "llvm" and bool(codegen.target_has_features("avx512bf16", target))
+    return llvm_target_has(target, "avx512bf16")
 
 
 @T.prim_func(s_tir=True)

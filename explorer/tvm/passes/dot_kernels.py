@@ -63,6 +63,13 @@ class DotInstruction:
         return value.astype(self.accumulator)
 
 
+def llvm_target_has(target: tvm.target.Target, feature: str) -> bool:
+    """Whether ``target`` is an llvm target with the CPU ``feature`` an instruction needs."""
+    from tvm.target import codegen
+
+    return target.kind.name == "llvm" and bool(codegen.target_has_features(feature, target))
+
+
 def _blocks(n: int, size: int) -> int:
     return -(-n // size)
 

@@ -30,7 +30,7 @@ from tvm import relax
 from tvm.script import tirx as T
 
 from explorer.tvm.passes import dot_kernels
-from explorer.tvm.passes.dot_kernels import DotInstruction, DotRewriter
+from explorer.tvm.passes.dot_kernels import DotInstruction, DotRewriter, llvm_target_has
 from explorer.tvm.passes.rewriting import rewritten
 
 #: TVM's name of the VPDPBUSD tensor intrinsic (its implementation replaced: :func:`register_vnni_intrinsic`).
@@ -44,9 +44,7 @@ VNNI = DotInstruction("vnni", VNNI_INTRIN, GROUP, operand="uint8", weight="int8"
 
 def has_vnni(target: tvm.target.Target) -> bool:
     """Whether an llvm target has ``avx512vnni`` (the 512-bit VPDPBUSD that the intrinsic emits)."""
-    from tvm.target import codegen
-
-    return target.kind.name == "llvm" and bool(codegen.target_has_features("avx512vnni", target))
+    return llvm_target_has(target, "avx512vnni")
 
 
 @T.prim_func(s_tir=True)
