@@ -296,6 +296,28 @@ def test_a_dense_convolution_with_a_heavy_epilogue_keeps_its_padded_copy():
     assert 'T.sblock("pad_temp")' in scheduled.mod.script()
 
 
+def test_a_kept_padded_copy_runs_its_rows_in_parallel_and_each_row_as_a_loop_of_its_own():
+    silu = lambda v: v / (1.0 + te.exp(-v)) * 0.5 + v * v - 1.0  # noqa: E731  (heavy: the copy is kept)
+    x, w = te.placeholder((1, 40, 40, 16), name="x"), te.placeholder((3, 3, 16, 16), name="w")
+    conv = topi.nn.conv2d_nhwc(x, w, stride=1, padding=1, dilation=1)
+    func = te.create_prim_func([x, w, te.compute(conv.shape, lambda *i: silu(conv(*i)), name="epilogue")])
+    scheduled = TiledReduction().apply(func, AVX512, False)
+    sch = s_tir.Schedule(scheduled.mod["main"])
+    loops = [sch.get(loop) for loop in sch.get_loops(sch.get_sblock("pad_temp"))]
+    # 42 padded rows as tasks, 42 pixels of 16 channels in each: no pixel's index divides a fused one
+    assert [(int(loop.extent), loop.kind) for loop in loops] == [
+        (42, tirx.ForKind.PARALLEL), (42, tirx.ForKind.SERIAL), (16, tirx.ForKind.VECTORIZED)]
+
+
+def test_a_padded_copy_of_few_rows_still_fuses_them_into_its_tasks():
+    silu = lambda v: v / (1.0 + te.exp(-v)) * 0.5 + v * v - 1.0  # noqa: E731
+    x, w = te.placeholder((1, 6, 6, 16), name="x"), te.placeholder((3, 3, 16, 16), name="w")
+    conv = topi.nn.conv2d_nhwc(x, w, stride=1, padding=1, dilation=1)
+    func = te.create_prim_func([x, w, te.compute(conv.shape, lambda *i: silu(conv(*i)), name="epilogue")])
+    sch = s_tir.Schedule(TiledReduction().apply(func, AVX512, False).mod["main"])
+    assert [int(sch.get(loop).extent) for loop in sch.get_loops(sch.get_sblock("pad_temp"))] == [64, 16]
+
+
 def test_epilogue_ops_counts_the_arithmetic_of_each_output_element():
     from explorer.tvm.schedules.tiling import epilogue_ops, reduction_kernel
 
