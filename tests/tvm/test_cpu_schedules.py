@@ -279,6 +279,35 @@ def test_an_nchw_depthwise_convolution_keeps_its_padded_copy_whose_border_would_
     assert 'T.sblock("PaddedInput")' in scheduled.mod.script()
 
 
+def test_an_nchw_padded_copy_is_zeros_then_its_rows_copied_whole_vectors_at_a_time():
+    x, w = te.placeholder((1, 32, 112, 112), name="x"), te.placeholder((32, 1, 3, 3), name="w")
+    out = topi.nn.depthwise_conv2d_nchw(x, w, stride=1, padding=1, dilation=1)
+    sch = s_tir.Schedule(TiledReduction().apply(te.create_prim_func([x, w, out]), AVX512, False).mod["main"])
+    copy = [sch.get(loop) for loop in sch.get_loops(sch.get_sblock("PaddedInput"))]
+    fill = [sch.get(loop) for loop in sch.get_loops(sch.get_sblock("PaddedInput_pad_const"))]
+    # each channel a task: its 114 x 114 zeros 12 lanes at a time, then the 112 inner rows copied 16 lanes
+    # at a time with no border test (a test on each lane kept TVM's vectorizer from the loop)
+    assert [(int(loop.extent), loop.kind) for loop in fill] == [
+        (32, tirx.ForKind.PARALLEL), (1083, tirx.ForKind.SERIAL), (12, tirx.ForKind.VECTORIZED)]
+    assert [(int(loop.extent), loop.kind) for loop in copy] == [
+        (32, tirx.ForKind.PARALLEL), (112, tirx.ForKind.SERIAL), (7, tirx.ForKind.SERIAL), (16, tirx.ForKind.VECTORIZED)]
+
+
+def test_the_decomposed_nchw_padding_computes_what_numpy_does():
+    x, w = te.placeholder((1, 4, 10, 10), name="x"), te.placeholder((4, 1, 3, 3), name="w")
+    out = topi.nn.depthwise_conv2d_nchw(x, w, stride=2, padding=1, dilation=1)
+    scheduled = TiledReduction().apply(te.create_prim_func([x, w, out]), AVX512, False)
+    assert 'T.sblock("PaddedInput_pad_const")' in scheduled.mod.script()
+    rng = np.random.default_rng(2)
+    xa, wa = rng.standard_normal((1, 4, 10, 10)).astype("float32"), rng.standard_normal((4, 1, 3, 3)).astype("float32")
+    lib = tvm.compile(scheduled.mod, target=tvm.target.Target({"kind": "llvm"}))
+    result = tvm.runtime.tensor(np.zeros((1, 4, 5, 5), "float32"))
+    lib["main"](tvm.runtime.tensor(xa), tvm.runtime.tensor(wa), result)
+    padded = np.pad(xa, [(0, 0), (0, 0), (1, 1), (1, 1)])
+    expected = sum(padded[:, :, i:i + 10:2, j:j + 10:2] * wa[None, :, 0, i, j, None, None] for i in range(3) for j in range(3))
+    np.testing.assert_allclose(result.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
 def _dense_nhwc_convolution(epilogue):
     x, w = te.placeholder((1, 10, 10, 8), name="x"), te.placeholder((3, 3, 8, 32), name="w")
     conv = topi.nn.conv2d_nhwc(x, w, stride=1, padding=1, dilation=1)  # 3 x 3 x 32 = 288 steps an element

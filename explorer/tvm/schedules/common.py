@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import math
 
+import tvm_ffi
 from tvm import s_tir, tirx
 from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.target import Target
@@ -116,7 +117,10 @@ def parallel_rows(sch, block, target) -> None:
     (fused into the tasks, every pixel recovered its row and column by a division: 19% of yolo-block's
     stem on 2 Zen 4 cores, 9% less time for the kernel without it), the innermost (the border test there
     is on its own index) vectorized where a divisor of its extent fills at least a quarter of a vector
-    register."""
+    register. Where the innermost axis has a border itself (:func:`pads_innermost`), the stage is
+    decomposed into zeros over the task's rows and a copy of their interiors with no test (TVM's
+    ``decompose_padding``): mobilenetv2's NCHW depthwise convolutions of 32 channels at 112 x 112 took
+    157-169 us with the test on each element and 127-137 us so, on 2 Zen 4 cores."""
     loops = sch.get_loops(block)
     stmt = sch.get(block)
     if not loops or not stmt.writes:
@@ -130,6 +134,14 @@ def parallel_rows(sch, block, target) -> None:
         if elements >= MIN_PARALLEL_ELEMENTS:
             sch.parallel(outer)
     lanes = vector_lanes(target, stmt.writes[0].source.dtype.bits)
+    loops = sch.get_loops(block)
+    if len(loops) > 1 and pads_innermost(stmt):
+        try:  # zeros over the task's rows first, then the rows' interiors copied without a test
+            fill = sch.decompose_padding(block, loops[-2] if len(loops) > 2 else loops[-1])
+            loops = sch.get_loops(block)
+            _vectorize_fill(sch, fill, len(loops) - (2 if len(loops) > 2 else 1), lanes)
+        except RuntimeError:  # not the padding pattern: the border stays a test on each element
+            pass
     extent = loop_extent(sch, loops[-1]) or 1
     vec = largest_divisor(extent, lanes)
     if vec >= max(lanes // 4, 2):
@@ -138,6 +150,27 @@ def parallel_rows(sch, block, target) -> None:
             sch.vectorize(inner)
         else:
             sch.vectorize(loops[-1])
+
+
+def _vectorize_fill(sch, fill, depth: int, lanes: int) -> None:
+    """The constant fill :func:`parallel_rows` splits off a padding stage: its loops below the first
+    ``depth`` (those it shares with the copy) fused and vectorized by a divisor of their extent."""
+    inner = sch.get_loops(fill)[depth:]
+    fused = sch.fuse(*inner) if len(inner) > 1 else inner[0]
+    extent = loop_extent(sch, fused) or 1
+    vec = largest_divisor(extent, lanes)
+    if vec >= max(lanes // 4, 2):
+        sch.vectorize(sch.split(fused, factors=[None, vec])[1] if vec < extent else fused)
+
+
+def pads_innermost(stmt) -> bool:
+    """Whether a padding block's innermost axis has a border (an NCHW image's rows): then the border
+    test differs from lane to lane of a vector along it, and TVM's vectorizer leaves that loop scalar,
+    one branch an element."""
+    write, read = stmt.writes[0].source, stmt.reads[0].source if stmt.reads else None
+    if read is None or len(read.shape) != len(write.shape):
+        return False
+    return not tvm_ffi.structural_equal(read.shape[-1], write.shape[-1])
 
 
 def parallel_vectorized(sch, block, target) -> None:
