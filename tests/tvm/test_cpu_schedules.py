@@ -126,6 +126,15 @@ def test_a_wide_matmul_keeps_rows_times_several_vectors_of_accumulators():
     assert loops[-1][1] == tirx.ForKind.VECTORIZED
 
 
+def test_the_register_tile_is_unrolled_so_its_accumulators_stay_in_registers():
+    a, b = te.placeholder((32, 64), name="a"), te.placeholder((64, 64), name="b")
+    scheduled = TiledReduction().apply(te.create_prim_func([a, b, topi.matmul(a, b)]), AVX512, False)
+    # left to LLVM, a loop over the tile's rows with a heavy body (mobilenetv2's bf16 depthwise at stride
+    # 2) stayed a loop, and its accumulators an array on the stack
+    assert [kind for _, kind in _accumulator_loops(scheduled.mod["main"])] == [
+        tirx.ForKind.UNROLLED, tirx.ForKind.UNROLLED, tirx.ForKind.VECTORIZED]
+
+
 @pytest.mark.parametrize("kernel", ["depthwise", "matmul"])
 def test_the_tiled_kernels_compute_what_numpy_does(kernel):
     rng = np.random.default_rng(0)

@@ -95,6 +95,8 @@ class TiledReduction(ScheduleRule):
         inner = ([ii] if rows > 1 else []) + ([jv] if vectors > 1 else []) + [ji]
         outer = [outer[k] for k in task_order(sch, block, [loop_extent(sch, loop) or 1 for loop in outer])]
         sch.reorder(*outer, *reduce, *inner)
+        for loop in inner[:-1]:
+            sch.unroll(loop)
         fused = sch.fuse(*outer)
         elements = static_elements(stmt.writes[0].source)
         work = elements
