@@ -121,3 +121,19 @@ def test_a_vnni_matmul_fetches_its_whole_packed_weight_from_memory(matmul_onnx):
     row = wl[wl["tensorized_macs"] > 0].iloc[0]
     packed = 64 * 32  # the [2, 16, 16, 4] int8 weight (besides it, 256 B of per-channel constants)
     assert curve_at(row.traffic_curve, packed) >= packed
+
+
+@needs_vnni
+def test_an_nchw_epilogue_runs_along_the_channels_and_a_copy_transposes_the_tile(conv16_onnx):
+    from explorer.tvm.llvm_host import host_llvm_cpu
+
+    _, _, wl = _lower_for(conv16_onnx, host_llvm_cpu())
+    from cost_models.workload import parse_schedule
+
+    groups = {(k.kind, k.dtype): (k.lanes, n) for k, n in parse_schedule(wl[wl.tensorized_macs > 0].schedule.iloc[0])}
+    # the shift's correction, the dequantization and the ReLU: 16 channels a vector, read straight from
+    # the accumulators (not 6 pixels a vector gathered across the tile's rows)
+    assert groups[("add", "int32")] == groups[("mul", "float32")] == groups[("cmp", "float32")] == (16, 576)
+    assert groups[("load", "int32")] == (16, 576)
+    # then the 16 x 6 tile is written in NCHW: 6 pixels a vector, gathered across its channels
+    assert groups[("gather", "float32")] == groups[("store", "float32")] == (6, 576)
