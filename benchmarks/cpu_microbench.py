@@ -22,6 +22,10 @@ TVM's own timer, the way the explorer's builds run:
 * **Conversions**: a vector of fp32 (or int8) rounded into fp16 and stored, beside an fp32 copy (the
   stores' share), cycles per vector at 8 and 16 lanes.
 * **special_cycles**: cycles per element of ``exp`` over a vectorized loop (LLVM calls libm per element).
+* **Dependent chains**: an element-wise loop whose elements each go through 16 to 128 dependent FMAs:
+  cycles per vector, and the vectors the core overlaps (chain latency over cycles). Not a target-file
+  figure: it says whether an epilogue's chain (a SiLU: about 24 operations, 70 cycles of latency) is
+  bound by its latency rather than its operations.
 * **call_overhead_s**: one kernel call from TVM's Relax VM: a ``main`` of 200 calls of a 16-element kernel.
 * **parallel_overhead_s**: what a ``parallel`` loop of 2 adds to such a call (the thread pool's fork/join).
 * **read bandwidth** of a 512 MiB buffer (DRAM) and of a 256 KiB one (L2) on 1 and on 2 threads.
@@ -223,6 +227,30 @@ def special_seconds_per_element(mcpu: str, function: str = "exp", n: int = 1 << 
     return _seconds(lib, _tensor(x), _tensor(np.zeros(n, "float32"))) / n
 
 
+def chain_seconds_per_vector(depth: int, mcpu: str, n: int = 1 << 14) -> float:
+    """Seconds per 16-lane vector of an element-wise loop whose every element goes through ``depth``
+    dependent FMAs (``x * 0.999 + 0.001``), the elements independent of each other, on one thread: below
+    some depth the FMAs' throughput bounds it, above it their latency over the vectors the core keeps
+    in flight (an epilogue's SiLU is such a chain)."""
+    import tvm
+    from tvm import s_tir, te
+
+    a = te.placeholder((n,), "float32", name="a")
+
+    def element(i):
+        x = a[i]
+        for _ in range(depth):
+            x = x * tvm.tirx.const(0.999, "float32") + tvm.tirx.const(1e-3, "float32")
+        return x
+
+    b = te.compute((n,), element, name="b")
+    sch = s_tir.Schedule(te.create_prim_func([a, b]))
+    (loop,) = sch.get_loops(sch.get_sblock("b"))
+    sch.vectorize(sch.split(loop, factors=[None, 16])[1])
+    lib = _build(sch.mod["main"], mcpu)
+    return _seconds(lib, _tensor(np.ones(n, "float32")), _tensor(np.zeros(n, "float32"))) / (n // 16)
+
+
 def gather_seconds_per_element(mcpu: str, dtype: str, n: int = 1 << 14) -> float:
     """Seconds per element of a 16-lane vector assembled from every other ``dtype`` element (TVM emits a
     strided vector load as one load and insert per lane), on one thread, from L1/L2."""
@@ -348,6 +376,11 @@ def main() -> None:
     for function in SPECIAL_FUNCTIONS:
         other = special_seconds_per_element(mcpu, function)
         print(f"{function:8s} per element        {other * 1e9:8.2f} ns   = special_relative {other / exp:.2f}")
+    for depth in (16, 32, 64, 128):
+        cycles = chain_seconds_per_vector(depth, mcpu) * clock
+        in_flight = depth * args.fma_latency / cycles
+        print(f"{depth:3d} dependent FMAs a vector {cycles:6.1f} cycles per vector = {in_flight:4.2f} vectors in flight"
+              f" (FMA-bound: {depth})")
     for dtype in ("int8", "float32"):
         gather = gather_seconds_per_element(mcpu, dtype)
         print(f"{dtype:7s} lane-by-lane insert {gather * 1e9:8.3f} ns   = {gather * clock:.2f} cycles per element")
