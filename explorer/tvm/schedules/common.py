@@ -136,12 +136,7 @@ def parallel_rows(sch, block, target) -> None:
     lanes = vector_lanes(target, stmt.writes[0].source.dtype.bits)
     loops = sch.get_loops(block)
     if len(loops) > 1 and pads_innermost(stmt):
-        try:  # zeros over the task's rows first, then the rows' interiors copied without a test
-            fill = sch.decompose_padding(block, loops[-2] if len(loops) > 2 else loops[-1])
-            loops = sch.get_loops(block)
-            _vectorize_fill(sch, fill, len(loops) - (2 if len(loops) > 2 else 1), lanes)
-        except RuntimeError:  # not the padding pattern: the border stays a test on each element
-            pass
+        loops = _split_off_border(sch, block, loops, lanes)
     extent = loop_extent(sch, loops[-1]) or 1
     vec = largest_divisor(extent, lanes)
     if vec >= max(lanes // 4, 2):
@@ -150,6 +145,19 @@ def parallel_rows(sch, block, target) -> None:
             sch.vectorize(inner)
         else:
             sch.vectorize(loops[-1])
+
+
+def _split_off_border(sch, block, loops, lanes: int) -> list:
+    """A padding stage as zeros over its task's rows, then the rows' interiors copied without a border
+    test (``decompose_padding``); returns the copy's loops (``loops`` unchanged where the block is not
+    the padding pattern: then the border stays a test on each element)."""
+    shared = len(loops) - (2 if len(loops) > 2 else 1)
+    try:
+        fill = sch.decompose_padding(block, loops[shared])
+    except RuntimeError:
+        return loops
+    _vectorize_fill(sch, fill, shared, lanes)
+    return sch.get_loops(block)
 
 
 def _vectorize_fill(sch, fill, depth: int, lanes: int) -> None:
