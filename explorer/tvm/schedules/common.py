@@ -126,9 +126,7 @@ def parallel_rows(sch, block, target) -> None:
     if not loops or not stmt.writes:
         raise ValueError("nothing to schedule")
     if len(loops) > 1:
-        elements = 1
-        for loop in loops:
-            elements *= loop_extent(sch, loop) or 0
+        elements = math.prod(loop_extent(sch, loop) or 0 for loop in loops)
         kept = 2 if len(loops) > 2 and math.prod(loop_extent(sch, loop) or 0 for loop in loops[:-2]) >= MIN_ROW_TASKS else 1
         outer = sch.fuse(*loops[:-kept]) if len(loops) > kept + 1 else loops[0]
         if elements >= MIN_PARALLEL_ELEMENTS:
@@ -137,14 +135,16 @@ def parallel_rows(sch, block, target) -> None:
     loops = sch.get_loops(block)
     if len(loops) > 1 and pads_innermost(stmt):
         loops = _split_off_border(sch, block, loops, lanes)
-    extent = loop_extent(sch, loops[-1]) or 1
+    _vectorize_a_quarter(sch, loops[-1], lanes)
+
+
+def _vectorize_a_quarter(sch, loop, lanes: int) -> None:
+    """Vectorize ``loop`` by the largest divisor of its extent up to ``lanes``, where that fills at
+    least a quarter of a vector register (else it stays scalar)."""
+    extent = loop_extent(sch, loop) or 1
     vec = largest_divisor(extent, lanes)
     if vec >= max(lanes // 4, 2):
-        if vec < extent:
-            _, inner = sch.split(loops[-1], factors=[None, vec])
-            sch.vectorize(inner)
-        else:
-            sch.vectorize(loops[-1])
+        sch.vectorize(sch.split(loop, factors=[None, vec])[1] if vec < extent else loop)
 
 
 def _split_off_border(sch, block, loops, lanes: int) -> list:
@@ -164,11 +164,7 @@ def _vectorize_fill(sch, fill, depth: int, lanes: int) -> None:
     """The constant fill :func:`parallel_rows` splits off a padding stage: its loops below the first
     ``depth`` (those it shares with the copy) fused and vectorized by a divisor of their extent."""
     inner = sch.get_loops(fill)[depth:]
-    fused = sch.fuse(*inner) if len(inner) > 1 else inner[0]
-    extent = loop_extent(sch, fused) or 1
-    vec = largest_divisor(extent, lanes)
-    if vec >= max(lanes // 4, 2):
-        sch.vectorize(sch.split(fused, factors=[None, vec])[1] if vec < extent else fused)
+    _vectorize_a_quarter(sch, sch.fuse(*inner) if len(inner) > 1 else inner[0], lanes)
 
 
 def pads_innermost(stmt) -> bool:
