@@ -33,6 +33,12 @@ to the core the target file describes (``[core]``, :class:`cost_models.spec.Core
   which issue on the same pipes (Intel's 512-bit FMAs and vector ALU operations, conversions
   included, all go to ports 0 and 5) and whose cycles add; the slowest, or the front end issuing
   ``dispatch_per_cycle`` instructions, sets the cycles;
+- a kernel that accumulates runs in two phases whose cycles add: its reduction (the accumulations,
+  with every memory access and operand widening) and then its epilogue (the rest of its arithmetic:
+  a bias, an activation, a requantization), which TVM's schedules compute after each tile's
+  reduction loop, so the epilogue's pipes do not work beside the reduction's. Removing the
+  ``fast_exp`` of yolo-block's SiLU epilogues took 15% off its fp32 build, though the epilogue's
+  pipes were far from the reduction's busiest (``benchmarks/kernels_ab.py``, 2026-12-08);
 - a group under parallel loops of extent ``p`` runs on ``p / ceil(p / T)`` of the target's ``T``
   cores (the runtime's threads take the iterations in equal chunks);
 - a float8 operand widened for a multiply-add (no CPU here converts float8 in hardware: LLVM decodes
@@ -101,13 +107,32 @@ class KernelCycles:
     parallel: bool  # whether it forks the thread pool
 
 
+#: Kinds that run inside a kernel's reduction loop, or wherever it reads and writes memory: they share
+#: its phase (:func:`kernel_cycles`); any other operation of a kernel that accumulates runs after it.
+SAME_PHASE_KINDS = frozenset({"load", "store", "broadcast", "gather", "scatter", "widen", "dot", "mma"})
+
+
+def _busiest(by_class: dict[str, float], core: CoreSpec) -> float:
+    """Cycles of the busiest pipe class of one phase, classes that issue on the same pipes (the core's
+    ``shared`` groups) taking their turns."""
+    for group in core.shared:
+        total = sum(by_class.get(w, 0.0) for w in group)
+        for w in group:
+            if w in by_class:
+                by_class[w] = total
+    return max([*by_class.values(), 0.0])
+
+
 def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
     """Cycles of one kernel with ``schedule`` (the workload column's text) on ``threads`` cores."""
-    by_class: dict[str, float] = {}
+    groups = parse_schedule(schedule)
+    accumulates = any(key.chains or key.kind in ("dot", "mma") for key, _ in groups)
+    phases: tuple[dict[str, float], dict[str, float]] = ({}, {})  # the reduction's (and accesses'), the rest's
     issued = special = emulated = float8 = accesses = reach = 0.0
     parallel = False
     alu, insert = core.pipe("alu"), core.pipe("insert")
-    for key, count in parse_schedule(schedule):
+    for key, count in groups:
+        by_class = phases[accumulates and not key.chains and key.kind not in SAME_PHASE_KINDS]
         share = thread_share(key.parallel, threads)
         parallel |= key.parallel > 1
         work = core.runs_on(work_class(key))
@@ -158,12 +183,7 @@ def kernel_cycles(schedule: str, core: CoreSpec, threads: int) -> KernelCycles:
         if work in ("load", "store"):
             accesses += instructions
             reach += instructions * share / max(threads, 1)
-    for group in core.shared:  # classes that issue on the same pipes take their turns
-        total = sum(by_class.get(w, 0.0) for w in group)
-        for w in group:
-            if w in by_class:
-                by_class[w] = total
-    busiest = max([*by_class.values(), issued / core.dispatch_per_cycle, 0.0])
+    busiest = max(sum(_busiest(by_class, core) for by_class in phases), issued / core.dispatch_per_cycle)
     return KernelCycles(busiest, special, emulated, float8, reach / accesses if accesses else 1.0, parallel)
 
 

@@ -60,6 +60,20 @@ def test_one_accumulator_runs_at_the_fma_latency():
     assert latency.kernel_cycles(f"mac:float32:1:1:1={N}", core, threads=1).cycles == N * 4
 
 
+def test_an_accumulating_kernels_epilogue_runs_after_its_reduction():
+    # cpu-zen4: the reduction's 16-lane FMAs take 1 cycle each, the epilogue's 16-lane adds 1 on the alu
+    # pipes; they run one after the other, not side by side on their own pipes
+    core = data_target("cpu-zen4").core
+    text = f"mac:float32:16:1:8={16 * 1000} add:float32:16:1:0={16 * 300}"
+    assert latency.kernel_cycles(text, core, threads=1).cycles == 1000 + 300
+
+
+def test_a_kernel_without_an_accumulation_is_one_phase():
+    core = data_target("cpu-zen4").core
+    text = f"mul:float32:16:1:0={16 * 1000} add:float32:16:1:0={16 * 300}"
+    assert latency.kernel_cycles(text, core, threads=1).cycles == 1000
+
+
 def test_parallel_extent_3_keeps_2_threads_busy_for_two_rounds():
     assert latency.thread_share(3, 2) == 1.5
     assert latency.thread_share(1, 2) == 1.0
