@@ -53,8 +53,9 @@ def tvm_version() -> str:
 
 #: The code that decides what a compiled module contains: part of the key of every lowering and build.
 COMPILE_CODE = ("explorer/tvm/frontend.py", "explorer/tvm/pipeline.py", "explorer/tvm/passes/*.py",
-                "explorer/tvm/schedules/*.py", "explorer/tvm/compile.py", "explorer/tvm/codegen.py",
-                "explorer/tvm/tuning/*.py")
+                "explorer/tvm/schedules/*.py", "explorer/tvm/kernels/*.py", "explorer/tvm/relax_ir.py",
+                "explorer/tvm/compile.py", "explorer/tvm/tir_pipeline.py", "explorer/tvm/codegen.py",
+                "explorer/tvm/compiler_facts.py", "explorer/tvm/tir/expr.py", "explorer/tvm/tuning/*.py")
 
 
 def code_fingerprint(*patterns: str) -> str:
