@@ -8,6 +8,7 @@ import tvm
 import tvm_ffi
 from tvm import relax, s_tir, te, tirx, topi
 
+from explorer.tvm import tir_pipeline
 from explorer.tvm.passes.operator_rewrites import bound_kernels_as_operators
 from explorer.tvm.pipeline import strategy_passes
 from explorer.tvm.schedules.tiled_reduction import TiledReduction
@@ -249,6 +250,42 @@ def test_an_element_wise_kernel_runs_only_enough_outer_loops_in_parallel_tasks()
     # rows in parallel, 32 vectors of 16 lanes in each: no lane's index divides a fused one
     assert [(int(loop.extent), loop.kind) for loop in loops] == [
         (784, tirx.ForKind.PARALLEL), (32, tirx.ForKind.SERIAL), (16, tirx.ForKind.VECTORIZED)]
+
+
+def _channel_concatenation():
+    """Two NHWC tensors of 16 and 32 channels concatenated along the channels, scaled into a third."""
+    from explorer.tvm.schedules.parallel_elementwise import ParallelElementwise
+
+    a, b = te.placeholder((1, 6, 6, 16), name="a"), te.placeholder((1, 6, 6, 32), name="b")
+    joined = topi.concatenate([a, b], axis=3)
+    out = te.compute(joined.shape, lambda n, h, w, c: joined[n, h, w, c] * 2.0, name="scaled")
+    func = te.create_prim_func([a, b, out])
+    return ParallelElementwise().apply(func, AVX512, False).mod
+
+
+def test_a_concatenation_along_the_vector_axis_runs_one_vector_loop_per_input():
+    mod = _channel_concatenation()
+    loops = []
+
+    def loop(node, visitor):
+        loops.append((int(node.min), int(node.extent), node.kind))
+        visitor.default_visit(node)
+
+    tvm_ffi.structural_visit(mod["main"].body, [((tirx.For,), loop)])
+    # in each task, the 16 channels of a as one vector, then the 32 of b as two
+    serial, vector = tirx.ForKind.SERIAL, tirx.ForKind.VECTORIZED
+    assert loops[1:] == [(0, 1, serial), (0, 16, vector), (1, 2, serial), (0, 16, vector)]
+    asm = tvm.tirx.build(mod, target=AVX512, pipeline=tir_pipeline.register()).inspect_source("asm")
+    assert "gather" not in asm
+
+
+def test_the_concatenation_in_pieces_computes_what_numpy_does():
+    lib = tvm.tirx.build(_channel_concatenation(), target=AVX512, pipeline=tir_pipeline.register())
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((1, 6, 6, 16), "float32"), rng.standard_normal((1, 6, 6, 32), "float32")
+    out = tvm.runtime.tensor(np.zeros((1, 6, 6, 48), "float32"))
+    lib["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(b), out)
+    np.testing.assert_array_equal(out.numpy(), np.concatenate([a, b], axis=3) * 2)
 
 
 def _padded_nhwc_depthwise(h=10, c=32):

@@ -177,6 +177,36 @@ def pads_innermost(stmt) -> bool:
     return not tvm_ffi.structural_equal(read.shape[-1], write.shape[-1])
 
 
+#: The most pieces :func:`input_switches` cuts an innermost axis into (more stay one loop).
+MAX_INPUT_PIECES = 8
+
+
+def input_switches(sch, block, extent: int) -> list[int]:
+    """The extents of the pieces into which the points where a block's value switches inputs along its
+    innermost axis cut that axis (a concatenation along it: ``if v >= 16 then b[v - 16] else a[v]``);
+    empty where there are none. In one vector across such a point TVM loads lane by lane, and LLVM
+    gathers: each piece a loop of its own loads whole vectors of one input."""
+    stmt = sch.get(block)
+    axis = stmt.iter_vars[-1].var if stmt.iter_vars else None
+    cuts: set[int] = set()
+
+    def condition(node, visitor):
+        for var, bound, past in ((node.a, node.b, (tirx.LE, tirx.GT)), (node.b, node.a, (tirx.LT, tirx.GE))):
+            if isinstance(var, tirx.Var) and var.same_as(axis) and isinstance(bound, tirx.IntImm):
+                # the first index at which the comparison's truth changes
+                cut = bound.value + (1 if isinstance(node, past) else 0)
+                if 0 < cut < extent:
+                    cuts.add(cut)
+        visitor.default_visit(node)
+
+    if axis is not None:
+        tvm_ffi.structural_visit(stmt.body, [((tirx.LE, tirx.LT, tirx.GE, tirx.GT), condition)])
+    if not cuts or len(cuts) >= MAX_INPUT_PIECES:
+        return []
+    bounds = [0, *sorted(cuts), extent]
+    return [b - a for a, b in zip(bounds, bounds[1:])]
+
+
 def parallel_vectorized(sch, block, target) -> None:
     """Fuse a spatial block's loops, vectorize the inner ``lanes`` (a divisor of the innermost axis's
     extent) and run the rest on the cores (when the block is large enough to pay for it)."""
@@ -192,12 +222,20 @@ def parallel_vectorized(sch, block, target) -> None:
     # length that TVM does not simplify away, and LLVM gathers and scatters it lane by lane. The vector
     # is split off the innermost loop before the rest is fused, so that each lane's index is the loop's
     # own and not a division of the fused index (evaluated lane by lane in int64)
-    vec = largest_divisor(extents[-1], lanes)
+    # where the value switches inputs along the innermost axis, a vector ends there: the vectors of each
+    # piece are a loop of their own, and each loads whole vectors of one input
+    pieces = input_switches(sch, block, extents[-1])
+    vec = largest_divisor(math.gcd(*pieces), lanes) if pieces else largest_divisor(extents[-1], lanes)
+    if pieces and vec < max(lanes // 4, 2):
+        pieces, vec = [], largest_divisor(extents[-1], lanes)
     serial = list(loops)
     if vec > 1:
         rest, vector = sch.split(loops[-1], factors=[None, vec])
         sch.vectorize(vector)
         serial = [*loops[:-1], rest]
+        if pieces:
+            sch.loop_partition(rest, [p // vec for p in pieces[:-1]] + [None])
+            serial = list(loops[:-1])
     # only as many outer loops as make PARALLEL_TASKS are fused: each lane's indices are then the inner
     # loops' own, not divisions of one fused index (a dequantize kernel spent 30 scalar instructions
     # a vector on them, 4x its arithmetic)
