@@ -38,7 +38,7 @@ to the core the target file describes (``[core]``, :class:`cost_models.spec.Core
   a bias, an activation, a requantization), which TVM's schedules compute after each tile's
   reduction loop, so the epilogue's pipes do not work beside the reduction's. Removing the
   ``fast_exp`` of yolo-block's SiLU epilogues took 15% off its fp32 build, though the epilogue's
-  pipes were far from the reduction's busiest (``benchmarks/kernels_ab.py``, 2026-12-08);
+  pipes were far from the reduction's busiest (``benchmarks/kernels_ab.py``, 2026-12-07);
 - a group under parallel loops of extent ``p`` runs on ``p / ceil(p / T)`` of the target's ``T``
   cores (the runtime's threads take the iterations in equal chunks);
 - a float8 operand widened for a multiply-add (no CPU here converts float8 in hardware: LLVM decodes
