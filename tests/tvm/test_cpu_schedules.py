@@ -288,6 +288,15 @@ def test_the_concatenation_in_pieces_computes_what_numpy_does():
     np.testing.assert_array_equal(out.numpy(), np.concatenate([a, b], axis=3) * 2)
 
 
+def test_a_one_dimensional_concatenation_is_one_vector_loop():
+    from explorer.tvm.schedules.parallel_elementwise import ParallelElementwise
+
+    a, b = te.placeholder((16,), name="a"), te.placeholder((32,), name="b")
+    out = topi.concatenate([a, b], axis=0)
+    scheduled = ParallelElementwise().apply(te.create_prim_func([a, b, out]), AVX512, False)
+    assert scheduled is not None  # no outer loop to hold the pieces: the vector loop is left whole
+
+
 def _padded_nhwc_depthwise(h=10, c=32):
     x = te.placeholder((1, h, h, c), name="x")
     w = te.placeholder((3, 3, c), name="w")

@@ -224,7 +224,7 @@ def parallel_vectorized(sch, block, target) -> None:
     # own and not a division of the fused index (evaluated lane by lane in int64)
     # where the value switches inputs along the innermost axis, a vector ends there: the vectors of each
     # piece are a loop of their own, and each loads whole vectors of one input
-    pieces = input_switches(sch, block, extents[-1])
+    pieces = input_switches(sch, block, extents[-1]) if len(loops) > 1 else []  # the pieces under outer loops
     vec = largest_divisor(math.gcd(*pieces), lanes) if pieces else largest_divisor(extents[-1], lanes)
     if pieces and vec < max(lanes // 4, 2):
         pieces, vec = [], largest_divisor(extents[-1], lanes)
