@@ -138,12 +138,18 @@ def parallel_rows(sch, block, target) -> None:
     _vectorize_a_quarter(sch, loops[-1], lanes)
 
 
+def fills_a_quarter(vec: int, lanes: int) -> bool:
+    """Whether a vector of ``vec`` lanes fills at least a quarter of a register of ``lanes`` (and is a
+    vector at all): narrower ones stay scalar."""
+    return vec >= max(lanes // 4, 2)
+
+
 def _vectorize_a_quarter(sch, loop, lanes: int) -> None:
     """Vectorize ``loop`` by the largest divisor of its extent up to ``lanes``, where that fills at
     least a quarter of a vector register (else it stays scalar)."""
     extent = loop_extent(sch, loop) or 1
     vec = largest_divisor(extent, lanes)
-    if vec >= max(lanes // 4, 2):
+    if fills_a_quarter(vec, lanes):
         sch.vectorize(sch.split(loop, factors=[None, vec])[1] if vec < extent else loop)
 
 
@@ -226,7 +232,7 @@ def parallel_vectorized(sch, block, target) -> None:
     # piece are a loop of their own, and each loads whole vectors of one input
     pieces = input_switches(sch, block, extents[-1]) if len(loops) > 1 else []  # the pieces under outer loops
     vec = largest_divisor(math.gcd(*pieces), lanes) if pieces else largest_divisor(extents[-1], lanes)
-    if pieces and vec < max(lanes // 4, 2):
+    if pieces and not fills_a_quarter(vec, lanes):
         pieces, vec = [], largest_divisor(extents[-1], lanes)
     serial = list(loops)
     if vec > 1:
