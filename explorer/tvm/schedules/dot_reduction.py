@@ -20,6 +20,7 @@ from explorer.tvm.schedules.common import (
     vector_lanes,
     vectorize_innermost,
 )
+from explorer.tvm.schedules.decisions import sampled_split
 from explorer.tvm.schedules.tiling import TILE_ROWS
 
 #: Blocks of 16 output channels that one broadcast activation feeds, tried largest first.
@@ -92,8 +93,12 @@ class DotReduction(ScheduleRule):
         row_tile, block_tile = [], []
         for name, sizes, tile in (("rows", TILE_ROWS, row_tile), ("block", CHANNEL_BLOCKS, block_tile)):
             if name in role:
-                size = next((r for r in sizes if (loop_extent(sch, role[name]) or 0) % r == 0), 1)
-                lo, hi = sch.split(role[name], factors=[None, size])
+                extent = loop_extent(sch, role[name])
+                size = next((r for r in sizes if (extent or 0) % r == 0), 1)
+                if extent is None:
+                    lo, hi = sch.split(role[name], factors=[None, size])
+                else:  # a decision tuning may change (explorer.tvm.schedules.decisions)
+                    lo, hi = sampled_split(sch, role[name], [extent // size, size], max(sizes))
                 outer.append(lo)
                 tile.append(hi)
         sch.reorder(*outer, *reduce[:-1], *block_tile, *row_tile, lane, reduce[-1])

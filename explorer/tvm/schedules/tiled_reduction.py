@@ -22,14 +22,20 @@ from explorer.tvm.schedules.common import (
     vector_lanes,
     vectorize_innermost,
 )
+from explorer.tvm.schedules.decisions import sampled_split
 from explorer.tvm.schedules.tiling import (
     MIN_PARALLEL_WORK,
+    TILE_ROWS,
+    TILE_VECTORS,
     reduction_kernel,
     register_tile,
     reuse_axis,
     task_order,
     tile_registers,
 )
+
+#: The most steps of the reduction's longest loop tuning may unroll around the register tile.
+MAX_UNROLLED_STEPS = 8
 
 
 class TiledReduction(ScheduleRule):
@@ -42,6 +48,11 @@ class TiledReduction(ScheduleRule):
     spatial loops are fused and parallel. Loop order: ``parallel(outer) / r... / i_tile / j_vec``
     with the ``i_tile x j_vec`` accumulators in a local buffer initialised before the reduction
     and written back (with the fused epilogues) after it.
+
+    Every tile size is a sampled decision (:mod:`explorer.tvm.schedules.decisions`) that tuning may
+    change, with levels the default leaves at 1: cache blocks of ``i`` and ``j`` tiles and a block of
+    the reduction's longest loop outside the reduction, and steps of that loop unrolled inside it
+    (``parallel(outer) / r_block / i_block / j_block / r... / r_unrolled / i_tile / j_vec``).
     """
 
     def apply(self, func, target, _):
@@ -78,31 +89,45 @@ class TiledReduction(ScheduleRule):
         rows, vectors = register_tile(loop_extent(sch, spatial[i]) if i is not None else 1,
                                       j_extent // vec if vec == lanes else 1, tile_registers(target))
 
-        if vectors > 1:
-            jo, jv, ji = sch.split(spatial[j], factors=[None, vectors, vec])
-        else:
-            jo, ji = sch.split(spatial[j], factors=[None, vec])
-        if rows > 1:
-            io, ii = sch.split(spatial[i], factors=[None, rows])
-        outer = []
-        for k, loop in enumerate(spatial):
-            if k == j:
-                outer.append(jo)
-            elif k == i and rows > 1:
-                outer.append(io)
-            else:
-                outer.append(loop)
-        inner = ([ii] if rows > 1 else []) + ([jv] if vectors > 1 else []) + [ji]
-        outer = [outer[k] for k in task_order(sch, block, [loop_extent(sch, loop) or 1 for loop in outer])]
-        sch.reorder(*outer, *reduce, *inner)
-        for loop in inner[:-1]:
-            sch.unroll(loop)
-        fused = sch.fuse(*outer)
         elements = static_elements(stmt.writes[0].source)
         work = elements
         for loop in reduce:
             work *= loop_extent(sch, loop) or 1
-        if (elements >= MIN_PARALLEL_ELEMENTS or work >= MIN_PARALLEL_WORK) and (loop_extent(sch, fused) or 0) > 1:
+        parallel = elements >= MIN_PARALLEL_ELEMENTS or work >= MIN_PARALLEL_WORK
+
+        # every tile size is a decision tuning may change (explorer.tvm.schedules.decisions); the
+        # cache blocks (mid), the reduction's block and its unrolled steps are 1 by default
+        jo, ji = sch.split(spatial[j], factors=[None, vec])
+        mid, tile = [], []
+        if vec == lanes and j_extent // vec > 1:
+            jo, jm, jv = sampled_split(sch, jo, [j_extent // vec // vectors, 1, vectors], max(TILE_VECTORS))
+            mid, tile = [jm], [jv]
+        io = None
+        if i is not None and (loop_extent(sch, spatial[i]) or 0) > 1:
+            io, im, ii = sampled_split(sch, spatial[i], [loop_extent(sch, spatial[i]) // rows, 1, rows], max(TILE_ROWS))
+            mid, tile = [im, *mid], [ii, *tile]
+        static = [k for k, loop in enumerate(reduce) if loop_extent(sch, loop)]
+        blocked, unrolled = [], []
+        if static:
+            r = max(static, key=lambda k: loop_extent(sch, reduce[k]))
+            ko, ki, ku = sampled_split(sch, reduce[r], [1, loop_extent(sch, reduce[r]), 1], MAX_UNROLLED_STEPS)
+            reduce = [*reduce[:r], ki, *reduce[r + 1:]]
+            blocked, unrolled = [ko], [ku]
+        outer = []
+        for k, loop in enumerate(spatial):
+            if k == j:
+                outer.append(jo)
+            elif k == i and io is not None:
+                outer.append(io)
+            else:
+                outer.append(loop)
+        inner = [*tile, ji]
+        outer = [outer[k] for k in task_order(sch, block, [loop_extent(sch, loop) or 1 for loop in outer])]
+        sch.reorder(*outer, *blocked, *mid, *reduce, *unrolled, *inner)
+        for loop in [*unrolled, *inner[:-1]]:
+            sch.unroll(loop)
+        fused = sch.fuse(*outer)
+        if parallel and (loop_extent(sch, fused) or 0) > 1:
             sch.parallel(fused)
 
         acc = sch.cache_write(block, 0, "local")
@@ -115,7 +140,7 @@ class TiledReduction(ScheduleRule):
                 vectorize_innermost(sch, epilogue.block_rv, lanes)
         if vec > 1:  # before the init is split off: vectorize checks the block is still a reduction
             sch.vectorize(ji)
-        init = sch.decompose_reduction(block, reduce[0])
+        init = sch.decompose_reduction(block, (blocked or reduce)[0])
         if vec > 1 and sch.get(sch.get_loops(init)[-1]).kind != tirx.ForKind.VECTORIZED:
             sch.vectorize(sch.get_loops(init)[-1])
         vectorize_innermost(sch, acc, lanes)
