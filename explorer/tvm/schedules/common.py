@@ -3,6 +3,8 @@ they make parallel and vectorized."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 
@@ -134,8 +136,51 @@ def parallel_rows(sch, block, target) -> None:
     lanes = vector_lanes(target, stmt.writes[0].source.dtype.bits)
     loops = sch.get_loops(block)
     if len(loops) > 1 and pads_innermost(stmt):
+        if _DEFER_BORDER_SPLITS.get():
+            sch.annotate(block, SPLIT_BORDER, 1)
+            return
         loops = _split_off_border(sch, block, loops, lanes)
     _vectorize_a_quarter(sch, loops[-1], lanes)
+
+
+#: The annotation :func:`parallel_rows` leaves on a padding stage whose split it defers
+#: (:func:`deferred_border_splits`).
+SPLIT_BORDER = "explorer.split_border"
+
+_DEFER_BORDER_SPLITS = contextvars.ContextVar("defer_border_splits", default=False)
+
+
+@contextlib.contextmanager
+def deferred_border_splits():
+    """While active, :func:`parallel_rows` annotates a padding stage it would split into zeros and a
+    copy with :data:`SPLIT_BORDER` instead, and :func:`split_annotated_borders` does the rest later
+    (tuning's postprocessing). TVM 0.27 cannot print a schedule's trace that holds a
+    ``decompose_padding``: its printer of that instruction takes the loop for an object, not a name,
+    and MetaSchedule prints every design space it is given."""
+    token = _DEFER_BORDER_SPLITS.set(True)
+    try:
+        yield
+    finally:
+        _DEFER_BORDER_SPLITS.reset(token)
+
+
+def split_annotated_borders(sch, target) -> None:
+    """Finish the padding stages :func:`parallel_rows` annotated with :data:`SPLIT_BORDER`: each split
+    into zeros and a copy of its rows' interiors, then vectorized, as :func:`parallel_rows` does at once."""
+    names = []
+
+    def block(node, visitor):
+        if SPLIT_BORDER in node.annotations:
+            names.append(node.name_hint)
+        visitor.default_visit(node)
+
+    tvm_ffi.structural_visit(sch.mod["main"].body, [((s_tir.stmt.SBlock,), block)])
+    for name in names:
+        block = sch.get_sblock(name)
+        sch.unannotate(block, SPLIT_BORDER)
+        lanes = vector_lanes(target, sch.get(block).writes[0].source.dtype.bits)
+        loops = _split_off_border(sch, block, sch.get_loops(block), lanes)
+        _vectorize_a_quarter(sch, loops[-1], lanes)
 
 
 def fills_a_quarter(vec: int, lanes: int) -> bool:

@@ -19,6 +19,7 @@ from explorer.store.tuning_records import records_digest, records_dir
 from explorer.tvm.passes.vnni import register_vnni_intrinsic
 from explorer.tvm.tuning.candidates import measured_candidates
 from explorer.tvm.tuning.search import TuneStats, kernel_tasks, tune
+from explorer.tvm.tuning.spaces import DEFAULT_SPACE
 
 
 def apply(mod: tvm.IRModule, tasks: list, target: dict, work_dir: Path, pick: str, scoring: TargetSpec,
@@ -67,10 +68,11 @@ class TuningSetup:
 
 def tune_prepared(model_path: str, sha256: str, strategy, trials: int, records: str | os.PathLike | None = None,
                   progress: bool = True, act_scales: tuple[float, ...] | None = None,
-                  builder: str = "persistent", search: str = "sized") -> TuneStats:
+                  builder: str = "persistent", search: str = "sized", space: str = DEFAULT_SPACE) -> TuneStats:
     """Fill the tuning-records database for a prepared model under a tuned ``strategy`` on this CPU,
     to ``trials`` trials across the model, without building (``act_scales``: an int8 strategy's
-    calibrated activation scales)."""
+    calibrated activation scales; ``space``: a design space of
+    :data:`explorer.tvm.tuning.spaces.SPACES`)."""
     from explorer.tvm.codegen import llvm_target
     from explorer.tvm.frontend import imported
     from explorer.tvm.llvm_host import host_llvm_cpu
@@ -80,4 +82,4 @@ def tune_prepared(model_path: str, sha256: str, strategy, trials: int, records: 
     with tvm.target.Target(target):
         ctx = PipelineContext(strategy, "generic", act_scales, **dot_instructions("generic", tvm.target.Target(target)))
         mod = strategy_passes(ctx, schedule=False)(imported(model_path, sha256))
-    return tune(kernel_tasks(mod, target), trials, records_dir(target, records), progress, builder, search)
+    return tune(kernel_tasks(mod, target), trials, records_dir(target, records), progress, builder, search, space)
