@@ -20,7 +20,7 @@ from explorer.scoring import picks as schedules
 from explorer.sweep.tune import tune_model
 from explorer.tvm.tuning import candidates as candidates_module
 from explorer.tvm.tuning import search as tuning
-from explorer.tvm.tuning.seeds import default_schedule
+from explorer.tvm.tuning.spaces import default_schedule
 from tests.conftest import ROOT
 
 #: The zoo's tuned strategies spend 128 trials; these spend 4 on the one-kernel fixture.
@@ -79,9 +79,22 @@ def test_metaschedule_tuning_measures_the_budget_and_keeps_records(records):
 def test_metaschedule_the_default_schedule_is_measured_as_one_of_the_budget(records, matmul_onnx):
     path, _ = records
     task = _matmul_task(matmul_onnx)
-    default = str(default_schedule(task).trace)
+    default = str(default_schedule(task.dispatched[0]["main"], task.target).trace)
     assert "cache_write" in default and "vectorize" in default  # TiledReduction's tile, not a bare loop nest
     assert _traces(path).count(default) == 1
+
+
+@slow
+def test_metaschedule_the_default_schedules_nearest_neighbour_is_measured_next(records, matmul_onnx):
+    from explorer.tvm.tuning.neighbors import neighbor_traces
+
+    task = _matmul_task(matmul_onnx)
+    (first, *_) = neighbor_traces(default_schedule(task.dispatched[0]["main"], task.target).trace)
+    tiles = lambda trace: [[int(x) for x in trace.decisions[i]] for i in trace.insts  # noqa: E731
+                           if i.kind.name == "SamplePerfectTile"]
+    db = candidates_module.database(records[0])
+    assert tiles(first) in [tiles(rec.trace) for rec in db.get_all_tuning_records()]
+    assert '"measured": 1' in (records[0] / "neighbors.json").read_text()  # half of the 3 after the default
 
 
 @slow
@@ -189,10 +202,26 @@ def test_metaschedule_ctrl_c_stops_after_the_batch_and_the_rerun_measures_only_w
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 130, err
     kept = (records / "database_tuning_record.json").read_text().count("\n")
-    assert kept == 1 + tuning.TRIALS_PER_BATCH  # the default schedule and the first batch; not the second
+    # the default schedule, its 6 neighbours (all the fixture's tiles have) and the search's first batch
+    assert kept == 1 + 6 + tuning.TRIALS_PER_BATCH
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr
-    assert re.search(r"1 tuned now \(15 trials in \d+ s, [\d.]+ trials/min\)", again.stdout), again.stdout
+    assert re.search(r"1 tuned now \(9 trials in \d+ s, [\d.]+ trials/min\)", again.stdout), again.stdout
+
+
+@slow
+def test_metaschedule_the_rules_space_measures_other_tiles_of_the_default_schedule(matmul_onnx, tmp_path):
+    stats = tuning.tune([_matmul_task(matmul_onnx)], 4, tmp_path, progress=False, space="rules")
+    traces = _traces(tmp_path)
+    assert stats.trials == len(traces) == len(set(traces)) == 4  # the default and three other tilings
+    assert not any("meta_schedule." in trace for trace in traces)  # nothing from MetaSchedule's own rules
+
+
+def test_an_unknown_tuning_space_is_one_clear_line_and_exit_2(matmul_onnx):
+    out = subprocess.run([sys.executable, "-m", "explorer.cli", "tune", str(matmul_onnx), "--space", "nope", "--quiet"],
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == ["explorer: error: unknown tuning space 'nope'; known: rules, tvm, rules+tvm"]
 
 
 @pytest.mark.parametrize("trials, population, generations", [(1, 64, 1), (4, 128, 1), (8, 256, 1), (16, 512, 2),

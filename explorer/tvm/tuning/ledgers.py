@@ -1,5 +1,6 @@
 """What a records directory remembers beside MetaSchedule's database: the budget each kernel was tuned
-to (``budgets.json``) and the default schedule each was seeded with (``seeds.json``)."""
+to (``budgets.json``), the default schedule each was seeded with (``seeds.json``) and how many of that
+schedule's neighbours were measured (``neighbors.json``)."""
 
 from __future__ import annotations
 
@@ -54,4 +55,26 @@ class Seeds:
         """Record the default schedules just measured (kernel -> digest)."""
         with locked(self.path):
             self.done = {**_read_json(self.path), **self.done, **seeded}
+            write_atomic(self.path, json.dumps(self.done, indent=0, sort_keys=True))
+
+
+class Neighbors:
+    """``neighbors.json`` in a records directory: per kernel (structural hash), the digest of the
+    default schedule whose neighbours were measured and how many of them (they are measured in a fixed
+    order, so a larger budget measures only the next ones)."""
+
+    def __init__(self, work_dir: Path):
+        self.path = work_dir / "neighbors.json"
+        self.done = _read_json(self.path)
+
+    def measured(self, key: str, digest: str) -> int:
+        """Neighbours of the default schedule with ``digest`` already measured for kernel ``key``."""
+        entry = self.done.get(key, {})
+        return int(entry.get("measured", 0)) if entry.get("seed") == digest else 0
+
+    def add(self, measured: dict[str, tuple[str, int]]) -> None:
+        """Record, per kernel, the default schedule's digest and the neighbours now measured of it."""
+        with locked(self.path):
+            self.done = {**_read_json(self.path), **self.done,
+                         **{key: {"seed": digest, "measured": n} for key, (digest, n) in measured.items()}}
             write_atomic(self.path, json.dumps(self.done, indent=0, sort_keys=True))

@@ -15,6 +15,7 @@ candidates without a GPU, so only CPU variants are tuned here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -27,14 +28,24 @@ import tvm
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
+from explorer.core.errors import ExplorerError
+from explorer.host.cpu import machine_cores
 from explorer.tvm.passes.vnni import register_vnni_intrinsic
 from explorer.tvm.tuning.candidates import database, records_by_kernel
 from explorer.tvm.tuning.ledgers import Budgets
-from explorer.tvm.tuning.seeds import seed_default_schedules
+from explorer.tvm.tuning.neighbors import measure_neighbors
+from explorer.tvm.tuning.seeds import default_schedules, seed_default_schedules
+from explorer.tvm.tuning.spaces import DEFAULT_SPACE, SPACES
 
 #: Candidates built and measured per MetaSchedule iteration: builder workers re-import TVM for
 #: every batch (about 30 s here), so larger batches waste less.
 TRIALS_PER_BATCH = 16
+
+#: Each candidate's time is the mean of this many repeats of at least :data:`MEASURE_MIN_REPEAT_MS`:
+#: one repeat of 3 runs (0.03-2 ms) on this shared VM let a slower candidate measure fastest, and the
+#: pick is the fastest measured. Building a candidate takes about a second; this adds 15-20 ms.
+MEASURE_REPEATS = 3
+MEASURE_MIN_REPEAT_MS = 5
 
 
 def _tune_target(target: dict) -> tvm.target.Target:
@@ -120,22 +131,51 @@ def per_kernel_budget(trials: int, kernels: int) -> int:
 
 
 def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True, builder: str = "persistent",
-         search: str = "sized") -> TuneStats:
+         search: str = "sized", space: str = DEFAULT_SPACE) -> TuneStats:
     """Tune every kernel of ``tasks`` (:func:`kernel_tasks`) to ``trials // kernels`` measured candidates,
     counting the candidates ``work_dir``'s database already holds: a kernel is never measured twice
     for the same budget, and a larger budget only adds the missing trials. ``builder``: ``persistent``
     (:class:`explorer.tvm.tuning.builder.PersistentBuilder`, one pool and one runner for every group) or
     ``local`` (TVM's ``LocalBuilder`` and a new runner per group, for comparison); ``search``:
-    ``sized`` (:func:`search_strategy`) or ``tvm`` (TVM's default evolutionary search)."""
+    ``sized`` (:func:`search_strategy`) or ``tvm`` (TVM's default evolutionary search); ``space``: a
+    design space of :data:`explorer.tvm.tuning.spaces.SPACES`."""
+    if space not in SPACES:
+        raise ExplorerError(f"unknown tuning space {space!r}; known: {', '.join(SPACES)}")
     register_vnni_intrinsic()  # before MetaSchedule's x86 rules tensorize with it
+    with _measured_threads(machine_cores()):
+        return _tune(tasks, trials, work_dir, progress, builder, search, space)
+
+
+@contextlib.contextmanager
+def _measured_threads(threads: int):
+    """While active, the runner's worker processes (started now, or again after a timeout) run TVM with
+    ``threads`` threads: those the explorer times builds with on this machine
+    (:func:`explorer.host.cpu.timing_threads`). TVM's default is half the logical CPUs, one here, and
+    a tiling measured fastest on one thread was slower on two (fewer parallel tasks)."""
+    before = os.environ.get("TVM_NUM_THREADS")
+    os.environ["TVM_NUM_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TVM_NUM_THREADS", None)
+        else:
+            os.environ["TVM_NUM_THREADS"] = before
+
+
+def _tune(tasks: list, trials: int, work_dir: Path, progress: bool, builder: str, search: str, space: str) -> TuneStats:
+    """:func:`tune`, with the runner's threads set."""
     shared = _measurers() if builder == "persistent" else None
     measurers = (lambda: shared) if shared is not None else (lambda: _measurers(local=True))
     stats = TuneStats(len(tasks), 0, len(tasks), 0)
     started = time.perf_counter()
     try:
         db = database(work_dir)
-        stats.trials = seed_default_schedules(tasks, work_dir, db, *measurers())
-        _tune_short_kernels(tasks, trials, work_dir, db, measurers, stats, started, progress, search)
+        defaults = default_schedules(tasks)
+        stats.trials = seed_default_schedules(tasks, defaults, work_dir, db, *measurers())
+        stats.trials += measure_neighbors(tasks, defaults, per_kernel_budget(trials, len(tasks)), work_dir, db,
+                                          *measurers())
+        _tune_short_kernels(tasks, trials, work_dir, db, measurers, stats, started, progress, search, space)
     finally:
         if shared is not None:
             shared[0].close()
@@ -144,7 +184,7 @@ def tune(tasks: list, trials: int, work_dir: Path, progress: bool = True, builde
 
 
 def _tune_short_kernels(tasks: list, trials: int, work_dir: Path, db, measurers, stats: TuneStats, started: float,
-                        progress: bool, search: str) -> None:
+                        progress: bool, search: str, space: str) -> None:
     """The search of :func:`tune`: the kernels short of their budget, grouped by how many trials each
     misses, with a builder and runner from ``measurers()``; counts into ``stats`` (timed from ``started``)."""
     from tqdm.auto import tqdm
@@ -181,7 +221,7 @@ def _tune_short_kernels(tasks: list, trials: int, work_dir: Path, db, measurers,
         for missing, group in sorted(short.items(), reverse=True):
             _quiet_metaschedule_console()
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-                group, work_dir=str(work_dir), seed=0, num_threads=os.cpu_count() or 1,
+                group, work_dir=str(work_dir), seed=0, num_threads=os.cpu_count() or 1, space=SPACES[space](group[0].target),
                 strategy=search_strategy(missing) if search == "sized" else "evolutionary")
             builder, runner = measurers()
             with stop:
@@ -207,7 +247,7 @@ def _measurers(local: bool = False) -> tuple:
     builder = (ms.builder.LocalBuilder(max_workers=workers, timeout_sec=600) if local
                else PersistentBuilder(max_workers=workers, timeout_sec=600))
     runner = ms.runner.LocalRunner(timeout_sec=600, evaluator_config=ms.runner.EvaluatorConfig(
-        number=3, repeat=1, min_repeat_ms=0, enable_cpu_cache_flush=False))
+        number=3, repeat=MEASURE_REPEATS, min_repeat_ms=MEASURE_MIN_REPEAT_MS, enable_cpu_cache_flush=False))
     return builder, runner
 
 
