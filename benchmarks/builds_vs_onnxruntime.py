@@ -37,7 +37,7 @@ from _table import print_table  # noqa: E402
 from cost_models.targets import load_target  # noqa: E402
 from explorer import run_sweep  # noqa: E402
 from explorer.core.strategies import Strategy, get_strategy  # noqa: E402
-from explorer.core.variant import TimingRequest  # noqa: E402
+from explorer.core.variant import Failure, TimingRequest  # noqa: E402
 from explorer.host.cpu import timing_threads  # noqa: E402
 from explorer.model.int8_calibration import calibrate, calibration_feeds  # noqa: E402
 from explorer.model.prepare import prepare  # noqa: E402
@@ -68,12 +68,15 @@ def paired_latencies_ms(model: str, strategies: list, rounds: int) -> tuple[dict
             names = list(libraries)
             requests = [TimingRequest(libraries[n], tuple(ref.inputs), 5) for n in names]
             for i, measured in timer.map(requests, [None] * len(requests)):
+                if isinstance(measured, Failure):  # one failed round does not end the run: it is said and left out
+                    print(f"{model}: {names[i]} did not time in this round: {measured.status}", file=sys.stderr)
+                    continue
                 runs[names[i]].append(float(np.median(measured.latency_runs_s)))
             runs["ort fp32"].append(onnxruntime_latency(prepared, ref.feed(prepared), 5, threads=threads))
             runs["ort int8"].append(onnxruntime_latency(int8_model, ref.feed(prepared), 5, threads=threads))
     finally:
         timer.close()
-    ms = {name: float(np.median(r)) * 1e3 for name, r in runs.items()}
+    ms = {name: float(np.median(r)) * 1e3 if r else float("nan") for name, r in runs.items()}
     return {n: ms[n] for n in libraries}, ms["ort fp32"], ms["ort int8"]
 
 
