@@ -1,11 +1,14 @@
 """MetaSchedule trials per minute, each run from empty records, in turn:
 
 - ``tvm``: TVM's defaults: ``LocalBuilder`` (a new process pool every batch, a new builder and runner
-  per group of kernels) and its evolutionary search (512 candidates bred for 4 generations per batch);
+  per group of kernels) and its evolutionary search (512 candidates bred for 4 generations per batch)
+  in its own design space;
 - ``pool``: the explorer's builder (one pool kept across batches and groups, :mod:`explorer.tvm.tuning.builder`)
-  with TVM's search;
-- ``explorer``: that builder and the search sized to the trials (:func:`explorer.tvm.tuning.search.search_strategy`),
-  what ``explorer tune`` and tuned strategies use.
+  with TVM's search and space;
+- ``explorer``: that builder and the search sized to the trials (:func:`explorer.tvm.tuning.search.search_strategy`)
+  in the default rules' space and TVM's, what ``explorer tune`` and tuned strategies use.
+
+Every run first measures the default schedules and their neighbours (:mod:`explorer.tvm.tuning.neighbors`).
 
     python benchmarks/tuning_throughput.py                      # resnet18, 64 trials each
     python benchmarks/tuning_throughput.py --model mobilenetv2 --trials 32
@@ -33,11 +36,11 @@ def main() -> int:
 
     prepared = prepare(args.model)
     rates = {}
-    for name, builder, search in (("tvm", "local", "tvm"), ("pool", "persistent", "tvm"),
-                                  ("explorer", "persistent", "sized")):
+    for name, builder, search, space in (("tvm", "local", "tvm", "tvm"), ("pool", "persistent", "tvm", "tvm"),
+                                         ("explorer", "persistent", "sized", "rules+tvm")):
         with tempfile.TemporaryDirectory(prefix="tuning-throughput-") as records:
             stats = tune_prepared(str(prepared.path), prepared.sha256, get_strategy("fused-tuned"), args.trials,
-                                  records, progress=True, builder=builder, search=search)
+                                  records, progress=True, builder=builder, search=search, space=space)
         rates[name] = stats.trials_per_minute
         print(f"{name:>10}: {stats.trials} trials in {stats.seconds:.0f} s = {stats.trials_per_minute:.1f} "
               f"trials/min", flush=True)
