@@ -138,8 +138,16 @@ def parallel_rows(sch, block, target) -> None:
     if len(loops) > 1 and pads_innermost(stmt):
         if _DEFER_BORDER_SPLITS.get():
             sch.annotate(block, SPLIT_BORDER, 1)
-            return
-        loops = _split_off_border(sch, block, loops, lanes)
+        else:
+            _split_border_and_vectorize(sch, block, lanes)
+        return
+    _vectorize_a_quarter(sch, loops[-1], lanes)
+
+
+def _split_border_and_vectorize(sch, block, lanes: int) -> None:
+    """The end of :func:`parallel_rows` for a stage whose innermost axis has a border: split into zeros
+    and a copy of its rows' interiors, the copy's innermost loop vectorized."""
+    loops = _split_off_border(sch, block, sch.get_loops(block), lanes)
     _vectorize_a_quarter(sch, loops[-1], lanes)
 
 
@@ -178,9 +186,7 @@ def split_annotated_borders(sch, target) -> None:
     for name in names:
         block = sch.get_sblock(name)
         sch.unannotate(block, SPLIT_BORDER)
-        lanes = vector_lanes(target, sch.get(block).writes[0].source.dtype.bits)
-        loops = _split_off_border(sch, block, sch.get_loops(block), lanes)
-        _vectorize_a_quarter(sch, loops[-1], lanes)
+        _split_border_and_vectorize(sch, block, vector_lanes(target, sch.get(block).writes[0].source.dtype.bits))
 
 
 def fills_a_quarter(vec: int, lanes: int) -> bool:
